@@ -1,0 +1,11 @@
+"""minigrad: a small, lazy deep-learning compiler behind a PyTorch-like Tensor.
+
+Read the stages in order: ops.py, lazy.py + shape/, gradient.py, engine/schedule.py, codegen/, runtime/.
+"""
+from minigrad.device import Device
+from minigrad.dtype import dtypes
+from minigrad.helpers import Context, GlobalCounters, getenv
+from minigrad.tensor import Tensor, no_grad
+
+__version__ = "0.1.0"
+__all__ = ["Tensor", "dtypes", "Device", "no_grad", "getenv", "Context", "GlobalCounters"]

@@ -1,0 +1,163 @@
+"""Devices: the small interfaces a backend implements, and the registry that finds backends by name.
+
+In: a device name ("NUMPY", "CPU", "OPENCL", "CUDA"). Out: that device's `Backend`, which bundles
+  - an `Allocator`:  alloc(nbytes) / free(buf) / copyin(buf, memoryview) / copyout(memoryview, buf)
+  - a renderer:      kernel AST -> (function name, source)          (codegen, or the AST itself for NUMPY)
+  - a `Compiler`:    source -> binary
+  - a `Program`:     Program(name, binary)(*buffers, global_size=..., local_size=..., vals=...)
+A backend is one file, `minigrad/runtime/ops_<name>.py`, defining a `<Name>Device(Backend)` class.
+`Buffer` is a typed, sized allocation on one device. `Device.DEFAULT` is picked from the `DEVICE`
+environment variable, else the best backend that opens on this machine.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import pathlib
+from typing import Any, Callable
+
+import numpy as np
+
+from minigrad.dtype import DType
+from minigrad.helpers import getenv
+
+
+class Allocator:
+    """Device memory. `buf` is whatever opaque handle the backend uses."""
+
+    def alloc(self, nbytes: int) -> Any:
+        raise NotImplementedError
+
+    def free(self, buf: Any) -> None:
+        pass
+
+    def copyin(self, buf: Any, src: memoryview) -> None:
+        raise NotImplementedError
+
+    def copyout(self, dest: memoryview, buf: Any) -> None:
+        raise NotImplementedError
+
+
+class Compiler:
+    """Turns rendered source into a binary the Program class can load."""
+
+    def compile(self, source: Any) -> Any:
+        raise NotImplementedError
+
+
+class Program:
+    """A loaded kernel. Calling it runs it on device buffers; returns seconds elapsed when `wait`."""
+
+    def __init__(self, name: str, binary: Any):
+        self.name, self.binary = name, binary
+
+    def __call__(self, *buffers: Any, global_size: tuple[int, ...] = (1,), local_size: tuple[int, ...] = (1,),
+                 vals: tuple[int, ...] = (), wait: bool = False) -> float | None:
+        raise NotImplementedError
+
+
+class Backend:
+    """Everything the engine needs from one device."""
+
+    def __init__(self, name: str, allocator: Allocator, renderer: Callable[[Any], tuple[str, Any]],
+                 compiler: Compiler, program: type[Program]):
+        self.name, self.allocator, self.renderer = name, allocator, renderer
+        self.compiler, self.program = compiler, program
+        self._programs: dict[Any, Program] = {}
+
+    def supports_dtype(self, dtype: DType) -> bool:
+        return True
+
+    def get_program(self, ast: Any) -> Program:
+        """The runnable program for a kernel AST, rendered and compiled once per distinct AST."""
+        program = self._programs.get(ast)
+        if program is None:
+            name, source = self.renderer(ast)
+            program = self._programs[ast] = self.program(name, self.compiler.compile(source))
+        return program
+
+
+class Buffer:
+    """`size` elements of `dtype` on `device`, allocated at construction and freed with the object."""
+
+    def __init__(self, device: str, size: int, dtype: DType):
+        self.device, self.size, self.dtype = device, size, dtype
+        self.allocator = Device[device].allocator
+        self._buf = self.allocator.alloc(max(self.nbytes, 1))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+    def copyin(self, data: np.ndarray) -> "Buffer":
+        data = np.ascontiguousarray(data, dtype=self.dtype.np)
+        assert data.size == self.size, f"copyin of {data.size} elements into a buffer of {self.size}"
+        if self.size:
+            self.allocator.copyin(self._buf, memoryview(data.reshape(-1).view(np.uint8)))
+        return self
+
+    def numpy(self) -> np.ndarray:
+        out = np.empty(self.size, dtype=self.dtype.np)
+        if self.size:
+            self.allocator.copyout(memoryview(out.view(np.uint8)), self._buf)
+        return out
+
+    def __del__(self) -> None:
+        if hasattr(self, "_buf"):
+            self.allocator.free(self._buf)
+
+    def __repr__(self) -> str:
+        return f"<Buffer {self.device} {self.size} x {self.dtype.name}>"
+
+
+_PREFERENCE = ("CUDA", "CPU", "OPENCL", "NUMPY")  # tried in this order for Device.DEFAULT
+
+
+class _DeviceRegistry:
+    """`Device["NUMPY"]` opens (once) and returns that backend; `Device.DEFAULT` is the default name."""
+
+    @property
+    def known(self) -> list[str]:
+        runtime = pathlib.Path(__file__).parent / "runtime"
+        return sorted(p.stem[len("ops_"):].upper() for p in runtime.glob("ops_*.py"))
+
+    def canonicalize(self, name: str) -> str:
+        if not isinstance(name, str):
+            raise TypeError(f"a device name must be a string, got {type(name).__name__} {name!r}")
+        canonical = name.split(":")[0].upper()
+        if canonical not in self.known:
+            raise ValueError(f"unknown device {name!r}; known devices are {self.known}")
+        return canonical
+
+    def __getitem__(self, name: str) -> Backend:
+        return self._open(self.canonicalize(name))
+
+    @functools.cache
+    def _open(self, name: str) -> Backend:
+        module = importlib.import_module(f"minigrad.runtime.ops_{name.lower()}")
+        return getattr(module, f"{name.capitalize()}Device")()
+
+    def unavailable_reason(self, name: str) -> str | None:
+        """None if the device opens here, else why not (the exception it raised)."""
+        try:
+            self[name]
+            return None
+        except Exception as e:  # any failure to open means "not available", with the reason kept
+            return f"{type(e).__name__}: {e}"
+
+    @property
+    def DEFAULT(self) -> str:
+        requested = getenv("DEVICE", "")
+        if requested:
+            return self.canonicalize(requested)
+        return self._default()
+
+    @functools.cache
+    def _default(self) -> str:
+        for name in _PREFERENCE:
+            if name in self.known and self.unavailable_reason(name) is None:
+                return name
+        raise RuntimeError(f"no device could be opened; tried {list(_PREFERENCE)}")
+
+
+Device = _DeviceRegistry()

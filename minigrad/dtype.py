@@ -1,0 +1,94 @@
+"""Data types: the small set of element types a Tensor can hold.
+
+In: nothing (a leaf module). Out: `DType` records and the `dtypes` namespace, used by every stage.
+A DType knows its name, size in bytes, its numpy equivalent (host data) and its C name (codegen).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, order=True)
+class DType:
+    priority: int  # promotion order: the result of mixing two dtypes is the one with higher priority
+    itemsize: int
+    name: str
+    np_name: str
+    c_name: str
+
+    @property
+    def np(self) -> np.dtype:
+        return np.dtype(self.np_name)
+
+    def __repr__(self) -> str:
+        return f"dtypes.{self.name}"
+
+
+class dtypes:
+    """Namespace of the supported dtypes (tinygrad/PyTorch names)."""
+
+    bool = DType(0, 1, "bool", "bool", "bool")
+    uint8 = DType(1, 1, "uint8", "uint8", "unsigned char")
+    int8 = DType(2, 1, "int8", "int8", "signed char")
+    int32 = DType(4, 4, "int32", "int32", "int")
+    int64 = DType(5, 8, "int64", "int64", "long long")
+    float16 = DType(7, 2, "float16", "float16", "half")
+    float32 = DType(8, 4, "float32", "float32", "float")
+    float64 = DType(9, 8, "float64", "float64", "double")
+    half, float, double, int, long = float16, float32, float64, int32, int64
+    default_float = float32
+    default_int = int32
+
+    @staticmethod
+    def all() -> tuple[DType, ...]:
+        return (dtypes.bool, dtypes.uint8, dtypes.int8, dtypes.int32, dtypes.int64,
+                dtypes.float16, dtypes.float32, dtypes.float64)
+
+    @staticmethod
+    def is_float(dtype: DType) -> bool:
+        return dtype in (dtypes.float16, dtypes.float32, dtypes.float64)
+
+    @staticmethod
+    def is_int(dtype: DType) -> bool:
+        return dtype in (dtypes.uint8, dtypes.int8, dtypes.int32, dtypes.int64)
+
+    @staticmethod
+    def from_numpy(np_dtype) -> DType:
+        name = np.dtype(np_dtype).name
+        for dt in dtypes.all():
+            if dt.np_name == name:
+                return dt
+        raise TypeError(f"numpy dtype {name} is not supported by minigrad "
+                        f"(supported: {[d.name for d in dtypes.all()]})")
+
+    @staticmethod
+    def from_py(value) -> DType:
+        """The dtype a Python scalar gets: bool -> bool, int -> int32, float -> default float."""
+        if isinstance(value, (bool, np.bool_)):
+            return dtypes.bool
+        if isinstance(value, (int, np.integer)):
+            return dtypes.default_int
+        if isinstance(value, (float, np.floating)):
+            return dtypes.default_float
+        raise TypeError(f"cannot make a Tensor element from {type(value).__name__} {value!r}")
+
+    @staticmethod
+    def promote(a: DType, b: DType) -> DType:
+        """The dtype of a binary op on `a` and `b` (the wider of the two, floats above ints)."""
+        return max(a, b)
+
+
+def to_dtype(dtype) -> DType:
+    """Accept a DType, a numpy dtype or a name like "float32"; raise TypeError for anything else."""
+    if isinstance(dtype, DType):
+        return dtype
+    if isinstance(dtype, str) and hasattr(dtypes, dtype) and isinstance(getattr(dtypes, dtype), DType):
+        return getattr(dtypes, dtype)
+    try:
+        return dtypes.from_numpy(dtype)
+    except TypeError:
+        raise
+    except Exception:
+        raise TypeError(f"unsupported dtype {dtype!r}") from None

@@ -1,0 +1,95 @@
+"""Running a schedule: allocate buffers, get (cached) programs, launch them.
+
+In: `ScheduleItem`s from engine/schedule.py. Out: every item's output node holds a device `Buffer` in
+`node.realized`. Counts what ran in `GlobalCounters`, and prints one line per kernel with DEBUG>=1.
+"""
+from __future__ import annotations
+
+import time
+
+from minigrad.device import Buffer, Device
+from minigrad.engine.schedule import ScheduleItem, create_schedule
+from minigrad.helpers import GlobalCounters, getenv, prod
+from minigrad.lazy import LazyNode
+from minigrad.ops import ELEMENTWISE, REDUCE, Op
+
+
+def realize(nodes: list[LazyNode]) -> None:
+    """Compute every node in `nodes` (and what they depend on) into device buffers."""
+    schedule = create_schedule(nodes)
+    if getenv("DEBUG") >= 2:
+        print_schedule(schedule)
+    run_schedule(schedule)
+
+
+def run_schedule(schedule: list[ScheduleItem]) -> None:
+    for item in schedule:
+        if item.ast.op is Op.BUFFER:
+            _load_host_data(item.outputs[0])
+        elif item.ast.op is Op.COPY:
+            _copy(item.outputs[0], item.inputs[0])
+        else:
+            _run_kernel(item)
+
+
+def _output_buffer(node: LazyNode) -> Buffer:
+    if node.op is Op.ASSIGN:
+        return node.srcs[0].base.realized  # ASSIGN writes into its target's buffer
+    return Buffer(node.device, prod(node.shape), node.dtype)
+
+
+def _load_host_data(node: LazyNode) -> None:
+    buffer = Buffer(node.device, prod(node.shape), node.dtype)
+    if node.arg is not None:
+        buffer.copyin(node.arg)
+        node.arg = None  # the host copy is no longer needed
+    node.realized = buffer
+
+
+def _copy(node: LazyNode, src: LazyNode) -> None:
+    node.realized = Buffer(node.device, prod(node.shape), node.dtype).copyin(src.realized.numpy())
+    GlobalCounters.global_mem += node.realized.nbytes
+
+
+def _run_kernel(item: ScheduleItem) -> None:
+    backend = Device[item.outputs[0].device]
+    outputs = [_output_buffer(node) for node in item.outputs]
+    buffers = outputs + [node.realized for node in item.inputs]
+    program = backend.get_program(item.ast)
+    start = time.perf_counter()
+    elapsed = program(*[b._buf for b in buffers], wait=getenv("DEBUG") >= 1)
+    elapsed = elapsed if elapsed is not None else time.perf_counter() - start
+    for node, buffer in zip(item.outputs, outputs):
+        node.realized = buffer
+    ops, mem = _estimate_work(item, buffers)
+    GlobalCounters.kernel_count += 1
+    GlobalCounters.global_ops += ops
+    GlobalCounters.global_mem += mem
+    GlobalCounters.time_sum_s += elapsed
+    if getenv("DEBUG") >= 1:
+        print(f"*** {backend.name:6s} {GlobalCounters.kernel_count:5d} {program.name:20s} "
+              f"shape {str(item.outputs[0].shape):20s} {elapsed * 1e6:9.1f} us "
+              f"{ops / max(elapsed, 1e-9) * 1e-9:7.2f} GFLOPS {mem / max(elapsed, 1e-9) * 1e-9:7.2f} GB/s")
+
+
+def _estimate_work(item: ScheduleItem, buffers: list[Buffer]) -> tuple[int, int]:
+    """(arithmetic ops, bytes moved) of one kernel: each ALU node costs one op per element it computes."""
+    shapes: dict[int, tuple[int, ...]] = {}
+    ops = 0
+    for node in item.ast.toposort():
+        if node.op in (Op.LOAD, Op.CONST):
+            shapes[id(node)] = node.arg[1].shape
+            continue
+        shapes[id(node)] = shapes[id(node.srcs[0])]
+        if node.op in ELEMENTWISE or node.op in REDUCE:
+            ops += prod(shapes[id(node)])
+    return ops, sum(b.nbytes for b in buffers)
+
+
+def print_schedule(schedule: list[ScheduleItem]) -> None:
+    print(f"schedule: {len(schedule)} items")
+    for i, item in enumerate(schedule):
+        out = item.outputs[0]
+        inputs = ", ".join(f"{n.op.name}{n.shape}" for n in item.inputs)
+        print(f"  {i:3d} {item.ast.op.name:6s} -> {out.op.name}{out.shape} {out.dtype.name}  "
+              f"reads [{inputs}]  buffer because: {item.reason}")

@@ -1,0 +1,78 @@
+"""Small helpers every stage uses: environment configuration, counters, and a few list utilities.
+
+In: environment variables. Out: `getenv`, the `Context` override, `GlobalCounters`, `prod`, `argsort`.
+Configuration is read from the environment once per name, through `getenv`, and can be overridden for a
+`with Context(DEBUG=2):` block (tests use this).
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+from typing import Iterable, Iterator
+
+_overrides: list[dict[str, int | str]] = []
+
+
+@functools.cache
+def _read_env(key: str, default):
+    value = os.environ.get(key)
+    if value is None:
+        return default
+    return type(default)(value) if not isinstance(default, bool) else bool(int(value))
+
+
+def getenv(key: str, default=0):
+    """Read an environment variable once, converted to the type of `default`; `Context` overrides it."""
+    for frame in reversed(_overrides):
+        if key in frame:
+            return frame[key]
+    return _read_env(key, default)
+
+
+@contextlib.contextmanager
+def Context(**values) -> Iterator[None]:
+    """Temporarily override configuration: `with Context(DEBUG=2, NOOPT=1): ...`."""
+    _overrides.append(values)
+    try:
+        yield
+    finally:
+        _overrides.pop()
+
+
+class GlobalCounters:
+    """Counts what the runtime did since the last `reset()`: kernels, flops, bytes, kernel time."""
+
+    kernel_count: int = 0
+    global_ops: int = 0
+    global_mem: int = 0
+    time_sum_s: float = 0.0
+
+    @staticmethod
+    def reset() -> None:
+        GlobalCounters.kernel_count = 0
+        GlobalCounters.global_ops = 0
+        GlobalCounters.global_mem = 0
+        GlobalCounters.time_sum_s = 0.0
+
+
+def prod(values: Iterable[int]) -> int:
+    return math.prod(values)
+
+
+def argsort(values: Iterable) -> list[int]:
+    values = list(values)
+    return sorted(range(len(values)), key=values.__getitem__)
+
+
+def all_same(items: Iterable) -> bool:
+    items = list(items)
+    return all(x == items[0] for x in items)
+
+
+def normalize_axis(axis: int, ndim: int) -> int:
+    """Turn a possibly negative axis into 0..ndim-1, raising IndexError for one out of range."""
+    if not -max(ndim, 1) <= axis < max(ndim, 1):
+        raise IndexError(f"axis {axis} is out of range for a tensor with {ndim} dimensions")
+    return axis % max(ndim, 1)

@@ -1,0 +1,181 @@
+"""The lazy graph: nodes that record what to compute, not the result.
+
+In: primitive ops applied by tensor.py (and by the autograd rules). Out: `LazyNode`s, each
+`(op, srcs, arg, dtype, device, shape)`. Creating a node does no device work.
+
+Movement ops never copy: a movement node is a *view* of a *base* node, described by a ShapeTracker
+(`node.st`) over the base's buffer; `node.base` is the last non-movement node above it. The scheduler
+only ever makes buffers for base nodes. DETACH is an identity view too; it only stops the gradient walk.
+
+A base node gets a device buffer (`node.realized`) when the engine runs it; from then on the scheduler
+treats it as a leaf, while autograd can still walk through it to its sources.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from minigrad.dtype import DType, dtypes
+from minigrad.helpers import argsort, prod
+from minigrad.ops import COMPARISON, ELEMENTWISE, MOVEMENT, REDUCE, Op
+from minigrad.shape.shapetracker import ShapeTracker
+
+
+class LazyNode:
+    __slots__ = ("op", "srcs", "arg", "dtype", "device", "st", "base", "realized", "__weakref__")
+
+    def __init__(self, op: Op, srcs: tuple["LazyNode", ...], arg: Any, dtype: DType, device: str,
+                 st: ShapeTracker, base: "LazyNode | None" = None):
+        self.op, self.srcs, self.arg, self.dtype, self.device = op, srcs, arg, dtype, device
+        self.st = st
+        self.base = self if base is None else base
+        self.realized = None  # a device Buffer once computed (base nodes only)
+
+    def __repr__(self) -> str:
+        return f"<LazyNode {self.op.name} {self.shape} {self.dtype.name} {self.device}>"
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.st.shape
+
+    @property
+    def is_view(self) -> bool:
+        return self.base is not self
+
+    # ---- leaves ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def buffer(data: Any, shape: tuple[int, ...], dtype: DType, device: str) -> "LazyNode":
+        """A leaf buffer: `data` is host numpy data to load, or None for an uninitialised buffer."""
+        return LazyNode(Op.BUFFER, (), data, dtype, device, ShapeTracker.from_shape(shape))
+
+    @staticmethod
+    def from_buffer(buffer: Any, shape: tuple[int, ...], dtype: DType, device: str) -> "LazyNode":
+        """A leaf that already holds a computed device buffer."""
+        node = LazyNode(Op.BUFFER, (), None, dtype, device, ShapeTracker.from_shape(shape))
+        node.realized = buffer
+        return node
+
+    @staticmethod
+    def const(value: Any, dtype: DType, device: str, shape: tuple[int, ...] = ()) -> "LazyNode":
+        """A scalar broadcast to `shape` by views: no memory, inlined into every kernel that reads it."""
+        value = bool(value) if dtype == dtypes.bool else (int(value) if dtypes.is_int(dtype) else float(value))
+        node = LazyNode(Op.CONST, (), value, dtype, device, ShapeTracker.from_shape(()))
+        return node.reshape((1,) * len(shape)).expand(shape) if shape else node
+
+    def const_like(self, value: Any, dtype: DType | None = None) -> "LazyNode":
+        return LazyNode.const(value, dtype or self.dtype, self.device, self.shape)
+
+    # ---- compute --------------------------------------------------------------------------------
+
+    def alu(self, op: Op, *others: "LazyNode") -> "LazyNode":
+        """An elementwise op on nodes of one shape (tensor.py broadcasts before calling this)."""
+        assert op in ELEMENTWISE and op is not Op.CAST, op
+        srcs = (self,) + others
+        assert all(s.shape == self.shape for s in srcs), f"{op}: shapes differ {[s.shape for s in srcs]}"
+        if op in COMPARISON:
+            dtype = dtypes.bool
+        elif op is Op.WHERE:
+            dtype = others[0].dtype
+        else:
+            dtype = srcs[-1].dtype
+        return LazyNode(op, srcs, None, dtype, self.device, ShapeTracker.from_shape(self.shape))
+
+    def cast(self, dtype: DType) -> "LazyNode":
+        if dtype == self.dtype:
+            return self
+        return LazyNode(Op.CAST, (self,), dtype, dtype, self.device, ShapeTracker.from_shape(self.shape))
+
+    def reduce(self, op: Op, axes: tuple[int, ...]) -> "LazyNode":
+        """Reduce over `axes`, keeping them as size-1 dimensions."""
+        assert op in REDUCE, op
+        axes = tuple(sorted(a for a in axes if self.shape[a] != 1 or prod(self.shape) == 0))
+        if not axes:
+            return self
+        out_shape = tuple(1 if d in axes else s for d, s in enumerate(self.shape))
+        return LazyNode(op, (self,), axes, self.dtype, self.device, ShapeTracker.from_shape(out_shape))
+
+    def contiguous(self) -> "LazyNode":
+        """Materialize a view into its own buffer (a no-op for a base node)."""
+        if not self.is_view and self.op is not Op.CONST:
+            return self
+        return LazyNode(Op.CONTIGUOUS, (self,), None, self.dtype, self.device,
+                        ShapeTracker.from_shape(self.shape))
+
+    def copy_to(self, device: str) -> "LazyNode":
+        if device == self.device:
+            return self
+        src = self if self.st.contiguous and self.op is not Op.CONST else self.contiguous()
+        return LazyNode(Op.COPY, (src,), None, self.dtype, device, ShapeTracker.from_shape(self.shape))
+
+    def assign(self, value: "LazyNode") -> "LazyNode":
+        """Write `value` into this node's buffer; the result is a node that shares that buffer."""
+        assert not self.is_view and self.shape == value.shape and self.dtype == value.dtype
+        return LazyNode(Op.ASSIGN, (self, value), None, self.dtype, self.device,
+                        ShapeTracker.from_shape(self.shape))
+
+    def detach(self) -> "LazyNode":
+        return LazyNode(Op.DETACH, (self,), None, self.dtype, self.device, self.st, self.base)
+
+    # ---- movement: views of the same base --------------------------------------------------------
+
+    def _view(self, op: Op, arg: Any, st: ShapeTracker) -> "LazyNode":
+        return LazyNode(op, (self,), arg, self.dtype, self.device, st, self.base)
+
+    def reshape(self, shape: tuple[int, ...]) -> "LazyNode":
+        assert prod(shape) == prod(self.shape), f"reshape {self.shape} -> {shape}"
+        return self if shape == self.shape else self._view(Op.RESHAPE, shape, self.st.reshape(shape))
+
+    def permute(self, order: tuple[int, ...]) -> "LazyNode":
+        assert sorted(order) == list(range(len(self.shape))), order
+        return self if order == tuple(range(len(order))) else self._view(Op.PERMUTE, order, self.st.permute(order))
+
+    def expand(self, shape: tuple[int, ...]) -> "LazyNode":
+        assert all(s == n or s == 1 for s, n in zip(self.shape, shape)), f"expand {self.shape} -> {shape}"
+        return self if shape == self.shape else self._view(Op.EXPAND, shape, self.st.expand(shape))
+
+    def pad(self, padding: tuple[tuple[int, int], ...]) -> "LazyNode":
+        assert all(b >= 0 and a >= 0 for b, a in padding), padding
+        if all(p == (0, 0) for p in padding):
+            return self
+        return self._view(Op.PAD, padding, self.st.pad(padding))
+
+    def shrink(self, bounds: tuple[tuple[int, int], ...]) -> "LazyNode":
+        assert all(0 <= b <= e <= s for (b, e), s in zip(bounds, self.shape)), f"shrink {self.shape} {bounds}"
+        if all(b == (0, s) for b, s in zip(bounds, self.shape)):
+            return self
+        return self._view(Op.SHRINK, bounds, self.st.shrink(bounds))
+
+    def flip(self, axes: tuple[int, ...]) -> "LazyNode":
+        axes = tuple(a for a in axes if self.shape[a] > 1)
+        return self if not axes else self._view(Op.FLIP, axes, self.st.flip(axes))
+
+    def movement(self, op: Op, arg: Any) -> "LazyNode":
+        """Apply a movement op by its Op (used by the derivative rules)."""
+        assert op in MOVEMENT, op
+        return getattr(self, op.name.lower())(arg)
+
+
+def inverse_permutation(order: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(argsort(order))
+
+
+def toposort(roots: list[LazyNode], stop=lambda node: False) -> list[LazyNode]:
+    """Every node reachable from `roots` (not expanding nodes where `stop(node)`), sources first.
+
+    Iterative, so a chain of 10,000 ops does not hit Python's recursion limit.
+    """
+    order: list[LazyNode] = []
+    visited: set[int] = set()
+    stack: list[tuple[LazyNode, bool]] = [(r, False) for r in reversed(roots)]
+    while stack:
+        node, children_done = stack.pop()
+        if children_done:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        if not stop(node):
+            stack.extend((src, False) for src in reversed(node.srcs) if id(src) not in visited)
+    return order

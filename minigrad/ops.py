@@ -1,0 +1,130 @@
+"""The primitive ops: the whole instruction set of minigrad, and the kernel AST built from it.
+
+In: nothing (a leaf module besides dtype). Out: the `Op` enum, its groups, and `AstNode`.
+
+Every Tensor method is composed from these ops (tensor.py); autograd has one rule per op (gradient.py);
+the scheduler turns graphs of them into kernels (engine/schedule.py); a backend only ever sees them.
+
+| group      | op          | why it is primitive                                                          |
+|------------|-------------|------------------------------------------------------------------------------|
+| unary      | EXP2        | exp, sigmoid, tanh, pow are exp2 of a scaled input; hardware has exp2        |
+|            | LOG2        | log is log2 times a constant; hardware has log2                              |
+|            | SIN         | cos and tan compose from sin; no cheaper source of trigonometry              |
+|            | SQRT        | composing it (exp2(log2(x)/2)) is slow and wrong at 0                        |
+|            | RECIP       | division is a*recip(b); one op for the only non-polynomial rational          |
+|            | NEG         | subtraction and the sign flips of every derivative rule                      |
+|            | CAST        | changes the element type; cannot be composed                                 |
+| binary     | ADD MUL     | the ring operations                                                          |
+|            | MAX         | relu, clamp, maximum; composing it from CMPLT+WHERE doubles the work         |
+|            | CMPLT CMPEQ | produce bools; every other comparison composes from these two                |
+|            | MOD IDIV    | integer arithmetic for indices; truncating, as C does                        |
+| ternary    | WHERE       | selection without arithmetic (no 0*inf = nan when masking)                   |
+| reduce     | REDUCE_SUM  | sum over axes; with MUL it gives matmul and convolution                      |
+|            | REDUCE_MAX  | max over axes (softmax, pooling, argmax); not composable from sums           |
+| movement   | RESHAPE PERMUTE EXPAND PAD SHRINK FLIP | views: change how a buffer is indexed, never copy |
+| buffer     | BUFFER      | a leaf: data loaded from the host, or an empty buffer                        |
+|            | CONST       | a scalar broadcast by views; costs no memory                                 |
+|            | COPY        | moves a buffer to another device                                             |
+|            | CONTIGUOUS  | forces a view to be materialized in its own buffer                           |
+|            | ASSIGN      | writes a value into an existing buffer (optimizer updates)                   |
+|            | DETACH      | an identity view that stops the gradient walk (`detach()`, `no_grad()`)      |
+
+Two more ops appear only inside a kernel AST: LOAD (read a buffer through a view) and STORE (write the
+kernel's result). A kernel AST is a small tree of `AstNode`s whose root is a STORE.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum, auto
+from typing import Any
+
+from minigrad.dtype import DType
+
+
+class Op(Enum):
+    # unary
+    EXP2 = auto()
+    LOG2 = auto()
+    SIN = auto()
+    SQRT = auto()
+    RECIP = auto()
+    NEG = auto()
+    CAST = auto()
+    # binary
+    ADD = auto()
+    MUL = auto()
+    MAX = auto()
+    CMPLT = auto()
+    CMPEQ = auto()
+    MOD = auto()
+    IDIV = auto()
+    # ternary
+    WHERE = auto()
+    # reduce
+    REDUCE_SUM = auto()
+    REDUCE_MAX = auto()
+    # movement
+    RESHAPE = auto()
+    PERMUTE = auto()
+    EXPAND = auto()
+    PAD = auto()
+    SHRINK = auto()
+    FLIP = auto()
+    # buffer
+    BUFFER = auto()
+    CONST = auto()
+    COPY = auto()
+    CONTIGUOUS = auto()
+    ASSIGN = auto()
+    DETACH = auto()
+    # kernel AST only
+    LOAD = auto()
+    STORE = auto()
+
+
+    def __repr__(self) -> str:
+        return f"Op.{self.name}"
+
+
+UNARY = frozenset({Op.EXP2, Op.LOG2, Op.SIN, Op.SQRT, Op.RECIP, Op.NEG, Op.CAST})
+BINARY = frozenset({Op.ADD, Op.MUL, Op.MAX, Op.CMPLT, Op.CMPEQ, Op.MOD, Op.IDIV})
+TERNARY = frozenset({Op.WHERE})
+ELEMENTWISE = UNARY | BINARY | TERNARY
+REDUCE = frozenset({Op.REDUCE_SUM, Op.REDUCE_MAX})
+MOVEMENT = frozenset({Op.RESHAPE, Op.PERMUTE, Op.EXPAND, Op.PAD, Op.SHRINK, Op.FLIP})
+BUFFER_OPS = frozenset({Op.BUFFER, Op.CONST, Op.COPY, Op.CONTIGUOUS, Op.ASSIGN, Op.DETACH})
+COMPARISON = frozenset({Op.CMPLT, Op.CMPEQ})
+
+
+@dataclass(frozen=True)
+class AstNode:
+    """One node of a kernel AST.
+
+    op:   an elementwise or reduce Op, or LOAD / CONST / STORE.
+    srcs: the operand nodes.
+    arg:  LOAD: (buffer index, ShapeTracker); CONST: (value, ShapeTracker); STORE: (buffer index, ShapeTracker);
+          REDUCE_*: the reduced axes; CAST: the target DType; otherwise None.
+    dtype: the element type this node produces.
+    """
+
+    op: Op
+    srcs: tuple["AstNode", ...]
+    arg: Any
+    dtype: DType
+
+    def toposort(self) -> list["AstNode"]:
+        """All nodes of this tree, operands before users (iterative; no recursion limit)."""
+        order: list[AstNode] = []
+        seen: set[int] = set()
+        stack: list[tuple[AstNode, bool]] = [(self, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+                continue
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            stack.append((node, True))
+            stack.extend((src, False) for src in reversed(node.srcs))
+        return order

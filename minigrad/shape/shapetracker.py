@@ -1,0 +1,102 @@
+"""ShapeTracker: a stack of Views that maps a logical index of a lazy node onto its source buffer.
+
+In: a shape and a sequence of movement ops. Out: the ShapeTracker after them, and for any logical
+index the symbolic (buffer index, valid) pair. Movement ops apply to the top View; only a reshape that
+no single View can express pushes a new View, so most trackers hold exactly one.
+
+With several Views, the top View's index is a flat index into the shape of the View below it: it is
+unravelled into that shape's dimensions and passed down, until the bottom View gives the buffer index.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from minigrad.helpers import prod
+from minigrad.shape.symbolic import Node, and_nodes
+from minigrad.shape.view import View, index_variables
+
+
+@dataclass(frozen=True)
+class ShapeTracker:
+    views: tuple[View, ...]
+
+    @staticmethod
+    def from_shape(shape: tuple[int, ...]) -> "ShapeTracker":
+        return ShapeTracker((View.create(shape),))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.views[-1].shape
+
+    @property
+    def size(self) -> int:
+        return prod(self.shape)
+
+    @property
+    def contiguous(self) -> bool:
+        """True when logical index i is buffer index i (the view is the buffer itself)."""
+        return len(self.views) == 1 and self.views[0].contiguous
+
+    # ---- index math -------------------------------------------------------------------------------
+
+    def expr_idxs(self, idxs: list[Node]) -> tuple[Node, Node]:
+        """(buffer index, valid) for the logical index `idxs`."""
+        index, valid = self.views[-1].expr(idxs)
+        conditions = [valid]
+        for view in reversed(self.views[:-1]):
+            unravelled = [(index // stride) % size if size != 1 else index * 0
+                          for size, stride in zip(view.shape, _unravel_strides(view.shape))]
+            index, valid = view.expr(unravelled)
+            conditions.append(valid)
+        return index, and_nodes(conditions)
+
+    def expr_node(self, prefix: str = "idx") -> tuple[Node, Node]:
+        """(buffer index, valid) in terms of one loop variable per dimension, named prefix0, prefix1..."""
+        return self.expr_idxs(index_variables(self.shape, prefix))
+
+    def evaluate_indices(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every logical position's buffer index and validity, as int64 and bool arrays of `shape`."""
+        grids = np.indices(self.shape, sparse=True, dtype=np.int64) if self.shape else []
+        env = {f"idx{d}": grid for d, grid in enumerate(grids)}
+        index, valid = self.expr_node()
+        index_arr = np.broadcast_to(np.asarray(index.evaluate(env), dtype=np.int64), self.shape)
+        valid_arr = np.broadcast_to(np.asarray(valid.evaluate(env), dtype=bool), self.shape)
+        return index_arr, valid_arr
+
+    # ---- movement (each returns a new ShapeTracker) ------------------------------------------------
+
+    def _replace_top(self, view: View) -> "ShapeTracker":
+        return ShapeTracker(self.views[:-1] + (view,))
+
+    def reshape(self, new_shape: tuple[int, ...]) -> "ShapeTracker":
+        view = self.views[-1].reshape(new_shape)
+        if view is not None:
+            return self._replace_top(view)
+        return ShapeTracker(self.views + (View.create(new_shape),))
+
+    def permute(self, order: tuple[int, ...]) -> "ShapeTracker":
+        return self._replace_top(self.views[-1].permute(order))
+
+    def expand(self, new_shape: tuple[int, ...]) -> "ShapeTracker":
+        return self._replace_top(self.views[-1].expand(new_shape))
+
+    def pad(self, padding: tuple[tuple[int, int], ...]) -> "ShapeTracker":
+        return self._replace_top(self.views[-1].pad(padding))
+
+    def shrink(self, bounds: tuple[tuple[int, int], ...]) -> "ShapeTracker":
+        return self._replace_top(self.views[-1].shrink(bounds))
+
+    def flip(self, axes: tuple[int, ...]) -> "ShapeTracker":
+        return self._replace_top(self.views[-1].flip(axes))
+
+
+def _unravel_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Row-major strides including size-1 dims (used to unravel a flat index)."""
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= size
+    return tuple(reversed(strides))
+

@@ -1,0 +1,1339 @@
+"""Tensor: the user-facing, PyTorch-like array. Every method is composed from the primitive ops.
+
+In: user calls (`x @ w`, `x.relu()`, `loss.backward()`). Out: Tensors wrapping lazy nodes (lazy.py);
+nothing is computed until `realize()`, `numpy()`, `item()` or `tolist()` asks for data.
+
+Host numpy appears only where data is created (constructors, random numbers); every computation goes
+through lazy.py's primitive ops, so it can be differentiated (gradient.py) and run on any device.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import weakref
+from typing import Any, ClassVar, Iterator, Sequence
+
+import numpy as np
+
+from minigrad.device import Device
+from minigrad.dtype import DType, dtypes, to_dtype
+from minigrad.engine.realize import realize as realize_nodes
+from minigrad.gradient import gradient as reverse_gradient
+from minigrad.helpers import all_same, argsort, normalize_axis, prod
+from minigrad.lazy import LazyNode, toposort
+from minigrad.ops import Op
+
+Scalar = bool | int | float
+Shape = tuple[int, ...]
+
+
+def _shape_args(shape: Sequence) -> Shape:
+    """Accept `f(2, 3)` and `f((2, 3))` alike."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    if not all(isinstance(s, (int, np.integer)) for s in shape):
+        raise TypeError(f"a shape must be ints, got {shape}")
+    if any(s < 0 for s in shape):
+        raise ValueError(f"a shape cannot have negative sizes, got {tuple(shape)}")
+    return tuple(int(s) for s in shape)
+
+
+def broadcast_shape(*shapes: Shape) -> Shape:
+    """numpy's broadcasting rule; ValueError naming the shapes when they do not broadcast."""
+    ndim = max(len(s) for s in shapes)
+    padded = [(1,) * (ndim - len(s)) + tuple(s) for s in shapes]
+    out = []
+    for sizes in zip(*padded):
+        non_one = {s for s in sizes if s != 1}
+        if len(non_one) > 1:
+            raise ValueError(f"shapes {' and '.join(str(tuple(s)) for s in shapes)} cannot be broadcast together")
+        out.append(non_one.pop() if non_one else 1)
+    return tuple(out)
+
+
+class Tensor:
+    __slots__ = ("lazydata", "_requires_grad", "grad", "__weakref__")
+
+    training: ClassVar[bool] = False
+    no_grad: ClassVar[bool] = False
+    _rng: ClassVar[np.random.Generator] = np.random.default_rng(0)
+    # user tensors created with requires_grad=True, by id (a WeakSet would compare Tensors with ==)
+    _grad_leaves: ClassVar[weakref.WeakValueDictionary] = weakref.WeakValueDictionary()
+
+    def __init__(self, data: Any, device: str | None = None, dtype: DType | str | None = None,
+                 requires_grad: bool | None = None):
+        device = Device.canonicalize(device) if device is not None else Device.DEFAULT
+        dtype = to_dtype(dtype) if dtype is not None else None
+        if isinstance(data, LazyNode):
+            node = data if dtype is None else data.cast(dtype)
+            node = node.copy_to(device) if device != node.device else node
+        elif isinstance(data, Tensor):
+            node = data.lazydata.copy_to(device)
+            node = node if dtype is None else node.cast(dtype)
+        else:
+            array = _to_numpy(data, dtype)
+            if not Device[device].supports_dtype(dtypes.from_numpy(array.dtype)):
+                raise TypeError(f"device {device} does not support dtype {array.dtype}")
+            node = LazyNode.buffer(array, array.shape, dtypes.from_numpy(array.dtype), device)
+        self.lazydata: LazyNode = node
+        self.grad: Tensor | None = None
+        self._requires_grad: bool | None = None
+        self.requires_grad = requires_grad
+
+    @staticmethod
+    def _from_node(node: LazyNode, requires_grad: bool | None = None) -> "Tensor":
+        """Wrap a lazy node produced by an op (not a user leaf)."""
+        out = Tensor.__new__(Tensor)
+        out.lazydata, out.grad, out._requires_grad = node, None, requires_grad
+        return out
+
+    # ---- properties -----------------------------------------------------------------------------
+
+    @property
+    def requires_grad(self) -> bool | None:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool | None) -> None:
+        self._requires_grad = value
+        if value:
+            Tensor._grad_leaves[id(self)] = self
+
+    @property
+    def shape(self) -> Shape:
+        return self.lazydata.shape
+
+    @property
+    def dtype(self) -> DType:
+        return self.lazydata.dtype
+
+    @property
+    def device(self) -> str:
+        return self.lazydata.device
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def numel(self) -> int:
+        return prod(self.shape)
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return f"<Tensor {self.shape} {self.dtype.name} on {self.device} requires_grad={self.requires_grad}>"
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __bool__(self) -> bool:
+        if self.numel() != 1:
+            raise RuntimeError(f"the truth value of a tensor of shape {self.shape} is ambiguous")
+        return bool(self.item())
+
+    # ---- data -----------------------------------------------------------------------------------
+
+    def realize(self, *others: "Tensor") -> "Tensor":
+        """Compute this tensor (and `others`) now. Returns self."""
+        tensors = (self,) + others
+        for t in tensors:
+            if t.lazydata.base.op is Op.CONST:  # a broadcast constant gets a buffer when asked for
+                t.lazydata = t.lazydata.contiguous()
+        realize_nodes([t.lazydata for t in tensors])
+        for t in tensors:
+            t._forget_history()
+        return self
+
+    def _forget_history(self) -> None:
+        """After realizing, drop the graph behind this tensor when no gradient can need it."""
+        node = self.lazydata
+        is_leaf = Tensor._grad_leaves.get(id(self)) is self or not self.requires_grad
+        if not node.is_view and node.realized is not None and node.srcs and is_leaf:
+            self.lazydata = LazyNode.from_buffer(node.realized, node.shape, node.dtype, node.device)
+
+    def numpy(self) -> np.ndarray:
+        node = self.lazydata
+        if node.is_view or node.op is Op.CONST:
+            node = node.contiguous()
+        realize_nodes([node])
+        if node is self.lazydata:
+            self._forget_history()
+        return node.realized.numpy().reshape(self.shape)
+
+    def item(self) -> Scalar:
+        if self.numel() != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return self.numpy().reshape(()).item()
+
+    def tolist(self) -> Any:
+        return self.numpy().tolist()
+
+    def to(self, device: str) -> "Tensor":
+        device = Device.canonicalize(device)
+        out = self._wrap(self.lazydata.copy_to(device), self)
+        if self.grad is not None:
+            out.grad = self.grad.to(device)
+        return out
+
+    def detach(self) -> "Tensor":
+        return Tensor._from_node(self.lazydata.detach(), requires_grad=False)
+
+    def contiguous(self) -> "Tensor":
+        return self._wrap(self.lazydata.contiguous(), self)
+
+    def cast(self, dtype: DType | str) -> "Tensor":
+        dtype = to_dtype(dtype)
+        if not Device[self.device].supports_dtype(dtype):
+            raise TypeError(f"device {self.device} does not support dtype {dtype.name}")
+        return self._wrap(self.lazydata.cast(dtype), self)
+
+    def float(self) -> "Tensor":
+        return self.cast(dtypes.float32)
+
+    def int(self) -> "Tensor":
+        return self.cast(dtypes.int32)
+
+    def bool(self) -> "Tensor":
+        return self.cast(dtypes.bool)
+
+    def half(self) -> "Tensor":
+        return self.cast(dtypes.float16)
+
+    def assign(self, value: "Tensor | Scalar | np.ndarray") -> "Tensor":
+        """Overwrite this tensor's data with `value` (same shape, dtype and device), in place."""
+        if not isinstance(value, Tensor):
+            value = Tensor(value, device=self.device, dtype=self.dtype)
+        if value.shape != self.shape:
+            raise ValueError(f"assign: shape {value.shape} does not match the target's shape {self.shape}")
+        if value.device != self.device:
+            raise RuntimeError(f"assign: value is on {value.device} but the target is on {self.device}")
+        if value.dtype != self.dtype:
+            raise TypeError(f"assign: dtype {value.dtype.name} does not match the target's {self.dtype.name}")
+        target = self.lazydata
+        if target.is_view or target.realized is None:
+            self.lazydata = value.lazydata  # nothing to write into yet: just take the new value
+        else:
+            self.lazydata = target.assign(value.lazydata)
+        return self
+
+    # ---- construction ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _factory(array: np.ndarray, device: str | None, dtype: DType | str | None,
+                 requires_grad: bool | None) -> "Tensor":
+        return Tensor(array, device=device, dtype=dtype, requires_grad=requires_grad)
+
+    @staticmethod
+    def full(shape: Shape | int, fill_value: Scalar, device: str | None = None, dtype: DType | str | None = None,
+             requires_grad: bool | None = None) -> "Tensor":
+        shape = _shape_args((shape,) if isinstance(shape, int) else (tuple(shape),))
+        dtype = to_dtype(dtype) if dtype is not None else dtypes.from_py(fill_value)
+        device = Device.canonicalize(device) if device is not None else Device.DEFAULT
+        out = Tensor._from_node(LazyNode.const(fill_value, dtype, device, shape))
+        out.requires_grad = requires_grad
+        return out
+
+    @staticmethod
+    def zeros(*shape, device=None, dtype=None, requires_grad=None) -> "Tensor":
+        return Tensor.full(_shape_args(shape), 0.0, device, dtype or dtypes.default_float, requires_grad)
+
+    @staticmethod
+    def ones(*shape, device=None, dtype=None, requires_grad=None) -> "Tensor":
+        return Tensor.full(_shape_args(shape), 1.0, device, dtype or dtypes.default_float, requires_grad)
+
+    @staticmethod
+    def empty(*shape, device=None, dtype=None, requires_grad=None) -> "Tensor":
+        shape = _shape_args(shape)
+        dtype = to_dtype(dtype or dtypes.default_float)
+        device = Device.canonicalize(device) if device is not None else Device.DEFAULT
+        out = Tensor._from_node(LazyNode.buffer(None, shape, dtype, device))
+        out.requires_grad = requires_grad
+        return out
+
+    @staticmethod
+    def arange(start: Scalar, stop: Scalar | None = None, step: Scalar = 1, device=None, dtype=None,
+               requires_grad=None) -> "Tensor":
+        if stop is None:
+            start, stop = 0, start
+        if step == 0:
+            raise ValueError("arange: step must not be zero")
+        is_int = all(isinstance(v, (int, np.integer)) for v in (start, stop, step))
+        dtype = dtype or (dtypes.default_int if is_int else dtypes.default_float)
+        return Tensor._factory(np.arange(start, stop, step), device, dtype, requires_grad)
+
+    @staticmethod
+    def eye(n: int, m: int | None = None, device=None, dtype=None, requires_grad=None) -> "Tensor":
+        return Tensor._factory(np.eye(n, m), device, dtype or dtypes.default_float, requires_grad)
+
+    @staticmethod
+    def manual_seed(seed: int = 0) -> None:
+        """Seed the host generator: the same seed gives the same numbers on every device."""
+        Tensor._rng = np.random.default_rng(seed)
+
+    @staticmethod
+    def rand(*shape, device=None, dtype=None, requires_grad=None) -> "Tensor":
+        array = Tensor._rng.random(_shape_args(shape), dtype=np.float32)
+        return Tensor._factory(array, device, dtype or dtypes.default_float, requires_grad)
+
+    @staticmethod
+    def randn(*shape, device=None, dtype=None, requires_grad=None) -> "Tensor":
+        array = Tensor._rng.standard_normal(_shape_args(shape), dtype=np.float32)
+        return Tensor._factory(array, device, dtype or dtypes.default_float, requires_grad)
+
+    @staticmethod
+    def uniform(*shape, low: float = 0.0, high: float = 1.0, device=None, dtype=None,
+                requires_grad=None) -> "Tensor":
+        array = Tensor._rng.uniform(low, high, _shape_args(shape)).astype(np.float32)
+        return Tensor._factory(array, device, dtype or dtypes.default_float, requires_grad)
+
+    @staticmethod
+    def randint(*shape, low: int = 0, high: int = 10, device=None, dtype=None, requires_grad=None) -> "Tensor":
+        if high <= low:
+            raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
+        array = Tensor._rng.integers(low, high, _shape_args(shape))
+        return Tensor._factory(array, device, dtype or dtypes.default_int, requires_grad)
+
+    @staticmethod
+    def zeros_like(t: "Tensor", **kwargs) -> "Tensor":
+        return Tensor.full_like(t, 0, **kwargs)
+
+    @staticmethod
+    def ones_like(t: "Tensor", **kwargs) -> "Tensor":
+        return Tensor.full_like(t, 1, **kwargs)
+
+    @staticmethod
+    def full_like(t: "Tensor", fill_value: Scalar, device=None, dtype=None, requires_grad=None) -> "Tensor":
+        return Tensor.full(t.shape, fill_value, device or t.device, dtype or t.dtype, requires_grad)
+
+    @staticmethod
+    def rand_like(t: "Tensor", device=None, dtype=None, requires_grad=None) -> "Tensor":
+        return Tensor.rand(*t.shape, device=device or t.device, dtype=dtype or t.dtype, requires_grad=requires_grad)
+
+    @staticmethod
+    def randn_like(t: "Tensor", device=None, dtype=None, requires_grad=None) -> "Tensor":
+        return Tensor.randn(*t.shape, device=device or t.device, dtype=dtype or t.dtype, requires_grad=requires_grad)
+
+    # ---- modes ----------------------------------------------------------------------------------
+
+    @staticmethod
+    @contextlib.contextmanager
+    def train(mode: bool = True) -> Iterator[None]:
+        previous, Tensor.training = Tensor.training, mode
+        try:
+            yield
+        finally:
+            Tensor.training = previous
+
+    # ---- autograd -------------------------------------------------------------------------------
+
+    def _wrap(self, node: LazyNode, *parents: "Tensor") -> "Tensor":
+        """A Tensor for the result of an op on `parents`, with requires_grad propagated."""
+        flags = [p.requires_grad for p in parents]
+        requires_grad = True if any(flags) else (None if None in flags else False)
+        if Tensor.no_grad and requires_grad:
+            node, requires_grad = node.detach(), False
+        return Tensor._from_node(node, requires_grad)
+
+    def gradient(self, *targets: "Tensor", gradient: "Tensor | None" = None) -> list["Tensor"]:
+        """d(self)/d(target) for each target as new (differentiable) Tensors; `.grad` is not touched."""
+        root_grad = self._root_gradient(gradient)
+        grads = reverse_gradient(self.lazydata, [t.lazydata for t in targets], root_grad.lazydata)
+        return [Tensor._from_node(g if g is not None else t.lazydata.const_like(0.0), requires_grad=True)
+                for g, t in zip(grads, targets)]
+
+    def backward(self, gradient: "Tensor | None" = None) -> "Tensor":
+        """Accumulate d(self)/d(leaf) into `.grad` of every tensor with requires_grad=True that self uses."""
+        if not self.requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad: no input of it was created "
+                               "with requires_grad=True")
+        root_grad = self._root_gradient(gradient)
+        in_graph = {id(n) for n in toposort([self.lazydata], stop=lambda n: n.op is Op.DETACH)}
+        leaves = [t for t in list(Tensor._grad_leaves.values()) if t.requires_grad and id(t.lazydata) in in_graph]
+        grads = reverse_gradient(self.lazydata, [t.lazydata for t in leaves], root_grad.lazydata)
+        for leaf, grad in zip(leaves, grads):
+            if grad is None:
+                continue
+            grad_tensor = Tensor._from_node(grad.detach(), requires_grad=False)
+            leaf.grad = grad_tensor if leaf.grad is None else leaf.grad + grad_tensor
+        return self
+
+    def _root_gradient(self, gradient: "Tensor | None") -> "Tensor":
+        if gradient is None:
+            if self.numel() != 1:
+                raise RuntimeError(f"backward()/gradient() needs gradient= for a non-scalar output "
+                                   f"(shape {self.shape}); pass a tensor of that shape")
+            return Tensor.ones(*self.shape, device=self.device, dtype=self.dtype)
+        if not isinstance(gradient, Tensor):
+            gradient = Tensor(gradient, device=self.device, dtype=self.dtype)
+        if gradient.shape != self.shape:
+            raise ValueError(f"gradient= has shape {gradient.shape} but the output has shape {self.shape}")
+        if gradient.device != self.device:
+            raise RuntimeError(f"gradient= is on {gradient.device} but the output is on {self.device}")
+        return gradient.cast(self.dtype)
+
+    # ---- elementwise plumbing -------------------------------------------------------------------
+
+    def _const(self, value: Scalar, dtype: DType | None = None) -> "Tensor":
+        return Tensor._from_node(LazyNode.const(value, dtype or self.dtype, self.device, self.shape), False)
+
+    def _to_tensor(self, other: "Tensor | Scalar") -> "Tensor":
+        """A Python scalar becomes a constant of a dtype that keeps self's kind (like torch)."""
+        if isinstance(other, Tensor):
+            return other
+        if isinstance(other, np.ndarray):
+            return Tensor(other, device=self.device)
+        kind = dtypes.from_py(other)
+        if dtypes.is_float(self.dtype) or kind == dtypes.bool or (dtypes.is_int(self.dtype) and kind != dtypes.default_float):
+            dtype = self.dtype if kind != dtypes.bool or self.dtype == dtypes.bool else self.dtype
+        else:
+            dtype = kind
+        return Tensor._from_node(LazyNode.const(other, dtype, self.device, ()), False)
+
+    def _broadcasted(self, other: "Tensor | Scalar", reverse: bool = False) -> tuple["Tensor", "Tensor"]:
+        """Both operands with one dtype and one shape, numpy-style."""
+        x, y = self, self._to_tensor(other)
+        if reverse:
+            x, y = y, x
+        if x.device != y.device:
+            raise RuntimeError(f"operands are on different devices: {x.device} and {y.device}; use .to(device)")
+        dtype = dtypes.promote(x.dtype, y.dtype)
+        x, y = x.cast(dtype), y.cast(dtype)
+        shape = broadcast_shape(x.shape, y.shape)
+        return x._broadcast_to(shape), y._broadcast_to(shape)
+
+    def _broadcast_to(self, shape: Shape) -> "Tensor":
+        if self.shape == shape:
+            return self
+        return self.reshape((1,) * (len(shape) - self.ndim) + self.shape).expand(shape)
+
+    def _alu(self, op: Op, *others: "Tensor") -> "Tensor":
+        return self._wrap(self.lazydata.alu(op, *[o.lazydata for o in others]), self, *others)
+
+    def _float(self) -> "Tensor":
+        """Self as a floating-point tensor (transcendental ops on ints work in float, like torch)."""
+        return self if dtypes.is_float(self.dtype) else self.cast(dtypes.default_float)
+
+    # ---- primitive elementwise ------------------------------------------------------------------
+
+    def add(self, other, reverse: bool = False) -> "Tensor":
+        x, y = self._broadcasted(other, reverse)
+        return x._alu(Op.ADD, y)
+
+    def mul(self, other, reverse: bool = False) -> "Tensor":
+        x, y = self._broadcasted(other, reverse)
+        return x._alu(Op.MUL, y)
+
+    def neg(self) -> "Tensor":
+        return self.logical_not() if self.dtype == dtypes.bool else self._alu(Op.NEG)
+
+    def sub(self, other, reverse: bool = False) -> "Tensor":
+        x, y = self._broadcasted(other, reverse)
+        return x._alu(Op.ADD, y.neg())
+
+    def reciprocal(self) -> "Tensor":
+        return self._float()._alu(Op.RECIP)
+
+    def div(self, other, reverse: bool = False) -> "Tensor":
+        x, y = self._broadcasted(other, reverse)
+        return x._float() * y._float().reciprocal()
+
+    def maximum(self, other) -> "Tensor":
+        x, y = self._broadcasted(other)
+        return x._alu(Op.MAX, y)
+
+    def minimum(self, other) -> "Tensor":
+        x, y = self._broadcasted(other)
+        return -((-x).maximum(-y)) if x.dtype != dtypes.bool else x.logical_not().maximum(y.logical_not()).logical_not()
+
+    def where(self, x, y) -> "Tensor":
+        """`self ? x : y`, elementwise; self is a condition (cast to bool)."""
+        if isinstance(x, Tensor):
+            x_t, y_t = x, x._to_tensor(y)
+        elif isinstance(y, Tensor):
+            x_t, y_t = y._to_tensor(x), y
+        else:
+            dtype = dtypes.promote(dtypes.from_py(x), dtypes.from_py(y))
+            x_t, y_t = (Tensor._from_node(LazyNode.const(v, dtype, self.device, ()), False) for v in (x, y))
+        x_t, y_t = x_t._broadcasted(y_t)
+        shape = broadcast_shape(self.shape, x_t.shape)
+        cond = self.bool()._broadcast_to(shape)
+        return cond._wrap(cond.lazydata.alu(Op.WHERE, x_t._broadcast_to(shape).lazydata,
+                                            y_t._broadcast_to(shape).lazydata), x_t, y_t)
+
+    def __lt__(self, other) -> "Tensor":
+        x, y = self._broadcasted(other)
+        return x._alu(Op.CMPLT, y)
+
+    def __gt__(self, other) -> "Tensor":
+        x, y = self._broadcasted(other)
+        return y._alu(Op.CMPLT, x)
+
+    def __eq__(self, other) -> "Tensor":  # type: ignore[override]
+        x, y = self._broadcasted(other)
+        return x._alu(Op.CMPEQ, y)
+
+    def __ne__(self, other) -> "Tensor":  # type: ignore[override]
+        return (self == other).logical_not()
+
+    def __le__(self, other) -> "Tensor":
+        return (self < other) | (self == other)
+
+    def __ge__(self, other) -> "Tensor":
+        return (self > other) | (self == other)
+
+    def logical_not(self) -> "Tensor":
+        return self.bool()._alu(Op.CMPEQ, self._const(False, dtypes.bool))
+
+    def __and__(self, other) -> "Tensor":
+        x, y = self._broadcasted(other)
+        return x._alu(Op.MUL, y) if x.dtype == dtypes.bool else _bitwise_unsupported("&", x.dtype)
+
+    def __or__(self, other) -> "Tensor":
+        x, y = self._broadcasted(other)
+        return x._alu(Op.MAX, y) if x.dtype == dtypes.bool else _bitwise_unsupported("|", x.dtype)
+
+    def __xor__(self, other) -> "Tensor":
+        x, y = self._broadcasted(other)
+        return x != y if x.dtype == dtypes.bool else _bitwise_unsupported("^", x.dtype)
+
+    def __invert__(self) -> "Tensor":
+        return self.logical_not() if self.dtype == dtypes.bool else _bitwise_unsupported("~", self.dtype)
+
+    # ---- arithmetic operators -------------------------------------------------------------------
+
+    def __add__(self, other): return self.add(other)
+    def __radd__(self, other): return self.add(other, reverse=True)
+    def __sub__(self, other): return self.sub(other)
+    def __rsub__(self, other): return self.sub(other, reverse=True)
+    def __mul__(self, other): return self.mul(other)
+    def __rmul__(self, other): return self.mul(other, reverse=True)
+    def __truediv__(self, other): return self.div(other)
+    def __rtruediv__(self, other): return self.div(other, reverse=True)
+    def __neg__(self): return self.neg()
+    def __pow__(self, other): return self.pow(other)
+    def __rpow__(self, other): return self.pow(other, reverse=True)
+    def __matmul__(self, other): return self.matmul(other)
+    def __rmatmul__(self, other): return self._to_tensor(other).matmul(self)
+    def __floordiv__(self, other): return self.floordiv(other)
+    def __rfloordiv__(self, other): return self.floordiv(other, reverse=True)
+    def __mod__(self, other): return self.mod(other)
+    def __rmod__(self, other): return self.mod(other, reverse=True)
+
+    def floordiv(self, other, reverse: bool = False) -> "Tensor":
+        """Division rounding down (Python's //), from the truncating IDIV."""
+        x, y = self._broadcasted(other, reverse)
+        if dtypes.is_float(x.dtype):
+            return (x / y).floor()
+        truncated = x._alu(Op.IDIV, y)
+        inexact = x._alu(Op.MOD, y) != 0
+        signs_differ = (x < 0) != (y < 0)
+        return truncated - (inexact & signs_differ).cast(x.dtype)
+
+    def mod(self, other, reverse: bool = False) -> "Tensor":
+        """Remainder with the sign of the divisor (Python's %), from the truncating MOD."""
+        x, y = self._broadcasted(other, reverse)
+        if dtypes.is_float(x.dtype):
+            return x - (x / y).floor() * y
+        remainder = x._alu(Op.MOD, y)
+        fix = (remainder != 0) & ((remainder < 0) != (y < 0))
+        return fix.where(remainder + y, remainder)
+
+    def pow(self, exponent, reverse: bool = False) -> "Tensor":
+        if not reverse and not isinstance(exponent, Tensor):
+            return self._pow_scalar(exponent)
+        base, exponent = self._broadcasted(exponent, reverse)
+        base, exponent = base._float(), exponent._float()
+        magnitude = (exponent * base.abs().log2()).exp2()
+        is_int_exponent = exponent == exponent.trunc()
+        odd = is_int_exponent & ((exponent.abs() % 2) == 1)
+        negative_result = (base < 0).where(is_int_exponent.where(odd.where(-magnitude, magnitude), math.nan),
+                                           magnitude)
+        return (exponent == 0).where(1.0, negative_result)
+
+    def _pow_scalar(self, exponent: Scalar) -> "Tensor":
+        """x ** c: exact products for small integer powers, sqrt for 0.5, exp2/log2 otherwise."""
+        if exponent == 0:
+            return self._float()._const(1.0) if dtypes.is_float(self.dtype) else self._const(1)
+        if float(exponent).is_integer() and abs(exponent) <= 8:
+            result = self
+            for _ in range(int(abs(exponent)) - 1):
+                result = result * self
+            return result.reciprocal() if exponent < 0 else result
+        if exponent == 0.5:
+            return self.sqrt()
+        return self.pow(self._float()._const(float(exponent)), reverse=False)
+
+    # ---- unary math -----------------------------------------------------------------------------
+
+    def exp2(self) -> "Tensor":
+        return self._float()._alu(Op.EXP2)
+
+    def log2(self) -> "Tensor":
+        return self._float()._alu(Op.LOG2)
+
+    def exp(self) -> "Tensor":
+        return (self._float() * (1 / math.log(2))).exp2()
+
+    def log(self) -> "Tensor":
+        return self.log2() * math.log(2)
+
+    def sqrt(self) -> "Tensor":
+        return self._float()._alu(Op.SQRT)
+
+    def rsqrt(self) -> "Tensor":
+        return self.sqrt().reciprocal()
+
+    def sin(self) -> "Tensor":
+        return self._float()._alu(Op.SIN)
+
+    def cos(self) -> "Tensor":
+        return ((math.pi / 2) - self._float()).sin()
+
+    def tan(self) -> "Tensor":
+        return self.sin() / self.cos()
+
+    def square(self) -> "Tensor":
+        return self * self
+
+    def sign(self) -> "Tensor":
+        if self.dtype == dtypes.bool:
+            return self
+        return (self > 0).cast(self.dtype) - (self < 0).cast(self.dtype)
+
+    def abs(self) -> "Tensor":
+        return self if self.dtype == dtypes.bool else self * self.sign()
+
+    def trunc(self) -> "Tensor":
+        if not dtypes.is_float(self.dtype):
+            return self
+        # floats this large have no fractional part; the int cast only handles the rest
+        small = self.abs() < 2.0 ** 23
+        return small.where(self.cast(dtypes.int32).cast(self.dtype), self)
+
+    def floor(self) -> "Tensor":
+        truncated = self.trunc()
+        return truncated if not dtypes.is_float(self.dtype) else truncated - (truncated > self).cast(self.dtype)
+
+    def ceil(self) -> "Tensor":
+        truncated = self.trunc()
+        return truncated if not dtypes.is_float(self.dtype) else truncated + (truncated < self).cast(self.dtype)
+
+    def round(self) -> "Tensor":
+        """Round half to even, as torch and numpy do."""
+        if not dtypes.is_float(self.dtype):
+            return self
+        down = (self + 0.5).floor()
+        is_tie = (down - self) == 0.5
+        down_is_odd = (down - (down * 0.5).floor() * 2) == 1
+        return (is_tie & down_is_odd).where(down - 1, down)
+
+    def isnan(self) -> "Tensor":
+        return self != self
+
+    def isinf(self) -> "Tensor":
+        return (self == math.inf) | (self == -math.inf) if dtypes.is_float(self.dtype) else self._const(False, dtypes.bool)
+
+    def lerp(self, end, weight) -> "Tensor":
+        return self + (end - self) * weight
+
+    def clip(self, min_=None, max_=None) -> "Tensor":
+        """Clamp into [min_, max_]; the gradient is 1 inside, boundaries included (as torch)."""
+        if min_ is None and max_ is None:
+            raise ValueError("clip needs at least one of min_ and max_")
+        out = self
+        if min_ is not None:
+            out = (out < min_).where(min_, out)
+        if max_ is not None:
+            out = (out > max_).where(max_, out)
+        return out
+
+    clamp = clip
+
+    # ---- activations ----------------------------------------------------------------------------
+
+    def relu(self) -> "Tensor":
+        return (self > 0).where(self, 0)
+
+    def sigmoid(self) -> "Tensor":
+        """Stable: exp of -|x| only, so no overflow for large inputs in either direction."""
+        x = self._float()
+        e = (-x.abs()).exp()
+        return (x >= 0).where(1 / (1 + e), e / (1 + e))
+
+    def tanh(self) -> "Tensor":
+        return 2.0 * (2.0 * self).sigmoid() - 1.0
+
+    def erf(self) -> "Tensor":
+        """Abramowitz & Stegun 7.1.26 (max error 1.5e-7)."""
+        x = self._float()
+        t = 1.0 / (1.0 + 0.3275911 * x.abs())
+        poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+        return x.sign() * (1.0 - poly * (-(x * x)).exp())
+
+    def gelu(self, approximate: str = "none") -> "Tensor":
+        """torch's GELU: exact (erf) by default, `approximate="tanh"` for the tanh form."""
+        if approximate == "tanh":
+            return 0.5 * self * (1 + (math.sqrt(2 / math.pi) * (self + 0.044715 * self * self * self)).tanh())
+        return 0.5 * self * (1 + (self * (1 / math.sqrt(2))).erf())
+
+    def silu(self) -> "Tensor":
+        return self * self.sigmoid()
+
+    swish = silu
+
+    def leaky_relu(self, neg_slope: float = 0.01) -> "Tensor":
+        return (self > 0).where(self, self * neg_slope)
+
+    def elu(self, alpha: float = 1.0) -> "Tensor":
+        return (self > 0).where(self, alpha * ((self.minimum(0)).exp() - 1))
+
+    def softplus(self, beta: float = 1.0) -> "Tensor":
+        """log(1 + exp(beta*x)) / beta in the stable form max(z, 0) + log(1 + exp(-|z|))."""
+        z = self * beta
+        return (z.maximum(0) + (1 + (-z.abs()).exp()).log()) * (1 / beta)
+
+    def relu6(self) -> "Tensor":
+        return self.relu().clip(max_=6.0)
+
+    def hardtanh(self, min_val: float = -1.0, max_val: float = 1.0) -> "Tensor":
+        return self.clip(min_val, max_val)
+
+    # ---- movement -------------------------------------------------------------------------------
+
+    def reshape(self, *shape) -> "Tensor":
+        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        if sum(1 for s in shape if s == -1) > 1:
+            raise ValueError(f"reshape: only one dimension can be -1, got {shape}")
+        if any(not isinstance(s, (int, np.integer)) or s < -1 for s in shape):
+            raise ValueError(f"reshape: invalid shape {shape}")
+        if -1 in shape:
+            known = prod(s for s in shape if s != -1)
+            if known == 0 or self.numel() % known:
+                raise ValueError(f"reshape: cannot reshape {self.shape} ({self.numel()} elements) into {shape}")
+            shape = tuple(self.numel() // known if s == -1 else s for s in shape)
+        shape = tuple(int(s) for s in shape)
+        if prod(shape) != self.numel():
+            raise ValueError(f"reshape: cannot reshape {self.shape} ({self.numel()} elements) into {shape}")
+        return self._wrap(self.lazydata.reshape(shape), self)
+
+    view = reshape
+
+    def permute(self, *order) -> "Tensor":
+        order = tuple(order[0]) if len(order) == 1 and isinstance(order[0], (tuple, list)) else order
+        if len(order) != self.ndim:
+            raise ValueError(f"permute: order {order} does not match {self.ndim} dimensions of {self.shape}")
+        order = tuple(normalize_axis(a, self.ndim) for a in order)
+        if sorted(order) != list(range(self.ndim)):
+            raise ValueError(f"permute: {order} is not a permutation of the dimensions of {self.shape}")
+        return self._wrap(self.lazydata.permute(order), self)
+
+    def transpose(self, dim0: int = 1, dim1: int = 0) -> "Tensor":
+        order = list(range(self.ndim))
+        a, b = normalize_axis(dim0, self.ndim), normalize_axis(dim1, self.ndim)
+        order[a], order[b] = order[b], order[a]
+        return self.permute(order)
+
+    @property
+    def T(self) -> "Tensor":
+        return self.permute(tuple(reversed(range(self.ndim))))
+
+    def expand(self, *shape) -> "Tensor":
+        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        if len(shape) < self.ndim:
+            raise ValueError(f"expand: target {shape} has fewer dimensions than {self.shape}")
+        old = (1,) * (len(shape) - self.ndim) + self.shape
+        new = tuple(o if s == -1 else s for s, o in zip(shape, old))
+        if any(o != n and o != 1 for o, n in zip(old, new)):
+            raise ValueError(f"expand: cannot expand {self.shape} to {shape} (only size-1 dims can grow)")
+        return self.reshape(old)._wrap(self.reshape(old).lazydata.expand(new), self)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
+        if self.ndim == 0:
+            return self.reshape(1)
+        start, end = normalize_axis(start_dim, self.ndim), normalize_axis(end_dim, self.ndim)
+        return self.reshape(self.shape[:start] + (prod(self.shape[start:end + 1]),) + self.shape[end + 1:])
+
+    def unflatten(self, dim: int, sizes: Sequence[int]) -> "Tensor":
+        dim = normalize_axis(dim, self.ndim)
+        return self.reshape(self.shape[:dim] + tuple(sizes) + self.shape[dim + 1:])
+
+    def squeeze(self, dim: int | None = None) -> "Tensor":
+        if dim is None:
+            return self.reshape(tuple(s for s in self.shape if s != 1))
+        if self.ndim == 0:
+            return self
+        dim = normalize_axis(dim, self.ndim)
+        return self if self.shape[dim] != 1 else self.reshape(self.shape[:dim] + self.shape[dim + 1:])
+
+    def unsqueeze(self, dim: int) -> "Tensor":
+        dim = normalize_axis(dim, self.ndim + 1)
+        return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
+
+    def pad(self, padding: Sequence, value: Scalar = 0.0) -> "Tensor":
+        """Pad with `value`. `padding` is ((before, after), ...) per dim (None = no pad), or PyTorch's flat
+        (last_before, last_after, second_last_before, ...). Negative amounts crop."""
+        pairs = self._padding_pairs(padding)
+        crop = tuple((max(0, -b), s - max(0, -a)) for (b, a), s in zip(pairs, self.shape))
+        x = self.shrink(crop) if any(c != (0, s) for c, s in zip(crop, self.shape)) else self
+        grow = tuple((max(0, b), max(0, a)) for b, a in pairs)
+        padded = x._wrap(x.lazydata.pad(grow), x)
+        if value == 0:
+            return padded
+        inside = x._const(True, dtypes.bool)
+        inside = Tensor._from_node(inside.lazydata.pad(grow), False)
+        return inside.where(padded, value)
+
+    def _padding_pairs(self, padding: Sequence) -> tuple[tuple[int, int], ...]:
+        if all(isinstance(p, (int, np.integer)) for p in padding):
+            if len(padding) % 2 or len(padding) > 2 * self.ndim:
+                raise ValueError(f"pad: flat padding {tuple(padding)} must have an even length "
+                                 f"<= {2 * self.ndim} for shape {self.shape}")
+            pairs = [(0, 0)] * self.ndim
+            for i in range(len(padding) // 2):
+                pairs[self.ndim - 1 - i] = (int(padding[2 * i]), int(padding[2 * i + 1]))
+            return tuple(pairs)
+        if len(padding) != self.ndim:
+            raise ValueError(f"pad: {len(padding)} (before, after) pairs for a tensor of shape {self.shape}")
+        return tuple((0, 0) if p is None else (int(p[0]), int(p[1])) for p in padding)
+
+    def shrink(self, bounds: Sequence) -> "Tensor":
+        """Keep [start, end) of each dim; None keeps a dim whole."""
+        if len(bounds) != self.ndim:
+            raise ValueError(f"shrink: {len(bounds)} bounds for a tensor of shape {self.shape}")
+        bounds = tuple((0, s) if b is None else (int(b[0]), int(b[1])) for b, s in zip(bounds, self.shape))
+        for (b, e), s in zip(bounds, self.shape):
+            if not 0 <= b <= e <= s:
+                raise ValueError(f"shrink: bounds {bounds} are outside shape {self.shape}")
+        return self._wrap(self.lazydata.shrink(bounds), self)
+
+    def flip(self, axis: int | Sequence[int]) -> "Tensor":
+        axes = (axis,) if isinstance(axis, int) else tuple(axis)
+        return self._wrap(self.lazydata.flip(tuple(normalize_axis(a, self.ndim) for a in axes)), self)
+
+    def repeat(self, *repeats) -> "Tensor":
+        repeats = tuple(repeats[0]) if len(repeats) == 1 and isinstance(repeats[0], (tuple, list)) else repeats
+        if len(repeats) < self.ndim:
+            raise ValueError(f"repeat: {len(repeats)} repeats for a tensor with {self.ndim} dimensions")
+        base = self.reshape((1,) * (len(repeats) - self.ndim) + self.shape)
+        interleaved = tuple(v for s in base.shape for v in (1, s))
+        expanded = tuple(v for r, s in zip(repeats, base.shape) for v in (r, s))
+        return base.reshape(interleaved).expand(expanded).reshape(tuple(r * s for r, s in zip(repeats, base.shape)))
+
+    def cat(self, *others: "Tensor", dim: int = 0) -> "Tensor":
+        tensors = (self,) + others
+        dim = normalize_axis(dim, self.ndim)
+        for t in tensors:
+            if t.ndim != self.ndim or any(a != b for d, (a, b) in enumerate(zip(t.shape, self.shape)) if d != dim):
+                raise ValueError(f"cat: shapes {[t.shape for t in tensors]} differ outside dim {dim}")
+        dtype = tensors[0].dtype
+        for t in tensors[1:]:
+            dtype = dtypes.promote(dtype, t.dtype)
+        total, out, offset = sum(t.shape[dim] for t in tensors), None, 0
+        for t in tensors:
+            pad = [(0, 0)] * self.ndim
+            pad[dim] = (offset, total - offset - t.shape[dim])
+            piece = t.cast(dtype).pad(pad)
+            out = piece if out is None else out + piece
+            offset += t.shape[dim]
+        return out
+
+    @staticmethod
+    def stack(*tensors: "Tensor", dim: int = 0) -> "Tensor":
+        tensors = tuple(tensors[0]) if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)) else tensors
+        if not all_same(t.shape for t in tensors):
+            raise ValueError(f"stack: all tensors need one shape, got {[t.shape for t in tensors]}")
+        dim = normalize_axis(dim, tensors[0].ndim + 1)
+        expanded = [t.unsqueeze(dim) for t in tensors]
+        return expanded[0].cat(*expanded[1:], dim=dim)
+
+    def split(self, sizes: int | Sequence[int], dim: int = 0) -> list["Tensor"]:
+        dim = normalize_axis(dim, self.ndim)
+        length = self.shape[dim]
+        if isinstance(sizes, int):
+            if sizes <= 0:
+                raise ValueError(f"split: size must be positive, got {sizes}")
+            sizes = [min(sizes, length - i) for i in range(0, length, sizes)] or [0]
+        if sum(sizes) != length:
+            raise ValueError(f"split: sizes {list(sizes)} do not add up to {length} (dim {dim} of {self.shape})")
+        pieces, start = [], 0
+        for size in sizes:
+            bounds = [None] * self.ndim
+            bounds[dim] = (start, start + size)
+            pieces.append(self.shrink(bounds))
+            start += size
+        return pieces
+
+    def chunk(self, chunks: int, dim: int = 0) -> list["Tensor"]:
+        dim = normalize_axis(dim, self.ndim)
+        return self.split(max(1, math.ceil(self.shape[dim] / chunks)), dim)
+
+    # ---- indexing -------------------------------------------------------------------------------
+
+    def __getitem__(self, index: Any) -> "Tensor":
+        """numpy-style indexing: ints, slices (any step), None, ..., and integer tensors (gather)."""
+        items = list(index) if isinstance(index, tuple) else [index]
+        items = [Tensor(i, device=self.device, dtype=dtypes.int32) if isinstance(i, (list, np.ndarray)) else i
+                 for i in items]
+        consumed = sum(1 for i in items if i is not None and i is not Ellipsis)
+        if consumed > self.ndim:
+            raise IndexError(f"too many indices ({consumed}) for a tensor of shape {self.shape}")
+        if sum(1 for i in items if i is Ellipsis) > 1:
+            raise IndexError("an index can only have a single ellipsis ('...')")
+        ellipsis_at = [i for i, item in enumerate(items) if item is Ellipsis]
+        if ellipsis_at:
+            at = ellipsis_at[0]
+            items = items[:at] + [slice(None)] * (self.ndim - consumed) + items[at + 1:]
+        else:
+            items += [slice(None)] * (self.ndim - consumed)
+        x, dim, out_shape, tensor_dims, tensor_indices = self, 0, [], [], []
+        for item in items:
+            if item is None:
+                out_shape.append(1)
+                continue
+            size = self.shape[dim]
+            if isinstance(item, Tensor):
+                if dtypes.is_float(item.dtype):
+                    raise IndexError(f"tensors used as indices must be integer or bool, got {item.dtype.name}")
+                tensor_dims.append(len(out_shape))
+                tensor_indices.append(item)
+                out_shape.append(size)
+            elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+                if not -size <= item < size:
+                    raise IndexError(f"index {item} is out of range for dim {dim} with size {size}")
+                x = x._slice_dim(dim, item % size, item % size + 1, 1)
+            elif isinstance(item, slice):
+                start, stop, step = item.indices(size)
+                x = x._slice_dim(dim, start, stop, step)
+                out_shape.append(x.shape[dim])
+            else:
+                raise IndexError(f"unsupported index {item!r} of type {type(item).__name__}")
+            dim += 1
+        x = x.reshape(out_shape)
+        return x._gather_tensor_indices(tensor_dims, tensor_indices) if tensor_indices else x
+
+    def _slice_dim(self, dim: int, start: int, stop: int, step: int) -> "Tensor":
+        """Elements range(start, stop, step) of one dimension, as a view (flip, shrink, pad, reshape)."""
+        size = self.shape[dim]
+        count = len(range(start, stop, step))
+        x = self
+        if step < 0:
+            x, start, step = x.flip(dim), size - 1 - start, -step
+        bounds = [None] * self.ndim
+        bounds[dim] = (start, start + max(count - 1, 0) * step + 1) if count else (0, 0)
+        x = x.shrink(bounds)
+        if step == 1 or count <= 1:
+            return x
+        pad = [(0, 0)] * self.ndim
+        pad[dim] = (0, count * step - x.shape[dim])
+        x = x.pad(pad)
+        x = x.reshape(x.shape[:dim] + (count, step) + x.shape[dim + 1:])
+        bounds = [None] * x.ndim
+        bounds[dim + 1] = (0, 1)
+        return x.shrink(bounds).reshape(x.shape[:dim] + (count,) + x.shape[dim + 2:])
+
+    def _gather_tensor_indices(self, dims: list[int], indices: list["Tensor"]) -> "Tensor":
+        """Advanced indexing by integer tensors, composed as a one-hot selection and a sum."""
+        index_shape = broadcast_shape(*[t.shape for t in indices])
+        rest = [d for d in range(self.ndim) if d not in dims]
+        sizes = [self.shape[d] for d in dims]
+        k, s = len(dims), len(index_shape)
+        x = self.permute(rest + dims)
+        x = x.reshape(x.shape[:len(rest)] + (1,) * s + tuple(sizes))
+        mask = None
+        for i, (t, size) in enumerate(zip(indices, sizes)):
+            t = t.cast(dtypes.int32)
+            t = (t < 0).where(t + size, t)._broadcast_to(index_shape)
+            positions = Tensor.arange(size, device=self.device).reshape((1,) * (s + i) + (size,) + (1,) * (k - i - 1))
+            hit = t.reshape(index_shape + (1,) * k) == positions
+            mask = hit if mask is None else mask & hit
+        picked = mask.reshape((1,) * len(rest) + mask.shape).where(x, 0)
+        picked = picked.sum(tuple(range(picked.ndim - k, picked.ndim))) if k else picked
+        # result is rest + index_shape; numpy puts index dims in place when they were adjacent
+        if dims == list(range(dims[0], dims[0] + k)):
+            order = list(range(dims[0])) + list(range(len(rest), len(rest) + s)) + list(range(dims[0], len(rest)))
+            return picked.permute(order)
+        return picked.permute(list(range(len(rest), len(rest) + s)) + list(range(len(rest))))
+
+    def gather(self, dim: int, index: "Tensor") -> "Tensor":
+        """out[i][j][k] = self[i][index[i][j][k]][k] for dim=1 (torch.gather)."""
+        dim = normalize_axis(dim, self.ndim)
+        if index.ndim != self.ndim:
+            raise ValueError(f"gather: index has {index.ndim} dims but the input has {self.ndim} ({self.shape})")
+        if any(index.shape[d] > self.shape[d] for d in range(self.ndim) if d != dim):
+            raise ValueError(f"gather: index shape {index.shape} is larger than input {self.shape} outside dim {dim}")
+        if dtypes.is_float(index.dtype):
+            raise TypeError(f"gather: index must be an integer tensor, got {index.dtype.name}")
+        x = self.shrink([None if d == dim else (0, index.shape[d]) for d in range(self.ndim)])
+        size = self.shape[dim]
+        x_last, index_last = x.transpose(dim, -1), index.transpose(dim, -1)
+        hit = index_last.unsqueeze(-1) == Tensor.arange(size, device=self.device)
+        return hit.where(x_last.unsqueeze(-2), 0).sum(-1).transpose(dim, -1)
+
+    # ---- reductions -----------------------------------------------------------------------------
+
+    def _axes(self, axis: int | Sequence[int] | None) -> tuple[int, ...]:
+        if axis is None:
+            return tuple(range(self.ndim))
+        axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+        return tuple(sorted({normalize_axis(a, self.ndim) for a in axes}))
+
+    def _reduce(self, op: Op, axis, keepdim: bool) -> "Tensor":
+        axes = self._axes(axis)
+        out = self._wrap(self.lazydata.reduce(op, axes), self)
+        if keepdim:
+            return out
+        return out.reshape(tuple(s for d, s in enumerate(self.shape) if d not in axes))
+
+    def sum(self, axis=None, keepdim: bool = False) -> "Tensor":
+        x = self.cast(dtypes.default_int) if self.dtype == dtypes.bool else self
+        return x._reduce(Op.REDUCE_SUM, axis, keepdim)
+
+    def max(self, axis=None, keepdim: bool = False) -> "Tensor":
+        return self._reduce(Op.REDUCE_MAX, axis, keepdim)
+
+    def min(self, axis=None, keepdim: bool = False) -> "Tensor":
+        if self.dtype == dtypes.bool:
+            return self.logical_not().max(axis, keepdim).logical_not()
+        if self.dtype == dtypes.uint8:
+            return 255 - (255 - self).max(axis, keepdim)
+        return -((-self).max(axis, keepdim))
+
+    def mean(self, axis=None, keepdim: bool = False) -> "Tensor":
+        x = self._float()
+        count = prod(x.shape[d] for d in self._axes(axis))
+        total = x.sum(axis, keepdim)
+        return total * (1 / count) if count else total * math.nan
+
+    def var(self, axis=None, keepdim: bool = False, correction: int = 1) -> "Tensor":
+        x = self._float()
+        count = prod(x.shape[d] for d in self._axes(axis))
+        deviation = x - x.mean(axis, keepdim=True)
+        return (deviation * deviation).sum(axis, keepdim) / max(count - correction, 0)
+
+    def std(self, axis=None, keepdim: bool = False, correction: int = 1) -> "Tensor":
+        return self.var(axis, keepdim, correction).sqrt()
+
+    def prod(self, axis=None, keepdim: bool = False) -> "Tensor":
+        """Product as a tree of MULs over halves (exact with zeros and signs, unlike exp(sum(log)))."""
+        axes = self._axes(axis)
+        x = self.permute([d for d in range(self.ndim) if d not in axes] + list(axes))
+        kept = x.shape[:self.ndim - len(axes)]
+        x = x.reshape(kept + (prod(x.shape[len(kept):]),))
+        while x.shape[-1] > 1:
+            if x.shape[-1] % 2:
+                x = x.pad([(0, 0)] * (x.ndim - 1) + [(0, 1)], value=1)
+            half = x.shape[-1] // 2
+            x = x[..., :half] * x[..., half:]
+        out = x.reshape(kept) if x.shape[-1] == 1 else x.pad([(0, 0)] * (x.ndim - 1) + [(0, 1)], value=1).reshape(kept)
+        if keepdim:
+            out = out.reshape(tuple(1 if d in axes else s for d, s in enumerate(self.shape)))
+        return out
+
+    def any(self, axis=None, keepdim: bool = False) -> "Tensor":
+        return self.bool().max(axis, keepdim)
+
+    def all(self, axis=None, keepdim: bool = False) -> "Tensor":
+        return self.bool().logical_not().any(axis, keepdim).logical_not()
+
+    def argmax(self, axis: int | None = None, keepdim: bool = False) -> "Tensor":
+        """Index of the first maximum (int32)."""
+        if axis is None:
+            return self.flatten().argmax(0)
+        axis = normalize_axis(axis, self.ndim)
+        size = self.shape[axis]
+        is_max = self == self.max(axis, keepdim=True)
+        countdown = Tensor.arange(size, 0, -1, device=self.device).reshape(
+            (size,) + (1,) * (self.ndim - axis - 1))
+        return (size - (is_max.where(countdown, 0)).max(axis, keepdim)).cast(dtypes.int32)
+
+    def argmin(self, axis: int | None = None, keepdim: bool = False) -> "Tensor":
+        return (-self if self.dtype != dtypes.bool else self.logical_not()).argmax(axis, keepdim)
+
+    def softmax(self, axis: int = -1) -> "Tensor":
+        x = self._float()
+        shifted = x - x.max(axis, keepdim=True).detach()
+        e = shifted.exp()
+        return e / e.sum(axis, keepdim=True)
+
+    def log_softmax(self, axis: int = -1) -> "Tensor":
+        x = self._float()
+        shifted = x - x.max(axis, keepdim=True).detach()
+        return shifted - shifted.exp().sum(axis, keepdim=True).log()
+
+    def logsumexp(self, axis=None, keepdim: bool = False) -> "Tensor":
+        x = self._float()
+        peak = x.max(axis, keepdim=True).detach()
+        peak = peak.isinf().where(0.0, peak)  # all -inf (or +inf) rows: no shift, as torch
+        out = (x - peak).exp().sum(axis, keepdim=True).log() + peak
+        return out if keepdim else out.reshape(tuple(s for d, s in enumerate(x.shape) if d not in x._axes(axis)))
+
+    def cumsum(self, axis: int = 0) -> "Tensor":
+        """Running sum along `axis`: a masked sum against a lower-triangular pattern."""
+        axis = normalize_axis(axis, self.ndim)
+        x = self.transpose(axis, -1) if self.ndim else self.reshape(1)
+        n = x.shape[-1]
+        take = Tensor.arange(n, device=self.device).reshape(n, 1) >= Tensor.arange(n, device=self.device)
+        out = take.where(x.unsqueeze(-2), 0).sum(-1)
+        return out.transpose(axis, -1) if self.ndim else out.reshape(())
+
+    def tril(self, diagonal: int = 0) -> "Tensor":
+        rows, cols = self.shape[-2:]
+        keep = Tensor.arange(rows, device=self.device).reshape(rows, 1) + diagonal >= Tensor.arange(cols, device=self.device)
+        return keep.where(self, 0)
+
+    def triu(self, diagonal: int = 0) -> "Tensor":
+        rows, cols = self.shape[-2:]
+        keep = Tensor.arange(rows, device=self.device).reshape(rows, 1) + diagonal <= Tensor.arange(cols, device=self.device)
+        return keep.where(self, 0)
+
+    # ---- linear algebra -------------------------------------------------------------------------
+
+    def matmul(self, other: "Tensor") -> "Tensor":
+        """Matrix product with numpy's rules for 1-D operands and broadcast batch dims: a MUL and a SUM."""
+        x, w = self, self._to_tensor(other)
+        if x.ndim == 0 or w.ndim == 0:
+            raise ValueError(f"matmul: both operands need at least 1 dimension, got {x.shape} and {w.shape}")
+        x2 = x.unsqueeze(0) if x.ndim == 1 else x
+        w2 = w.unsqueeze(-1) if w.ndim == 1 else w
+        if x2.shape[-1] != w2.shape[-2]:
+            raise ValueError(f"matmul: shapes {x.shape} and {w.shape} do not match "
+                             f"({x2.shape[-1]} != {w2.shape[-2]})")
+        out = (x2.unsqueeze(-2) * w2.transpose(-1, -2).unsqueeze(-3)).sum(-1)
+        if x.ndim == 1:
+            out = out.squeeze(-2)
+        if w.ndim == 1:
+            out = out.squeeze(-1)
+        return out
+
+    dot = matmul
+
+    def linear(self, weight: "Tensor", bias: "Tensor | None" = None) -> "Tensor":
+        """`self @ weight + bias` with weight shaped (in, out), as tinygrad (nn.Linear passes weight.T)."""
+        out = self * weight if weight.ndim == 1 else self.matmul(weight)
+        return out + bias if bias is not None else out
+
+    # ---- neural-network functions ---------------------------------------------------------------
+
+    def _window(self, axis: int, kernel: int, stride: int, dilation: int) -> "Tensor":
+        """Replace dim `axis` (size n) by the o window positions and append a new last dim of the k taps:
+        out[..., o, ..., j] = self[..., o*stride + j*dilation, ...]. Pure views (no copy)."""
+        n = self.shape[axis]
+        outputs = (n - dilation * (kernel - 1) - 1) // stride + 1
+        if outputs <= 0:
+            raise ValueError(f"window of {kernel} taps (dilation {dilation}) does not fit in size {n}")
+        order = [d for d in range(self.ndim) if d != axis] + [axis]
+        x = self.permute(order)
+        batch = x.shape[:-1]
+        if kernel == stride and dilation == 1:  # non-overlapping windows: a plain reshape
+            rows = x.shrink([None] * len(batch) + [(0, outputs * kernel)]).reshape(batch + (outputs, kernel))
+            rows = rows.permute(list(range(len(batch))) + [len(batch) + 1, len(batch)])
+        else:
+            # repeat each row k times with a stride of n + dilation: row j then starts at element j*dilation
+            rows = x.unsqueeze(-2).expand(batch + (kernel, n)).reshape(batch + (kernel * n,))
+            rows = rows.pad([(0, 0)] * len(batch) + [(0, kernel * dilation)]).reshape(batch + (kernel, n + dilation))
+            width = max(n + dilation, outputs * stride)
+            rows = rows.pad([(0, 0)] * (len(batch) + 1) + [(0, width - n - dilation)])
+            rows = rows.shrink([None] * (len(batch) + 1) + [(0, outputs * stride)])
+            rows = rows.reshape(batch + (kernel, outputs, stride))[..., 0]
+        nb = len(batch)
+        return rows.permute(list(range(axis)) + [nb + 1] + list(range(axis, nb)) + [nb])
+
+    def _pool(self, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int]) -> "Tensor":
+        """Sliding windows over the last len(kernel) dims: (..., *spatial) -> (..., *outputs, *kernel)."""
+        x = self
+        first = self.ndim - len(kernel)
+        for i, (k, s, d) in enumerate(zip(kernel, stride, dilation)):
+            x = x._window(first + i, k, s, d)
+        return x
+
+    def conv2d(self, weight: "Tensor", bias: "Tensor | None" = None, groups: int = 1, stride=1, dilation=1,
+               padding=0) -> "Tensor":
+        """2-D convolution as torch.nn.functional.conv2d: input (N, Cin, H, W), weight (Cout, Cin/groups, kh, kw)."""
+        if self.ndim != 4 or weight.ndim != 4:
+            raise ValueError(f"conv2d: expected a 4-D input and weight, got {self.shape} and {weight.shape}")
+        batch, cin, _, _ = self.shape
+        cout, cin_group, kh, kw = weight.shape
+        if cin != cin_group * groups or cout % groups:
+            raise ValueError(f"conv2d: input {self.shape} with {groups} groups does not match weight {weight.shape}")
+        x = self.pad(_conv_padding(padding)) if padding != 0 else self
+        windows = x._pool((kh, kw), _pair(stride), _pair(dilation))  # (N, Cin, OH, OW, kh, kw)
+        oh, ow = windows.shape[2:4]
+        windows = windows.reshape(batch, groups, 1, cin_group, oh, ow, kh, kw)
+        w = weight.reshape(1, groups, cout // groups, cin_group, 1, 1, kh, kw)
+        out = (windows * w).sum((3, 6, 7)).reshape(batch, cout, oh, ow)
+        return out + bias.reshape(1, cout, 1, 1) if bias is not None else out
+
+    def conv_transpose2d(self, weight: "Tensor", bias: "Tensor | None" = None, groups: int = 1, stride=1,
+                         dilation=1, padding=0, output_padding=0) -> "Tensor":
+        """Transposed convolution as torch: weight (Cin, Cout/groups, kh, kw). A conv of the stride-dilated input."""
+        if self.ndim != 4 or weight.ndim != 4:
+            raise ValueError(f"conv_transpose2d: expected 4-D input and weight, got {self.shape} and {weight.shape}")
+        batch, cin, h, w_ = self.shape
+        if weight.shape[0] != cin or cin % groups:
+            raise ValueError(f"conv_transpose2d: input {self.shape} does not match weight {weight.shape}")
+        (sh, sw), (dh, dw), (ph, pw), (oph, opw) = map(_pair, (stride, dilation, padding, output_padding))
+        _, cout_group, kh, kw = weight.shape
+        x = self
+        if sh > 1 or sw > 1:  # put stride-1 zeros between input pixels
+            x = x.reshape(batch, cin, h, 1, w_, 1).pad(((0, 0), (0, 0), (0, 0), (0, sh - 1), (0, 0), (0, sw - 1)))
+            x = x.reshape(batch, cin, h * sh, w_ * sw)[:, :, :(h - 1) * sh + 1, :(w_ - 1) * sw + 1]
+        full_h, full_w = dh * (kh - 1), dw * (kw - 1)
+        x = x.pad(((0, 0), (0, 0), (full_h - ph, full_h - ph + oph), (full_w - pw, full_w - pw + opw)))
+        w = weight.reshape(groups, cin // groups, cout_group, kh, kw).transpose(1, 2)
+        w = w.reshape(groups * cout_group, cin // groups, kh, kw).flip((2, 3))
+        return x.conv2d(w, bias, groups=groups, dilation=(dh, dw))
+
+    def max_pool2d(self, kernel_size=(2, 2), stride=None, dilation=1, padding=0) -> "Tensor":
+        kernel = _pair(kernel_size)
+        x = self.pad(_conv_padding(padding), value=-math.inf) if padding != 0 else self
+        windows = x._pool(kernel, _pair(stride if stride is not None else kernel), _pair(dilation))
+        return windows.max((-2, -1))
+
+    def avg_pool2d(self, kernel_size=(2, 2), stride=None, dilation=1, padding=0) -> "Tensor":
+        """Average over windows; padding zeros count in the average (torch's count_include_pad=True)."""
+        kernel = _pair(kernel_size)
+        x = self.pad(_conv_padding(padding)) if padding != 0 else self
+        windows = x._pool(kernel, _pair(stride if stride is not None else kernel), _pair(dilation))
+        return windows.mean((-2, -1))
+
+    def dropout(self, p: float = 0.5) -> "Tensor":
+        if not 0 <= p <= 1:
+            raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+        if not Tensor.training or p == 0:
+            return self
+        keep = Tensor.rand(*self.shape, device=self.device) >= p
+        return keep.where(self * (1 / (1 - p)), 0) if p < 1 else self * 0
+
+    def layernorm(self, axis=-1, eps: float = 1e-5) -> "Tensor":
+        centered = self - self.mean(axis, keepdim=True)
+        return centered * ((centered * centered).mean(axis, keepdim=True) + eps).rsqrt()
+
+    def batchnorm(self, weight: "Tensor | None", bias: "Tensor | None", mean: "Tensor",
+                  invstd: "Tensor") -> "Tensor":
+        """(x - mean) * invstd * weight + bias, with per-channel (dim 1) parameters."""
+        shape = (1, -1) + (1,) * (self.ndim - 2)
+        x = self - mean.reshape(shape)
+        if weight is not None:
+            x = x * weight.reshape(shape)
+        x = x * (invstd.reshape(shape) if invstd.ndim == 1 else invstd)
+        return x + bias.reshape(shape) if bias is not None else x
+
+    def one_hot(self, num_classes: int) -> "Tensor":
+        if dtypes.is_float(self.dtype):
+            raise TypeError(f"one_hot needs an integer tensor, got {self.dtype.name}")
+        return (self.unsqueeze(-1) == Tensor.arange(num_classes, device=self.device)).cast(dtypes.int32)
+
+    def sparse_categorical_crossentropy(self, Y: "Tensor", ignore_index: int = -1,
+                                        label_smoothing: float = 0.0) -> "Tensor":
+        """Mean cross-entropy of logits `self` (N, C) against class indices `Y` (N,), as tinygrad."""
+        return self.cross_entropy(Y, ignore_index=ignore_index, label_smoothing=label_smoothing)
+
+    def cross_entropy(self, Y: "Tensor", reduction: str = "mean", label_smoothing: float = 0.0,
+                      ignore_index: int = -100) -> "Tensor":
+        """torch.nn.functional.cross_entropy: classes on dim 1; Y holds class indices or probabilities."""
+        axis = 1 if self.ndim > 1 else 0
+        log_probs = self.log_softmax(axis)
+        classes = self.shape[axis]
+        if dtypes.is_float(Y.dtype):
+            if Y.shape != self.shape:
+                raise ValueError(f"cross_entropy: probability targets {Y.shape} must match logits {self.shape}")
+            target, keep = Y, None
+        else:
+            expected = self.shape[:axis] + self.shape[axis + 1:]
+            if Y.shape != expected:
+                raise ValueError(f"cross_entropy: class targets have shape {Y.shape}, expected {expected} "
+                                 f"for logits {self.shape}")
+            keep = Y != ignore_index
+            target = Y.one_hot(classes).float()
+            target = target.permute([0, target.ndim - 1] + list(range(1, target.ndim - 1))) if axis == 1 else target
+        if label_smoothing:
+            target = target * (1 - label_smoothing) + label_smoothing / classes
+        loss = -(log_probs * target).sum(axis)
+        if keep is not None:
+            loss = keep.where(loss, 0)
+        if reduction == "none":
+            return loss
+        if reduction == "sum":
+            return loss.sum()
+        if reduction != "mean":
+            raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        return loss.sum() / keep.sum().float() if keep is not None else loss.mean()
+
+    def binary_crossentropy(self, Y: "Tensor") -> "Tensor":
+        """Mean BCE of probabilities `self` against targets `Y`; logs clamped at -100 as torch."""
+        return -(Y * self.log().maximum(-100) + (1 - Y) * (1 - self).log().maximum(-100)).mean()
+
+    def binary_crossentropy_logits(self, Y: "Tensor") -> "Tensor":
+        """Mean BCE of logits, in the stable form max(x, 0) - x*y + log(1 + exp(-|x|))."""
+        return (self.maximum(0) - self * Y + (1 + (-self.abs()).exp()).log()).mean()
+
+    def scaled_dot_product_attention(self, key: "Tensor", value: "Tensor", attn_mask: "Tensor | None" = None,
+                                     is_causal: bool = False) -> "Tensor":
+        """softmax(q k^T / sqrt(d) + mask) v with q = self; a bool mask marks the positions to keep."""
+        scores = self.matmul(key.transpose(-2, -1)) * (1 / math.sqrt(self.shape[-1]))
+        if is_causal:
+            keep = Tensor.ones(scores.shape[-2], scores.shape[-1], device=self.device, dtype=dtypes.bool).tril()
+            scores = keep.where(scores, -math.inf)
+        if attn_mask is not None:
+            scores = attn_mask.where(scores, -math.inf) if attn_mask.dtype == dtypes.bool else scores + attn_mask
+        return scores.softmax(-1).matmul(value)
+
+
+def _pair(value: int | Sequence[int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def _conv_padding(padding: int | Sequence[int]) -> tuple:
+    """conv padding: int, (ph, pw), or flat (left, right, top, bottom) as PyTorch's F.pad."""
+    if isinstance(padding, int):
+        return ((0, 0), (0, 0), (padding, padding), (padding, padding))
+    if len(padding) == 2:
+        return ((0, 0), (0, 0), (padding[0], padding[0]), (padding[1], padding[1]))
+    if len(padding) == 4:
+        return ((0, 0), (0, 0), (padding[2], padding[3]), (padding[0], padding[1]))
+    raise ValueError(f"padding must be an int, (ph, pw) or (left, right, top, bottom), got {padding}")
+
+
+def _bitwise_unsupported(op: str, dtype: DType):
+    raise TypeError(f"operator {op} is only supported on bool tensors, got {dtype.name}")
+
+
+def _to_numpy(data: Any, dtype: DType | None) -> np.ndarray:
+    """Host data for a new Tensor: Python ints become int32, floats float32, bools bool (unless dtype=)."""
+    if isinstance(data, np.ndarray):
+        array = data
+    elif isinstance(data, (bool, int, float, np.generic)):
+        array = np.array(data, dtype=(dtype or dtypes.from_py(data if not isinstance(data, np.generic) else data.item())).np)
+    elif isinstance(data, (list, tuple)):
+        array = np.array(data)
+        if array.dtype == object:
+            raise ValueError("Tensor: nested lists must be rectangular (all rows of one length)")
+        if array.dtype.kind == "f":
+            array = array.astype(dtypes.default_float.np)
+        elif array.dtype.kind in "iu":
+            array = array.astype(dtypes.default_int.np)
+        elif array.size == 0:
+            array = array.astype(dtypes.default_float.np)
+    else:
+        raise TypeError(f"cannot make a Tensor from {type(data).__name__}")
+    if dtype is not None:
+        array = array.astype(dtype.np)
+    else:
+        dtypes.from_numpy(array.dtype)  # raises TypeError for unsupported numpy dtypes
+    return np.ascontiguousarray(array)
+
+
+class no_grad(contextlib.ContextDecorator):
+    """`with minigrad.no_grad():` ops inside record no graph for gradients."""
+
+    def __enter__(self) -> None:
+        self.previous, Tensor.no_grad = Tensor.no_grad, True
+
+    def __exit__(self, *exc) -> None:
+        Tensor.no_grad = self.previous
+
+
+__all__ = ["Tensor", "no_grad", "broadcast_shape", "argsort"]
