@@ -354,8 +354,8 @@ class Tensor:
         leaves = [t for t in list(Tensor._grad_leaves.values()) if t.requires_grad and id(t.lazydata) in in_graph]
         grads = reverse_gradient(self.lazydata, [t.lazydata for t in leaves], root_grad.lazydata)
         for leaf, grad in zip(leaves, grads):
-            if grad is None:
-                continue
+            if grad is None:  # used only through ops with no gradient (comparisons): zero, as torch
+                grad = leaf.lazydata.const_like(0.0)
             grad_tensor = Tensor._from_node(grad.detach(), requires_grad=False)
             leaf.grad = grad_tensor if leaf.grad is None else leaf.grad + grad_tensor
         return self
@@ -658,10 +658,12 @@ class Tensor:
         return (self > 0).where(self, 0)
 
     def sigmoid(self) -> "Tensor":
-        """Stable: exp of -|x| only, so no overflow for large inputs in either direction."""
+        """Stable: each branch only exponentiates a non-positive number, so nothing overflows."""
         x = self._float()
-        e = (-x.abs()).exp()
-        return (x >= 0).where(1 / (1 + e), e / (1 + e))
+        positive = x >= 0
+        upper = 1 / (1 + (-positive.where(x, 0)).exp())
+        lower_exp = positive.where(0, x).exp()
+        return positive.where(upper, lower_exp / (1 + lower_exp))
 
     def tanh(self) -> "Tensor":
         return 2.0 * (2.0 * self).sigmoid() - 1.0
@@ -1323,7 +1325,7 @@ def _to_numpy(data: Any, dtype: DType | None) -> np.ndarray:
         array = array.astype(dtype.np)
     else:
         dtypes.from_numpy(array.dtype)  # raises TypeError for unsupported numpy dtypes
-    return np.ascontiguousarray(array)
+    return np.array(array, order="C")  # a private copy (ascontiguousarray would turn 0-d into 1-d)
 
 
 class no_grad(contextlib.ContextDecorator):

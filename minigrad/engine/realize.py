@@ -54,6 +54,10 @@ def _copy(node: LazyNode, src: LazyNode) -> None:
 def _run_kernel(item: ScheduleItem) -> None:
     backend = Device[item.outputs[0].device]
     outputs = [_output_buffer(node) for node in item.outputs]
+    if prod(item.outputs[0].shape) == 0:  # nothing to compute
+        for node, buffer in zip(item.outputs, outputs):
+            node.realized = buffer
+        return
     buffers = outputs + [node.realized for node in item.inputs]
     program = backend.get_program(item.ast)
     start = time.perf_counter()

@@ -67,6 +67,11 @@ def _reduce_max(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     return np.max(x, axis=axes, keepdims=True)
 
 
+def _typed(buf: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """View a byte buffer as elements of `dtype` (an empty buffer still has one byte allocated)."""
+    return buf[:len(buf) // dtype.itemsize * dtype.itemsize].view(dtype)
+
+
 class NumpyProgram(Program):
     """Interprets one kernel AST; `binary` is the AST itself."""
 
@@ -79,12 +84,12 @@ class NumpyProgram(Program):
                 name = node.op.name
                 if name == "LOAD":
                     index, st = node.arg
-                    result = load(buffers[index].view(dtype), st)
+                    result = load(_typed(buffers[index], dtype), st)
                 elif name == "CONST":
                     result = _const(node.arg[0], node.arg[1], dtype)
                 elif name == "STORE":
                     index, st = node.arg
-                    out = buffers[index].view(dtype)
+                    out = _typed(buffers[index], dtype)
                     value = np.broadcast_to(srcs[0], st.shape).astype(dtype, copy=False)
                     if st.contiguous:
                         out[:] = value.reshape(-1)

@@ -1,0 +1,518 @@
+"""Every op of API.md, forward and backward, against torch 2.13 (CPU), on every available device."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from minigrad import Tensor, dtypes
+from test.helpers import check_op
+
+# ---- elementwise ---------------------------------------------------------------------------------
+
+UNARY = {
+    "neg": (lambda x: -x, None, -2, 2),
+    "exp": (torch.exp, Tensor.exp, -2, 2),
+    "exp2": (torch.exp2, Tensor.exp2, -2, 2),
+    "log": (torch.log, Tensor.log, 0.1, 3),
+    "log2": (torch.log2, Tensor.log2, 0.1, 3),
+    "sqrt": (torch.sqrt, Tensor.sqrt, 0.1, 3),
+    "rsqrt": (torch.rsqrt, Tensor.rsqrt, 0.1, 3),
+    "sin": (torch.sin, Tensor.sin, -3, 3),
+    "cos": (torch.cos, Tensor.cos, -3, 3),
+    "tan": (torch.tan, Tensor.tan, -1.2, 1.2),
+    "reciprocal": (torch.reciprocal, Tensor.reciprocal, 0.2, 3),
+    "square": (torch.square, Tensor.square, -2, 2),
+    "abs": (torch.abs, Tensor.abs, -2, 2),
+    "sign": (torch.sign, Tensor.sign, -2, 2),
+    "relu": (torch.relu, Tensor.relu, -2, 2),
+    "sigmoid": (torch.sigmoid, Tensor.sigmoid, -6, 6),
+    "tanh": (torch.tanh, Tensor.tanh, -3, 3),
+    "gelu": (F.gelu, Tensor.gelu, -3, 3),
+    "gelu_tanh": (lambda x: F.gelu(x, approximate="tanh"), lambda x: x.gelu(approximate="tanh"), -3, 3),
+    "silu": (F.silu, Tensor.silu, -3, 3),
+    "swish": (F.silu, Tensor.swish, -3, 3),
+    "leaky_relu": (F.leaky_relu, Tensor.leaky_relu, -2, 2),
+    "leaky_relu_0.2": (lambda x: F.leaky_relu(x, 0.2), lambda x: x.leaky_relu(0.2), -2, 2),
+    "elu": (F.elu, Tensor.elu, -2, 2),
+    "softplus": (F.softplus, Tensor.softplus, -5, 5),
+    "relu6": (F.relu6, Tensor.relu6, -3, 9),
+    "hardtanh": (F.hardtanh, Tensor.hardtanh, -2, 2),
+    "trunc": (torch.trunc, Tensor.trunc, -5, 5),
+    "floor": (torch.floor, Tensor.floor, -5, 5),
+    "ceil": (torch.ceil, Tensor.ceil, -5, 5),
+    "round": (torch.round, Tensor.round, -5, 5),
+    "clip": (lambda x: x.clip(-0.5, 0.7), lambda x: x.clip(-0.5, 0.7), -2, 2),
+    "clamp_min": (lambda x: x.clamp(min=0.1), lambda x: x.clamp(0.1), -2, 2),
+    "pow_2": (lambda x: x ** 2, None, -2, 2),
+    "pow_3": (lambda x: x ** 3, None, -2, 2),
+    "pow_-1": (lambda x: x ** -1, None, 0.5, 2),
+    "pow_0.5": (lambda x: x ** 0.5, None, 0.1, 2),
+    "pow_1.7": (lambda x: x ** 1.7, None, 0.1, 2),
+    "rpow": (lambda x: 2.0 ** x, None, -2, 2),
+    "scalar_ops": (lambda x: (3 - x) * 2 / 5 + 1, None, -2, 2),
+    "rdiv": (lambda x: 1.5 / x, None, 0.5, 2),
+}
+
+
+@pytest.mark.parametrize("name", UNARY)
+def test_unary(device, name):
+    torch_fn, minigrad_fn, low, high = UNARY[name]
+    check_op(device, [(3, 4)], torch_fn, minigrad_fn, low=low, high=high)
+
+
+@pytest.mark.parametrize("name", ["exp", "relu", "sigmoid", "abs", "sqrt"])
+def test_unary_noncontiguous_and_odd_shapes(device, name):
+    torch_fn, minigrad_fn, low, high = UNARY[name]
+    check_op(device, [(5, 3)], torch_fn, minigrad_fn, low=low, high=high, transpose_inputs=True)
+    for shape in [(), (1,), (1, 4), (0, 3)]:
+        check_op(device, [shape], torch_fn, minigrad_fn, low=low, high=high)
+
+
+BINARY = {
+    "add": (torch.add, Tensor.add, -2, 2),
+    "sub": (torch.sub, Tensor.sub, -2, 2),
+    "mul": (torch.mul, Tensor.mul, -2, 2),
+    "div": (torch.div, Tensor.div, 0.5, 2),
+    "pow": (torch.pow, Tensor.pow, 0.5, 2),
+    "maximum": (torch.maximum, Tensor.maximum, -2, 2),
+    "minimum": (torch.minimum, Tensor.minimum, -2, 2),
+    "lerp": (lambda a, b: torch.lerp(a, b, 0.3), lambda a, b: a.lerp(b, 0.3), -2, 2),
+    "operators": (lambda a, b: (a + b) * (a - b) / (b * b + 1), None, -2, 2),
+}
+
+
+@pytest.mark.parametrize("name", BINARY)
+@pytest.mark.parametrize("shapes", [[(3, 4), (3, 4)], [(3, 1), (1, 4)], [(2, 3, 4), (4,)], [(4,), ()], [(0, 4), (4,)]])
+def test_binary_broadcasting(device, name, shapes):
+    torch_fn, minigrad_fn, low, high = BINARY[name]
+    check_op(device, shapes, torch_fn, minigrad_fn, low=low, high=high)
+
+
+def test_binary_noncontiguous(device):
+    check_op(device, [(4, 3), (4, 3)], lambda a, b: a * b + a, transpose_inputs=True)
+
+
+def test_pow_negative_base_integer_exponent(device):
+    base = np.array([-2.0, -1.5, 0.0, 1.5, 2.0], np.float32)
+    exponent = np.array([2.0, 3.0, 2.0, 0.5, -1.0], np.float32)
+    check_op(device, None, torch.pow, Tensor.pow, values=[base, exponent], forward_only=True)
+
+
+@pytest.mark.parametrize("op", ["lt", "le", "gt", "ge", "eq", "ne"])
+def test_comparisons(device, op):
+    a = np.array([[1, 2, 3], [3, 2, 1]], np.float32)
+    b = np.array([2, 2, 2], np.float32)
+    fn = {"lt": lambda x, y: x < y, "le": lambda x, y: x <= y, "gt": lambda x, y: x > y,
+          "ge": lambda x, y: x >= y, "eq": lambda x, y: x == y, "ne": lambda x, y: x != y}[op]
+    out = fn(Tensor(a, device=device), Tensor(b, device=device))
+    assert out.dtype == dtypes.bool
+    np.testing.assert_equal(out.numpy(), fn(a, b))
+    np.testing.assert_equal(fn(Tensor(a, device=device), 2).numpy(), fn(a, 2))
+
+
+def test_where(device):
+    cond = np.array([[True, False, True], [False, False, True]])
+    check_op(device, None, lambda c, x, y: torch.where(c, x, y), lambda c, x, y: c.where(x, y),
+             values=[cond, np.random.rand(2, 3).astype(np.float32), np.random.rand(1, 3).astype(np.float32)])
+    np.testing.assert_equal(Tensor(cond, device=device).where(1.0, 2.5).numpy(), np.where(cond, 1.0, 2.5))
+
+
+def test_logical_and_predicates(device):
+    x = np.array([1.0, -np.inf, np.nan, 0.0, np.inf], np.float32)
+    t = Tensor(x, device=device)
+    np.testing.assert_equal(t.isnan().numpy(), np.isnan(x))
+    np.testing.assert_equal(t.isinf().numpy(), np.isinf(x))
+    b = Tensor([True, False, True], device=device)
+    np.testing.assert_equal(b.logical_not().numpy(), [False, True, False])
+    np.testing.assert_equal((b & Tensor([True, True, False], device=device)).numpy(), [True, False, False])
+    np.testing.assert_equal((b | Tensor([False, True, False], device=device)).numpy(), [True, True, True])
+
+
+def test_integer_arithmetic(device):
+    a = np.array([7, -7, 7, -7, 0, 5], np.int32)
+    b = np.array([2, 2, -2, -2, 3, 5], np.int32)
+    x, y = Tensor(a, device=device), Tensor(b, device=device)
+    assert (x // y).dtype == dtypes.int32
+    np.testing.assert_equal((x // y).numpy(), torch.floor_divide(torch.tensor(a), torch.tensor(b)).numpy())
+    np.testing.assert_equal((x % y).numpy(), torch.remainder(torch.tensor(a), torch.tensor(b)).numpy())
+    np.testing.assert_equal((x * y + x - 3).numpy(), a * b + a - 3)
+    np.testing.assert_equal((x / y).numpy(), (torch.tensor(a) / torch.tensor(b)).numpy())
+    np.testing.assert_equal(x.maximum(y).numpy(), np.maximum(a, b))
+    np.testing.assert_equal((x * 2.5).numpy(), a * np.float32(2.5))
+    assert (x * 2.5).dtype == dtypes.float32
+
+
+def test_bool_arithmetic_and_casts(device):
+    b = Tensor([True, False, True], device=device)
+    np.testing.assert_equal(b.sum().numpy(), 2)
+    np.testing.assert_equal((b + 1).numpy(), [2, 1, 2])
+    np.testing.assert_equal(Tensor([1.7, -1.7, 0.0], device=device).int().numpy(), [1, -1, 0])
+    np.testing.assert_equal(Tensor([1.7, 0.0], device=device).bool().numpy(), [True, False])
+    np.testing.assert_equal(Tensor([1, 2], device=device).float().numpy(), [1.0, 2.0])
+
+
+# ---- reductions ----------------------------------------------------------------------------------
+
+def _torch_prod(x, axis, keepdim):
+    """torch.prod takes one dim at a time."""
+    if axis is None:
+        return x.prod()
+    for a in sorted(axis if isinstance(axis, tuple) else (axis,), reverse=True):
+        x = x.prod(a, keepdim=keepdim)
+    return x
+
+
+REDUCTIONS = {
+    "sum": (lambda x, a, k: x.sum(a, keepdim=k) if a is not None else x.sum(), lambda x, a, k: x.sum(a, keepdim=k)),
+    "mean": (lambda x, a, k: x.mean(a, keepdim=k) if a is not None else x.mean(), lambda x, a, k: x.mean(a, keepdim=k)),
+    "max": (lambda x, a, k: x.amax(a, keepdim=k) if a is not None else x.max(), lambda x, a, k: x.max(a, keepdim=k)),
+    "min": (lambda x, a, k: x.amin(a, keepdim=k) if a is not None else x.min(), lambda x, a, k: x.min(a, keepdim=k)),
+    "prod": (lambda x, a, k: _torch_prod(x, a, k), lambda x, a, k: x.prod(a, keepdim=k)),
+    "std": (lambda x, a, k: x.std(a, keepdim=k) if a is not None else x.std(), lambda x, a, k: x.std(a, keepdim=k)),
+    "var": (lambda x, a, k: x.var(a, keepdim=k) if a is not None else x.var(), lambda x, a, k: x.var(a, keepdim=k)),
+    "var0": (lambda x, a, k: x.var(a, keepdim=k, correction=0) if a is not None else x.var(correction=0),
+             lambda x, a, k: x.var(a, keepdim=k, correction=0)),
+    "logsumexp": (lambda x, a, k: torch.logsumexp(x, a if a is not None else tuple(range(x.ndim)), keepdim=k),
+                  lambda x, a, k: x.logsumexp(a, keepdim=k)),
+}
+
+
+@pytest.mark.parametrize("name", REDUCTIONS)
+@pytest.mark.parametrize("axis,keepdim", [(None, False), (1, False), (-1, True), ((0, 2), False), (0, True)])
+def test_reductions(device, name, axis, keepdim):
+    torch_fn, minigrad_fn = REDUCTIONS[name]
+    check_op(device, [(3, 4, 5)], lambda x: torch_fn(x, axis, keepdim), lambda x: minigrad_fn(x, axis, keepdim),
+             low=0.5 if name == "prod" else -2, high=1.5 if name == "prod" else 2)
+
+
+def test_reductions_noncontiguous_and_size_one(device):
+    check_op(device, [(4, 3)], lambda x: x.sum(0), lambda x: x.sum(0), transpose_inputs=True)
+    check_op(device, [(1, 4)], lambda x: x.amax(0), lambda x: x.max(0))
+    check_op(device, [(3, 1)], lambda x: x.mean(1, keepdim=True), lambda x: x.mean(1, keepdim=True))
+
+
+def test_reductions_of_empty(device):
+    x = Tensor.ones(0, 3, device=device)
+    np.testing.assert_equal(x.sum(0).numpy(), np.zeros(3))
+    assert x.sum(1).shape == (0,)
+    np.testing.assert_equal(Tensor.ones(0, device=device).prod().numpy(), 1.0)
+
+
+def test_integer_reductions(device):
+    a = np.array([[3, -1, 4], [1, 5, -9]], np.int32)
+    t = Tensor(a, device=device)
+    np.testing.assert_equal(t.sum(1).numpy(), a.sum(1))
+    np.testing.assert_equal(t.max(0).numpy(), a.max(0))
+    np.testing.assert_equal(t.min().numpy(), a.min())
+    b = Tensor([[True, False], [True, True]], device=device)
+    np.testing.assert_equal(b.any(1).numpy(), [True, True])
+    np.testing.assert_equal(b.all(1).numpy(), [False, True])
+    np.testing.assert_equal(b.all().numpy(), False)
+
+
+@pytest.mark.parametrize("axis", [None, 0, 1, -1])
+def test_argmax_argmin(device, axis):
+    a = np.random.default_rng(1).standard_normal((4, 5)).astype(np.float32)
+    a[1, 2] = a[1, 3] = a.max() + 1  # a tie: the first index wins
+    t = Tensor(a, device=device)
+    expected_max = torch.tensor(a).argmax() if axis is None else torch.tensor(a).argmax(axis)
+    expected_min = torch.tensor(a).argmin() if axis is None else torch.tensor(a).argmin(axis)
+    np.testing.assert_equal(t.argmax(axis).numpy(), expected_max.numpy())
+    np.testing.assert_equal(t.argmin(axis).numpy(), expected_min.numpy())
+    np.testing.assert_equal(t.argmax(1, keepdim=True).numpy(), torch.tensor(a).argmax(1, keepdim=True).numpy())
+
+
+@pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("axis", [-1, 0, 1])
+def test_softmax(device, fn, axis):
+    check_op(device, [(3, 4, 5)], lambda x: getattr(torch, fn)(x, axis), lambda x: getattr(x, fn)(axis))
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_cumsum(device, axis):
+    check_op(device, [(3, 5)], lambda x: x.cumsum(axis), lambda x: x.cumsum(axis))
+
+
+def test_stable_at_large_magnitude(device):
+    """softmax, log_softmax, logsumexp, cross-entropies, softplus: finite for inputs of size 1e4."""
+    x = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, 1e4]], np.float32)
+    labels = np.array([1, 2], np.int32)
+    fns = {
+        "softmax": (lambda t: t.softmax(-1), lambda t: t.softmax(-1)),
+        "log_softmax": (lambda t: t.log_softmax(-1), lambda t: t.log_softmax(-1)),
+        "logsumexp": (lambda t: t.logsumexp(-1), lambda t: torch.logsumexp(t, -1)),
+        "softplus": (lambda t: t.softplus(), F.softplus),
+        "sigmoid": (lambda t: t.sigmoid(), torch.sigmoid),
+        "cross_entropy": (lambda t: t.cross_entropy(Tensor(labels, device=device)),
+                          lambda t: F.cross_entropy(t, torch.tensor(labels, dtype=torch.long))),
+        "sparse_cce": (lambda t: t.sparse_categorical_crossentropy(Tensor(labels, device=device)),
+                       lambda t: F.cross_entropy(t, torch.tensor(labels, dtype=torch.long))),
+        "bce_logits": (lambda t: t.binary_crossentropy_logits(Tensor(np.ones_like(x), device=device)),
+                       lambda t: F.binary_cross_entropy_with_logits(t, torch.ones_like(t))),
+    }
+    for name, (minigrad_fn, torch_fn) in fns.items():
+        m = Tensor(x, device=device, requires_grad=True)
+        out = minigrad_fn(m)
+        out.sum().backward()
+        t = torch.tensor(x, requires_grad=True)
+        torch_out = torch_fn(t)
+        torch_out.sum().backward()
+        assert np.isfinite(out.numpy()).all() and np.isfinite(m.grad.numpy()).all(), name
+        np.testing.assert_allclose(out.numpy(), torch_out.detach().numpy(), rtol=1e-4, atol=1e-3, err_msg=name)
+        np.testing.assert_allclose(m.grad.numpy(), t.grad.numpy(), rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+def test_log_of_zero_is_minus_inf(device):
+    assert Tensor([0.0], device=device).log().numpy()[0] == -np.inf
+
+
+# ---- movement ------------------------------------------------------------------------------------
+
+MOVEMENT = {
+    "reshape": (lambda x: x.reshape(4, 6), lambda x: x.reshape(4, 6)),
+    "reshape_minus1": (lambda x: x.reshape(-1, 3), lambda x: x.reshape(-1, 3)),
+    "view": (lambda x: x.view(2, 12), lambda x: x.view(2, 12)),
+    "permute": (lambda x: x.permute(2, 0, 1), lambda x: x.permute(2, 0, 1)),
+    "transpose": (lambda x: x.transpose(0, 2), lambda x: x.transpose(0, 2)),
+    "T": (lambda x: x.permute(2, 1, 0), lambda x: x.T),
+    "expand": (lambda x: x[:, :1].expand(2, 5, 4), lambda x: x[:, :1].expand(2, 5, 4)),
+    "expand_new_dims": (lambda x: x.expand(3, 2, 3, 4), lambda x: x.expand(3, 2, 3, 4)),
+    "flatten": (lambda x: x.flatten(), lambda x: x.flatten()),
+    "flatten_1": (lambda x: x.flatten(1), lambda x: x.flatten(1)),
+    "unflatten": (lambda x: x.unflatten(2, (2, 2)), lambda x: x.unflatten(2, (2, 2))),
+    "squeeze": (lambda x: x[:, :1].squeeze(1), lambda x: x[:, :1].squeeze(1)),
+    "squeeze_all": (lambda x: x[:1, :1].squeeze(), lambda x: x[:1, :1].squeeze()),
+    "unsqueeze": (lambda x: x.unsqueeze(1), lambda x: x.unsqueeze(1)),
+    "unsqueeze_neg": (lambda x: x.unsqueeze(-1), lambda x: x.unsqueeze(-1)),
+    "pad_flat": (lambda x: F.pad(x, (1, 2, 0, 1)), lambda x: x.pad((1, 2, 0, 1))),
+    "pad_pairs": (lambda x: F.pad(x, (1, 0, 2, 2, 0, 1)), lambda x: x.pad(((0, 1), (2, 2), (1, 0)))),
+    "pad_value": (lambda x: F.pad(x, (1, 1), value=2.5), lambda x: x.pad((1, 1), value=2.5)),
+    "pad_negative": (lambda x: F.pad(x, (-1, 1)), lambda x: x.pad((-1, 1))),
+    "shrink": (lambda x: x[:, 1:3, 1:], lambda x: x.shrink((None, (1, 3), (1, 4)))),
+    "flip": (lambda x: x.flip(1), lambda x: x.flip(1)),
+    "flip_many": (lambda x: x.flip((0, 2)), lambda x: x.flip((0, 2))),
+    "repeat": (lambda x: x.repeat(2, 1, 3), lambda x: x.repeat(2, 1, 3)),
+    "repeat_new": (lambda x: x.repeat(2, 1, 1, 2), lambda x: x.repeat(2, 1, 1, 2)),
+    "pad_then_shrink": (lambda x: F.pad(x, (2, 2))[..., 1:5], lambda x: x.pad((2, 2))[..., 1:5]),
+    "reshape_after_permute": (lambda x: x.permute(1, 0, 2).reshape(3, 8), lambda x: x.permute(1, 0, 2).reshape(3, 8)),
+    "reshape_of_padded": (lambda x: F.pad(x, (1, 1)).reshape(-1), lambda x: x.pad((1, 1)).reshape(-1)),
+    "expand_of_strided": (lambda x: x[:, ::2, :1].expand(2, 2, 5), lambda x: x[:, ::2, :1].expand(2, 2, 5)),
+}
+
+
+@pytest.mark.parametrize("name", MOVEMENT)
+def test_movement(device, name):
+    torch_fn, minigrad_fn = MOVEMENT[name]
+    check_op(device, [(2, 3, 4)], torch_fn, minigrad_fn)
+
+
+def test_cat_stack_split_chunk(device):
+    check_op(device, [(2, 3), (2, 1), (2, 2)], lambda a, b, c: torch.cat([a, b, c], 1),
+             lambda a, b, c: a.cat(b, c, dim=1))
+    check_op(device, [(2, 3), (1, 3)], lambda a, b: torch.cat([a, b]), lambda a, b: a.cat(b))
+    check_op(device, [(2, 3), (2, 3)], lambda a, b: torch.stack([a, b], 1), lambda a, b: Tensor.stack(a, b, dim=1))
+    check_op(device, [(2, 3), (2, 3)], lambda a, b: torch.stack([a, b], -1), lambda a, b: Tensor.stack([a, b], dim=-1))
+    check_op(device, [(5, 2)], lambda x: torch.split(x, 2)[2] * 2 + torch.split(x, 2)[0][:1],
+             lambda x: x.split(2)[2] * 2 + x.split(2)[0][:1])
+    check_op(device, [(5, 2)], lambda x: torch.split(x, [1, 4])[1], lambda x: x.split([1, 4])[1])
+    check_op(device, [(7, 2)], lambda x: torch.chunk(x, 3)[1], lambda x: x.chunk(3)[1])
+    assert [t.shape for t in Tensor.ones(7, 2, device=device).chunk(3)] == [(3, 2), (3, 2), (1, 2)]
+
+
+INDEXING = {
+    "int": lambda x: x[1],
+    "negative_int": lambda x: x[-1, -2],
+    "slice": lambda x: x[1:, :2],
+    "step": lambda x: x[:, ::2, 1::3],
+    "negative_step": lambda x: x[::-1, ::-2],
+    "negative_step_bounds": lambda x: x[:, 4:0:-2],
+    "none": lambda x: x[None, :, None, 1],
+    "ellipsis": lambda x: x[..., 2],
+    "ellipsis_middle": lambda x: x[1, ..., 1:],
+    "empty_slice": lambda x: x[:, 3:1],
+}
+
+
+@pytest.mark.parametrize("name", INDEXING)
+def test_basic_indexing(device, name):
+    fn = INDEXING[name]
+    x = np.arange(3 * 5 * 6, dtype=np.float32).reshape(3, 5, 6)
+    expected = fn(x)
+    np.testing.assert_equal(fn(Tensor(x, device=device)).numpy(), expected)
+    if name not in ("negative_step", "negative_step_bounds"):  # torch has no negative steps
+        check_op(device, [(3, 5, 6)], fn)
+
+
+@pytest.mark.parametrize("index", [
+    ([2, 0, -1],), ([[1, 2], [0, 0]],), (slice(None), [4, 0]), ([1, 0], slice(None), [3, 2]),
+    (slice(None), [2, 0], [1, 3]), (1, [0, 4]),
+])
+def test_tensor_indexing(device, index):
+    x = np.arange(3 * 5 * 6, dtype=np.float32).reshape(3, 5, 6)
+    minigrad_index = tuple(Tensor(np.array(i), device=device) if isinstance(i, list) else i for i in index)
+    np.testing.assert_equal(Tensor(x, device=device)[minigrad_index].numpy(), x[index])
+    torch_index = tuple(torch.tensor(i) if isinstance(i, list) else i for i in index)
+    check_op(device, [(3, 5, 6)], lambda t: t[torch_index], lambda t: t[minigrad_index])
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_gather(device, dim):
+    index = np.random.default_rng(2).integers(0, 3, size=(2, 3, 2))
+    check_op(device, None, lambda x, i: x.gather(dim, i.long()), lambda x, i: x.gather(dim, i),
+             values=[np.random.rand(3, 3, 3).astype(np.float32), index.astype(np.int32)])
+
+
+# ---- neural-network functions --------------------------------------------------------------------
+
+@pytest.mark.parametrize("shapes", [[(3, 4), (4, 5)], [(4,), (4, 5)], [(3, 4), (4,)], [(4,), (4,)],
+                                    [(2, 3, 4), (4, 5)], [(2, 1, 3, 4), (3, 4, 2)], [(0, 4), (4, 2)]])
+def test_matmul(device, shapes):
+    check_op(device, shapes, torch.matmul, Tensor.matmul)
+    check_op(device, shapes, lambda a, b: a @ b, lambda a, b: a @ b)
+
+
+def test_matmul_noncontiguous_and_dot(device):
+    check_op(device, [(4, 3), (3, 5)], lambda a, b: a @ b, lambda a, b: a @ b, transpose_inputs=True)
+    check_op(device, [(3, 4), (4, 2)], torch.matmul, Tensor.dot)
+
+
+def test_linear(device):
+    check_op(device, [(3, 4), (5, 4), (5,)], lambda x, w, b: F.linear(x, w, b), lambda x, w, b: x.linear(w.T, b))
+    check_op(device, [(3, 4), (5, 4)], lambda x, w: F.linear(x, w), lambda x, w: x.linear(w.T))
+
+
+CONV_CASES = [
+    dict(),
+    dict(stride=2),
+    dict(padding=1),
+    dict(padding=(2, 1), stride=(1, 2)),
+    dict(dilation=2),
+    dict(groups=2),
+    dict(stride=2, padding=1, dilation=2, groups=2),
+]
+
+
+@pytest.mark.parametrize("kw", CONV_CASES, ids=[str(c) for c in CONV_CASES])
+def test_conv2d(device, kw):
+    groups = kw.get("groups", 1)
+    check_op(device, [(2, 4, 7, 8), (6, 4 // groups, 3, 3), (6,)],
+             lambda x, w, b: F.conv2d(x, w, b, **kw), lambda x, w, b: x.conv2d(w, b, **kw),
+             atol=1e-5, grad_atol=1e-3)
+
+
+def test_conv2d_without_bias_and_1x1(device):
+    check_op(device, [(1, 3, 5, 5), (2, 3, 1, 1)], lambda x, w: F.conv2d(x, w), lambda x, w: x.conv2d(w))
+    check_op(device, [(1, 2, 5, 4), (3, 2, 2, 3)], lambda x, w: F.conv2d(x, w, stride=(2, 1)),
+             lambda x, w: x.conv2d(w, stride=(2, 1)), atol=1e-5)
+
+
+TRANSPOSED_CASES = [dict(), dict(stride=2), dict(stride=2, padding=1), dict(stride=2, output_padding=1),
+                    dict(dilation=2), dict(groups=2, stride=(2, 1))]
+
+
+@pytest.mark.parametrize("kw", TRANSPOSED_CASES, ids=[str(c) for c in TRANSPOSED_CASES])
+def test_conv_transpose2d(device, kw):
+    groups = kw.get("groups", 1)
+    check_op(device, [(2, 4, 5, 4), (4, 6 // groups, 3, 3), (6,)],
+             lambda x, w, b: F.conv_transpose2d(x, w, b, **kw), lambda x, w, b: x.conv_transpose2d(w, b, **kw),
+             atol=1e-5, grad_atol=1e-3)
+
+
+POOL_CASES = [dict(kernel_size=(2, 2)), dict(kernel_size=(3, 3), stride=2), dict(kernel_size=(2, 3), stride=(1, 2)),
+              dict(kernel_size=(3, 3), stride=1, padding=1), dict(kernel_size=(2, 2), stride=1, dilation=2)]
+
+
+@pytest.mark.parametrize("kw", POOL_CASES, ids=[str(c) for c in POOL_CASES])
+def test_max_pool2d(device, kw):
+    check_op(device, [(2, 3, 7, 8)], lambda x: F.max_pool2d(x, **kw), lambda x: x.max_pool2d(**kw))
+
+
+@pytest.mark.parametrize("kw", [c for c in POOL_CASES if "dilation" not in c], ids=lambda c: str(c))
+def test_avg_pool2d(device, kw):
+    check_op(device, [(2, 3, 7, 8)], lambda x: F.avg_pool2d(x, **kw), lambda x: x.avg_pool2d(**kw))
+
+
+def test_dropout(device):
+    x = Tensor.ones(100, 100, device=device)
+    assert (x.dropout(0.5).numpy() == 1).all(), "dropout must be a no-op outside training"
+    with Tensor.train():
+        out = x.dropout(0.25).numpy()
+    kept = out != 0
+    assert 0.7 < kept.mean() < 0.8
+    np.testing.assert_allclose(out[kept], 1 / 0.75, rtol=1e-6)
+
+
+def test_layernorm_batchnorm(device):
+    check_op(device, [(3, 8)], lambda x: F.layer_norm(x, (8,)), lambda x: x.layernorm())
+    check_op(device, [(2, 3, 4)], lambda x: F.layer_norm(x, (3, 4)), lambda x: x.layernorm((-2, -1)))
+    mean = np.array([0.5, -0.2, 0.1], np.float32)
+    check_op(device, [(2, 3, 4, 4), (3,), (3,)],
+             lambda x, w, b: F.batch_norm(x, torch.tensor(mean), torch.ones(3) * 4, w, b, eps=0.0),
+             lambda x, w, b: x.batchnorm(w, b, Tensor(mean, device=device), Tensor.full((3,), 0.5, device=device)))
+
+
+def test_one_hot(device):
+    labels = np.array([0, 2, 1, 2], np.int32)
+    np.testing.assert_equal(Tensor(labels, device=device).one_hot(3).numpy(),
+                            F.one_hot(torch.tensor(labels, dtype=torch.long), 3).numpy())
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_cross_entropies(device, smoothing):
+    labels = np.array([0, 2, 1, 4], np.int32)
+    target = torch.tensor(labels, dtype=torch.long)
+    check_op(device, [(4, 5)], lambda x: F.cross_entropy(x, target, label_smoothing=smoothing),
+             lambda x: x.cross_entropy(Tensor(labels, device=device), label_smoothing=smoothing))
+    check_op(device, [(4, 5)], lambda x: F.cross_entropy(x, target, ignore_index=1, label_smoothing=smoothing),
+             lambda x: x.sparse_categorical_crossentropy(Tensor(labels, device=device), ignore_index=1,
+                                                         label_smoothing=smoothing))
+    probs = np.random.default_rng(3).dirichlet(np.ones(5), size=4).astype(np.float32)
+    check_op(device, [(4, 5)], lambda x: F.cross_entropy(x, torch.tensor(probs)),
+             lambda x: x.cross_entropy(Tensor(probs, device=device)))
+    spatial = np.random.default_rng(4).integers(0, 3, size=(2, 4, 4)).astype(np.int32)
+    check_op(device, [(2, 3, 4, 4)], lambda x: F.cross_entropy(x, torch.tensor(spatial, dtype=torch.long),
+                                                             reduction="sum"),
+             lambda x: x.cross_entropy(Tensor(spatial, device=device), reduction="sum"))
+
+
+def test_binary_cross_entropies(device):
+    y = np.random.default_rng(5).integers(0, 2, size=(6,)).astype(np.float32)
+    check_op(device, [(6,)], lambda p: F.binary_cross_entropy(p, torch.tensor(y)),
+             lambda p: p.binary_crossentropy(Tensor(y, device=device)), low=0.05, high=0.95)
+    check_op(device, [(6,)], lambda x: F.binary_cross_entropy_with_logits(x, torch.tensor(y)),
+             lambda x: x.binary_crossentropy_logits(Tensor(y, device=device)), low=-4, high=4)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_scaled_dot_product_attention(device, causal):
+    check_op(device, [(2, 3, 5, 4), (2, 3, 6, 4), (2, 3, 6, 4)],
+             lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal),
+             lambda q, k, v: q.scaled_dot_product_attention(k, v, is_causal=causal), atol=1e-5)
+
+
+def test_attention_masks(device):
+    mask = np.random.default_rng(6).random((5, 6)) > 0.3
+    mask[:, 0] = True
+    check_op(device, [(2, 5, 4), (2, 6, 4), (2, 6, 4)],
+             lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=torch.tensor(mask)),
+             lambda q, k, v: q.scaled_dot_product_attention(k, v, attn_mask=Tensor(mask, device=device)), atol=1e-5)
+    additive = np.random.default_rng(7).standard_normal((5, 6)).astype(np.float32)
+    check_op(device, [(2, 5, 4), (2, 6, 4), (2, 6, 4)],
+             lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=torch.tensor(additive)),
+             lambda q, k, v: q.scaled_dot_product_attention(k, v, attn_mask=Tensor(additive, device=device)),
+             atol=1e-5)
+
+
+def test_tril_triu(device):
+    check_op(device, [(4, 5)], lambda x: x.tril(), lambda x: x.tril())
+    check_op(device, [(4, 5)], lambda x: x.triu(1), lambda x: x.triu(1))
+
+
+def test_erf_matches_torch(device):
+    check_op(device, [(50,)], torch.erf, Tensor.erf, low=-3, high=3, atol=1e-6, grad_atol=1e-5)
+
+
+def test_constants_math(device):
+    assert math.isclose(Tensor(2.0, device=device).exp().item(), math.e ** 2, rel_tol=1e-6)
