@@ -116,11 +116,13 @@ _PREFERENCE = ("CUDA", "CPU", "OPENCL", "NUMPY")  # tried in this order for Devi
 class _DeviceRegistry:
     """`Device["NUMPY"]` opens (once) and returns that backend; `Device.DEFAULT` is the default name."""
 
-    @property
+    @functools.cached_property
     def known(self) -> list[str]:
+        """Every backend file in runtime/, by device name (whether or not it opens here)."""
         runtime = pathlib.Path(__file__).parent / "runtime"
         return sorted(p.stem[len("ops_"):].upper() for p in runtime.glob("ops_*.py"))
 
+    @functools.cache
     def canonicalize(self, name: str) -> str:
         if not isinstance(name, str):
             raise TypeError(f"a device name must be a string, got {type(name).__name__} {name!r}")

@@ -71,8 +71,13 @@ def all_same(items: Iterable) -> bool:
     return all(x == items[0] for x in items)
 
 
+class AxisError(ValueError, IndexError):
+    """An axis out of range (both a ValueError and an IndexError, like numpy's AxisError)."""
+
+
 def normalize_axis(axis: int, ndim: int) -> int:
-    """Turn a possibly negative axis into 0..ndim-1, raising IndexError for one out of range."""
+    """Turn a possibly negative axis into 0..ndim-1, raising AxisError for one out of range."""
     if not -max(ndim, 1) <= axis < max(ndim, 1):
-        raise IndexError(f"axis {axis} is out of range for a tensor with {ndim} dimensions")
+        raise AxisError(f"axis {axis} is out of range for a tensor with {ndim} dimensions "
+                        f"(valid: {-max(ndim, 1)} to {max(ndim, 1) - 1})")
     return axis % max(ndim, 1)

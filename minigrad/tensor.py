@@ -186,6 +186,8 @@ class Tensor:
 
     def cast(self, dtype: DType | str) -> "Tensor":
         dtype = to_dtype(dtype)
+        if dtype == self.dtype:
+            return self
         if not Device[self.device].supports_dtype(dtype):
             raise TypeError(f"device {self.device} does not support dtype {dtype.name}")
         return self._wrap(self.lazydata.cast(dtype), self)
@@ -1310,9 +1312,12 @@ def _to_numpy(data: Any, dtype: DType | None) -> np.ndarray:
     elif isinstance(data, (bool, int, float, np.generic)):
         array = np.array(data, dtype=(dtype or dtypes.from_py(data if not isinstance(data, np.generic) else data.item())).np)
     elif isinstance(data, (list, tuple)):
-        array = np.array(data)
+        try:
+            array = np.array(data)
+        except ValueError:
+            array = np.array(None, dtype=object)
         if array.dtype == object:
-            raise ValueError("Tensor: nested lists must be rectangular (all rows of one length)")
+            raise ValueError("Tensor: nested lists must be rectangular (all rows of one length) and hold numbers")
         if array.dtype.kind == "f":
             array = array.astype(dtypes.default_float.np)
         elif array.dtype.kind in "iu":

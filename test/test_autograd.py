@@ -1,0 +1,159 @@
+"""Reverse-mode autograd: accumulation, requires_grad rules, higher order, finite differences, deep graphs."""
+import numpy as np
+import pytest
+import torch
+
+import minigrad
+from minigrad import Tensor, dtypes
+
+
+def test_backward_fills_grad_of_leaves(device):
+    x = Tensor([1.0, 2.0, 3.0], device=device, requires_grad=True)
+    w = Tensor([0.5, -1.0, 2.0], device=device, requires_grad=True)
+    loss = (x * w).sum()
+    loss.backward()
+    np.testing.assert_allclose(x.grad.numpy(), [0.5, -1.0, 2.0])
+    np.testing.assert_allclose(w.grad.numpy(), [1.0, 2.0, 3.0])
+    assert x.grad.requires_grad is False
+
+
+def test_gradients_accumulate_until_reset(device):
+    x = Tensor([1.0, 2.0], device=device, requires_grad=True)
+    (x * x).sum().backward()
+    (x * x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [4.0, 8.0])
+    x.grad = None
+    (x * 3).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [3.0, 3.0])
+
+
+def test_requires_grad_propagation_and_no_grad(device):
+    x = Tensor([1.0], device=device, requires_grad=True)
+    y = Tensor([2.0], device=device)
+    assert (x * y).requires_grad is True
+    assert (y * 2).requires_grad is None
+    assert Tensor([1.0], device=device, requires_grad=False).exp().requires_grad is False
+    with minigrad.no_grad():
+        z = x * 2
+    assert z.requires_grad is False
+    assert Tensor.no_grad is False
+    w = Tensor([3.0], device=device, requires_grad=True)
+    (z * w).sum().backward()  # z was made under no_grad: no gradient flows through it into x
+    assert x.grad is None
+    np.testing.assert_allclose(w.grad.numpy(), [2.0])
+
+
+def test_detach_stops_gradient(device):
+    x = Tensor([2.0], device=device, requires_grad=True)
+    (x * x.detach()).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [2.0])
+
+
+def test_backward_with_explicit_gradient(device):
+    x = Tensor([[1.0, 2.0], [3.0, 4.0]], device=device, requires_grad=True)
+    (x * x).backward(gradient=Tensor([[1.0, 0.0], [0.5, 2.0]], device=device))
+    np.testing.assert_allclose(x.grad.numpy(), [[2.0, 0.0], [3.0, 16.0]])
+
+
+def test_gradient_returns_tensors_without_touching_grad(device):
+    x = Tensor([1.0, 2.0], device=device, requires_grad=True)
+    unused = Tensor([5.0], device=device, requires_grad=True)
+    dx, dunused = (x * x).sum().gradient(x, unused)
+    np.testing.assert_allclose(dx.numpy(), [2.0, 4.0])
+    np.testing.assert_allclose(dunused.numpy(), [0.0])
+    assert x.grad is None
+
+
+def test_grad_of_grad_matches_torch(device):
+    values = np.array([0.3, -1.2, 2.0], np.float32)
+    x = Tensor(values, device=device, requires_grad=True)
+    tx = torch.tensor(values, requires_grad=True)
+    f = (x * x * x * x.sin()).sum()
+    tf = (tx * tx * tx * tx.sin()).sum()
+    (dx,) = f.gradient(x)
+    (tdx,) = torch.autograd.grad(tf, tx, create_graph=True)
+    np.testing.assert_allclose(dx.numpy(), tdx.detach().numpy(), rtol=1e-4, atol=1e-5)
+    (ddx,) = dx.sum().gradient(x)
+    (tddx,) = torch.autograd.grad(tdx.sum(), tx, create_graph=True)
+    np.testing.assert_allclose(ddx.numpy(), tddx.detach().numpy(), rtol=1e-4, atol=1e-5)
+    (dddx,) = ddx.sum().gradient(x)
+    (tdddx,) = torch.autograd.grad(tddx.sum(), tx)
+    np.testing.assert_allclose(dddx.numpy(), tdddx.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_mixed_second_derivative_matches_torch(device):
+    rng = np.random.default_rng(0)
+    xv, wv = rng.standard_normal((3, 4)).astype(np.float32), rng.standard_normal((4, 2)).astype(np.float32)
+    x, w = Tensor(xv, device=device, requires_grad=True), Tensor(wv, device=device, requires_grad=True)
+    tx, tw = torch.tensor(xv, requires_grad=True), torch.tensor(wv, requires_grad=True)
+    (gw,) = (x @ w).tanh().softmax(-1).log().sum().gradient(w)
+    (tgw,) = torch.autograd.grad((tx @ tw).tanh().softmax(-1).log().sum(), tw, create_graph=True)
+    (gx,) = (gw * gw).sum().gradient(x)
+    (tgx,) = torch.autograd.grad((tgw * tgw).sum(), tx)
+    np.testing.assert_allclose(gx.numpy(), tgx.numpy(), rtol=1e-3, atol=1e-4)
+
+
+FINITE_DIFFERENCE_CASES = {
+    "polynomial": lambda x: (x * x * x - 2 * x).sum(),
+    "transcendental": lambda x: (x.exp() * x.sin() + x.sigmoid().log()).sum(),
+    "softmax_ce": lambda x: x.reshape(2, 3).log_softmax(-1)[:, 1].sum(),
+    "matmul_tanh": lambda x: (x.reshape(2, 3) @ x.reshape(3, 2)).tanh().sum(),
+    "movement": lambda x: (x.reshape(3, 2).T.pad(((1, 0), (0, 1))).flip(0)[1:, ::2] * 3).sum(),
+    "reduce_max": lambda x: x.reshape(2, 3).max(1).sum() + x.abs().mean(),
+    "conv": lambda x: x.reshape(1, 1, 2, 3).conv2d(x.reshape(1, 1, 2, 3)[:, :, :, :2], padding=1).square().sum(),
+}
+
+
+@pytest.mark.parametrize("name", FINITE_DIFFERENCE_CASES)
+def test_gradients_match_float64_finite_differences(device, name):
+    if not minigrad.Device[device].supports_dtype(dtypes.float64):
+        pytest.skip(f"{device} has no float64")
+    f = FINITE_DIFFERENCE_CASES[name]
+    point = np.array([0.3, -0.7, 1.1, 0.5, -1.3, 0.9])
+    x = Tensor(point, device=device, dtype=dtypes.float64, requires_grad=True)
+    assert x.dtype == dtypes.float64
+    f(x).backward()
+    eps = 1e-6
+    numeric = np.zeros_like(point)
+    for i in range(point.size):
+        step = np.zeros_like(point)
+        step[i] = eps
+        plus = f(Tensor(point + step, device=device, dtype=dtypes.float64)).item()
+        minus = f(Tensor(point - step, device=device, dtype=dtypes.float64)).item()
+        numeric[i] = (plus - minus) / (2 * eps)
+    np.testing.assert_allclose(x.grad.numpy(), numeric, rtol=1e-5, atol=1e-6)
+
+
+def test_ten_thousand_op_chain_has_no_recursion_limit(device):
+    x = Tensor([1.0, 2.0], device=device, requires_grad=True)
+    y = x
+    for _ in range(10_000):
+        y = y * 1.0001
+    np.testing.assert_allclose(y.numpy(), np.array([1.0, 2.0]) * 1.0001 ** 10_000, rtol=1e-3)
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [1.0001 ** 10_000] * 2, rtol=1e-3)
+
+
+def test_integer_inputs_get_no_gradient(device):
+    x = Tensor([1.0, 2.0], device=device, requires_grad=True)
+    index = Tensor([1, 0], device=device)
+    x[index].sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [1.0, 1.0])
+
+
+def test_realized_intermediate_still_backpropagates(device):
+    x = Tensor([1.0, 2.0], device=device, requires_grad=True)
+    y = (x * x).realize()
+    (y * 3).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [6.0, 12.0])
+
+
+def test_assign_keeps_leaf_and_drops_history(device):
+    w = Tensor([1.0, 2.0], device=device, requires_grad=True)
+    for _ in range(3):
+        loss = (w * w).sum()
+        loss.backward()
+        w.assign(w.detach() - 0.1 * w.grad).realize()
+        w.grad = None
+    np.testing.assert_allclose(w.numpy(), np.array([1.0, 2.0]) * 0.8 ** 3, rtol=1e-6)
+    assert w.lazydata.srcs == (), "an assigned, realized leaf keeps no graph behind it"
