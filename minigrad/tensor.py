@@ -432,6 +432,8 @@ class Tensor:
         return self.logical_not() if self.dtype == dtypes.bool else self._alu(Op.NEG)
 
     def sub(self, other, reverse: bool = False) -> "Tensor":
+        if not reverse and isinstance(other, (int, float)) and not isinstance(other, bool):
+            return self.add(-other)  # fold the negation into the constant
         x, y = self._broadcasted(other, reverse)
         return x._alu(Op.ADD, y.neg())
 
