@@ -388,10 +388,14 @@ class Tensor:
         if isinstance(other, np.ndarray):
             return Tensor(other, device=self.device)
         kind = dtypes.from_py(other)
-        if dtypes.is_float(self.dtype) or kind == dtypes.bool or (dtypes.is_int(self.dtype) and kind != dtypes.default_float):
-            dtype = self.dtype if kind != dtypes.bool or self.dtype == dtypes.bool else self.dtype
+        if dtypes.is_float(self.dtype):
+            dtype = self.dtype  # a float tensor keeps its precision for any scalar
+        elif kind == dtypes.default_float:
+            dtype = kind  # an int or bool tensor with a float scalar computes in float
+        elif self.dtype == dtypes.bool and kind != dtypes.bool:
+            dtype = dtypes.default_int
         else:
-            dtype = kind
+            dtype = self.dtype
         return Tensor._from_node(LazyNode.const(other, dtype, self.device, ()), False)
 
     def _broadcasted(self, other: "Tensor | Scalar", reverse: bool = False) -> tuple["Tensor", "Tensor"]:

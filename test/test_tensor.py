@@ -1,0 +1,131 @@
+"""Tensor construction, inspection, transfer, dtypes and device selection."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import minigrad
+from minigrad import Tensor, dtypes
+
+
+def test_construction_from_python_and_numpy(device):
+    assert Tensor(3.0, device=device).dtype == dtypes.float32 and Tensor(3.0, device=device).shape == ()
+    assert Tensor(3, device=device).dtype == dtypes.int32
+    assert Tensor(True, device=device).dtype == dtypes.bool
+    assert Tensor([[1, 2], [3, 4]], device=device).dtype == dtypes.int32
+    assert Tensor([1.5, 2], device=device).dtype == dtypes.float32
+    assert Tensor(np.zeros(3, np.float64), device=device).dtype == dtypes.float64
+    assert Tensor([1, 2], device=device, dtype=dtypes.float32).dtype == dtypes.float32
+    assert Tensor([1, 2], device=device, dtype="int64").dtype == dtypes.int64
+    assert Tensor([], device=device).shape == (0,)
+    np.testing.assert_equal(Tensor(np.arange(6).reshape(2, 3), device=device).numpy(), np.arange(6).reshape(2, 3))
+
+
+def test_host_data_is_copied(device):
+    data = np.ones(3, np.float32)
+    t = Tensor(data, device=device)
+    data[0] = 5
+    np.testing.assert_equal(t.numpy(), [1, 1, 1])
+
+
+def test_factories(device):
+    np.testing.assert_equal(Tensor.zeros(2, 3, device=device).numpy(), np.zeros((2, 3)))
+    np.testing.assert_equal(Tensor.zeros((2, 3), device=device).numpy(), np.zeros((2, 3)))
+    np.testing.assert_equal(Tensor.ones(2, device=device).numpy(), [1, 1])
+    np.testing.assert_equal(Tensor.full((2, 2), 7, device=device).numpy(), np.full((2, 2), 7))
+    assert Tensor.full((2,), 7, device=device).dtype == dtypes.int32
+    assert Tensor.empty(3, 4, device=device).shape == (3, 4)
+    np.testing.assert_equal(Tensor.arange(5, device=device).numpy(), np.arange(5))
+    np.testing.assert_allclose(Tensor.arange(1, 2, 0.25, device=device).numpy(), np.arange(1, 2, 0.25))
+    assert Tensor.arange(1, 2, 0.25, device=device).dtype == dtypes.float32
+    np.testing.assert_equal(Tensor.eye(3, device=device).numpy(), np.eye(3))
+    x = Tensor.ones(2, 3, device=device, dtype=dtypes.int32)
+    assert Tensor.zeros_like(x).dtype == dtypes.int32 and Tensor.zeros_like(x).shape == (2, 3)
+    np.testing.assert_equal(Tensor.full_like(x, 4).numpy(), np.full((2, 3), 4))
+    np.testing.assert_equal(Tensor.ones_like(x).numpy(), np.ones((2, 3)))
+    assert Tensor.rand_like(Tensor.ones(4, device=device)).shape == (4,)
+    assert Tensor.randn_like(Tensor.ones(4, device=device)).shape == (4,)
+
+
+def test_random_numbers(device):
+    Tensor.manual_seed(42)
+    a = Tensor.rand(1000, device=device).numpy()
+    Tensor.manual_seed(42)
+    b = Tensor.rand(1000, device="NUMPY").numpy()
+    np.testing.assert_equal(a, b)
+    assert 0 <= a.min() and a.max() < 1 and 0.45 < a.mean() < 0.55
+    n = Tensor.randn(10_000, device=device).numpy()
+    assert abs(n.mean()) < 0.05 and 0.95 < n.std() < 1.05
+    u = Tensor.uniform(1000, low=-3, high=-1, device=device).numpy()
+    assert -3 <= u.min() and u.max() < -1
+    r = Tensor.randint(1000, low=2, high=5, device=device)
+    assert r.dtype == dtypes.int32 and set(np.unique(r.numpy())) == {2, 3, 4}
+
+
+def test_inspection(device):
+    t = Tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], device=device)
+    assert t.shape == (2, 3) and t.ndim == 2 and t.numel() == 6 and len(t) == 2
+    assert t.device == device and t.dtype == dtypes.float32
+    assert t.tolist() == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    assert t[1, 2].item() == 6.0 and isinstance(t[1, 2].item(), float)
+    assert t.realize() is t
+    assert t.T.contiguous().tolist() == [[1.0, 4.0], [2.0, 5.0], [3.0, 6.0]]
+    assert t.to(device).tolist() == t.tolist()
+    assert t.detach().requires_grad is False
+
+
+def test_casts(device):
+    t = Tensor([1.5, -2.5, 0.0], device=device)
+    assert t.int().tolist() == [1, -2, 0] and t.int().dtype == dtypes.int32
+    assert t.bool().tolist() == [True, True, False]
+    assert t.cast(dtypes.float64).dtype == dtypes.float64
+    if minigrad.Device[device].supports_dtype(dtypes.float16):
+        h = t.half()
+        assert h.dtype == dtypes.float16 and h.float().tolist() == [1.5, -2.5, 0.0]
+        assert (h * 2).dtype == dtypes.float16
+    assert (Tensor([1, 2], device=device) + Tensor([0.5, 0.5], device=device)).dtype == dtypes.float32
+    assert (Tensor([True], device=device) + 1).dtype == dtypes.int32
+
+
+def test_assign_in_place(device):
+    w = Tensor([1.0, 2.0], device=device).realize()
+    buffer = w.lazydata.realized
+    w.assign(w * 3).realize()
+    assert w.lazydata.realized is buffer, "assign writes into the existing buffer"
+    assert w.tolist() == [3.0, 6.0]
+    with pytest.raises(ValueError, match="shape"):
+        w.assign(Tensor([1.0], device=device))
+
+
+def test_train_and_no_grad_flags():
+    assert Tensor.training is False
+    with Tensor.train():
+        assert Tensor.training is True
+    assert Tensor.training is False
+
+    @minigrad.no_grad()
+    def f(x):
+        return x * 2
+
+    assert f(Tensor([1.0], requires_grad=True)).requires_grad is False
+
+
+def run_python(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=120)
+
+
+def test_device_env_var():
+    result = run_python("from minigrad import Device, Tensor; print(Device.DEFAULT, Tensor([1]).device)",
+                        DEVICE="numpy")
+    assert result.stdout.split() == ["NUMPY", "NUMPY"], result.stderr
+    result = run_python("from minigrad import Tensor; Tensor([1])", DEVICE="TPU9")
+    assert result.returncode != 0 and "unknown device 'TPU9'" in result.stderr
+
+
+def test_debug_1_prints_one_line_per_kernel():
+    result = run_python("from minigrad import Tensor; (Tensor([1.0]) * 2 + 1).realize()", DEBUG="1")
+    kernel_lines = [line for line in result.stdout.splitlines() if line.startswith("***")]
+    assert len(kernel_lines) == 2 and "GFLOPS" in kernel_lines[0], result.stdout + result.stderr
