@@ -4,6 +4,7 @@ No nn module, no optimizer class: the whole training loop is visible here. Run:
 
     python examples/mlp_plain.py --device NUMPY --steps 400
 """
+
 import argparse
 import math
 import time

@@ -1,11 +1,14 @@
 """Lines of code per module of minigrad/ (non-blank, non-comment, docstrings included)."""
+
 import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "minigrad"
 
 
 def count(path: pathlib.Path) -> int:
-    return sum(1 for line in path.read_text().splitlines() if line.strip() and not line.strip().startswith("#"))
+    return sum(
+        1 for line in path.read_text().splitlines() if line.strip() and not line.strip().startswith("#")
+    )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 Read the stages in order: ops.py, lazy.py + shape/, gradient.py, engine/schedule.py, codegen/, runtime/.
 """
+
 from minigrad.device import Device
 from minigrad.dtype import dtypes
 from minigrad.helpers import Context, GlobalCounters, getenv

@@ -9,6 +9,7 @@ A backend is one file, `minigrad/runtime/ops_<name>.py`, defining a `<Name>Devic
 `Buffer` is a typed, sized allocation on one device. `Device.DEFAULT` is picked from the `DEVICE`
 environment variable, else the best backend that opens on this machine.
 """
+
 from __future__ import annotations
 
 import functools
@@ -51,16 +52,28 @@ class Program:
     def __init__(self, name: str, binary: Any):
         self.name, self.binary = name, binary
 
-    def __call__(self, *buffers: Any, global_size: tuple[int, ...] = (1,), local_size: tuple[int, ...] = (1,),
-                 vals: tuple[int, ...] = (), wait: bool = False) -> float | None:
+    def __call__(
+        self,
+        *buffers: Any,
+        global_size: tuple[int, ...] = (1,),
+        local_size: tuple[int, ...] = (1,),
+        vals: tuple[int, ...] = (),
+        wait: bool = False,
+    ) -> float | None:
         raise NotImplementedError
 
 
 class Backend:
     """Everything the engine needs from one device."""
 
-    def __init__(self, name: str, allocator: Allocator, renderer: Callable[[Any], tuple[str, Any]],
-                 compiler: Compiler, program: type[Program]):
+    def __init__(
+        self,
+        name: str,
+        allocator: Allocator,
+        renderer: Callable[[Any], tuple[str, Any]],
+        compiler: Compiler,
+        program: type[Program],
+    ):
         self.name, self.allocator, self.renderer = name, allocator, renderer
         self.compiler, self.program = compiler, program
         self._programs: dict[Any, Program] = {}
@@ -120,7 +133,7 @@ class _DeviceRegistry:
     def known(self) -> list[str]:
         """Every backend file in runtime/, by device name (whether or not it opens here)."""
         runtime = pathlib.Path(__file__).parent / "runtime"
-        return sorted(p.stem[len("ops_"):].upper() for p in runtime.glob("ops_*.py"))
+        return sorted(p.stem[len("ops_") :].upper() for p in runtime.glob("ops_*.py"))
 
     @functools.cache
     def canonicalize(self, name: str) -> str:

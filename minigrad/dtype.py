@@ -3,6 +3,7 @@
 In: nothing (a leaf module). Out: `DType` records and the `dtypes` namespace, used by every stage.
 A DType knows its name, size in bytes, its numpy equivalent (host data) and its C name (codegen).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,8 +44,16 @@ class dtypes:
 
     @staticmethod
     def all() -> tuple[DType, ...]:
-        return (dtypes.bool, dtypes.uint8, dtypes.int8, dtypes.int32, dtypes.int64,
-                dtypes.float16, dtypes.float32, dtypes.float64)
+        return (
+            dtypes.bool,
+            dtypes.uint8,
+            dtypes.int8,
+            dtypes.int32,
+            dtypes.int64,
+            dtypes.float16,
+            dtypes.float32,
+            dtypes.float64,
+        )
 
     @staticmethod
     def is_float(dtype: DType) -> bool:
@@ -60,8 +69,9 @@ class dtypes:
         for dt in dtypes.all():
             if dt.np_name == name:
                 return dt
-        raise TypeError(f"numpy dtype {name} is not supported by minigrad "
-                        f"(supported: {[d.name for d in dtypes.all()]})")
+        raise TypeError(
+            f"numpy dtype {name} is not supported by minigrad (supported: {[d.name for d in dtypes.all()]})"
+        )
 
     @staticmethod
     def from_py(value) -> DType:

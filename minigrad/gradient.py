@@ -7,6 +7,7 @@ differentiated again like any other graph (higher-order derivatives come for fre
 `REVERSE_RULES[op](node, grad)` returns, for each source of `node`, the vector-Jacobian product
 `grad * d(node)/d(source)`, or None where no gradient flows (comparisons, integer ops).
 """
+
 from __future__ import annotations
 
 import math
@@ -65,13 +66,16 @@ def _shrink_rule(node: LazyNode, grad: LazyNode) -> Grads:
     return (grad.pad(tuple((begin, s - end) for (begin, end), s in zip(node.arg, node.srcs[0].shape))),)
 
 
-NO_GRADIENT: Callable[[LazyNode, LazyNode], Grads] = lambda node, grad: tuple(None for _ in node.srcs)
+def NO_GRADIENT(node: LazyNode, grad: LazyNode) -> Grads:
+    return tuple(None for _ in node.srcs)
 
 REVERSE_RULES: dict[Op, Callable[[LazyNode, LazyNode], Grads]] = {
     # unary
     Op.EXP2: lambda node, grad: (_mul(grad, _scale(node, math.log(2))),),
     Op.LOG2: lambda node, grad: (_mul(grad, _scale(node.srcs[0], math.log(2)).alu(Op.RECIP)),),
-    Op.SIN: lambda node, grad: (_mul(grad, node.srcs[0].alu(Op.ADD, node.const_like(math.pi / 2)).alu(Op.SIN)),),
+    Op.SIN: lambda node, grad: (
+        _mul(grad, node.srcs[0].alu(Op.ADD, node.const_like(math.pi / 2)).alu(Op.SIN)),
+    ),
     Op.SQRT: lambda node, grad: (_mul(grad, _scale(node, 2).alu(Op.RECIP)),),
     Op.RECIP: lambda node, grad: (_mul(grad, _mul(node, node).alu(Op.NEG)),),
     Op.NEG: lambda node, grad: (grad.alu(Op.NEG),),

@@ -4,6 +4,7 @@ In: environment variables. Out: `getenv`, the `Context` override, `GlobalCounter
 Configuration is read from the environment once per name, through `getenv`, and can be overridden for a
 `with Context(DEBUG=2):` block (tests use this).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -78,6 +79,8 @@ class AxisError(ValueError, IndexError):
 def normalize_axis(axis: int, ndim: int) -> int:
     """Turn a possibly negative axis into 0..ndim-1, raising AxisError for one out of range."""
     if not -max(ndim, 1) <= axis < max(ndim, 1):
-        raise AxisError(f"axis {axis} is out of range for a tensor with {ndim} dimensions "
-                        f"(valid: {-max(ndim, 1)} to {max(ndim, 1) - 1})")
+        raise AxisError(
+            f"axis {axis} is out of range for a tensor with {ndim} dimensions "
+            f"(valid: {-max(ndim, 1)} to {max(ndim, 1) - 1})"
+        )
     return axis % max(ndim, 1)

@@ -10,6 +10,7 @@ only ever makes buffers for base nodes. DETACH is an identity view too; it only 
 A base node gets a device buffer (`node.realized`) when the engine runs it; from then on the scheduler
 treats it as a leaf, while autograd can still walk through it to its sources.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -23,8 +24,16 @@ from minigrad.shape.shapetracker import ShapeTracker
 class LazyNode:
     __slots__ = ("op", "srcs", "arg", "dtype", "device", "st", "base", "realized", "__weakref__")
 
-    def __init__(self, op: Op, srcs: tuple["LazyNode", ...], arg: Any, dtype: DType, device: str,
-                 st: ShapeTracker, base: "LazyNode | None" = None):
+    def __init__(
+        self,
+        op: Op,
+        srcs: tuple["LazyNode", ...],
+        arg: Any,
+        dtype: DType,
+        device: str,
+        st: ShapeTracker,
+        base: "LazyNode | None" = None,
+    ):
         self.op, self.srcs, self.arg, self.dtype, self.device = op, srcs, arg, dtype, device
         self.st = st
         self.base = self if base is None else base
@@ -58,7 +67,9 @@ class LazyNode:
     @staticmethod
     def const(value: Any, dtype: DType, device: str, shape: tuple[int, ...] = ()) -> "LazyNode":
         """A scalar broadcast to `shape` by views: no memory, inlined into every kernel that reads it."""
-        value = bool(value) if dtype == dtypes.bool else (int(value) if dtypes.is_int(dtype) else float(value))
+        value = (
+            bool(value) if dtype == dtypes.bool else (int(value) if dtypes.is_int(dtype) else float(value))
+        )
         node = LazyNode(Op.CONST, (), value, dtype, device, ShapeTracker.from_shape(()))
         return node.reshape((1,) * len(shape)).expand(shape) if shape else node
 
@@ -98,8 +109,9 @@ class LazyNode:
         """Materialize a view into its own buffer (a no-op for a base node)."""
         if not self.is_view and self.op is not Op.CONST:
             return self
-        return LazyNode(Op.CONTIGUOUS, (self,), None, self.dtype, self.device,
-                        ShapeTracker.from_shape(self.shape))
+        return LazyNode(
+            Op.CONTIGUOUS, (self,), None, self.dtype, self.device, ShapeTracker.from_shape(self.shape)
+        )
 
     def copy_to(self, device: str) -> "LazyNode":
         if device == self.device:
@@ -110,8 +122,9 @@ class LazyNode:
     def assign(self, value: "LazyNode") -> "LazyNode":
         """Write `value` into this node's buffer; the result is a node that shares that buffer."""
         assert not self.is_view and self.shape == value.shape and self.dtype == value.dtype
-        return LazyNode(Op.ASSIGN, (self, value), None, self.dtype, self.device,
-                        ShapeTracker.from_shape(self.shape))
+        return LazyNode(
+            Op.ASSIGN, (self, value), None, self.dtype, self.device, ShapeTracker.from_shape(self.shape)
+        )
 
     def detach(self) -> "LazyNode":
         return LazyNode(Op.DETACH, (self,), None, self.dtype, self.device, self.st, self.base)
@@ -127,7 +140,11 @@ class LazyNode:
 
     def permute(self, order: tuple[int, ...]) -> "LazyNode":
         assert sorted(order) == list(range(len(self.shape))), order
-        return self if order == tuple(range(len(order))) else self._view(Op.PERMUTE, order, self.st.permute(order))
+        return (
+            self
+            if order == tuple(range(len(order)))
+            else self._view(Op.PERMUTE, order, self.st.permute(order))
+        )
 
     def expand(self, shape: tuple[int, ...]) -> "LazyNode":
         assert all(s == n or s == 1 for s, n in zip(self.shape, shape)), f"expand {self.shape} -> {shape}"

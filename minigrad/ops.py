@@ -32,6 +32,7 @@ the scheduler turns graphs of them into kernels (engine/schedule.py); a backend 
 Two more ops appear only inside a kernel AST: LOAD (read a buffer through a view) and STORE (write the
 kernel's result). A kernel AST is a small tree of `AstNode`s whose root is a STORE.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -81,7 +82,6 @@ class Op(Enum):
     LOAD = auto()
     STORE = auto()
 
-
     def __repr__(self) -> str:
         return f"Op.{self.name}"
 
@@ -102,7 +102,7 @@ class AstNode:
 
     op:   an elementwise or reduce Op, or LOAD / CONST / STORE.
     srcs: the operand nodes.
-    arg:  LOAD: (buffer index, ShapeTracker); CONST: (value, ShapeTracker); STORE: (buffer index, ShapeTracker);
+    arg:  LOAD and STORE: (buffer index, ShapeTracker); CONST: (value, ShapeTracker);
           REDUCE_*: the reduced axes; CAST: the target DType; otherwise None.
     dtype: the element type this node produces.
     """

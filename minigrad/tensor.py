@@ -6,6 +6,7 @@ nothing is computed until `realize()`, `numpy()`, `item()` or `tolist()` asks fo
 Host numpy appears only where data is created (constructors, random numbers); every computation goes
 through lazy.py's primitive ops, so it can be differentiated (gradient.py) and run on any device.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,7 +47,9 @@ def broadcast_shape(*shapes: Shape) -> Shape:
     for sizes in zip(*padded):
         non_one = {s for s in sizes if s != 1}
         if len(non_one) > 1:
-            raise ValueError(f"shapes {' and '.join(str(tuple(s)) for s in shapes)} cannot be broadcast together")
+            raise ValueError(
+                f"shapes {' and '.join(str(tuple(s)) for s in shapes)} cannot be broadcast together"
+            )
         out.append(non_one.pop() if non_one else 1)
     return tuple(out)
 
@@ -60,8 +63,13 @@ class Tensor:
     # user tensors created with requires_grad=True, by id (a WeakSet would compare Tensors with ==)
     _grad_leaves: ClassVar[weakref.WeakValueDictionary] = weakref.WeakValueDictionary()
 
-    def __init__(self, data: Any, device: str | None = None, dtype: DType | str | None = None,
-                 requires_grad: bool | None = None):
+    def __init__(
+        self,
+        data: Any,
+        device: str | None = None,
+        dtype: DType | str | None = None,
+        requires_grad: bool | None = None,
+    ):
         device = Device.canonicalize(device) if device is not None else Device.DEFAULT
         dtype = to_dtype(dtype) if dtype is not None else None
         if isinstance(data, LazyNode):
@@ -224,13 +232,19 @@ class Tensor:
     # ---- construction ---------------------------------------------------------------------------
 
     @staticmethod
-    def _factory(array: np.ndarray, device: str | None, dtype: DType | str | None,
-                 requires_grad: bool | None) -> "Tensor":
+    def _factory(
+        array: np.ndarray, device: str | None, dtype: DType | str | None, requires_grad: bool | None
+    ) -> "Tensor":
         return Tensor(array, device=device, dtype=dtype, requires_grad=requires_grad)
 
     @staticmethod
-    def full(shape: Shape | int, fill_value: Scalar, device: str | None = None, dtype: DType | str | None = None,
-             requires_grad: bool | None = None) -> "Tensor":
+    def full(
+        shape: Shape | int,
+        fill_value: Scalar,
+        device: str | None = None,
+        dtype: DType | str | None = None,
+        requires_grad: bool | None = None,
+    ) -> "Tensor":
         shape = _shape_args((shape,) if isinstance(shape, int) else (tuple(shape),))
         dtype = to_dtype(dtype) if dtype is not None else dtypes.from_py(fill_value)
         device = Device.canonicalize(device) if device is not None else Device.DEFAULT
@@ -256,8 +270,14 @@ class Tensor:
         return out
 
     @staticmethod
-    def arange(start: Scalar, stop: Scalar | None = None, step: Scalar = 1, device=None, dtype=None,
-               requires_grad=None) -> "Tensor":
+    def arange(
+        start: Scalar,
+        stop: Scalar | None = None,
+        step: Scalar = 1,
+        device=None,
+        dtype=None,
+        requires_grad=None,
+    ) -> "Tensor":
         if stop is None:
             start, stop = 0, start
         if step == 0:
@@ -286,13 +306,16 @@ class Tensor:
         return Tensor._factory(array, device, dtype or dtypes.default_float, requires_grad)
 
     @staticmethod
-    def uniform(*shape, low: float = 0.0, high: float = 1.0, device=None, dtype=None,
-                requires_grad=None) -> "Tensor":
+    def uniform(
+        *shape, low: float = 0.0, high: float = 1.0, device=None, dtype=None, requires_grad=None
+    ) -> "Tensor":
         array = Tensor._rng.uniform(low, high, _shape_args(shape)).astype(np.float32)
         return Tensor._factory(array, device, dtype or dtypes.default_float, requires_grad)
 
     @staticmethod
-    def randint(*shape, low: int = 0, high: int = 10, device=None, dtype=None, requires_grad=None) -> "Tensor":
+    def randint(
+        *shape, low: int = 0, high: int = 10, device=None, dtype=None, requires_grad=None
+    ) -> "Tensor":
         if high <= low:
             raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
         array = Tensor._rng.integers(low, high, _shape_args(shape))
@@ -312,11 +335,15 @@ class Tensor:
 
     @staticmethod
     def rand_like(t: "Tensor", device=None, dtype=None, requires_grad=None) -> "Tensor":
-        return Tensor.rand(*t.shape, device=device or t.device, dtype=dtype or t.dtype, requires_grad=requires_grad)
+        return Tensor.rand(
+            *t.shape, device=device or t.device, dtype=dtype or t.dtype, requires_grad=requires_grad
+        )
 
     @staticmethod
     def randn_like(t: "Tensor", device=None, dtype=None, requires_grad=None) -> "Tensor":
-        return Tensor.randn(*t.shape, device=device or t.device, dtype=dtype or t.dtype, requires_grad=requires_grad)
+        return Tensor.randn(
+            *t.shape, device=device or t.device, dtype=dtype or t.dtype, requires_grad=requires_grad
+        )
 
     # ---- modes ----------------------------------------------------------------------------------
 
@@ -343,17 +370,23 @@ class Tensor:
         """d(self)/d(target) for each target as new (differentiable) Tensors; `.grad` is not touched."""
         root_grad = self._root_gradient(gradient)
         grads = reverse_gradient(self.lazydata, [t.lazydata for t in targets], root_grad.lazydata)
-        return [Tensor._from_node(g if g is not None else t.lazydata.const_like(0.0), requires_grad=True)
-                for g, t in zip(grads, targets)]
+        return [
+            Tensor._from_node(g if g is not None else t.lazydata.const_like(0.0), requires_grad=True)
+            for g, t in zip(grads, targets)
+        ]
 
     def backward(self, gradient: "Tensor | None" = None) -> "Tensor":
         """Accumulate d(self)/d(leaf) into `.grad` of every tensor with requires_grad=True that self uses."""
         if not self.requires_grad:
-            raise RuntimeError("backward() on a tensor that does not require grad: no input of it was created "
-                               "with requires_grad=True")
+            raise RuntimeError(
+                "backward() on a tensor that does not require grad: no input of it was created "
+                "with requires_grad=True"
+            )
         root_grad = self._root_gradient(gradient)
         in_graph = {id(n) for n in toposort([self.lazydata], stop=lambda n: n.op is Op.DETACH)}
-        leaves = [t for t in list(Tensor._grad_leaves.values()) if t.requires_grad and id(t.lazydata) in in_graph]
+        leaves = [
+            t for t in list(Tensor._grad_leaves.values()) if t.requires_grad and id(t.lazydata) in in_graph
+        ]
         grads = reverse_gradient(self.lazydata, [t.lazydata for t in leaves], root_grad.lazydata)
         for leaf, grad in zip(leaves, grads):
             if grad is None:  # used only through ops with no gradient (comparisons): zero, as torch
@@ -365,8 +398,10 @@ class Tensor:
     def _root_gradient(self, gradient: "Tensor | None") -> "Tensor":
         if gradient is None:
             if self.numel() != 1:
-                raise RuntimeError(f"backward()/gradient() needs gradient= for a non-scalar output "
-                                   f"(shape {self.shape}); pass a tensor of that shape")
+                raise RuntimeError(
+                    f"backward()/gradient() needs gradient= for a non-scalar output "
+                    f"(shape {self.shape}); pass a tensor of that shape"
+                )
             return Tensor.ones(*self.shape, device=self.device, dtype=self.dtype)
         if not isinstance(gradient, Tensor):
             gradient = Tensor(gradient, device=self.device, dtype=self.dtype)
@@ -404,7 +439,9 @@ class Tensor:
         if reverse:
             x, y = y, x
         if x.device != y.device:
-            raise RuntimeError(f"operands are on different devices: {x.device} and {y.device}; use .to(device)")
+            raise RuntimeError(
+                f"operands are on different devices: {x.device} and {y.device}; use .to(device)"
+            )
         dtype = dtypes.promote(x.dtype, y.dtype)
         x, y = x.cast(dtype), y.cast(dtype)
         shape = broadcast_shape(x.shape, y.shape)
@@ -454,7 +491,11 @@ class Tensor:
 
     def minimum(self, other) -> "Tensor":
         x, y = self._broadcasted(other)
-        return -((-x).maximum(-y)) if x.dtype != dtypes.bool else x.logical_not().maximum(y.logical_not()).logical_not()
+        return (
+            -((-x).maximum(-y))
+            if x.dtype != dtypes.bool
+            else x.logical_not().maximum(y.logical_not()).logical_not()
+        )
 
     def where(self, x, y) -> "Tensor":
         """`self ? x : y`, elementwise; self is a condition (cast to bool)."""
@@ -468,8 +509,11 @@ class Tensor:
         x_t, y_t = x_t._broadcasted(y_t)
         shape = broadcast_shape(self.shape, x_t.shape)
         cond = self.bool()._broadcast_to(shape)
-        return cond._wrap(cond.lazydata.alu(Op.WHERE, x_t._broadcast_to(shape).lazydata,
-                                            y_t._broadcast_to(shape).lazydata), x_t, y_t)
+        return cond._wrap(
+            cond.lazydata.alu(Op.WHERE, x_t._broadcast_to(shape).lazydata, y_t._broadcast_to(shape).lazydata),
+            x_t,
+            y_t,
+        )
 
     def __lt__(self, other) -> "Tensor":
         x, y = self._broadcasted(other)
@@ -512,23 +556,56 @@ class Tensor:
 
     # ---- arithmetic operators -------------------------------------------------------------------
 
-    def __add__(self, other): return self.add(other)
-    def __radd__(self, other): return self.add(other, reverse=True)
-    def __sub__(self, other): return self.sub(other)
-    def __rsub__(self, other): return self.sub(other, reverse=True)
-    def __mul__(self, other): return self.mul(other)
-    def __rmul__(self, other): return self.mul(other, reverse=True)
-    def __truediv__(self, other): return self.div(other)
-    def __rtruediv__(self, other): return self.div(other, reverse=True)
-    def __neg__(self): return self.neg()
-    def __pow__(self, other): return self.pow(other)
-    def __rpow__(self, other): return self.pow(other, reverse=True)
-    def __matmul__(self, other): return self.matmul(other)
-    def __rmatmul__(self, other): return self._to_tensor(other).matmul(self)
-    def __floordiv__(self, other): return self.floordiv(other)
-    def __rfloordiv__(self, other): return self.floordiv(other, reverse=True)
-    def __mod__(self, other): return self.mod(other)
-    def __rmod__(self, other): return self.mod(other, reverse=True)
+    def __add__(self, other):
+        return self.add(other)
+
+    def __radd__(self, other):
+        return self.add(other, reverse=True)
+
+    def __sub__(self, other):
+        return self.sub(other)
+
+    def __rsub__(self, other):
+        return self.sub(other, reverse=True)
+
+    def __mul__(self, other):
+        return self.mul(other)
+
+    def __rmul__(self, other):
+        return self.mul(other, reverse=True)
+
+    def __truediv__(self, other):
+        return self.div(other)
+
+    def __rtruediv__(self, other):
+        return self.div(other, reverse=True)
+
+    def __neg__(self):
+        return self.neg()
+
+    def __pow__(self, other):
+        return self.pow(other)
+
+    def __rpow__(self, other):
+        return self.pow(other, reverse=True)
+
+    def __matmul__(self, other):
+        return self.matmul(other)
+
+    def __rmatmul__(self, other):
+        return self._to_tensor(other).matmul(self)
+
+    def __floordiv__(self, other):
+        return self.floordiv(other)
+
+    def __rfloordiv__(self, other):
+        return self.floordiv(other, reverse=True)
+
+    def __mod__(self, other):
+        return self.mod(other)
+
+    def __rmod__(self, other):
+        return self.mod(other, reverse=True)
 
     def floordiv(self, other, reverse: bool = False) -> "Tensor":
         """Division rounding down (Python's //), from the truncating IDIV."""
@@ -557,8 +634,9 @@ class Tensor:
         magnitude = (exponent * base.abs().log2()).exp2()
         is_int_exponent = exponent == exponent.trunc()
         odd = is_int_exponent & ((exponent.abs() % 2) == 1)
-        negative_result = (base < 0).where(is_int_exponent.where(odd.where(-magnitude, magnitude), math.nan),
-                                           magnitude)
+        negative_result = (base < 0).where(
+            is_int_exponent.where(odd.where(-magnitude, magnitude), math.nan), magnitude
+        )
         return (exponent == 0).where(1.0, negative_result)
 
     def _pow_scalar(self, exponent: Scalar) -> "Tensor":
@@ -618,16 +696,20 @@ class Tensor:
         if not dtypes.is_float(self.dtype):
             return self
         # floats this large have no fractional part; the int cast only handles the rest
-        small = self.abs() < 2.0 ** 23
+        small = self.abs() < 2.0**23
         return small.where(self.cast(dtypes.int32).cast(self.dtype), self)
 
     def floor(self) -> "Tensor":
         truncated = self.trunc()
-        return truncated if not dtypes.is_float(self.dtype) else truncated - (truncated > self).cast(self.dtype)
+        return (
+            truncated if not dtypes.is_float(self.dtype) else truncated - (truncated > self).cast(self.dtype)
+        )
 
     def ceil(self) -> "Tensor":
         truncated = self.trunc()
-        return truncated if not dtypes.is_float(self.dtype) else truncated + (truncated < self).cast(self.dtype)
+        return (
+            truncated if not dtypes.is_float(self.dtype) else truncated + (truncated < self).cast(self.dtype)
+        )
 
     def round(self) -> "Tensor":
         """Round half to even, as torch and numpy do."""
@@ -642,7 +724,11 @@ class Tensor:
         return self != self
 
     def isinf(self) -> "Tensor":
-        return (self == math.inf) | (self == -math.inf) if dtypes.is_float(self.dtype) else self._const(False, dtypes.bool)
+        return (
+            (self == math.inf) | (self == -math.inf)
+            if dtypes.is_float(self.dtype)
+            else self._const(False, dtypes.bool)
+        )
 
     def lerp(self, end, weight) -> "Tensor":
         return self + (end - self) * weight
@@ -680,7 +766,9 @@ class Tensor:
         """Abramowitz & Stegun 7.1.26 (max error 1.5e-7)."""
         x = self._float()
         t = 1.0 / (1.0 + 0.3275911 * x.abs())
-        poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+        poly = t * (
+            0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
+        )
         return x.sign() * (1.0 - poly * (-(x * x)).exp())
 
     def gelu(self, approximate: str = "none") -> "Tensor":
@@ -722,7 +810,9 @@ class Tensor:
         if -1 in shape:
             known = prod(s for s in shape if s != -1)
             if known == 0 or self.numel() % known:
-                raise ValueError(f"reshape: cannot reshape {self.shape} ({self.numel()} elements) into {shape}")
+                raise ValueError(
+                    f"reshape: cannot reshape {self.shape} ({self.numel()} elements) into {shape}"
+                )
             shape = tuple(self.numel() // known if s == -1 else s for s in shape)
         shape = tuple(int(s) for s in shape)
         if prod(shape) != self.numel():
@@ -764,11 +854,11 @@ class Tensor:
         if self.ndim == 0:
             return self.reshape(1)
         start, end = normalize_axis(start_dim, self.ndim), normalize_axis(end_dim, self.ndim)
-        return self.reshape(self.shape[:start] + (prod(self.shape[start:end + 1]),) + self.shape[end + 1:])
+        return self.reshape(self.shape[:start] + (prod(self.shape[start : end + 1]),) + self.shape[end + 1 :])
 
     def unflatten(self, dim: int, sizes: Sequence[int]) -> "Tensor":
         dim = normalize_axis(dim, self.ndim)
-        return self.reshape(self.shape[:dim] + tuple(sizes) + self.shape[dim + 1:])
+        return self.reshape(self.shape[:dim] + tuple(sizes) + self.shape[dim + 1 :])
 
     def squeeze(self, dim: int | None = None) -> "Tensor":
         if dim is None:
@@ -776,7 +866,7 @@ class Tensor:
         if self.ndim == 0:
             return self
         dim = normalize_axis(dim, self.ndim)
-        return self if self.shape[dim] != 1 else self.reshape(self.shape[:dim] + self.shape[dim + 1:])
+        return self if self.shape[dim] != 1 else self.reshape(self.shape[:dim] + self.shape[dim + 1 :])
 
     def unsqueeze(self, dim: int) -> "Tensor":
         dim = normalize_axis(dim, self.ndim + 1)
@@ -799,8 +889,10 @@ class Tensor:
     def _padding_pairs(self, padding: Sequence) -> tuple[tuple[int, int], ...]:
         if all(isinstance(p, (int, np.integer)) for p in padding):
             if len(padding) % 2 or len(padding) > 2 * self.ndim:
-                raise ValueError(f"pad: flat padding {tuple(padding)} must have an even length "
-                                 f"<= {2 * self.ndim} for shape {self.shape}")
+                raise ValueError(
+                    f"pad: flat padding {tuple(padding)} must have an even length "
+                    f"<= {2 * self.ndim} for shape {self.shape}"
+                )
             pairs = [(0, 0)] * self.ndim
             for i in range(len(padding) // 2):
                 pairs[self.ndim - 1 - i] = (int(padding[2 * i]), int(padding[2 * i + 1]))
@@ -824,19 +916,27 @@ class Tensor:
         return self._wrap(self.lazydata.flip(tuple(normalize_axis(a, self.ndim) for a in axes)), self)
 
     def repeat(self, *repeats) -> "Tensor":
-        repeats = tuple(repeats[0]) if len(repeats) == 1 and isinstance(repeats[0], (tuple, list)) else repeats
+        repeats = (
+            tuple(repeats[0]) if len(repeats) == 1 and isinstance(repeats[0], (tuple, list)) else repeats
+        )
         if len(repeats) < self.ndim:
             raise ValueError(f"repeat: {len(repeats)} repeats for a tensor with {self.ndim} dimensions")
         base = self.reshape((1,) * (len(repeats) - self.ndim) + self.shape)
         interleaved = tuple(v for s in base.shape for v in (1, s))
         expanded = tuple(v for r, s in zip(repeats, base.shape) for v in (r, s))
-        return base.reshape(interleaved).expand(expanded).reshape(tuple(r * s for r, s in zip(repeats, base.shape)))
+        return (
+            base.reshape(interleaved)
+            .expand(expanded)
+            .reshape(tuple(r * s for r, s in zip(repeats, base.shape)))
+        )
 
     def cat(self, *others: "Tensor", dim: int = 0) -> "Tensor":
         tensors = (self,) + others
         dim = normalize_axis(dim, self.ndim)
         for t in tensors:
-            if t.ndim != self.ndim or any(a != b for d, (a, b) in enumerate(zip(t.shape, self.shape)) if d != dim):
+            if t.ndim != self.ndim or any(
+                a != b for d, (a, b) in enumerate(zip(t.shape, self.shape)) if d != dim
+            ):
                 raise ValueError(f"cat: shapes {[t.shape for t in tensors]} differ outside dim {dim}")
         dtype = tensors[0].dtype
         for t in tensors[1:]:
@@ -852,7 +952,9 @@ class Tensor:
 
     @staticmethod
     def stack(*tensors: "Tensor", dim: int = 0) -> "Tensor":
-        tensors = tuple(tensors[0]) if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)) else tensors
+        tensors = (
+            tuple(tensors[0]) if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)) else tensors
+        )
         if not all_same(t.shape for t in tensors):
             raise ValueError(f"stack: all tensors need one shape, got {[t.shape for t in tensors]}")
         dim = normalize_axis(dim, tensors[0].ndim + 1)
@@ -867,7 +969,9 @@ class Tensor:
                 raise ValueError(f"split: size must be positive, got {sizes}")
             sizes = [min(sizes, length - i) for i in range(0, length, sizes)] or [0]
         if sum(sizes) != length:
-            raise ValueError(f"split: sizes {list(sizes)} do not add up to {length} (dim {dim} of {self.shape})")
+            raise ValueError(
+                f"split: sizes {list(sizes)} do not add up to {length} (dim {dim} of {self.shape})"
+            )
         pieces, start = [], 0
         for size in sizes:
             bounds = [None] * self.ndim
@@ -885,8 +989,10 @@ class Tensor:
     def __getitem__(self, index: Any) -> "Tensor":
         """numpy-style indexing: ints, slices (any step), None, ..., and integer tensors (gather)."""
         items = list(index) if isinstance(index, tuple) else [index]
-        items = [Tensor(i, device=self.device, dtype=dtypes.int32) if isinstance(i, (list, np.ndarray)) else i
-                 for i in items]
+        items = [
+            Tensor(i, device=self.device, dtype=dtypes.int32) if isinstance(i, (list, np.ndarray)) else i
+            for i in items
+        ]
         consumed = sum(1 for i in items if i is not None and i is not Ellipsis)
         if consumed > self.ndim:
             raise IndexError(f"too many indices ({consumed}) for a tensor of shape {self.shape}")
@@ -895,7 +1001,7 @@ class Tensor:
         ellipsis_at = [i for i, item in enumerate(items) if item is Ellipsis]
         if ellipsis_at:
             at = ellipsis_at[0]
-            items = items[:at] + [slice(None)] * (self.ndim - consumed) + items[at + 1:]
+            items = items[:at] + [slice(None)] * (self.ndim - consumed) + items[at + 1 :]
         else:
             items += [slice(None)] * (self.ndim - consumed)
         x, dim, out_shape, tensor_dims, tensor_indices = self, 0, [], [], []
@@ -906,7 +1012,9 @@ class Tensor:
             size = self.shape[dim]
             if isinstance(item, Tensor):
                 if dtypes.is_float(item.dtype):
-                    raise IndexError(f"tensors used as indices must be integer or bool, got {item.dtype.name}")
+                    raise IndexError(
+                        f"tensors used as indices must be integer or bool, got {item.dtype.name}"
+                    )
                 tensor_dims.append(len(out_shape))
                 tensor_indices.append(item)
                 out_shape.append(size)
@@ -939,10 +1047,10 @@ class Tensor:
         pad = [(0, 0)] * self.ndim
         pad[dim] = (0, count * step - x.shape[dim])
         x = x.pad(pad)
-        x = x.reshape(x.shape[:dim] + (count, step) + x.shape[dim + 1:])
+        x = x.reshape(x.shape[:dim] + (count, step) + x.shape[dim + 1 :])
         bounds = [None] * x.ndim
         bounds[dim + 1] = (0, 1)
-        return x.shrink(bounds).reshape(x.shape[:dim] + (count,) + x.shape[dim + 2:])
+        return x.shrink(bounds).reshape(x.shape[:dim] + (count,) + x.shape[dim + 2 :])
 
     def _gather_tensor_indices(self, dims: list[int], indices: list["Tensor"]) -> "Tensor":
         """Advanced indexing by integer tensors, composed as a one-hot selection and a sum."""
@@ -951,19 +1059,23 @@ class Tensor:
         sizes = [self.shape[d] for d in dims]
         k, s = len(dims), len(index_shape)
         x = self.permute(rest + dims)
-        x = x.reshape(x.shape[:len(rest)] + (1,) * s + tuple(sizes))
+        x = x.reshape(x.shape[: len(rest)] + (1,) * s + tuple(sizes))
         mask = None
         for i, (t, size) in enumerate(zip(indices, sizes)):
             t = t.cast(dtypes.int32)
             t = (t < 0).where(t + size, t)._broadcast_to(index_shape)
-            positions = Tensor.arange(size, device=self.device).reshape((1,) * (s + i) + (size,) + (1,) * (k - i - 1))
+            positions = Tensor.arange(size, device=self.device).reshape(
+                (1,) * (s + i) + (size,) + (1,) * (k - i - 1)
+            )
             hit = t.reshape(index_shape + (1,) * k) == positions
             mask = hit if mask is None else mask & hit
         picked = mask.reshape((1,) * len(rest) + mask.shape).where(x, 0)
         picked = picked.sum(tuple(range(picked.ndim - k, picked.ndim))) if k else picked
         # result is rest + index_shape; numpy puts index dims in place when they were adjacent
         if dims == list(range(dims[0], dims[0] + k)):
-            order = list(range(dims[0])) + list(range(len(rest), len(rest) + s)) + list(range(dims[0], len(rest)))
+            order = (
+                list(range(dims[0])) + list(range(len(rest), len(rest) + s)) + list(range(dims[0], len(rest)))
+            )
             return picked.permute(order)
         return picked.permute(list(range(len(rest), len(rest) + s)) + list(range(len(rest))))
 
@@ -971,9 +1083,13 @@ class Tensor:
         """out[i][j][k] = self[i][index[i][j][k]][k] for dim=1 (torch.gather)."""
         dim = normalize_axis(dim, self.ndim)
         if index.ndim != self.ndim:
-            raise ValueError(f"gather: index has {index.ndim} dims but the input has {self.ndim} ({self.shape})")
+            raise ValueError(
+                f"gather: index has {index.ndim} dims but the input has {self.ndim} ({self.shape})"
+            )
         if any(index.shape[d] > self.shape[d] for d in range(self.ndim) if d != dim):
-            raise ValueError(f"gather: index shape {index.shape} is larger than input {self.shape} outside dim {dim}")
+            raise ValueError(
+                f"gather: index shape {index.shape} is larger than input {self.shape} outside dim {dim}"
+            )
         if dtypes.is_float(index.dtype):
             raise TypeError(f"gather: index must be an integer tensor, got {index.dtype.name}")
         x = self.shrink([None if d == dim else (0, index.shape[d]) for d in range(self.ndim)])
@@ -1030,14 +1146,18 @@ class Tensor:
         """Product as a tree of MULs over halves (exact with zeros and signs, unlike exp(sum(log)))."""
         axes = self._axes(axis)
         x = self.permute([d for d in range(self.ndim) if d not in axes] + list(axes))
-        kept = x.shape[:self.ndim - len(axes)]
-        x = x.reshape(kept + (prod(x.shape[len(kept):]),))
+        kept = x.shape[: self.ndim - len(axes)]
+        x = x.reshape(kept + (prod(x.shape[len(kept) :]),))
         while x.shape[-1] > 1:
             if x.shape[-1] % 2:
                 x = x.pad([(0, 0)] * (x.ndim - 1) + [(0, 1)], value=1)
             half = x.shape[-1] // 2
             x = x[..., :half] * x[..., half:]
-        out = x.reshape(kept) if x.shape[-1] == 1 else x.pad([(0, 0)] * (x.ndim - 1) + [(0, 1)], value=1).reshape(kept)
+        out = (
+            x.reshape(kept)
+            if x.shape[-1] == 1
+            else x.pad([(0, 0)] * (x.ndim - 1) + [(0, 1)], value=1).reshape(kept)
+        )
         if keepdim:
             out = out.reshape(tuple(1 if d in axes else s for d, s in enumerate(self.shape)))
         return out
@@ -1056,7 +1176,8 @@ class Tensor:
         size = self.shape[axis]
         is_max = self == self.max(axis, keepdim=True)
         countdown = Tensor.arange(size, 0, -1, device=self.device).reshape(
-            (size,) + (1,) * (self.ndim - axis - 1))
+            (size,) + (1,) * (self.ndim - axis - 1)
+        )
         return (size - (is_max.where(countdown, 0)).max(axis, keepdim)).cast(dtypes.int32)
 
     def argmin(self, axis: int | None = None, keepdim: bool = False) -> "Tensor":
@@ -1078,7 +1199,9 @@ class Tensor:
         peak = x.max(axis, keepdim=True).detach()
         peak = peak.isinf().where(0.0, peak)  # all -inf (or +inf) rows: no shift, as torch
         out = (x - peak).exp().sum(axis, keepdim=True).log() + peak
-        return out if keepdim else out.reshape(tuple(s for d, s in enumerate(x.shape) if d not in x._axes(axis)))
+        return (
+            out if keepdim else out.reshape(tuple(s for d, s in enumerate(x.shape) if d not in x._axes(axis)))
+        )
 
     def cumsum(self, axis: int = 0) -> "Tensor":
         """Running sum along `axis`: a masked sum against a lower-triangular pattern."""
@@ -1091,12 +1214,16 @@ class Tensor:
 
     def tril(self, diagonal: int = 0) -> "Tensor":
         rows, cols = self.shape[-2:]
-        keep = Tensor.arange(rows, device=self.device).reshape(rows, 1) + diagonal >= Tensor.arange(cols, device=self.device)
+        keep = Tensor.arange(rows, device=self.device).reshape(rows, 1) + diagonal >= Tensor.arange(
+            cols, device=self.device
+        )
         return keep.where(self, 0)
 
     def triu(self, diagonal: int = 0) -> "Tensor":
         rows, cols = self.shape[-2:]
-        keep = Tensor.arange(rows, device=self.device).reshape(rows, 1) + diagonal <= Tensor.arange(cols, device=self.device)
+        keep = Tensor.arange(rows, device=self.device).reshape(rows, 1) + diagonal <= Tensor.arange(
+            cols, device=self.device
+        )
         return keep.where(self, 0)
 
     # ---- linear algebra -------------------------------------------------------------------------
@@ -1109,8 +1236,9 @@ class Tensor:
         x2 = x.unsqueeze(0) if x.ndim == 1 else x
         w2 = w.unsqueeze(-1) if w.ndim == 1 else w
         if x2.shape[-1] != w2.shape[-2]:
-            raise ValueError(f"matmul: shapes {x.shape} and {w.shape} do not match "
-                             f"({x2.shape[-1]} != {w2.shape[-2]})")
+            raise ValueError(
+                f"matmul: shapes {x.shape} and {w.shape} do not match ({x2.shape[-1]} != {w2.shape[-2]})"
+            )
         out = (x2.unsqueeze(-2) * w2.transpose(-1, -2).unsqueeze(-3)).sum(-1)
         if x.ndim == 1:
             out = out.squeeze(-2)
@@ -1143,7 +1271,9 @@ class Tensor:
         else:
             # repeat each row k times with a stride of n + dilation: row j then starts at element j*dilation
             rows = x.unsqueeze(-2).expand(batch + (kernel, n)).reshape(batch + (kernel * n,))
-            rows = rows.pad([(0, 0)] * len(batch) + [(0, kernel * dilation)]).reshape(batch + (kernel, n + dilation))
+            rows = rows.pad([(0, 0)] * len(batch) + [(0, kernel * dilation)]).reshape(
+                batch + (kernel, n + dilation)
+            )
             width = max(n + dilation, outputs * stride)
             rows = rows.pad([(0, 0)] * (len(batch) + 1) + [(0, width - n - dilation)])
             rows = rows.shrink([None] * (len(batch) + 1) + [(0, outputs * stride)])
@@ -1159,15 +1289,18 @@ class Tensor:
             x = x._window(first + i, k, s, d)
         return x
 
-    def conv2d(self, weight: "Tensor", bias: "Tensor | None" = None, groups: int = 1, stride=1, dilation=1,
-               padding=0) -> "Tensor":
-        """2-D convolution as torch.nn.functional.conv2d: input (N, Cin, H, W), weight (Cout, Cin/groups, kh, kw)."""
+    def conv2d(
+        self, weight: "Tensor", bias: "Tensor | None" = None, groups: int = 1, stride=1, dilation=1, padding=0
+    ) -> "Tensor":
+        """2-D convolution as torch's F.conv2d: input (N, Cin, H, W), weight (Cout, Cin/groups, kh, kw)."""
         if self.ndim != 4 or weight.ndim != 4:
             raise ValueError(f"conv2d: expected a 4-D input and weight, got {self.shape} and {weight.shape}")
         batch, cin, _, _ = self.shape
         cout, cin_group, kh, kw = weight.shape
         if cin != cin_group * groups or cout % groups:
-            raise ValueError(f"conv2d: input {self.shape} with {groups} groups does not match weight {weight.shape}")
+            raise ValueError(
+                f"conv2d: input {self.shape} with {groups} groups does not match weight {weight.shape}"
+            )
         x = self.pad(_conv_padding(padding)) if padding != 0 else self
         windows = x._pool((kh, kw), _pair(stride), _pair(dilation))  # (N, Cin, OH, OW, kh, kw)
         oh, ow = windows.shape[2:4]
@@ -1176,11 +1309,23 @@ class Tensor:
         out = (windows * w).sum((3, 6, 7)).reshape(batch, cout, oh, ow)
         return out + bias.reshape(1, cout, 1, 1) if bias is not None else out
 
-    def conv_transpose2d(self, weight: "Tensor", bias: "Tensor | None" = None, groups: int = 1, stride=1,
-                         dilation=1, padding=0, output_padding=0) -> "Tensor":
-        """Transposed convolution as torch: weight (Cin, Cout/groups, kh, kw). A conv of the stride-dilated input."""
+    def conv_transpose2d(
+        self,
+        weight: "Tensor",
+        bias: "Tensor | None" = None,
+        groups: int = 1,
+        stride=1,
+        dilation=1,
+        padding=0,
+        output_padding=0,
+    ) -> "Tensor":
+        """Transposed convolution as torch: weight (Cin, Cout/groups, kh, kw).
+
+        Computed as a stride-1 convolution of the input with stride-1 zeros inserted between its pixels."""
         if self.ndim != 4 or weight.ndim != 4:
-            raise ValueError(f"conv_transpose2d: expected 4-D input and weight, got {self.shape} and {weight.shape}")
+            raise ValueError(
+                f"conv_transpose2d: expected 4-D input and weight, got {self.shape} and {weight.shape}"
+            )
         batch, cin, h, w_ = self.shape
         if weight.shape[0] != cin or cin % groups:
             raise ValueError(f"conv_transpose2d: input {self.shape} does not match weight {weight.shape}")
@@ -1188,8 +1333,10 @@ class Tensor:
         _, cout_group, kh, kw = weight.shape
         x = self
         if sh > 1 or sw > 1:  # put stride-1 zeros between input pixels
-            x = x.reshape(batch, cin, h, 1, w_, 1).pad(((0, 0), (0, 0), (0, 0), (0, sh - 1), (0, 0), (0, sw - 1)))
-            x = x.reshape(batch, cin, h * sh, w_ * sw)[:, :, :(h - 1) * sh + 1, :(w_ - 1) * sw + 1]
+            x = x.reshape(batch, cin, h, 1, w_, 1).pad(
+                ((0, 0), (0, 0), (0, 0), (0, sh - 1), (0, 0), (0, sw - 1))
+            )
+            x = x.reshape(batch, cin, h * sh, w_ * sw)[:, :, : (h - 1) * sh + 1, : (w_ - 1) * sw + 1]
         full_h, full_w = dh * (kh - 1), dw * (kw - 1)
         x = x.pad(((0, 0), (0, 0), (full_h - ph, full_h - ph + oph), (full_w - pw, full_w - pw + opw)))
         w = weight.reshape(groups, cin // groups, cout_group, kh, kw).transpose(1, 2)
@@ -1221,8 +1368,9 @@ class Tensor:
         centered = self - self.mean(axis, keepdim=True)
         return centered * ((centered * centered).mean(axis, keepdim=True) + eps).rsqrt()
 
-    def batchnorm(self, weight: "Tensor | None", bias: "Tensor | None", mean: "Tensor",
-                  invstd: "Tensor") -> "Tensor":
+    def batchnorm(
+        self, weight: "Tensor | None", bias: "Tensor | None", mean: "Tensor", invstd: "Tensor"
+    ) -> "Tensor":
         """(x - mean) * invstd * weight + bias, with per-channel (dim 1) parameters."""
         shape = (1, -1) + (1,) * (self.ndim - 2)
         x = self - mean.reshape(shape)
@@ -1236,29 +1384,39 @@ class Tensor:
             raise TypeError(f"one_hot needs an integer tensor, got {self.dtype.name}")
         return (self.unsqueeze(-1) == Tensor.arange(num_classes, device=self.device)).cast(dtypes.int32)
 
-    def sparse_categorical_crossentropy(self, Y: "Tensor", ignore_index: int = -1,
-                                        label_smoothing: float = 0.0) -> "Tensor":
+    def sparse_categorical_crossentropy(
+        self, Y: "Tensor", ignore_index: int = -1, label_smoothing: float = 0.0
+    ) -> "Tensor":
         """Mean cross-entropy of logits `self` (N, C) against class indices `Y` (N,), as tinygrad."""
         return self.cross_entropy(Y, ignore_index=ignore_index, label_smoothing=label_smoothing)
 
-    def cross_entropy(self, Y: "Tensor", reduction: str = "mean", label_smoothing: float = 0.0,
-                      ignore_index: int = -100) -> "Tensor":
+    def cross_entropy(
+        self, Y: "Tensor", reduction: str = "mean", label_smoothing: float = 0.0, ignore_index: int = -100
+    ) -> "Tensor":
         """torch.nn.functional.cross_entropy: classes on dim 1; Y holds class indices or probabilities."""
         axis = 1 if self.ndim > 1 else 0
         log_probs = self.log_softmax(axis)
         classes = self.shape[axis]
         if dtypes.is_float(Y.dtype):
             if Y.shape != self.shape:
-                raise ValueError(f"cross_entropy: probability targets {Y.shape} must match logits {self.shape}")
+                raise ValueError(
+                    f"cross_entropy: probability targets {Y.shape} must match logits {self.shape}"
+                )
             target, keep = Y, None
         else:
-            expected = self.shape[:axis] + self.shape[axis + 1:]
+            expected = self.shape[:axis] + self.shape[axis + 1 :]
             if Y.shape != expected:
-                raise ValueError(f"cross_entropy: class targets have shape {Y.shape}, expected {expected} "
-                                 f"for logits {self.shape}")
+                raise ValueError(
+                    f"cross_entropy: class targets have shape {Y.shape}, expected {expected} "
+                    f"for logits {self.shape}"
+                )
             keep = Y != ignore_index
             target = Y.one_hot(classes).float()
-            target = target.permute([0, target.ndim - 1] + list(range(1, target.ndim - 1))) if axis == 1 else target
+            target = (
+                target.permute([0, target.ndim - 1] + list(range(1, target.ndim - 1)))
+                if axis == 1
+                else target
+            )
         if label_smoothing:
             target = target * (1 - label_smoothing) + label_smoothing / classes
         loss = -(log_probs * target).sum(axis)
@@ -1280,15 +1438,20 @@ class Tensor:
         """Mean BCE of logits, in the stable form max(x, 0) - x*y + log(1 + exp(-|x|))."""
         return (self.maximum(0) - self * Y + (1 + (-self.abs()).exp()).log()).mean()
 
-    def scaled_dot_product_attention(self, key: "Tensor", value: "Tensor", attn_mask: "Tensor | None" = None,
-                                     is_causal: bool = False) -> "Tensor":
+    def scaled_dot_product_attention(
+        self, key: "Tensor", value: "Tensor", attn_mask: "Tensor | None" = None, is_causal: bool = False
+    ) -> "Tensor":
         """softmax(q k^T / sqrt(d) + mask) v with q = self; a bool mask marks the positions to keep."""
         scores = self.matmul(key.transpose(-2, -1)) * (1 / math.sqrt(self.shape[-1]))
         if is_causal:
-            keep = Tensor.ones(scores.shape[-2], scores.shape[-1], device=self.device, dtype=dtypes.bool).tril()
+            keep = Tensor.ones(
+                scores.shape[-2], scores.shape[-1], device=self.device, dtype=dtypes.bool
+            ).tril()
             scores = keep.where(scores, -math.inf)
         if attn_mask is not None:
-            scores = attn_mask.where(scores, -math.inf) if attn_mask.dtype == dtypes.bool else scores + attn_mask
+            scores = (
+                attn_mask.where(scores, -math.inf) if attn_mask.dtype == dtypes.bool else scores + attn_mask
+            )
         return scores.softmax(-1).matmul(value)
 
 
@@ -1316,14 +1479,19 @@ def _to_numpy(data: Any, dtype: DType | None) -> np.ndarray:
     if isinstance(data, np.ndarray):
         array = data
     elif isinstance(data, (bool, int, float, np.generic)):
-        array = np.array(data, dtype=(dtype or dtypes.from_py(data if not isinstance(data, np.generic) else data.item())).np)
+        array = np.array(
+            data,
+            dtype=(dtype or dtypes.from_py(data if not isinstance(data, np.generic) else data.item())).np,
+        )
     elif isinstance(data, (list, tuple)):
         try:
             array = np.array(data)
         except ValueError:
             array = np.array(None, dtype=object)
         if array.dtype == object:
-            raise ValueError("Tensor: nested lists must be rectangular (all rows of one length) and hold numbers")
+            raise ValueError(
+                "Tensor: nested lists must be rectangular (all rows of one length) and hold numbers"
+            )
         if array.dtype.kind == "f":
             array = array.astype(dtypes.default_float.np)
         elif array.dtype.kind in "iu":

@@ -1,4 +1,5 @@
 """Shared test setup: every op test runs on every device that opens on this machine."""
+
 import pytest
 
 from minigrad.device import Device

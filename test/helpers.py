@@ -1,4 +1,5 @@
 """Compare a minigrad function with its torch counterpart, forward and backward, on random inputs."""
+
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -12,12 +13,22 @@ FORWARD_TOL = dict(atol=1e-6, rtol=1e-3)
 GRAD_TOL = dict(atol=1e-4, rtol=1e-3)
 
 
-def check_op(device: str, shapes: Sequence[tuple[int, ...]] | None, torch_fn: Callable,
-             minigrad_fn: Callable | None = None, values: Sequence[np.ndarray] | None = None,
-             low: float = -2.0, high: float = 2.0, forward_only: bool = False, seed: int = 0,
-             atol: float = FORWARD_TOL["atol"], rtol: float = FORWARD_TOL["rtol"],
-             grad_atol: float = GRAD_TOL["atol"], grad_rtol: float = GRAD_TOL["rtol"],
-             transpose_inputs: bool = False) -> None:
+def check_op(
+    device: str,
+    shapes: Sequence[tuple[int, ...]] | None,
+    torch_fn: Callable,
+    minigrad_fn: Callable | None = None,
+    values: Sequence[np.ndarray] | None = None,
+    low: float = -2.0,
+    high: float = 2.0,
+    forward_only: bool = False,
+    seed: int = 0,
+    atol: float = FORWARD_TOL["atol"],
+    rtol: float = FORWARD_TOL["rtol"],
+    grad_atol: float = GRAD_TOL["atol"],
+    grad_rtol: float = GRAD_TOL["rtol"],
+    transpose_inputs: bool = False,
+) -> None:
     """Run both functions on the same inputs; compare outputs, then input gradients for a random cotangent.
 
     transpose_inputs: feed the functions non-contiguous (transposed) views of the inputs.
@@ -38,8 +49,9 @@ def check_op(device: str, shapes: Sequence[tuple[int, ...]] | None, torch_fn: Ca
     torch_out = torch_fn(*torch_args)
     minigrad_out = minigrad_fn(*minigrad_args)
     assert tuple(minigrad_out.shape) == tuple(torch_out.shape), (minigrad_out.shape, torch_out.shape)
-    np.testing.assert_allclose(minigrad_out.numpy(), torch_out.detach().numpy(), atol=atol, rtol=rtol,
-                               err_msg="forward")
+    np.testing.assert_allclose(
+        minigrad_out.numpy(), torch_out.detach().numpy(), atol=atol, rtol=rtol, err_msg="forward"
+    )
     if not any(grads_wanted) or not torch_out.dtype.is_floating_point:
         return
     cotangent = rng.uniform(-1, 1, size=tuple(torch_out.shape)).astype(np.float32)
@@ -50,5 +62,6 @@ def check_op(device: str, shapes: Sequence[tuple[int, ...]] | None, torch_fn: Ca
             continue
         expected = t.grad.numpy() if t.grad is not None else np.zeros(t.shape, np.float32)
         assert m.grad is not None, f"input {i} got no gradient"
-        np.testing.assert_allclose(m.grad.numpy(), expected, atol=grad_atol, rtol=grad_rtol,
-                                   err_msg=f"gradient of input {i}")
+        np.testing.assert_allclose(
+            m.grad.numpy(), expected, atol=grad_atol, rtol=grad_rtol, err_msg=f"gradient of input {i}"
+        )

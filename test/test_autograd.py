@@ -1,4 +1,5 @@
 """Reverse-mode autograd: accumulation, requires_grad rules, higher order, finite differences, deep graphs."""
+
 import numpy as np
 import pytest
 import torch
@@ -100,7 +101,9 @@ FINITE_DIFFERENCE_CASES = {
     "matmul_tanh": lambda x: (x.reshape(2, 3) @ x.reshape(3, 2)).tanh().sum(),
     "movement": lambda x: (x.reshape(3, 2).T.pad(((1, 0), (0, 1))).flip(0)[1:, ::2] * 3).sum(),
     "reduce_max": lambda x: x.reshape(2, 3).max(1).sum() + x.abs().mean(),
-    "conv": lambda x: x.reshape(1, 1, 2, 3).conv2d(x.reshape(1, 1, 2, 3)[:, :, :, :2], padding=1).square().sum(),
+    "conv": lambda x: (
+        x.reshape(1, 1, 2, 3).conv2d(x.reshape(1, 1, 2, 3)[:, :, :, :2], padding=1).square().sum()
+    ),
 }
 
 
@@ -129,9 +132,9 @@ def test_ten_thousand_op_chain_has_no_recursion_limit(device):
     y = x
     for _ in range(10_000):
         y = y * 1.0001
-    np.testing.assert_allclose(y.numpy(), np.array([1.0, 2.0]) * 1.0001 ** 10_000, rtol=1e-3)
+    np.testing.assert_allclose(y.numpy(), np.array([1.0, 2.0]) * 1.0001**10_000, rtol=1e-3)
     y.sum().backward()
-    np.testing.assert_allclose(x.grad.numpy(), [1.0001 ** 10_000] * 2, rtol=1e-3)
+    np.testing.assert_allclose(x.grad.numpy(), [1.0001**10_000] * 2, rtol=1e-3)
 
 
 def test_integer_inputs_get_no_gradient(device):
@@ -155,5 +158,5 @@ def test_assign_keeps_leaf_and_drops_history(device):
         loss.backward()
         w.assign(w.detach() - 0.1 * w.grad).realize()
         w.grad = None
-    np.testing.assert_allclose(w.numpy(), np.array([1.0, 2.0]) * 0.8 ** 3, rtol=1e-6)
+    np.testing.assert_allclose(w.numpy(), np.array([1.0, 2.0]) * 0.8**3, rtol=1e-6)
     assert w.lazydata.srcs == (), "an assigned, realized leaf keeps no graph behind it"

@@ -1,4 +1,5 @@
 """Bad input gets a clear Python exception that names the problem."""
+
 import numpy as np
 import pytest
 
@@ -26,8 +27,14 @@ def test_reshape_mismatch_names_shapes(device):
 
 def test_invalid_axes_name_the_axis(device):
     x = Tensor.ones(2, 3, device=device)
-    for bad in (lambda: x.sum(2), lambda: x.max(-3), lambda: x.transpose(0, 5), lambda: x.softmax(3),
-                lambda: x.unsqueeze(4), lambda: x.flip(2)):
+    for bad in (
+        lambda: x.sum(2),
+        lambda: x.max(-3),
+        lambda: x.transpose(0, 5),
+        lambda: x.softmax(3),
+        lambda: x.unsqueeze(4),
+        lambda: x.flip(2),
+    ):
         with pytest.raises(ValueError, match="axis .* out of range"):
             bad()
     with pytest.raises(ValueError, match="not a permutation"):

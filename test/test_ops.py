@@ -1,4 +1,5 @@
 """Every op of API.md, forward and backward, against torch 2.13 (CPU), on every available device."""
+
 import math
 
 import numpy as np
@@ -45,12 +46,12 @@ UNARY = {
     "round": (torch.round, Tensor.round, -5, 5),
     "clip": (lambda x: x.clip(-0.5, 0.7), lambda x: x.clip(-0.5, 0.7), -2, 2),
     "clamp_min": (lambda x: x.clamp(min=0.1), lambda x: x.clamp(0.1), -2, 2),
-    "pow_2": (lambda x: x ** 2, None, -2, 2),
-    "pow_3": (lambda x: x ** 3, None, -2, 2),
-    "pow_-1": (lambda x: x ** -1, None, 0.5, 2),
-    "pow_0.5": (lambda x: x ** 0.5, None, 0.1, 2),
-    "pow_1.7": (lambda x: x ** 1.7, None, 0.1, 2),
-    "rpow": (lambda x: 2.0 ** x, None, -2, 2),
+    "pow_2": (lambda x: x**2, None, -2, 2),
+    "pow_3": (lambda x: x**3, None, -2, 2),
+    "pow_-1": (lambda x: x**-1, None, 0.5, 2),
+    "pow_0.5": (lambda x: x**0.5, None, 0.1, 2),
+    "pow_1.7": (lambda x: x**1.7, None, 0.1, 2),
+    "rpow": (lambda x: 2.0**x, None, -2, 2),
     "scalar_ops": (lambda x: (3 - x) * 2 / 5 + 1, None, -2, 2),
     "rdiv": (lambda x: 1.5 / x, None, 0.5, 2),
 }
@@ -84,7 +85,9 @@ BINARY = {
 
 
 @pytest.mark.parametrize("name", BINARY)
-@pytest.mark.parametrize("shapes", [[(3, 4), (3, 4)], [(3, 1), (1, 4)], [(2, 3, 4), (4,)], [(4,), ()], [(0, 4), (4,)]])
+@pytest.mark.parametrize(
+    "shapes", [[(3, 4), (3, 4)], [(3, 1), (1, 4)], [(2, 3, 4), (4,)], [(4,), ()], [(0, 4), (4,)]]
+)
 def test_binary_broadcasting(device, name, shapes):
     torch_fn, minigrad_fn, low, high = BINARY[name]
     check_op(device, shapes, torch_fn, minigrad_fn, low=low, high=high)
@@ -104,8 +107,14 @@ def test_pow_negative_base_integer_exponent(device):
 def test_comparisons(device, op):
     a = np.array([[1, 2, 3], [3, 2, 1]], np.float32)
     b = np.array([2, 2, 2], np.float32)
-    fn = {"lt": lambda x, y: x < y, "le": lambda x, y: x <= y, "gt": lambda x, y: x > y,
-          "ge": lambda x, y: x >= y, "eq": lambda x, y: x == y, "ne": lambda x, y: x != y}[op]
+    fn = {
+        "lt": lambda x, y: x < y,
+        "le": lambda x, y: x <= y,
+        "gt": lambda x, y: x > y,
+        "ge": lambda x, y: x >= y,
+        "eq": lambda x, y: x == y,
+        "ne": lambda x, y: x != y,
+    }[op]
     out = fn(Tensor(a, device=device), Tensor(b, device=device))
     assert out.dtype == dtypes.bool
     np.testing.assert_equal(out.numpy(), fn(a, b))
@@ -114,8 +123,13 @@ def test_comparisons(device, op):
 
 def test_where(device):
     cond = np.array([[True, False, True], [False, False, True]])
-    check_op(device, None, lambda c, x, y: torch.where(c, x, y), lambda c, x, y: c.where(x, y),
-             values=[cond, np.random.rand(2, 3).astype(np.float32), np.random.rand(1, 3).astype(np.float32)])
+    check_op(
+        device,
+        None,
+        lambda c, x, y: torch.where(c, x, y),
+        lambda c, x, y: c.where(x, y),
+        values=[cond, np.random.rand(2, 3).astype(np.float32), np.random.rand(1, 3).astype(np.float32)],
+    )
     np.testing.assert_equal(Tensor(cond, device=device).where(1.0, 2.5).numpy(), np.where(cond, 1.0, 2.5))
 
 
@@ -155,6 +169,7 @@ def test_bool_arithmetic_and_casts(device):
 
 # ---- reductions ----------------------------------------------------------------------------------
 
+
 def _torch_prod(x, axis, keepdim):
     """torch.prod takes one dim at a time."""
     if axis is None:
@@ -165,17 +180,39 @@ def _torch_prod(x, axis, keepdim):
 
 
 REDUCTIONS = {
-    "sum": (lambda x, a, k: x.sum(a, keepdim=k) if a is not None else x.sum(), lambda x, a, k: x.sum(a, keepdim=k)),
-    "mean": (lambda x, a, k: x.mean(a, keepdim=k) if a is not None else x.mean(), lambda x, a, k: x.mean(a, keepdim=k)),
-    "max": (lambda x, a, k: x.amax(a, keepdim=k) if a is not None else x.max(), lambda x, a, k: x.max(a, keepdim=k)),
-    "min": (lambda x, a, k: x.amin(a, keepdim=k) if a is not None else x.min(), lambda x, a, k: x.min(a, keepdim=k)),
+    "sum": (
+        lambda x, a, k: x.sum(a, keepdim=k) if a is not None else x.sum(),
+        lambda x, a, k: x.sum(a, keepdim=k),
+    ),
+    "mean": (
+        lambda x, a, k: x.mean(a, keepdim=k) if a is not None else x.mean(),
+        lambda x, a, k: x.mean(a, keepdim=k),
+    ),
+    "max": (
+        lambda x, a, k: x.amax(a, keepdim=k) if a is not None else x.max(),
+        lambda x, a, k: x.max(a, keepdim=k),
+    ),
+    "min": (
+        lambda x, a, k: x.amin(a, keepdim=k) if a is not None else x.min(),
+        lambda x, a, k: x.min(a, keepdim=k),
+    ),
     "prod": (lambda x, a, k: _torch_prod(x, a, k), lambda x, a, k: x.prod(a, keepdim=k)),
-    "std": (lambda x, a, k: x.std(a, keepdim=k) if a is not None else x.std(), lambda x, a, k: x.std(a, keepdim=k)),
-    "var": (lambda x, a, k: x.var(a, keepdim=k) if a is not None else x.var(), lambda x, a, k: x.var(a, keepdim=k)),
-    "var0": (lambda x, a, k: x.var(a, keepdim=k, correction=0) if a is not None else x.var(correction=0),
-             lambda x, a, k: x.var(a, keepdim=k, correction=0)),
-    "logsumexp": (lambda x, a, k: torch.logsumexp(x, a if a is not None else tuple(range(x.ndim)), keepdim=k),
-                  lambda x, a, k: x.logsumexp(a, keepdim=k)),
+    "std": (
+        lambda x, a, k: x.std(a, keepdim=k) if a is not None else x.std(),
+        lambda x, a, k: x.std(a, keepdim=k),
+    ),
+    "var": (
+        lambda x, a, k: x.var(a, keepdim=k) if a is not None else x.var(),
+        lambda x, a, k: x.var(a, keepdim=k),
+    ),
+    "var0": (
+        lambda x, a, k: x.var(a, keepdim=k, correction=0) if a is not None else x.var(correction=0),
+        lambda x, a, k: x.var(a, keepdim=k, correction=0),
+    ),
+    "logsumexp": (
+        lambda x, a, k: torch.logsumexp(x, a if a is not None else tuple(range(x.ndim)), keepdim=k),
+        lambda x, a, k: x.logsumexp(a, keepdim=k),
+    ),
 }
 
 
@@ -183,8 +220,14 @@ REDUCTIONS = {
 @pytest.mark.parametrize("axis,keepdim", [(None, False), (1, False), (-1, True), ((0, 2), False), (0, True)])
 def test_reductions(device, name, axis, keepdim):
     torch_fn, minigrad_fn = REDUCTIONS[name]
-    check_op(device, [(3, 4, 5)], lambda x: torch_fn(x, axis, keepdim), lambda x: minigrad_fn(x, axis, keepdim),
-             low=0.5 if name == "prod" else -2, high=1.5 if name == "prod" else 2)
+    check_op(
+        device,
+        [(3, 4, 5)],
+        lambda x: torch_fn(x, axis, keepdim),
+        lambda x: minigrad_fn(x, axis, keepdim),
+        low=0.5 if name == "prod" else -2,
+        high=1.5 if name == "prod" else 2,
+    )
 
 
 def test_reductions_noncontiguous_and_size_one(device):
@@ -221,7 +264,9 @@ def test_argmax_argmin(device, axis):
     expected_min = torch.tensor(a).argmin() if axis is None else torch.tensor(a).argmin(axis)
     np.testing.assert_equal(t.argmax(axis).numpy(), expected_max.numpy())
     np.testing.assert_equal(t.argmin(axis).numpy(), expected_min.numpy())
-    np.testing.assert_equal(t.argmax(1, keepdim=True).numpy(), torch.tensor(a).argmax(1, keepdim=True).numpy())
+    np.testing.assert_equal(
+        t.argmax(1, keepdim=True).numpy(), torch.tensor(a).argmax(1, keepdim=True).numpy()
+    )
 
 
 @pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
@@ -245,12 +290,18 @@ def test_stable_at_large_magnitude(device):
         "logsumexp": (lambda t: t.logsumexp(-1), lambda t: torch.logsumexp(t, -1)),
         "softplus": (lambda t: t.softplus(), F.softplus),
         "sigmoid": (lambda t: t.sigmoid(), torch.sigmoid),
-        "cross_entropy": (lambda t: t.cross_entropy(Tensor(labels, device=device)),
-                          lambda t: F.cross_entropy(t, torch.tensor(labels, dtype=torch.long))),
-        "sparse_cce": (lambda t: t.sparse_categorical_crossentropy(Tensor(labels, device=device)),
-                       lambda t: F.cross_entropy(t, torch.tensor(labels, dtype=torch.long))),
-        "bce_logits": (lambda t: t.binary_crossentropy_logits(Tensor(np.ones_like(x), device=device)),
-                       lambda t: F.binary_cross_entropy_with_logits(t, torch.ones_like(t))),
+        "cross_entropy": (
+            lambda t: t.cross_entropy(Tensor(labels, device=device)),
+            lambda t: F.cross_entropy(t, torch.tensor(labels, dtype=torch.long)),
+        ),
+        "sparse_cce": (
+            lambda t: t.sparse_categorical_crossentropy(Tensor(labels, device=device)),
+            lambda t: F.cross_entropy(t, torch.tensor(labels, dtype=torch.long)),
+        ),
+        "bce_logits": (
+            lambda t: t.binary_crossentropy_logits(Tensor(np.ones_like(x), device=device)),
+            lambda t: F.binary_cross_entropy_with_logits(t, torch.ones_like(t)),
+        ),
     }
     for name, (minigrad_fn, torch_fn) in fns.items():
         m = Tensor(x, device=device, requires_grad=True)
@@ -260,7 +311,9 @@ def test_stable_at_large_magnitude(device):
         torch_out = torch_fn(t)
         torch_out.sum().backward()
         assert np.isfinite(out.numpy()).all() and np.isfinite(m.grad.numpy()).all(), name
-        np.testing.assert_allclose(out.numpy(), torch_out.detach().numpy(), rtol=1e-4, atol=1e-3, err_msg=name)
+        np.testing.assert_allclose(
+            out.numpy(), torch_out.detach().numpy(), rtol=1e-4, atol=1e-3, err_msg=name
+        )
         np.testing.assert_allclose(m.grad.numpy(), t.grad.numpy(), rtol=1e-4, atol=1e-4, err_msg=name)
 
 
@@ -296,7 +349,10 @@ MOVEMENT = {
     "repeat": (lambda x: x.repeat(2, 1, 3), lambda x: x.repeat(2, 1, 3)),
     "repeat_new": (lambda x: x.repeat(2, 1, 1, 2), lambda x: x.repeat(2, 1, 1, 2)),
     "pad_then_shrink": (lambda x: F.pad(x, (2, 2))[..., 1:5], lambda x: x.pad((2, 2))[..., 1:5]),
-    "reshape_after_permute": (lambda x: x.permute(1, 0, 2).reshape(3, 8), lambda x: x.permute(1, 0, 2).reshape(3, 8)),
+    "reshape_after_permute": (
+        lambda x: x.permute(1, 0, 2).reshape(3, 8),
+        lambda x: x.permute(1, 0, 2).reshape(3, 8),
+    ),
     "reshape_of_padded": (lambda x: F.pad(x, (1, 1)).reshape(-1), lambda x: x.pad((1, 1)).reshape(-1)),
     "expand_of_strided": (lambda x: x[:, ::2, :1].expand(2, 2, 5), lambda x: x[:, ::2, :1].expand(2, 2, 5)),
 }
@@ -309,13 +365,28 @@ def test_movement(device, name):
 
 
 def test_cat_stack_split_chunk(device):
-    check_op(device, [(2, 3), (2, 1), (2, 2)], lambda a, b, c: torch.cat([a, b, c], 1),
-             lambda a, b, c: a.cat(b, c, dim=1))
+    check_op(
+        device,
+        [(2, 3), (2, 1), (2, 2)],
+        lambda a, b, c: torch.cat([a, b, c], 1),
+        lambda a, b, c: a.cat(b, c, dim=1),
+    )
     check_op(device, [(2, 3), (1, 3)], lambda a, b: torch.cat([a, b]), lambda a, b: a.cat(b))
-    check_op(device, [(2, 3), (2, 3)], lambda a, b: torch.stack([a, b], 1), lambda a, b: Tensor.stack(a, b, dim=1))
-    check_op(device, [(2, 3), (2, 3)], lambda a, b: torch.stack([a, b], -1), lambda a, b: Tensor.stack([a, b], dim=-1))
-    check_op(device, [(5, 2)], lambda x: torch.split(x, 2)[2] * 2 + torch.split(x, 2)[0][:1],
-             lambda x: x.split(2)[2] * 2 + x.split(2)[0][:1])
+    check_op(
+        device, [(2, 3), (2, 3)], lambda a, b: torch.stack([a, b], 1), lambda a, b: Tensor.stack(a, b, dim=1)
+    )
+    check_op(
+        device,
+        [(2, 3), (2, 3)],
+        lambda a, b: torch.stack([a, b], -1),
+        lambda a, b: Tensor.stack([a, b], dim=-1),
+    )
+    check_op(
+        device,
+        [(5, 2)],
+        lambda x: torch.split(x, 2)[2] * 2 + torch.split(x, 2)[0][:1],
+        lambda x: x.split(2)[2] * 2 + x.split(2)[0][:1],
+    )
     check_op(device, [(5, 2)], lambda x: torch.split(x, [1, 4])[1], lambda x: x.split([1, 4])[1])
     check_op(device, [(7, 2)], lambda x: torch.chunk(x, 3)[1], lambda x: x.chunk(3)[1])
     assert [t.shape for t in Tensor.ones(7, 2, device=device).chunk(3)] == [(3, 2), (3, 2), (1, 2)]
@@ -345,10 +416,17 @@ def test_basic_indexing(device, name):
         check_op(device, [(3, 5, 6)], fn)
 
 
-@pytest.mark.parametrize("index", [
-    ([2, 0, -1],), ([[1, 2], [0, 0]],), (slice(None), [4, 0]), ([1, 0], slice(None), [3, 2]),
-    (slice(None), [2, 0], [1, 3]), (1, [0, 4]),
-])
+@pytest.mark.parametrize(
+    "index",
+    [
+        ([2, 0, -1],),
+        ([[1, 2], [0, 0]],),
+        (slice(None), [4, 0]),
+        ([1, 0], slice(None), [3, 2]),
+        (slice(None), [2, 0], [1, 3]),
+        (1, [0, 4]),
+    ],
+)
 def test_tensor_indexing(device, index):
     x = np.arange(3 * 5 * 6, dtype=np.float32).reshape(3, 5, 6)
     minigrad_index = tuple(Tensor(np.array(i), device=device) if isinstance(i, list) else i for i in index)
@@ -360,14 +438,30 @@ def test_tensor_indexing(device, index):
 @pytest.mark.parametrize("dim", [0, 1, -1])
 def test_gather(device, dim):
     index = np.random.default_rng(2).integers(0, 3, size=(2, 3, 2))
-    check_op(device, None, lambda x, i: x.gather(dim, i.long()), lambda x, i: x.gather(dim, i),
-             values=[np.random.rand(3, 3, 3).astype(np.float32), index.astype(np.int32)])
+    check_op(
+        device,
+        None,
+        lambda x, i: x.gather(dim, i.long()),
+        lambda x, i: x.gather(dim, i),
+        values=[np.random.rand(3, 3, 3).astype(np.float32), index.astype(np.int32)],
+    )
 
 
 # ---- neural-network functions --------------------------------------------------------------------
 
-@pytest.mark.parametrize("shapes", [[(3, 4), (4, 5)], [(4,), (4, 5)], [(3, 4), (4,)], [(4,), (4,)],
-                                    [(2, 3, 4), (4, 5)], [(2, 1, 3, 4), (3, 4, 2)], [(0, 4), (4, 2)]])
+
+@pytest.mark.parametrize(
+    "shapes",
+    [
+        [(3, 4), (4, 5)],
+        [(4,), (4, 5)],
+        [(3, 4), (4,)],
+        [(4,), (4,)],
+        [(2, 3, 4), (4, 5)],
+        [(2, 1, 3, 4), (3, 4, 2)],
+        [(0, 4), (4, 2)],
+    ],
+)
 def test_matmul(device, shapes):
     check_op(device, shapes, torch.matmul, Tensor.matmul)
     check_op(device, shapes, lambda a, b: a @ b, lambda a, b: a @ b)
@@ -379,7 +473,9 @@ def test_matmul_noncontiguous_and_dot(device):
 
 
 def test_linear(device):
-    check_op(device, [(3, 4), (5, 4), (5,)], lambda x, w, b: F.linear(x, w, b), lambda x, w, b: x.linear(w.T, b))
+    check_op(
+        device, [(3, 4), (5, 4), (5,)], lambda x, w, b: F.linear(x, w, b), lambda x, w, b: x.linear(w.T, b)
+    )
     check_op(device, [(3, 4), (5, 4)], lambda x, w: F.linear(x, w), lambda x, w: x.linear(w.T))
 
 
@@ -397,31 +493,57 @@ CONV_CASES = [
 @pytest.mark.parametrize("kw", CONV_CASES, ids=[str(c) for c in CONV_CASES])
 def test_conv2d(device, kw):
     groups = kw.get("groups", 1)
-    check_op(device, [(2, 4, 7, 8), (6, 4 // groups, 3, 3), (6,)],
-             lambda x, w, b: F.conv2d(x, w, b, **kw), lambda x, w, b: x.conv2d(w, b, **kw),
-             atol=1e-5, grad_atol=1e-3)
+    check_op(
+        device,
+        [(2, 4, 7, 8), (6, 4 // groups, 3, 3), (6,)],
+        lambda x, w, b: F.conv2d(x, w, b, **kw),
+        lambda x, w, b: x.conv2d(w, b, **kw),
+        atol=1e-5,
+        grad_atol=1e-3,
+    )
 
 
 def test_conv2d_without_bias_and_1x1(device):
     check_op(device, [(1, 3, 5, 5), (2, 3, 1, 1)], lambda x, w: F.conv2d(x, w), lambda x, w: x.conv2d(w))
-    check_op(device, [(1, 2, 5, 4), (3, 2, 2, 3)], lambda x, w: F.conv2d(x, w, stride=(2, 1)),
-             lambda x, w: x.conv2d(w, stride=(2, 1)), atol=1e-5)
+    check_op(
+        device,
+        [(1, 2, 5, 4), (3, 2, 2, 3)],
+        lambda x, w: F.conv2d(x, w, stride=(2, 1)),
+        lambda x, w: x.conv2d(w, stride=(2, 1)),
+        atol=1e-5,
+    )
 
 
-TRANSPOSED_CASES = [dict(), dict(stride=2), dict(stride=2, padding=1), dict(stride=2, output_padding=1),
-                    dict(dilation=2), dict(groups=2, stride=(2, 1))]
+TRANSPOSED_CASES = [
+    dict(),
+    dict(stride=2),
+    dict(stride=2, padding=1),
+    dict(stride=2, output_padding=1),
+    dict(dilation=2),
+    dict(groups=2, stride=(2, 1)),
+]
 
 
 @pytest.mark.parametrize("kw", TRANSPOSED_CASES, ids=[str(c) for c in TRANSPOSED_CASES])
 def test_conv_transpose2d(device, kw):
     groups = kw.get("groups", 1)
-    check_op(device, [(2, 4, 5, 4), (4, 6 // groups, 3, 3), (6,)],
-             lambda x, w, b: F.conv_transpose2d(x, w, b, **kw), lambda x, w, b: x.conv_transpose2d(w, b, **kw),
-             atol=1e-5, grad_atol=1e-3)
+    check_op(
+        device,
+        [(2, 4, 5, 4), (4, 6 // groups, 3, 3), (6,)],
+        lambda x, w, b: F.conv_transpose2d(x, w, b, **kw),
+        lambda x, w, b: x.conv_transpose2d(w, b, **kw),
+        atol=1e-5,
+        grad_atol=1e-3,
+    )
 
 
-POOL_CASES = [dict(kernel_size=(2, 2)), dict(kernel_size=(3, 3), stride=2), dict(kernel_size=(2, 3), stride=(1, 2)),
-              dict(kernel_size=(3, 3), stride=1, padding=1), dict(kernel_size=(2, 2), stride=1, dilation=2)]
+POOL_CASES = [
+    dict(kernel_size=(2, 2)),
+    dict(kernel_size=(3, 3), stride=2),
+    dict(kernel_size=(2, 3), stride=(1, 2)),
+    dict(kernel_size=(3, 3), stride=1, padding=1),
+    dict(kernel_size=(2, 2), stride=1, dilation=2),
+]
 
 
 @pytest.mark.parametrize("kw", POOL_CASES, ids=[str(c) for c in POOL_CASES])
@@ -448,61 +570,105 @@ def test_layernorm_batchnorm(device):
     check_op(device, [(3, 8)], lambda x: F.layer_norm(x, (8,)), lambda x: x.layernorm())
     check_op(device, [(2, 3, 4)], lambda x: F.layer_norm(x, (3, 4)), lambda x: x.layernorm((-2, -1)))
     mean = np.array([0.5, -0.2, 0.1], np.float32)
-    check_op(device, [(2, 3, 4, 4), (3,), (3,)],
-             lambda x, w, b: F.batch_norm(x, torch.tensor(mean), torch.ones(3) * 4, w, b, eps=0.0),
-             lambda x, w, b: x.batchnorm(w, b, Tensor(mean, device=device), Tensor.full((3,), 0.5, device=device)))
+    check_op(
+        device,
+        [(2, 3, 4, 4), (3,), (3,)],
+        lambda x, w, b: F.batch_norm(x, torch.tensor(mean), torch.ones(3) * 4, w, b, eps=0.0),
+        lambda x, w, b: x.batchnorm(w, b, Tensor(mean, device=device), Tensor.full((3,), 0.5, device=device)),
+    )
 
 
 def test_one_hot(device):
     labels = np.array([0, 2, 1, 2], np.int32)
-    np.testing.assert_equal(Tensor(labels, device=device).one_hot(3).numpy(),
-                            F.one_hot(torch.tensor(labels, dtype=torch.long), 3).numpy())
+    np.testing.assert_equal(
+        Tensor(labels, device=device).one_hot(3).numpy(),
+        F.one_hot(torch.tensor(labels, dtype=torch.long), 3).numpy(),
+    )
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_cross_entropies(device, smoothing):
     labels = np.array([0, 2, 1, 4], np.int32)
     target = torch.tensor(labels, dtype=torch.long)
-    check_op(device, [(4, 5)], lambda x: F.cross_entropy(x, target, label_smoothing=smoothing),
-             lambda x: x.cross_entropy(Tensor(labels, device=device), label_smoothing=smoothing))
-    check_op(device, [(4, 5)], lambda x: F.cross_entropy(x, target, ignore_index=1, label_smoothing=smoothing),
-             lambda x: x.sparse_categorical_crossentropy(Tensor(labels, device=device), ignore_index=1,
-                                                         label_smoothing=smoothing))
+    check_op(
+        device,
+        [(4, 5)],
+        lambda x: F.cross_entropy(x, target, label_smoothing=smoothing),
+        lambda x: x.cross_entropy(Tensor(labels, device=device), label_smoothing=smoothing),
+    )
+    check_op(
+        device,
+        [(4, 5)],
+        lambda x: F.cross_entropy(x, target, ignore_index=1, label_smoothing=smoothing),
+        lambda x: x.sparse_categorical_crossentropy(
+            Tensor(labels, device=device), ignore_index=1, label_smoothing=smoothing
+        ),
+    )
     probs = np.random.default_rng(3).dirichlet(np.ones(5), size=4).astype(np.float32)
-    check_op(device, [(4, 5)], lambda x: F.cross_entropy(x, torch.tensor(probs)),
-             lambda x: x.cross_entropy(Tensor(probs, device=device)))
+    check_op(
+        device,
+        [(4, 5)],
+        lambda x: F.cross_entropy(x, torch.tensor(probs)),
+        lambda x: x.cross_entropy(Tensor(probs, device=device)),
+    )
     spatial = np.random.default_rng(4).integers(0, 3, size=(2, 4, 4)).astype(np.int32)
-    check_op(device, [(2, 3, 4, 4)], lambda x: F.cross_entropy(x, torch.tensor(spatial, dtype=torch.long),
-                                                             reduction="sum"),
-             lambda x: x.cross_entropy(Tensor(spatial, device=device), reduction="sum"))
+    check_op(
+        device,
+        [(2, 3, 4, 4)],
+        lambda x: F.cross_entropy(x, torch.tensor(spatial, dtype=torch.long), reduction="sum"),
+        lambda x: x.cross_entropy(Tensor(spatial, device=device), reduction="sum"),
+    )
 
 
 def test_binary_cross_entropies(device):
     y = np.random.default_rng(5).integers(0, 2, size=(6,)).astype(np.float32)
-    check_op(device, [(6,)], lambda p: F.binary_cross_entropy(p, torch.tensor(y)),
-             lambda p: p.binary_crossentropy(Tensor(y, device=device)), low=0.05, high=0.95)
-    check_op(device, [(6,)], lambda x: F.binary_cross_entropy_with_logits(x, torch.tensor(y)),
-             lambda x: x.binary_crossentropy_logits(Tensor(y, device=device)), low=-4, high=4)
+    check_op(
+        device,
+        [(6,)],
+        lambda p: F.binary_cross_entropy(p, torch.tensor(y)),
+        lambda p: p.binary_crossentropy(Tensor(y, device=device)),
+        low=0.05,
+        high=0.95,
+    )
+    check_op(
+        device,
+        [(6,)],
+        lambda x: F.binary_cross_entropy_with_logits(x, torch.tensor(y)),
+        lambda x: x.binary_crossentropy_logits(Tensor(y, device=device)),
+        low=-4,
+        high=4,
+    )
 
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_scaled_dot_product_attention(device, causal):
-    check_op(device, [(2, 3, 5, 4), (2, 3, 6, 4), (2, 3, 6, 4)],
-             lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal),
-             lambda q, k, v: q.scaled_dot_product_attention(k, v, is_causal=causal), atol=1e-5)
+    check_op(
+        device,
+        [(2, 3, 5, 4), (2, 3, 6, 4), (2, 3, 6, 4)],
+        lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal),
+        lambda q, k, v: q.scaled_dot_product_attention(k, v, is_causal=causal),
+        atol=1e-5,
+    )
 
 
 def test_attention_masks(device):
     mask = np.random.default_rng(6).random((5, 6)) > 0.3
     mask[:, 0] = True
-    check_op(device, [(2, 5, 4), (2, 6, 4), (2, 6, 4)],
-             lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=torch.tensor(mask)),
-             lambda q, k, v: q.scaled_dot_product_attention(k, v, attn_mask=Tensor(mask, device=device)), atol=1e-5)
+    check_op(
+        device,
+        [(2, 5, 4), (2, 6, 4), (2, 6, 4)],
+        lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=torch.tensor(mask)),
+        lambda q, k, v: q.scaled_dot_product_attention(k, v, attn_mask=Tensor(mask, device=device)),
+        atol=1e-5,
+    )
     additive = np.random.default_rng(7).standard_normal((5, 6)).astype(np.float32)
-    check_op(device, [(2, 5, 4), (2, 6, 4), (2, 6, 4)],
-             lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=torch.tensor(additive)),
-             lambda q, k, v: q.scaled_dot_product_attention(k, v, attn_mask=Tensor(additive, device=device)),
-             atol=1e-5)
+    check_op(
+        device,
+        [(2, 5, 4), (2, 6, 4), (2, 6, 4)],
+        lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=torch.tensor(additive)),
+        lambda q, k, v: q.scaled_dot_product_attention(k, v, attn_mask=Tensor(additive, device=device)),
+        atol=1e-5,
+    )
 
 
 def test_tril_triu(device):
@@ -515,4 +681,4 @@ def test_erf_matches_torch(device):
 
 
 def test_constants_math(device):
-    assert math.isclose(Tensor(2.0, device=device).exp().item(), math.e ** 2, rel_tol=1e-6)
+    assert math.isclose(Tensor(2.0, device=device).exp().item(), math.e**2, rel_tol=1e-6)

@@ -1,4 +1,5 @@
 """The README's commands and code must stay true: CI runs exactly its test command, and its Python runs."""
+
 import pathlib
 import re
 
@@ -11,7 +12,9 @@ def readme_blocks(language: str) -> list[str]:
 
 
 def test_ci_runs_the_readme_test_command():
-    commands = [line.strip() for block in readme_blocks("bash") for line in block.splitlines() if line.strip()]
+    commands = [
+        line.strip() for block in readme_blocks("bash") for line in block.splitlines() if line.strip()
+    ]
     test_command = next(c for c in commands if "pytest" in c)
     ci_script = (ROOT / ".ci" / "run").read_text()
     assert test_command in ci_script.splitlines(), f"{test_command!r} is not a line of .ci/run"

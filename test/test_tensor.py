@@ -1,4 +1,5 @@
 """Tensor construction, inspection, transfer, dtypes and device selection."""
+
 import os
 import subprocess
 import sys
@@ -20,7 +21,9 @@ def test_construction_from_python_and_numpy(device):
     assert Tensor([1, 2], device=device, dtype=dtypes.float32).dtype == dtypes.float32
     assert Tensor([1, 2], device=device, dtype="int64").dtype == dtypes.int64
     assert Tensor([], device=device).shape == (0,)
-    np.testing.assert_equal(Tensor(np.arange(6).reshape(2, 3), device=device).numpy(), np.arange(6).reshape(2, 3))
+    np.testing.assert_equal(
+        Tensor(np.arange(6).reshape(2, 3), device=device).numpy(), np.arange(6).reshape(2, 3)
+    )
 
 
 def test_host_data_is_copied(device):
@@ -113,13 +116,15 @@ def test_train_and_no_grad_flags():
 
 
 def run_python(code: str, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env}, timeout=120
+    )
 
 
 def test_device_env_var():
-    result = run_python("from minigrad import Device, Tensor; print(Device.DEFAULT, Tensor([1]).device)",
-                        DEVICE="numpy")
+    result = run_python(
+        "from minigrad import Device, Tensor; print(Device.DEFAULT, Tensor([1]).device)", DEVICE="numpy"
+    )
     assert result.stdout.split() == ["NUMPY", "NUMPY"], result.stderr
     result = run_python("from minigrad import Tensor; Tensor([1])", DEVICE="TPU9")
     assert result.returncode != 0 and "unknown device 'TPU9'" in result.stderr

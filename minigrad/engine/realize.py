@@ -3,6 +3,7 @@
 In: `ScheduleItem`s from engine/schedule.py. Out: every item's output node holds a device `Buffer` in
 `node.realized`. Counts what ran in `GlobalCounters`, and prints one line per kernel with DEBUG>=1.
 """
+
 from __future__ import annotations
 
 import time
@@ -71,9 +72,11 @@ def _run_kernel(item: ScheduleItem) -> None:
     GlobalCounters.global_mem += mem
     GlobalCounters.time_sum_s += elapsed
     if getenv("DEBUG") >= 1:
-        print(f"*** {backend.name:6s} {GlobalCounters.kernel_count:5d} {program.name:20s} "
-              f"shape {str(item.outputs[0].shape):20s} {elapsed * 1e6:9.1f} us "
-              f"{ops / max(elapsed, 1e-9) * 1e-9:7.2f} GFLOPS {mem / max(elapsed, 1e-9) * 1e-9:7.2f} GB/s")
+        print(
+            f"*** {backend.name:6s} {GlobalCounters.kernel_count:5d} {program.name:20s} "
+            f"shape {str(item.outputs[0].shape):20s} {elapsed * 1e6:9.1f} us "
+            f"{ops / max(elapsed, 1e-9) * 1e-9:7.2f} GFLOPS {mem / max(elapsed, 1e-9) * 1e-9:7.2f} GB/s"
+        )
 
 
 def _estimate_work(item: ScheduleItem, buffers: list[Buffer]) -> tuple[int, int]:
@@ -95,5 +98,7 @@ def print_schedule(schedule: list[ScheduleItem]) -> None:
     for i, item in enumerate(schedule):
         out = item.outputs[0]
         inputs = ", ".join(f"{n.op.name}{n.shape}" for n in item.inputs)
-        print(f"  {i:3d} {item.ast.op.name:6s} -> {out.op.name}{out.shape} {out.dtype.name}  "
-              f"reads [{inputs}]  buffer because: {item.reason}")
+        print(
+            f"  {i:3d} {item.ast.op.name:6s} -> {out.op.name}{out.shape} {out.dtype.name}  "
+            f"reads [{inputs}]  buffer because: {item.reason}"
+        )

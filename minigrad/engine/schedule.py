@@ -13,6 +13,7 @@ into one kernel is the next stage of the project and changes only how the ASTs a
 Two items are not kernels: BUFFER (copy host data into a new device buffer) and COPY (between devices);
 their `ast` holds just that op.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

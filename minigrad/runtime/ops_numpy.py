@@ -4,6 +4,7 @@ In: a kernel AST (ops.AstNode tree rooted at STORE) and the buffers it names. Ou
 It is the oracle every compiled backend is tested against, so it is written for obviousness, not speed.
 Like any backend file it imports only device, dtype and helpers: it recognises ops by their names.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,10 +19,20 @@ def _truncating_divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 NUMPY_CODE_FOR_OP = {
-    "EXP2": np.exp2, "LOG2": np.log2, "SIN": np.sin, "SQRT": np.sqrt, "RECIP": np.reciprocal,
+    "EXP2": np.exp2,
+    "LOG2": np.log2,
+    "SIN": np.sin,
+    "SQRT": np.sqrt,
+    "RECIP": np.reciprocal,
     "NEG": lambda x: np.logical_not(x) if x.dtype == np.bool_ else np.negative(x),
-    "ADD": np.add, "MUL": np.multiply, "MAX": np.maximum, "CMPLT": np.less, "CMPEQ": np.equal,
-    "MOD": np.fmod, "IDIV": _truncating_divide, "WHERE": np.where,
+    "ADD": np.add,
+    "MUL": np.multiply,
+    "MAX": np.maximum,
+    "CMPLT": np.less,
+    "CMPEQ": np.equal,
+    "MOD": np.fmod,
+    "IDIV": _truncating_divide,
+    "WHERE": np.where,
 }
 
 
@@ -47,7 +58,8 @@ def load(flat: np.ndarray, st) -> np.ndarray:
         return out
     start = _check_bounds(view, flat.size, region)
     window = np.lib.stride_tricks.as_strided(
-        flat[start:], shape=[e - b for b, e in region], strides=[st * flat.itemsize for st in view.strides])
+        flat[start:], shape=[e - b for b, e in region], strides=[st * flat.itemsize for st in view.strides]
+    )
     out[tuple(slice(b, e) for b, e in region)] = window
     return out
 
@@ -69,7 +81,7 @@ def _reduce_max(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
 
 def _typed(buf: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """View a byte buffer as elements of `dtype` (an empty buffer still has one byte allocated)."""
-    return buf[:len(buf) // dtype.itemsize * dtype.itemsize].view(dtype)
+    return buf[: len(buf) // dtype.itemsize * dtype.itemsize].view(dtype)
 
 
 class NumpyProgram(Program):
@@ -129,5 +141,6 @@ class NumpyCompiler(Compiler):
 
 class NumpyDevice(Backend):
     def __init__(self):
-        super().__init__("NUMPY", NumpyAllocator(), lambda ast: ("numpy_kernel", ast), NumpyCompiler(),
-                         NumpyProgram)
+        super().__init__(
+            "NUMPY", NumpyAllocator(), lambda ast: ("numpy_kernel", ast), NumpyCompiler(), NumpyProgram
+        )

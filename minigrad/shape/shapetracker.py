@@ -7,6 +7,7 @@ no single View can express pushes a new View, so most trackers hold exactly one.
 With several Views, the top View's index is a flat index into the shape of the View below it: it is
 unravelled into that shape's dimensions and passed down, until the bottom View gives the buffer index.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,8 +47,10 @@ class ShapeTracker:
         index, valid = self.views[-1].expr(idxs)
         conditions = [valid]
         for view in reversed(self.views[:-1]):
-            unravelled = [(index // stride) % size if size != 1 else index * 0
-                          for size, stride in zip(view.shape, _unravel_strides(view.shape))]
+            unravelled = [
+                (index // stride) % size if size != 1 else index * 0
+                for size, stride in zip(view.shape, _unravel_strides(view.shape))
+            ]
             index, valid = view.expr(unravelled)
             conditions.append(valid)
         return index, and_nodes(conditions)
@@ -99,4 +102,3 @@ def _unravel_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
         strides.append(step)
         step *= size
     return tuple(reversed(strides))
-

@@ -10,6 +10,7 @@ Every node knows its `min` and `max`, which is what lets `//` and `%` simplify a
 Division and modulo are floor division and floor modulo, as in Python. C's `/` and `%` truncate, so
 `render()` shifts a possibly negative numerator by a multiple of the divisor before dividing.
 """
+
 from __future__ import annotations
 
 import math
@@ -182,6 +183,7 @@ class AndNode(Node):
 
 
 # ---- constructors that simplify -------------------------------------------------------------------
+
 
 def to_node(value: Node | int) -> Node:
     return value if isinstance(value, Node) else NumNode(value)

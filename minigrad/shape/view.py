@@ -10,6 +10,7 @@ Positions outside the mask read as 0 (this is how PAD works without copying). `r
 single View can express the result (for example flattening a padded image): the ShapeTracker then stacks a
 second View on top.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,12 +41,16 @@ class View:
     contiguous: bool
 
     @staticmethod
-    def create(shape: tuple[int, ...], strides: tuple[int, ...] | None = None, offset: int = 0,
-               mask: Mask = None) -> "View":
+    def create(
+        shape: tuple[int, ...], strides: tuple[int, ...] | None = None, offset: int = 0, mask: Mask = None
+    ) -> "View":
         """Build a View in canonical form: size-1 strides are 0, and a mask that hides nothing is None."""
         shape = tuple(int(s) for s in shape)
-        strides = contiguous_strides(shape) if strides is None else tuple(
-            0 if size == 1 else int(st) for size, st in zip(shape, strides))
+        strides = (
+            contiguous_strides(shape)
+            if strides is None
+            else tuple(0 if size == 1 else int(st) for size, st in zip(shape, strides))
+        )
         if mask is not None:
             if any(begin >= end for begin, end in mask):
                 mask = tuple((0, 0) for _ in shape)  # nothing is valid
@@ -71,15 +76,18 @@ class View:
 
     def permute(self, order: tuple[int, ...]) -> "View":
         mask = tuple(self.mask[i] for i in order) if self.mask is not None else None
-        return View.create(tuple(self.shape[i] for i in order), tuple(self.strides[i] for i in order),
-                           self.offset, mask)
+        return View.create(
+            tuple(self.shape[i] for i in order), tuple(self.strides[i] for i in order), self.offset, mask
+        )
 
     def expand(self, new_shape: tuple[int, ...]) -> "View":
         strides = tuple(st if old == new else 0 for old, new, st in zip(self.shape, new_shape, self.strides))
         mask = None
         if self.mask is not None:
-            mask = tuple(m if old == new else ((0, new) if m == (0, 1) else (0, 0))
-                         for m, old, new in zip(self.mask, self.shape, new_shape))
+            mask = tuple(
+                m if old == new else ((0, new) if m == (0, 1) else (0, 0))
+                for m, old, new in zip(self.mask, self.shape, new_shape)
+            )
         return View.create(new_shape, strides, self.offset, mask)
 
     def pad(self, padding: tuple[tuple[int, int], ...]) -> "View":
@@ -93,18 +101,23 @@ class View:
         offset = self.offset + sum(begin * st for (begin, _), st in zip(bounds, self.strides))
         mask = None
         if self.mask is not None:
-            mask = tuple((max(b, begin) - begin, max(min(e, end), begin) - begin)
-                         for (b, e), (begin, end) in zip(self.mask, bounds))
+            mask = tuple(
+                (max(b, begin) - begin, max(min(e, end), begin) - begin)
+                for (b, e), (begin, end) in zip(self.mask, bounds)
+            )
         return View.create(tuple(end - begin for begin, end in bounds), self.strides, offset, mask)
 
     def flip(self, axes: tuple[int, ...]) -> "View":
         strides = tuple(-st if d in axes else st for d, st in enumerate(self.strides))
-        offset = self.offset + sum((s - 1) * st for d, (s, st) in enumerate(zip(self.shape, self.strides))
-                                   if d in axes)
+        offset = self.offset + sum(
+            (s - 1) * st for d, (s, st) in enumerate(zip(self.shape, self.strides)) if d in axes
+        )
         mask = None
         if self.mask is not None:
-            mask = tuple((s - e, s - b) if d in axes else (b, e)
-                         for d, ((b, e), s) in enumerate(zip(self.mask, self.shape)))
+            mask = tuple(
+                (s - e, s - b) if d in axes else (b, e)
+                for d, ((b, e), s) in enumerate(zip(self.mask, self.shape))
+            )
         return View.create(self.shape, strides, offset, mask)
 
     def reshape(self, new_shape: tuple[int, ...]) -> "View | None":
@@ -115,8 +128,11 @@ class View:
             return View.create(new_shape)
         if self.mask is not None and any(b >= e for b, e in self.mask):
             return View.create(new_shape, mask=tuple((0, 0) for _ in new_shape))
-        old = [(s, st, m) for s, st, m in zip(self.shape, self.strides, self.mask or [None] * len(self.shape))
-               if s != 1]
+        old = [
+            (s, st, m)
+            for s, st, m in zip(self.shape, self.strides, self.mask or [None] * len(self.shape))
+            if s != 1
+        ]
         new = [s for s in new_shape if s != 1]
         new_strides: list[int] = []
         new_masks: list[tuple[int, int]] = []

@@ -1,4 +1,5 @@
 """The lazy graph: nodes record work, movement nodes are views of a base, DETACH is an identity view."""
+
 import numpy as np
 
 from minigrad.dtype import dtypes

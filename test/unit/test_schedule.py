@@ -1,4 +1,5 @@
 """The scheduler's output format (the contract with codegen) and the one-kernel-per-op rules of this stage."""
+
 import numpy as np
 
 from minigrad import Context, GlobalCounters, Tensor
@@ -33,8 +34,10 @@ def test_movement_ops_are_free_index_math():
     load = item.ast.srcs[0].srcs[0]
     assert load.op is Op.LOAD and load.arg[1].shape == (4, 3) and not load.arg[1].contiguous
     GlobalCounters.reset()
-    np.testing.assert_equal((view * 2).numpy(), np.flip(np.pad(x.numpy().transpose(2, 0, 1).reshape(4, 6),
-                                                               ((1, 1), (0, 0))), 0)[1:5, ::2] * 2)
+    np.testing.assert_equal(
+        (view * 2).numpy(),
+        np.flip(np.pad(x.numpy().transpose(2, 0, 1).reshape(4, 6), ((1, 1), (0, 0))), 0)[1:5, ::2] * 2,
+    )
     assert GlobalCounters.kernel_count == 1
 
 

@@ -1,4 +1,5 @@
 """Views and ShapeTrackers: every movement op, alone and combined, reads exactly what numpy reads."""
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -48,10 +49,19 @@ def test_combinations():
     check((2, 3, 4), [("permute", (1, 0, 2)), ("reshape", (3, 8))])  # reshape after permute
     check((4, 5), [("pad", ((2, 2), (1, 1))), ("shrink", ((1, 7), (0, 6)))])  # pad then shrink
     check((4, 5), [("pad", ((2, 2), (1, 1))), ("shrink", ((2, 6), (1, 6)))])  # shrink undoes pad exactly
-    check((4, 6), [("shrink", ((0, 4), (0, 6))), ("reshape", (4, 3, 2)), ("shrink", ((0, 4), (0, 3), (0, 1))),
-                   ("reshape", (4, 3, 1)), ("expand", (4, 3, 5))])  # expand of a strided view
-    check((10,), [("flip", (0,)), ("shrink", ((1, 9),)), ("reshape", (4, 2)),
-                  ("shrink", ((0, 4), (0, 1)))])  # negative-step slicing x[8:0:-2]
+    check(
+        (4, 6),
+        [
+            ("shrink", ((0, 4), (0, 6))),
+            ("reshape", (4, 3, 2)),
+            ("shrink", ((0, 4), (0, 3), (0, 1))),
+            ("reshape", (4, 3, 1)),
+            ("expand", (4, 3, 5)),
+        ],
+    )  # expand of a strided view
+    check(
+        (10,), [("flip", (0,)), ("shrink", ((1, 9),)), ("reshape", (4, 2)), ("shrink", ((0, 4), (0, 1)))]
+    )  # negative-step slicing x[8:0:-2]
     check((3, 4), [("pad", ((1, 1), (1, 1))), ("reshape", (30,))])  # reshape of a padded view
     check((3, 4), [("pad", ((1, 1), (1, 1))), ("reshape", (5, 3, 2)), ("permute", (2, 0, 1)), ("flip", (1,))])
 
@@ -121,6 +131,7 @@ def test_random_move_sequences_match_numpy(case):
 def test_rendered_index_matches_evaluated(order):
     """The C text of a multi-view index computes the same numbers as evaluate_indices."""
     from test.unit.test_symbolic import eval_rendered_c
+
     tracker = ShapeTracker.from_shape((3, 4)).pad(((1, 1), (1, 1))).reshape((5, 3, 2)).permute(order)
     index, valid = tracker.expr_node()
     want_index, want_valid = tracker.evaluate_indices()

@@ -1,4 +1,5 @@
 """Symbolic index expressions: simplification, evaluation and C rendering agree with Python integers."""
+
 import itertools
 
 from hypothesis import given, settings
@@ -42,7 +43,11 @@ def expressions(draw):
         kind = draw(st.sampled_from(["add", "mul", "div", "mod"]))
         value = draw(st.integers(1, 9))
         if kind == "add":
-            node = node + draw(st.integers(-20, 20)) + variables[draw(st.integers(0, 1))] * draw(st.integers(-3, 3))
+            node = (
+                node
+                + draw(st.integers(-20, 20))
+                + variables[draw(st.integers(0, 1))] * draw(st.integers(-3, 3))
+            )
         elif kind == "mul":
             node = node * draw(st.integers(-3, 3))
         elif kind == "div":
