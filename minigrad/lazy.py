@@ -116,12 +116,14 @@ class LazyNode:
     def copy_to(self, device: str) -> "LazyNode":
         if device == self.device:
             return self
-        src = self if self.st.contiguous and self.op is not Op.CONST else self.contiguous()
+        src = self if self.st.contiguous and self.base.op is not Op.CONST else self.contiguous()
         return LazyNode(Op.COPY, (src,), None, self.dtype, device, ShapeTracker.from_shape(self.shape))
 
     def assign(self, value: "LazyNode") -> "LazyNode":
         """Write `value` into this node's buffer; the result is a node that shares that buffer."""
         assert not self.is_view and self.shape == value.shape and self.dtype == value.dtype
+        if value.base is self.base and not value.st.contiguous:
+            value = value.contiguous()  # reading the target through a moved view while writing it: copy first
         return LazyNode(
             Op.ASSIGN, (self, value), None, self.dtype, self.device, ShapeTracker.from_shape(self.shape)
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import weakref
+from functools import partialmethod
 from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
@@ -25,6 +26,11 @@ from minigrad.lazy import LazyNode, toposort
 from minigrad.ops import Op
 
 Scalar = bool | int | float
+Operand = "Tensor | Scalar"  # what binary ops accept on either side
+Axis = "int | Sequence[int] | None"  # one axis, several, or all
+IntPair = "int | Sequence[int]"  # a size given once for both spatial dims, or per dim
+DeviceArg = "str | None"
+DTypeArg = "DType | str | None"
 Shape = tuple[int, ...]
 
 
@@ -253,15 +259,21 @@ class Tensor:
         return out
 
     @staticmethod
-    def zeros(*shape, device=None, dtype=None, requires_grad=None) -> "Tensor":
+    def zeros(
+        *shape, device: DeviceArg = None, dtype: DTypeArg = None, requires_grad: bool | None = None
+    ) -> "Tensor":
         return Tensor.full(_shape_args(shape), 0.0, device, dtype or dtypes.default_float, requires_grad)
 
     @staticmethod
-    def ones(*shape, device=None, dtype=None, requires_grad=None) -> "Tensor":
+    def ones(
+        *shape, device: DeviceArg = None, dtype: DTypeArg = None, requires_grad: bool | None = None
+    ) -> "Tensor":
         return Tensor.full(_shape_args(shape), 1.0, device, dtype or dtypes.default_float, requires_grad)
 
     @staticmethod
-    def empty(*shape, device=None, dtype=None, requires_grad=None) -> "Tensor":
+    def empty(
+        *shape, device: DeviceArg = None, dtype: DTypeArg = None, requires_grad: bool | None = None
+    ) -> "Tensor":
         shape = _shape_args(shape)
         dtype = to_dtype(dtype or dtypes.default_float)
         device = Device.canonicalize(device) if device is not None else Device.DEFAULT
@@ -274,9 +286,9 @@ class Tensor:
         start: Scalar,
         stop: Scalar | None = None,
         step: Scalar = 1,
-        device=None,
-        dtype=None,
-        requires_grad=None,
+        device: DeviceArg = None,
+        dtype: DTypeArg = None,
+        requires_grad: bool | None = None,
     ) -> "Tensor":
         if stop is None:
             start, stop = 0, start
@@ -287,7 +299,13 @@ class Tensor:
         return Tensor._factory(np.arange(start, stop, step), device, dtype, requires_grad)
 
     @staticmethod
-    def eye(n: int, m: int | None = None, device=None, dtype=None, requires_grad=None) -> "Tensor":
+    def eye(
+        n: int,
+        m: int | None = None,
+        device: DeviceArg = None,
+        dtype: DTypeArg = None,
+        requires_grad: bool | None = None,
+    ) -> "Tensor":
         return Tensor._factory(np.eye(n, m), device, dtype or dtypes.default_float, requires_grad)
 
     @staticmethod
@@ -296,25 +314,39 @@ class Tensor:
         Tensor._rng = np.random.default_rng(seed)
 
     @staticmethod
-    def rand(*shape, device=None, dtype=None, requires_grad=None) -> "Tensor":
+    def rand(
+        *shape, device: DeviceArg = None, dtype: DTypeArg = None, requires_grad: bool | None = None
+    ) -> "Tensor":
         array = Tensor._rng.random(_shape_args(shape), dtype=np.float32)
         return Tensor._factory(array, device, dtype or dtypes.default_float, requires_grad)
 
     @staticmethod
-    def randn(*shape, device=None, dtype=None, requires_grad=None) -> "Tensor":
+    def randn(
+        *shape, device: DeviceArg = None, dtype: DTypeArg = None, requires_grad: bool | None = None
+    ) -> "Tensor":
         array = Tensor._rng.standard_normal(_shape_args(shape), dtype=np.float32)
         return Tensor._factory(array, device, dtype or dtypes.default_float, requires_grad)
 
     @staticmethod
     def uniform(
-        *shape, low: float = 0.0, high: float = 1.0, device=None, dtype=None, requires_grad=None
+        *shape,
+        low: float = 0.0,
+        high: float = 1.0,
+        device: DeviceArg = None,
+        dtype: DTypeArg = None,
+        requires_grad: bool | None = None,
     ) -> "Tensor":
         array = Tensor._rng.uniform(low, high, _shape_args(shape)).astype(np.float32)
         return Tensor._factory(array, device, dtype or dtypes.default_float, requires_grad)
 
     @staticmethod
     def randint(
-        *shape, low: int = 0, high: int = 10, device=None, dtype=None, requires_grad=None
+        *shape,
+        low: int = 0,
+        high: int = 10,
+        device: DeviceArg = None,
+        dtype: DTypeArg = None,
+        requires_grad: bool | None = None,
     ) -> "Tensor":
         if high <= low:
             raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
@@ -330,17 +362,27 @@ class Tensor:
         return Tensor.full_like(t, 1, **kwargs)
 
     @staticmethod
-    def full_like(t: "Tensor", fill_value: Scalar, device=None, dtype=None, requires_grad=None) -> "Tensor":
+    def full_like(
+        t: "Tensor",
+        fill_value: Scalar,
+        device: DeviceArg = None,
+        dtype: DTypeArg = None,
+        requires_grad: bool | None = None,
+    ) -> "Tensor":
         return Tensor.full(t.shape, fill_value, device or t.device, dtype or t.dtype, requires_grad)
 
     @staticmethod
-    def rand_like(t: "Tensor", device=None, dtype=None, requires_grad=None) -> "Tensor":
+    def rand_like(
+        t: "Tensor", device: DeviceArg = None, dtype: DTypeArg = None, requires_grad: bool | None = None
+    ) -> "Tensor":
         return Tensor.rand(
             *t.shape, device=device or t.device, dtype=dtype or t.dtype, requires_grad=requires_grad
         )
 
     @staticmethod
-    def randn_like(t: "Tensor", device=None, dtype=None, requires_grad=None) -> "Tensor":
+    def randn_like(
+        t: "Tensor", device: DeviceArg = None, dtype: DTypeArg = None, requires_grad: bool | None = None
+    ) -> "Tensor":
         return Tensor.randn(
             *t.shape, device=device or t.device, dtype=dtype or t.dtype, requires_grad=requires_grad
         )
@@ -461,18 +503,18 @@ class Tensor:
 
     # ---- primitive elementwise ------------------------------------------------------------------
 
-    def add(self, other, reverse: bool = False) -> "Tensor":
+    def add(self, other: Operand, reverse: bool = False) -> "Tensor":
         x, y = self._broadcasted(other, reverse)
         return x._alu(Op.ADD, y)
 
-    def mul(self, other, reverse: bool = False) -> "Tensor":
+    def mul(self, other: Operand, reverse: bool = False) -> "Tensor":
         x, y = self._broadcasted(other, reverse)
         return x._alu(Op.MUL, y)
 
     def neg(self) -> "Tensor":
         return self.logical_not() if self.dtype == dtypes.bool else self._alu(Op.NEG)
 
-    def sub(self, other, reverse: bool = False) -> "Tensor":
+    def sub(self, other: Operand, reverse: bool = False) -> "Tensor":
         if not reverse and isinstance(other, (int, float)) and not isinstance(other, bool):
             return self.add(-other)  # fold the negation into the constant
         x, y = self._broadcasted(other, reverse)
@@ -481,15 +523,15 @@ class Tensor:
     def reciprocal(self) -> "Tensor":
         return self._float()._alu(Op.RECIP)
 
-    def div(self, other, reverse: bool = False) -> "Tensor":
+    def div(self, other: Operand, reverse: bool = False) -> "Tensor":
         x, y = self._broadcasted(other, reverse)
         return x._float() * y._float().reciprocal()
 
-    def maximum(self, other) -> "Tensor":
+    def maximum(self, other: Operand) -> "Tensor":
         x, y = self._broadcasted(other)
         return x._alu(Op.MAX, y)
 
-    def minimum(self, other) -> "Tensor":
+    def minimum(self, other: Operand) -> "Tensor":
         x, y = self._broadcasted(other)
         return (
             -((-x).maximum(-y))
@@ -497,7 +539,7 @@ class Tensor:
             else x.logical_not().maximum(y.logical_not()).logical_not()
         )
 
-    def where(self, x, y) -> "Tensor":
+    def where(self, x: Operand, y: Operand) -> "Tensor":
         """`self ? x : y`, elementwise; self is a condition (cast to bool)."""
         if isinstance(x, Tensor):
             x_t, y_t = x, x._to_tensor(y)
@@ -515,99 +557,82 @@ class Tensor:
             y_t,
         )
 
-    def __lt__(self, other) -> "Tensor":
+    def __lt__(self, other: Operand) -> "Tensor":
         x, y = self._broadcasted(other)
         return x._alu(Op.CMPLT, y)
 
-    def __gt__(self, other) -> "Tensor":
+    def __gt__(self, other: Operand) -> "Tensor":
         x, y = self._broadcasted(other)
         return y._alu(Op.CMPLT, x)
 
-    def __eq__(self, other) -> "Tensor":  # type: ignore[override]
+    def __eq__(self, other: Operand) -> "Tensor":  # type: ignore[override]
         x, y = self._broadcasted(other)
         return x._alu(Op.CMPEQ, y)
 
-    def __ne__(self, other) -> "Tensor":  # type: ignore[override]
+    def __ne__(self, other: Operand) -> "Tensor":  # type: ignore[override]
         return (self == other).logical_not()
 
-    def __le__(self, other) -> "Tensor":
+    def __le__(self, other: Operand) -> "Tensor":
         return (self < other) | (self == other)
 
-    def __ge__(self, other) -> "Tensor":
+    def __ge__(self, other: Operand) -> "Tensor":
         return (self > other) | (self == other)
 
     def logical_not(self) -> "Tensor":
         return self.bool()._alu(Op.CMPEQ, self._const(False, dtypes.bool))
 
-    def __and__(self, other) -> "Tensor":
+    def __and__(self, other: Operand) -> "Tensor":
         x, y = self._broadcasted(other)
         return x._alu(Op.MUL, y) if x.dtype == dtypes.bool else _bitwise_unsupported("&", x.dtype)
 
-    def __or__(self, other) -> "Tensor":
+    def __or__(self, other: Operand) -> "Tensor":
         x, y = self._broadcasted(other)
         return x._alu(Op.MAX, y) if x.dtype == dtypes.bool else _bitwise_unsupported("|", x.dtype)
 
-    def __xor__(self, other) -> "Tensor":
+    def __xor__(self, other: Operand) -> "Tensor":
         x, y = self._broadcasted(other)
         return x != y if x.dtype == dtypes.bool else _bitwise_unsupported("^", x.dtype)
 
     def __invert__(self) -> "Tensor":
         return self.logical_not() if self.dtype == dtypes.bool else _bitwise_unsupported("~", self.dtype)
 
-    # ---- arithmetic operators -------------------------------------------------------------------
+    # ---- operators ------------------------------------------------------------------------------
 
-    def __add__(self, other):
-        return self.add(other)
+    __add__ = add
+    __radd__ = partialmethod(add, reverse=True)
+    __sub__ = sub
+    __rsub__ = partialmethod(sub, reverse=True)
+    __mul__ = mul
+    __rmul__ = partialmethod(mul, reverse=True)
+    __truediv__ = div
+    __rtruediv__ = partialmethod(div, reverse=True)
+    __neg__ = neg
 
-    def __radd__(self, other):
-        return self.add(other, reverse=True)
-
-    def __sub__(self, other):
-        return self.sub(other)
-
-    def __rsub__(self, other):
-        return self.sub(other, reverse=True)
-
-    def __mul__(self, other):
-        return self.mul(other)
-
-    def __rmul__(self, other):
-        return self.mul(other, reverse=True)
-
-    def __truediv__(self, other):
-        return self.div(other)
-
-    def __rtruediv__(self, other):
-        return self.div(other, reverse=True)
-
-    def __neg__(self):
-        return self.neg()
-
-    def __pow__(self, other):
+    def __pow__(self, other: Operand) -> "Tensor":
         return self.pow(other)
 
-    def __rpow__(self, other):
+    def __rpow__(self, other: Operand) -> "Tensor":
         return self.pow(other, reverse=True)
 
-    def __matmul__(self, other):
+    def __matmul__(self, other: Operand) -> "Tensor":
         return self.matmul(other)
 
-    def __rmatmul__(self, other):
+    def __rmatmul__(self, other: Operand) -> "Tensor":
         return self._to_tensor(other).matmul(self)
 
-    def __floordiv__(self, other):
+    def __floordiv__(self, other: Operand) -> "Tensor":
         return self.floordiv(other)
 
-    def __rfloordiv__(self, other):
+    def __rfloordiv__(self, other: Operand) -> "Tensor":
         return self.floordiv(other, reverse=True)
 
-    def __mod__(self, other):
+    def __mod__(self, other: Operand) -> "Tensor":
         return self.mod(other)
 
-    def __rmod__(self, other):
+    def __rmod__(self, other: Operand) -> "Tensor":
         return self.mod(other, reverse=True)
 
-    def floordiv(self, other, reverse: bool = False) -> "Tensor":
+    def floordiv(self, other: Operand, reverse: bool = False) -> "Tensor":
         """Division rounding down (Python's //), from the truncating IDIV."""
         x, y = self._broadcasted(other, reverse)
         if dtypes.is_float(x.dtype):
@@ -617,7 +642,7 @@ class Tensor:
         signs_differ = (x < 0) != (y < 0)
         return truncated - (inexact & signs_differ).cast(x.dtype)
 
-    def mod(self, other, reverse: bool = False) -> "Tensor":
+    def mod(self, other: Operand, reverse: bool = False) -> "Tensor":
         """Remainder with the sign of the divisor (Python's %), from the truncating MOD."""
         x, y = self._broadcasted(other, reverse)
         if dtypes.is_float(x.dtype):
@@ -626,7 +651,7 @@ class Tensor:
         fix = (remainder != 0) & ((remainder < 0) != (y < 0))
         return fix.where(remainder + y, remainder)
 
-    def pow(self, exponent, reverse: bool = False) -> "Tensor":
+    def pow(self, exponent: Operand, reverse: bool = False) -> "Tensor":
         if not reverse and not isinstance(exponent, Tensor):
             return self._pow_scalar(exponent)
         base, exponent = self._broadcasted(exponent, reverse)
@@ -730,10 +755,10 @@ class Tensor:
             else self._const(False, dtypes.bool)
         )
 
-    def lerp(self, end, weight) -> "Tensor":
+    def lerp(self, end: Operand, weight: Operand) -> "Tensor":
         return self + (end - self) * weight
 
-    def clip(self, min_=None, max_=None) -> "Tensor":
+    def clip(self, min_: Scalar | None = None, max_: Scalar | None = None) -> "Tensor":
         """Clamp into [min_, max_]; the gradient is 1 inside, boundaries included (as torch)."""
         if min_ is None and max_ is None:
             raise ValueError("clip needs at least one of min_ and max_")
@@ -1113,36 +1138,36 @@ class Tensor:
             return out
         return out.reshape(tuple(s for d, s in enumerate(self.shape) if d not in axes))
 
-    def sum(self, axis=None, keepdim: bool = False) -> "Tensor":
+    def sum(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
         x = self.cast(dtypes.default_int) if self.dtype == dtypes.bool else self
         return x._reduce(Op.REDUCE_SUM, axis, keepdim)
 
-    def max(self, axis=None, keepdim: bool = False) -> "Tensor":
+    def max(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
         return self._reduce(Op.REDUCE_MAX, axis, keepdim)
 
-    def min(self, axis=None, keepdim: bool = False) -> "Tensor":
+    def min(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
         if self.dtype == dtypes.bool:
             return self.logical_not().max(axis, keepdim).logical_not()
         if self.dtype == dtypes.uint8:
             return 255 - (255 - self).max(axis, keepdim)
         return -((-self).max(axis, keepdim))
 
-    def mean(self, axis=None, keepdim: bool = False) -> "Tensor":
+    def mean(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
         x = self._float()
         count = prod(x.shape[d] for d in self._axes(axis))
         total = x.sum(axis, keepdim)
         return total * (1 / count) if count else total * math.nan
 
-    def var(self, axis=None, keepdim: bool = False, correction: int = 1) -> "Tensor":
+    def var(self, axis: Axis = None, keepdim: bool = False, correction: int = 1) -> "Tensor":
         x = self._float()
         count = prod(x.shape[d] for d in self._axes(axis))
         deviation = x - x.mean(axis, keepdim=True)
         return (deviation * deviation).sum(axis, keepdim) / max(count - correction, 0)
 
-    def std(self, axis=None, keepdim: bool = False, correction: int = 1) -> "Tensor":
+    def std(self, axis: Axis = None, keepdim: bool = False, correction: int = 1) -> "Tensor":
         return self.var(axis, keepdim, correction).sqrt()
 
-    def prod(self, axis=None, keepdim: bool = False) -> "Tensor":
+    def prod(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
         """Product as a tree of MULs over halves (exact with zeros and signs, unlike exp(sum(log)))."""
         axes = self._axes(axis)
         x = self.permute([d for d in range(self.ndim) if d not in axes] + list(axes))
@@ -1162,10 +1187,10 @@ class Tensor:
             out = out.reshape(tuple(1 if d in axes else s for d, s in enumerate(self.shape)))
         return out
 
-    def any(self, axis=None, keepdim: bool = False) -> "Tensor":
+    def any(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
         return self.bool().max(axis, keepdim)
 
-    def all(self, axis=None, keepdim: bool = False) -> "Tensor":
+    def all(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
         return self.bool().logical_not().any(axis, keepdim).logical_not()
 
     def argmax(self, axis: int | None = None, keepdim: bool = False) -> "Tensor":
@@ -1194,7 +1219,7 @@ class Tensor:
         shifted = x - x.max(axis, keepdim=True).detach()
         return shifted - shifted.exp().sum(axis, keepdim=True).log()
 
-    def logsumexp(self, axis=None, keepdim: bool = False) -> "Tensor":
+    def logsumexp(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
         x = self._float()
         peak = x.max(axis, keepdim=True).detach()
         peak = peak.isinf().where(0.0, peak)  # all -inf (or +inf) rows: no shift, as torch
@@ -1290,7 +1315,13 @@ class Tensor:
         return x
 
     def conv2d(
-        self, weight: "Tensor", bias: "Tensor | None" = None, groups: int = 1, stride=1, dilation=1, padding=0
+        self,
+        weight: "Tensor",
+        bias: "Tensor | None" = None,
+        groups: int = 1,
+        stride: IntPair = 1,
+        dilation: IntPair = 1,
+        padding: IntPair = 0,
     ) -> "Tensor":
         """2-D convolution as torch's F.conv2d: input (N, Cin, H, W), weight (Cout, Cin/groups, kh, kw)."""
         if self.ndim != 4 or weight.ndim != 4:
@@ -1314,10 +1345,10 @@ class Tensor:
         weight: "Tensor",
         bias: "Tensor | None" = None,
         groups: int = 1,
-        stride=1,
-        dilation=1,
-        padding=0,
-        output_padding=0,
+        stride: IntPair = 1,
+        dilation: IntPair = 1,
+        padding: IntPair = 0,
+        output_padding: IntPair = 0,
     ) -> "Tensor":
         """Transposed convolution as torch: weight (Cin, Cout/groups, kh, kw).
 
@@ -1343,13 +1374,25 @@ class Tensor:
         w = w.reshape(groups * cout_group, cin // groups, kh, kw).flip((2, 3))
         return x.conv2d(w, bias, groups=groups, dilation=(dh, dw))
 
-    def max_pool2d(self, kernel_size=(2, 2), stride=None, dilation=1, padding=0) -> "Tensor":
+    def max_pool2d(
+        self,
+        kernel_size: IntPair = (2, 2),
+        stride: IntPair | None = None,
+        dilation: IntPair = 1,
+        padding: IntPair = 0,
+    ) -> "Tensor":
         kernel = _pair(kernel_size)
         x = self.pad(_conv_padding(padding), value=-math.inf) if padding != 0 else self
         windows = x._pool(kernel, _pair(stride if stride is not None else kernel), _pair(dilation))
         return windows.max((-2, -1))
 
-    def avg_pool2d(self, kernel_size=(2, 2), stride=None, dilation=1, padding=0) -> "Tensor":
+    def avg_pool2d(
+        self,
+        kernel_size: IntPair = (2, 2),
+        stride: IntPair | None = None,
+        dilation: IntPair = 1,
+        padding: IntPair = 0,
+    ) -> "Tensor":
         """Average over windows; padding zeros count in the average (torch's count_include_pad=True)."""
         kernel = _pair(kernel_size)
         x = self.pad(_conv_padding(padding)) if padding != 0 else self
@@ -1364,7 +1407,7 @@ class Tensor:
         keep = Tensor.rand(*self.shape, device=self.device) >= p
         return keep.where(self * (1 / (1 - p)), 0) if p < 1 else self * 0
 
-    def layernorm(self, axis=-1, eps: float = 1e-5) -> "Tensor":
+    def layernorm(self, axis: Axis = -1, eps: float = 1e-5) -> "Tensor":
         centered = self - self.mean(axis, keepdim=True)
         return centered * ((centered * centered).mean(axis, keepdim=True) + eps).rsqrt()
 
