@@ -76,15 +76,13 @@ class Tensor:
         dtype: DType | str | None = None,
         requires_grad: bool | None = None,
     ):
-        device = Device.canonicalize(device) if device is not None else Device.DEFAULT
         dtype = to_dtype(dtype) if dtype is not None else None
-        if isinstance(data, LazyNode):
-            node = data if dtype is None else data.cast(dtype)
-            node = node.copy_to(device) if device != node.device else node
-        elif isinstance(data, Tensor):
-            node = data.lazydata.copy_to(device)
-            node = node if dtype is None else node.cast(dtype)
+        if isinstance(data, (LazyNode, Tensor)):  # wrap (and maybe move or cast) an existing graph
+            node = data.lazydata if isinstance(data, Tensor) else data
+            node = node.copy_to(Device.canonicalize(device)) if device is not None else node
+            node = node.cast(dtype) if dtype is not None else node
         else:
+            device = Device.canonicalize(device) if device is not None else Device.DEFAULT
             array = _to_numpy(data, dtype)
             if not Device[device].supports_dtype(dtypes.from_numpy(array.dtype)):
                 raise TypeError(f"device {device} does not support dtype {array.dtype}")
