@@ -1034,9 +1034,10 @@ class Tensor:
                 continue
             size = self.shape[dim]
             if isinstance(item, Tensor):
-                if dtypes.is_float(item.dtype):
+                if not dtypes.is_int(item.dtype):
                     raise IndexError(
-                        f"tensors used as indices must be integer or bool, got {item.dtype.name}"
+                        f"tensors used as indices must be integers, got {item.dtype.name} (boolean masks "
+                        "give data-dependent shapes; use mask.where(x, 0) instead)"
                     )
                 tensor_dims.append(len(out_shape))
                 tensor_indices.append(item)

@@ -75,8 +75,10 @@ def test_index_errors(device):
         x[0, 5]
     with pytest.raises(IndexError, match="too many indices"):
         x[0, 0, 0]
-    with pytest.raises(IndexError, match="integer or bool"):
+    with pytest.raises(IndexError, match="must be integers, got float32"):
         x[Tensor([0.5], device=device)]
+    with pytest.raises(IndexError, match="boolean masks"):
+        x[Tensor([True, False], device=device)]
 
 
 def test_misc_value_errors(device):
