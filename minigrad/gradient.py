@@ -69,6 +69,7 @@ def _shrink_rule(node: LazyNode, grad: LazyNode) -> Grads:
 def NO_GRADIENT(node: LazyNode, grad: LazyNode) -> Grads:
     return tuple(None for _ in node.srcs)
 
+
 REVERSE_RULES: dict[Op, Callable[[LazyNode, LazyNode], Grads]] = {
     # unary
     Op.EXP2: lambda node, grad: (_mul(grad, _scale(node, math.log(2))),),

@@ -21,6 +21,13 @@ from minigrad.ops import COMPARISON, ELEMENTWISE, MOVEMENT, REDUCE, Op
 from minigrad.shape.shapetracker import ShapeTracker
 
 
+def _check(condition: bool, message: str) -> None:
+    """Graph invariants. tensor.py validates user input first, so a failure is a bug in the layer above;
+    it still gets an exception that names the shapes (an assert would vanish under python -O)."""
+    if not condition:
+        raise ValueError(message)
+
+
 class LazyNode:
     __slots__ = ("op", "srcs", "arg", "dtype", "device", "st", "base", "realized", "__weakref__")
 
@@ -80,9 +87,9 @@ class LazyNode:
 
     def alu(self, op: Op, *others: "LazyNode") -> "LazyNode":
         """An elementwise op on nodes of one shape (tensor.py broadcasts before calling this)."""
-        assert op in ELEMENTWISE and op is not Op.CAST, op
+        _check(op in ELEMENTWISE and op is not Op.CAST, f"{op} is not an elementwise op (CAST has cast())")
         srcs = (self,) + others
-        assert all(s.shape == self.shape for s in srcs), f"{op}: shapes differ {[s.shape for s in srcs]}"
+        _check(all(s.shape == self.shape for s in srcs), f"{op}: shapes differ {[s.shape for s in srcs]}")
         if op in COMPARISON:
             dtype = dtypes.bool
         elif op is Op.WHERE:
@@ -98,7 +105,7 @@ class LazyNode:
 
     def reduce(self, op: Op, axes: tuple[int, ...]) -> "LazyNode":
         """Reduce over `axes`, keeping them as size-1 dimensions."""
-        assert op in REDUCE, op
+        _check(op in REDUCE, f"{op} is not a reduce op")
         axes = tuple(sorted(a for a in axes if self.shape[a] != 1 or prod(self.shape) == 0))
         if not axes:
             return self
@@ -121,7 +128,10 @@ class LazyNode:
 
     def assign(self, value: "LazyNode") -> "LazyNode":
         """Write `value` into this node's buffer; the result is a node that shares that buffer."""
-        assert not self.is_view and self.shape == value.shape and self.dtype == value.dtype
+        _check(
+            not self.is_view and self.shape == value.shape and self.dtype == value.dtype,
+            f"cannot assign {value} into {self}",
+        )
         if value.base is self.base and not value.st.contiguous:
             value = value.contiguous()  # reading the target through a moved view while writing it: copy first
         return LazyNode(
@@ -137,11 +147,11 @@ class LazyNode:
         return LazyNode(op, (self,), arg, self.dtype, self.device, st, self.base)
 
     def reshape(self, shape: tuple[int, ...]) -> "LazyNode":
-        assert prod(shape) == prod(self.shape), f"reshape {self.shape} -> {shape}"
+        _check(prod(shape) == prod(self.shape), f"cannot reshape {self.shape} to {shape}")
         return self if shape == self.shape else self._view(Op.RESHAPE, shape, self.st.reshape(shape))
 
     def permute(self, order: tuple[int, ...]) -> "LazyNode":
-        assert sorted(order) == list(range(len(self.shape))), order
+        _check(sorted(order) == list(range(len(self.shape))), f"{order} does not permute {self.shape}")
         return (
             self
             if order == tuple(range(len(order)))
@@ -149,17 +159,22 @@ class LazyNode:
         )
 
     def expand(self, shape: tuple[int, ...]) -> "LazyNode":
-        assert all(s == n or s == 1 for s, n in zip(self.shape, shape)), f"expand {self.shape} -> {shape}"
+        _check(
+            all(s == n or s == 1 for s, n in zip(self.shape, shape)), f"cannot expand {self.shape} to {shape}"
+        )
         return self if shape == self.shape else self._view(Op.EXPAND, shape, self.st.expand(shape))
 
     def pad(self, padding: tuple[tuple[int, int], ...]) -> "LazyNode":
-        assert all(b >= 0 and a >= 0 for b, a in padding), padding
+        _check(all(b >= 0 and a >= 0 for b, a in padding), f"negative padding {padding}")
         if all(p == (0, 0) for p in padding):
             return self
         return self._view(Op.PAD, padding, self.st.pad(padding))
 
     def shrink(self, bounds: tuple[tuple[int, int], ...]) -> "LazyNode":
-        assert all(0 <= b <= e <= s for (b, e), s in zip(bounds, self.shape)), f"shrink {self.shape} {bounds}"
+        _check(
+            all(0 <= b <= e <= s for (b, e), s in zip(bounds, self.shape)),
+            f"cannot shrink {self.shape} to {bounds}",
+        )
         if all(b == (0, s) for b, s in zip(bounds, self.shape)):
             return self
         return self._view(Op.SHRINK, bounds, self.st.shrink(bounds))
@@ -170,7 +185,7 @@ class LazyNode:
 
     def movement(self, op: Op, arg: Any) -> "LazyNode":
         """Apply a movement op by its Op (used by the derivative rules)."""
-        assert op in MOVEMENT, op
+        _check(op in MOVEMENT, f"{op} is not a movement op")
         return getattr(self, op.name.lower())(arg)
 
 

@@ -594,42 +594,6 @@ class Tensor:
     def __invert__(self) -> "Tensor":
         return self.logical_not() if self.dtype == dtypes.bool else _bitwise_unsupported("~", self.dtype)
 
-    # ---- operators ------------------------------------------------------------------------------
-
-    __add__ = add
-    __radd__ = partialmethod(add, reverse=True)
-    __sub__ = sub
-    __rsub__ = partialmethod(sub, reverse=True)
-    __mul__ = mul
-    __rmul__ = partialmethod(mul, reverse=True)
-    __truediv__ = div
-    __rtruediv__ = partialmethod(div, reverse=True)
-    __neg__ = neg
-
-    def __pow__(self, other: Operand) -> "Tensor":
-        return self.pow(other)
-
-    def __rpow__(self, other: Operand) -> "Tensor":
-        return self.pow(other, reverse=True)
-
-    def __matmul__(self, other: Operand) -> "Tensor":
-        return self.matmul(other)
-
-    def __rmatmul__(self, other: Operand) -> "Tensor":
-        return self._to_tensor(other).matmul(self)
-
-    def __floordiv__(self, other: Operand) -> "Tensor":
-        return self.floordiv(other)
-
-    def __rfloordiv__(self, other: Operand) -> "Tensor":
-        return self.floordiv(other, reverse=True)
-
-    def __mod__(self, other: Operand) -> "Tensor":
-        return self.mod(other)
-
-    def __rmod__(self, other: Operand) -> "Tensor":
-        return self.mod(other, reverse=True)
-
     def floordiv(self, other: Operand, reverse: bool = False) -> "Tensor":
         """Division rounding down (Python's //), from the truncating IDIV."""
         x, y = self._broadcasted(other, reverse)
@@ -674,6 +638,30 @@ class Tensor:
         if exponent == 0.5:
             return self.sqrt()
         return self.pow(self._float()._const(float(exponent)), reverse=False)
+
+    # ---- operators ------------------------------------------------------------------------------
+
+    __add__ = add
+    __radd__ = partialmethod(add, reverse=True)
+    __sub__ = sub
+    __rsub__ = partialmethod(sub, reverse=True)
+    __mul__ = mul
+    __rmul__ = partialmethod(mul, reverse=True)
+    __truediv__ = div
+    __rtruediv__ = partialmethod(div, reverse=True)
+    __floordiv__ = floordiv
+    __rfloordiv__ = partialmethod(floordiv, reverse=True)
+    __mod__ = mod
+    __rmod__ = partialmethod(mod, reverse=True)
+    __pow__ = pow
+    __rpow__ = partialmethod(pow, reverse=True)
+    __neg__ = neg
+
+    def __matmul__(self, other: Operand) -> "Tensor":
+        return self.matmul(other)
+
+    def __rmatmul__(self, other: Operand) -> "Tensor":
+        return self._to_tensor(other).matmul(self)
 
     # ---- unary math -----------------------------------------------------------------------------
 
