@@ -13,8 +13,11 @@ environment variable, else the best backend that opens on this machine.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
+import os
 import pathlib
+import tempfile
 from typing import Any, Callable
 
 import numpy as np
@@ -39,11 +42,57 @@ class Allocator:
         raise NotImplementedError
 
 
+class HostAllocator(Allocator):
+    """Memory in this process: a numpy byte array per buffer (used by NUMPY and the CPU backend)."""
+
+    def alloc(self, nbytes: int) -> np.ndarray:
+        return np.empty(nbytes, dtype=np.uint8)
+
+    def copyin(self, buf: np.ndarray, src: memoryview) -> None:
+        buf[:] = np.frombuffer(src, dtype=np.uint8)
+
+    def copyout(self, dest: memoryview, buf: np.ndarray) -> None:
+        np.frombuffer(dest, dtype=np.uint8)[:] = buf
+
+
 class Compiler:
-    """Turns rendered source into a binary the Program class can load."""
+    """Turns rendered source into a binary the Program class can load.
+
+    `compile_cached` keeps binaries on disk, keyed by a hash of the source and of `cache_key` (the compiler
+    and its flags), under $XDG_CACHE_HOME/minigrad (default ~/.cache/minigrad). An entry is written to a
+    temporary file and renamed into place, so concurrent processes never see half a file, and it carries a
+    checksum, so a corrupted entry is compiled again instead of being loaded.
+    """
+
+    cache_key: str = ""  # set by compilers whose output depends on more than the source
 
     def compile(self, source: Any) -> Any:
         raise NotImplementedError
+
+    def compile_cached(self, source: str) -> bytes:
+        if getenv("DISABLE_COMPILER_CACHE"):
+            return self.compile(source)
+        digest = hashlib.sha256(f"{self.cache_key}\n{source}".encode()).hexdigest()
+        path = cache_dir() / f"{digest}.bin"
+        try:
+            stored = path.read_bytes()
+            if hashlib.sha256(stored[32:]).digest() == stored[:32]:
+                return stored[32:]
+        except OSError:
+            pass  # not cached yet (or unreadable): compile
+        binary = self.compile(source)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
+                tmp.write(hashlib.sha256(binary).digest() + binary)
+            os.replace(tmp.name, path)
+        except OSError:
+            pass  # a read-only or full cache only costs recompiling
+        return binary
+
+
+def cache_dir() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "minigrad"
 
 
 class Program:
@@ -86,7 +135,13 @@ class Backend:
         program = self._programs.get(ast)
         if program is None:
             name, source = self.renderer(ast)
-            program = self._programs[ast] = self.program(name, self.compiler.compile(source))
+            binary = (
+                self.compiler.compile_cached(source)
+                if isinstance(source, str)
+                else self.compiler.compile(source)
+            )
+            program = self._programs[ast] = self.program(name, binary)
+            program.source = source
         return program
 
 

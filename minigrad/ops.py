@@ -35,7 +35,6 @@ kernel's result). A kernel AST is a small tree of `AstNode`s whose root is a STO
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Any
 
@@ -96,7 +95,6 @@ BUFFER_OPS = frozenset({Op.BUFFER, Op.CONST, Op.COPY, Op.CONTIGUOUS, Op.ASSIGN, 
 COMPARISON = frozenset({Op.CMPLT, Op.CMPEQ})
 
 
-@dataclass(frozen=True)
 class AstNode:
     """One node of a kernel AST.
 
@@ -105,15 +103,45 @@ class AstNode:
     arg:  LOAD and STORE: (buffer index, ShapeTracker); CONST: (value, ShapeTracker);
           REDUCE_*: the reduced axes; CAST: the target DType; otherwise None.
     dtype: the element type this node produces.
+
+    Nodes are immutable and compare by structure, so two kernels built from different graphs but doing the
+    same work hit the same compiled program. The hash is computed once from the children's hashes and
+    equality is checked without recursion: fused kernels can be thousands of nodes deep.
     """
 
-    op: Op
-    srcs: tuple["AstNode", ...]
-    arg: Any
-    dtype: DType
+    __slots__ = ("op", "srcs", "arg", "dtype", "_hash")
+
+    def __init__(self, op: Op, srcs: tuple["AstNode", ...], arg: Any, dtype: DType):
+        self.op, self.srcs, self.arg, self.dtype = op, tuple(srcs), arg, dtype
+        self._hash = hash((op, arg, dtype, tuple(s._hash for s in self.srcs)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AstNode):
+            return NotImplemented
+        pending, checked = [(self, other)], set()
+        while pending:
+            a, b = pending.pop()
+            if a is b or (id(a), id(b)) in checked:
+                continue
+            if a._hash != b._hash or (a.op, a.arg, a.dtype, len(a.srcs)) != (
+                b.op,
+                b.arg,
+                b.dtype,
+                len(b.srcs),
+            ):
+                return False
+            checked.add((id(a), id(b)))
+            pending.extend(zip(a.srcs, b.srcs))
+        return True
+
+    def __repr__(self) -> str:
+        return f"AstNode({self.op.name}, {len(self.srcs)} srcs, arg={self.arg!r}, {self.dtype})"
 
     def toposort(self) -> list["AstNode"]:
-        """All nodes of this tree, operands before users (iterative; no recursion limit)."""
+        """All distinct nodes of this tree, operands before users (iterative; no recursion limit)."""
         order: list[AstNode] = []
         seen: set[int] = set()
         stack: list[tuple[AstNode, bool]] = [(self, False)]

@@ -13,7 +13,7 @@ import functools
 
 import numpy as np
 
-from minigrad.device import Allocator, Backend, Compiler, Program
+from minigrad.device import Backend, Compiler, HostAllocator, Program
 
 
 def _truncating_divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -91,19 +91,6 @@ class NumpyProgram(Program):
         return None
 
 
-class NumpyAllocator(Allocator):
-    """Device memory is a numpy byte array; programs view it with the element type they need."""
-
-    def alloc(self, nbytes: int) -> np.ndarray:
-        return np.empty(nbytes, dtype=np.uint8)
-
-    def copyin(self, buf: np.ndarray, src: memoryview) -> None:
-        buf[:] = np.frombuffer(src, dtype=np.uint8)
-
-    def copyout(self, dest: memoryview, buf: np.ndarray) -> None:
-        np.frombuffer(dest, dtype=np.uint8)[:] = buf
-
-
 class NumpyCompiler(Compiler):
     def compile(self, source):
         return source  # nothing to compile: the "source" is the AST
@@ -112,5 +99,5 @@ class NumpyCompiler(Compiler):
 class NumpyDevice(Backend):
     def __init__(self):
         super().__init__(
-            "NUMPY", NumpyAllocator(), lambda ast: ("numpy_kernel", ast), NumpyCompiler(), NumpyProgram
+            "NUMPY", HostAllocator(), lambda ast: ("numpy_kernel", ast), NumpyCompiler(), NumpyProgram
         )

@@ -1,0 +1,163 @@
+"""Rendering: the linear IR as C-family source. One renderer, one small `Language` per dialect.
+
+In: a `LinearKernel` (codegen/lower.py) and a `Language`. Out: (function name, source text).
+A dialect differs from C only in what its `Language` says: the kernel's prefix, how buffers are declared,
+type names, the text of each op, and how a loop is marked parallel. C is the first instance (`C_LANGUAGE`);
+OpenCL C and CUDA C are two more instances of the same dataclass.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+from minigrad.codegen.lower import Instr, LinearKernel, Loop
+from minigrad.dtype import DType, dtypes
+from minigrad.ops import Op
+
+
+def _max(a: str, b: str, dtype: DType) -> str:
+    if dtypes.is_float(dtype):  # NaN wins, as in numpy and torch
+        return f"(({a}>{b}||{a}!={a})?{a}:{b})"
+    return f"(({a}>{b})?{a}:{b})"
+
+
+C_CODE_FOR_OP: dict[Op, Callable[..., str]] = {
+    Op.EXP2: lambda x, dtype: f"exp2({x})",
+    Op.LOG2: lambda x, dtype: f"log2({x})",
+    Op.SIN: lambda x, dtype: f"sin({x})",
+    Op.SQRT: lambda x, dtype: f"sqrt({x})",
+    Op.RECIP: lambda x, dtype: f"(1/{x})",
+    Op.NEG: lambda x, dtype: f"(!{x})" if dtype == dtypes.bool else f"(-{x})",
+    Op.ADD: lambda a, b, dtype: f"({a}+{b})",
+    Op.MUL: lambda a, b, dtype: f"({a}*{b})",
+    Op.MAX: _max,
+    Op.CMPLT: lambda a, b, dtype: f"({a}<{b})",
+    Op.CMPEQ: lambda a, b, dtype: f"({a}=={b})",
+    Op.MOD: lambda a, b, dtype: f"fmod({a},{b})" if dtypes.is_float(dtype) else f"({a}%{b})",
+    Op.IDIV: lambda a, b, dtype: f"({a}/{b})",
+    Op.WHERE: lambda c, a, b, dtype: f"({c}?{a}:{b})",
+}
+
+
+@dataclass(frozen=True)
+class Language:
+    name: str
+    headers: str = ""
+    kernel_prefix: str = "void"
+    buffer_prefix: str = ""
+    type_names: dict[DType, str] = field(default_factory=lambda: {d: d.c_name for d in dtypes.all()})
+    code_for_op: dict[Op, Callable[..., str]] = field(default_factory=lambda: dict(C_CODE_FOR_OP))
+    parallel_for: str = ""  # a line before a parallel loop, e.g. an OpenMP pragma
+    infinity: str = "INFINITY"
+
+    def type_name(self, dtype: DType) -> str:
+        return self.type_names[dtype]
+
+    def literal(self, value: float | int | bool, dtype: DType) -> str:
+        """A constant in source form, typed so that C does no surprising promotion."""
+        if dtype == dtypes.bool:
+            return "1" if value else "0"
+        if dtypes.is_float(dtype):
+            if math.isnan(value):
+                return f"(({self.type_name(dtype)})NAN)"
+            if math.isinf(value):
+                return f"({'-' if value < 0 else ''}({self.type_name(dtype)}){self.infinity})"
+            text = repr(float(value))
+            return f"{text}f" if dtype == dtypes.float32 else f"(({self.type_name(dtype)}){text})"
+        return f"(({self.type_name(dtype)}){int(value)})"
+
+    def lowest(self, dtype: DType) -> str:
+        """The identity of max for a dtype."""
+        if dtypes.is_float(dtype):
+            return self.literal(-math.inf, dtype)
+        if dtype == dtypes.bool:
+            return "0"
+        bits = dtype.itemsize * 8
+        return self.literal(0 if dtype == dtypes.uint8 else -(2 ** (bits - 1)), dtype)
+
+
+C_LANGUAGE = Language(
+    name="C",
+    headers="#include <math.h>\n#include <stdbool.h>\n#include <tgmath.h>\n",
+    parallel_for="#pragma omp parallel for",
+)
+
+
+def _value_name(instr: Instr, position: int) -> str:
+    prefix = {"LOAD": "val", "ALU": "alu", "CONST": "const", "ACC": "acc", "COND": "cond"}[instr.op]
+    return f"{prefix}{position}"
+
+
+def render(kernel: LinearKernel, language: Language) -> tuple[str, str]:
+    """C-family source for one kernel: returns (function name, source)."""
+    names: dict[int, str] = {}
+    lines: list[str] = []
+    depth = 1
+
+    def add(text: str) -> None:
+        lines.append("  " * depth + text)
+
+    for position, instr in enumerate(kernel.instrs):
+        srcs = [names[s] for s in instr.srcs]
+        if instr.op == "LOOP":
+            loop: Loop = instr.arg
+            if loop.parallel and language.parallel_for:
+                add(language.parallel_for)
+            add(f"for (int {loop.var.name} = 0; {loop.var.name} < {loop.size}; {loop.var.name}++) {{")
+            depth += 1
+        elif instr.op == "ENDLOOP":
+            depth -= 1
+            add("}")
+        elif instr.op == "CONST":
+            names[position] = language.literal(instr.arg, instr.dtype)
+        elif instr.op == "COND":
+            names[position] = _value_name(instr, position)
+            add(f"bool {names[position]} = {instr.arg.render()};")
+        elif instr.op == "ACC":
+            names[position] = _value_name(instr, position)
+            reduce_op, initial = instr.arg
+            start = (
+                language.lowest(instr.dtype)
+                if initial == "lowest"
+                else language.literal(initial, instr.dtype)
+            )
+            add(f"{language.type_name(instr.dtype)} {names[position]} = {start};")
+        elif instr.op == "UPDATE":
+            acc, value = srcs
+            update = language.code_for_op[Op.ADD if instr.arg is Op.REDUCE_SUM else Op.MAX](
+                acc, value, instr.dtype
+            )
+            add(f"{acc} = {update};")
+        elif instr.op == "LOAD":
+            names[position] = _value_name(instr, position)
+            buffer, index, valid = instr.arg
+            read = f"data{buffer}[{index.render()}]"
+            if not (valid.min == 1 and valid.max == 1):
+                read = f"({valid.render()})?{read}:{language.literal(0, instr.dtype)}"
+            add(f"{language.type_name(instr.dtype)} {names[position]} = {read};")
+        elif instr.op == "ALU":
+            names[position] = _value_name(instr, position)
+            if instr.arg is Op.CAST:
+                expression = f"({language.type_name(instr.dtype)})({srcs[0]})"
+            else:
+                operand_dtype = kernel.instrs[instr.srcs[-1]].dtype
+                expression = language.code_for_op[instr.arg](*srcs, operand_dtype)
+            add(f"{language.type_name(instr.dtype)} {names[position]} = {expression};")
+        elif instr.op == "STORE":
+            buffer, index, valid = instr.arg
+            store = f"data{buffer}[{index.render()}] = {srcs[0]};"
+            add(store if valid.min == 1 else f"if ({valid.render()}) {store}")
+        else:
+            raise RuntimeError(f"cannot render IR instruction {instr.op}")
+    params = ", ".join(
+        f"{language.buffer_prefix}{language.type_name(dtype)}* data{number}"
+        for number, dtype, _ in kernel.buffers
+    )
+    source = (
+        f"{language.headers}\n{language.kernel_prefix} {kernel.name}({params}) {{\n"
+        + "\n".join(lines)
+        + "\n}\n"
+    )
+    return kernel.name, source

@@ -1,0 +1,114 @@
+"""The CPU device: kernels rendered as C, compiled by the system C compiler, loaded with ctypes.
+
+In: a kernel AST. Out: a shared library with one function per kernel, called on host buffers.
+
+The compiler is `$CC` if set, else the first of cc, gcc, clang on PATH. Flags:
+  -O2 -march=native  optimize for this machine (the cache key includes the CPU's feature flags). Not -O3:
+                     GCC 12's -O3 vectorizer with AVX2 miscompiles masked loads of padded views (seen on
+                     `x.pad(((3, 1), (0, 0)))`: rows read as 0); test_ops.py's pad tests catch it.
+  -fopenmp           loops that opt.py marks parallel run on all cores (THREADS=0 turns this off)
+  -shared -fPIC      a loadable library;  -lm  the math library
+No -ffast-math: it would let the compiler drop NaN and infinity handling that tests rely on.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import pathlib
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+
+from minigrad.codegen.cstyle import C_LANGUAGE, render
+from minigrad.codegen.lower import lower
+from minigrad.codegen.opt import optimize
+from minigrad.device import Backend, Compiler, HostAllocator, Program
+from minigrad.dtype import DType, dtypes
+from minigrad.helpers import getenv
+
+FLAGS = ["-O2", "-march=native", "-fopenmp", "-shared", "-fPIC", "-lm"]
+
+
+def find_compiler() -> str:
+    for name in [os.environ.get("CC", ""), "cc", "gcc", "clang"]:
+        if name and shutil.which(name):
+            return shutil.which(name)
+    raise RuntimeError(
+        "the CPU device needs a C compiler and none was found (looked for $CC, cc, gcc, clang): "
+        "install one, e.g. `apt-get install gcc`, or set CC=/path/to/compiler"
+    )
+
+
+def _cpu_flags() -> str:
+    """The CPU's feature flags, so a binary built with -march=native is never loaded on another CPU."""
+    try:
+        return next(
+            line
+            for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("flags")
+        )
+    except (OSError, StopIteration):
+        return platform.processor()
+
+
+class ClangStyleCompiler(Compiler):
+    def __init__(self):
+        self.cc = find_compiler()
+        version = subprocess.run([self.cc, "--version"], capture_output=True, text=True).stdout.splitlines()[
+            :1
+        ]
+        self.cache_key = f"{self.cc} {version} {FLAGS} {_cpu_flags()}"
+
+    def compile(self, source: str) -> bytes:
+        with tempfile.TemporaryDirectory() as tmp:
+            src, lib = pathlib.Path(tmp) / "kernel.c", pathlib.Path(tmp) / "kernel.so"
+            src.write_text(source)
+            result = subprocess.run(
+                [self.cc, *FLAGS, str(src), "-o", str(lib)], capture_output=True, text=True
+            )
+            if result.returncode != 0:
+                error = result.stderr[-3000:]
+                raise RuntimeError(f"{self.cc} failed to compile a kernel:\n{error}\n--- source ---\n{source}")
+            return lib.read_bytes()
+
+
+class CpuProgram(Program):
+    """Loads the compiled library and calls its kernel function.
+
+    Libraries are written once per distinct binary to a directory that lives as long as the process. They
+    must not be deleted while loaded: the dynamic loader recognises files by inode, so a new file that
+    reused a deleted one's inode would be "already loaded" and the old kernel would run instead.
+    """
+
+    _directory: tempfile.TemporaryDirectory | None = None
+
+    def __init__(self, name: str, binary: bytes):
+        super().__init__(name, binary)
+        if CpuProgram._directory is None:
+            CpuProgram._directory = tempfile.TemporaryDirectory(prefix="minigrad-kernels-")
+        path = pathlib.Path(CpuProgram._directory.name) / f"{hashlib.sha256(binary).hexdigest()}.so"
+        if not path.exists():
+            path.write_bytes(binary)
+        self.library = ctypes.CDLL(str(path))
+        self.function = getattr(self.library, name)
+
+    def __call__(self, *buffers, global_size=(1,), local_size=(1,), vals=(), wait=False):
+        start = time.perf_counter()
+        self.function(*[ctypes.c_void_p(b.ctypes.data) for b in buffers])
+        return time.perf_counter() - start
+
+
+def _render(ast) -> tuple[str, str]:
+    return render(lower(ast, None if getenv("NOOPT") else optimize), C_LANGUAGE)
+
+
+class CpuDevice(Backend):
+    def __init__(self):
+        super().__init__("CPU", HostAllocator(), _render, ClangStyleCompiler(), CpuProgram)
+
+    def supports_dtype(self, dtype: DType) -> bool:
+        return dtype != dtypes.float16  # C has no portable half type with math functions
