@@ -72,7 +72,7 @@ class ClangStyleCompiler(Compiler):
             )
             if result.returncode != 0:
                 error = result.stderr[-3000:]
-                raise RuntimeError(f"{self.cc} failed to compile a kernel:\n{error}\n--- source ---\n{source}")
+                raise RuntimeError(f"{self.cc} could not compile a kernel:\n{error}\n--- source ---\n{source}")
             return lib.read_bytes()
 
 
