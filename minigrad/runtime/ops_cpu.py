@@ -71,8 +71,10 @@ class ClangStyleCompiler(Compiler):
                 [self.cc, *FLAGS, str(src), "-o", str(lib)], capture_output=True, text=True
             )
             if result.returncode != 0:
-                error = result.stderr[-3000:]
-                raise RuntimeError(f"{self.cc} could not compile a kernel:\n{error}\n--- source ---\n{source}")
+                raise RuntimeError(
+                    f"{self.cc} could not compile a kernel:\n{result.stderr[-3000:]}\n"
+                    f"--- source ---\n{source}"
+                )
             return lib.read_bytes()
 
 
