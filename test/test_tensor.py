@@ -131,6 +131,9 @@ def test_device_env_var():
 
 
 def test_debug_1_prints_one_line_per_kernel():
-    result = run_python("from minigrad import Tensor; (Tensor([1.0]) * 2 + 1).realize()", DEBUG="1")
+    result = run_python(
+        "from minigrad import Tensor; (Tensor([1.0]) * 2 + 1).realize(); Tensor([2.0, 3.0]).sum().realize()",
+        DEBUG="1",
+    )
     kernel_lines = [line for line in result.stdout.splitlines() if line.startswith("***")]
     assert len(kernel_lines) == 2 and "GFLOPS" in kernel_lines[0], result.stdout + result.stderr

@@ -1,25 +1,34 @@
-"""The scheduler: turns the lazy nodes to realize into an ordered list of kernels.
+"""The scheduler: turns the lazy nodes to realize into an ordered list of fused kernels.
 
-In: the lazy nodes a user asked for. Out: `ScheduleItem`s, in dependency order, each one kernel:
-an AST (ops.AstNode tree rooted at STORE) that reads `inputs` and writes `outputs`.
+In: the lazy nodes a user asked for. Out: `ScheduleItem`s in dependency order, each one kernel: an AST
+(ops.AstNode tree rooted at STORE) that reads `inputs` and writes `outputs`.
 
 Inside an AST, sources are reached through
-  - LOAD(buffer number, ShapeTracker): read a realized buffer through a view (movement ops are free: they
-    are only index arithmetic in the load), buffer numbers count outputs first, then inputs;
+  - LOAD(buffer number, ShapeTracker): read a buffer through a view (movement ops are free: they are only
+    index arithmetic in the load); buffer numbers count outputs first, then inputs;
   - CONST(value, ShapeTracker): a constant, inlined, never a buffer.
 
-This first scheduler makes one kernel per base node (every non-movement, non-constant op); fusing chains
-into one kernel is the next stage of the project and changes only how the ASTs are grown, not their format.
-Two items are not kernels: BUFFER (copy host data into a new device buffer) and COPY (between devices);
-their `ast` holds just that op.
+Which nodes get a buffer of their own (become a kernel's output) is decided by these rules, each applied
+in one place (`_KernelPlanner`); every other node is inlined into the kernels that read it:
+  R1 requested      the user asked for it;
+  R2 buffer op      BUFFER (host data), COPY, CONTIGUOUS and ASSIGN always own a buffer;
+  R3 padded/expanded an elementwise node read through a padded view (its value outside the pad must be 0)
+                    or an expanding one (inlining would recompute it for every copy);
+  R4 reduce reuse   a node that contains a reduce, read by another reduce, or through a view that is not a
+                    plain reshape (the result would be needed at another loop nest), or by several kernels;
+  R5 one reduce     a kernel holds one reduce loop nest: a second reduce reaching it gets its own kernel.
+So elementwise chains fuse into one kernel, elementwise ops feeding a reduce fuse into it (`(a*b).sum(1)`),
+and elementwise ops after a reduce fuse when they read it at its own shape (`x.sum(1) / n`). Elementwise
+nodes read by several kernels are recomputed in each (they are cheap; a reduce never is).
+Two items are not kernels: BUFFER (copy host data into a new device buffer) and COPY (between devices).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from minigrad.lazy import LazyNode, toposort
-from minigrad.ops import ELEMENTWISE, REDUCE, AstNode, Op
+from minigrad.lazy import LazyNode
+from minigrad.ops import REDUCE, AstNode, Op
 from minigrad.shape.shapetracker import ShapeTracker
 
 
@@ -28,7 +37,7 @@ class ScheduleItem:
     ast: AstNode
     outputs: tuple[LazyNode, ...]
     inputs: tuple[LazyNode, ...]
-    reason: str  # why the output got a buffer of its own (printed with DEBUG=2)
+    reason: str  # which rule gave the output a buffer of its own (printed with DEBUG=2)
 
 
 def _is_leaf(node: LazyNode) -> bool:
@@ -36,86 +45,216 @@ def _is_leaf(node: LazyNode) -> bool:
     return node.realized is not None or node.op is Op.CONST
 
 
-def _base_sources(node: LazyNode) -> list[LazyNode]:
-    return [src.base for src in node.srcs]
+def _toposort_bases(targets: list[LazyNode]) -> list[LazyNode]:
+    """Unrealized base nodes reachable from `targets` through base sources, sources first (iterative)."""
+    order, visited = [], set()
+    stack = [(t.base, False) for t in reversed(targets)]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            order.append(node)
+            continue
+        if id(node) in visited or _is_leaf(node):
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        stack.extend((src.base, False) for src in reversed(node.srcs))
+    return order
 
 
-def _reason(node: LazyNode, requested: set[int]) -> str:
-    if id(node) in requested:
-        return "requested"
-    if node.op in REDUCE:
-        return "reduce result (one kernel per op until fusion)"
-    if node.op is Op.CONTIGUOUS:
-        return "CONTIGUOUS"
-    return "op result (one kernel per op until fusion)"
+def _is_reshape(st: ShapeTracker, base_size: int) -> bool:
+    """True when the view reads all of its base in order: a plain reshape (or the identity)."""
+    return st.contiguous and st.size == base_size
+
+
+def _pads_or_expands(st: ShapeTracker, base_size: int) -> bool:
+    return (
+        st.size > base_size
+        or any(v.mask is not None for v in st.views)
+        or any(stride == 0 and size > 1 for v in st.views for size, stride in zip(v.shape, v.strides))
+    )
+
+
+class _KernelPlanner:
+    """Decides which base nodes own a buffer (the rules R1..R5 of the module docstring)."""
+
+    def __init__(self, targets: list[LazyNode]):
+        self.order = _toposort_bases(targets)
+        self.consumers: dict[int, list[tuple[LazyNode, ShapeTracker]]] = {id(n): [] for n in self.order}
+        for node in self.order:
+            for src in node.srcs:
+                if id(src.base) in self.consumers:
+                    self.consumers[id(src.base)].append((node, src.st))
+        self.reasons: dict[int, str] = {}
+        for t in targets:
+            if not _is_leaf(t.base):
+                self.reasons.setdefault(id(t.base), "R1 requested")
+        for node in self.order:
+            self._static_rules(node)
+        while self._dynamic_rules():
+            pass
+
+    def owns_buffer(self, node: LazyNode) -> bool:
+        return id(node) in self.reasons
+
+    def _mark(self, node: LazyNode, reason: str) -> bool:
+        if id(node) in self.reasons:
+            return False
+        self.reasons[id(node)] = reason
+        return True
+
+    def _static_rules(self, node: LazyNode) -> None:
+        if node.op in (Op.BUFFER, Op.COPY, Op.CONTIGUOUS, Op.ASSIGN):
+            self._mark(node, f"R2 buffer op {node.op.name}")
+        elif any(_pads_or_expands(st, node.st.size) for _, st in self.consumers[id(node)]):
+            self._mark(node, "R3 read through a padded or expanding view")
+
+    def _contains_reduce(self) -> dict[int, bool]:
+        contains: dict[int, bool] = {}
+        for node in self.order:
+            inlined = [s.base for s in node.srcs if id(s.base) in contains and not self.owns_buffer(s.base)]
+            contains[id(node)] = node.op in REDUCE or any(contains[id(b)] for b in inlined)
+        return contains
+
+    def _kernels_reading(self) -> tuple[dict[int, set[int]], dict[int, list[LazyNode]]]:
+        """For each inlined node, the kernels (by output) it ends up in; for each kernel, its reduces."""
+        members: dict[int, set[int]] = {id(n): set() for n in self.order}
+        reduces: dict[int, list[LazyNode]] = {}
+        for root in self.order:
+            if not self.owns_buffer(root):
+                continue
+            reduces[id(root)] = []
+            stack, seen = [root], set()
+            while stack:
+                node = stack.pop()
+                if id(node) in seen:
+                    continue
+                seen.add(id(node))
+                members[id(node)].add(id(root))
+                if node.op in REDUCE:
+                    reduces[id(root)].append(node)
+                stack += [s.base for s in node.srcs if id(s.base) in members and not self.owns_buffer(s.base)]
+        return members, reduces
+
+    def _dynamic_rules(self) -> bool:
+        """Apply R4 and R5 once; True if any node gained a buffer (the caller repeats until none does)."""
+        changed = False
+        contains = self._contains_reduce()
+        for node in self.order:
+            if not contains[id(node)] or self.owns_buffer(node):
+                continue
+            for consumer, st in self.consumers[id(node)]:
+                if consumer.op in REDUCE or not _is_reshape(st, node.st.size):
+                    changed |= self._mark(node, "R4 reduce result read by a reduce or through a view")
+        members, reduces = self._kernels_reading()
+        for node in self.order:
+            if contains[id(node)] and len(members[id(node)]) > 1:
+                changed |= self._mark(node, "R4 reduce result read by several kernels")
+        for kernel_reduces in reduces.values():
+            for extra in kernel_reduces[1:]:
+                changed |= self._mark(extra, "R5 second reduce in one kernel")
+        return changed
+
+
+def _compose(view: ShapeTracker, outer: ShapeTracker) -> ShapeTracker:
+    """The view that reads through `view` at the positions `outer` picks from its (contiguous) result."""
+    if _is_reshape(outer, view.size):
+        return view if outer.shape == view.shape else view.reshape(outer.shape)
+    return ShapeTracker(view.views + outer.views)
 
 
 class _KernelBuilder:
-    """Collects the input buffers of one kernel while its AST is built."""
+    """Builds one kernel's AST, inlining every node that does not own a buffer (iteratively)."""
 
-    def __init__(self, n_outputs: int):
-        self.n_outputs = n_outputs
+    def __init__(self, root: LazyNode, planner: _KernelPlanner):
+        self.root, self.planner = root, planner
         self.inputs: list[LazyNode] = []
+        self.built: dict[tuple[int, ShapeTracker], AstNode] = {}
 
-    def source(self, node: LazyNode) -> AstNode:
-        """The AST leaf that reads `node` (a view of some base) at the kernel's logical index."""
-        base = node.base
-        if base.op is Op.CONST:
-            return AstNode(Op.CONST, (), (base.arg, node.st), base.dtype)
-        position = next((i for i, b in enumerate(self.inputs) if b is base), None)
-        if position is None:
-            position = len(self.inputs)
-            self.inputs.append(base)
-        return AstNode(Op.LOAD, (), (self.n_outputs + position, node.st), base.dtype)
+    def _leaf(self, node: LazyNode, st: ShapeTracker) -> AstNode | None:
+        if node.op is Op.CONST:
+            return AstNode(Op.CONST, (), (node.arg, st), node.dtype)
+        if node is not self.root and (node.realized is not None or self.planner.owns_buffer(node)):
+            position = next((i for i, b in enumerate(self.inputs) if b is node), None)
+            if position is None:
+                position = len(self.inputs)
+                self.inputs.append(node)
+            return AstNode(Op.LOAD, (), (1 + position, st), node.dtype)
+        return None
+
+    def _operands(self, node: LazyNode, st: ShapeTracker) -> list[tuple[LazyNode, ShapeTracker]]:
+        """(base, view) of each operand of `node` computed at the positions `st` picks."""
+        if node.op in REDUCE:  # a reduce reads its source over its own full shape
+            return [(node.srcs[0].base, node.srcs[0].st)]
+        if node.op in (Op.CONTIGUOUS, Op.ASSIGN):
+            src = node.srcs[-1]
+            return [(src.base, _compose(src.st, st))]
+        return [(src.base, _compose(src.st, st)) for src in node.srcs]
+
+    def value(self, node: LazyNode, st: ShapeTracker) -> AstNode:
+        stack = [(node, st, False)]
+        while stack:
+            n, view, ready = stack.pop()
+            key = (id(n), view)
+            if key in self.built:
+                continue
+            leaf = self._leaf(n, view)
+            if leaf is not None:
+                self.built[key] = leaf
+                continue
+            operands = self._operands(n, view)
+            if not ready:
+                stack.append((n, view, True))
+                stack.extend((b, v, False) for b, v in reversed(operands) if (id(b), v) not in self.built)
+                continue
+            srcs = tuple(self.built[(id(b), v)] for b, v in operands)
+            if n.op in (Op.CONTIGUOUS, Op.ASSIGN):
+                self.built[key] = srcs[0]
+            else:
+                self.built[key] = AstNode(n.op, srcs, n.arg, n.dtype)
+        return self.built[(id(node), st)]
 
 
-def _kernel_for(node: LazyNode, requested: set[int]) -> ScheduleItem:
+def _fit_to_reduce(store: AstNode) -> AstNode:
+    """Give the nodes after a kernel's reduce the reduce's output shape (they were reached by reshapes)."""
+    order = store.toposort()
+    reduce = next((n for n in order if n.op in REDUCE), None)
+    if reduce is None:
+        return store
+    shape = tuple(1 if d in reduce.arg else s for d, s in enumerate(_full_shape(reduce)))
+    below = {id(n) for n in reduce.toposort()}
+    rebuilt: dict[int, AstNode] = {}
+    for n in order:
+        if id(n) in below:
+            rebuilt[id(n)] = n
+            continue
+        srcs = tuple(rebuilt[id(s)] for s in n.srcs)
+        arg = n.arg
+        if n.op in (Op.LOAD, Op.CONST, Op.STORE) and arg[1].shape != shape:
+            arg = (arg[0], arg[1].reshape(shape))
+        rebuilt[id(n)] = n if (srcs == n.srcs and arg is n.arg) else AstNode(n.op, srcs, arg, n.dtype)
+    return rebuilt[id(store)]
+
+
+def _full_shape(reduce: AstNode) -> tuple[int, ...]:
+    """The shape a reduce reads: the shape of any leaf below it."""
+    leaf = next(n for n in reduce.toposort() if n.op in (Op.LOAD, Op.CONST))
+    return leaf.arg[1].shape
+
+
+def _kernel_for(node: LazyNode, planner: _KernelPlanner) -> ScheduleItem:
+    reason = planner.reasons[id(node)]
     if node.op in (Op.BUFFER, Op.COPY):
-        inputs = tuple(_base_sources(node))
-        return ScheduleItem(AstNode(node.op, (), None, node.dtype), (node,), inputs, "data")
-    builder = _KernelBuilder(n_outputs=1)
-    if node.op in ELEMENTWISE:
-        value = AstNode(node.op, tuple(builder.source(s) for s in node.srcs), node.arg, node.dtype)
-    elif node.op in REDUCE:
-        value = AstNode(node.op, (builder.source(node.srcs[0]),), node.arg, node.dtype)
-    elif node.op is Op.CONTIGUOUS:
-        value = builder.source(node.srcs[0])
-    elif node.op is Op.ASSIGN:
-        value = builder.source(node.srcs[1])
-    else:
-        raise RuntimeError(f"the scheduler cannot make a kernel for {node}")
-    store = AstNode(Op.STORE, (value,), (0, ShapeTracker.from_shape(node.shape)), node.dtype)
-    return ScheduleItem(store, (node,), tuple(builder.inputs), _reason(node, requested))
+        inputs = tuple(src.base for src in node.srcs)
+        return ScheduleItem(AstNode(node.op, (), None, node.dtype), (node,), inputs, reason)
+    builder = _KernelBuilder(node, planner)
+    st = ShapeTracker.from_shape(node.shape)
+    value = builder.value(node, st)
+    store = _fit_to_reduce(AstNode(Op.STORE, (value,), (0, st), node.dtype))
+    return ScheduleItem(store, (node,), tuple(builder.inputs), reason)
 
 
 def create_schedule(targets: list[LazyNode]) -> list[ScheduleItem]:
     """The kernels that compute `targets`, each after the kernels it reads from."""
-    bases = [t.base for t in targets if not _is_leaf(t.base)]
-    requested = {id(b) for b in bases}
-    order = _toposort_bases(bases)
-    return [_kernel_for(node, requested) for node in order if not _is_leaf(node)]
-
-
-def _toposort_bases(bases: list[LazyNode]) -> list[LazyNode]:
-    """Base nodes reachable from `bases` through base sources, sources first."""
-    wrapper: dict[int, _BaseView] = {}
-
-    def wrap(node: LazyNode) -> "_BaseView":
-        if id(node) not in wrapper:
-            wrapper[id(node)] = _BaseView(node, [] if _is_leaf(node) else _base_sources(node), wrap)
-        return wrapper[id(node)]
-
-    return [w.node for w in toposort([wrap(b) for b in bases])]
-
-
-class _BaseView:
-    """Presents a base node with its *base* sources, so the generic toposort skips movement nodes."""
-
-    __slots__ = ("node", "_srcs", "_wrap")
-
-    def __init__(self, node: LazyNode, srcs: list[LazyNode], wrap):
-        self.node, self._srcs, self._wrap = node, srcs, wrap
-
-    @property
-    def srcs(self) -> list["_BaseView"]:
-        return [self._wrap(s) for s in self._srcs]
+    planner = _KernelPlanner(targets)
+    return [_kernel_for(node, planner) for node in planner.order if planner.owns_buffer(node)]
