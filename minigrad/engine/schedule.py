@@ -12,10 +12,10 @@ Which nodes get a buffer of their own (become a kernel's output) is decided by t
 in one place (`_KernelPlanner`); every other node is inlined into the kernels that read it:
   R1 requested      the user asked for it;
   R2 buffer op      BUFFER (host data), COPY, CONTIGUOUS and ASSIGN always own a buffer;
-  R3 padded/expanded an elementwise node read through a padded view (its value outside the pad must be 0)
-                    or an expanding one (inlining would recompute it for every copy);
-  R4 reduce reuse   a node that contains a reduce, read by another reduce, or through a view that is not a
-                    plain reshape (the result would be needed at another loop nest), or by several kernels;
+  R3 padded view    a node read through a padded view: its value outside the pad must be 0, not f(0);
+  R4 reduce reuse   a node that contains a reduce, read by another reduce or through a view that is not a
+                    plain reshape (the result is needed in another loop nest); and, when a reduce's result
+                    is needed by several kernels, the node where its uses fan out (so the reduce runs once);
   R5 one reduce     a kernel holds one reduce loop nest: a second reduce reaching it gets its own kernel.
 So elementwise chains fuse into one kernel, elementwise ops feeding a reduce fuse into it (`(a*b).sum(1)`),
 and elementwise ops after a reduce fuse when they read it at its own shape (`x.sum(1) / n`). Elementwise
@@ -29,7 +29,9 @@ from dataclasses import dataclass
 
 from minigrad.lazy import LazyNode
 from minigrad.ops import REDUCE, AstNode, Op
+from minigrad.helpers import prod
 from minigrad.shape.shapetracker import ShapeTracker
+from minigrad.shape.view import contiguous_strides
 
 
 @dataclass(frozen=True)
@@ -67,12 +69,26 @@ def _is_reshape(st: ShapeTracker, base_size: int) -> bool:
     return st.contiguous and st.size == base_size
 
 
-def _pads_or_expands(st: ShapeTracker, base_size: int) -> bool:
-    return (
-        st.size > base_size
-        or any(v.mask is not None for v in st.views)
-        or any(stride == 0 and size > 1 for v in st.views for size, stride in zip(v.shape, v.strides))
-    )
+def _as_permutation(st: ShapeTracker, base_shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """If `st` reads all of a contiguous buffer of `base_shape` as a permutation of its dims (size-1 dims
+    aside), a permutation `p` with base.permute(p).reshape(st.shape) == st; else None."""
+    view = st.views[0]
+    if len(st.views) != 1 or view.mask is not None or view.offset != 0 or st.size != prod(base_shape):
+        return None
+    base_strides = contiguous_strides(base_shape)
+    walked: list[int] = []
+    for size, stride in zip(view.shape, view.strides):
+        if size == 1:
+            continue
+        match = [d for d, (s, b) in enumerate(zip(base_shape, base_strides)) if (s, b) == (size, stride)]
+        if not match or match[0] in walked:
+            return None
+        walked.append(match[0])
+    return tuple([d for d, s in enumerate(base_shape) if s == 1] + walked)
+
+
+def _pads(st: ShapeTracker) -> bool:
+    return any(v.mask is not None for v in st.views)
 
 
 class _KernelPlanner:
@@ -106,15 +122,8 @@ class _KernelPlanner:
     def _static_rules(self, node: LazyNode) -> None:
         if node.op in (Op.BUFFER, Op.COPY, Op.CONTIGUOUS, Op.ASSIGN):
             self._mark(node, f"R2 buffer op {node.op.name}")
-        elif any(_pads_or_expands(st, node.st.size) for _, st in self.consumers[id(node)]):
-            self._mark(node, "R3 read through a padded or expanding view")
-
-    def _contains_reduce(self) -> dict[int, bool]:
-        contains: dict[int, bool] = {}
-        for node in self.order:
-            inlined = [s.base for s in node.srcs if id(s.base) in contains and not self.owns_buffer(s.base)]
-            contains[id(node)] = node.op in REDUCE or any(contains[id(b)] for b in inlined)
-        return contains
+        elif any(_pads(st) for _, st in self.consumers[id(node)]):
+            self._mark(node, "R3 read through a padded view")
 
     def _kernels_reading(self) -> tuple[dict[int, set[int]], dict[int, list[LazyNode]]]:
         """For each inlined node, the kernels (by output) it ends up in; for each kernel, its reduces."""
@@ -136,24 +145,49 @@ class _KernelPlanner:
                 stack += [s.base for s in node.srcs if id(s.base) in members and not self.owns_buffer(s.base)]
         return members, reduces
 
+    def _contains_reduce(self, node: LazyNode, contains: dict[int, bool]) -> bool:
+        """Does `node`'s kernel-to-be contain a reduce, given the buffers decided so far?"""
+        inlined = [s.base for s in node.srcs if id(s.base) in contains and not self.owns_buffer(s.base)]
+        return node.op in REDUCE or any(contains[id(b)] for b in inlined)
+
     def _dynamic_rules(self) -> bool:
-        """Apply R4 and R5 once; True if any node gained a buffer (the caller repeats until none does)."""
-        changed = False
-        contains = self._contains_reduce()
-        for node in self.order:
-            if not contains[id(node)] or self.owns_buffer(node):
-                continue
-            for consumer, st in self.consumers[id(node)]:
-                if consumer.op in REDUCE or not _is_reshape(st, node.st.size):
-                    changed |= self._mark(node, "R4 reduce result read by a reduce or through a view")
+        """Apply R4, then R5, once; True if any node gained a buffer (the caller repeats until none does).
+
+        Each pass recomputes, sources first, whether a node's kernel would contain a reduce, so that a
+        buffer given to a source in this pass already counts when its users are looked at."""
         members, reduces = self._kernels_reading()
+        changed = False
+        contains: dict[int, bool] = {}
         for node in self.order:
-            if contains[id(node)] and len(members[id(node)]) > 1:
-                changed |= self._mark(node, "R4 reduce result read by several kernels")
+            contains[id(node)] = self._contains_reduce(node, contains) and not self.owns_buffer(node)
+            fans_out = len({id(c) for c, _ in self.consumers[id(node)]}) > 1
+            if contains[id(node)] and len(members[id(node)]) > 1 and fans_out:
+                changed |= self._mark(node, "R4 reduce result used by several kernels")
+                contains[id(node)] = False
+        contains = {}
+        for node in self.order:
+            contains[id(node)] = self._contains_reduce(node, contains) and not self.owns_buffer(node)
+            if contains[id(node)] and any(
+                not self._fits(node, consumer, st) for consumer, st in self.consumers[id(node)]
+            ):
+                changed |= self._mark(node, "R4 reduce result read by a reduce or through a view")
+                contains[id(node)] = False
+        if changed:
+            return True
         for kernel_reduces in reduces.values():
             for extra in kernel_reduces[1:]:
                 changed |= self._mark(extra, "R5 second reduce in one kernel")
         return changed
+
+    @staticmethod
+    def _fits(node: LazyNode, consumer: LazyNode, st: ShapeTracker) -> bool:
+        """Can a reduce inside `node` run in `consumer`'s kernel? Not under another reduce; and only read
+        in order, or, for the reduce node itself, as a permutation (the reduce is then built permuted)."""
+        if consumer.op in REDUCE:
+            return False
+        return _is_reshape(st, node.st.size) or (
+            node.op in REDUCE and _as_permutation(st, node.shape) is not None
+        )
 
 
 def _compose(view: ShapeTracker, outer: ShapeTracker) -> ShapeTracker:
@@ -182,14 +216,21 @@ class _KernelBuilder:
             return AstNode(Op.LOAD, (), (1 + position, st), node.dtype)
         return None
 
-    def _operands(self, node: LazyNode, st: ShapeTracker) -> list[tuple[LazyNode, ShapeTracker]]:
-        """(base, view) of each operand of `node` computed at the positions `st` picks."""
-        if node.op in REDUCE:  # a reduce reads its source over its own full shape
-            return [(node.srcs[0].base, node.srcs[0].st)]
+    def _operands(
+        self, node: LazyNode, st: ShapeTracker
+    ) -> tuple[object, list[tuple[LazyNode, ShapeTracker]]]:
+        """`node`'s arg and the (base, view) of each operand, computed at the positions `st` picks."""
+        if node.op in REDUCE:  # a reduce reads its source over its own full shape ...
+            src = node.srcs[0]
+            order = None if _is_reshape(st, node.st.size) else _as_permutation(st, node.shape)
+            if order is None:
+                return node.arg, [(src.base, src.st)]
+            # ... permuted when its result is read permuted: permute(reduce(x)) == reduce(permute(x))
+            return tuple(sorted(order.index(a) for a in node.arg)), [(src.base, src.st.permute(order))]
         if node.op in (Op.CONTIGUOUS, Op.ASSIGN):
             src = node.srcs[-1]
-            return [(src.base, _compose(src.st, st))]
-        return [(src.base, _compose(src.st, st)) for src in node.srcs]
+            return node.arg, [(src.base, _compose(src.st, st))]
+        return node.arg, [(src.base, _compose(src.st, st)) for src in node.srcs]
 
     def value(self, node: LazyNode, st: ShapeTracker) -> AstNode:
         stack = [(node, st, False)]
@@ -202,7 +243,7 @@ class _KernelBuilder:
             if leaf is not None:
                 self.built[key] = leaf
                 continue
-            operands = self._operands(n, view)
+            arg, operands = self._operands(n, view)
             if not ready:
                 stack.append((n, view, True))
                 stack.extend((b, v, False) for b, v in reversed(operands) if (id(b), v) not in self.built)
@@ -211,7 +252,7 @@ class _KernelBuilder:
             if n.op in (Op.CONTIGUOUS, Op.ASSIGN):
                 self.built[key] = srcs[0]
             else:
-                self.built[key] = AstNode(n.op, srcs, n.arg, n.dtype)
+                self.built[key] = AstNode(n.op, srcs, arg, n.dtype)
         return self.built[(id(node), st)]
 
 

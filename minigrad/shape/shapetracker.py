@@ -47,8 +47,8 @@ class ShapeTracker:
         index, valid = self.views[-1].expr(idxs)
         conditions = [valid]
         for view in reversed(self.views[:-1]):
-            unravelled = [
-                (index // stride) % size if size != 1 else index * 0
+            unravelled = [  # size-1 (and empty) dims are always index 0
+                (index // stride) % size if size > 1 else index * 0
                 for size, stride in zip(view.shape, _unravel_strides(view.shape))
             ]
             index, valid = view.expr(unravelled)
