@@ -27,9 +27,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from minigrad.helpers import prod
 from minigrad.lazy import LazyNode
 from minigrad.ops import REDUCE, AstNode, Op
-from minigrad.helpers import prod
 from minigrad.shape.shapetracker import ShapeTracker
 from minigrad.shape.view import contiguous_strides
 
