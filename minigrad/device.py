@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from minigrad.dtype import DType
-from minigrad.helpers import getenv
+from minigrad.helpers import codegen_settings, getenv
 
 
 class Allocator:
@@ -132,15 +132,18 @@ class Backend:
 
     def get_program(self, ast: Any) -> Program:
         """The runnable program for a kernel AST, rendered and compiled once per distinct AST."""
-        program = self._programs.get(ast)
+        key = (ast, codegen_settings())
+        program = self._programs.get(key)
         if program is None:
             name, source = self.renderer(ast)
+            if getenv("DEBUG") >= 4 and isinstance(source, str):
+                print(f"--- {name}: {self.name} source ---\n{source}")
             binary = (
                 self.compiler.compile_cached(source)
                 if isinstance(source, str)
                 else self.compiler.compile(source)
             )
-            program = self._programs[ast] = self.program(name, binary)
+            program = self._programs[key] = self.program(name, binary)
             program.source = source
         return program
 

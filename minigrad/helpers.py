@@ -32,6 +32,14 @@ def getenv(key: str, default=0):
     return _read_env(key, default)
 
 
+# environment variables that change generated code: compiled programs are cached per combination
+CODEGEN_SETTINGS = ("NOOPT", "THREADS")
+
+
+def codegen_settings() -> tuple:
+    return tuple(getenv(name, -1) for name in CODEGEN_SETTINGS)
+
+
 @contextlib.contextmanager
 def Context(**values) -> Iterator[None]:
     """Temporarily override configuration: `with Context(DEBUG=2, NOOPT=1): ...`."""

@@ -522,6 +522,8 @@ class Tensor:
         return self._float()._alu(Op.RECIP)
 
     def div(self, other: Operand, reverse: bool = False) -> "Tensor":
+        if not reverse and isinstance(other, (int, float)) and not isinstance(other, bool) and other != 0:
+            return self._float() * (1 / other)  # fold the reciprocal into the constant
         x, y = self._broadcasted(other, reverse)
         return x._float() * y._float().reciprocal()
 

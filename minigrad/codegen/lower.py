@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from minigrad.dtype import DType, dtypes
+from minigrad.helpers import getenv
 from minigrad.ops import REDUCE, AstNode, Op
 from minigrad.shape.symbolic import Node, NumNode, Variable
 
@@ -212,4 +213,29 @@ def lower(ast: AstNode, optimize=None) -> LinearKernel:
     nest = loop_nest(ast)
     if optimize is not None:
         nest = optimize(ast, nest)
-    return linearize(ast, nest, kernel_name(nest))
+    kernel = linearize(ast, nest, kernel_name(nest))
+    if getenv("DEBUG") >= 3:
+        print(format_ir(kernel))
+    return kernel
+
+
+def format_ir(kernel: LinearKernel) -> str:
+    """The linear IR, one instruction a line, indented by loop depth (what DEBUG=3 prints)."""
+    lines, depth = [f"--- {kernel.name}: linear IR ---"], 0
+    for position, instr in enumerate(kernel.instrs):
+        depth -= instr.op == "ENDLOOP"
+        arg = instr.arg
+        if instr.op in ("LOOP", "ENDLOOP"):
+            arg = (
+                f"{arg.var.name} < {arg.size}"
+                + (" reduce" if arg.reduce else "")
+                + (" parallel" if arg.parallel else "")
+            )
+        elif instr.op in ("LOAD", "STORE"):
+            arg = f"data{arg[0]}[{arg[1].render()}]" + ("" if arg[2].min == 1 else f" if {arg[2].render()}")
+        elif instr.op == "COND":
+            arg = arg.render()
+        dtype = instr.dtype.name if instr.dtype is not None else ""
+        lines.append(f"{position:4d} {'  ' * depth}{instr.op:7s} {dtype:8s} {list(instr.srcs) or ''} {arg}")
+        depth += instr.op == "LOOP"
+    return "\n".join(lines)

@@ -11,12 +11,14 @@ import time
 from minigrad.device import Buffer, Device
 from minigrad.engine.schedule import ScheduleItem, create_schedule
 from minigrad.helpers import GlobalCounters, getenv, prod
-from minigrad.lazy import LazyNode
+from minigrad.lazy import LazyNode, toposort
 from minigrad.ops import ELEMENTWISE, REDUCE, Op
 
 
 def realize(nodes: list[LazyNode]) -> None:
     """Compute every node in `nodes` (and what they depend on) into device buffers."""
+    if getenv("DEBUG") >= 5:
+        print_graph(nodes)
     schedule = create_schedule(nodes)
     if getenv("DEBUG") >= 2:
         print_schedule(schedule)
@@ -91,6 +93,17 @@ def _estimate_work(item: ScheduleItem, buffers: list[Buffer]) -> tuple[int, int]
         if node.op in ELEMENTWISE or node.op in REDUCE:
             ops += prod(shapes[id(node)])
     return ops, sum(b.nbytes for b in buffers)
+
+
+def print_graph(nodes: list[LazyNode]) -> None:
+    """The lazy graph behind `nodes`, one node a line, sources first (what DEBUG=5 prints)."""
+    order = toposort(nodes)
+    number = {id(n): i for i, n in enumerate(order)}
+    print(f"lazy graph: {len(order)} nodes")
+    for n in order:
+        srcs = ", ".join(f"%{number[id(s)]}" for s in n.srcs)
+        state = " realized" if n.realized is not None else ""
+        print(f"  %{number[id(n)]:<4d} {n.op.name:10s} {str(n.shape):16s} {n.dtype.name:8s} ({srcs}){state}")
 
 
 def print_schedule(schedule: list[ScheduleItem]) -> None:
