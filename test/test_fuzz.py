@@ -44,8 +44,12 @@ def _movement(rng: np.random.Generator, t: Tensor) -> Tensor:
     if choice == 2:
         pads = [(int(rng.integers(0, 2)), int(rng.integers(0, 2))) for _ in range(t.ndim)]
         padded = t.pad(pads)
-        return padded.shrink([(int(rng.integers(0, b + 1)), int(rng.integers(0, b + 1)) + s)
-                              for (b, _), s in zip(pads, t.shape)])
+        return padded.shrink(
+            [
+                (int(rng.integers(0, b + 1)), int(rng.integers(0, b + 1)) + s)
+                for (b, _), s in zip(pads, t.shape)
+            ]
+        )
     if choice == 3:
         return t.reshape(-1).reshape(t.shape)
     if choice == 4:

@@ -1,0 +1,100 @@
+"""The CPU backend: its on-disk kernel cache, its errors, and optimizations that do not change results."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from minigrad import Context, Tensor
+from test.conftest import DEVICES
+
+pytestmark = pytest.mark.skipif("CPU" not in DEVICES, reason="the CPU device needs a C compiler")
+
+PROGRAM = (
+    "from minigrad import Tensor\n"
+    "print((Tensor([[1.0, 2.0], [3.0, 4.0]], device='CPU') @ Tensor([1.0, -1.0], device='CPU')).tolist())"
+)
+
+
+def run(env: dict, code: str = PROGRAM) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+        cwd=pathlib.Path(__file__).parent.parent,
+    )
+
+
+def test_cache_lives_under_xdg_cache_home(tmp_path):
+    result = run({"XDG_CACHE_HOME": str(tmp_path)})
+    assert result.stdout.strip() == "[-1.0, -1.0]", result.stderr
+    entries = list((tmp_path / "minigrad").glob("*.bin"))
+    assert entries, "compiled kernels are cached on disk"
+
+
+def test_corrupted_cache_entries_are_rebuilt(tmp_path):
+    assert run({"XDG_CACHE_HOME": str(tmp_path)}).returncode == 0
+    for entry in (tmp_path / "minigrad").glob("*.bin"):
+        entry.write_bytes(b"not a shared library")
+    result = run({"XDG_CACHE_HOME": str(tmp_path)})
+    assert result.stdout.strip() == "[-1.0, -1.0]", result.stderr
+    for entry in (tmp_path / "minigrad").glob("*.bin"):
+        assert entry.read_bytes() != b"not a shared library"
+
+
+def test_concurrent_processes_share_an_empty_cache(tmp_path):
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", PROGRAM],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)},
+        )
+        for _ in range(4)
+    ]
+    assert all(p.communicate(timeout=300)[0].strip() == "[-1.0, -1.0]" for p in processes)
+
+
+def test_missing_compiler_is_a_clear_error(tmp_path):
+    code = (
+        "from minigrad import Device\n"
+        "try:\n    Device['CPU']\nexcept RuntimeError as e:\n    print(e)\n"
+        "print(Device.DEFAULT)"
+    )
+    result = run({"CC": "", "PATH": str(tmp_path)}, code)
+    assert (
+        "needs a C compiler and none was found" in result.stdout and "apt-get install gcc" in result.stdout
+    ), result.stdout + result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "NUMPY", (
+        "without a compiler the default falls back to NUMPY"
+    )
+
+
+@pytest.mark.parametrize("name", ["matmul", "softmax", "conv", "sum_axis0"])
+def test_noopt_gives_the_same_results(name):
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((64, 96)).astype(np.float32), rng.standard_normal((96, 48)).astype(np.float32)
+    image = rng.standard_normal((2, 3, 16, 16)).astype(np.float32)
+    kernel = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    fns = {
+        "matmul": lambda: Tensor(a, device="CPU") @ Tensor(b, device="CPU"),
+        "softmax": lambda: Tensor(a, device="CPU").softmax(-1),
+        "conv": lambda: Tensor(image, device="CPU").conv2d(Tensor(kernel, device="CPU"), padding=1),
+        "sum_axis0": lambda: Tensor(np.tile(a, (600, 1)), device="CPU").sum(0),
+    }
+    optimized = fns[name]().numpy()
+    with Context(NOOPT=1):
+        plain = fns[name]().numpy()
+    np.testing.assert_allclose(optimized, plain, rtol=1e-5, atol=1e-5)
+
+
+def test_compile_error_names_the_compiler_and_shows_the_source():
+    from minigrad.device import Device
+
+    with pytest.raises(RuntimeError, match="could not compile a kernel(.|\n)*--- source ---"):
+        Device["CPU"].compiler.compile("this is not C")
