@@ -62,12 +62,17 @@ class Loop:
 
 @dataclass
 class LoopNest:
-    """The loop structure of a kernel before linearizing: which dims loop, in which order."""
+    """The loop structure of a kernel before linearizing: which dims loop, in which order, and how.
+
+    upcast: dim -> factor f. The dim's loop runs s/f times and its body is repeated f times with the index
+    `var*f + j`, j = 0..f-1 (register tiling for global dims, unrolling for reduce dims).
+    """
 
     full_shape: tuple[int, ...]
     reduce_axes: tuple[int, ...]
     order: list[int]  # dims that get a loop (size > 1), outermost first; reduce dims after global ones
     parallel_dims: set[int] = field(default_factory=set)
+    upcast: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -108,54 +113,74 @@ def loop_nest(ast: AstNode) -> LoopNest:
 
 
 class _Linearizer:
-    """Walks the AST once, appending instructions; remembers what was already emitted."""
+    """Walks the AST, appending instructions. Pure instructions (loads, constants, arithmetic) are hash-consed:
+    emitting one that already exists returns the existing one, so values shared by the unrolled copies of
+    the body (or written twice in the AST) are computed once."""
 
     def __init__(self, nest: LoopNest):
         self.nest = nest
         self.instrs: list[Instr] = []
-        self.emitted: dict[AstNode, int] = {}
-        self.variables = {
-            d: Variable(f"{'r' if d in nest.reduce_axes else 'g'}idx{d}", 0, max(s - 1, 0))
-            for d, s in enumerate(nest.full_shape)
-            if d in nest.order
-        }
+        self.scopes: list[dict[tuple, int]] = [{}]  # pure instructions visible here, innermost loop last
+        self.emitted: dict[tuple, int] = {}
+        self.variables: dict[int, Node] = {}
+        for d in nest.order:
+            steps = nest.full_shape[d] // nest.upcast.get(d, 1)
+            prefix = "r" if d in nest.reduce_axes else "g"
+            # a loop of 0 steps (an empty dim) still needs its loop: the body must not run at all
+            self.variables[d] = (
+                Variable(f"{prefix}idx{d}", 0, max(steps - 1, 0)) if steps != 1 else NumNode(0)
+            )
 
     def emit(self, instr: Instr) -> int:
+        key = None
+        if instr.op in ("LOAD", "CONST", "ALU", "COND"):
+            key = (instr.op, instr.dtype, instr.srcs, _arg_key(instr.arg))
+            for scope in self.scopes:
+                if key in scope:
+                    return scope[key]
         self.instrs.append(instr)
+        if key is not None:
+            self.scopes[-1][key] = len(self.instrs) - 1
+        if instr.op == "LOOP":
+            self.scopes.append({})
+        elif instr.op == "ENDLOOP":  # values computed inside a loop are not visible after it
+            dropped = set(self.scopes.pop().values())
+            self.emitted = {k: v for k, v in self.emitted.items() if v not in dropped}
         return len(self.instrs) - 1
 
-    def idxs(self, reduced: bool) -> list[Node]:
-        """Index of each dim: its loop variable, or 0 (size-1 dims, and reduce dims after the reduce)."""
-        return [
-            self.variables[d]
-            if d in self.variables and (reduced or d not in self.nest.reduce_axes)
-            else NumNode(0)
-            for d in range(len(self.nest.full_shape))
-        ]
+    def idxs(self, reduced: bool, copy: dict[int, int]) -> list[Node]:
+        """The index of each dim in the body copy `copy` (dim -> j for upcast dims); reduce dims are 0 after
+        the reduce, and size-1 dims are always 0."""
+        out: list[Node] = []
+        for d in range(len(self.nest.full_shape)):
+            if d not in self.variables or (d in self.nest.reduce_axes and not reduced):
+                out.append(NumNode(0))
+            else:
+                factor = self.nest.upcast.get(d, 1)
+                out.append(self.variables[d] * factor + copy.get(d, 0) if factor > 1 else self.variables[d])
+        return out
 
-    def value(self, node: AstNode, reduced: bool) -> int:
-        """Emit `node` and its operands (skipping ones already emitted); return its instruction number."""
+    def value(self, node: AstNode, reduced: bool, copy: dict[int, int]) -> int:
+        """Emit `node` and its operands for one body copy; return its instruction number."""
+        copy_key = tuple(sorted(copy.items()))
         for n in node.toposort():
-            if n in self.emitted:
+            if (n, copy_key) in self.emitted:
                 continue
             if n.op in (Op.LOAD, Op.CONST):
-                st = n.arg[1]
+                index, valid = n.arg[1].expr_idxs(self.idxs(reduced, copy))
                 if n.op is Op.CONST:
-                    index, valid = st.expr_idxs(self.idxs(reduced))
-                    const = self.emit(Instr("CONST", n.dtype, (), n.arg[0]))
-                    self.emitted[n] = (
-                        const if valid.max == 1 and valid.min == 1 else self._masked(const, valid, n)
-                    )
+                    result = self.emit(Instr("CONST", n.dtype, (), n.arg[0]))
+                    if not (valid.min == 1 and valid.max == 1):
+                        result = self._masked(result, valid, n)
                 else:
-                    index, valid = st.expr_idxs(self.idxs(reduced))
-                    self.emitted[n] = self.emit(Instr("LOAD", n.dtype, (), (n.arg[0], index, valid)))
+                    result = self.emit(Instr("LOAD", n.dtype, (), (n.arg[0], index, valid)))
             elif n.op in REDUCE:
                 raise RuntimeError("reduces are emitted by linearize(), not inline")
             else:
-                self.emitted[n] = self.emit(
-                    Instr("ALU", n.dtype, tuple(self.emitted[s] for s in n.srcs), n.op)
-                )
-        return self.emitted[node]
+                srcs = tuple(self.emitted[(s, copy_key)] for s in n.srcs)
+                result = self.emit(Instr("ALU", n.dtype, srcs, n.op))
+            self.emitted[(n, copy_key)] = result
+        return self.emitted[(node, copy_key)]
 
     def _masked(self, const: int, valid: Node, node: AstNode) -> int:
         """A constant seen through a padded view: the value inside the mask, 0 outside."""
@@ -164,35 +189,67 @@ class _Linearizer:
         return self.emit(Instr("ALU", node.dtype, (condition, const, zero), Op.WHERE))
 
 
+def _arg_key(arg: Any) -> Any:
+    """A hashable stand-in for an instruction's arg (symbolic nodes by their rendered text)."""
+    if isinstance(arg, Node):
+        return arg.key
+    if isinstance(arg, tuple):
+        return tuple(_arg_key(a) for a in arg)
+    if isinstance(arg, float) and arg != arg:
+        return "nan"
+    return (type(arg).__name__, arg)
+
+
+def _copies(nest: LoopNest, dims: list[int]) -> list[dict[int, int]]:
+    """Every combination of body copies of the upcast dims among `dims`."""
+    combos: list[dict[int, int]] = [{}]
+    for d in dims:
+        combos = [{**c, d: j} for c in combos for j in range(nest.upcast.get(d, 1))]
+    return combos
+
+
 def linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
     """Emit the instructions of `ast` in the loop nest `nest` (see the module docstring)."""
     lin = _Linearizer(nest)
     loops = [
-        Loop(lin.variables[d], nest.full_shape[d], d in nest.reduce_axes, d in nest.parallel_dims)
+        Loop(
+            lin.variables[d],
+            nest.full_shape[d] // nest.upcast.get(d, 1),
+            d in nest.reduce_axes,
+            d in nest.parallel_dims,
+        )
         for d in nest.order
+        if isinstance(lin.variables[d], Variable)
     ]
     global_loops = [loop for loop in loops if not loop.reduce]
     reduce_loops = [loop for loop in loops if loop.reduce]
+    global_copies = _copies(nest, [d for d in nest.order if d not in nest.reduce_axes])
+    reduce_copies = _copies(nest, [d for d in nest.order if d in nest.reduce_axes])
     for loop in global_loops:
         lin.emit(Instr("LOOP", None, (), loop))
-    reduces = [n for n in ast.toposort() if n.op in REDUCE]
+    reduces = list(dict.fromkeys(n for n in ast.toposort() if n.op in REDUCE))
     accumulators = {}
-    for r in dict.fromkeys(reduces):
-        initial = 0 if r.op is Op.REDUCE_SUM else "lowest"
-        accumulators[r] = lin.emit(Instr("ACC", r.dtype, (), (r.op, initial)))
+    for r in reduces:
+        for g in global_copies:
+            initial = 0 if r.op is Op.REDUCE_SUM else "lowest"
+            accumulators[(r, tuple(sorted(g.items())))] = lin.emit(Instr("ACC", r.dtype, (), (r.op, initial)))
     if reduces:
         for loop in reduce_loops:
             lin.emit(Instr("LOOP", None, (), loop))
-        for r, acc in accumulators.items():
-            value = lin.value(r.srcs[0], reduced=True)
-            lin.emit(Instr("UPDATE", r.dtype, (acc, value), r.op))
+        for r in reduces:
+            for g in global_copies:
+                acc = accumulators[(r, tuple(sorted(g.items())))]
+                for rc in reduce_copies:
+                    value = lin.value(r.srcs[0], reduced=True, copy={**g, **rc})
+                    lin.emit(Instr("UPDATE", r.dtype, (acc, value), r.op))
         for loop in reversed(reduce_loops):
             lin.emit(Instr("ENDLOOP", None, (), loop))
         lin.emitted.update(accumulators)
     store = ast
-    value = lin.value(store.srcs[0], reduced=False)
-    index, valid = store.arg[1].expr_idxs(lin.idxs(reduced=False))
-    lin.emit(Instr("STORE", store.dtype, (value,), (store.arg[0], index, valid)))
+    for g in global_copies:
+        value = lin.value(store.srcs[0], reduced=False, copy=g)
+        index, valid = store.arg[1].expr_idxs(lin.idxs(reduced=False, copy=g))
+        lin.emit(Instr("STORE", store.dtype, (value,), (store.arg[0], index, valid)))
     for loop in reversed(global_loops):
         lin.emit(Instr("ENDLOOP", None, (), loop))
     buffers = {store.arg[0]: (store.arg[0], store.dtype, True)}
