@@ -1,7 +1,7 @@
 """Fuzz: random graphs mixing elementwise, reduce and movement ops, compiled (CPU) against the oracle (NUMPY).
 
-200 cases in CI; FUZZ_CASES=N runs more. Each case also draws random optimization settings (threads on or
-off, NOOPT), so the optimizer is fuzzed against unoptimized kernels through the same oracle.
+200 cases in CI; FUZZ_CASES=N runs more. Each case also draws random optimization settings (threads,
+upcasting, NOOPT), so the optimizer is fuzzed against unoptimized kernels through the same oracle.
 """
 
 import os
@@ -90,7 +90,11 @@ def _broadcastable(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
 @pytest.mark.parametrize("seed", range(CASES))
 def test_random_graph_matches_numpy(seed):
     rng = np.random.default_rng(10_000 + seed)
-    settings = {"THREADS": int(rng.integers(0, 2)), "NOOPT": int(rng.random() < 0.3)}
+    settings = {
+        "THREADS": int(rng.integers(0, 2)),
+        "UPCAST": int(rng.integers(0, 2)),
+        "NOOPT": int(rng.random() < 0.3),
+    }
     expected = [t.numpy() for t in random_graph(seed, "NUMPY")]
     for device in COMPILED:
         with Context(**settings):

@@ -113,9 +113,11 @@ def loop_nest(ast: AstNode) -> LoopNest:
 
 
 class _Linearizer:
-    """Walks the AST, appending instructions. Pure instructions (loads, constants, arithmetic) are hash-consed:
-    emitting one that already exists returns the existing one, so values shared by the unrolled copies of
-    the body (or written twice in the AST) are computed once."""
+    """Walks the AST, appending instructions.
+
+    Pure instructions (loads, constants, arithmetic) are hash-consed: emitting one that already exists in
+    scope returns the existing one, so values shared by the copies of an upcast body (or written twice in
+    the AST) are computed once."""
 
     def __init__(self, nest: LoopNest):
         self.nest = nest

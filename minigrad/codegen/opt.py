@@ -1,8 +1,11 @@
 """Kernel optimizations, as rewrites of a kernel's loop nest. NOOPT=1 turns every one of them off.
 
 In: a kernel AST and its unoptimized `LoopNest` (codegen/lower.py). Out: a `LoopNest` that computes the
-same values faster. Each optimization is a small function with its own off switch, applied in order:
-  - parallel: run the outermost global loop on several threads (THREADS=0 turns it off).
+same values faster. Each optimization is one small function with its own off switch, applied in order:
+  - upcast (UPCAST=0 turns off): register tiling for kernels with a reduce. The innermost global dim is
+    computed 8 outputs at a time and the one before it 4 at a time, so each loaded value feeds several
+    accumulators (a matmul's inner loop does 32 multiply-adds per 12 loads instead of 1 per 2).
+  - parallel (THREADS=0 turns off): run the outermost global loop on several threads.
 """
 
 from __future__ import annotations
@@ -12,11 +15,29 @@ from minigrad.helpers import getenv, prod
 from minigrad.ops import AstNode
 
 PARALLEL_MIN_WORK = 1 << 15  # below this many inner iterations, starting threads costs more than it saves
+UPCAST_FACTORS = (8, 4)  # innermost global dim first
+
+
+def upcast(ast: AstNode, nest: LoopNest) -> LoopNest:
+    """Tile the last two global dims of a reduce kernel into registers (see the module docstring)."""
+    if not getenv("UPCAST", 1) or not nest.reduce_axes:
+        return nest
+    global_dims = [d for d in nest.order if d not in nest.reduce_axes]
+    reduce_size = prod(nest.full_shape[d] for d in nest.reduce_axes)
+    if reduce_size < 8:
+        return nest
+    for dim, factor in zip(reversed(global_dims), UPCAST_FACTORS):
+        size = nest.full_shape[dim]
+        if size % factor == 0 and size > factor:
+            nest.upcast[dim] = factor
+    return nest
 
 
 def parallelize(ast: AstNode, nest: LoopNest) -> LoopNest:
     """Mark the outermost global loop parallel when the kernel is big enough to share out."""
-    global_dims = [d for d in nest.order if d not in nest.reduce_axes]
+    global_dims = [
+        d for d in nest.order if d not in nest.reduce_axes and nest.full_shape[d] > nest.upcast.get(d, 1)
+    ]
     if not getenv("THREADS", 1) or not global_dims or prod(nest.full_shape) < PARALLEL_MIN_WORK:
         return nest
     nest.parallel_dims = {global_dims[0]}
@@ -24,6 +45,6 @@ def parallelize(ast: AstNode, nest: LoopNest) -> LoopNest:
 
 
 def optimize(ast: AstNode, nest: LoopNest) -> LoopNest:
-    for rewrite in (parallelize,):
+    for rewrite in (upcast, parallelize):
         nest = rewrite(ast, nest)
     return nest
