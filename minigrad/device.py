@@ -27,12 +27,37 @@ from minigrad.helpers import codegen_settings, getenv
 
 
 class Allocator:
-    """Device memory. `buf` is whatever opaque handle the backend uses."""
+    """Device memory. A backend implements `_alloc`, `_free`, `copyin` and `copyout`; `buf` is whatever
+    opaque handle it uses.
+
+    `alloc`/`free` keep recently freed buffers and hand them out again for a request of the same size (up
+    to CACHE_BYTES in all), so a training loop that frees and reallocates the same shapes every step pays
+    for neither allocation nor first-touch page faults. LRU=0 turns this off.
+    """
+
+    CACHE_BYTES = 512 << 20
+
+    def __init__(self) -> None:
+        self._cache: dict[int, list[Any]] = {}
+        self._cached_bytes = 0
 
     def alloc(self, nbytes: int) -> Any:
+        if getenv("LRU", 1) and self._cache.get(nbytes):
+            self._cached_bytes -= nbytes
+            return self._cache[nbytes].pop()
+        return self._alloc(nbytes)
+
+    def free(self, buf: Any, nbytes: int) -> None:
+        if getenv("LRU", 1) and self._cached_bytes + nbytes <= self.CACHE_BYTES:
+            self._cache.setdefault(nbytes, []).append(buf)
+            self._cached_bytes += nbytes
+        else:
+            self._free(buf)
+
+    def _alloc(self, nbytes: int) -> Any:
         raise NotImplementedError
 
-    def free(self, buf: Any) -> None:
+    def _free(self, buf: Any) -> None:
         pass
 
     def copyin(self, buf: Any, src: memoryview) -> None:
@@ -45,7 +70,7 @@ class Allocator:
 class HostAllocator(Allocator):
     """Memory in this process: a numpy byte array per buffer (used by NUMPY and the CPU backend)."""
 
-    def alloc(self, nbytes: int) -> np.ndarray:
+    def _alloc(self, nbytes: int) -> np.ndarray:
         return np.empty(nbytes, dtype=np.uint8)
 
     def copyin(self, buf: np.ndarray, src: memoryview) -> None:
@@ -175,7 +200,7 @@ class Buffer:
 
     def __del__(self) -> None:
         if hasattr(self, "_buf"):
-            self.allocator.free(self._buf)
+            self.allocator.free(self._buf, max(self.nbytes, 1))
 
     def __repr__(self) -> str:
         return f"<Buffer {self.device} {self.size} x {self.dtype.name}>"

@@ -29,7 +29,7 @@ def _check(condition: bool, message: str) -> None:
 
 
 class LazyNode:
-    __slots__ = ("op", "srcs", "arg", "dtype", "device", "st", "base", "realized", "__weakref__")
+    __slots__ = ("op", "srcs", "arg", "dtype", "device", "st", "_base", "realized", "__weakref__")
 
     def __init__(
         self,
@@ -43,11 +43,15 @@ class LazyNode:
     ):
         self.op, self.srcs, self.arg, self.dtype, self.device = op, srcs, arg, dtype, device
         self.st = st
-        self.base = self if base is None else base
+        self._base = base  # None for a base node (storing self would make a reference cycle)
         self.realized = None  # a device Buffer once computed (base nodes only)
 
     def __repr__(self) -> str:
         return f"<LazyNode {self.op.name} {self.shape} {self.dtype.name} {self.device}>"
+
+    @property
+    def base(self) -> "LazyNode":
+        return self if self._base is None else self._base
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -55,7 +59,7 @@ class LazyNode:
 
     @property
     def is_view(self) -> bool:
-        return self.base is not self
+        return self._base is not None
 
     # ---- leaves ---------------------------------------------------------------------------------
 

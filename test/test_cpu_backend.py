@@ -98,3 +98,18 @@ def test_compile_error_names_the_compiler_and_shows_the_source():
 
     with pytest.raises(RuntimeError, match="could not compile a kernel(.|\n)*--- source ---"):
         Device["CPU"].compiler.compile("this is not C")
+
+
+def test_freed_buffers_are_reused_and_lru_0_turns_it_off():
+    from minigrad.device import Device
+
+    x = Tensor(np.arange(1000, dtype=np.float32), device="CPU").realize()
+    first = (x * 2).realize()
+    address = first.lazydata.realized._buf.ctypes.data
+    del first
+    second = (x * 3).realize()
+    assert second.lazydata.realized._buf.ctypes.data == address, "a freed buffer of the same size is reused"
+    with Context(LRU=0):
+        del second
+        assert Device["CPU"].allocator._cache.get(4000, []) == []
+        np.testing.assert_equal((x * 3).numpy(), np.arange(1000) * 3)
