@@ -36,7 +36,7 @@ kernel's result). A kernel AST is a small tree of `AstNode`s whose root is a STO
 from __future__ import annotations
 
 from enum import Enum, auto
-from typing import Any
+from typing import Any, Callable
 
 from minigrad.dtype import DType
 
@@ -140,8 +140,9 @@ class AstNode:
     def __repr__(self) -> str:
         return f"AstNode({self.op.name}, {len(self.srcs)} srcs, arg={self.arg!r}, {self.dtype})"
 
-    def toposort(self) -> list["AstNode"]:
-        """All distinct nodes of this tree, operands before users (iterative; no recursion limit)."""
+    def toposort(self, stop: Callable[["AstNode"], bool] = lambda node: False) -> list["AstNode"]:
+        """All distinct nodes of this tree, operands before users (iterative; no recursion limit).
+        The operands of nodes where `stop(node)` are not visited."""
         order: list[AstNode] = []
         seen: set[int] = set()
         stack: list[tuple[AstNode, bool]] = [(self, False)]
@@ -154,5 +155,6 @@ class AstNode:
                 continue
             seen.add(id(node))
             stack.append((node, True))
-            stack.extend((src, False) for src in reversed(node.srcs))
+            if not stop(node):
+                stack.extend((src, False) for src in reversed(node.srcs))
         return order

