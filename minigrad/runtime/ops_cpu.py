@@ -31,7 +31,8 @@ from minigrad.device import Backend, Compiler, HostAllocator, Program
 from minigrad.dtype import DType, dtypes
 from minigrad.helpers import getenv
 
-FLAGS = ["-O2", "-march=native", "-fvect-cost-model=dynamic", "-fopenmp", "-shared", "-fPIC", "-lm"]
+COMMON_FLAGS = ["-march=native", "-fopenmp", "-shared", "-fPIC", "-lm"]
+OPTIMIZE_FLAGS = {"gcc": ["-O2", "-fvect-cost-model=dynamic"], "clang": ["-O2"]}
 
 
 def find_compiler() -> str:
@@ -62,19 +63,30 @@ class ClangStyleCompiler(Compiler):
         version = subprocess.run([self.cc, "--version"], capture_output=True, text=True).stdout.splitlines()[
             :1
         ]
-        self.cache_key = f"{self.cc} {version} {FLAGS} {_cpu_flags()}"
+        self.flags = OPTIMIZE_FLAGS["clang" if "clang" in " ".join(version) else "gcc"] + COMMON_FLAGS
+        if not self._links("int main(void) { return 0; }"):  # e.g. clang without libomp: one thread
+            self.flags.remove("-fopenmp")
+        self.cache_key = f"{self.cc} {version} {self.flags} {_cpu_flags()}"
+
+    def _links(self, source: str) -> bool:
+        try:
+            self.compile(source)
+            return True
+        except RuntimeError:
+            return False
 
     def compile(self, source: str) -> bytes:
         with tempfile.TemporaryDirectory() as tmp:
             src, lib = pathlib.Path(tmp) / "kernel.c", pathlib.Path(tmp) / "kernel.so"
             src.write_text(source)
             result = subprocess.run(
-                [self.cc, *FLAGS, str(src), "-o", str(lib)], capture_output=True, text=True
+                [self.cc, *self.flags, str(src), "-o", str(lib)], capture_output=True, text=True
             )
             if result.returncode != 0:
+                excerpt = "\n".join(source.splitlines()[:60])
                 raise RuntimeError(
-                    f"{self.cc} could not compile a kernel:\n{result.stderr[-3000:]}\n"
-                    f"--- source ---\n{source}"
+                    f"{self.cc} could not compile a kernel:\n{result.stderr[-2000:]}\n"
+                    f"--- source (first 60 lines) ---\n{excerpt}"
                 )
             return lib.read_bytes()
 
