@@ -1,6 +1,7 @@
 """Rendering: the linear IR as C-family source. One renderer, one small `Language` per dialect.
 
 In: a `LinearKernel` (codegen/lower.py) and a `Language`. Out: (function name, source text).
+`render_kernel(ast, language)` is all of codegen for a backend: lower, optimize (unless NOOPT=1), render.
 A dialect differs from C only in what its `Language` says: the kernel's prefix, how buffers are declared,
 type names, the text of each op, and how a loop is marked parallel. C is the first instance (`C_LANGUAGE`);
 OpenCL C and CUDA C are two more instances of the same dataclass.
@@ -12,8 +13,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from minigrad.codegen.lower import Instr, LinearKernel, Loop
+from minigrad.codegen.lower import Instr, LinearKernel, Loop, lower
+from minigrad.codegen.opt import optimize
 from minigrad.dtype import DType, dtypes
+from minigrad.helpers import getenv
 from minigrad.ops import Op
 
 
@@ -161,3 +164,8 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str]:
         + "\n}\n"
     )
     return kernel.name, source
+
+
+def render_kernel(ast, language: Language) -> tuple[str, str]:
+    """A kernel AST as source in `language`: lowered, optimized unless NOOPT=1, rendered."""
+    return render(lower(ast, None if getenv("NOOPT") else optimize), language)

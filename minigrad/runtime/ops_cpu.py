@@ -2,14 +2,11 @@
 
 In: a kernel AST. Out: a shared library with one function per kernel, called on host buffers.
 
-The compiler is `$CC` if set, else the first of cc, gcc, clang on PATH. Flags:
-  -O2 -march=native  optimize for this machine (the cache key includes the CPU's feature flags). Not -O3:
-                     GCC 12's -O3 vectorizer with AVX2 miscompiles masked loads of padded views (seen on
-                     `x.pad(((3, 1), (0, 0)))`: rows read as 0); test_ops.py's pad tests catch it.
-  -fvect-cost-model=dynamic  let -O2 vectorize the upcast accumulators (matmul 1024^2: 24 -> 34 GFLOPS)
-  -fopenmp           loops that opt.py marks parallel run on all cores (THREADS=0 turns this off)
-  -shared -fPIC      a loadable library;  -lm  the math library
-No -ffast-math: it would let the compiler drop NaN and infinity handling that tests rely on.
+The compiler is `$CC` if set, else the first of cc, gcc, clang on PATH. Flags: -O2 -march=native (the
+cache key includes the CPU's feature flags); not -O3, whose GCC 12 vectorizer miscompiles padded loads
+with AVX2 (`x.pad(((3, 1), (0, 0)))` read rows as 0; the pad tests catch it); -fvect-cost-model=dynamic
+(GCC: vectorize upcast accumulators, matmul 1024^2 24 -> 34 GFLOPS); -fopenmp for loops opt.py marks
+parallel (dropped if it does not link); -shared -fPIC -lm. No -ffast-math: NaN and inf must survive.
 """
 
 from __future__ import annotations
@@ -24,12 +21,9 @@ import subprocess
 import tempfile
 import time
 
-from minigrad.codegen.cstyle import C_LANGUAGE, render
-from minigrad.codegen.lower import lower
-from minigrad.codegen.opt import optimize
+from minigrad.codegen.cstyle import C_LANGUAGE, render_kernel
 from minigrad.device import Backend, Compiler, HostAllocator, Program
 from minigrad.dtype import DType, dtypes
-from minigrad.helpers import getenv
 
 COMMON_FLAGS = ["-march=native", "-fopenmp", "-shared", "-fPIC", "-lm"]
 OPTIMIZE_FLAGS = {"gcc": ["-O2", "-fvect-cost-model=dynamic"], "clang": ["-O2"]}
@@ -48,13 +42,10 @@ def find_compiler() -> str:
 def _cpu_flags() -> str:
     """The CPU's feature flags, so a binary built with -march=native is never loaded on another CPU."""
     try:
-        return next(
-            line
-            for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("flags")
-        )
-    except (OSError, StopIteration):
+        lines = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
         return platform.processor()
+    return next((line for line in lines if line.startswith("flags")), platform.processor())
 
 
 class ClangStyleCompiler(Compiler):
@@ -117,13 +108,15 @@ class CpuProgram(Program):
         return time.perf_counter() - start
 
 
-def _render(ast) -> tuple[str, str]:
-    return render(lower(ast, None if getenv("NOOPT") else optimize), C_LANGUAGE)
-
-
 class CpuDevice(Backend):
     def __init__(self):
-        super().__init__("CPU", HostAllocator(), _render, ClangStyleCompiler(), CpuProgram)
+        super().__init__(
+            "CPU",
+            HostAllocator(),
+            lambda ast: render_kernel(ast, C_LANGUAGE),
+            ClangStyleCompiler(),
+            CpuProgram,
+        )
 
     def supports_dtype(self, dtype: DType) -> bool:
         return dtype != dtypes.float16  # C has no portable half type with math functions
