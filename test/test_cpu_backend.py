@@ -75,7 +75,7 @@ def test_missing_compiler_is_a_clear_error(tmp_path):
     )
 
 
-@pytest.mark.parametrize("name", ["matmul", "softmax", "conv", "sum_axis0"])
+@pytest.mark.parametrize("name", ["matmul", "softmax", "conv", "sum_axis0", "transposed"])
 def test_noopt_gives_the_same_results(name):
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((64, 96)).astype(np.float32), rng.standard_normal((96, 48)).astype(np.float32)
@@ -86,6 +86,7 @@ def test_noopt_gives_the_same_results(name):
         "softmax": lambda: Tensor(a, device="CPU").softmax(-1),
         "conv": lambda: Tensor(image, device="CPU").conv2d(Tensor(kernel, device="CPU"), padding=1),
         "sum_axis0": lambda: Tensor(np.tile(a, (600, 1)), device="CPU").sum(0),
+        "transposed": lambda: Tensor(a, device="CPU").T * 2 + Tensor(a, device="CPU").T,
     }
     optimized = fns[name]().numpy()
     with Context(NOOPT=1):

@@ -91,6 +91,7 @@ def _broadcastable(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
 def test_random_graph_matches_numpy(seed):
     rng = np.random.default_rng(10_000 + seed)
     settings = {
+        "REORDER": int(rng.integers(0, 2)),
         "THREADS": int(rng.integers(0, 2)),
         "UPCAST": int(rng.integers(0, 2)),
         "NOOPT": int(rng.random() < 0.3),

@@ -9,6 +9,8 @@ same values faster. Each optimization is one small function with its own off swi
     accumulators instead of one serial chain of adds (sum of 4096^2 over rows: 8.9 -> 3.4 ms).
     Measured on the 2-core AVX-512 machine, matmul 1024^2: 8x4 tiles 37 GFLOPS, 16x8 75 GFLOPS; at 2048^2
     16x8 is slower (20 -> 14) until the reduce loop is blocked for the cache.
+  - reorder (REORDER=0 turns off): the global dim walked with stride 1 by most accesses goes innermost
+    (`a.T * 2 + b.T` on 4096^2: 146 -> 65 ms).
   - parallel (THREADS=0 turns off): run the outermost global loop on several threads.
 """
 
@@ -21,6 +23,21 @@ from minigrad.ops import AstNode, Op
 PARALLEL_MIN_WORK = 1 << 15  # below this many inner iterations, starting threads costs more than it saves
 REUSE_FACTORS = (16, 8)  # dims where inputs are broadcast, innermost first: 16 floats = one AVX-512 register
 ROWS_FACTOR = 8  # otherwise: 8 independent accumulators hide the latency of the serial adds
+
+
+def reorder(ast: AstNode, nest: LoopNest) -> LoopNest:
+    """Put the global dim that most loads and the store walk with stride 1 innermost (REORDER=0 turns off):
+    a transposed copy then reads or writes consecutive addresses in its inner loop."""
+    global_dims = [d for d in nest.order if d not in nest.reduce_axes]
+    if not getenv("REORDER", 1) or len(global_dims) < 2:
+        return nest
+    views = [n.arg[1].views[-1] for n in ast.toposort() if n.op in (Op.LOAD, Op.STORE)]
+    views = [v for v in views if v.shape == nest.full_shape]
+    score = {d: sum(1 for v in views if abs(v.strides[d]) == 1) for d in global_dims}
+    best = max(global_dims, key=lambda d: (score[d], d))  # ties keep the last dim innermost
+    ordered = [d for d in global_dims if d != best] + [best]
+    nest.order = ordered + [d for d in nest.order if d in nest.reduce_axes]
+    return nest
 
 
 def upcast(ast: AstNode, nest: LoopNest) -> LoopNest:
@@ -52,6 +69,6 @@ def parallelize(ast: AstNode, nest: LoopNest) -> LoopNest:
 
 
 def optimize(ast: AstNode, nest: LoopNest) -> LoopNest:
-    for rewrite in (upcast, parallelize):
+    for rewrite in (reorder, upcast, parallelize):
         nest = rewrite(ast, nest)
     return nest
