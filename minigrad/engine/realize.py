@@ -6,13 +6,14 @@ In: `ScheduleItem`s from engine/schedule.py. Out: every item's output node holds
 
 from __future__ import annotations
 
+import functools
 import time
 
 from minigrad.device import Buffer, Device
 from minigrad.engine.schedule import ScheduleItem, create_schedule
 from minigrad.helpers import GlobalCounters, getenv, prod
 from minigrad.lazy import LazyNode, toposort
-from minigrad.ops import ELEMENTWISE, REDUCE, Op
+from minigrad.ops import ELEMENTWISE, REDUCE, AstNode, Op
 
 
 def realize(nodes: list[LazyNode]) -> None:
@@ -82,17 +83,25 @@ def _run_kernel(item: ScheduleItem) -> None:
 
 
 def _estimate_work(item: ScheduleItem, buffers: list[Buffer]) -> tuple[int, int]:
-    """(arithmetic ops, bytes moved) of one kernel: each ALU node costs one op per element it computes."""
+    """(arithmetic ops, bytes moved) of one kernel."""
+    return _count_ops(item.ast), sum(b.nbytes for b in buffers)
+
+
+@functools.lru_cache(maxsize=4096)
+def _count_ops(ast: AstNode) -> int:
+    """Each ALU node costs one op per element it computes (a reduce: per element it reads)."""
     shapes: dict[int, tuple[int, ...]] = {}
     ops = 0
-    for node in item.ast.toposort():
+    for node in ast.toposort():
         if node.op in (Op.LOAD, Op.CONST):
             shapes[id(node)] = node.arg[1].shape
             continue
         shapes[id(node)] = shapes[id(node.srcs[0])]
         if node.op in ELEMENTWISE or node.op in REDUCE:
             ops += prod(shapes[id(node)])
-    return ops, sum(b.nbytes for b in buffers)
+        if node.op in REDUCE:
+            shapes[id(node)] = tuple(1 if d in node.arg else s for d, s in enumerate(shapes[id(node)]))
+    return ops
 
 
 def print_graph(nodes: list[LazyNode]) -> None:

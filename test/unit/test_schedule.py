@@ -103,3 +103,11 @@ def test_global_counters():
     assert GlobalCounters.global_mem == 3 * 4000
     GlobalCounters.reset()
     assert (GlobalCounters.kernel_count, GlobalCounters.global_ops, GlobalCounters.global_mem) == (0, 0, 0)
+
+
+def test_global_ops_counts_post_reduce_ops_at_the_output_shape():
+    x, b = realized(4, 8), realized(4, 1)
+    GlobalCounters.reset()
+    (x.sum(1, keepdim=True) + b).realize()
+    assert GlobalCounters.kernel_count == 1
+    assert GlobalCounters.global_ops == 4 * 8 + 4  # the reduce reads 32 elements; the add makes 4
