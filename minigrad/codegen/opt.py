@@ -9,8 +9,8 @@ same values faster. Each optimization is one small function with its own off swi
     accumulators instead of one serial chain of adds (sum of 4096^2 over rows: 8.9 -> 3.4 ms).
     Measured on the 2-core AVX-512 machine, matmul 1024^2: 8x4 tiles 37 GFLOPS, 16x8 75 GFLOPS; at 2048^2
     16x8 is slower (20 -> 14) until the reduce loop is blocked for the cache.
-  - reorder (REORDER=0 turns off): the global dim walked with stride 1 by most accesses goes innermost
-    (`a.T * 2 + b.T` on 4096^2: 146 -> 65 ms).
+  - reorder (REORDER=0 turns off): in kernels without a reduce, the global dim walked with stride 1 by
+    most accesses goes innermost (`a.T * 2 + b.T` on 4096^2: 146 -> 65 ms).
   - parallel (THREADS=0 turns off): run the outermost global loop on several threads.
 """
 
@@ -26,11 +26,11 @@ ROWS_FACTOR = 8  # otherwise: 8 independent accumulators hide the latency of the
 
 
 def reorder(ast: AstNode, nest: LoopNest) -> LoopNest:
-    """Put the global dim that most loads and the store walk with stride 1 innermost (REORDER=0 turns off):
-    a transposed copy then reads or writes consecutive addresses in its inner loop."""
+    """In a kernel without a reduce, put the global dim that most loads and the store walk with stride 1
+    innermost (REORDER=0 turns off): a transposed copy then reads or writes consecutive addresses."""
     global_dims = [d for d in nest.order if d not in nest.reduce_axes]
-    if not getenv("REORDER", 1) or len(global_dims) < 2:
-        return nest
+    if not getenv("REORDER", 1) or len(global_dims) < 2 or nest.reduce_axes:
+        return nest  # reduce kernels keep their order: upcast picks their dims (reordering cost 30% there)
     views = [n.arg[1].views[-1] for n in ast.toposort() if n.op in (Op.LOAD, Op.STORE)]
     views = [v for v in views if v.shape == nest.full_shape]
     score = {d: sum(1 for v in views if abs(v.strides[d]) == 1) for d in global_dims}
