@@ -163,11 +163,7 @@ class Backend:
             name, source = self.renderer(ast)
             if getenv("DEBUG") >= 4 and isinstance(source, str):
                 print(f"--- {name}: {self.name} source ---\n{source}")
-            binary = (
-                self.compiler.compile_cached(source)
-                if isinstance(source, str)
-                else self.compiler.compile(source)
-            )
+            binary = self.compiler.compile_cached(source)
             program = self._programs[key] = self.program(name, binary)
             program.source = source
         return program

@@ -21,7 +21,7 @@ from minigrad.device import Device
 from minigrad.dtype import DType, dtypes, to_dtype
 from minigrad.engine.realize import realize as realize_nodes
 from minigrad.gradient import gradient as reverse_gradient
-from minigrad.helpers import all_same, argsort, normalize_axis, prod
+from minigrad.helpers import all_same, normalize_axis, prod
 from minigrad.lazy import LazyNode, toposort
 from minigrad.ops import Op
 
@@ -236,12 +236,6 @@ class Tensor:
     # ---- construction ---------------------------------------------------------------------------
 
     @staticmethod
-    def _factory(
-        array: np.ndarray, device: str | None, dtype: DType | str | None, requires_grad: bool | None
-    ) -> "Tensor":
-        return Tensor(array, device=device, dtype=dtype, requires_grad=requires_grad)
-
-    @staticmethod
     def full(
         shape: Shape | int,
         fill_value: Scalar,
@@ -294,7 +288,7 @@ class Tensor:
             raise ValueError("arange: step must not be zero")
         is_int = all(isinstance(v, (int, np.integer)) for v in (start, stop, step))
         dtype = dtype or (dtypes.default_int if is_int else dtypes.default_float)
-        return Tensor._factory(np.arange(start, stop, step), device, dtype, requires_grad)
+        return Tensor(np.arange(start, stop, step), device=device, dtype=dtype, requires_grad=requires_grad)
 
     @staticmethod
     def eye(
@@ -304,7 +298,9 @@ class Tensor:
         dtype: DTypeArg = None,
         requires_grad: bool | None = None,
     ) -> "Tensor":
-        return Tensor._factory(np.eye(n, m), device, dtype or dtypes.default_float, requires_grad)
+        return Tensor(
+            np.eye(n, m), device=device, dtype=dtype or dtypes.default_float, requires_grad=requires_grad
+        )
 
     @staticmethod
     def manual_seed(seed: int = 0) -> None:
@@ -316,14 +312,14 @@ class Tensor:
         *shape, device: DeviceArg = None, dtype: DTypeArg = None, requires_grad: bool | None = None
     ) -> "Tensor":
         array = Tensor._rng.random(_shape_args(shape), dtype=np.float32)
-        return Tensor._factory(array, device, dtype or dtypes.default_float, requires_grad)
+        return Tensor(array, device=device, dtype=dtype or dtypes.default_float, requires_grad=requires_grad)
 
     @staticmethod
     def randn(
         *shape, device: DeviceArg = None, dtype: DTypeArg = None, requires_grad: bool | None = None
     ) -> "Tensor":
         array = Tensor._rng.standard_normal(_shape_args(shape), dtype=np.float32)
-        return Tensor._factory(array, device, dtype or dtypes.default_float, requires_grad)
+        return Tensor(array, device=device, dtype=dtype or dtypes.default_float, requires_grad=requires_grad)
 
     @staticmethod
     def uniform(
@@ -335,7 +331,7 @@ class Tensor:
         requires_grad: bool | None = None,
     ) -> "Tensor":
         array = Tensor._rng.uniform(low, high, _shape_args(shape)).astype(np.float32)
-        return Tensor._factory(array, device, dtype or dtypes.default_float, requires_grad)
+        return Tensor(array, device=device, dtype=dtype or dtypes.default_float, requires_grad=requires_grad)
 
     @staticmethod
     def randint(
@@ -349,7 +345,7 @@ class Tensor:
         if high <= low:
             raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
         array = Tensor._rng.integers(low, high, _shape_args(shape))
-        return Tensor._factory(array, device, dtype or dtypes.default_int, requires_grad)
+        return Tensor(array, device=device, dtype=dtype or dtypes.default_int, requires_grad=requires_grad)
 
     @staticmethod
     def zeros_like(t: "Tensor", **kwargs) -> "Tensor":
@@ -1549,4 +1545,4 @@ class no_grad(contextlib.ContextDecorator):
         Tensor.no_grad = self.previous
 
 
-__all__ = ["Tensor", "no_grad", "broadcast_shape", "argsort"]
+__all__ = ["Tensor", "no_grad", "broadcast_shape"]

@@ -95,6 +95,8 @@ class NumpyCompiler(Compiler):
     def compile(self, source):
         return source  # nothing to compile: the "source" is the AST
 
+    compile_cached = compile  # and nothing to keep on disk
+
 
 class NumpyDevice(Backend):
     def __init__(self):
