@@ -65,7 +65,8 @@ class LoopNest:
     """The loop structure of a kernel before linearizing: which dims loop, in which order, and how.
 
     upcast: dim -> factor f. The dim's loop runs s/f times and its body is repeated f times with the index
-    `var*f + j`, j = 0..f-1 (register tiling for global dims, unrolling for reduce dims).
+    `var*f + j`, j = 0..f-1: register tiling for global dims; for reduce dims, f accumulators that each
+    sum every f-th element and are combined after the loop (independent adds, vectorizable loads).
     """
 
     full_shape: tuple[int, ...]
@@ -164,7 +165,7 @@ class _Linearizer:
 
     def value(self, node: AstNode, reduced: bool, copy: dict[int, int]) -> int:
         """Emit `node` and its operands for one body copy; return its instruction number."""
-        copy_key = tuple(sorted(copy.items()))
+        copy_key = _key(copy)
         for n in node.toposort(stop=lambda n: n.op in REDUCE):  # a reduce's value is its accumulator
             if (n, copy_key) in self.emitted:
                 continue
@@ -202,6 +203,10 @@ def _arg_key(arg: Any) -> Any:
     return (type(arg).__name__, arg)
 
 
+def _key(copy: dict[int, int]) -> tuple:
+    return tuple(sorted(copy.items()))
+
+
 def _copies(nest: LoopNest, dims: list[int]) -> list[dict[int, int]]:
     """Every combination of body copies of the upcast dims among `dims`."""
     combos: list[dict[int, int]] = [{}]
@@ -230,23 +235,32 @@ def linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
     for loop in global_loops:
         lin.emit(Instr("LOOP", None, (), loop))
     reduces = list(dict.fromkeys(n for n in ast.toposort() if n.op in REDUCE))
-    accumulators = {}
+    accumulators = {}  # (reduce, global copy, reduce copy) -> ACC: each body copy accumulates on its own
     for r in reduces:
         for g in global_copies:
-            initial = 0 if r.op is Op.REDUCE_SUM else "lowest"
-            accumulators[(r, tuple(sorted(g.items())))] = lin.emit(Instr("ACC", r.dtype, (), (r.op, initial)))
+            for rc in reduce_copies:
+                initial = 0 if r.op is Op.REDUCE_SUM else "lowest"
+                accumulators[(r, _key(g), _key(rc))] = lin.emit(Instr("ACC", r.dtype, (), (r.op, initial)))
     if reduces:
         for loop in reduce_loops:
             lin.emit(Instr("LOOP", None, (), loop))
         for r in reduces:
             for g in global_copies:
-                acc = accumulators[(r, tuple(sorted(g.items())))]
                 for rc in reduce_copies:
                     value = lin.value(r.srcs[0], reduced=True, copy={**g, **rc})
+                    acc = accumulators[(r, _key(g), _key(rc))]
                     lin.emit(Instr("UPDATE", r.dtype, (acc, value), r.op))
         for loop in reversed(reduce_loops):
             lin.emit(Instr("ENDLOOP", None, (), loop))
-        lin.emitted.update(accumulators)
+        for r in reduces:  # after the loop, the reduce copies' accumulators combine into one value
+            combine = Op.ADD if r.op is Op.REDUCE_SUM else Op.MAX
+            for g in global_copies:
+                parts = [accumulators[(r, _key(g), _key(rc))] for rc in reduce_copies]
+                while len(parts) > 1:  # pairwise: a tree of adds, not a serial chain
+                    pairs = zip(parts[0::2], parts[1::2])
+                    combined = [lin.emit(Instr("ALU", r.dtype, pair, combine)) for pair in pairs]
+                    parts = combined + parts[len(parts) - len(parts) % 2 :]
+                lin.emitted[(r, _key(g))] = parts[0]
     store = ast
     for g in global_copies:
         value = lin.value(store.srcs[0], reduced=False, copy=g)

@@ -23,6 +23,8 @@ from minigrad.ops import AstNode, Op
 PARALLEL_MIN_WORK = 1 << 15  # below this many inner iterations, starting threads costs more than it saves
 REUSE_FACTORS = (16, 8)  # dims where inputs are broadcast, innermost first: 16 floats = one AVX-512 register
 ROWS_FACTOR = 8  # otherwise: 8 independent accumulators hide the latency of the serial adds
+TILE = 2
+LANES = 8  # a reduce that loads walk contiguously is split into 16 accumulators (one AVX-512 register)
 
 
 def reorder(ast: AstNode, nest: LoopNest) -> LoopNest:
@@ -41,15 +43,22 @@ def reorder(ast: AstNode, nest: LoopNest) -> LoopNest:
 
 
 def upcast(ast: AstNode, nest: LoopNest) -> LoopNest:
-    """Tile global dims of a reduce kernel into registers (see the module docstring)."""
+    """Tile the dims of a reduce kernel into registers (see the module docstring)."""
     if not getenv("UPCAST", 1) or not nest.reduce_axes:
         return nest
     if prod(nest.full_shape[d] for d in nest.reduce_axes) < 8:
         return nest
+    loads = [n.arg for n in ast.toposort() if n.op is Op.LOAD and n.arg[1].shape == nest.full_shape]
+    strides = [s for _, s in {(load[0], load[1].real_strides()) for load in loads}]  # each access once
     global_dims = [d for d in nest.order if d not in nest.reduce_axes]
-    full_loads = [n.arg[1] for n in ast.toposort() if n.op is Op.LOAD and n.arg[1].shape == nest.full_shape]
-    reused = [d for d in global_dims if any(st.views[-1].strides[d] == 0 for st in full_loads)]
-    plan = zip(reversed(reused), REUSE_FACTORS) if reused else zip(reversed(global_dims), (ROWS_FACTOR,))
+    reused = [d for d in global_dims if any(s[d] == 0 for s in strides)]
+    walks = {d: sum(1 for s in strides if s[d] == 1) for d in nest.order}  # loads that walk d contiguously
+    inner_reduce = nest.order[-1]
+    if walks[inner_reduce] > max((walks[d] for d in reused), default=0):
+        # a dot-product form: loads are contiguous along the reduce, so the reduce is split into lanes
+        plan = [(inner_reduce, LANES)] + [(d, TILE) for d in reversed(reused or global_dims[-1:])][:2]
+    else:
+        plan = list(zip(reversed(reused), REUSE_FACTORS)) if reused else [(d, ROWS_FACTOR) for d in global_dims[-1:]]
     for dim, factor in plan:
         size = nest.full_shape[dim]
         if size % factor == 0 and size > factor:

@@ -194,7 +194,8 @@ def _compose(view: ShapeTracker, outer: ShapeTracker) -> ShapeTracker:
     """The view that reads through `view` at the positions `outer` picks from its (contiguous) result."""
     if _is_reshape(outer, view.size):
         return view if outer.shape == view.shape else view.reshape(outer.shape)
-    return ShapeTracker(view.views + outer.views)
+    inner = view.views[:-1] if view.views[-1].contiguous else view.views  # a contiguous top view adds nothing
+    return ShapeTracker(inner + outer.views)
 
 
 class _KernelBuilder:

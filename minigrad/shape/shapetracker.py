@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from minigrad.helpers import prod
-from minigrad.shape.symbolic import Node, and_nodes
+from minigrad.shape.symbolic import Node, affine_coefficients, and_nodes
 from minigrad.shape.view import View, index_variables
 
 
@@ -58,6 +58,12 @@ class ShapeTracker:
     def expr_node(self, prefix: str = "idx") -> tuple[Node, Node]:
         """(buffer index, valid) in terms of one loop variable per dimension, named prefix0, prefix1..."""
         return self.expr_idxs(index_variables(self.shape, prefix))
+
+    def real_strides(self) -> tuple[int | None, ...]:
+        """Per dim, how far the buffer index moves per step: 0 where the view broadcasts, None where the
+        index is not affine in that dim (a reshape that split it with div/mod)."""
+        coefficients = affine_coefficients(self.expr_node("dim")[0])
+        return tuple(coefficients.get(f"dim{d}", 0) for d in range(len(self.shape)))
 
     def evaluate_indices(self) -> tuple[np.ndarray, np.ndarray]:
         """Every logical position's buffer index and validity, as int64 and bool arrays of `shape`."""

@@ -213,6 +213,27 @@ def sum_node(nodes: Sequence[Node]) -> Node:
     return terms[0] if len(terms) == 1 else SumNode(terms)
 
 
+def variables(node: Node) -> set[str]:
+    """The names of the variables that occur in `node`."""
+    if isinstance(node, Variable):
+        return {node.name}
+    children = node.terms if isinstance(node, (SumNode, AndNode)) else [node.a] if hasattr(node, "a") else []
+    return set().union(*(variables(c) for c in children))
+
+
+def affine_coefficients(node: Node) -> dict[str, int | None]:
+    """How far `node` moves per unit step of each of its variables; None for a variable that occurs inside
+    a div, mod or comparison (not affine). `(a*4+b)%3 + c*2` -> {a: None, b: None, c: 2}."""
+    coefficients: dict[str, int | None] = {}
+    for term in node.terms if isinstance(node, SumNode) else [node]:
+        base, factor = _split_coefficient(term)
+        if isinstance(base, Variable) and coefficients.get(base.name, 0) is not None:
+            coefficients[base.name] = coefficients.get(base.name, 0) + factor
+        else:
+            coefficients.update(dict.fromkeys(variables(base)))
+    return coefficients
+
+
 def mul_node(a: Node, factor: int) -> Node:
     if factor == 0:
         return NumNode(0)
