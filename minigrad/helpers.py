@@ -57,9 +57,11 @@ class GlobalCounters:
     global_ops: int = 0
     global_mem: int = 0
     time_sum_s: float = 0.0
+    schedule_cache_hits: int = 0
 
     @staticmethod
     def reset() -> None:
+        GlobalCounters.schedule_cache_hits = 0
         GlobalCounters.kernel_count = 0
         GlobalCounters.global_ops = 0
         GlobalCounters.global_mem = 0

@@ -109,11 +109,14 @@ class AstNode:
     equality is checked without recursion: fused kernels can be thousands of nodes deep.
     """
 
-    __slots__ = ("op", "srcs", "arg", "dtype", "_hash")
+    __slots__ = ("op", "srcs", "arg", "dtype", "_key", "_hash")
 
     def __init__(self, op: Op, srcs: tuple["AstNode", ...], arg: Any, dtype: DType):
         self.op, self.srcs, self.arg, self.dtype = op, tuple(srcs), arg, dtype
-        self._hash = hash((op, arg, dtype, tuple(s._hash for s in self.srcs)))
+        # constants compare by repr: -0.0 is not 0.0 (x * -0.0 has another sign), and nan equals nan
+        identity = (repr(arg[0]), arg[1]) if op is Op.CONST else arg
+        self._key = (op, identity, dtype, len(self.srcs))
+        self._hash = hash((self._key, tuple(s._hash for s in self.srcs)))
 
     def __hash__(self) -> int:
         return self._hash
@@ -126,12 +129,7 @@ class AstNode:
             a, b = pending.pop()
             if a is b or (id(a), id(b)) in checked:
                 continue
-            if a._hash != b._hash or (a.op, a.arg, a.dtype, len(a.srcs)) != (
-                b.op,
-                b.arg,
-                b.dtype,
-                len(b.srcs),
-            ):
+            if a._hash != b._hash or a._key != b._key:
                 return False
             checked.add((id(a), id(b)))
             pending.extend(zip(a.srcs, b.srcs))

@@ -21,13 +21,18 @@ So elementwise chains fuse into one kernel, elementwise ops feeding a reduce fus
 and elementwise ops after a reduce fuse when they read it at its own shape (`x.sum(1) / n`). Elementwise
 nodes read by several kernels are recomputed in each (they are cheap; a reduce never is).
 Two items are not kernels: BUFFER (copy host data into a new device buffer) and COPY (between devices).
+
+Schedule cache (SCHEDULE_CACHE=0 turns it off): a training loop builds the same graph every step, on new
+nodes. `create_schedule` first computes the graph's *signature* (every unrealized base node's op, arg,
+dtype, device and shape, and each source as (position, view); realized buffers and constants as leaves),
+and on a hit replays the kernels planned for that signature on the new nodes, skipping the planner.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from minigrad.helpers import prod
+from minigrad.helpers import GlobalCounters, getenv, prod
 from minigrad.lazy import LazyNode
 from minigrad.ops import REDUCE, AstNode, Op
 from minigrad.shape.shapetracker import ShapeTracker
@@ -296,7 +301,61 @@ def _kernel_for(node: LazyNode, planner: _KernelPlanner) -> ScheduleItem:
     return ScheduleItem(store, (node,), tuple(builder.inputs), reason)
 
 
-def create_schedule(targets: list[LazyNode]) -> list[ScheduleItem]:
-    """The kernels that compute `targets`, each after the kernels it reads from."""
+def _plan(targets: list[LazyNode]) -> list[ScheduleItem]:
     planner = _KernelPlanner(targets)
     return [_kernel_for(node, planner) for node in planner.order if planner.owns_buffer(node)]
+
+
+def _signature(targets: list[LazyNode]) -> tuple[list[LazyNode], tuple]:
+    """The nodes the planner can see (unrealized bases and their leaves), numbered in visiting order, and a
+    hashable description of the graph in terms of those numbers (see the module docstring)."""
+    nodes: list[LazyNode] = []
+    number: dict[int, int] = {}
+    entries: list[tuple] = []
+    stack = [t.base for t in reversed(targets)]
+    while stack:
+        node = stack.pop()
+        if id(node) in number:
+            continue
+        number[id(node)] = len(nodes)
+        nodes.append(node)
+        if _is_leaf(node):
+            value = repr(node.arg) if node.op is Op.CONST else None  # repr: -0.0 and nan keep their identity
+            entries.append(("leaf", value, node.dtype, node.device, node.shape))
+            continue
+        entries.append(node)  # described once its sources are numbered
+        stack.extend(src.base for src in reversed(node.srcs))
+    for i, entry in enumerate(entries):
+        if isinstance(entry, LazyNode):
+            arg = None if entry.op is Op.BUFFER else entry.arg  # host data is not part of the plan
+            srcs = tuple((number[id(src.base)], src.st) for src in entry.srcs)
+            entries[i] = (entry.op, arg, entry.dtype, entry.device, entry.shape, srcs)
+    return nodes, (tuple(entries), tuple(number[id(t.base)] for t in targets))
+
+
+_SCHEDULES: dict[tuple, list[tuple[AstNode, tuple[int, ...], tuple[int, ...], str]]] = {}
+_SCHEDULE_CACHE_SIZE = 256
+
+
+def create_schedule(targets: list[LazyNode]) -> list[ScheduleItem]:
+    """The kernels that compute `targets`, each after the kernels it reads from."""
+    if not getenv("SCHEDULE_CACHE", 1):
+        return _plan(targets)
+    nodes, signature = _signature(targets)
+    cached = _SCHEDULES.get(signature)
+    if cached is None:
+        schedule = _plan(targets)
+        number = {id(n): i for i, n in enumerate(nodes)}
+        if len(_SCHEDULES) >= _SCHEDULE_CACHE_SIZE:
+            _SCHEDULES.pop(next(iter(_SCHEDULES)))  # the oldest entry goes
+        _SCHEDULES[signature] = [
+            (item.ast, tuple(number[id(n)] for n in item.outputs), tuple(number[id(n)] for n in item.inputs),
+             item.reason)
+            for item in schedule
+        ]
+        return schedule
+    GlobalCounters.schedule_cache_hits += 1
+    return [
+        ScheduleItem(ast, tuple(nodes[i] for i in outputs), tuple(nodes[i] for i in inputs), reason)
+        for ast, outputs, inputs, reason in cached
+    ]
