@@ -13,7 +13,7 @@ treats it as a leaf, while autograd can still walk through it to its sources.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from minigrad.dtype import DType, dtypes
 from minigrad.helpers import argsort, prod
@@ -21,15 +21,16 @@ from minigrad.ops import COMPARISON, ELEMENTWISE, MOVEMENT, REDUCE, Op
 from minigrad.shape.shapetracker import ShapeTracker
 
 
-def _check(condition: bool, message: str) -> None:
+def _check(condition: bool, message: Callable[[], str]) -> None:
     """Graph invariants. tensor.py validates user input first, so a failure is a bug in the layer above;
-    it still gets an exception that names the shapes (an assert would vanish under python -O)."""
+    it still gets an exception that names the shapes (an assert would vanish under python -O). The message
+    is a function, formatted only on failure (graph building is on every training step's path)."""
     if not condition:
-        raise ValueError(message)
+        raise ValueError(message())
 
 
 class LazyNode:
-    __slots__ = ("op", "srcs", "arg", "dtype", "device", "st", "_base", "realized", "__weakref__")
+    __slots__ = ("op", "srcs", "arg", "dtype", "device", "st", "shape", "_base", "realized", "__weakref__")
 
     def __init__(
         self,
@@ -43,6 +44,7 @@ class LazyNode:
     ):
         self.op, self.srcs, self.arg, self.dtype, self.device = op, srcs, arg, dtype, device
         self.st = st
+        self.shape: tuple[int, ...] = st.shape  # the view's shape (read very often while building graphs)
         self._base = base  # None for a base node (storing self would make a reference cycle)
         self.realized = None  # a device Buffer once computed (base nodes only)
 
@@ -52,10 +54,6 @@ class LazyNode:
     @property
     def base(self) -> "LazyNode":
         return self if self._base is None else self._base
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.st.shape
 
     @property
     def is_view(self) -> bool:
@@ -91,9 +89,14 @@ class LazyNode:
 
     def alu(self, op: Op, *others: "LazyNode") -> "LazyNode":
         """An elementwise op on nodes of one shape (tensor.py broadcasts before calling this)."""
-        _check(op in ELEMENTWISE and op is not Op.CAST, f"{op} is not an elementwise op (CAST has cast())")
+        _check(
+            op in ELEMENTWISE and op is not Op.CAST,
+            lambda: f"{op} is not an elementwise op (CAST has cast())",
+        )
         srcs = (self,) + others
-        _check(all(s.shape == self.shape for s in srcs), f"{op}: shapes differ {[s.shape for s in srcs]}")
+        _check(
+            all(s.shape == self.shape for s in srcs), lambda: f"{op}: shapes differ {[s.shape for s in srcs]}"
+        )
         if op in COMPARISON:
             dtype = dtypes.bool
         elif op is Op.WHERE:
@@ -109,7 +112,7 @@ class LazyNode:
 
     def reduce(self, op: Op, axes: tuple[int, ...]) -> "LazyNode":
         """Reduce over `axes`, keeping them as size-1 dimensions."""
-        _check(op in REDUCE, f"{op} is not a reduce op")
+        _check(op in REDUCE, lambda: f"{op} is not a reduce op")
         axes = tuple(sorted(a for a in axes if self.shape[a] != 1 or prod(self.shape) == 0))
         if not axes:
             return self
@@ -134,7 +137,7 @@ class LazyNode:
         """Write `value` into this node's buffer; the result is a node that shares that buffer."""
         _check(
             not self.is_view and self.shape == value.shape and self.dtype == value.dtype,
-            f"cannot assign {value} into {self}",
+            lambda: f"cannot assign {value} into {self}",
         )
         if value.base is self.base and not value.st.contiguous:
             value = value.contiguous()  # reading the target through a moved view while writing it: copy first
@@ -151,11 +154,13 @@ class LazyNode:
         return LazyNode(op, (self,), arg, self.dtype, self.device, st, self.base)
 
     def reshape(self, shape: tuple[int, ...]) -> "LazyNode":
-        _check(prod(shape) == prod(self.shape), f"cannot reshape {self.shape} to {shape}")
+        _check(prod(shape) == prod(self.shape), lambda: f"cannot reshape {self.shape} to {shape}")
         return self if shape == self.shape else self._view(Op.RESHAPE, shape, self.st.reshape(shape))
 
     def permute(self, order: tuple[int, ...]) -> "LazyNode":
-        _check(sorted(order) == list(range(len(self.shape))), f"{order} does not permute {self.shape}")
+        _check(
+            sorted(order) == list(range(len(self.shape))), lambda: f"{order} does not permute {self.shape}"
+        )
         return (
             self
             if order == tuple(range(len(order)))
@@ -164,12 +169,13 @@ class LazyNode:
 
     def expand(self, shape: tuple[int, ...]) -> "LazyNode":
         _check(
-            all(s == n or s == 1 for s, n in zip(self.shape, shape)), f"cannot expand {self.shape} to {shape}"
+            all(s == n or s == 1 for s, n in zip(self.shape, shape)),
+            lambda: f"cannot expand {self.shape} to {shape}",
         )
         return self if shape == self.shape else self._view(Op.EXPAND, shape, self.st.expand(shape))
 
     def pad(self, padding: tuple[tuple[int, int], ...]) -> "LazyNode":
-        _check(all(b >= 0 and a >= 0 for b, a in padding), f"negative padding {padding}")
+        _check(all(b >= 0 and a >= 0 for b, a in padding), lambda: f"negative padding {padding}")
         if all(p == (0, 0) for p in padding):
             return self
         return self._view(Op.PAD, padding, self.st.pad(padding))
@@ -177,7 +183,7 @@ class LazyNode:
     def shrink(self, bounds: tuple[tuple[int, int], ...]) -> "LazyNode":
         _check(
             all(0 <= b <= e <= s for (b, e), s in zip(bounds, self.shape)),
-            f"cannot shrink {self.shape} to {bounds}",
+            lambda: f"cannot shrink {self.shape} to {bounds}",
         )
         if all(b == (0, s) for b, s in zip(bounds, self.shape)):
             return self
@@ -189,7 +195,7 @@ class LazyNode:
 
     def movement(self, op: Op, arg: Any) -> "LazyNode":
         """Apply a movement op by its Op (used by the derivative rules)."""
-        _check(op in MOVEMENT, f"{op} is not a movement op")
+        _check(op in MOVEMENT, lambda: f"{op} is not a movement op")
         return getattr(self, op.name.lower())(arg)
 
 

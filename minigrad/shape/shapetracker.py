@@ -10,6 +10,7 @@ unravelled into that shape's dimensions and passed down, until the bottom View g
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,7 @@ class ShapeTracker:
     views: tuple[View, ...]
 
     @staticmethod
+    @functools.lru_cache(maxsize=1 << 12)
     def from_shape(shape: tuple[int, ...]) -> "ShapeTracker":
         return ShapeTracker((View.create(shape),))
 

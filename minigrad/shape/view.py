@@ -13,6 +13,7 @@ second View on top.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Optional
 
@@ -32,6 +33,23 @@ def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
 Mask = Optional[tuple[tuple[int, int], ...]]
 
 
+@functools.lru_cache(maxsize=1 << 14)  # graph building creates the same few Views over and over
+def _canonical_view(shape: tuple[int, ...], strides: tuple[int, ...] | None, offset: int, mask: Mask) -> "View":
+    shape = tuple(int(s) for s in shape)
+    strides = (
+        contiguous_strides(shape)
+        if strides is None
+        else tuple(0 if size == 1 else int(st) for size, st in zip(shape, strides))
+    )
+    if mask is not None:
+        if any(begin >= end for begin, end in mask):
+            mask = tuple((0, 0) for _ in shape)  # nothing is valid
+        elif all(m == (0, size) for m, size in zip(mask, shape)):
+            mask = None
+    contiguous = offset == 0 and mask is None and strides == contiguous_strides(shape)
+    return View(shape, strides, int(offset), mask, contiguous)
+
+
 @dataclass(frozen=True)
 class View:
     shape: tuple[int, ...]
@@ -45,19 +63,8 @@ class View:
         shape: tuple[int, ...], strides: tuple[int, ...] | None = None, offset: int = 0, mask: Mask = None
     ) -> "View":
         """Build a View in canonical form: size-1 strides are 0, and a mask that hides nothing is None."""
-        shape = tuple(int(s) for s in shape)
-        strides = (
-            contiguous_strides(shape)
-            if strides is None
-            else tuple(0 if size == 1 else int(st) for size, st in zip(shape, strides))
-        )
-        if mask is not None:
-            if any(begin >= end for begin, end in mask):
-                mask = tuple((0, 0) for _ in shape)  # nothing is valid
-            elif all(m == (0, size) for m, size in zip(mask, shape)):
-                mask = None
-        contiguous = offset == 0 and mask is None and strides == contiguous_strides(shape)
-        return View(shape, strides, offset, mask, contiguous)
+        strides = None if strides is None else tuple(strides)
+        return _canonical_view(tuple(shape), strides, offset, None if mask is None else tuple(mask))
 
     # ---- index math -------------------------------------------------------------------------------
 
@@ -120,6 +127,7 @@ class View:
             )
         return View.create(self.shape, strides, offset, mask)
 
+    @functools.lru_cache(maxsize=1 << 14)  # noqa: B019 (Views are immutable and small; training repeats them)
     def reshape(self, new_shape: tuple[int, ...]) -> "View | None":
         """The same elements in a new shape, or None if no single View can express it."""
         if new_shape == self.shape:
