@@ -66,7 +66,9 @@ def stream_triad_gbs(n: int = 1 << 25) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         src, lib = os.path.join(tmp, "triad.c"), os.path.join(tmp, "triad.so")
         open(src, "w").write(TRIAD_C)
-        subprocess.run(["cc", "-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", src, "-o", lib], check=True)
+        subprocess.run(
+            ["cc", "-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", src, "-o", lib], check=True
+        )
         triad = ctypes.CDLL(lib).triad
         a, b, c = np.zeros(n, np.float32), np.ones(n, np.float32), np.ones(n, np.float32)
         args = [ctypes.c_void_p(x.ctypes.data) for x in (a, b, c)]
@@ -88,8 +90,10 @@ def elementwise_chain(device: str, n: int):
         return ((((a + b) * c - a) * 0.5 + b) * c - 1.0).clip(-1, 1)
 
     m = [Tensor(x, device=device).realize() for x in arrays]
-    fns = {"numpy": numpy_fn,
-           "minigrad": lambda: ((((m[0] + m[1]) * m[2] - m[0]) * 0.5 + m[1]) * m[2] - 1.0).clip(-1, 1).realize()}
+    fns = {
+        "numpy": numpy_fn,
+        "minigrad": lambda: ((((m[0] + m[1]) * m[2] - m[0]) * 0.5 + m[1]) * m[2] - 1.0).clip(-1, 1).realize(),
+    }
     if torch:
         t = [torch.from_numpy(x) for x in arrays]
         fns["torch"] = lambda: ((((t[0] + t[1]) * t[2] - t[0]) * 0.5 + t[1]) * t[2] - 1.0).clip(-1, 1)
@@ -105,6 +109,7 @@ def reductions(device: str, n: int, kind: str):
             tx = torch.from_numpy(x)
             fns["torch"] = lambda: tx.sum(1)
     else:
+
         def numpy_softmax():
             e = np.exp(x - x.max(1, keepdims=True))
             return e / e.sum(1, keepdims=True)
@@ -129,7 +134,10 @@ def matmul(device: str, n: int):
 
 def conv2d(device: str, batch: int):
     rng = np.random.default_rng(0)
-    x, w = rng.standard_normal((batch, 32, 32, 32)).astype(np.float32), rng.standard_normal((64, 32, 3, 3)).astype(np.float32)
+    x, w = (
+        rng.standard_normal((batch, 32, 32, 32)).astype(np.float32),
+        rng.standard_normal((64, 32, 3, 3)).astype(np.float32),
+    )
 
     def minigrad_fn():
         mx, mw = Tensor(x, device=device, requires_grad=True), Tensor(w, device=device, requires_grad=True)
@@ -138,9 +146,11 @@ def conv2d(device: str, batch: int):
 
     fns = {"minigrad": minigrad_fn}
     if torch:
+
         def torch_fn():
             tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
             torch.nn.functional.conv2d(tx, tw, padding=1).sum().backward()
+
         fns["torch"] = torch_fn
     return fns, 3 * 2 * batch * 64 * 32 * 32 * 32 * 9
 
@@ -155,7 +165,9 @@ def mlp_step(device: str, batch: int):
 
     def minigrad_fn():
         w1, b1, w2, b2, w3, b3 = params
-        loss = mx.linear(w1, b1).relu().linear(w2, b2).relu().linear(w3, b3).sparse_categorical_crossentropy(my)
+        loss = (
+            mx.linear(w1, b1).relu().linear(w2, b2).relu().linear(w3, b3).sparse_categorical_crossentropy(my)
+        )
         loss.backward()
         for p in params:
             p.assign(p.detach() - 0.01 * p.grad)
@@ -175,6 +187,7 @@ def mlp_step(device: str, batch: int):
             opt.zero_grad()
             loss.backward()
             opt.step()
+
         fns["torch"] = torch_fn
     return fns, 6 * batch * (784 * 512 + 512 * 512 + 512 * 10)
 
@@ -187,8 +200,10 @@ def main() -> None:
     args = parser.parse_args()
     q = args.quick
     bandwidth, peak = stream_triad_gbs(1 << (20 if q else 25)), blas_peak_gflops(256 if q else 2048)
-    print(f"hardware: stream triad {bandwidth:.1f} GB/s, BLAS float32 matmul {peak:.1f} GFLOPS "
-          f"(torch {torch.__version__ if torch else 'absent'}, tinygrad {getattr(tinygrad, '__version__', 'absent')})")
+    print(
+        f"hardware: stream triad {bandwidth:.1f} GB/s, BLAS float32 matmul {peak:.1f} GFLOPS "
+        f"(torch {torch.__version__ if torch else 'absent'}, tinygrad {getattr(tinygrad, '__version__', 'absent')})"
+    )
     rows = [
         ("elementwise 8-op chain, 3x16M", *elementwise_chain(args.device, 1 << (16 if q else 24)), "GB/s"),
         ("sum axis 1, 4096^2", *reductions(args.device, 256 if q else 4096, "sum"), "GB/s"),
@@ -198,19 +213,28 @@ def main() -> None:
         ("conv2d fwd+bwd b32 32->64 3x3 32^2", *conv2d(args.device, 2 if q else 32), "GFLOPS"),
         ("MLP step 784-512-512-10 b128", *mlp_step(args.device, 128), "GFLOPS"),
     ]
-    print(f"{'benchmark':36s} {'numpy ms':>10s} {'torch ms':>10s} {'minigrad ms':>12s} "
-          f"{'vs numpy':>9s} {'vs torch':>9s} {'minigrad rate':>16s} {'of hw':>6s}")
+    print(
+        f"{'benchmark':36s} {'numpy ms':>10s} {'torch ms':>10s} {'minigrad ms':>12s} "
+        f"{'vs numpy':>9s} {'vs torch':>9s} {'minigrad rate':>16s} {'of hw':>6s}"
+    )
     for name, fns, work, unit in rows:
-        times = interleaved(fns, args.reps if "matmul 2048" not in name and "conv" not in name else max(2, args.reps // 2))
+        times = interleaved(
+            fns, args.reps if "matmul 2048" not in name and "conv" not in name else max(2, args.reps // 2)
+        )
         mine = times["minigrad"]
         rate = work / mine / 1e9
         limit = bandwidth if unit == "GB/s" else peak
+
         def cell(key):
             return f"{times[key] * 1e3:10.2f}" if key in times else f"{'-':>10s}"
+
         def ratio(key):
             return f"{times[key] / mine:8.2f}x" if key in times else f"{'-':>9s}"
-        print(f"{name:36s} {cell('numpy')} {cell('torch')} {mine * 1e3:12.2f} {ratio('numpy')} {ratio('torch')} "
-              f"{rate:10.2f} {unit:5s} {rate / limit:5.0%}")
+
+        print(
+            f"{name:36s} {cell('numpy')} {cell('torch')} {mine * 1e3:12.2f} {ratio('numpy')} {ratio('torch')} "
+            f"{rate:10.2f} {unit:5s} {rate / limit:5.0%}"
+        )
     print("ratios are other-framework time / minigrad time: above 1x, minigrad is faster")
 
 

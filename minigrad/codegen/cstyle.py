@@ -192,12 +192,10 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str]:
         for number, dtype, _ in kernel.buffers
     )
     split_reduce = any(d in kernel.nest.reduce_axes for d in kernel.nest.upcast)
-    prefix = f"{language.lanes_attribute} {language.kernel_prefix}" if split_reduce else language.kernel_prefix
-    source = (
-        f"{language.headers}\n{prefix.strip()} {kernel.name}({params}) {{\n"
-        + "\n".join(lines)
-        + "\n}\n"
+    prefix = (
+        f"{language.lanes_attribute} {language.kernel_prefix}" if split_reduce else language.kernel_prefix
     )
+    source = f"{language.headers}\n{prefix.strip()} {kernel.name}({params}) {{\n" + "\n".join(lines) + "\n}\n"
     return kernel.name, source
 
 

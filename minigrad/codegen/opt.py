@@ -23,7 +23,7 @@ from minigrad.ops import AstNode, Op
 PARALLEL_MIN_WORK = 1 << 15  # below this many inner iterations, starting threads costs more than it saves
 REUSE_FACTORS = (16, 8)  # dims where inputs are broadcast, innermost first: 16 floats = one AVX-512 register
 ROWS_FACTOR = 8  # otherwise: 8 independent accumulators hide the latency of the serial adds
-TILE = 2
+DOT_TILES = (2, 4)  # with split lanes: 2 outputs along the innermost broadcast dim, 4 along the next
 LANES = 8  # a reduce that loads walk contiguously is split into 16 accumulators (one AVX-512 register)
 
 
@@ -56,9 +56,13 @@ def upcast(ast: AstNode, nest: LoopNest) -> LoopNest:
     inner_reduce = nest.order[-1]
     if walks[inner_reduce] > max((walks[d] for d in reused), default=0):
         # a dot-product form: loads are contiguous along the reduce, so the reduce is split into lanes
-        plan = [(inner_reduce, LANES)] + [(d, TILE) for d in reversed(reused or global_dims[-1:])][:2]
+        plan = [(inner_reduce, LANES), *zip(reversed(reused or global_dims[-1:]), DOT_TILES)]
     else:
-        plan = list(zip(reversed(reused), REUSE_FACTORS)) if reused else [(d, ROWS_FACTOR) for d in global_dims[-1:]]
+        plan = (
+            list(zip(reversed(reused), REUSE_FACTORS))
+            if reused
+            else [(d, ROWS_FACTOR) for d in global_dims[-1:]]
+        )
     for dim, factor in plan:
         size = nest.full_shape[dim]
         if size % factor == 0 and size > factor:

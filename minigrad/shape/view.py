@@ -34,7 +34,9 @@ Mask = Optional[tuple[tuple[int, int], ...]]
 
 
 @functools.lru_cache(maxsize=1 << 14)  # graph building creates the same few Views over and over
-def _canonical_view(shape: tuple[int, ...], strides: tuple[int, ...] | None, offset: int, mask: Mask) -> "View":
+def _canonical_view(
+    shape: tuple[int, ...], strides: tuple[int, ...] | None, offset: int, mask: Mask
+) -> "View":
     shape = tuple(int(s) for s in shape)
     strides = (
         contiguous_strides(shape)
