@@ -202,7 +202,8 @@ def main() -> None:
     bandwidth, peak = stream_triad_gbs(1 << (20 if q else 25)), blas_peak_gflops(256 if q else 2048)
     print(
         f"hardware: stream triad {bandwidth:.1f} GB/s, BLAS float32 matmul {peak:.1f} GFLOPS "
-        f"(torch {torch.__version__ if torch else 'absent'}, tinygrad {getattr(tinygrad, '__version__', 'absent')})"
+        f"(torch {torch.__version__ if torch else 'absent'}, "
+        f"tinygrad {getattr(tinygrad, '__version__', 'absent')})"
     )
     rows = [
         ("elementwise 8-op chain, 3x16M", *elementwise_chain(args.device, 1 << (16 if q else 24)), "GB/s"),
@@ -232,8 +233,8 @@ def main() -> None:
             return f"{times[key] / mine:8.2f}x" if key in times else f"{'-':>9s}"
 
         print(
-            f"{name:36s} {cell('numpy')} {cell('torch')} {mine * 1e3:12.2f} {ratio('numpy')} {ratio('torch')} "
-            f"{rate:10.2f} {unit:5s} {rate / limit:5.0%}"
+            f"{name:36s} {cell('numpy')} {cell('torch')} {mine * 1e3:12.2f} {ratio('numpy')} "
+            f"{ratio('torch')} {rate:10.2f} {unit:5s} {rate / limit:5.0%}"
         )
     print("ratios are other-framework time / minigrad time: above 1x, minigrad is faster")
 

@@ -43,7 +43,6 @@ from minigrad.ops import ELEMENTWISE, REDUCE, AstNode, Op
 from minigrad.shape.shapetracker import ShapeTracker
 from minigrad.shape.view import contiguous_strides
 
-
 # R6: a value that a reduce loop reads 8 times over (or more), a million reads in all, is computed once
 BROADCAST, BROADCAST_READS = 8, 1 << 20
 
