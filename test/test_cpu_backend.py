@@ -75,7 +75,9 @@ def test_missing_compiler_is_a_clear_error(tmp_path):
     )
 
 
-@pytest.mark.parametrize("name", ["matmul", "softmax", "conv", "sum_axis0", "transposed"])
+@pytest.mark.parametrize(
+    "name", ["matmul", "matmul_dot_form", "max_rows", "softmax", "conv", "sum_axis0", "transposed"]
+)
 def test_noopt_gives_the_same_results(name):
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((64, 96)).astype(np.float32), rng.standard_normal((96, 48)).astype(np.float32)
@@ -83,6 +85,9 @@ def test_noopt_gives_the_same_results(name):
     kernel = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
     fns = {
         "matmul": lambda: Tensor(a, device="CPU") @ Tensor(b, device="CPU"),
+        # loads contiguous along the reduce: split into lane accumulators (opt.upcast), 96 = 12 x 8 lanes
+        "matmul_dot_form": lambda: Tensor(a, device="CPU") @ Tensor(b.T.copy(), device="CPU").T,
+        "max_rows": lambda: (Tensor(a, device="CPU") * -1).max(1),
         "softmax": lambda: Tensor(a, device="CPU").softmax(-1),
         "conv": lambda: Tensor(image, device="CPU").conv2d(Tensor(kernel, device="CPU"), padding=1),
         "sum_axis0": lambda: Tensor(np.tile(a, (600, 1)), device="CPU").sum(0),

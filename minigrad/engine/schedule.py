@@ -18,13 +18,12 @@ in one place (`_KernelPlanner`); every other node is inlined into the kernels th
                     is needed by several kernels, the node where its uses fan out (so the reduce runs once);
   R5 one reduce     a kernel holds one reduce loop nest: a second reduce reaching it gets its own kernel;
   R6 broadcast      an elementwise node (not itself a load) that a reduce loop reads through a broadcast,
-                    each value 8 or more times (and 2^20 reads in all): computed once into a buffer,
-                    not in the inner loop
-                    (`relu(h) @ W` in a training step, where h is a buffer: 1.27 -> 0.85 ms at 128x512x512).
-                    SPLIT_BROADCAST=0 turns R6 off.
+                    each value 8 or more times (and 2^20 reads in all): computed once into a buffer, not
+                    in the inner loop (`relu(h) @ W`, h a buffer, 128x512x512: 1.27 -> 0.95 ms including
+                    the extra kernel). SPLIT_BROADCAST=0 turns R6 off.
 So elementwise chains fuse into one kernel, elementwise ops feeding a reduce fuse into it (`(a*b).sum(1)`),
 and elementwise ops after a reduce fuse when they read it at its own shape (`x.sum(1) / n`). Elementwise
-nodes read by several kernels are recomputed in each (they are cheap; a reduce never is).
+nodes read by several kernels are recomputed in each (they are cheap, R6 aside; a reduce never is).
 Two items are not kernels: BUFFER (copy host data into a new device buffer) and COPY (between devices).
 
 Schedule cache (SCHEDULE_CACHE=0 turns it off): a training loop builds the same graph every step, on new
@@ -105,7 +104,7 @@ def _pads(st: ShapeTracker) -> bool:
 
 
 class _KernelPlanner:
-    """Decides which base nodes own a buffer (the rules R1..R5 of the module docstring)."""
+    """Decides which base nodes own a buffer (the rules R1..R6 of the module docstring)."""
 
     def __init__(self, targets: list[LazyNode]):
         self.order = _toposort_bases(targets)
@@ -164,7 +163,7 @@ class _KernelPlanner:
         return node.op in REDUCE or any(contains[id(b)] for b in inlined)
 
     def _dynamic_rules(self) -> bool:
-        """Apply R4, then R5, once; True if any node gained a buffer (the caller repeats until none does).
+        """Apply R4, then R6, then R5, once; True if any node gained a buffer (the caller repeats until none does).
 
         Each pass recomputes, sources first, whether a node's kernel would contain a reduce, so that a
         buffer given to a source in this pass already counts when its users are looked at."""
