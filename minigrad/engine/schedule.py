@@ -163,7 +163,7 @@ class _KernelPlanner:
         return node.op in REDUCE or any(contains[id(b)] for b in inlined)
 
     def _dynamic_rules(self) -> bool:
-        """Apply R4, then R6, then R5, once; True if any node gained a buffer (the caller repeats until none does).
+        """Apply R4, R6, then R5, once; True if a node gained a buffer (the caller repeats until none does).
 
         Each pass recomputes, sources first, whether a node's kernel would contain a reduce, so that a
         buffer given to a source in this pass already counts when its users are looked at."""
