@@ -109,13 +109,21 @@ REVERSE_RULES: dict[Op, Callable[[LazyNode, LazyNode], Grads]] = {
 }
 
 
-def gradient(root: LazyNode, targets: list[LazyNode], root_grad: LazyNode) -> list[LazyNode | None]:
+def differentiable_graph(root: LazyNode) -> list[LazyNode]:
+    """The nodes `root` depends on through differentiable paths (DETACH cuts), sources first."""
+    return toposort([root], stop=lambda node: node.op is Op.DETACH)
+
+
+def gradient(
+    root: LazyNode, targets: list[LazyNode], root_grad: LazyNode, order: list[LazyNode] | None = None
+) -> list[LazyNode | None]:
     """d(root)/d(target) for each target, contracted with `root_grad` (reverse mode).
 
-    Walks the graph once in reverse topological order; only nodes from which some target can be reached
-    get gradients. Returns None for a target the root does not depend on.
+    Walks the graph (`order`: differentiable_graph(root), when the caller has it) once in reverse
+    topological order; only nodes from which some target can be reached get gradients. Returns None for a
+    target the root does not depend on.
     """
-    order = toposort([root], stop=lambda node: node.op is Op.DETACH)
+    order = differentiable_graph(root) if order is None else order
     leads_to_target = {id(t) for t in targets}
     for node in order:  # sources come first, so one pass finds every node above a target
         if any(id(src) in leads_to_target for src in node.srcs) and node.op is not Op.DETACH:

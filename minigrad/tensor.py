@@ -20,9 +20,10 @@ import numpy as np
 from minigrad.device import Device
 from minigrad.dtype import DType, dtypes, to_dtype
 from minigrad.engine.realize import realize as realize_nodes
+from minigrad.gradient import differentiable_graph
 from minigrad.gradient import gradient as reverse_gradient
 from minigrad.helpers import all_same, normalize_axis, prod
-from minigrad.lazy import LazyNode, toposort
+from minigrad.lazy import LazyNode
 from minigrad.ops import Op
 
 Scalar = bool | int | float
@@ -419,11 +420,12 @@ class Tensor:
                 "with requires_grad=True"
             )
         root_grad = self._root_gradient(gradient)
-        in_graph = {id(n) for n in toposort([self.lazydata], stop=lambda n: n.op is Op.DETACH)}
+        graph = differentiable_graph(self.lazydata)
+        in_graph = {id(n) for n in graph}
         leaves = [
             t for t in list(Tensor._grad_leaves.values()) if t.requires_grad and id(t.lazydata) in in_graph
         ]
-        grads = reverse_gradient(self.lazydata, [t.lazydata for t in leaves], root_grad.lazydata)
+        grads = reverse_gradient(self.lazydata, [t.lazydata for t in leaves], root_grad.lazydata, graph)
         for leaf, grad in zip(leaves, grads):
             if grad is None:  # used only through ops with no gradient (comparisons): zero, as torch
                 grad = leaf.lazydata.const_like(0.0)
