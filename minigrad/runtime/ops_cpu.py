@@ -28,10 +28,8 @@ from minigrad.device import Backend, Compiler, HostAllocator, Program
 from minigrad.dtype import DType, dtypes
 
 COMMON_FLAGS = ["-march=native", "-fopenmp", "-shared", "-fPIC", "-lm"]
-OPTIMIZE_FLAGS = {
-    "gcc": ["-O2", "-fvect-cost-model=dynamic", "-fschedule-insns", "-fsched-pressure"],
-    "clang": ["-O2"],
-}
+GCC_ONLY = ["-fvect-cost-model=dynamic", "-fschedule-insns", "-fsched-pressure"]
+OPTIMIZE_FLAGS = {"gcc": ["-O2", *GCC_ONLY], "clang": ["-O2"]}
 
 
 def find_compiler() -> str:
@@ -56,10 +54,8 @@ def _cpu_flags() -> str:
 class ClangStyleCompiler(Compiler):
     def __init__(self):
         self.cc = find_compiler()
-        version = subprocess.run([self.cc, "--version"], capture_output=True, text=True).stdout.splitlines()[
-            :1
-        ]
-        self.flags = OPTIMIZE_FLAGS["clang" if "clang" in " ".join(version) else "gcc"] + COMMON_FLAGS
+        version = subprocess.run([self.cc, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+        self.flags = OPTIMIZE_FLAGS["clang" if "clang" in version else "gcc"] + COMMON_FLAGS
         if not self._links("int main(void) { return 0; }"):  # e.g. clang without libomp: one thread
             self.flags.remove("-fopenmp")
         self.cache_key = f"{self.cc} {version} {self.flags} {_cpu_flags()}"
