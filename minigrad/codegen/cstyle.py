@@ -192,10 +192,10 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str]:
         for number, dtype, _ in kernel.buffers
     )
     split_reduce = any(d in kernel.nest.reduce_axes for d in kernel.nest.upcast)
-    prefix = (
-        f"{language.lanes_attribute} {language.kernel_prefix}" if split_reduce else language.kernel_prefix
+    prefix = " ".join(
+        filter(None, [language.lanes_attribute if split_reduce else "", language.kernel_prefix])
     )
-    source = f"{language.headers}\n{prefix.strip()} {kernel.name}({params}) {{\n" + "\n".join(lines) + "\n}\n"
+    source = f"{language.headers}\n{prefix} {kernel.name}({params}) {{\n" + "\n".join(lines) + "\n}\n"
     return kernel.name, source
 
 

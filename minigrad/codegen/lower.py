@@ -237,9 +237,9 @@ def linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
     reduces = list(dict.fromkeys(n for n in ast.toposort() if n.op in REDUCE))
     accumulators = {}  # (reduce, global copy, reduce copy) -> ACC: each body copy accumulates on its own
     for r in reduces:
+        initial = 0 if r.op is Op.REDUCE_SUM else "lowest"
         for g in global_copies:
             for rc in reduce_copies:
-                initial = 0 if r.op is Op.REDUCE_SUM else "lowest"
                 accumulators[(r, _key(g), _key(rc))] = lin.emit(Instr("ACC", r.dtype, (), (r.op, initial)))
     if reduces:
         for loop in reduce_loops:

@@ -31,15 +31,21 @@ DOT_TILES = (2, 4)  # with lanes: 2 outputs along the innermost broadcast dim, 4
 LANES = 8  # a reduce that loads walk contiguously is split into 8 accumulators (one AVX2 register)
 
 
+def _real_strides(ast: AstNode, nest: LoopNest, ops: tuple[Op, ...]) -> list[tuple[int | None, ...]]:
+    """Per distinct access (buffer, view) at the kernel's full shape, the buffer stride of each dim (seen
+    through stacked views; 0 where it broadcasts)."""
+    accesses = {n.arg[:2] for n in ast.toposort() if n.op in ops and n.arg[1].shape == nest.full_shape}
+    return [strides for _, strides in {(buffer, st.real_strides()) for buffer, st in accesses}]
+
+
 def reorder(ast: AstNode, nest: LoopNest) -> LoopNest:
     """In a kernel without a reduce, put the global dim that most loads and the store walk with stride 1
     innermost (REORDER=0 turns off): a transposed copy then reads or writes consecutive addresses."""
     global_dims = [d for d in nest.order if d not in nest.reduce_axes]
     if not getenv("REORDER", 1) or len(global_dims) < 2 or nest.reduce_axes:
         return nest  # reduce kernels keep their order: upcast picks their dims (reordering cost 30% there)
-    views = [n.arg[1].views[-1] for n in ast.toposort() if n.op in (Op.LOAD, Op.STORE)]
-    views = [v for v in views if v.shape == nest.full_shape]
-    score = {d: sum(1 for v in views if abs(v.strides[d]) == 1) for d in global_dims}
+    strides = _real_strides(ast, nest, (Op.LOAD, Op.STORE))
+    score = {d: sum(1 for s in strides if s[d] in (1, -1)) for d in global_dims}
     best = max(global_dims, key=lambda d: (score[d], d))  # ties keep the last dim innermost
     ordered = [d for d in global_dims if d != best] + [best]
     nest.order = ordered + [d for d in nest.order if d in nest.reduce_axes]
@@ -52,8 +58,7 @@ def upcast(ast: AstNode, nest: LoopNest) -> LoopNest:
         return nest
     if prod(nest.full_shape[d] for d in nest.reduce_axes) < 8:
         return nest
-    loads = [n.arg for n in ast.toposort() if n.op is Op.LOAD and n.arg[1].shape == nest.full_shape]
-    strides = [s for _, s in {(load[0], load[1].real_strides()) for load in loads}]  # each access once
+    strides = _real_strides(ast, nest, (Op.LOAD,))
     global_dims = [d for d in nest.order if d not in nest.reduce_axes]
     reused = [d for d in global_dims if any(s[d] == 0 for s in strides)]
     walks = {d: sum(1 for s in strides if s[d] == 1) for d in nest.order}  # loads that walk d contiguously
