@@ -23,7 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from minigrad.dtype import DType
-from minigrad.helpers import codegen_settings, getenv
+from minigrad.helpers import GlobalCounters, codegen_settings, getenv
 
 
 class Allocator:
@@ -176,6 +176,7 @@ class Buffer:
         self.device, self.size, self.dtype = device, size, dtype
         self.allocator = Device[device].allocator
         self._buf = self.allocator.alloc(max(self.nbytes, 1))
+        GlobalCounters.mem_used += self.nbytes
 
     @property
     def nbytes(self) -> int:
@@ -197,6 +198,7 @@ class Buffer:
     def __del__(self) -> None:
         if hasattr(self, "_buf"):
             self.allocator.free(self._buf, max(self.nbytes, 1))
+            GlobalCounters.mem_used -= self.nbytes
 
     def __repr__(self) -> str:
         return f"<Buffer {self.device} {self.size} x {self.dtype.name}>"

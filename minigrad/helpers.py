@@ -58,6 +58,7 @@ class GlobalCounters:
     global_mem: int = 0
     time_sum_s: float = 0.0
     schedule_cache_hits: int = 0
+    mem_used: int = 0  # bytes held by live device buffers now (a state, not a count: reset() keeps it)
 
     @staticmethod
     def reset() -> None:

@@ -1,5 +1,6 @@
 """Tensor construction, inspection, transfer, dtypes and device selection."""
 
+import gc
 import os
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 import minigrad
-from minigrad import Tensor, dtypes
+from minigrad import GlobalCounters, Tensor, dtypes
 
 
 def test_construction_from_python_and_numpy(device):
@@ -100,6 +101,22 @@ def test_assign_in_place(device):
     assert w.tolist() == [3.0, 6.0]
     with pytest.raises(ValueError, match="shape"):
         w.assign(Tensor([1.0], device=device))
+
+
+def test_repeated_assign_does_not_pile_up_graphs_or_memory(device):
+    """A written ASSIGN forgets its sources, so step N's graph and buffers are not reachable from step N+1.
+    `state` is not a gradient leaf (it came from a requires_grad tensor), so Tensor.realize keeps its history."""
+    w = Tensor(np.ones((64, 64), np.float32), device=device, requires_grad=True)
+    state = (w * 2).realize()
+    for _ in range(3):
+        state.assign(state.detach() * 0.5 + (state.detach() + 1).sum(0)).realize()
+    gc.collect()
+    held = GlobalCounters.mem_used
+    for _ in range(10):
+        state.assign(state.detach() * 0.5 + (state.detach() + 1).sum(0)).realize()
+    gc.collect()
+    assert GlobalCounters.mem_used == held
+    assert state.lazydata.srcs == (), "a written assign is a leaf"
 
 
 def test_train_and_no_grad_flags():

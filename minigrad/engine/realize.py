@@ -61,6 +61,7 @@ def _run_kernel(item: ScheduleItem) -> None:
     if prod(item.outputs[0].shape) == 0:  # nothing to compute
         for node, buffer in zip(item.outputs, outputs):
             node.realized = buffer
+            _forget_assign_sources(node)
         return
     buffers = outputs + [node.realized for node in item.inputs]
     program = backend.get_program(item.ast)
@@ -69,6 +70,7 @@ def _run_kernel(item: ScheduleItem) -> None:
     elapsed = elapsed if elapsed is not None else time.perf_counter() - start
     for node, buffer in zip(item.outputs, outputs):
         node.realized = buffer
+        _forget_assign_sources(node)
     ops, mem = _estimate_work(item, buffers)
     GlobalCounters.kernel_count += 1
     GlobalCounters.global_ops += ops
@@ -80,6 +82,13 @@ def _run_kernel(item: ScheduleItem) -> None:
             f"shape {str(item.outputs[0].shape):20s} {elapsed * 1e6:9.1f} us "
             f"{ops / max(elapsed, 1e-9) * 1e-9:7.2f} GFLOPS {mem / max(elapsed, 1e-9) * 1e-9:7.2f} GB/s"
         )
+
+
+def _forget_assign_sources(node: LazyNode) -> None:
+    """A written ASSIGN becomes a plain leaf buffer. No gradient flows through ASSIGN, so nothing needs its
+    sources, and keeping them would chain every training step's graph (and its buffers) to the next."""
+    if node.op is Op.ASSIGN:
+        node.op, node.srcs, node.arg = Op.BUFFER, (), None
 
 
 def _estimate_work(item: ScheduleItem, buffers: list[Buffer]) -> tuple[int, int]:
