@@ -488,7 +488,8 @@ class Tensor:
     def _broadcast_to(self, shape: Shape) -> "Tensor":
         if self.shape == shape:
             return self
-        return self.reshape((1,) * (len(shape) - self.ndim) + self.shape).expand(shape)
+        node = self.lazydata.reshape((1,) * (len(shape) - self.ndim) + self.shape)  # shapes already checked
+        return self._wrap(node.expand(shape), self)
 
     def _alu(self, op: Op, *others: "Tensor") -> "Tensor":
         return self._wrap(self.lazydata.alu(op, *[o.lazydata for o in others]), self, *others)
@@ -859,7 +860,7 @@ class Tensor:
         new = tuple(o if s == -1 else s for s, o in zip(shape, old))
         if any(o != n and o != 1 for o, n in zip(old, new)):
             raise ValueError(f"expand: cannot expand {self.shape} to {shape} (only size-1 dims can grow)")
-        return self.reshape(old)._wrap(self.reshape(old).lazydata.expand(new), self)
+        return self._wrap(self.lazydata.reshape(old).expand(new), self)
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
         if self.ndim == 0:
