@@ -1,4 +1,4 @@
-"""Fuzz: random graphs mixing elementwise, reduce and movement ops, compiled (CPU) against the oracle (NUMPY).
+"""Fuzz: random graphs mixing elementwise, reduce and movement ops, each compiled device against NUMPY.
 
 200 cases in CI; FUZZ_CASES=N runs more. Each case also draws random optimization settings (threads,
 upcasting, NOOPT), so the optimizer is fuzzed against unoptimized kernels through the same oracle.

@@ -105,7 +105,7 @@ def test_assign_in_place(device):
 
 def test_repeated_assign_does_not_pile_up_graphs_or_memory(device):
     """A written ASSIGN forgets its sources, so step N's graph and buffers are not reachable from step N+1.
-    `state` is not a gradient leaf (it came from a requires_grad tensor), so Tensor.realize keeps its history."""
+    `state` is not a gradient leaf (it came from a requires_grad tensor), so realize() keeps its history."""
     w = Tensor(np.ones((64, 64), np.float32), device=device, requires_grad=True)
     state = (w * 2).realize()
     for _ in range(3):

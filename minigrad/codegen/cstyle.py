@@ -1,10 +1,15 @@
 """Rendering: the linear IR as C-family source. One renderer, one small `Language` per dialect.
 
-In: a `LinearKernel` (codegen/lower.py) and a `Language`. Out: (function name, source text).
+In: a `LinearKernel` (codegen/lower.py) and a `Language`. Out: (function name, source text, global size).
 `render_kernel(ast, language)` is all of codegen for a backend: lower, optimize (unless NOOPT=1), render.
 A dialect differs from C only in what its `Language` says: the kernel's prefix, how buffers are declared,
-type names, the text of each op, and how a loop is marked parallel. C is the first instance (`C_LANGUAGE`);
-OpenCL C and CUDA C are two more instances of the same dataclass.
+type names, the text of each op, and how global loops run. C is the first instance (`C_LANGUAGE`); the
+OpenCL and CUDA backends declare theirs in their own files.
+
+Global loops: on a CPU they are `for` loops (the outermost maybe parallel). A GPU dialect names its flat
+thread index (`Language.global_index`); the global loops then disappear: each thread computes one
+iteration of all of them, recovering each loop variable from the thread index by division and modulo, and
+the kernel is launched on `global size` = the product of the global loops' sizes (threads past it return).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Callable
 from minigrad.codegen.lower import Instr, LinearKernel, Loop, lower
 from minigrad.codegen.opt import optimize
 from minigrad.dtype import DType, dtypes
-from minigrad.helpers import getenv
+from minigrad.helpers import getenv, prod
 from minigrad.ops import Op
 
 
@@ -54,6 +59,7 @@ class Language:
     code_for_op: dict[Op, Callable[..., str]] = field(default_factory=lambda: dict(C_CODE_FOR_OP))
     parallel_for: str = ""  # a line before a parallel loop, e.g. an OpenMP pragma
     infinity: str = "INFINITY"
+    global_index: str = ""  # a GPU's flat thread index (e.g. CUDA's blockIdx.x*blockDim.x+threadIdx.x)
     # After the reduce loops, copy the accumulators to a local array behind a compiler barrier. GCC 12 only
     # vectorizes a group of accumulators when the values leaving the loop are stored as they are; with a
     # fused epilogue (`x @ W + b`) it left them scalar (8 -> 87 GFLOPS with the spill).
@@ -119,8 +125,22 @@ def _spill(
     add(f'__asm__ volatile("" : : "r"({array}) : "memory");')
 
 
-def render(kernel: LinearKernel, language: Language) -> tuple[str, str]:
-    """C-family source for one kernel: returns (function name, source)."""
+def _thread_indices(kernel: LinearKernel, language: Language, add) -> int:
+    """On a GPU, the global loops' variables from the flat thread index; returns how many threads run."""
+    loops = [i.arg for i in kernel.instrs if i.op == "LOOP" and not i.arg.reduce]
+    total = prod(loop.size for loop in loops)
+    add(f"int gid = {language.global_index};")
+    add(f"if (gid >= {total}) return;")
+    inner = total
+    for loop in loops:
+        outer, inner = inner, inner // loop.size
+        index = "gid" if inner == 1 else f"(gid/{inner})"
+        add(f"int {loop.var.name} = {index if outer == total else f'{index}%{loop.size}'};")
+    return total
+
+
+def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple[int, ...]]:
+    """C-family source for one kernel: returns (function name, source, global size)."""
     names: dict[int, str] = {}
     lines: list[str] = []
     depth = 1
@@ -130,8 +150,12 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str]:
     def add(text: str) -> None:
         lines.append("  " * depth + text)
 
+    global_size = (_thread_indices(kernel, language, add),) if language.global_index else (1,)
+
     for position, instr in enumerate(kernel.instrs):
         srcs = [names[s] for s in instr.srcs]
+        if language.global_index and instr.op in ("LOOP", "ENDLOOP") and not instr.arg.reduce:
+            continue  # a GPU: global loops are thread indices (computed at the top)
         if instr.op == "LOOP":
             loop: Loop = instr.arg
             if loop.parallel and language.parallel_for:
@@ -175,7 +199,9 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str]:
             add(f"{language.type_name(instr.dtype)} {names[position]} = {read};")
         elif instr.op == "ALU":
             names[position] = _value_name(instr, position)
-            if instr.arg is Op.CAST:
+            if instr.arg is Op.CAST and instr.dtype == dtypes.bool:
+                expression = f"({srcs[0]}!=0)"  # not a C cast: OpenCL keeps bools in uchar buffers
+            elif instr.arg is Op.CAST:
                 expression = f"({language.type_name(instr.dtype)})({srcs[0]})"
             else:
                 operand_dtype = kernel.instrs[instr.srcs[-1]].dtype
@@ -196,9 +222,9 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str]:
         filter(None, [language.lanes_attribute if split_reduce else "", language.kernel_prefix])
     )
     source = f"{language.headers}\n{prefix} {kernel.name}({params}) {{\n" + "\n".join(lines) + "\n}\n"
-    return kernel.name, source
+    return kernel.name, source, global_size
 
 
-def render_kernel(ast, language: Language) -> tuple[str, str]:
+def render_kernel(ast, language: Language) -> tuple[str, str, tuple[int, ...]]:
     """A kernel AST as source in `language`: lowered, optimized unless NOOPT=1, rendered."""
     return render(lower(ast, None if getenv("NOOPT") else optimize), language)

@@ -1,0 +1,107 @@
+"""The OPENCL device: kernels rendered as OpenCL C, built and run through pyopencl.
+
+In: a kernel AST. Out: an OpenCL program binary (built once, cached on disk per device and driver), run on
+device buffers. It uses the first device of the first platform (`pip install "pyopencl[pocl]"` gives a
+CPU one, PoCL). Global loops are work-items (`get_global_id(0)`); the runtime picks the work-group size.
+bool lives in `uchar` buffers (OpenCL kernels cannot take `bool*`); half needs cl_khr_fp16, double
+cl_khr_fp64: a device without the extension does not support that dtype.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from minigrad.codegen.cstyle import Language, render_kernel
+from minigrad.device import Allocator, Backend, Compiler, Program
+from minigrad.dtype import DType, dtypes
+
+try:
+    import pyopencl as cl
+except ImportError as e:  # the device is reported unavailable with this reason
+    raise ImportError('the OPENCL device needs pyopencl: pip install "pyopencl[pocl]"') from e
+
+OPENCL_TYPES = {dtypes.bool: "uchar", dtypes.uint8: "uchar", dtypes.int8: "char", dtypes.int64: "long"}
+OPENCL_LANGUAGE = Language(
+    name="OpenCL",
+    headers="#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n",
+    kernel_prefix="__kernel void",
+    buffer_prefix="__global ",
+    type_names={d: OPENCL_TYPES.get(d, d.c_name) for d in dtypes.all()},
+    global_index="get_global_id(0)",
+)
+
+
+class OpenclAllocator(Allocator):
+    def __init__(self, context, queue):
+        super().__init__()
+        self.context, self.queue = context, queue
+
+    def _alloc(self, nbytes: int):
+        return cl.Buffer(self.context, cl.mem_flags.READ_WRITE, nbytes)
+
+    def _free(self, buf) -> None:
+        buf.release()
+
+    def copyin(self, buf, src: memoryview) -> None:
+        cl.enqueue_copy(self.queue, buf, np.frombuffer(src, dtype=np.uint8), is_blocking=True)
+
+    def copyout(self, dest: memoryview, buf) -> None:
+        cl.enqueue_copy(self.queue, np.frombuffer(dest, dtype=np.uint8), buf, is_blocking=True)
+
+
+class OpenclCompiler(Compiler):
+    def __init__(self, context, device):
+        self.context, self.device = context, device
+        self.cache_key = f"opencl {device.platform.name} {device.name} {device.driver_version}"
+
+    def compile(self, source: str) -> bytes:
+        try:
+            program = cl.Program(self.context, source).build()
+        except cl.RuntimeError as e:
+            raise RuntimeError(
+                f"the OpenCL compiler rejected a kernel:\n{e}\n--- source ---\n{source}"
+            ) from e
+        return program.get_info(cl.program_info.BINARIES)[0]
+
+
+class OpenclDevice(Backend):
+    def __init__(self):
+        platforms = cl.get_platforms()  # raises when no OpenCL driver (ICD) is installed
+        devices = [d for p in platforms for d in p.get_devices()]
+        if not devices:
+            raise RuntimeError('no OpenCL device found: pip install "pyopencl[pocl]" gives a CPU one')
+        self.cl_device = devices[0]
+        self.context = cl.Context([self.cl_device])
+        self.queue = cl.CommandQueue(self.context, properties=cl.command_queue_properties.PROFILING_ENABLE)
+        context, cl_device, queue = self.context, self.cl_device, self.queue
+        language = OPENCL_LANGUAGE
+        if self.supports_dtype(dtypes.float16):
+            language = dataclasses.replace(
+                language, headers=language.headers + "#pragma OPENCL EXTENSION cl_khr_fp16 : enable\n"
+            )
+
+        class OpenclProgram(Program):
+            def __init__(self, name: str, binary: bytes):
+                super().__init__(name, binary)
+                self.kernel = getattr(cl.Program(context, [cl_device], [binary]).build(), name)
+
+            def __call__(self, *buffers, global_size=(1,), local_size=None, vals=(), wait=False):
+                event = self.kernel(queue, global_size, local_size, *buffers)
+                if wait:
+                    event.wait()
+                    return (event.profile.end - event.profile.start) * 1e-9
+                return None
+
+        super().__init__(
+            "OPENCL",
+            OpenclAllocator(self.context, self.queue),
+            lambda ast: render_kernel(ast, language),
+            OpenclCompiler(self.context, self.cl_device),
+            OpenclProgram,
+        )
+
+    def supports_dtype(self, dtype: DType) -> bool:
+        extension = {dtypes.float16: "cl_khr_fp16", dtypes.float64: "cl_khr_fp64"}.get(dtype)
+        return extension is None or extension in self.cl_device.extensions
