@@ -2,6 +2,9 @@
 
     python extra/bench.py [--device CPU] [--reps 5] [--quick]
 
+On a GPU device (--device CUDA) PyTorch runs on the GPU too, both frameworks are synchronized before a
+time is taken, and a matmul 4096^2 row is added.
+
 Each row times the same computation in every framework, interleaving the frameworks and taking the median
 of the repetitions (the machines are shared and noisy). minigrad times are end to end: building the lazy
 graph, scheduling and running (compiled kernels are cached after the first, untimed, run). The hardware
@@ -19,7 +22,7 @@ import time
 
 import numpy as np
 
-from minigrad import Tensor
+from minigrad import Device, Tensor
 
 try:
     import torch
@@ -37,6 +40,27 @@ void triad(float* a, const float* b, const float* c, float s, size_t n) {
   for (size_t i = 0; i < n; i++) a[i] = b[i] + s * c[i];
 }
 """
+
+
+TORCH_DEVICE = "cpu"  # "cuda" when minigrad runs on CUDA
+
+
+def to_torch(x: np.ndarray, **kwargs):
+    return torch.tensor(x, device=TORCH_DEVICE, **kwargs)
+
+
+def synchronized(fn, device: str):
+    """`fn` followed by waiting for the device (GPU kernels run after their launch returns)."""
+
+    def run():
+        out = fn()
+        if device == "torch":
+            torch.cuda.synchronize() if TORCH_DEVICE == "cuda" else None
+        else:
+            Device[device].synchronize()
+        return out
+
+    return run
 
 
 def median_time(fn, reps: int) -> float:
@@ -81,6 +105,15 @@ def blas_peak_gflops(n: int = 2048) -> float:
     return 2 * n**3 / median_time(lambda: a @ b, 5) / 1e9
 
 
+def gpu_limits() -> tuple[float, float]:
+    """(copy GB/s, float32 matmul GFLOPS) of the GPU, measured through torch."""
+    a = torch.empty(1 << 28, dtype=torch.float32, device="cuda")
+    copy = median_time(synchronized(lambda: a.clone(), "torch"), 7)
+    m = torch.randn(8192, 8192, device="cuda")
+    matmul = median_time(synchronized(lambda: m @ m, "torch"), 5)
+    return 2 * a.numel() * 4 / copy / 1e9, 2 * 8192**3 / matmul / 1e9
+
+
 def elementwise_chain(device: str, n: int):
     rng = np.random.default_rng(0)
     arrays = [rng.standard_normal(n).astype(np.float32) for _ in range(3)]
@@ -95,7 +128,7 @@ def elementwise_chain(device: str, n: int):
         "minigrad": lambda: ((((m[0] + m[1]) * m[2] - m[0]) * 0.5 + m[1]) * m[2] - 1.0).clip(-1, 1).realize(),
     }
     if torch:
-        t = [torch.from_numpy(x) for x in arrays]
+        t = [to_torch(x) for x in arrays]
         fns["torch"] = lambda: ((((t[0] + t[1]) * t[2] - t[0]) * 0.5 + t[1]) * t[2] - 1.0).clip(-1, 1)
     return fns, 4 * n * 4  # bytes: three inputs read, one output written
 
@@ -106,7 +139,7 @@ def reductions(device: str, n: int, kind: str):
     if kind == "sum":
         fns = {"numpy": lambda: x.sum(1), "minigrad": lambda: m.sum(1).realize()}
         if torch:
-            tx = torch.from_numpy(x)
+            tx = to_torch(x)
             fns["torch"] = lambda: tx.sum(1)
     else:
 
@@ -116,7 +149,7 @@ def reductions(device: str, n: int, kind: str):
 
         fns = {"numpy": numpy_softmax, "minigrad": lambda: m.softmax(-1).realize()}
         if torch:
-            tx = torch.from_numpy(x)
+            tx = to_torch(x)
             fns["torch"] = lambda: tx.softmax(-1)
     return fns, n * n * 4 * (1 if kind == "sum" else 2)
 
@@ -127,7 +160,7 @@ def matmul(device: str, n: int):
     ma, mb = Tensor(a, device=device).realize(), Tensor(b, device=device).realize()
     fns = {"numpy": lambda: a @ b, "minigrad": lambda: (ma @ mb).realize()}
     if torch:
-        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        ta, tb = to_torch(a), to_torch(b)
         fns["torch"] = lambda: ta @ tb
     return fns, 2 * n**3
 
@@ -148,7 +181,7 @@ def conv2d(device: str, batch: int):
     if torch:
 
         def torch_fn():
-            tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+            tx, tw = to_torch(x, requires_grad=True), to_torch(w, requires_grad=True)
             torch.nn.functional.conv2d(tx, tw, padding=1).sum().backward()
 
         fns["torch"] = torch_fn
@@ -176,8 +209,8 @@ def mlp_step(device: str, batch: int):
 
     fns = {"minigrad": minigrad_fn}
     if torch:
-        tparams = [torch.tensor(p, requires_grad=True) for p in init]
-        tx, ty = torch.from_numpy(x), torch.from_numpy(y).long()
+        tparams = [to_torch(p, requires_grad=True) for p in init]
+        tx, ty = to_torch(x), to_torch(y).long()
         opt = torch.optim.SGD(tparams, lr=0.01)
 
         def torch_fn():
@@ -199,9 +232,18 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test, as in CI)")
     args = parser.parse_args()
     q = args.quick
-    bandwidth, peak = stream_triad_gbs(1 << (20 if q else 25)), blas_peak_gflops(256 if q else 2048)
+    global TORCH_DEVICE
+    gpu = Device.canonicalize(args.device) == "CUDA"
+    TORCH_DEVICE = "cuda" if gpu and torch and torch.cuda.is_available() else "cpu"
+    if TORCH_DEVICE == "cuda":
+        bandwidth, peak = gpu_limits()
+        hardware = f"{torch.cuda.get_device_name()}: copy {bandwidth:.0f} GB/s, torch float32 matmul"
+        hardware += f" {peak:.0f} GFLOPS"
+    else:
+        bandwidth, peak = stream_triad_gbs(1 << (20 if q else 25)), blas_peak_gflops(256 if q else 2048)
+        hardware = f"stream triad {bandwidth:.1f} GB/s, BLAS float32 matmul {peak:.1f} GFLOPS"
     print(
-        f"hardware: stream triad {bandwidth:.1f} GB/s, BLAS float32 matmul {peak:.1f} GFLOPS "
+        f"hardware: {hardware} "
         f"(torch {torch.__version__ if torch else 'absent'}, "
         f"tinygrad {getattr(tinygrad, '__version__', 'absent')})"
     )
@@ -211,6 +253,7 @@ def main() -> None:
         ("softmax -1, 4096^2", *reductions(args.device, 256 if q else 4096, "softmax"), "GB/s"),
         ("matmul 1024^2", *matmul(args.device, 128 if q else 1024), "GFLOPS"),
         ("matmul 2048^2", *matmul(args.device, 128 if q else 2048), "GFLOPS"),
+        *([("matmul 4096^2", *matmul(args.device, 128 if q else 4096), "GFLOPS")] if gpu else []),
         ("conv2d fwd+bwd b32 32->64 3x3 32^2", *conv2d(args.device, 2 if q else 32), "GFLOPS"),
         ("MLP step 784-512-512-10 b128", *mlp_step(args.device, 128), "GFLOPS"),
     ]
@@ -219,6 +262,10 @@ def main() -> None:
         f"{'vs numpy':>9s} {'vs torch':>9s} {'minigrad rate':>16s} {'of hw':>6s}"
     )
     for name, fns, work, unit in rows:
+        fns = {
+            k: fn if k == "numpy" else synchronized(fn, args.device if k == "minigrad" else k)
+            for k, fn in fns.items()
+        }
         times = interleaved(
             fns, args.reps if "matmul 2048" not in name and "conv" not in name else max(2, args.reps // 2)
         )

@@ -155,6 +155,9 @@ class Backend:
     def supports_dtype(self, dtype: DType) -> bool:
         return True
 
+    def synchronize(self) -> None:
+        """Wait until every launched kernel has finished (kernels on a GPU run after their launch returns)."""
+
     def get_program(self, ast: Any) -> Program:
         """The runnable program for a kernel AST, rendered and compiled once per distinct AST."""
         key = (ast, codegen_settings())

@@ -102,6 +102,9 @@ class OpenclDevice(Backend):
             OpenclProgram,
         )
 
+    def synchronize(self) -> None:
+        self.queue.finish()
+
     def supports_dtype(self, dtype: DType) -> bool:
         extension = {dtypes.float16: "cl_khr_fp16", dtypes.float64: "cl_khr_fp64"}.get(dtype)
         return extension is None or extension in self.cl_device.extensions
