@@ -2,7 +2,7 @@
 
 In: a device name ("NUMPY", "CPU", "OPENCL", "CUDA"). Out: that device's `Backend`, which bundles
   - an `Allocator`:  alloc(nbytes) / free(buf) / copyin(buf, memoryview) / copyout(memoryview, buf)
-  - a renderer:      kernel AST -> (function name, source, global size)  (codegen; NUMPY: the AST itself)
+  - a renderer:      kernel AST -> (function name, source, (global size, local size))  (NUMPY: the AST)
   - a `Compiler`:    source -> binary
   - a `Program`:     Program(name, binary)(*buffers, global_size=..., local_size=..., vals=...)
 A backend is one file, `minigrad/runtime/ops_<name>.py`, defining a `<Name>Device(Backend)` class.
@@ -163,12 +163,12 @@ class Backend:
         key = (ast, codegen_settings())
         program = self._programs.get(key)
         if program is None:
-            name, source, global_size = self.renderer(ast)
+            name, source, (global_size, local_size) = self.renderer(ast)
             if getenv("DEBUG") >= 4 and isinstance(source, str):
                 print(f"--- {name}: {self.name} source ---\n{source}")
             binary = self.compiler.compile_cached(source)
             program = self._programs[key] = self.program(name, binary)
-            program.source, program.global_size = source, global_size
+            program.source, program.global_size, program.local_size = source, global_size, local_size
         return program
 
 

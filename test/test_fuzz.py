@@ -1,6 +1,6 @@
 """Fuzz: random graphs mixing elementwise, reduce and movement ops, each compiled device against NUMPY.
 
-200 cases in CI; FUZZ_CASES=N runs more. Each case also draws random optimization settings (threads,
+200 cases in CI; FUZZ_CASES=N runs more. Each case also draws random optimization settings (threads, groups,
 upcasting, NOOPT), so the optimizer is fuzzed against unoptimized kernels through the same oracle.
 """
 
@@ -94,6 +94,7 @@ def test_random_graph_matches_numpy(seed):
         "REORDER": int(rng.integers(0, 2)),
         "THREADS": int(rng.integers(0, 2)),
         "UPCAST": int(rng.integers(0, 2)),
+        "GROUP": int(rng.integers(0, 2)),
         "NOOPT": int(rng.random() < 0.3),
     }
     expected = [t.numpy() for t in random_graph(seed, "NUMPY")]

@@ -14,6 +14,7 @@ the kernel is launched on `global size` = the product of the global loops' sizes
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -60,6 +61,10 @@ class Language:
     parallel_for: str = ""  # a line before a parallel loop, e.g. an OpenMP pragma
     infinity: str = "INFINITY"
     global_index: str = ""  # a GPU's flat thread index (e.g. CUDA's blockIdx.x*blockDim.x+threadIdx.x)
+    group_index: str = ""  # which work-group (block) this thread is in
+    local_index: str = ""  # the thread's index inside its work-group
+    local_prefix: str = ""  # declares an array shared by a work-group
+    barrier: str = ""  # waits for every thread of the work-group
     # After the reduce loops, copy the accumulators to a local array behind a compiler barrier. GCC 12 only
     # vectorizes a group of accumulators when the values leaving the loop are stored as they are; with a
     # fused epilogue (`x @ W + b`) it left them scalar (8 -> 87 GFLOPS with the spill).
@@ -125,22 +130,30 @@ def _spill(
     add(f'__asm__ volatile("" : : "r"({array}) : "memory");')
 
 
-def _thread_indices(kernel: LinearKernel, language: Language, add) -> int:
-    """On a GPU, the global loops' variables from the flat thread index; returns how many threads run."""
+def _thread_indices(
+    kernel: LinearKernel, language: Language, add
+) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+    """On a GPU, the global loops' variables from the flat thread index (the work-group's index when G
+    threads share each output: opt.group). Returns (global size, local size); local None: the backend's."""
     loops = [i.arg for i in kernel.instrs if i.op == "LOOP" and not i.arg.reduce]
     total = prod(loop.size for loop in loops)
-    add(f"int gid = {language.global_index};")
+    if kernel.nest.group:
+        add(f"int gid = {language.group_index};")
+        add(f"int lidx = {language.local_index};")
+    else:
+        add(f"int gid = {language.global_index};")
     add(f"if (gid >= {total}) return;")
     inner = total
     for loop in loops:
         outer, inner = inner, inner // loop.size
         index = "gid" if inner == 1 else f"(gid/{inner})"
         add(f"int {loop.var.name} = {index if outer == total else f'{index}%{loop.size}'};")
-    return total
+    size = kernel.nest.group_size
+    return (total * size,), ((size,) if kernel.nest.group else None)
 
 
-def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple[int, ...]]:
-    """C-family source for one kernel: returns (function name, source, global size)."""
+def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
+    """C-family source for one kernel: returns (function name, source, (global size, local size))."""
     names: dict[int, str] = {}
     lines: list[str] = []
     depth = 1
@@ -150,7 +163,7 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple[in
     def add(text: str) -> None:
         lines.append("  " * depth + text)
 
-    global_size = (_thread_indices(kernel, language, add),) if language.global_index else (1,)
+    launch = _thread_indices(kernel, language, add) if language.global_index else ((1,), None)
 
     for position, instr in enumerate(kernel.instrs):
         srcs = [names[s] for s in instr.srcs]
@@ -190,10 +203,14 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple[in
                 acc, value, instr.dtype
             )
             add(f"{acc} = {update};")
+        elif instr.op == "LOCAL":
+            add(f"{language.local_prefix}{language.type_name(instr.dtype)} {instr.arg[0]}[{instr.arg[1]}];")
+        elif instr.op == "BARRIER":
+            add(language.barrier)
         elif instr.op == "LOAD":
             names[position] = _value_name(instr, position)
             buffer, index, valid = instr.arg
-            read = f"data{buffer}[{index.render()}]"
+            read = f"{_buffer_name(buffer)}[{index.render()}]"
             if not (valid.min == 1 and valid.max == 1):
                 read = f"({valid.render()})?{read}:{language.literal(0, instr.dtype)}"
             add(f"{language.type_name(instr.dtype)} {names[position]} = {read};")
@@ -209,7 +226,7 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple[in
             add(f"{language.type_name(instr.dtype)} {names[position]} = {expression};")
         elif instr.op == "STORE":
             buffer, index, valid = instr.arg
-            store = f"data{buffer}[{index.render()}] = {srcs[0]};"
+            store = f"{_buffer_name(buffer)}[{index.render()}] = {srcs[0]};"
             add(store if valid.min == 1 else f"if ({valid.render()}) {store}")
         else:
             raise RuntimeError(f"cannot render IR instruction {instr.op}")
@@ -222,9 +239,14 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple[in
         filter(None, [language.lanes_attribute if split_reduce else "", language.kernel_prefix])
     )
     source = f"{language.headers}\n{prefix} {kernel.name}({params}) {{\n" + "\n".join(lines) + "\n}\n"
-    return kernel.name, source, global_size
+    return kernel.name, source, launch
 
 
-def render_kernel(ast, language: Language) -> tuple[str, str, tuple[int, ...]]:
+def _buffer_name(buffer: int | str) -> str:
+    return f"data{buffer}" if isinstance(buffer, int) else buffer  # a kernel argument, or a local array
+
+
+def render_kernel(ast, language: Language) -> tuple[str, str, tuple]:
     """A kernel AST as source in `language`: lowered, optimized unless NOOPT=1, rendered."""
-    return render(lower(ast, None if getenv("NOOPT") else optimize), language)
+    gpu = bool(language.global_index)
+    return render(lower(ast, None if getenv("NOOPT") else functools.partial(optimize, gpu=gpu)), language)

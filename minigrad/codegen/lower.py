@@ -31,7 +31,7 @@ from typing import Any
 from minigrad.dtype import DType, dtypes
 from minigrad.helpers import getenv
 from minigrad.ops import REDUCE, AstNode, Op
-from minigrad.shape.symbolic import Node, NumNode, Variable
+from minigrad.shape.symbolic import Node, NumNode, Variable, and_nodes, lt
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,9 @@ class Instr:
 
     LOOP     arg: Loop                 ENDLOOP  arg: Loop
     ACC      arg: (reduce Op, initial) UPDATE   srcs: (acc, value), arg: reduce Op
-    LOAD     arg: (buffer, index Node, valid Node)
+    LOAD     arg: (buffer, index Node, valid Node)   buffer: a kernel argument's number, or a local array
     STORE    srcs: (value,), arg: (buffer, index Node, valid Node)
+    LOCAL    arg: (name, size): an array shared by a work-group      BARRIER: wait for the work-group
     CONST    arg: the value            ALU      srcs: operands, arg: the Op (CAST: dtype gives the target)
     COND     arg: a symbolic condition (a view's mask) used as a bool value
     """
@@ -74,6 +75,19 @@ class LoopNest:
     order: list[int]  # dims that get a loop (size > 1), outermost first; reduce dims after global ones
     parallel_dims: set[int] = field(default_factory=set)
     upcast: dict[int, int] = field(default_factory=dict)
+    group: tuple[int, int] | None = None  # (reduce dim, G): G threads share each output's reduce (GPUs)
+
+    @property
+    def group_size(self) -> int:
+        return self.group[1] if self.group else 1
+
+    @property
+    def group_dim(self) -> int | None:
+        return self.group[0] if self.group else None
+
+    def steps(self, d: int) -> int:
+        """How many times dim d's loop runs (upcast and grouped dims take several elements a step)."""
+        return self.full_shape[d] // self.upcast.get(d, 1) // (self.group_size if d == self.group_dim else 1)
 
 
 @dataclass
@@ -126,8 +140,11 @@ class _Linearizer:
         self.scopes: list[dict[tuple, int]] = [{}]  # pure instructions visible here, innermost loop last
         self.emitted: dict[tuple, int] = {}
         self.variables: dict[int, Node] = {}
+        self.local_index = Variable("lidx", 0, nest.group_size - 1)  # the thread's place in its group
         for d in nest.order:
-            steps = nest.full_shape[d] // nest.upcast.get(d, 1)
+            steps = (
+                nest.full_shape[d] // nest.upcast.get(d, 1) // (nest.group_size if d == nest.group_dim else 1)
+            )
             prefix = "r" if d in nest.reduce_axes else "g"
             # a loop of 0 steps (an empty dim) still needs its loop: the body must not run at all
             self.variables[d] = (
@@ -158,6 +175,8 @@ class _Linearizer:
         for d in range(len(self.nest.full_shape)):
             if d not in self.variables or (d in self.nest.reduce_axes and not reduced):
                 out.append(NumNode(0))
+            elif d == self.nest.group_dim:  # thread j of the group takes elements j, j+G, j+2G, ...
+                out.append(self.variables[d] * self.nest.group_size + self.local_index)
             else:
                 factor = self.nest.upcast.get(d, 1)
                 out.append(self.variables[d] * factor + copy.get(d, 0) if factor > 1 else self.variables[d])
@@ -221,7 +240,7 @@ def linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
     loops = [
         Loop(
             lin.variables[d],
-            nest.full_shape[d] // nest.upcast.get(d, 1),
+            nest.steps(d),
             d in nest.reduce_axes,
             d in nest.parallel_dims,
         )
@@ -252,6 +271,8 @@ def linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
                     lin.emit(Instr("UPDATE", r.dtype, (acc, value), r.op))
         for loop in reversed(reduce_loops):
             lin.emit(Instr("ENDLOOP", None, (), loop))
+        if nest.group:
+            _combine_group(lin, accumulators)
         for r in reduces:  # after the loop, the reduce copies' accumulators combine into one value
             combine = Op.ADD if r.op is Op.REDUCE_SUM else Op.MAX
             for g in global_copies:
@@ -265,6 +286,8 @@ def linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
     for g in global_copies:
         value = lin.value(store.srcs[0], reduced=False, copy=g)
         index, valid = store.arg[1].expr_idxs(lin.idxs(reduced=False, copy=g))
+        if nest.group:  # every thread of the group holds the result; the first one stores it
+            valid = and_nodes([valid, lt(lin.local_index, 1)])
         lin.emit(Instr("STORE", store.dtype, (value,), (store.arg[0], index, valid)))
     for loop in reversed(global_loops):
         lin.emit(Instr("ENDLOOP", None, (), loop))
@@ -273,6 +296,26 @@ def linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
         if n.op is Op.LOAD:
             buffers.setdefault(n.arg[0], (n.arg[0], n.dtype, False))
     return LinearKernel(name, sorted(buffers.values()), lin.instrs, nest)
+
+
+def _combine_group(lin: _Linearizer, accumulators: dict) -> None:
+    """Each thread's partial result goes to a local array; after a barrier, every thread reduces the array
+    (the same value in all of them, so no second barrier is needed) into the accumulator read after it."""
+    size = lin.nest.group_size
+    for key, partial in accumulators.items():
+        lin.emit(Instr("LOCAL", key[0].dtype, (), (f"partial{partial}", size)))
+        lin.emit(Instr("STORE", key[0].dtype, (partial,), (f"partial{partial}", lin.local_index, NumNode(1))))
+    lin.emit(Instr("BARRIER", None))
+    for key, partial in list(accumulators.items()):
+        reduce = key[0]
+        initial = 0 if reduce.op is Op.REDUCE_SUM else "lowest"
+        total = lin.emit(Instr("ACC", reduce.dtype, (), (reduce.op, initial)))
+        loop = Loop(Variable("lane", 0, size - 1), size, reduce=True)
+        lin.emit(Instr("LOOP", None, (), loop))
+        value = lin.emit(Instr("LOAD", reduce.dtype, (), (f"partial{partial}", loop.var, NumNode(1))))
+        lin.emit(Instr("UPDATE", reduce.dtype, (total, value), reduce.op))
+        lin.emit(Instr("ENDLOOP", None, (), loop))
+        accumulators[key] = total
 
 
 def kernel_name(nest: LoopNest) -> str:

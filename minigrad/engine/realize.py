@@ -66,7 +66,12 @@ def _run_kernel(item: ScheduleItem) -> None:
     buffers = outputs + [node.realized for node in item.inputs]
     program = backend.get_program(item.ast)
     start = time.perf_counter()
-    elapsed = program(*[b._buf for b in buffers], global_size=program.global_size, wait=getenv("DEBUG") >= 1)
+    elapsed = program(
+        *[b._buf for b in buffers],
+        global_size=program.global_size,
+        local_size=program.local_size,
+        wait=getenv("DEBUG") >= 1,
+    )
     elapsed = elapsed if elapsed is not None else time.perf_counter() - start
     for node, buffer in zip(item.outputs, outputs):
         node.realized = buffer

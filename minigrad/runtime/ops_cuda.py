@@ -30,6 +30,10 @@ CUDA_LANGUAGE = Language(
     buffer_prefix="",
     type_names={d: d.c_name for d in dtypes.all()},
     global_index="(blockIdx.x*blockDim.x+threadIdx.x)",
+    group_index="blockIdx.x",
+    local_index="threadIdx.x",
+    local_prefix="__shared__ ",
+    barrier="__syncthreads();",
 )
 
 
@@ -98,7 +102,7 @@ class CudaProgram(Program):
         params = (ctypes.c_void_p * len(buffers))(
             *[ctypes.addressof(pointers) + 8 * i for i in range(len(buffers))]
         )
-        block = min(BLOCK_SIZE, global_size[0])
+        block = local_size[0] if local_size else min(BLOCK_SIZE, global_size[0])
         grid = (global_size[0] + block - 1) // block
         if wait:
             start, end = check(driver.cuEventCreate(0)), check(driver.cuEventCreate(0))

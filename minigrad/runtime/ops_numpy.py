@@ -101,5 +101,9 @@ class NumpyCompiler(Compiler):
 class NumpyDevice(Backend):
     def __init__(self):
         super().__init__(
-            "NUMPY", HostAllocator(), lambda ast: ("numpy_kernel", ast, (1,)), NumpyCompiler(), NumpyProgram
+            "NUMPY",
+            HostAllocator(),
+            lambda ast: ("numpy_kernel", ast, ((1,), None)),
+            NumpyCompiler(),
+            NumpyProgram,
         )

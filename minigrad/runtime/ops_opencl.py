@@ -30,6 +30,10 @@ OPENCL_LANGUAGE = Language(
     buffer_prefix="__global ",
     type_names={d: OPENCL_TYPES.get(d, d.c_name) for d in dtypes.all()},
     global_index="get_global_id(0)",
+    group_index="get_group_id(0)",
+    local_index="get_local_id(0)",
+    local_prefix="__local ",
+    barrier="barrier(CLK_LOCAL_MEM_FENCE);",
 )
 
 
