@@ -13,8 +13,8 @@ GPU_MISSING = Device.unavailable_reason("CUDA")
 needs_gpu = pytest.mark.skipif(GPU_MISSING is not None, reason=f"no usable GPU: {GPU_MISSING}")
 
 
-def cuda_kernels(*tensors: Tensor) -> list[tuple[str, str, tuple[int, ...]]]:
-    """(name, CUDA source, global size) of each kernel that realizing `tensors` would run."""
+def cuda_kernels(*tensors: Tensor) -> list[tuple]:
+    """(name, CUDA source, (global size, local size)) of each kernel that realizing `tensors` would run."""
     items = create_schedule([t.lazydata for t in tensors])
     return [render_kernel(i.ast, ops_cuda.CUDA_LANGUAGE) for i in items if i.ast.op.name == "STORE"]
 
@@ -50,12 +50,12 @@ def test_no_gpu_gives_a_reason():
 def test_cubin_and_ptx_both_run(ptx):
     backend = Device["CUDA"]
     x = np.random.default_rng(0).standard_normal((33, 70)).astype(np.float32)
-    ((name, source, global_size),) = cuda_kernels((Tensor(x, device="CUDA").exp() * 2).sum(1))
+    ((name, source, (global_size, local_size)),) = cuda_kernels((Tensor(x, device="CUDA").exp() * 2).sum(1))
     compiler = ops_cuda.CudaCompiler(backend.compiler.arch, ptx=ptx)
     program = ops_cuda.CudaProgram(name, compiler.compile(source))
     out, inp = backend.allocator.alloc(33 * 4), backend.allocator.alloc(x.nbytes)
     backend.allocator.copyin(inp, memoryview(x.reshape(-1).view(np.uint8)))
-    assert program(out, inp, global_size=global_size, wait=True) > 0
+    assert program(out, inp, global_size=global_size, local_size=local_size, wait=True) > 0
     got = np.empty(33, np.float32)
     backend.allocator.copyout(memoryview(got.view(np.uint8)), out)
     np.testing.assert_allclose(got, (np.exp(x) * 2).sum(1), rtol=1e-5)
