@@ -1,16 +1,12 @@
-"""The CUDA device: kernels rendered as CUDA C, compiled by NVRTC, run through the driver API.
+"""The CUDA device: kernels rendered as CUDA C, compiled by NVRTC (cuda-bindings), run by the driver API.
 
-In: a kernel AST. Out: a cubin for this GPU's compute capability (cached on disk), launched on device
-buffers. Uses NVIDIA's own bindings (`pip install minigrad[cuda]`: cuda-bindings and nvidia-cuda-nvrtc);
-NVRTC needs no GPU, so CI compiles every kernel without one. A cubin is preferred to PTX because the driver
-refuses PTX from an NVRTC newer than itself (CUDA error 222); PTX (for the newest virtual architecture this
-NVRTC knows) is the fallback when NVRTC cannot target the GPU's own architecture, or when CUDA_PTX=1.
-Global loops are threads, BLOCK_SIZE to a block.
+In: a kernel AST. Out: a cubin for this GPU's architecture (cached on disk), launched on device buffers. A
+driver refuses PTX from a newer NVRTC (error 222), so PTX is only the fallback: when NVRTC cannot target
+the GPU, or with CUDA_PTX=1. NVRTC needs no GPU: CI compiles every test kernel with it.
 """
 
-from __future__ import annotations
-
 import ctypes
+import time
 
 from minigrad.codegen.cstyle import Language, render_kernel
 from minigrad.device import Allocator, Backend, Compiler, Program
@@ -27,8 +23,6 @@ CUDA_LANGUAGE = Language(
     name="CUDA",
     headers="#define INFINITY (__int_as_float(0x7f800000))\n#define NAN (__int_as_float(0x7fffffff))\n",
     kernel_prefix='extern "C" __global__ void',
-    buffer_prefix="",
-    type_names={d: d.c_name for d in dtypes.all()},
     global_index="(blockIdx.x*blockDim.x+threadIdx.x)",
     group_index="blockIdx.x",
     local_index="threadIdx.x",
@@ -62,16 +56,10 @@ class CudaCompiler(Compiler):
             if status != nvrtc.nvrtcResult.NVRTC_SUCCESS:
                 log = bytes(check(nvrtc.nvrtcGetProgramLogSize(program)))
                 nvrtc.nvrtcGetProgramLog(program, log)
-                raise RuntimeError(
-                    f"NVRTC could not compile a kernel:\n{log.decode(errors='replace')}\n{source}"
-                )
-            get_size, get = (
-                (nvrtc.nvrtcGetPTXSize, nvrtc.nvrtcGetPTX)
-                if self.ptx
-                else (nvrtc.nvrtcGetCUBINSize, nvrtc.nvrtcGetCUBIN)
-            )
-            binary = bytes(check(get_size(program)))
-            check(get(program, binary))
+                raise RuntimeError(f"NVRTC could not compile a kernel:\n{log.decode()}\n{source}")
+            kind = "PTX" if self.ptx else "CUBIN"
+            binary = bytes(check(getattr(nvrtc, f"nvrtcGet{kind}Size")(program)))
+            check(getattr(nvrtc, f"nvrtcGet{kind}")(program, binary))
             return binary
         finally:
             nvrtc.nvrtcDestroyProgram(program)
@@ -98,25 +86,18 @@ class CudaProgram(Program):
         self.function = check(driver.cuModuleGetFunction(self.module, name.encode()))
 
     def __call__(self, *buffers, global_size=(1,), local_size=None, vals=(), wait=False):
-        pointers = (ctypes.c_uint64 * len(buffers))(*[int(b) for b in buffers])
-        params = (ctypes.c_void_p * len(buffers))(
-            *[ctypes.addressof(pointers) + 8 * i for i in range(len(buffers))]
-        )
+        """kernelParams (`params`) holds, per argument, the address of its value: here, a device pointer."""
+        pointers, n = (ctypes.c_uint64 * len(buffers))(*[int(b) for b in buffers]), len(buffers)
+        base = ctypes.addressof(pointers)
+        params = (ctypes.c_void_p * n)(*range(base, base + 8 * n, 8))
         block = local_size[0] if local_size else min(BLOCK_SIZE, global_size[0])
-        grid = (global_size[0] + block - 1) // block
+        launch = ((global_size[0] + block - 1) // block, 1, 1, block, 1, 1, 0, 0, ctypes.addressof(params), 0)
+        start = time.perf_counter()
+        check(driver.cuLaunchKernel(self.function, *launch))
         if wait:
-            start, end = check(driver.cuEventCreate(0)), check(driver.cuEventCreate(0))
-            check(driver.cuEventRecord(start, 0))
-        check(
-            driver.cuLaunchKernel(self.function, grid, 1, 1, block, 1, 1, 0, 0, ctypes.addressof(params), 0)
-        )
-        if not wait:
-            return None
-        check(driver.cuEventRecord(end, 0))
-        check(driver.cuEventSynchronize(end))
-        elapsed_ms = check(driver.cuEventElapsedTime(start, end))
-        driver.cuEventDestroy(start), driver.cuEventDestroy(end)
-        return elapsed_ms * 1e-3
+            check(driver.cuCtxSynchronize())
+            return time.perf_counter() - start
+        return None
 
 
 class CudaDevice(Backend):
@@ -127,13 +108,13 @@ class CudaDevice(Backend):
             raise RuntimeError(f"the CUDA device needs an NVIDIA GPU and driver; cuInit failed: {e}") from e
         device = check(driver.cuDeviceGet(0))
         check(driver.cuCtxSetCurrent(check(driver.cuDevicePrimaryCtxRetain(device))))
-        attribute = driver.CUdevice_attribute
-        major = check(
-            driver.cuDeviceGetAttribute(attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device)
-        )
-        minor = check(
-            driver.cuDeviceGetAttribute(attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device)
-        )
+        major, minor = [
+            check(driver.cuDeviceGetAttribute(getattr(driver.CUdevice_attribute, name), device))
+            for name in (
+                "CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR",
+                "CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR",
+            )
+        ]
         super().__init__(
             "CUDA",
             CudaAllocator(),
