@@ -1,6 +1,6 @@
 """Rendering: the linear IR as C-family source. One renderer, one small `Language` per dialect.
 
-In: a `LinearKernel` (codegen/lower.py) and a `Language`. Out: (function name, source text, global size).
+In: a `LinearKernel` (codegen/lower.py) and a `Language`. Out: (function name, source, (global, local) size).
 `render_kernel(ast, language)` is all of codegen for a backend: lower, optimize (unless NOOPT=1), render.
 A dialect differs from C only in what its `Language` says: the kernel's prefix, how buffers are declared,
 type names, the text of each op, and how global loops run. C is the first instance (`C_LANGUAGE`); the
