@@ -142,9 +142,7 @@ class _Linearizer:
         self.variables: dict[int, Node] = {}
         self.local_index = Variable("lidx", 0, nest.group_size - 1)  # the thread's place in its group
         for d in nest.order:
-            steps = (
-                nest.full_shape[d] // nest.upcast.get(d, 1) // (nest.group_size if d == nest.group_dim else 1)
-            )
+            steps = nest.steps(d)
             prefix = "r" if d in nest.reduce_axes else "g"
             # a loop of 0 steps (an empty dim) still needs its loop: the body must not run at all
             self.variables[d] = (
@@ -308,8 +306,7 @@ def _combine_group(lin: _Linearizer, accumulators: dict) -> None:
     lin.emit(Instr("BARRIER", None))
     for key, partial in list(accumulators.items()):
         reduce = key[0]
-        initial = 0 if reduce.op is Op.REDUCE_SUM else "lowest"
-        total = lin.emit(Instr("ACC", reduce.dtype, (), (reduce.op, initial)))
+        total = lin.emit(Instr("ACC", reduce.dtype, (), lin.instrs[partial].arg))  # same op, same start
         loop = Loop(Variable("lane", 0, size - 1), size, reduce=True)
         lin.emit(Instr("LOOP", None, (), loop))
         value = lin.emit(Instr("LOAD", reduce.dtype, (), (f"partial{partial}", loop.var, NumNode(1))))

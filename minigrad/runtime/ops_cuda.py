@@ -1,9 +1,6 @@
-"""The CUDA device: kernels rendered as CUDA C, compiled by NVRTC (cuda-bindings), run by the driver API.
-
-In: a kernel AST. Out: a cubin for this GPU's architecture (cached on disk), launched on device buffers. A
-driver refuses PTX from a newer NVRTC (error 222), so PTX is only the fallback: when NVRTC cannot target
-the GPU, or with CUDA_PTX=1. NVRTC needs no GPU: CI compiles every test kernel with it.
-"""
+"""The CUDA device. In: a kernel AST. Out: CUDA C compiled by NVRTC to a cubin for this GPU (cached on disk),
+launched through the driver API (cuda-bindings). A driver refuses PTX from a newer NVRTC (error 222), so PTX
+is the fallback only: when NVRTC cannot target the GPU, or with CUDA_PTX=1. CI runs NVRTC without a GPU."""
 
 import ctypes
 import time
@@ -96,8 +93,7 @@ class CudaProgram(Program):
         check(driver.cuLaunchKernel(self.function, *launch))
         if wait:
             check(driver.cuCtxSynchronize())
-            return time.perf_counter() - start
-        return None
+        return time.perf_counter() - start if wait else None
 
 
 class CudaDevice(Backend):
