@@ -56,3 +56,53 @@ def test_long_reductions_are_grouped_and_group_0_turns_it_off(device):
 def test_odd_sizes_run_one_thread_per_output(device):
     x = np.random.default_rng(1).standard_normal((7, 333)).astype(np.float32)
     np.testing.assert_allclose(Tensor(x, device=device).sum(1).numpy(), x.sum(1), rtol=1e-5, atol=1e-4)
+
+
+VECTOR_CASES = {  # on 256x256 inputs: matmuls have too many outputs to be grouped
+    "chain": lambda a, b: (a * 2 + b).exp() - a,
+    "matmul": lambda a, b: a @ b.T,  # loads walk the reduce: 8 lanes, two float4 each
+    "matmul_nn": lambda a, b: a @ b,  # loads walk an output dim: 16 columns, four float4
+    "transposed": lambda a, b: a.T + 1,  # loads strided, store contiguous
+    "unaligned": lambda a, b: a[:, 1:5] * 3,  # store vectorized, loads not (index 1 mod 4)
+    "padded": lambda a, b: a.pad(((0, 0), (1, 3))) + 1,  # masked loads stay scalar
+}
+
+
+@pytest.mark.parametrize("device", GPU_DEVICES)
+@pytest.mark.parametrize("name", VECTOR_CASES)
+def test_vector_loads_match_scalar_loads_and_numpy(device, name):
+    rng = np.random.default_rng(2)
+    a, b = (
+        rng.standard_normal((256, 256)).astype(np.float32),
+        rng.standard_normal((256, 256)).astype(np.float32),
+    )
+    run = lambda dev: VECTOR_CASES[name](Tensor(a, device=dev), Tensor(b, device=dev)).numpy()  # noqa: E731
+    vectorized = run(device)
+    with Context(VECTORIZE=0):
+        scalar = run(device)
+    np.testing.assert_allclose(vectorized, scalar, rtol=1e-4, atol=1e-4)  # sums of 256: rounding differs
+    np.testing.assert_allclose(vectorized, run("NUMPY"), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("device", GPU_DEVICES)
+def test_contiguous_float_accesses_are_vectors_and_vectorize_0_turns_them_off(device):
+    a = Tensor(np.ones((64, 64), np.float32), device=device)
+    vector = {"OPENCL": ("vload4", "vstore4"), "CUDA": ("*((float4*)", "make_float4")}[device]
+    big = Tensor(np.ones((256, 256), np.float32), device=device)  # too many outputs to group
+    for out in (a * 2 + 1, big @ big):
+        assert all(word in "".join(sources(device, out)) for word in vector), out
+    assert vector[0] in "".join(sources(device, big @ big.T)), "dot-product lanes load 4 at once"
+    with Context(VECTORIZE=0):
+        assert "float4" not in "".join(sources(device, a * 2 + 1) + sources(device, big @ big))
+    shifted = "".join(sources(device, a[:, 1:5] * 3))
+    assert vector[1] in shifted and vector[0] not in shifted, "an unaligned load stays scalar"
+
+
+def test_cuda_source_uses_float4_without_a_gpu():
+    from minigrad.codegen.cstyle import render_kernel
+    from minigrad.runtime.ops_cuda import CUDA_LANGUAGE
+
+    a = Tensor(np.ones((64, 64), np.float32), device="NUMPY")
+    item = [i for i in create_schedule([(a * 2 + 1).lazydata]) if i.ast.op.name == "STORE"][0]
+    source = render_kernel(item.ast, CUDA_LANGUAGE)[1]
+    assert "float4 vec" in source and "make_float4(" in source

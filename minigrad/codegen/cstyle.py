@@ -65,6 +65,9 @@ class Language:
     local_index: str = ""  # the thread's index inside its work-group
     local_prefix: str = ""  # declares an array shared by a work-group
     barrier: str = ""  # waits for every thread of the work-group
+    # 4 floats at once, given `{ptr}` (and `{values}` to store); elements are read as .x .y .z .w
+    vector_load: str = ""
+    vector_store: str = ""
     # After the reduce loops, copy the accumulators to a local array behind a compiler barrier. GCC 12 only
     # vectorizes a group of accumulators when the values leaving the loop are stored as they are; with a
     # fused epilogue (`x @ W + b`) it left them scalar (8 -> 87 GFLOPS with the spill).
@@ -214,6 +217,15 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
             if not (valid.min == 1 and valid.max == 1):
                 read = f"({valid.render()})?{read}:{language.literal(0, instr.dtype)}"
             add(f"{language.type_name(instr.dtype)} {names[position]} = {read};")
+        elif instr.op == "VLOAD":
+            names[position] = f"vec{position}"
+            pointer = f"{_buffer_name(instr.arg[0])}+{instr.arg[1].render()}"
+            add(f"float4 {names[position]} = {language.vector_load.format(ptr=pointer)};")
+        elif instr.op == "LANE":
+            names[position] = f"{srcs[0]}.{'xyzw'[instr.arg]}"
+        elif instr.op == "VSTORE":
+            pointer = f"{_buffer_name(instr.arg[0])}+{instr.arg[1].render()}"
+            add(language.vector_store.format(ptr=pointer, values=", ".join(srcs)) + ";")
         elif instr.op == "ALU":
             names[position] = _value_name(instr, position)
             if instr.arg is Op.CAST and instr.dtype == dtypes.bool:
@@ -248,5 +260,6 @@ def _buffer_name(buffer: int | str) -> str:
 
 def render_kernel(ast, language: Language) -> tuple[str, str, tuple]:
     """A kernel AST as source in `language`: lowered, optimized unless NOOPT=1, rendered."""
-    gpu = bool(language.global_index)
-    return render(lower(ast, None if getenv("NOOPT") else functools.partial(optimize, gpu=gpu)), language)
+    gpu, vectors = bool(language.global_index), bool(language.vector_load)
+    optimizer = functools.partial(optimize, gpu=gpu, vectors=vectors)
+    return render(lower(ast, None if getenv("NOOPT") else optimizer), language)

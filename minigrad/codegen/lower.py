@@ -43,6 +43,8 @@ class Instr:
     LOAD     arg: (buffer, index Node, valid Node)   buffer: a kernel argument's number, or a local array
     STORE    srcs: (value,), arg: (buffer, index Node, valid Node)
     LOCAL    arg: (name, size): an array shared by a work-group      BARRIER: wait for the work-group
+    VLOAD    arg: (buffer, index, width): `width` elements at once    LANE  srcs: (vload,), arg: element
+    VSTORE   srcs: `width` values, arg: (buffer, index)             (from `vectorize`, GPUs only)
     CONST    arg: the value            ALU      srcs: operands, arg: the Op (CAST: dtype gives the target)
     COND     arg: a symbolic condition (a view's mask) used as a bool value
     """
@@ -76,6 +78,7 @@ class LoopNest:
     parallel_dims: set[int] = field(default_factory=set)
     upcast: dict[int, int] = field(default_factory=dict)
     group: tuple[int, int] | None = None  # (reduce dim, G): G threads share each output's reduce (GPUs)
+    vector_width: int = 0  # > 0: consecutive float loads and stores become vector accesses (`vectorize`)
 
     @property
     def group_size(self) -> int:
@@ -315,6 +318,51 @@ def _combine_group(lin: _Linearizer, accumulators: dict) -> None:
         accumulators[key] = total
 
 
+def vectorize(instrs: list[Instr], width: int) -> list[Instr]:
+    """Every `width` float32 LOADs (or STOREs) of one buffer in one block, at consecutive indices starting
+    at a multiple of `width`, become one vector access: a VLOAD where the first of them was, read through
+    LANEs, or a VSTORE where the last of them was. A GPU then moves 16 bytes per instruction, not 4."""
+    lanes = {p: (group, j) for group in _vector_groups(instrs, width) for j, p in enumerate(group)}
+    out: list[Instr] = []
+    where: dict[int, int] = {}  # old position -> new position
+    vectors: dict[tuple[int, ...], int] = {}  # a load group -> its VLOAD
+    for position, instr in enumerate(instrs):
+        group, lane = lanes.get(position, ((), 0))
+        if not group:
+            out.append(Instr(instr.op, instr.dtype, tuple(where[s] for s in instr.srcs), instr.arg))
+            where[position] = len(out) - 1
+        elif instr.op == "LOAD":
+            if group not in vectors:
+                buffer, index, _ = instrs[group[0]].arg
+                out.append(Instr("VLOAD", instr.dtype, (), (buffer, index, width)))
+                vectors[group] = len(out) - 1
+            out.append(Instr("LANE", instr.dtype, (vectors[group],), lane))
+            where[position] = len(out) - 1
+        elif position == max(group):  # a STORE group, written once all of its values exist
+            values = tuple(where[instrs[p].srcs[0]] for p in group)
+            out.append(Instr("VSTORE", instr.dtype, values, instrs[group[0]].arg[:2]))
+    return out
+
+
+def _vector_groups(instrs: list[Instr], width: int) -> list[tuple[int, ...]]:
+    """Positions of the accesses that `vectorize` joins, each group in element order."""
+    blocks: dict[tuple, dict[str, int]] = {}  # (block, op, buffer) -> {index: position}
+    block = 0
+    for position, instr in enumerate(instrs):
+        block += instr.op in ("LOOP", "ENDLOOP", "BARRIER")
+        if instr.op in ("LOAD", "STORE") and instr.dtype == dtypes.float32 and isinstance(instr.arg[0], int):
+            if instr.arg[2].min == 1:  # never masked
+                blocks.setdefault((block, instr.op, instr.arg[0]), {})[instr.arg[1].key] = position
+    groups = []
+    for accesses in blocks.values():
+        for position in accesses.values():
+            index = instrs[position].arg[1]
+            members = [accesses.get((index + j).key) for j in range(width)]
+            if (index % width).max == 0 and None not in members:
+                groups.append(tuple(members))
+    return groups
+
+
 def kernel_name(nest: LoopNest) -> str:
     """A readable name: r_ for kernels with a reduce, E_ otherwise, then the full shape."""
     prefix = "r" if nest.reduce_axes else "E"
@@ -327,6 +375,8 @@ def lower(ast: AstNode, optimize=None) -> LinearKernel:
     if optimize is not None:
         nest = optimize(ast, nest)
     kernel = linearize(ast, nest, kernel_name(nest))
+    if nest.vector_width:
+        kernel.instrs = vectorize(kernel.instrs, nest.vector_width)
     if getenv("DEBUG") >= 3:
         print(format_ir(kernel))
     return kernel
@@ -346,6 +396,8 @@ def format_ir(kernel: LinearKernel) -> str:
             )
         elif instr.op in ("LOAD", "STORE"):
             arg = f"data{arg[0]}[{arg[1].render()}]" + ("" if arg[2].min == 1 else f" if {arg[2].render()}")
+        elif instr.op in ("VLOAD", "VSTORE"):
+            arg = f"data{arg[0]}[{arg[1].render()}...] x{len(instr.srcs) or arg[2]}"
         elif instr.op == "COND":
             arg = arg.render()
         dtype = instr.dtype.name if instr.dtype is not None else ""

@@ -15,7 +15,6 @@ try:
 except ImportError as e:  # the device is reported unavailable with this reason
     raise ImportError("the CUDA device needs NVIDIA's bindings: pip install 'minigrad[cuda]'") from e
 
-BLOCK_SIZE = 128
 CUDA_LANGUAGE = Language(
     name="CUDA",
     headers="#define INFINITY (__int_as_float(0x7f800000))\n#define NAN (__int_as_float(0x7fffffff))\n",
@@ -25,6 +24,8 @@ CUDA_LANGUAGE = Language(
     local_index="threadIdx.x",
     local_prefix="__shared__ ",
     barrier="__syncthreads();",
+    vector_load="*((float4*)({ptr}))",
+    vector_store="*((float4*)({ptr})) = make_float4({values})",
 )
 
 
@@ -83,11 +84,9 @@ class CudaProgram(Program):
         self.function = check(driver.cuModuleGetFunction(self.module, name.encode()))
 
     def __call__(self, *buffers, global_size=(1,), local_size=None, vals=(), wait=False):
-        """kernelParams (`params`) holds, per argument, the address of its value: here, a device pointer."""
-        pointers, n = (ctypes.c_uint64 * len(buffers))(*[int(b) for b in buffers]), len(buffers)
-        base = ctypes.addressof(pointers)
-        params = (ctypes.c_void_p * n)(*range(base, base + 8 * n, 8))
-        block = local_size[0] if local_size else min(BLOCK_SIZE, global_size[0])
+        pointers = [ctypes.c_uint64(int(b)) for b in buffers]  # kernelParams: the address of each argument
+        params = (ctypes.c_void_p * len(buffers))(*[ctypes.addressof(p) for p in pointers])
+        block = local_size[0] if local_size else min(128, global_size[0])  # threads per block
         launch = ((global_size[0] + block - 1) // block, 1, 1, block, 1, 1, 0, 0, ctypes.addressof(params), 0)
         start = time.perf_counter()
         check(driver.cuLaunchKernel(self.function, *launch))
@@ -104,13 +103,9 @@ class CudaDevice(Backend):
             raise RuntimeError(f"the CUDA device needs an NVIDIA GPU and driver; cuInit failed: {e}") from e
         device = check(driver.cuDeviceGet(0))
         check(driver.cuCtxSetCurrent(check(driver.cuDevicePrimaryCtxRetain(device))))
-        major, minor = [
-            check(driver.cuDeviceGetAttribute(getattr(driver.CUdevice_attribute, name), device))
-            for name in (
-                "CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR",
-                "CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR",
-            )
-        ]
+        capability = [f"CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_{part}" for part in ("MAJOR", "MINOR")]
+        attributes = [getattr(driver.CUdevice_attribute, name) for name in capability]
+        major, minor = (check(driver.cuDeviceGetAttribute(a, device)) for a in attributes)
         super().__init__(
             "CUDA",
             CudaAllocator(),

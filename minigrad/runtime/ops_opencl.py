@@ -34,6 +34,8 @@ OPENCL_LANGUAGE = Language(
     local_index="get_local_id(0)",
     local_prefix="__local ",
     barrier="barrier(CLK_LOCAL_MEM_FENCE);",
+    vector_load="vload4(0, {ptr})",
+    vector_store="vstore4((float4)({values}), 0, {ptr})",
 )
 
 
