@@ -219,13 +219,12 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
             add(f"{language.type_name(instr.dtype)} {names[position]} = {read};")
         elif instr.op == "VLOAD":
             names[position] = f"vec{position}"
-            pointer = f"{_buffer_name(instr.arg[0])}+{instr.arg[1].render()}"
-            add(f"float4 {names[position]} = {language.vector_load.format(ptr=pointer)};")
+            load = language.vector_load.format(ptr=_pointer(instr.arg))
+            add(f"float{instr.arg[2]} {names[position]} = {load};")
         elif instr.op == "LANE":
             names[position] = f"{srcs[0]}.{'xyzw'[instr.arg]}"
         elif instr.op == "VSTORE":
-            pointer = f"{_buffer_name(instr.arg[0])}+{instr.arg[1].render()}"
-            add(language.vector_store.format(ptr=pointer, values=", ".join(srcs)) + ";")
+            add(language.vector_store.format(ptr=_pointer(instr.arg), values=", ".join(srcs)) + ";")
         elif instr.op == "ALU":
             names[position] = _value_name(instr, position)
             if instr.arg is Op.CAST and instr.dtype == dtypes.bool:
@@ -256,6 +255,11 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
 
 def _buffer_name(buffer: int | str) -> str:
     return f"data{buffer}" if isinstance(buffer, int) else buffer  # a kernel argument, or a local array
+
+
+def _pointer(arg: tuple) -> str:
+    """The address of a vector access: (buffer, index, ...) -> `data1+(index)`."""
+    return f"{_buffer_name(arg[0])}+{arg[1].render()}"
 
 
 def render_kernel(ast, language: Language) -> tuple[str, str, tuple]:
