@@ -76,7 +76,9 @@ def test_missing_compiler_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["matmul", "matmul_dot_form", "max_rows", "softmax", "conv", "sum_axis0", "transposed"]
+    "name",
+    ["matmul", "matmul_dot_form", "matmul_a_transposed", "ten_classes", "max_rows", "softmax", "conv"]
+    + ["sum_axis0", "transposed"],
 )
 def test_noopt_gives_the_same_results(name):
     rng = np.random.default_rng(0)
@@ -87,6 +89,10 @@ def test_noopt_gives_the_same_results(name):
         "matmul": lambda: Tensor(a, device="CPU") @ Tensor(b, device="CPU"),
         # loads contiguous along the reduce: split into lane accumulators (opt.upcast), 96 = 12 x 8 lanes
         "matmul_dot_form": lambda: Tensor(a, device="CPU") @ Tensor(b.T.copy(), device="CPU").T,
+        # the broadcast input is read consecutively: its loads stay scalar (LoopNest.scalar_buffers)
+        "matmul_a_transposed": lambda: Tensor(a.T.copy(), device="CPU").T @ Tensor(b, device="CPU"),
+        # a dot-form reduce of 10: too short to split into lanes
+        "ten_classes": lambda: Tensor(a[:, :10].copy(), device="CPU") @ Tensor(b[:10].copy(), device="CPU"),
         "max_rows": lambda: (Tensor(a, device="CPU") * -1).max(1),
         "softmax": lambda: Tensor(a, device="CPU").softmax(-1),
         "conv": lambda: Tensor(image, device="CPU").conv2d(Tensor(kernel, device="CPU"), padding=1),
@@ -119,3 +125,17 @@ def test_freed_buffers_are_reused_and_lru_0_turns_it_off():
         del second
         assert Device["CPU"].allocator._cache.get(4000, []) == []
         np.testing.assert_equal((x * 3).numpy(), np.arange(1000) * 3)
+
+
+def test_scalar_loads_are_rendered_behind_a_barrier():
+    """x.T @ g: values of x.T are broadcast along the tile's vector dim, consecutive along the other."""
+    from minigrad.codegen.cstyle import C_LANGUAGE, render_kernel
+    from minigrad.engine.schedule import create_schedule
+
+    x, g = Tensor.zeros(128, 64, device="CPU").realize(), Tensor.zeros(128, 32, device="CPU").realize()
+    (kernel,) = [item.ast for item in create_schedule([(x.T @ g).lazydata])]
+    _, source, _ = render_kernel(kernel, C_LANGUAGE)
+    assert source.count('__asm__("" : "+x"') == 4, source  # 4 rows of the 16x4 tile, one load each
+    with Context(UPCAST=0):
+        _, plain, _ = render_kernel(kernel, C_LANGUAGE)
+    assert "+x" not in plain

@@ -79,6 +79,7 @@ class LoopNest:
     upcast: dict[int, int] = field(default_factory=dict)
     group: tuple[int, int] | None = None  # (reduce dim, G): G threads share each output's reduce (GPUs)
     vector_width: int = 0  # > 0: consecutive float loads and stores become vector accesses (`vectorize`)
+    scalar_buffers: set[int] = field(default_factory=set)  # their loads stay scalar (Language.scalar_barrier)
 
     @property
     def group_size(self) -> int:

@@ -12,7 +12,11 @@ same values faster. Each optimization is one small function with its own off swi
     dot product: loads walk the reduce dim contiguously (`g @ W.T`, row sums and maxes). The reduce is split
       into 8 lanes (4 or 2 when 8 does not divide it), each its own accumulator, combined after the loop
       (vectorizable loads, no serial chain), with 4x2 outputs at a time: 128x512x512 went 6 -> 133
-      GFLOPS; `g @ W3.T`, 128x10x512, 142 -> 76 us with 2 lanes.
+      GFLOPS. A reduce of at most 16 elements is not split: `g @ W3.T` (10 classes, with the relu mask of
+      the backward pass) went 246 -> 131 us.
+    When the input broadcast along the innermost dim is read consecutively along the next one (`x.T @ g`),
+    its loads are kept scalar (LoopNest.scalar_buffers) and that dim takes 4, not 8: x.T @ g, 784x128x512,
+    1208 -> 1020 us.
     Tuned on the 2-core AVX2 machine (16 ymm registers: the 16x8 tile spills a little; 8x8 and 16x4 were
     no faster). 2048^2 matmuls stay slow until the reduce loop is blocked for the cache.
   - reorder (REORDER=0 turns off): in kernels without a reduce, the global dim walked with stride 1 by
@@ -38,19 +42,21 @@ from minigrad.ops import AstNode, Op
 
 PARALLEL_MIN_WORK = 1 << 15  # below this many inner iterations, starting threads costs more than it saves
 REUSE_FACTORS = (16, 8)  # dims where inputs are broadcast, innermost first (16 floats: two AVX2 registers)
+SCALAR_ROWS_FACTOR = 4  # with scalar loads each value takes a register of its own: 16x4 does not spill
 ROWS_FACTOR = 8  # otherwise: 8 independent accumulators hide the latency of the serial adds
 DOT_TILES = (2, 4)  # with lanes: 2 outputs along the innermost broadcast dim, 4 along the next
+LANES_MIN_REDUCE = 16  # a reduce this short is not split: combining the lanes costs more than they save
 LANES = 8  # a reduce that loads walk contiguously is split into 8 accumulators (one AVX2 register)
 GROUP_SIZES = (256, 128, 64, 32)  # threads that share one output's reduce, largest that divides the dim
 GROUP_MAX_OUTPUTS = 1 << 15  # with more outputs than this, one thread per output already fills a GPU
 VECTOR_WIDTH = 4  # float4: a 16-byte load or store
 
 
-def _real_strides(ast: AstNode, nest: LoopNest, ops: tuple[Op, ...]) -> list[tuple[int | None, ...]]:
-    """Per distinct access (buffer, view) at the kernel's full shape, the buffer stride of each dim (seen
-    through stacked views; 0 where it broadcasts)."""
+def _real_strides(ast: AstNode, nest: LoopNest, ops: tuple[Op, ...]) -> list[tuple[int, tuple]]:
+    """Per distinct access (buffer, view) at the kernel's full shape: its buffer and the buffer stride of
+    each dim (seen through stacked views; 0 where it broadcasts)."""
     accesses = {n.arg[:2] for n in ast.toposort() if n.op in ops and n.arg[1].shape == nest.full_shape}
-    return [strides for _, strides in {(buffer, st.real_strides()) for buffer, st in accesses}]
+    return list({(buffer, st.real_strides()) for buffer, st in accesses})
 
 
 def reorder(ast: AstNode, nest: LoopNest) -> LoopNest:
@@ -59,7 +65,7 @@ def reorder(ast: AstNode, nest: LoopNest) -> LoopNest:
     global_dims = [d for d in nest.order if d not in nest.reduce_axes]
     if not getenv("REORDER", 1) or len(global_dims) < 2 or nest.reduce_axes:
         return nest  # reduce kernels keep their order: upcast picks their dims (reordering cost 30% there)
-    strides = _real_strides(ast, nest, (Op.LOAD, Op.STORE))
+    strides = [s for _, s in _real_strides(ast, nest, (Op.LOAD, Op.STORE))]
     score = {d: sum(1 for s in strides if s[d] in (1, -1)) for d in global_dims}
     best = max(global_dims, key=lambda d: (score[d], d))  # ties keep the last dim innermost
     ordered = [d for d in global_dims if d != best] + [best]
@@ -85,7 +91,8 @@ def upcast(ast: AstNode, nest: LoopNest) -> LoopNest:
         return nest
     if prod(nest.full_shape[d] for d in nest.reduce_axes) < 8:
         return nest
-    strides = _real_strides(ast, nest, (Op.LOAD,))
+    accesses = _real_strides(ast, nest, (Op.LOAD,))
+    strides = [s for _, s in accesses]
     global_dims = [d for d in nest.order if d not in nest.reduce_axes]
     reused = [d for d in global_dims if any(s[d] == 0 for s in strides)]
     walks = {d: sum(1 for s in strides if s[d] == 1) for d in nest.order}  # loads that walk d contiguously
@@ -94,10 +101,15 @@ def upcast(ast: AstNode, nest: LoopNest) -> LoopNest:
     if not outer_product:
         # a dot-product form: loads are contiguous along the reduce, so the reduce is split into lanes
         size = nest.full_shape[inner_reduce]
-        lanes = next((n for n in (LANES, LANES // 2, 2) if size % n == 0), LANES)  # 10 classes: 2 lanes
-        plan = [(inner_reduce, lanes), *zip(reversed(reused or global_dims[-1:]), DOT_TILES)]
+        lanes = next((n for n in (LANES, LANES // 2, 2) if size % n == 0), LANES)
+        plan = [(inner_reduce, lanes)] if size > LANES_MIN_REDUCE else []  # 10 classes: a plain loop
+        plan += zip(reversed(reused or global_dims[-1:]), DOT_TILES)
     elif reused:
         plan = list(zip(reversed(reused), REUSE_FACTORS))
+        if len(reused) > 1:  # values broadcast along the vector dim but consecutive along the other (x.T @ g)
+            vector_dim, other = reused[-1], reused[-2]
+            nest.scalar_buffers = {b for b, s in accesses if s[vector_dim] == 0 and s[other] == 1}
+            plan = plan if not nest.scalar_buffers else [plan[0], (other, SCALAR_ROWS_FACTOR)]
     else:
         plan = [(d, ROWS_FACTOR) for d in global_dims[-1:]]
     for dim, factor in plan:
