@@ -73,10 +73,17 @@ def median_time(fn, reps: int) -> float:
     return statistics.median(times)
 
 
-def interleaved(fns: dict, reps: int) -> dict:
-    """Median seconds per framework, running the frameworks in turn within each repetition."""
+def interleaved(fns: dict, reps: int, seconds: float = 1.0) -> dict:
+    """Median seconds per framework, running the frameworks in turn within each repetition. Fast workloads
+    get more than `reps` repetitions (about `seconds` per framework, at most 200): on a noisy machine the
+    median of 7 samples of a 10 ms step still moves by 20% from run to run."""
+    warmup = []
     for fn in fns.values():
         fn()
+        start = time.perf_counter()
+        fn()
+        warmup.append(time.perf_counter() - start)
+    reps = max(reps, min(200, int(seconds / max(max(warmup), 1e-6))))
     times = {name: [] for name in fns}
     for _ in range(reps):
         for name, fn in fns.items():
