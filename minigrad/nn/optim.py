@@ -1,0 +1,103 @@
+"""Optimizers: SGD (momentum, nesterov, weight decay), Adam and AdamW, with PyTorch's update rules.
+
+In: the parameters (Tensors) and hyperparameters. Out: `step()` updates every parameter in place from its
+`.grad`; `zero_grad()` clears the gradients. A step builds the update of every parameter and optimizer
+buffer as one lazy graph and realizes it once, so the scheduler fuses each parameter's update into one
+kernel per written buffer, not one kernel per op. Per-step scalars that change (Adam's bias corrections)
+live in device tensors, so the kernels stay the same from step to step and compile once.
+"""
+
+from __future__ import annotations
+
+from minigrad.tensor import Tensor
+
+
+class Optimizer:
+    def __init__(self, params: list[Tensor], lr: float):
+        unique = list({id(p): p for p in params if p.requires_grad is not False}.values())
+        if not unique:
+            raise ValueError("optimizer got no parameters that require gradients")
+        for p in unique:
+            p.requires_grad = True
+        self.params, self.lr = unique, lr
+        self.buffers: list[Tensor] = []  # optimizer state, realized with the parameters
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        """Update every parameter that has a gradient; one realize for all of them."""
+        Tensor.realize(*self.schedule_step())
+
+    def schedule_step(self) -> list[Tensor]:
+        """The lazy update (assigns) of every parameter and buffer, not yet realized."""
+        for i, p in enumerate(self.params):
+            if p.grad is not None:
+                p.assign(self._update(i, p.detach(), p.grad.detach()))
+        return self.params + self.buffers
+
+    def _update(self, i: int, p: Tensor, g: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    def __init__(self, params, lr=0.001, momentum=0.0, weight_decay=0.0, nesterov=False):
+        super().__init__(params, lr)
+        if nesterov and momentum <= 0:
+            raise ValueError("SGD: nesterov momentum needs momentum > 0")
+        self.momentum, self.weight_decay, self.nesterov = momentum, weight_decay, nesterov
+        if momentum:
+            self.buffers = [Tensor.zeros(*p.shape, device=p.device, dtype=p.dtype) for p in self.params]
+
+    def _update(self, i: int, p: Tensor, g: Tensor) -> Tensor:
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        if self.momentum:
+            velocity = self.buffers[i].assign(self.momentum * self.buffers[i] + g)
+            g = g + self.momentum * velocity if self.nesterov else velocity
+        return p - self.lr * g
+
+
+class Adam(Optimizer):
+    """Adam; `weight_decay` is the L2 penalty added to the gradient (PyTorch's Adam). AdamW decouples it."""
+
+    decoupled = False
+
+    def __init__(self, params, lr=0.001, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr)
+        self.b1, self.b2, self.eps, self.weight_decay = b1, b2, eps, weight_decay
+        device = self.params[0].device
+        # b1**t and b2**t, kept on the device so that the kernels do not change with t
+        self.b1_t, self.b2_t = Tensor.ones((), device=device), Tensor.ones((), device=device)
+        self.m = [Tensor.zeros(*p.shape, device=p.device, dtype=p.dtype) for p in self.params]
+        self.v = [Tensor.zeros(*p.shape, device=p.device, dtype=p.dtype) for p in self.params]
+        self.buffers = [self.b1_t, self.b2_t, *self.m, *self.v]
+
+    def schedule_step(self) -> list[Tensor]:
+        self.b1_t.assign(self.b1_t * self.b1)
+        self.b2_t.assign(self.b2_t * self.b2)
+        return super().schedule_step()
+
+    def _update(self, i: int, p: Tensor, g: Tensor) -> Tensor:
+        if self.weight_decay and self.decoupled:
+            p = p * (1 - self.lr * self.weight_decay)
+        elif self.weight_decay:
+            g = g + self.weight_decay * p
+        m = self.m[i].assign(self.b1 * self.m[i] + (1 - self.b1) * g)
+        v = self.v[i].assign(self.b2 * self.v[i] + (1 - self.b2) * g.square())
+        step_size = self.lr / (1 - self.b1_t)
+        denominator = v.sqrt() / (1 - self.b2_t).sqrt() + self.eps
+        return p - step_size * m / denominator
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: p *= 1 - lr * weight_decay before the Adam step."""
+
+    decoupled = True
+
+    def __init__(self, params, lr=0.001, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01):
+        super().__init__(params, lr, b1, b2, eps, weight_decay)
+
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW"]

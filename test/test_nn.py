@@ -1,0 +1,182 @@
+"""nn layers and optimizers against torch.nn / torch.optim on the same weights, on every device."""
+
+import numpy as np
+import pytest
+import torch
+
+from minigrad import Context, Tensor, nn
+from minigrad.helpers import GlobalCounters
+from minigrad.nn import optim
+from minigrad.nn.state import get_parameters, get_state_dict
+
+
+def to_torch_layer(layer, torch_layer):
+    """Copy every tensor of a minigrad layer into the torch layer of the same structure."""
+    with torch.no_grad():
+        for name, value in get_state_dict(layer).items():
+            getattr(torch_layer, name).copy_(torch.from_numpy(value.numpy()))
+    return torch_layer
+
+
+def compare(layer, torch_layer, x: np.ndarray, device: str, atol=1e-5, integer_input=False):
+    """Output, input gradient (float inputs) and parameter gradients of one forward/backward."""
+    mx = Tensor(x, device=device, requires_grad=not integer_input)
+    tx = torch.tensor(x, requires_grad=not integer_input)
+    out, tout = layer(mx), torch_layer(tx)
+    np.testing.assert_allclose(out.numpy(), tout.detach().numpy(), atol=atol, rtol=1e-4)
+    cotangent = np.random.default_rng(1).standard_normal(tout.shape).astype(np.float32)
+    (out * Tensor(cotangent, device=device)).sum().backward()
+    (tout * torch.from_numpy(cotangent)).sum().backward()
+    if not integer_input:
+        np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), atol=atol, rtol=1e-4)
+    for name, p in get_state_dict(layer).items():
+        tp = getattr(torch_layer, name)
+        if tp.requires_grad:
+            np.testing.assert_allclose(
+                p.grad.numpy(), tp.grad.numpy(), atol=atol * 10, rtol=1e-3, err_msg=name
+            )
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear(device, bias):
+    with Context(DEVICE=device):
+        layer = nn.Linear(7, 5, bias=bias)
+    x = np.random.default_rng(0).standard_normal((3, 7)).astype(np.float32)
+    compare(layer, to_torch_layer(layer, torch.nn.Linear(7, 5, bias=bias)), x, device)
+    assert layer.weight.shape == (5, 7) and layer.weight.device == device
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"stride": 2, "padding": 1}, {"groups": 2, "dilation": 2, "padding": 2}]
+)
+def test_conv2d(device, kwargs):
+    with Context(DEVICE=device):
+        layer = nn.Conv2d(4, 6, 3, **kwargs)
+    x = np.random.default_rng(0).standard_normal((2, 4, 9, 9)).astype(np.float32)
+    compare(layer, to_torch_layer(layer, torch.nn.Conv2d(4, 6, 3, **kwargs)), x, device, atol=1e-4)
+
+
+def test_batchnorm2d_train_then_eval(device):
+    with Context(DEVICE=device):
+        layer = nn.BatchNorm2d(3)
+    torch_layer = to_torch_layer(layer, torch.nn.BatchNorm2d(3))
+    x = np.random.default_rng(0).standard_normal((4, 3, 5, 5)).astype(np.float32) * 3 + 1
+    with Tensor.train():
+        compare(layer, torch_layer.train(), x, device, atol=1e-4)
+    np.testing.assert_allclose(layer.running_mean.numpy(), torch_layer.running_mean.numpy(), atol=1e-5)
+    np.testing.assert_allclose(layer.running_var.numpy(), torch_layer.running_var.numpy(), rtol=1e-5)
+    assert layer.num_batches_tracked.numpy() == 1
+    out = layer(Tensor(x, device=device)).numpy()  # not training: the running statistics
+    np.testing.assert_allclose(out, torch_layer.eval()(torch.from_numpy(x)).detach().numpy(), atol=1e-4)
+    assert nn.BatchNorm is nn.BatchNorm2d
+
+
+def test_layernorm(device):
+    with Context(DEVICE=device):
+        layer = nn.LayerNorm((4, 6))
+        layer.weight.assign(Tensor.randn(4, 6) + 1)  # not the identity, so the test sees weight and bias
+        layer.bias.assign(Tensor.randn(4, 6))
+    x = np.random.default_rng(0).standard_normal((3, 4, 6)).astype(np.float32) * 5
+    compare(layer, to_torch_layer(layer, torch.nn.LayerNorm((4, 6))), x, device, atol=1e-4)
+
+
+def test_embedding(device):
+    with Context(DEVICE=device):
+        layer = nn.Embedding(11, 4)
+    idx = np.array([[0, 3, 3], [10, 1, 2]], dtype=np.int32)
+    torch_layer = to_torch_layer(layer, torch.nn.Embedding(11, 4))
+    out = layer(Tensor(idx, device=device))
+    np.testing.assert_allclose(out.numpy(), torch_layer(torch.from_numpy(idx).long()).detach().numpy())
+    out.square().sum().backward()
+    torch_layer(torch.from_numpy(idx).long()).square().sum().backward()
+    np.testing.assert_allclose(layer.weight.grad.numpy(), torch_layer.weight.grad.numpy(), atol=1e-5)
+    with pytest.raises(TypeError, match="integer Tensor"):
+        layer(Tensor([0.5, 1.0], device=device))
+
+
+def test_initialisation_follows_pytorch_bounds():
+    Tensor.manual_seed(0)
+    linear, conv = nn.Linear(400, 300), nn.Conv2d(8, 16, 5)
+    for tensor, fan_in in [(linear.weight, 400), (linear.bias, 400), (conv.weight, 200), (conv.bias, 200)]:
+        values, bound = tensor.numpy(), 1 / np.sqrt(fan_in)
+        assert np.abs(values).max() <= bound and np.abs(values).max() > 0.95 * bound
+        assert abs(values.std() - bound / np.sqrt(3)) < 0.1 * bound  # uniform in +-bound
+    embedding = nn.Embedding(1000, 64).weight.numpy()
+    assert abs(embedding.std() - 1) < 0.02 and abs(embedding.mean()) < 0.02
+    assert all(p.requires_grad for p in get_parameters(linear))
+    assert not nn.BatchNorm2d(3).running_mean.requires_grad
+
+
+def test_bad_input_is_a_clear_error():
+    with pytest.raises(ValueError, match="BatchNorm"):
+        nn.BatchNorm2d(3)(Tensor.ones(2, 4, 5, 5))
+    with pytest.raises(ValueError, match="LayerNorm"):
+        nn.LayerNorm(5)(Tensor.ones(2, 4))
+    with pytest.raises(ValueError, match="groups"):
+        nn.Conv2d(3, 4, 3, groups=2)
+
+
+OPTIMIZERS = {
+    "sgd": (lambda p: optim.SGD(p, lr=0.1), lambda p: torch.optim.SGD(p, lr=0.1)),
+    "sgd_momentum_wd": (
+        lambda p: optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=0.01),
+        lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=0.01),
+    ),
+    "sgd_nesterov": (
+        lambda p: optim.SGD(p, lr=0.05, momentum=0.8, nesterov=True),
+        lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.8, nesterov=True),
+    ),
+    "adam": (lambda p: optim.Adam(p, lr=0.01), lambda p: torch.optim.Adam(p, lr=0.01)),
+    "adam_l2": (
+        lambda p: optim.Adam(p, lr=0.01, b1=0.8, b2=0.99, weight_decay=0.1),
+        lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.8, 0.99), weight_decay=0.1),
+    ),
+    "adamw": (
+        lambda p: optim.AdamW(p, lr=0.01, weight_decay=0.1),
+        lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_optimizer_matches_torch_over_10_steps(device, name):
+    make, make_torch = OPTIMIZERS[name]
+    rng = np.random.default_rng(0)
+    w0, b0 = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal(3).astype(np.float32)
+    x, y = rng.standard_normal((8, 4)).astype(np.float32), rng.standard_normal((8, 3)).astype(np.float32)
+    w, b = Tensor(w0, device=device, requires_grad=True), Tensor(b0, device=device, requires_grad=True)
+    tw, tb = torch.tensor(w0, requires_grad=True), torch.tensor(b0, requires_grad=True)
+    opt, topt = make([w, b]), make_torch([tw, tb])
+    mx, my = Tensor(x, device=device), Tensor(y, device=device)
+    for _ in range(10):
+        opt.zero_grad()
+        ((mx @ w + b).tanh() - my).square().mean().backward()
+        opt.step()
+        topt.zero_grad()
+        ((torch.from_numpy(x) @ tw + tb).tanh() - torch.from_numpy(y)).square().mean().backward()
+        topt.step()
+    np.testing.assert_allclose(w.numpy(), tw.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b.numpy(), tb.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_adam_step_is_one_realize_with_fused_updates():
+    """784-512-512-10 MLP: the update of a parameter and its two moments is a few kernels, not one per op."""
+    layers = [nn.Linear(784, 512), nn.Linear(512, 512), nn.Linear(512, 10)]
+    opt = optim.Adam(get_parameters(layers))
+    x, y = Tensor.randn(128, 784), Tensor.randint(128, low=0, high=10)
+    Tensor.realize(x, y, *opt.params, *opt.buffers)
+
+    def loss():
+        return layers[2](layers[1](layers[0](x).relu()).relu()).sparse_categorical_crossentropy(y)
+
+    loss().backward()
+    Tensor.realize(*[p.grad for p in opt.params])
+    GlobalCounters.reset()
+    opt.step()
+    # per parameter: m, v and the parameter itself (3 written buffers), plus b1**t and b2**t
+    assert GlobalCounters.kernel_count <= 3 * 6 + 2, GlobalCounters.kernel_count
+
+
+def test_optimizer_needs_parameters():
+    with pytest.raises(ValueError, match="no parameters"):
+        optim.SGD([Tensor.ones(3, requires_grad=False)])
