@@ -6,7 +6,8 @@ Read the stages in order: ops.py, lazy.py + shape/, gradient.py, engine/schedule
 from minigrad.device import Device
 from minigrad.dtype import dtypes
 from minigrad.helpers import Context, GlobalCounters, getenv
+from minigrad.jit import TinyJit
 from minigrad.tensor import Tensor, no_grad
 
 __version__ = "0.1.0"
-__all__ = ["Tensor", "dtypes", "Device", "no_grad", "getenv", "Context", "GlobalCounters"]
+__all__ = ["Tensor", "dtypes", "Device", "TinyJit", "no_grad", "getenv", "Context", "GlobalCounters"]

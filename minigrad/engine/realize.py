@@ -8,12 +8,28 @@ from __future__ import annotations
 
 import functools
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from minigrad.device import Buffer, Device
 from minigrad.engine.schedule import ScheduleItem, create_schedule
 from minigrad.helpers import GlobalCounters, getenv, prod
 from minigrad.lazy import LazyNode, toposort
 from minigrad.ops import ELEMENTWISE, REDUCE, AstNode, Op
+
+
+@dataclass
+class CapturedRun:
+    """One launch recorded for TinyJit (jit.py): `program` run on `buffers` (outputs first), or, when
+    `program` is None, a copy of buffers[1] into buffers[0]. `fresh`: the outputs it allocated (not
+    written in place by an ASSIGN)."""
+
+    program: Any
+    buffers: list[Buffer]
+    fresh: list[Buffer]
+
+
+capture: list[CapturedRun] | None = None  # while jit.py sets a list, every kernel and copy is appended
 
 
 def realize(nodes: list[LazyNode]) -> None:
@@ -53,6 +69,8 @@ def _load_host_data(node: LazyNode) -> None:
 def _copy(node: LazyNode, src: LazyNode) -> None:
     node.realized = Buffer(node.device, prod(node.shape), node.dtype).copyin(src.realized.numpy())
     GlobalCounters.global_mem += node.realized.nbytes
+    if capture is not None:
+        capture.append(CapturedRun(None, [node.realized, src.realized], [node.realized]))
 
 
 def _run_kernel(item: ScheduleItem) -> None:
@@ -76,6 +94,9 @@ def _run_kernel(item: ScheduleItem) -> None:
     for node, buffer in zip(item.outputs, outputs):
         node.realized = buffer
         _forget_assign_sources(node)
+    if capture is not None:
+        fresh = [b for node, b in zip(item.outputs, outputs) if node.op is not Op.ASSIGN]
+        capture.append(CapturedRun(program, buffers, fresh))
     ops, mem = _estimate_work(item, buffers)
     GlobalCounters.kernel_count += 1
     GlobalCounters.global_ops += ops

@@ -1,0 +1,170 @@
+"""TinyJit: record the kernels a function launches, then replay them on new inputs.
+
+In: a function of Tensors (positional or keyword, also inside lists, tuples and dicts) that returns a
+Tensor, None, or a list/tuple/dict of them. Out: a callable with the same results, which from the third
+call with the same input shapes, dtypes, devices and non-Tensor arguments replays the recorded kernel
+launches directly: no graph building, no scheduling, no compiling.
+
+    call 1: run normally (compiles kernels; creates optimizer state and other one-time buffers)
+    call 2: run normally while engine/realize.py records every launch (program, buffers)
+    call 3+: swap the new inputs' buffers for the recorded ones and relaunch
+
+Each input signature has its own recording, so a new shape or dtype just records again. Every replay
+writes its results into newly allocated buffers: the outputs of two calls never alias. Buffers the
+function writes in place (parameters updated by `assign`) are written again on every replay, as they
+should be. What a replay does not redo is Python: `.grad` attributes and other Tensors the function
+stores elsewhere are not refreshed, and Tensors made from host data inside the function (numpy arrays,
+`Tensor.randn`) are constants of the recording; pass changing data in as arguments.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from minigrad.device import Buffer
+from minigrad.engine import realize
+from minigrad.helpers import GlobalCounters
+from minigrad.lazy import LazyNode
+from minigrad.tensor import Tensor
+
+
+def _map(obj: Any, fn: Callable[[Tensor], Any], where: str) -> Any:
+    """`obj` with fn applied to every Tensor inside lists, tuples and dicts; other leaves stay."""
+    if isinstance(obj, Tensor):
+        return fn(obj)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_map(v, fn, where) for v in obj)
+    if isinstance(obj, dict):
+        return {k: _map(v, fn, where) for k, v in obj.items()}
+    try:
+        hash(obj)
+    except TypeError:
+        raise TypeError(
+            f"TinyJit: {where} holds a {type(obj).__name__}, which is neither a Tensor nor hashable; "
+            "pass Tensors, numbers, strings, or lists/tuples/dicts of them"
+        ) from None
+    return obj
+
+
+def _describe(obj: Any) -> Any:
+    """A hashable key: Tensors by (shape, dtype, device); other values as they are."""
+    if isinstance(obj, Tensor):
+        return ("Tensor", obj.shape, obj.dtype, obj.device)
+    if isinstance(obj, (list, tuple)):
+        return (type(obj).__name__, tuple(_describe(v) for v in obj))
+    if isinstance(obj, dict):
+        return ("dict", tuple((k, _describe(v)) for k, v in obj.items()))
+    return obj
+
+
+def _as_input(t: Tensor) -> Tensor:
+    """A realized tensor that owns its buffer (kernels bake views in, so a view becomes a copy)."""
+    if t.lazydata.is_view or t.lazydata.base.realized is None:
+        t = t.contiguous() if t.lazydata.is_view else t
+        t.realize()
+    return t
+
+
+@dataclass(frozen=True)
+class _Result:
+    buffer: Buffer
+    shape: tuple[int, ...]
+
+
+@dataclass
+class _Recording:
+    runs: list[realize.CapturedRun]
+    inputs: list[Buffer]  # the input tensors' buffers while recording, in flattening order
+    outputs: Any  # the returned structure, each Tensor replaced by a _Result
+    results: set[int]  # ids of the returned buffers that a recorded kernel allocated
+
+
+def _buffer(t: Tensor) -> Buffer:
+    return t.lazydata.base.realized
+
+
+class TinyJit:
+    def __init__(self, fn: Callable):
+        self.fn = fn
+        self.calls: dict[Any, int] = {}
+        self.recordings: dict[Any, _Recording] = {}
+        functools.update_wrapper(self, fn)
+
+    def reset(self) -> None:
+        """Forget every recording (after changing something the function reads but does not take)."""
+        self.calls.clear()
+        self.recordings.clear()
+
+    def __call__(self, *args, **kwargs):
+        args, kwargs = _map(args, _as_input, "an argument"), _map(kwargs, _as_input, "a keyword argument")
+        key = (_describe(args), _describe(kwargs))
+        inputs: list[Tensor] = []
+        _map((args, kwargs), inputs.append, "the arguments")
+        if key in self.recordings:
+            return self._replay(self.recordings[key], [_buffer(t) for t in inputs])
+        self.calls[key] = self.calls.get(key, 0) + 1
+        if self.calls[key] == 1:
+            return self._run(args, kwargs)
+        realize.capture = []
+        try:
+            out = self._run(args, kwargs)
+            runs = realize.capture
+        finally:
+            realize.capture = None
+        outputs = _map(out, lambda t: _Result(_buffer(t), t.shape), "the return value")
+        fresh = {id(b) for run in runs for b in run.fresh}
+        results = {id(r.buffer) for r in _flat_results(outputs) if id(r.buffer) in fresh}
+        self.recordings[key] = _Recording(runs, [_buffer(t) for t in inputs], outputs, results)
+        return out
+
+    def _run(self, args: tuple, kwargs: dict) -> Any:
+        out = self.fn(*args, **kwargs)
+        tensors: list[Tensor] = []
+        _map(out, tensors.append, "the return value")
+        for t in tensors:  # results own their buffers, so that a replay can give each call new ones
+            if t.lazydata.is_view:
+                t.lazydata = t.contiguous().lazydata
+        if tensors:
+            Tensor.realize(*tensors)
+        return out
+
+    def _replay(self, recording: _Recording, inputs: list[Buffer]) -> Any:
+        swap = {id(old): new for old, new in zip(recording.inputs, inputs)}
+        for run in recording.runs:
+            for b in run.fresh:
+                if id(b) in recording.results:
+                    swap[id(b)] = Buffer(b.device, b.size, b.dtype)
+            buffers = [swap.get(id(b), b) for b in run.buffers]
+            if run.program is None:
+                buffers[0].copyin(buffers[1].numpy())
+                continue
+            program = run.program
+            program(
+                *[b._buf for b in buffers], global_size=program.global_size, local_size=program.local_size
+            )
+            GlobalCounters.kernel_count += 1
+        return _rebuild(recording.outputs, swap)
+
+
+def _flat_results(obj: Any) -> list[_Result]:
+    if isinstance(obj, _Result):
+        return [obj]
+    if isinstance(obj, (list, tuple)):
+        return [r for v in obj for r in _flat_results(v)]
+    if isinstance(obj, dict):
+        return [r for v in obj.values() for r in _flat_results(v)]
+    return []
+
+
+def _rebuild(obj: Any, swap: dict[int, Buffer]) -> Any:
+    """The recorded return structure with a Tensor on each (swapped) buffer."""
+    if isinstance(obj, _Result):
+        buffer = swap.get(id(obj.buffer), obj.buffer)
+        return Tensor._from_node(LazyNode.from_buffer(buffer, obj.shape, buffer.dtype, buffer.device), False)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_rebuild(v, swap) for v in obj)
+    if isinstance(obj, dict):
+        return {k: _rebuild(v, swap) for k, v in obj.items()}
+    return obj

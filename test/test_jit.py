@@ -1,0 +1,111 @@
+"""TinyJit: replays equal eager results, never alias outputs, and handle changed or structured inputs."""
+
+import numpy as np
+import pytest
+
+from minigrad import Context, Tensor, TinyJit, nn
+from minigrad.engine import schedule
+from minigrad.nn import optim
+from minigrad.nn.state import get_parameters
+
+
+def inputs(device, i, shape=(4, 5)):
+    rng = np.random.default_rng(i)
+    return Tensor(rng.standard_normal(shape).astype(np.float32), device=device)
+
+
+def test_replay_equals_eager_over_5_calls(device):
+    def f(a, b):
+        return (a @ b.T).relu().sum(1) * 2 + a.max()
+
+    jitted = TinyJit(f)
+    for i in range(5):
+        a, b = inputs(device, i), inputs(device, i + 100)
+        np.testing.assert_allclose(jitted(a, b).numpy(), f(a, b).numpy(), rtol=1e-6)
+    assert len(jitted.recordings) == 1
+
+
+def test_replay_does_not_schedule_or_compile(device, monkeypatch):
+    jitted = TinyJit(lambda a: (a * 3).exp().sum())
+    for i in range(2):
+        jitted(inputs(device, i))
+    a = inputs(device, 7).realize()
+
+    def no_scheduling(*args):
+        raise AssertionError("a replay must not schedule")
+
+    monkeypatch.setattr(schedule, "create_schedule", no_scheduling)
+    monkeypatch.setattr("minigrad.engine.realize.create_schedule", no_scheduling)
+    out = jitted(a)
+    monkeypatch.undo()
+    np.testing.assert_allclose(out.numpy(), (a * 3).exp().sum().numpy(), rtol=1e-6)
+
+
+def test_outputs_of_two_calls_do_not_alias(device):
+    jitted = TinyJit(lambda a: a + 1)
+    outs = [jitted(Tensor.full((3,), float(i), device=device)) for i in range(4)]
+    assert [o.tolist() for o in outs] == [[1.0] * 3, [2.0] * 3, [3.0] * 3, [4.0] * 3]
+
+
+def test_structured_inputs_and_outputs(device):
+    def f(pair, named, scale):
+        return {"sum": pair[0] + pair[1] * named["w"], "scaled": [named["w"] * scale]}
+
+    jitted = TinyJit(f)
+    for i in range(4):
+        pair, named = [inputs(device, i), inputs(device, i + 1)], {"w": inputs(device, i + 2)}
+        got, want = jitted(pair, named, 2.0), f(pair, named, 2.0)
+        np.testing.assert_allclose(got["sum"].numpy(), want["sum"].numpy(), rtol=1e-6)
+        np.testing.assert_allclose(got["scaled"][0].numpy(), want["scaled"][0].numpy(), rtol=1e-6)
+    out = jitted(pair, named, 3.0)  # a new non-Tensor argument is a new recording, not a stale replay
+    np.testing.assert_allclose(out["scaled"][0].numpy(), named["w"].numpy() * 3, rtol=1e-6)
+
+
+def test_new_shapes_and_dtypes_record_again(device):
+    jitted = TinyJit(lambda a: a * 2)
+    for i in range(3):
+        jitted(inputs(device, i))
+    wide = inputs(device, 9, shape=(2, 8))
+    np.testing.assert_allclose(jitted(wide).numpy(), wide.numpy() * 2)
+    ints = Tensor([1, 2, 3], device=device)
+    assert jitted(ints).tolist() == [2, 4, 6]
+
+
+def test_views_as_inputs(device):
+    jitted = TinyJit(lambda a: a * 2)
+    for i in range(4):
+        a = inputs(device, i, shape=(6, 6))
+        np.testing.assert_allclose(jitted(a[1:4, ::2].T).numpy(), a.numpy()[1:4, ::2].T * 2)
+
+
+def test_unsupported_arguments_are_rejected_loudly():
+    with pytest.raises(TypeError, match="neither a Tensor nor hashable"):
+        TinyJit(lambda a: a)(np.ones(3))
+
+
+def test_training_step_matches_eager(device):
+    def make():
+        Tensor.manual_seed(0)
+        with Context(DEVICE=device):
+            layers = [nn.Linear(6, 8), nn.Linear(8, 3)]
+        return layers, optim.Adam(get_parameters(layers), lr=0.01)
+
+    def step_fn(layers, opt):
+        def step(x, y):
+            opt.zero_grad()
+            loss = layers[1](layers[0](x).relu()).sparse_categorical_crossentropy(y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        return step
+
+    (eager_layers, eager_opt), (jit_layers, jit_opt) = make(), make()
+    eager, jitted = step_fn(eager_layers, eager_opt), TinyJit(step_fn(jit_layers, jit_opt))
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        x = Tensor(rng.standard_normal((4, 6)).astype(np.float32), device=device)
+        y = Tensor(rng.integers(0, 3, 4).astype(np.int32), device=device)
+        np.testing.assert_allclose(jitted(x, y).numpy(), eager(x, y).numpy(), rtol=1e-5)
+    for mine, theirs in zip(get_parameters(jit_layers), get_parameters(eager_layers)):
+        np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-7)
