@@ -72,9 +72,10 @@ class Language:
     # vectorizes a group of accumulators when the values leaving the loop are stored as they are; with a
     # fused epilogue (`x @ W + b`) it left them scalar (8 -> 87 GFLOPS with the spill).
     spill_accumulators: bool = False
-    # Put before a kernel whose reduce is split into lanes (opt.upcast): the lanes are written out as
-    # straight-line code for the compiler's SLP vectorizer; GCC's loop vectorizer would otherwise vectorize
-    # the reduce loop across iterations with strided loads (x @ W.T, 128x512x512: 5 -> 69 GFLOPS).
+    # Put before a kernel with register tiling (opt.upcast): its tiles are written out as straight-line
+    # code for the compiler's SLP vectorizer; GCC's loop vectorizer would otherwise vectorize loops across
+    # iterations with strided loads and shuffles (x @ W.T, 128x512x512: 5 -> 69 GFLOPS; the relu backward
+    # of a 2048x64x256 matmul in examples/tiny_gpt.py: 25 -> 0.9 ms).
     lanes_attribute: str = ""
     # After a load from one of LoopNest.scalar_buffers ({name}: the value). In an outer-product tile each
     # such value is broadcast to a whole vector of outputs; when the loaded values are consecutive (x.T @ g),
@@ -253,9 +254,8 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
         f"{language.buffer_prefix}{language.type_name(dtype)}* data{number}"
         for number, dtype, _ in kernel.buffers
     )
-    split_reduce = any(d in kernel.nest.reduce_axes for d in kernel.nest.upcast)
     prefix = " ".join(
-        filter(None, [language.lanes_attribute if split_reduce else "", language.kernel_prefix])
+        filter(None, [language.lanes_attribute if kernel.nest.upcast else "", language.kernel_prefix])
     )
     source = f"{language.headers}\n{prefix} {kernel.name}({params}) {{\n" + "\n".join(lines) + "\n}\n"
     return kernel.name, source, launch
