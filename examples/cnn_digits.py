@@ -51,7 +51,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--checkpoint", default=str(pathlib.Path(tempfile.gettempdir()) / "cnn_digits.safetensors"))
+    parser.add_argument(
+        "--checkpoint", default=str(pathlib.Path(tempfile.gettempdir()) / "cnn_digits.safetensors")
+    )
     args = parser.parse_args()
 
     Tensor.manual_seed(0)
@@ -75,7 +77,9 @@ def main() -> None:
     bar = trange(1, args.steps + 1, desc="cnn_digits", mininterval=0.5)
     for step in bar:
         batch = rng.integers(0, len(x_train), args.batch)
-        loss = train_step(Tensor(x_train[batch], device=args.device), Tensor(y_train[batch], device=args.device))
+        loss = train_step(
+            Tensor(x_train[batch], device=args.device), Tensor(y_train[batch], device=args.device)
+        )
         if step % 50 == 0 or step == args.steps:
             rate = step * args.batch / (time.perf_counter() - start)
             bar.set_postfix(loss=f"{loss.item():.4f}", examples_per_s=f"{rate:.0f}")
@@ -88,7 +92,10 @@ def main() -> None:
     accuracy = evaluate(reloaded, x_test, y_test, args.device)
     seconds = time.perf_counter() - start
     print(f"checkpoint {args.checkpoint}: trained model {trained * 100:.2f}%, reloaded {accuracy * 100:.2f}%")
-    print(f"test accuracy {accuracy * 100:.2f}% on {len(y_test)} held-out digits ({args.device}, {seconds:.1f} s)")
+    print(
+        f"test accuracy {accuracy * 100:.2f}% on {len(y_test)} held-out digits "
+        f"({args.device}, {seconds:.1f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -48,7 +48,10 @@ def main() -> None:
     data = load_mnist(args.data)
     x_train = (data["train_images"].astype(np.float32) / 255.0)[:, None]
     x_test = (data["test_images"][: args.test_limit].astype(np.float32) / 255.0)[:, None]
-    y_train, y_test = data["train_labels"].astype(np.int32), data["test_labels"][: args.test_limit].astype(np.int32)
+    y_train, y_test = (
+        data["train_labels"].astype(np.int32),
+        data["test_labels"][: args.test_limit].astype(np.int32),
+    )
 
     Tensor.manual_seed(0)
     with Context(DEVICE=args.device):
@@ -70,7 +73,9 @@ def main() -> None:
     bar = trange(1, args.steps + 1, desc="cnn_fashion", mininterval=0.5)
     for step in bar:
         batch = rng.integers(0, len(x_train), args.batch)
-        loss = train_step(Tensor(x_train[batch], device=args.device), Tensor(y_train[batch], device=args.device))
+        loss = train_step(
+            Tensor(x_train[batch], device=args.device), Tensor(y_train[batch], device=args.device)
+        )
         if step % 50 == 0 or step == args.steps:
             rate = step * args.batch / (time.perf_counter() - start)
             bar.set_postfix(loss=f"{loss.item():.4f}", examples_per_s=f"{rate:.0f}")
@@ -80,7 +85,10 @@ def main() -> None:
     predictions = np.concatenate([evaluate(Tensor(c, device=args.device)).numpy() for c in chunks])
     accuracy = (predictions == y_test).mean()
     seconds = time.perf_counter() - start
-    print(f"test accuracy {accuracy * 100:.2f}% on {len(y_test)} Fashion-MNIST test images ({args.device}, {seconds:.1f} s)")
+    print(
+        f"test accuracy {accuracy * 100:.2f}% on {len(y_test)} Fashion-MNIST test images "
+        f"({args.device}, {seconds:.1f} s)"
+    )
 
 
 if __name__ == "__main__":

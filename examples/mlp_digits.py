@@ -65,14 +65,19 @@ def main() -> None:
     bar = trange(1, args.steps + 1, desc="mlp_digits", mininterval=0.5)
     for step in bar:
         batch = rng.integers(0, len(x_train), args.batch)
-        loss = train_step(Tensor(x_train[batch], device=args.device), Tensor(y_train[batch], device=args.device))
+        loss = train_step(
+            Tensor(x_train[batch], device=args.device), Tensor(y_train[batch], device=args.device)
+        )
         if step % 50 == 0 or step == args.steps:
             rate = step * args.batch / (time.perf_counter() - start)
             bar.set_postfix(loss=f"{loss.item():.4f}", examples_per_s=f"{rate:.0f}")
     predictions = model(Tensor(x_test, device=args.device)).argmax(-1).numpy()
     accuracy = (predictions == y_test).mean()
     seconds = time.perf_counter() - start
-    print(f"test accuracy {accuracy * 100:.2f}% on {len(y_test)} held-out digits ({args.device}, {seconds:.1f} s)")
+    print(
+        f"test accuracy {accuracy * 100:.2f}% on {len(y_test)} held-out digits "
+        f"({args.device}, {seconds:.1f} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ class TinyGPT:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default=Device.DEFAULT)
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--context", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
@@ -113,12 +113,16 @@ def main() -> None:
         logits = next_logits(Tensor(window, device=args.device)).numpy()
         p = np.exp((logits - logits.max()) / 0.8)
         context.append(int(rng.choice(len(chars), p=p / p.sum())))
-    prompt, sample = "".join(chars[i] for i in context[: args.context]), "".join(chars[i] for i in context[args.context :])
+    prompt, sample = (
+        "".join(chars[i] for i in context[: args.context]),
+        "".join(chars[i] for i in context[args.context :]),
+    )
     print(f"--- prompt ---\n{prompt}\n--- sample ---\n{sample}\n--------------")
     seconds = time.perf_counter() - start
     print(
         f"held-out loss {held_out_loss:.3f} nats/char vs unigram baseline {unigram:.3f} "
-        f"({math.exp(held_out_loss):.1f} vs {math.exp(unigram):.1f} perplexity; {args.device}, {seconds:.1f} s)"
+        f"({math.exp(held_out_loss):.1f} vs {math.exp(unigram):.1f} perplexity; "
+        f"{args.device}, {seconds:.1f} s)"
     )
 
 

@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+import numpy as np
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
@@ -18,3 +20,45 @@ def test_plain_mlp_reaches_90_percent_on_numpy():
     assert result.returncode == 0, result.stderr
     accuracy = float(re.search(r"test accuracy ([\d.]+)%", result.stdout).group(1))
     assert accuracy >= 90.0, result.stdout
+
+
+def run_example(name: str, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / name), *args], capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def test_mlp_digits_trains_for_a_few_steps():
+    out = run_example("mlp_digits.py", "--steps", "60")
+    assert float(re.search(r"test accuracy ([\d.]+)%", out).group(1)) > 50.0, out
+
+
+def test_cnn_digits_saves_and_reloads_its_checkpoint(tmp_path):
+    out = run_example("cnn_digits.py", "--steps", "30", "--checkpoint", str(tmp_path / "cnn.safetensors"))
+    trained, reloaded = re.search(r"trained model ([\d.]+)%, reloaded ([\d.]+)%", out).groups()
+    assert trained == reloaded and float(reloaded) > 30.0, out
+    assert (tmp_path / "cnn.safetensors").exists()
+
+
+def test_tiny_gpt_beats_the_unigram_baseline():
+    out = run_example("tiny_gpt.py", "--steps", "40", "--sample", "20")
+    loss, baseline = map(
+        float, re.search(r"held-out loss ([\d.]+) nats/char vs unigram baseline ([\d.]+)", out).groups()
+    )
+    assert loss < baseline, out
+
+
+def test_cnn_fashion_runs_a_few_steps(tmp_path):
+    sys.path.insert(0, str(ROOT / "extra"))
+    from datasets import DEBIAN_FASHION_MNIST, write_idx
+
+    data = DEBIAN_FASHION_MNIST
+    if not pathlib.Path(data, "train-images-idx3-ubyte.gz").exists():  # CI installs it; else a small fake set
+        rng, data = np.random.default_rng(0), str(tmp_path)
+        for split, n in [("train", 200), ("t10k", 100)]:
+            write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+            write_idx(tmp_path / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, n))
+    out = run_example("cnn_fashion.py", "--steps", "5", "--data", data, "--test-limit", "1000")
+    assert re.search(r"test accuracy [\d.]+% on \d+ Fashion-MNIST test images", out), out
