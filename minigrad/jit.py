@@ -30,14 +30,14 @@ from minigrad.lazy import LazyNode
 from minigrad.tensor import Tensor
 
 
-def _map(obj: Any, fn: Callable[[Tensor], Any], where: str) -> Any:
-    """`obj` with fn applied to every Tensor inside lists, tuples and dicts; other leaves stay."""
-    if isinstance(obj, Tensor):
+def _map(obj: Any, fn: Callable, where: str, leaf: type = Tensor) -> Any:
+    """`obj` with fn applied to every `leaf` (a Tensor) inside lists, tuples and dicts; other values stay."""
+    if isinstance(obj, leaf):
         return fn(obj)
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_map(v, fn, where) for v in obj)
+        return type(obj)(_map(v, fn, where, leaf) for v in obj)
     if isinstance(obj, dict):
-        return {k: _map(v, fn, where) for k, v in obj.items()}
+        return {k: _map(v, fn, where, leaf) for k, v in obj.items()}
     try:
         hash(obj)
     except TypeError:
@@ -115,7 +115,9 @@ class TinyJit:
             realize.capture = None
         outputs = _map(out, lambda t: _Result(_buffer(t), t.shape), "the return value")
         fresh = {id(b) for run in runs for b in run.fresh}
-        results = {id(r.buffer) for r in _flat_results(outputs) if id(r.buffer) in fresh}
+        returned: list[_Result] = []
+        _map(outputs, returned.append, "the return value", leaf=_Result)
+        results = {id(r.buffer) for r in returned if id(r.buffer) in fresh}
         self.recordings[key] = _Recording(runs, [_buffer(t) for t in inputs], outputs, results)
         return out
 
@@ -145,26 +147,10 @@ class TinyJit:
                 *[b._buf for b in buffers], global_size=program.global_size, local_size=program.local_size
             )
             GlobalCounters.kernel_count += 1
-        return _rebuild(recording.outputs, swap)
 
+        def tensor(result: _Result) -> Tensor:
+            buffer = swap.get(id(result.buffer), result.buffer)
+            node = LazyNode.from_buffer(buffer, result.shape, buffer.dtype, buffer.device)
+            return Tensor._from_node(node, False)
 
-def _flat_results(obj: Any) -> list[_Result]:
-    if isinstance(obj, _Result):
-        return [obj]
-    if isinstance(obj, (list, tuple)):
-        return [r for v in obj for r in _flat_results(v)]
-    if isinstance(obj, dict):
-        return [r for v in obj.values() for r in _flat_results(v)]
-    return []
-
-
-def _rebuild(obj: Any, swap: dict[int, Buffer]) -> Any:
-    """The recorded return structure with a Tensor on each (swapped) buffer."""
-    if isinstance(obj, _Result):
-        buffer = swap.get(id(obj.buffer), obj.buffer)
-        return Tensor._from_node(LazyNode.from_buffer(buffer, obj.shape, buffer.dtype, buffer.device), False)
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_rebuild(v, swap) for v in obj)
-    if isinstance(obj, dict):
-        return {k: _rebuild(v, swap) for k, v in obj.items()}
-    return obj
+        return _map(recording.outputs, tensor, "the return value", leaf=_Result)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from minigrad.dtype import dtypes
 from minigrad.tensor import Tensor
 
 
@@ -125,7 +126,7 @@ class Embedding:
         self.weight = Tensor.randn(vocab_size, embed_size, requires_grad=True)
 
     def __call__(self, idx: Tensor) -> Tensor:
-        if not isinstance(idx, Tensor) or idx.dtype.name not in ("int32", "int64", "uint8", "int8"):
+        if not isinstance(idx, Tensor) or not dtypes.is_int(idx.dtype):
             raise TypeError(f"Embedding takes an integer Tensor of indices, got {getattr(idx, 'dtype', idx)}")
         # a one-hot matmul: one fused kernel forward, and the backward is a matmul too (no scatter needed)
         return idx.one_hot(self.vocab_size).cast(self.weight.dtype) @ self.weight
