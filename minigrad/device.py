@@ -173,13 +173,16 @@ class Backend:
 
 
 class Buffer:
-    """`size` elements of `dtype` on `device`, allocated at construction and freed with the object."""
+    """`size` elements of `dtype` on `device`, allocated at construction and freed with the object.
+    `version` counts the in-place writes (ASSIGN) into it; see lazy.py."""
 
     def __init__(self, device: str, size: int, dtype: DType):
         self.device, self.size, self.dtype = device, size, dtype
         self.allocator = Device[device].allocator
         self._buf = self.allocator.alloc(max(self.nbytes, 1))
+        self.version = 0
         GlobalCounters.mem_used += self.nbytes
+        GlobalCounters.mem_peak = max(GlobalCounters.mem_peak, GlobalCounters.mem_used)
 
     @property
     def nbytes(self) -> int:

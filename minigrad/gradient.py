@@ -1,11 +1,17 @@
-"""Autograd as a graph transform: one reverse rule per primitive op, and one walk.
+"""Autograd as a graph transform: two rules per primitive op, and two walks.
 
-In: a root lazy node, the target nodes, and the gradient of the root. Out: the gradient of each
-target, as new lazy nodes, built only from primitive ops; they can be scheduled, fused and even
-differentiated again like any other graph (higher-order derivatives come for free).
+Reverse mode (`gradient`). In: root lazy nodes, the target nodes, and the gradient of each root. Out: the
+gradient of each target. `REVERSE_RULES[op](node, grad)` returns, for each source of `node`, the
+vector-Jacobian product `grad * d(node)/d(source)`, or None where no gradient flows (comparisons, integer
+ops); the walk applies them from the roots back to the targets.
 
-`REVERSE_RULES[op](node, grad)` returns, for each source of `node`, the vector-Jacobian product
-`grad * d(node)/d(source)`, or None where no gradient flows (comparisons, integer ops).
+Forward mode (`tangent`). In: root nodes, input nodes and a tangent for each input. Out: the tangent of
+each root, d(root)/d(inputs) . tangents, in one walk from the inputs forward: `FORWARD_RULES[op](node,
+tangents)` gives the Jacobian-vector product of `node` from the tangents of its sources (None = zero).
+
+Both produce new lazy nodes built only from primitive ops; they can be scheduled, fused and differentiated
+again like any other graph (higher-order derivatives, forward-over-reverse, come for free). FUNCTION nodes
+carry their own rules (`node.arg.vjp(grad)`, `node.arg.jvp(tangents)`): user Functions and checkpoint.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from typing import Callable
 
 from minigrad.dtype import dtypes
 from minigrad.lazy import LazyNode, inverse_permutation, toposort
-from minigrad.ops import Op
+from minigrad.ops import MOVEMENT, Op
 
 Grads = tuple["LazyNode | None", ...]
 
@@ -28,13 +34,18 @@ def _scale(a: LazyNode, factor: float) -> LazyNode:
     return a.alu(Op.MUL, a.const_like(factor))
 
 
-def _max_rule(node: LazyNode, grad: LazyNode) -> Grads:
-    """d max(a, b): 1 to the larger input, split evenly on ties (as torch.maximum does)."""
+def _max_shares(node: LazyNode) -> tuple[LazyNode, LazyNode]:
+    """d max(a, b) / da and / db: 1 for the larger input, split evenly on ties (as torch.maximum does)."""
     a, b = node.srcs
-    a_wins = b.alu(Op.CMPLT, a).cast(grad.dtype)
-    tie = _scale(a.alu(Op.CMPEQ, b).cast(grad.dtype), 0.5)
-    b_wins = a.alu(Op.CMPLT, b).cast(grad.dtype)
-    return _mul(grad, a_wins.alu(Op.ADD, tie)), _mul(grad, b_wins.alu(Op.ADD, tie))
+    tie = _scale(a.alu(Op.CMPEQ, b).cast(node.dtype), 0.5)
+    return b.alu(Op.CMPLT, a).cast(node.dtype).alu(Op.ADD, tie), a.alu(Op.CMPLT, b).cast(node.dtype).alu(
+        Op.ADD, tie
+    )
+
+
+def _max_rule(node: LazyNode, grad: LazyNode) -> Grads:
+    a_share, b_share = _max_shares(node)
+    return _mul(grad, a_share), _mul(grad, b_share)
 
 
 def _where_rule(node: LazyNode, grad: LazyNode) -> Grads:
@@ -43,13 +54,17 @@ def _where_rule(node: LazyNode, grad: LazyNode) -> Grads:
     return None, condition.alu(Op.WHERE, grad, zero), condition.alu(Op.WHERE, zero, grad)
 
 
+def _max_positions(node: LazyNode) -> tuple[LazyNode, LazyNode]:
+    """For a REDUCE_MAX: 1 where the source holds the max (0 elsewhere), and 1 / the number of such places."""
+    src = node.srcs[0]
+    is_max = src.alu(Op.CMPEQ, node.expand(src.shape)).cast(node.dtype)
+    return is_max, is_max.reduce(Op.REDUCE_SUM, node.arg).alu(Op.RECIP)
+
+
 def _reduce_max_rule(node: LazyNode, grad: LazyNode) -> Grads:
     """The gradient goes to the positions that hold the max, split evenly among ties."""
-    src = node.srcs[0]
-    is_max = src.alu(Op.CMPEQ, node.expand(src.shape)).cast(grad.dtype)
-    count = is_max.reduce(Op.REDUCE_SUM, node.arg)
-    share = grad.alu(Op.MUL, count.alu(Op.RECIP))
-    return (_mul(is_max, share.expand(src.shape)),)
+    is_max, share = _max_positions(node)
+    return (_mul(is_max, _mul(grad, share).expand(is_max.shape)),)
 
 
 def _expand_rule(node: LazyNode, grad: LazyNode) -> Grads:
@@ -106,29 +121,108 @@ REVERSE_RULES: dict[Op, Callable[[LazyNode, LazyNode], Grads]] = {
     Op.COPY: lambda node, grad: (grad.copy_to(node.srcs[0].device),),
     Op.ASSIGN: NO_GRADIENT,
     Op.DETACH: NO_GRADIENT,
+    Op.FUNCTION: lambda node, grad: (None, *node.arg.vjp(grad)),
 }
 
 
-def differentiable_graph(root: LazyNode) -> list[LazyNode]:
-    """The nodes `root` depends on through differentiable paths (DETACH cuts), sources first."""
-    return toposort([root], stop=lambda node: node.op is Op.DETACH)
+# ---- forward mode: one Jacobian-vector product per op; a tangent of None is zero ----------------------
+
+Tangents = tuple["LazyNode | None", ...]
+
+
+def _times(tangent: LazyNode | None, factor: LazyNode) -> LazyNode | None:
+    return None if tangent is None else _mul(tangent, factor)
+
+
+def _plus(*terms: LazyNode | None) -> LazyNode | None:
+    present = [t for t in terms if t is not None]
+    out = present[0] if present else None
+    for t in present[1:]:
+        out = out.alu(Op.ADD, t)
+    return out
+
+
+def _linear(
+    apply: Callable[[LazyNode, LazyNode], LazyNode],
+) -> Callable[[LazyNode, Tangents], LazyNode | None]:
+    """The forward rule of a linear op (movement, sums, copies): the op applied to the tangent."""
+    return lambda node, t: None if t[0] is None else apply(node, t[0])
+
+
+def _where_tangent(node: LazyNode, t: Tangents) -> LazyNode | None:
+    if t[1] is None and t[2] is None:
+        return None
+    zero = node.const_like(0)
+    return node.srcs[0].alu(Op.WHERE, zero if t[1] is None else t[1], zero if t[2] is None else t[2])
+
+
+def _reduce_max_tangent(node: LazyNode, t: Tangents) -> LazyNode | None:
+    is_max, share = _max_positions(node)
+    return _times(_times(t[0], is_max).reduce(Op.REDUCE_SUM, node.arg), share) if t[0] is not None else None
+
+
+def NO_TANGENT(node: LazyNode, t: Tangents) -> None:
+    return None
+
+
+FORWARD_RULES: dict[Op, Callable[[LazyNode, Tangents], "LazyNode | None"]] = {
+    # unary: the tangent times the derivative
+    Op.EXP2: lambda node, t: _times(t[0], _scale(node, math.log(2))),
+    Op.LOG2: lambda node, t: _times(t[0], _scale(node.srcs[0], math.log(2)).alu(Op.RECIP)),
+    Op.SIN: lambda node, t: _times(t[0], node.srcs[0].alu(Op.ADD, node.const_like(math.pi / 2)).alu(Op.SIN)),
+    Op.SQRT: lambda node, t: _times(t[0], _scale(node, 2).alu(Op.RECIP)),
+    Op.RECIP: lambda node, t: _times(t[0], _mul(node, node).alu(Op.NEG)),
+    Op.NEG: _linear(lambda node, t: t.alu(Op.NEG)),
+    Op.CAST: _linear(lambda node, t: t.cast(node.dtype)),
+    # binary
+    Op.ADD: lambda node, t: _plus(t[0], t[1]),
+    Op.MUL: lambda node, t: _plus(_times(t[0], node.srcs[1]), _times(t[1], node.srcs[0])),
+    Op.MAX: lambda node, t: _plus(*(_times(ti, share) for ti, share in zip(t, _max_shares(node)))),
+    Op.CMPLT: NO_TANGENT,
+    Op.CMPEQ: NO_TANGENT,
+    Op.MOD: NO_TANGENT,
+    Op.IDIV: NO_TANGENT,
+    # ternary
+    Op.WHERE: _where_tangent,
+    # reduce
+    Op.REDUCE_SUM: _linear(lambda node, t: t.reduce(Op.REDUCE_SUM, node.arg)),
+    Op.REDUCE_MAX: _reduce_max_tangent,
+    # movement: the same movement
+    **{op: _linear(lambda node, t: t.movement(node.op, node.arg)) for op in MOVEMENT},
+    # buffer
+    Op.CONTIGUOUS: _linear(lambda node, t: t),
+    Op.COPY: _linear(lambda node, t: t.copy_to(node.device)),
+    Op.ASSIGN: NO_TANGENT,
+    Op.DETACH: NO_TANGENT,
+    Op.FUNCTION: lambda node, t: node.arg.jvp(t[1:]),
+}
+
+
+def differentiable_graph(roots: list[LazyNode]) -> list[LazyNode]:
+    """The nodes `roots` depend on through differentiable paths (DETACH cuts), sources first."""
+    return toposort(roots, stop=lambda node: node.op is Op.DETACH)
 
 
 def gradient(
-    root: LazyNode, targets: list[LazyNode], root_grad: LazyNode, order: list[LazyNode] | None = None
+    roots: list[LazyNode],
+    targets: list[LazyNode],
+    root_grads: list[LazyNode],
+    order: list[LazyNode] | None = None,
 ) -> list[LazyNode | None]:
-    """d(root)/d(target) for each target, contracted with `root_grad` (reverse mode).
+    """sum over roots of d(root)/d(target) contracted with its root_grad, for each target (reverse mode).
 
-    Walks the graph (`order`: differentiable_graph(root), when the caller has it) once in reverse
+    Walks the graph (`order`: differentiable_graph(roots), when the caller has it) once in reverse
     topological order; only nodes from which some target can be reached get gradients. Returns None for a
-    target the root does not depend on.
+    target the roots do not depend on.
     """
-    order = differentiable_graph(root) if order is None else order
+    order = differentiable_graph(roots) if order is None else order
     leads_to_target = {id(t) for t in targets}
     for node in order:  # sources come first, so one pass finds every node above a target
         if any(id(src) in leads_to_target for src in node.srcs) and node.op is not Op.DETACH:
             leads_to_target.add(id(node))
-    grads: dict[int, LazyNode] = {id(root): root_grad}
+    grads: dict[int, LazyNode] = {}
+    for root, root_grad in zip(roots, root_grads):
+        grads[id(root)] = root_grad if id(root) not in grads else grads[id(root)].alu(Op.ADD, root_grad)
     for node in reversed(order):
         grad = grads.get(id(node))
         if grad is None or not node.srcs or id(node) not in leads_to_target:
@@ -139,3 +233,20 @@ def gradient(
             src_grad = src_grad.cast(src.dtype)
             grads[id(src)] = src_grad if id(src) not in grads else grads[id(src)].alu(Op.ADD, src_grad)
     return [grads.get(id(t)) for t in targets]
+
+
+def tangent(roots: list[LazyNode], inputs: list[LazyNode], tangents: list[LazyNode]) -> list[LazyNode | None]:
+    """d(root)/d(inputs) . tangents for each root (forward mode): one walk from the inputs to the roots,
+    applying FORWARD_RULES; no reverse rule runs. None for a root that does not depend on the inputs."""
+    seeds = {id(node): t for node, t in zip(inputs, tangents)}
+    known = dict(seeds)
+    for node in toposort(roots, stop=lambda node: node.op is Op.DETACH or id(node) in seeds):
+        if id(node) in seeds or not node.srcs or not dtypes.is_float(node.dtype):
+            continue
+        src_tangents = tuple(known.get(id(src)) for src in node.srcs)
+        if all(t is None for t in src_tangents):
+            continue
+        out = FORWARD_RULES[node.op](node, src_tangents)
+        if out is not None:
+            known[id(node)] = out.cast(node.dtype)
+    return [known.get(id(root)) for root in roots]

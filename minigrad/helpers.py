@@ -59,6 +59,7 @@ class GlobalCounters:
     time_sum_s: float = 0.0
     schedule_cache_hits: int = 0
     mem_used: int = 0  # bytes held by live device buffers now (a state, not a count: reset() keeps it)
+    mem_peak: int = 0  # the most bytes live buffers held at once since the last reset()
 
     @staticmethod
     def reset() -> None:
@@ -67,6 +68,7 @@ class GlobalCounters:
         GlobalCounters.global_ops = 0
         GlobalCounters.global_mem = 0
         GlobalCounters.time_sum_s = 0.0
+        GlobalCounters.mem_peak = GlobalCounters.mem_used
 
 
 def prod(values: Iterable[int]) -> int:

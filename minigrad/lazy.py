@@ -8,7 +8,10 @@ Movement ops never copy: a movement node is a *view* of a *base* node, described
 only ever makes buffers for base nodes. DETACH is an identity view too; it only stops the gradient walk.
 
 A base node gets a device buffer (`node.realized`) when the engine runs it; from then on the scheduler
-treats it as a leaf, while autograd can still walk through it to its sources.
+treats it as a leaf, while autograd can still walk through it to its sources. An ASSIGN writes into its
+target's buffer in place and bumps the buffer's `version`: every other node holding that buffer then
+reads as unrealized (`node.realized` is None), so a pending graph that needs the old value recomputes it
+from its sources, and a leaf that has none reports `overwritten` instead of reading the new data.
 """
 
 from __future__ import annotations
@@ -30,7 +33,19 @@ def _check(condition: bool, message: Callable[[], str]) -> None:
 
 
 class LazyNode:
-    __slots__ = ("op", "srcs", "arg", "dtype", "device", "st", "shape", "_base", "realized", "__weakref__")
+    __slots__ = (
+        "op",
+        "srcs",
+        "arg",
+        "dtype",
+        "device",
+        "st",
+        "shape",
+        "_base",
+        "_buffer",
+        "_version",
+        "__weakref__",
+    )
 
     def __init__(
         self,
@@ -46,10 +61,25 @@ class LazyNode:
         self.st = st
         self.shape: tuple[int, ...] = st.shape  # the view's shape (read very often while building graphs)
         self._base = base  # None for a base node (storing self would make a reference cycle)
-        self.realized = None  # a device Buffer once computed (base nodes only)
+        self._buffer, self._version = None, 0  # a device Buffer once computed (base nodes only)
 
     def __repr__(self) -> str:
         return f"<LazyNode {self.op.name} {self.shape} {self.dtype.name} {self.device}>"
+
+    @property
+    def realized(self):
+        """The device buffer holding this node's value, or None (not computed, or overwritten since)."""
+        buffer = self._buffer
+        return buffer if buffer is None or buffer.version == self._version else None
+
+    @realized.setter
+    def realized(self, buffer) -> None:
+        self._buffer, self._version = buffer, (buffer.version if buffer is not None else 0)
+
+    @property
+    def overwritten(self) -> bool:
+        """True when this node's buffer was written by an ASSIGN after this node computed it."""
+        return self._buffer is not None and self._buffer.version != self._version
 
     @property
     def base(self) -> "LazyNode":
@@ -119,9 +149,9 @@ class LazyNode:
         out_shape = tuple(1 if d in axes else s for d, s in enumerate(self.shape))
         return LazyNode(op, (self,), axes, self.dtype, self.device, ShapeTracker.from_shape(out_shape))
 
-    def contiguous(self) -> "LazyNode":
-        """Materialize a view into its own buffer (a no-op for a base node)."""
-        if not self.is_view and self.op is not Op.CONST:
+    def contiguous(self, copy: bool = False) -> "LazyNode":
+        """Materialize a view into its own buffer (a no-op for a base node, unless `copy`)."""
+        if not self.is_view and self.op is not Op.CONST and not copy:
             return self
         return LazyNode(
             Op.CONTIGUOUS, (self,), None, self.dtype, self.device, ShapeTracker.from_shape(self.shape)
@@ -147,6 +177,18 @@ class LazyNode:
 
     def detach(self) -> "LazyNode":
         return LazyNode(Op.DETACH, (self,), None, self.dtype, self.device, self.st, self.base)
+
+    def alias(self) -> "LazyNode":
+        """A new node with this value (an identity view): the functional transforms differentiate with
+        respect to it, so uses of the same value elsewhere in the graph are not counted."""
+        return self._view(Op.RESHAPE, self.shape, self.st)
+
+    def custom_rule(self, inputs: tuple["LazyNode", ...], rule: Any) -> "LazyNode":
+        """This node's value (computed without recording gradients), whose derivatives with respect to
+        `inputs` come from `rule` (a user's Function, or checkpoint): a FUNCTION view (see gradient.py)."""
+        return LazyNode(
+            Op.FUNCTION, (self.detach(),) + inputs, rule, self.dtype, self.device, self.st, self.base
+        )
 
     # ---- movement: views of the same base --------------------------------------------------------
 

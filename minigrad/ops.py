@@ -28,6 +28,8 @@ the scheduler turns graphs of them into kernels (engine/schedule.py); a backend 
 |            | CONTIGUOUS  | forces a view to be materialized in its own buffer                           |
 |            | ASSIGN      | writes a value into an existing buffer (optimizer updates)                   |
 |            | DETACH      | an identity view that stops the gradient walk (`detach()`, `no_grad()`)      |
+|            | FUNCTION    | an identity view whose derivatives come from user rules (`Function`,         |
+|            |             | `checkpoint`): the only way a composite op gets its own derivative           |
 
 Two more ops appear only inside a kernel AST: LOAD (read a buffer through a view) and STORE (write the
 kernel's result). A kernel AST is a small tree of `AstNode`s whose root is a STORE.
@@ -77,6 +79,7 @@ class Op(Enum):
     CONTIGUOUS = auto()
     ASSIGN = auto()
     DETACH = auto()
+    FUNCTION = auto()
     # kernel AST only
     LOAD = auto()
     STORE = auto()
@@ -91,7 +94,7 @@ TERNARY = frozenset({Op.WHERE})
 ELEMENTWISE = UNARY | BINARY | TERNARY
 REDUCE = frozenset({Op.REDUCE_SUM, Op.REDUCE_MAX})
 MOVEMENT = frozenset({Op.RESHAPE, Op.PERMUTE, Op.EXPAND, Op.PAD, Op.SHRINK, Op.FLIP})
-BUFFER_OPS = frozenset({Op.BUFFER, Op.CONST, Op.COPY, Op.CONTIGUOUS, Op.ASSIGN, Op.DETACH})
+BUFFER_OPS = frozenset({Op.BUFFER, Op.CONST, Op.COPY, Op.CONTIGUOUS, Op.ASSIGN, Op.DETACH, Op.FUNCTION})
 COMPARISON = frozenset({Op.CMPLT, Op.CMPEQ})
 
 

@@ -197,6 +197,10 @@ class Tensor:
     def contiguous(self) -> "Tensor":
         return self._wrap(self.lazydata.contiguous(), self)
 
+    def clone(self) -> "Tensor":
+        """A copy in a buffer of its own (differentiable, as torch.clone)."""
+        return self._wrap(self.lazydata.contiguous(copy=True), self)
+
     def cast(self, dtype: DType | str) -> "Tensor":
         dtype = to_dtype(dtype)
         if dtype == self.dtype:
@@ -406,7 +410,7 @@ class Tensor:
     def gradient(self, *targets: "Tensor", gradient: "Tensor | None" = None) -> list["Tensor"]:
         """d(self)/d(target) for each target as new (differentiable) Tensors; `.grad` is not touched."""
         root_grad = self._root_gradient(gradient)
-        grads = reverse_gradient(self.lazydata, [t.lazydata for t in targets], root_grad.lazydata)
+        grads = reverse_gradient([self.lazydata], [t.lazydata for t in targets], [root_grad.lazydata])
         return [
             Tensor._from_node(g if g is not None else t.lazydata.const_like(0.0), requires_grad=True)
             for g, t in zip(grads, targets)
@@ -420,12 +424,12 @@ class Tensor:
                 "with requires_grad=True"
             )
         root_grad = self._root_gradient(gradient)
-        graph = differentiable_graph(self.lazydata)
+        graph = differentiable_graph([self.lazydata])
         in_graph = {id(n) for n in graph}
         leaves = [
             t for t in list(Tensor._grad_leaves.values()) if t.requires_grad and id(t.lazydata) in in_graph
         ]
-        grads = reverse_gradient(self.lazydata, [t.lazydata for t in leaves], root_grad.lazydata, graph)
+        grads = reverse_gradient([self.lazydata], [t.lazydata for t in leaves], [root_grad.lazydata], graph)
         for leaf, grad in zip(leaves, grads):
             if grad is None:  # used only through ops with no gradient (comparisons): zero, as torch
                 grad = leaf.lazydata.const_like(0.0)

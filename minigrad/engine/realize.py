@@ -2,12 +2,17 @@
 
 In: `ScheduleItem`s from engine/schedule.py. Out: every item's output node holds a device `Buffer` in
 `node.realized`. Counts what ran in `GlobalCounters`, and prints one line per kernel with DEBUG>=1.
+
+Buffers live as long as their nodes, with one exception: nodes handed to `release_after_use` (checkpoint
+marks the intermediates of the function it wraps) lose their buffer right after the last kernel of the
+schedule that reads them, unless they were asked for. That is what bounds memory under checkpointing.
 """
 
 from __future__ import annotations
 
 import functools
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +35,13 @@ class CapturedRun:
 
 
 capture: list[CapturedRun] | None = None  # while jit.py sets a list, every kernel and copy is appended
+_transient: weakref.WeakSet = weakref.WeakSet()  # nodes whose buffers go after their last reader
+
+
+def release_after_use(nodes: list[LazyNode]) -> None:
+    """Let the engine drop these nodes' buffers once a schedule's last reader of them has run (they are
+    recomputed from their sources if anything asks for them later)."""
+    _transient.update(node for node in nodes if not node.is_view)
 
 
 def realize(nodes: list[LazyNode]) -> None:
@@ -39,17 +51,48 @@ def realize(nodes: list[LazyNode]) -> None:
     schedule = create_schedule(nodes)
     if getenv("DEBUG") >= 2:
         print_schedule(schedule)
-    run_schedule(schedule)
-
-
-def run_schedule(schedule: list[ScheduleItem]) -> None:
     for item in schedule:
+        if item.ast.op is Op.BUFFER and item.outputs[0].overwritten:
+            node = item.outputs[0]
+            raise RuntimeError(
+                f"this computation needs the old value of a {node.shape} {node.dtype.name} tensor on "
+                f"{node.device} that assign() has overwritten since. Realize what needs the old value before "
+                "the assign (for a training step: Tensor.realize(loss, *optimizer.schedule_step())), or "
+                "keep a copy first with .clone().realize()"
+            )
+    run_schedule(schedule, keep=nodes)
+
+
+def run_schedule(schedule: list[ScheduleItem], keep: list[LazyNode] = ()) -> None:
+    release = _release_points(schedule, keep)
+    for i, item in enumerate(schedule):
         if item.ast.op is Op.BUFFER:
             _load_host_data(item.outputs[0])
         elif item.ast.op is Op.COPY:
             _copy(item.outputs[0], item.inputs[0])
         else:
             _run_kernel(item)
+        for node in release.get(i, ()):
+            node.realized = None
+
+
+def _release_points(schedule: list[ScheduleItem], keep: list[LazyNode]) -> dict[int, list[LazyNode]]:
+    """For each transient node this schedule computes and nobody asked for: the item that reads it last."""
+    if not _transient:
+        return {}
+    kept = {id(node.base) for node in keep}
+    last: dict[int, tuple[int, LazyNode]] = {}
+    for i, item in enumerate(schedule):
+        for node in item.outputs:
+            if node in _transient and id(node) not in kept:
+                last[id(node)] = (i, node)
+        for node in item.inputs:
+            if id(node) in last:
+                last[id(node)] = (i, node)
+    points: dict[int, list[LazyNode]] = {}
+    for i, node in last.values():
+        points.setdefault(i, []).append(node)
+    return points
 
 
 def _output_buffer(node: LazyNode) -> Buffer:
@@ -77,9 +120,7 @@ def _run_kernel(item: ScheduleItem) -> None:
     backend = Device[item.outputs[0].device]
     outputs = [_output_buffer(node) for node in item.outputs]
     if prod(item.outputs[0].shape) == 0:  # nothing to compute
-        for node, buffer in zip(item.outputs, outputs):
-            node.realized = buffer
-            _forget_assign_sources(node)
+        _set_outputs(item, outputs)
         return
     buffers = outputs + [node.realized for node in item.inputs]
     program = backend.get_program(item.ast)
@@ -91,9 +132,7 @@ def _run_kernel(item: ScheduleItem) -> None:
         wait=getenv("DEBUG") >= 1,
     )
     elapsed = elapsed if elapsed is not None else time.perf_counter() - start
-    for node, buffer in zip(item.outputs, outputs):
-        node.realized = buffer
-        _forget_assign_sources(node)
+    _set_outputs(item, outputs)
     if capture is not None:
         fresh = [b for node, b in zip(item.outputs, outputs) if node.op is not Op.ASSIGN]
         capture.append(CapturedRun(program, buffers, fresh))
@@ -110,11 +149,14 @@ def _run_kernel(item: ScheduleItem) -> None:
         )
 
 
-def _forget_assign_sources(node: LazyNode) -> None:
-    """A written ASSIGN becomes a plain leaf buffer. No gradient flows through ASSIGN, so nothing needs its
-    sources, and keeping them would chain every training step's graph (and its buffers) to the next."""
-    if node.op is Op.ASSIGN:
-        node.op, node.srcs, node.arg = Op.BUFFER, (), None
+def _set_outputs(item: ScheduleItem, buffers: list[Buffer]) -> None:
+    for node, buffer in zip(item.outputs, buffers):
+        if node.op is Op.ASSIGN:
+            buffer.version += 1  # every other node holding this buffer now reads as overwritten (lazy.py)
+            # a written ASSIGN becomes a plain leaf buffer. No gradient flows through ASSIGN, so nothing needs
+            # its sources, and keeping them would chain every training step's graph (and its buffers) to the next
+            node.op, node.srcs, node.arg = Op.BUFFER, (), None
+        node.realized = buffer
 
 
 def _estimate_work(item: ScheduleItem, buffers: list[Buffer]) -> tuple[int, int]:
