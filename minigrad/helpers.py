@@ -11,7 +11,7 @@ import contextlib
 import functools
 import math
 import os
-from typing import Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 _overrides: list[dict[str, int | str]] = []
 
@@ -97,3 +97,22 @@ def normalize_axis(axis: int, ndim: int) -> int:
             f"(valid: {-max(ndim, 1)} to {max(ndim, 1) - 1})"
         )
     return axis % max(ndim, 1)
+
+
+def map_leaves(obj: Any, fn: Callable, leaf: type, where: str) -> Any:
+    """`obj` with fn applied to every `leaf` (a Tensor) inside lists, tuples and dicts; other values stay,
+    and must be hashable (`where` names the value in the error)."""
+    if isinstance(obj, leaf):
+        return fn(obj)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(map_leaves(v, fn, leaf, where) for v in obj)
+    if isinstance(obj, dict):
+        return {k: map_leaves(v, fn, leaf, where) for k, v in obj.items()}
+    try:
+        hash(obj)
+    except TypeError:
+        raise TypeError(
+            f"{where} holds a {type(obj).__name__}, which is neither a {leaf.__name__} nor hashable; "
+            f"pass {leaf.__name__}s, numbers, strings, or lists/tuples/dicts of them"
+        ) from None
+    return obj

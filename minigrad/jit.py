@@ -25,27 +25,13 @@ from typing import Any, Callable
 
 from minigrad.device import Buffer
 from minigrad.engine import realize
-from minigrad.helpers import GlobalCounters
+from minigrad.helpers import GlobalCounters, map_leaves
 from minigrad.lazy import LazyNode
 from minigrad.tensor import Tensor
 
 
 def _map(obj: Any, fn: Callable, where: str, leaf: type = Tensor) -> Any:
-    """`obj` with fn applied to every `leaf` (a Tensor) inside lists, tuples and dicts; other values stay."""
-    if isinstance(obj, leaf):
-        return fn(obj)
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_map(v, fn, where, leaf) for v in obj)
-    if isinstance(obj, dict):
-        return {k: _map(v, fn, where, leaf) for k, v in obj.items()}
-    try:
-        hash(obj)
-    except TypeError:
-        raise TypeError(
-            f"TinyJit: {where} holds a {type(obj).__name__}, which is neither a Tensor nor hashable; "
-            "pass Tensors, numbers, strings, or lists/tuples/dicts of them"
-        ) from None
-    return obj
+    return map_leaves(obj, fn, leaf, f"TinyJit: {where}")
 
 
 def _describe(obj: Any) -> Any:

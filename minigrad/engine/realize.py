@@ -153,8 +153,8 @@ def _set_outputs(item: ScheduleItem, buffers: list[Buffer]) -> None:
     for node, buffer in zip(item.outputs, buffers):
         if node.op is Op.ASSIGN:
             buffer.version += 1  # every other node holding this buffer now reads as overwritten (lazy.py)
-            # a written ASSIGN becomes a plain leaf buffer. No gradient flows through ASSIGN, so nothing needs
-            # its sources, and keeping them would chain every training step's graph (and its buffers) to the next
+            # a written ASSIGN becomes a plain leaf buffer. No gradient flows through ASSIGN, so nothing
+            # needs its sources, and keeping them would chain each training step's graph to the next
             node.op, node.srcs, node.arg = Op.BUFFER, (), None
         node.realized = buffer
 
