@@ -1454,7 +1454,7 @@ class Tensor:
             )
         if label_smoothing:
             target = target * (1 - label_smoothing) + label_smoothing / classes
-        loss = -(log_probs * target).sum(axis)
+        loss = -(target != 0).where(log_probs * target, 0).sum(axis)  # a -inf logit with target 0 adds 0
         if keep is not None:
             loss = keep.where(loss, 0)
         if reduction == "none":
