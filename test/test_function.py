@@ -1,0 +1,143 @@
+"""minigrad.Function: user-defined forward/backward (and optional jvp), on every device."""
+
+import numpy as np
+import pytest
+import torch
+
+import minigrad
+from minigrad import Function, Tensor
+
+TOL = dict(atol=1e-5, rtol=1e-4)
+
+
+class Exp(Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = x.exp()
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * y
+
+
+class ScaledSquare(Function):
+    """x * x * scale, a non-Tensor argument; backward uses the saved input, so it differentiates again."""
+
+    @staticmethod
+    def forward(ctx, x, scale):
+        ctx.save_for_backward(x)
+        ctx.scale = scale
+        return x * x * scale
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * x * (2 * ctx.scale), None  # one per argument, as torch
+
+    @staticmethod
+    def jvp(ctx, x_tangent):
+        (x,) = ctx.saved_tensors
+        return x_tangent * x * (2 * ctx.scale)
+
+
+class ClampGrad(Function):
+    """Identity forward; backward clips the gradient: a rule no composition of ops gives."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x + 0
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.clip(-0.1, 0.1)
+
+
+def test_function_backward_and_gradient(device):
+    x_np = np.array([0.5, -1.0, 2.0], np.float32)
+    x = Tensor(x_np, device=device, requires_grad=True)
+    out = Exp.apply(x)
+    assert out.requires_grad
+    np.testing.assert_allclose(out.numpy(), np.exp(x_np), **TOL)
+    (out * Tensor([1.0, 2.0, 3.0], device=device)).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), np.exp(x_np) * [1, 2, 3], **TOL)
+    (g,) = Exp.apply(x).sum().gradient(x)
+    np.testing.assert_allclose(g.numpy(), np.exp(x_np), **TOL)
+
+
+def test_function_rule_replaces_the_ops_rules(device):
+    x = Tensor([3.0, -2.0], device=device, requires_grad=True)
+    (ClampGrad.apply(x) * 5).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [0.1, 0.1], **TOL)
+
+
+def test_function_in_transforms_and_second_order(device):
+    x = Tensor([0.5, -1.5], device=device)
+    f = lambda a: ScaledSquare.apply(a, 3.0).sum()  # noqa: E731
+    np.testing.assert_allclose(minigrad.grad(f)(x).numpy(), [3.0, -9.0], **TOL)
+    np.testing.assert_allclose(
+        minigrad.grad(lambda a: minigrad.grad(f)(a).sum())(x).numpy(), [6.0, 6.0], **TOL
+    )
+    _, tangent = minigrad.jvp(
+        lambda a: ScaledSquare.apply(a, 3.0), (x,), (Tensor([1.0, 1.0], device=device),)
+    )
+    np.testing.assert_allclose(tangent.numpy(), [3.0, -9.0], **TOL)
+    np.testing.assert_allclose(
+        minigrad.hvp(f, (x,), (Tensor([1.0, 2.0], device=device),))[0].numpy(), [6, 12], **TOL
+    )
+    _, vjp_fn = minigrad.vjp(lambda a: Exp.apply(a), x)
+    np.testing.assert_allclose(
+        vjp_fn(Tensor([1.0, 1.0], device=device))[0].numpy(), np.exp([0.5, -1.5]), **TOL
+    )
+
+
+def test_function_matches_torch_autograd_function(device):
+    class TorchScaledSquare(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, scale):
+            ctx.save_for_backward(x)
+            ctx.scale = scale
+            return x * x * scale
+
+        @staticmethod
+        def backward(ctx, grad):
+            (x,) = ctx.saved_tensors
+            return grad * x * (2 * ctx.scale), None
+
+    values = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    x, tx = Tensor(values, device=device, requires_grad=True), torch.tensor(values, requires_grad=True)
+    ScaledSquare.apply(x, 0.5).sin().sum().backward()
+    TorchScaledSquare.apply(tx, 0.5).sin().sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), **TOL)
+
+
+def test_function_errors_name_the_function(device):
+    x = Tensor([1.0, 2.0], device=device)
+    with pytest.raises(RuntimeError, match="Exp has no forward-mode rule"):
+        minigrad.jvp(lambda a: Exp.apply(a), (x,), (x,))[1].numpy()
+
+    class TwoGrads(Exp):
+        @staticmethod
+        def backward(ctx, grad):
+            return grad, grad
+
+    with pytest.raises(ValueError, match="TwoGrads.backward returned 2 gradients"):
+        minigrad.grad(lambda a: TwoGrads.apply(a).sum())(x)
+
+    class WrongShape(Exp):
+        @staticmethod
+        def backward(ctx, grad):
+            return grad.sum()
+
+    with pytest.raises(ValueError, match="WrongShape.backward: result 0"):
+        minigrad.grad(lambda a: WrongShape.apply(a).sum())(x)
+
+    class NoTensor(Function):
+        @staticmethod
+        def forward(ctx, x):
+            return 3
+
+    with pytest.raises(TypeError, match="NoTensor.forward must return one Tensor"):
+        NoTensor.apply(x)
