@@ -22,6 +22,8 @@ import contextlib
 import functools
 from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
+
 from minigrad.dtype import dtypes
 from minigrad.engine.realize import release_after_use
 from minigrad.gradient import gradient, tangent
@@ -113,9 +115,11 @@ def _matching(values: list[Tensor], like: list[Tensor], name: str, what: str) ->
 
 
 def _one_hot(k: int, like: Tensor) -> Tensor:
-    """1 at flat position k, 0 elsewhere, with like's shape, dtype and device (lazy, no host data)."""
-    flat = Tensor.arange(like.numel(), device=like.device) == k
-    return flat.reshape(like.shape).cast(like.dtype)
+    """1 at flat position k, 0 elsewhere, with like's shape, dtype and device. Host data, not a constant
+    in the kernel: the Jacobian's walks then share their compiled kernels."""
+    flat = np.zeros(like.numel(), dtype=like.dtype.np)
+    flat[k] = 1
+    return Tensor(flat.reshape(like.shape), device=like.device)
 
 
 # ---- reverse mode -------------------------------------------------------------------------------------

@@ -62,3 +62,12 @@ def test_cnn_fashion_runs_a_few_steps(tmp_path):
             write_idx(tmp_path / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, n))
     out = run_example("cnn_fashion.py", "--steps", "5", "--data", data, "--test-limit", "1000")
     assert re.search(r"test accuracy [\d.]+% on \d+ Fashion-MNIST test images", out), out
+
+
+def test_ad_tour_prints_checkable_results():
+    out = run_example("ad_tour.py", "--small", "--device", "CPU")
+    assert "hvp with e1 and e2 at (1, 1): [ 802. -400.], [-400.  200.]" in out, out
+    assert out.count("(the global minimum is all ones)") == 2 and "minimum found: [1. 1.]" in out, out
+    peaks = [float(p) for p in re.findall(r"peak +([\d.]+) MiB", out)]
+    assert len(peaks) == 3 and max(peaks[1:]) < 0.6 * peaks[0], out
+    assert out.count("gradients equal: True") == 3, out
