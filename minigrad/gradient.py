@@ -38,9 +38,8 @@ def _max_shares(node: LazyNode) -> tuple[LazyNode, LazyNode]:
     """d max(a, b) / da and / db: 1 for the larger input, split evenly on ties (as torch.maximum does)."""
     a, b = node.srcs
     tie = _scale(a.alu(Op.CMPEQ, b).cast(node.dtype), 0.5)
-    return b.alu(Op.CMPLT, a).cast(node.dtype).alu(Op.ADD, tie), a.alu(Op.CMPLT, b).cast(node.dtype).alu(
-        Op.ADD, tie
-    )
+    a_wins, b_wins = b.alu(Op.CMPLT, a).cast(node.dtype), a.alu(Op.CMPLT, b).cast(node.dtype)
+    return a_wins.alu(Op.ADD, tie), b_wins.alu(Op.ADD, tie)
 
 
 def _max_rule(node: LazyNode, grad: LazyNode) -> Grads:
@@ -145,7 +144,7 @@ def _plus(*terms: LazyNode | None) -> LazyNode | None:
 def _linear(
     apply: Callable[[LazyNode, LazyNode], LazyNode],
 ) -> Callable[[LazyNode, Tangents], LazyNode | None]:
-    """The forward rule of a linear op (movement, sums, copies): the op applied to the tangent."""
+    """A forward rule that is zero for a zero tangent: `apply(node, tangent)` runs only for a real one."""
     return lambda node, t: None if t[0] is None else apply(node, t[0])
 
 
@@ -156,9 +155,10 @@ def _where_tangent(node: LazyNode, t: Tangents) -> LazyNode | None:
     return node.srcs[0].alu(Op.WHERE, zero if t[1] is None else t[1], zero if t[2] is None else t[2])
 
 
-def _reduce_max_tangent(node: LazyNode, t: Tangents) -> LazyNode | None:
+def _reduce_max_tangent(node: LazyNode, tangent: LazyNode) -> LazyNode:
+    """The tangent at the positions that hold the max, averaged over ties."""
     is_max, share = _max_positions(node)
-    return _times(_times(t[0], is_max).reduce(Op.REDUCE_SUM, node.arg), share) if t[0] is not None else None
+    return _mul(_mul(tangent, is_max).reduce(Op.REDUCE_SUM, node.arg), share)
 
 
 def NO_TANGENT(node: LazyNode, t: Tangents) -> None:
@@ -186,7 +186,7 @@ FORWARD_RULES: dict[Op, Callable[[LazyNode, Tangents], "LazyNode | None"]] = {
     Op.WHERE: _where_tangent,
     # reduce
     Op.REDUCE_SUM: _linear(lambda node, t: t.reduce(Op.REDUCE_SUM, node.arg)),
-    Op.REDUCE_MAX: _reduce_max_tangent,
+    Op.REDUCE_MAX: _linear(_reduce_max_tangent),
     # movement: the same movement
     **{op: _linear(lambda node, t: t.movement(node.op, node.arg)) for op in MOVEMENT},
     # buffer
