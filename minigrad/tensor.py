@@ -1446,15 +1446,15 @@ class Tensor:
                     f"for logits {self.shape}"
                 )
             keep = Y != ignore_index
-            target = Y.one_hot(classes).float()
-            target = (
-                target.permute([0, target.ndim - 1] + list(range(1, target.ndim - 1)))
-                if axis == 1
-                else target
-            )
+            hot = Y.unsqueeze(-1) == Tensor.arange(classes, device=self.device)
+            target = hot.permute([0, hot.ndim - 1] + list(range(1, hot.ndim - 1))) if axis == 1 else hot
         if label_smoothing:
-            target = target * (1 - label_smoothing) + label_smoothing / classes
-        loss = -(target != 0).where(log_probs * target, 0).sum(axis)  # a -inf logit with target 0 adds 0
+            target = target.float() * (1 - label_smoothing) + label_smoothing / classes
+        if target.dtype == dtypes.bool:  # class indices: pick the target's log-probability
+            picked = target.where(log_probs, 0)
+        else:  # probabilities: weigh each class; a -inf logit with target 0 adds 0 (not 0 * -inf)
+            picked = (target != 0).where(log_probs * target, 0)
+        loss = -picked.sum(axis)
         if keep is not None:
             loss = keep.where(loss, 0)
         if reduction == "none":
