@@ -17,21 +17,28 @@ import ctypes
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 
 import numpy as np
 
-from minigrad import Device, Tensor
+import minigrad
+from minigrad import Device
 
 try:
     import torch
 except ImportError:
     torch = None
 try:
+    import importlib.metadata
+
     import tinygrad
+    import tinygrad.codegen
+
+    TINYGRAD_VERSION = importlib.metadata.version("tinygrad")
 except ImportError:
-    tinygrad = None
+    tinygrad, TINYGRAD_VERSION = None, "absent"
 
 TRIAD_C = """
 #include <stddef.h>
@@ -47,20 +54,6 @@ TORCH_DEVICE = "cpu"  # "cuda" when minigrad runs on CUDA
 
 def to_torch(x: np.ndarray, **kwargs):
     return torch.tensor(x, device=TORCH_DEVICE, **kwargs)
-
-
-def synchronized(fn, device: str):
-    """`fn` followed by waiting for the device (GPU kernels run after their launch returns)."""
-
-    def run():
-        out = fn()
-        if device == "torch":
-            torch.cuda.synchronize() if TORCH_DEVICE == "cuda" else None
-        else:
-            Device[device].synchronize()
-        return out
-
-    return run
 
 
 def median_time(fn, reps: int) -> float:
@@ -121,70 +114,108 @@ def gpu_limits() -> tuple[float, float]:
     return 2 * a.numel() * 4 / copy / 1e9, 2 * 8192**3 / matmul / 1e9
 
 
-def elementwise_chain(device: str, n: int):
-    rng = np.random.default_rng(0)
-    arrays = [rng.standard_normal(n).astype(np.float32) for _ in range(3)]
+# ---- the frameworks: minigrad and tinygrad share one Tensor API, so one function times both ---------
 
-    def numpy_fn():
-        a, b, c = arrays
+TINYGRAD_DEVICE = {"CPU": "CPU", "OPENCL": "CL", "CUDA": "CUDA"}
+
+
+def tensor_frameworks(device: str) -> dict:
+    """{name: (module, its device name)} for the tinygrad-style libraries that run on `device`."""
+    found = {"minigrad": (minigrad, device)}
+    tg_device = TINYGRAD_DEVICE.get(Device.canonicalize(device))
+    if tinygrad is not None and tg_device is not None:
+        found["tinygrad"] = (tinygrad, tg_device)
+    return found
+
+
+def for_each_framework(device: str, make) -> dict:
+    """{name: make(module, device name)} for minigrad and tinygrad alike."""
+    return {name: make(module, dev) for name, (module, dev) in tensor_frameworks(device).items()}
+
+
+def synchronized(fn, name: str, device: str):
+    """`fn` followed by waiting for the device (GPU kernels run after their launch returns)."""
+    if name == "numpy":
+        return fn
+    if name == "torch":
+        return (lambda: (fn(), torch.cuda.synchronize())) if TORCH_DEVICE == "cuda" else fn
+    module, dev = tensor_frameworks(device)[name]
+    return lambda: (fn(), module.Device[dev].synchronize())
+
+
+# ---- workloads: each returns ({framework: function to time}, work per call, unit) ----------------------
+
+
+def elementwise_chain(device: str, n: int):
+    arrays = [np.random.default_rng(i).standard_normal(n).astype(np.float32) for i in range(3)]
+
+    def chain(a, b, c):  # numpy, torch, minigrad and tinygrad all read this
         return ((((a + b) * c - a) * 0.5 + b) * c - 1.0).clip(-1, 1)
 
-    m = [Tensor(x, device=device).realize() for x in arrays]
-    fns = {
-        "numpy": numpy_fn,
-        "minigrad": lambda: ((((m[0] + m[1]) * m[2] - m[0]) * 0.5 + m[1]) * m[2] - 1.0).clip(-1, 1).realize(),
-    }
+    def make(fw, dev):
+        tensors = [fw.Tensor(x, device=dev).realize() for x in arrays]
+        return lambda: chain(*tensors).realize()
+
+    fns = {"numpy": lambda: chain(*arrays), **for_each_framework(device, make)}
     if torch:
         t = [to_torch(x) for x in arrays]
-        fns["torch"] = lambda: ((((t[0] + t[1]) * t[2] - t[0]) * 0.5 + t[1]) * t[2] - 1.0).clip(-1, 1)
-    return fns, 4 * n * 4  # bytes: three inputs read, one output written
+        fns["torch"] = lambda: chain(*t)
+    return fns, 4 * n * 4, "GB/s"  # bytes: three inputs read, one output written
 
 
 def reductions(device: str, n: int, kind: str):
     x = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
-    m = Tensor(x, device=device).realize()
-    if kind == "sum":
-        fns = {"numpy": lambda: x.sum(1), "minigrad": lambda: m.sum(1).realize()}
-        if torch:
-            tx = to_torch(x)
-            fns["torch"] = lambda: tx.sum(1)
-    else:
 
-        def numpy_softmax():
-            e = np.exp(x - x.max(1, keepdims=True))
-            return e / e.sum(1, keepdims=True)
+    def numpy_softmax():
+        e = np.exp(x - x.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
 
-        fns = {"numpy": numpy_softmax, "minigrad": lambda: m.softmax(-1).realize()}
-        if torch:
-            tx = to_torch(x)
-            fns["torch"] = lambda: tx.softmax(-1)
-    return fns, n * n * 4 * (1 if kind == "sum" else 2)
+    def make(fw, dev):
+        m = fw.Tensor(x, device=dev).realize()
+        return (lambda: m.sum(1).realize()) if kind == "sum" else (lambda: m.softmax(-1).realize())
+
+    fns = {
+        "numpy": (lambda: x.sum(1)) if kind == "sum" else numpy_softmax,
+        **for_each_framework(device, make),
+    }
+    if torch:
+        tx = to_torch(x)
+        fns["torch"] = (lambda: tx.sum(1)) if kind == "sum" else (lambda: tx.softmax(-1))
+    return fns, n * n * 4 * (1 if kind == "sum" else 2), "GB/s"
 
 
 def matmul(device: str, n: int):
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((n, n)).astype(np.float32), rng.standard_normal((n, n)).astype(np.float32)
-    ma, mb = Tensor(a, device=device).realize(), Tensor(b, device=device).realize()
-    fns = {"numpy": lambda: a @ b, "minigrad": lambda: (ma @ mb).realize()}
+
+    def make(fw, dev):
+        ma, mb = fw.Tensor(a, device=dev).realize(), fw.Tensor(b, device=dev).realize()
+        return lambda: (ma @ mb).realize()
+
+    fns = {"numpy": lambda: a @ b, **for_each_framework(device, make)}
     if torch:
         ta, tb = to_torch(a), to_torch(b)
         fns["torch"] = lambda: ta @ tb
-    return fns, 2 * n**3
+    return fns, 2 * n**3, "GFLOPS"
 
 
 def conv2d(device: str, batch: int):
     rng = np.random.default_rng(0)
-    x, w = (
-        rng.standard_normal((batch, 32, 32, 32)).astype(np.float32),
-        rng.standard_normal((64, 32, 3, 3)).astype(np.float32),
-    )
+    x, w = rng.standard_normal((batch, 32, 32, 32)).astype(np.float32), rng.standard_normal((64, 32, 3, 3))
+    w = w.astype(np.float32)
 
-    def minigrad_fn():
-        mx, mw = Tensor(x, device=device, requires_grad=True), Tensor(w, device=device, requires_grad=True)
-        mx.conv2d(mw, padding=1).sum().backward()
-        Tensor.realize(mx.grad, mw.grad)
+    def make(fw, dev):
+        def step():
+            mx, mw = (
+                _param(fw, x, dev),
+                _param(fw, w, dev),
+            )
+            mx.conv2d(mw, padding=1).sum().backward()
+            fw.Tensor.realize(mx.grad, mw.grad)
 
-    fns = {"minigrad": minigrad_fn}
+        return step
+
+    fns = for_each_framework(device, make)
     if torch:
 
         def torch_fn():
@@ -192,44 +223,170 @@ def conv2d(device: str, batch: int):
             torch.nn.functional.conv2d(tx, tw, padding=1).sum().backward()
 
         fns["torch"] = torch_fn
-    return fns, 3 * 2 * batch * 64 * 32 * 32 * 32 * 9
+    return fns, 3 * 2 * batch * 64 * 32 * 32 * 32 * 9, "GFLOPS"
+
+
+def _param(fw, value: np.ndarray, dev: str):
+    """A tensor that gets a gradient (tinygrad 0.14 gives one to every float tensor in the graph)."""
+    t = fw.Tensor(value, device=dev)
+    if hasattr(t, "requires_grad"):
+        t.requires_grad = True
+    return t
+
+
+def _mlp_init(sizes: list[int], batch: int):
+    rng = np.random.default_rng(0)
+    shapes = [s for a, b in zip(sizes, sizes[1:]) for s in ((a, b), (b,))]
+    init = [(rng.standard_normal(s) * 0.05).astype(np.float32) for s in shapes]
+    x = rng.standard_normal((batch, sizes[0])).astype(np.float32)
+    return init, x, rng.integers(0, sizes[-1], batch).astype(np.int32)
+
+
+def _mlp_loss(x, y, params):
+    """The same MLP and loss in minigrad and tinygrad (relu between linear layers)."""
+    h = x
+    for i in range(0, len(params), 2):
+        h = h.linear(params[i], params[i + 1])
+        h = h.relu() if i + 2 < len(params) else h
+    return h.sparse_categorical_crossentropy(y)
+
+
+def _sgd(params) -> None:
+    for p in params:
+        p.assign(p.detach() - 0.01 * p.grad)
+        p.grad = None
+
+
+def _torch_mlp_step(init, x, y):
+    params = [to_torch(p, requires_grad=True) for p in init]
+    tx, ty = to_torch(x), to_torch(y).long()
+    opt = torch.optim.SGD(params, lr=0.01)
+
+    def step():
+        h = tx
+        for i in range(0, len(params), 2):
+            h = h @ params[i] + params[i + 1]
+            h = torch.relu(h) if i + 2 < len(params) else h
+        loss = torch.nn.functional.cross_entropy(h, ty)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return step
 
 
 def mlp_step(device: str, batch: int):
-    rng = np.random.default_rng(0)
-    shapes = [(784, 512), (512,), (512, 512), (512,), (512, 10), (10,)]
-    init = [(rng.standard_normal(s) * 0.05).astype(np.float32) for s in shapes]
-    x, y = rng.standard_normal((batch, 784)).astype(np.float32), rng.integers(0, 10, batch).astype(np.int32)
-    params = [Tensor(p, device=device, requires_grad=True).realize() for p in init]
-    mx, my = Tensor(x, device=device).realize(), Tensor(y, device=device).realize()
+    sizes = [784, 512, 512, 10]
+    init, x, y = _mlp_init(sizes, batch)
 
-    def minigrad_fn():
-        w1, b1, w2, b2, w3, b3 = params
-        loss = (
-            mx.linear(w1, b1).relu().linear(w2, b2).relu().linear(w3, b3).sparse_categorical_crossentropy(my)
-        )
-        loss.backward()
-        for p in params:
-            p.assign(p.detach() - 0.01 * p.grad)
-            p.grad = None
-        Tensor.realize(loss, *params)
+    def make(fw, dev):
+        params = [_param(fw, p, dev).realize() for p in init]
+        mx, my = fw.Tensor(x, device=dev).realize(), fw.Tensor(y, device=dev).realize()
 
-    fns = {"minigrad": minigrad_fn}
-    if torch:
-        tparams = [to_torch(p, requires_grad=True) for p in init]
-        tx, ty = to_torch(x), to_torch(y).long()
-        opt = torch.optim.SGD(tparams, lr=0.01)
-
-        def torch_fn():
-            w1, b1, w2, b2, w3, b3 = tparams
-            h = torch.relu(tx @ w1 + b1)
-            loss = torch.nn.functional.cross_entropy(torch.relu(h @ w2 + b2) @ w3 + b3, ty)
-            opt.zero_grad()
+        def step():
+            loss = _mlp_loss(mx, my, params)
             loss.backward()
-            opt.step()
+            _sgd(params)
+            fw.Tensor.realize(loss, *params)
 
-        fns["torch"] = torch_fn
-    return fns, 6 * batch * (784 * 512 + 512 * 512 + 512 * 10)
+        return step
+
+    fns = for_each_framework(device, make)
+    if torch:
+        fns["torch"] = _torch_mlp_step(init, x, y)
+    return fns, 6 * batch * sum(a * b for a, b in zip(sizes, sizes[1:])), "GFLOPS"
+
+
+def tiny_mlp_jit(device: str):
+    """The 64-32-10 MLP's SGD step, batch 16: under TinyJit in minigrad and tinygrad, eager in torch."""
+    sizes = [64, 32, 10]
+    init, x, y = _mlp_init(sizes, 16)
+
+    def make(fw, dev):
+        params = [_param(fw, p, dev).realize() for p in init]
+        mx, my = fw.Tensor(x, device=dev).realize(), fw.Tensor(y, device=dev).realize()
+
+        @fw.TinyJit
+        def step(bx, by):
+            loss = _mlp_loss(bx, by, params)
+            loss.backward()
+            _sgd(params)
+            return loss.realize(*params)
+
+        return lambda: step(mx, my)
+
+    fns = for_each_framework(device, make)
+    if torch:
+        fns["torch"] = _torch_mlp_step(init, x, y)
+    return fns, 6 * 16 * sum(a * b for a, b in zip(sizes, sizes[1:])), "GFLOPS"
+
+
+def graph_of_1000_ops(device: str, cached: bool):
+    """Build and realize a graph of about 1,000 ops on 16x16 data (so kernels cost nothing). Uncached: the
+    schedule caches are off and the in-memory program caches are emptied first, so each call schedules,
+    lowers and renders every kernel (the compiled binaries still come from each framework's disk cache)."""
+
+    def build(x):
+        for i in range(90):
+            x = (x * 0.99 + 0.01).relu() + 0.1  # 4 ops
+            if i % 9 == 8:
+                x = x.softmax(-1) * 16  # a reduce: a new kernel
+        return x
+
+    def make(fw, dev):
+        x = fw.Tensor(np.linspace(-1, 1, 256, dtype=np.float32).reshape(16, 16), device=dev).realize()
+        if fw is minigrad:
+
+            def run():
+                if cached:
+                    return build(x).realize()
+                minigrad.Device[dev]._programs.clear()
+                with minigrad.Context(SCHEDULE_CACHE=0):
+                    return build(x).realize()
+
+        else:
+
+            def run():
+                if cached:
+                    return build(x).realize()
+                tinygrad.codegen.to_program_cache.clear()
+                with tinygrad.Context(SCACHE=0):
+                    return build(x).realize()
+
+        return run
+
+    return for_each_framework(device, make), None, "-"
+
+
+COLD_START = """
+import sys
+import numpy as np
+fw = __import__(sys.argv[1])
+sys.path.insert(0, sys.argv[3])
+from bench import _mlp_init, _mlp_loss, _param, _sgd
+init, x, y = _mlp_init([784, 512, 512, 10], 128)
+params = [_param(fw, p, sys.argv[2]) for p in init]
+loss = _mlp_loss(fw.Tensor(x, device=sys.argv[2]), fw.Tensor(y, device=sys.argv[2]), params)
+loss.backward()
+_sgd(params)
+print(loss.realize(*params).item())
+"""
+
+
+def cold_start(device: str):
+    """Process start to the first MLP training step's loss, with an empty kernel cache (a new directory)."""
+
+    def make(fw, dev):
+        def run():
+            with tempfile.TemporaryDirectory() as cache:
+                env = dict(os.environ, XDG_CACHE_HOME=cache, CACHEDB=os.path.join(cache, "tinygrad.db"))
+                here = os.path.dirname(os.path.abspath(__file__))
+                args = [sys.executable, "-c", COLD_START, fw.__name__, dev, here]
+                subprocess.run(args, env=env, check=True, capture_output=True)
+
+        return run
+
+    return for_each_framework(device, make), None, "-"
 
 
 def main() -> None:
@@ -249,47 +406,42 @@ def main() -> None:
     else:
         bandwidth, peak = stream_triad_gbs(1 << (20 if q else 25)), blas_peak_gflops(256 if q else 2048)
         hardware = f"stream triad {bandwidth:.1f} GB/s, BLAS float32 matmul {peak:.1f} GFLOPS"
-    print(
-        f"hardware: {hardware} "
-        f"(torch {torch.__version__ if torch else 'absent'}, "
-        f"tinygrad {getattr(tinygrad, '__version__', 'absent')})"
-    )
+    versions = f"torch {torch.__version__ if torch else 'absent'}, tinygrad {TINYGRAD_VERSION}"
+    print(f"hardware: {hardware} ({versions})")
     rows = [
-        ("elementwise 8-op chain, 3x16M", *elementwise_chain(args.device, 1 << (16 if q else 24)), "GB/s"),
-        ("sum axis 1, 4096^2", *reductions(args.device, 256 if q else 4096, "sum"), "GB/s"),
-        ("softmax -1, 4096^2", *reductions(args.device, 256 if q else 4096, "softmax"), "GB/s"),
-        ("matmul 1024^2", *matmul(args.device, 128 if q else 1024), "GFLOPS"),
-        ("matmul 2048^2", *matmul(args.device, 128 if q else 2048), "GFLOPS"),
-        *([("matmul 4096^2", *matmul(args.device, 128 if q else 4096), "GFLOPS")] if gpu else []),
-        ("conv2d fwd+bwd b32 32->64 3x3 32^2", *conv2d(args.device, 2 if q else 32), "GFLOPS"),
-        ("MLP step 784-512-512-10 b128", *mlp_step(args.device, 128), "GFLOPS"),
+        ("elementwise 8-op chain, 3x16M", elementwise_chain(args.device, 1 << (16 if q else 24))),
+        ("sum axis 1, 4096^2", reductions(args.device, 256 if q else 4096, "sum")),
+        ("softmax -1, 4096^2", reductions(args.device, 256 if q else 4096, "softmax")),
+        ("matmul 1024^2", matmul(args.device, 128 if q else 1024)),
+        ("matmul 2048^2", matmul(args.device, 128 if q else 2048)),
+        *([("matmul 4096^2", matmul(args.device, 128 if q else 4096))] if gpu else []),
+        ("conv2d fwd+bwd b32 32->64 3x3 32^2", conv2d(args.device, 2 if q else 32)),
+        ("MLP step 784-512-512-10 b128", mlp_step(args.device, 128)),
+        ("tiny MLP 64-32-10 b16, TinyJit", tiny_mlp_jit(args.device)),
+        ("1000-op graph: schedule + lower", graph_of_1000_ops(args.device, cached=False)),
+        ("1000-op graph seen again (cache)", graph_of_1000_ops(args.device, cached=True)),
+        *([] if q else [("cold start: first MLP step", cold_start(args.device))]),
     ]
+    columns = ["numpy", "torch", "tinygrad"]
     print(
-        f"{'benchmark':36s} {'numpy ms':>10s} {'torch ms':>10s} {'minigrad ms':>12s} "
-        f"{'vs numpy':>9s} {'vs torch':>9s} {'minigrad rate':>16s} {'of hw':>6s}"
+        f"{'benchmark':36s}"
+        + "".join(f"{c + ' ms':>12s}" for c in columns)
+        + f"{'minigrad ms':>12s}"
+        + "".join(f"{'vs ' + c:>12s}" for c in columns)
+        + f"{'minigrad rate':>17s} {'of hw':>6s}"
     )
-    for name, fns, work, unit in rows:
-        fns = {
-            k: fn if k == "numpy" else synchronized(fn, args.device if k == "minigrad" else k)
-            for k, fn in fns.items()
-        }
+    for name, (fns, work, unit) in rows:
+        fns = {k: synchronized(fn, k, args.device) for k, fn in fns.items()}
+        slow = "matmul 2048" in name or "conv" in name or "cold" in name
         times = interleaved(
-            fns, args.reps if "matmul 2048" not in name and "conv" not in name else max(2, args.reps // 2)
+            fns, max(2, args.reps // 2) if slow else args.reps, seconds=0 if "cold" in name else 1
         )
         mine = times["minigrad"]
-        rate = work / mine / 1e9
-        limit = bandwidth if unit == "GB/s" else peak
-
-        def cell(key):
-            return f"{times[key] * 1e3:10.2f}" if key in times else f"{'-':>10s}"
-
-        def ratio(key):
-            return f"{times[key] / mine:8.2f}x" if key in times else f"{'-':>9s}"
-
-        print(
-            f"{name:36s} {cell('numpy')} {cell('torch')} {mine * 1e3:12.2f} {ratio('numpy')} "
-            f"{ratio('torch')} {rate:10.2f} {unit:5s} {rate / limit:5.0%}"
-        )
+        cells = "".join(f"{times[c] * 1e3:12.2f}" if c in times else f"{'-':>12s}" for c in columns)
+        ratios = "".join(f"{times[c] / mine:11.2f}x" if c in times else f"{'-':>12s}" for c in columns)
+        rate = "" if work is None else f"{work / mine / 1e9:11.2f} {unit:5s}"
+        limit = "" if work is None else f"{work / mine / 1e9 / (bandwidth if unit == 'GB/s' else peak):6.0%}"
+        print(f"{name:36s}{cells}{mine * 1e3:12.2f}{ratios}{rate:>17s} {limit:>6s}")
     print("ratios are other-framework time / minigrad time: above 1x, minigrad is faster")
 
 
