@@ -33,7 +33,7 @@ def getenv(key: str, default=0):
 
 
 # environment variables that change generated code: compiled programs are cached per combination
-CODEGEN_SETTINGS = ("NOOPT", "THREADS", "UPCAST", "REORDER", "GROUP", "VECTORIZE")
+CODEGEN_SETTINGS = ("NOOPT", "THREADS", "UPCAST", "REORDER", "GROUP", "VECTORIZE", "FAST_MATH_C")
 
 
 def codegen_settings() -> tuple:

@@ -139,3 +139,48 @@ def test_scalar_loads_are_rendered_behind_a_barrier():
     with Context(UPCAST=0):
         _, plain, _ = render_kernel(kernel, C_LANGUAGE)
     assert "+x" not in plain
+
+
+SPECIALS = np.array(
+    [np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-30, -126.5, -149.0, -149.5, -150.5, 128.5], np.float32
+)
+
+
+def test_fast_math_c_exp2_is_within_two_ulp_of_libm():
+    """FAST_MATH_C: exp2 as vectorizable arithmetic; FAST_MATH_C=0 is libm's exp2f (the reference here)."""
+    x = np.concatenate([np.linspace(-160, 140, 200_001, dtype=np.float32), SPECIALS])
+    fast = Tensor(x, device="CPU").exp2().numpy()
+    with Context(FAST_MATH_C=0):
+        libm = Tensor(x, device="CPU").exp2().numpy()
+    np.testing.assert_array_equal(np.isnan(fast), np.isnan(libm))
+    np.testing.assert_array_equal(np.isinf(fast), np.isinf(libm))
+    np.testing.assert_array_equal(fast[-len(SPECIALS) :], libm[-len(SPECIALS) :])
+    normal = np.isfinite(libm) & (libm > 1e-37)
+    ulp = np.spacing(libm[normal])
+    assert np.abs(fast[normal] - libm[normal]).max() <= 2 * ulp.max()
+    assert (np.abs(fast[normal] - libm[normal]) <= 2 * ulp).all()
+
+
+def test_fast_math_c_max_is_identical_and_rendered_as_a_bit_select():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 40)).astype(np.float32)
+    x[3, 7], x[10, :] = np.nan, -np.inf
+    results = {}
+    for flag in (1, 0):
+        with Context(FAST_MATH_C=flag):
+            t = Tensor(x, device="CPU")
+            results[flag] = [t.max(1).numpy(), t.maximum(t * -1).numpy(), t.softmax(-1).numpy()]
+    for fast, plain in zip(results[1][:2], results[0][:2]):
+        np.testing.assert_array_equal(fast, plain)  # max: bit for bit, NaN included
+    np.testing.assert_allclose(results[1][2], results[0][2], rtol=1e-6, atol=1e-7, equal_nan=True)
+    assert "mg_maxf(" in render_source(lambda t: t.max(1), x)
+    with Context(FAST_MATH_C=0):
+        assert "mg_maxf(" not in render_source(lambda t: t.max(1), x)
+
+
+def render_source(fn, x: np.ndarray) -> str:
+    from minigrad.codegen.cstyle import C_LANGUAGE, render_kernel
+    from minigrad.engine.schedule import create_schedule
+
+    schedule = create_schedule([fn(Tensor(x, device="CPU")).lazydata])
+    return render_kernel(schedule[-1].ast, C_LANGUAGE)[1]  # the last kernel (the first item loads x)
