@@ -183,4 +183,5 @@ def render_source(fn, x: np.ndarray) -> str:
     from minigrad.engine.schedule import create_schedule
 
     schedule = create_schedule([fn(Tensor(x, device="CPU")).lazydata])
-    return render_kernel(schedule[-1].ast, C_LANGUAGE)[1]  # the last kernel (the first item loads x)
+    source = render_kernel(schedule[-1].ast, C_LANGUAGE)[1]  # the last kernel (the first item loads x)
+    return source[source.rindex("void ") :]  # the kernel, without the helper functions before it

@@ -129,7 +129,8 @@ static inline float mg_exp2f(float x) {
   p = p * f + 1.5403530e-4f; p = p * f + 1.3333558e-3f; p = p * f + 9.6181291e-3f;
   p = p * f + 5.5504109e-2f; p = p * f + 2.4022651e-1f; p = p * f + 6.9314718e-1f; p = p * f + 1.0f;
   int i = (int)r, half = i >> 1;
-  union { unsigned bits; float f; } a = {(unsigned)(half + 127) << 23}, b = {(unsigned)(i - half + 127) << 23};
+  union { unsigned bits; float f; } a = {(unsigned)(half + 127) << 23};
+  union { unsigned bits; float f; } b = {(unsigned)(i - half + 127) << 23};
   return p * a.f * b.f;
 }
 """
