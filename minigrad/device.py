@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from minigrad.codegen.cstyle import Language, render_kernel
 from minigrad.dtype import DType
 from minigrad.helpers import GlobalCounters, codegen_settings, getenv
 
@@ -144,12 +145,17 @@ class Backend:
         self,
         name: str,
         allocator: Allocator,
-        renderer: Callable[[Any], tuple[str, Any]],
+        language: Language | Callable[[Any, Any], tuple[str, Any, Any]],
         compiler: Compiler,
         program: type[Program],
     ):
-        self.name, self.allocator, self.renderer = name, allocator, renderer
-        self.compiler, self.program = compiler, program
+        """`language`: the C dialect kernels are rendered in (codegen/cstyle.py), or, for a backend without
+        code generation, a function (ast, nest) -> (name, program source, launch sizes)."""
+        self.name, self.allocator, self.compiler, self.program = name, allocator, compiler, program
+        self.language = language if isinstance(language, Language) else None
+        self.renderer = (
+            (lambda ast, nest=None: render_kernel(ast, language, nest)) if self.language else language
+        )
         self._programs: dict[Any, Program] = {}
 
     def supports_dtype(self, dtype: DType) -> bool:
@@ -158,12 +164,13 @@ class Backend:
     def synchronize(self) -> None:
         """Wait until every launched kernel has finished (kernels on a GPU run after their launch returns)."""
 
-    def get_program(self, ast: Any) -> Program:
-        """The runnable program for a kernel AST, rendered and compiled once per distinct AST."""
-        key = (ast, codegen_settings())
+    def get_program(self, ast: Any, nest: Any = None) -> Program:
+        """The runnable program for a kernel AST, rendered and compiled once per distinct AST. `nest`: a
+        loop nest to render it with instead of the heuristic one (engine/search.py, BEAM)."""
+        key = (ast, codegen_settings(), None if nest is None else repr(nest))
         program = self._programs.get(key)
         if program is None:
-            name, source, (global_size, local_size) = self.renderer(ast)
+            name, source, (global_size, local_size) = self.renderer(ast, nest)
             if getenv("DEBUG") >= 4 and isinstance(source, str):
                 print(f"--- {name}: {self.name} source ---\n{source}")
             binary = self.compiler.compile_cached(source)

@@ -50,11 +50,11 @@ def compile_kernels_as_cuda():
     numpy_backend, compiler = Device["NUMPY"], CudaCompiler(NVRTC_ARCH)
     original = numpy_backend.get_program
 
-    def get_program(ast):
+    def get_program(ast, nest=None):
         half = any(node.dtype == dtypes.float16 for node in ast.toposort())  # CUDA has no float16 (yet)
-        if (ast, codegen_settings()) not in numpy_backend._programs and not half:
+        if (ast, codegen_settings(), None) not in numpy_backend._programs and not half:
             compiler.compile_cached(render_kernel(ast, CUDA_LANGUAGE)[1])
-        return original(ast)
+        return original(ast, nest)
 
     numpy_backend.get_program = get_program
     yield

@@ -185,3 +185,39 @@ def render_source(fn, x: np.ndarray) -> str:
     schedule = create_schedule([fn(Tensor(x, device="CPU")).lazydata])
     source = render_kernel(schedule[-1].ast, C_LANGUAGE)[1]  # the last kernel (the first item loads x)
     return source[source.rindex("void ") :]  # the kernel, without the helper functions before it
+
+
+def test_beam_search_keeps_results_and_remembers_its_choice(tmp_path, monkeypatch):
+    from minigrad.engine import search
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((64, 48)).astype(np.float32), rng.standard_normal((48, 32)).astype(np.float32)
+    with Context(BEAM=2, BEAM_ROUNDS=1):
+        searched = (Tensor(a, device="CPU") @ Tensor(b, device="CPU")).numpy()
+    np.testing.assert_allclose(searched, a @ b, rtol=1e-4, atol=1e-4)
+    assert list(tmp_path.glob("minigrad/beam-*.json")), "the winner is stored in the kernel cache"
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("a remembered kernel is searched again")
+
+    monkeypatch.setattr(search, "_search", no_search)
+    with Context(BEAM=2, BEAM_ROUNDS=1):
+        again = (Tensor(a, device="CPU") @ Tensor(b, device="CPU")).numpy()
+    np.testing.assert_array_equal(again, searched)
+
+
+def test_beam_neighbours_change_one_choice():
+    from minigrad.codegen.cstyle import C_LANGUAGE, heuristic_nest
+    from minigrad.engine.schedule import create_schedule
+    from minigrad.engine.search import MAX_TILE, _neighbours
+
+    x = Tensor.zeros(64, 64, device="CPU").realize()
+    (item,) = create_schedule([(x @ x).lazydata])
+    nest = heuristic_nest(item.ast, C_LANGUAGE)
+    neighbours = _neighbours(nest)
+    assert neighbours and all(repr(n) != repr(nest) for n in neighbours)
+    for n in neighbours:
+        changed = [f for f in ("order", "parallel_dims", "upcast") if getattr(n, f) != getattr(nest, f)]
+        assert changed and np.prod(list(n.upcast.values())) <= MAX_TILE
+        assert all(n.full_shape[d] % f == 0 for d, f in n.upcast.items())

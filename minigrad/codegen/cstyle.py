@@ -14,12 +14,12 @@ the kernel is launched on `global size` = the product of the global loops' sizes
 
 from __future__ import annotations
 
-import functools
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from minigrad.codegen.lower import Instr, LinearKernel, Loop, lower
+from minigrad.codegen.lower import Instr, LinearKernel, Loop, LoopNest, loop_nest, lower
 from minigrad.codegen.opt import optimize
 from minigrad.dtype import DType, dtypes
 from minigrad.helpers import getenv, prod
@@ -308,8 +308,14 @@ def _pointer(arg: tuple) -> str:
     return f"{_buffer_name(arg[0])}+{arg[1].render()}"
 
 
-def render_kernel(ast, language: Language) -> tuple[str, str, tuple]:
-    """A kernel AST as source in `language`: lowered, optimized unless NOOPT=1, rendered."""
+def heuristic_nest(ast, language: Language) -> LoopNest:
+    """The loop nest opt.py chooses for this kernel in this dialect (the plain nest with NOOPT=1)."""
     gpu, vectors = bool(language.global_index), bool(language.vector_load)
-    optimizer = functools.partial(optimize, gpu=gpu, vectors=vectors)
-    return render(lower(ast, None if getenv("NOOPT") else optimizer), language)
+    nest = loop_nest(ast)
+    return nest if getenv("NOOPT") else optimize(ast, nest, gpu=gpu, vectors=vectors)
+
+
+def render_kernel(ast, language: Language, nest: LoopNest | None = None) -> tuple[str, str, tuple]:
+    """A kernel AST as source in `language`: lowered with `nest` (default: heuristic_nest), rendered."""
+    chosen = nest if nest is not None else heuristic_nest(ast, language)
+    return render(lower(ast, lambda ast, plain: copy.deepcopy(chosen)), language)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from minigrad.device import Buffer, Device
+from minigrad.engine import search
 from minigrad.engine.schedule import ScheduleItem, create_schedule
 from minigrad.helpers import GlobalCounters, getenv, prod
 from minigrad.lazy import LazyNode, toposort
@@ -123,7 +124,11 @@ def _run_kernel(item: ScheduleItem) -> None:
         _set_outputs(item, outputs)
         return
     buffers = outputs + [node.realized for node in item.inputs]
-    program = backend.get_program(item.ast)
+    program = (
+        search.program_for(item.ast, backend, item.outputs, buffers)
+        if getenv("BEAM")
+        else backend.get_program(item.ast)
+    )
     start = time.perf_counter()
     elapsed = program(
         *[b._buf for b in buffers],

@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 import time
 
-from minigrad.codegen.cstyle import C_LANGUAGE, render_kernel
+from minigrad.codegen.cstyle import C_LANGUAGE
 from minigrad.device import Backend, Compiler, HostAllocator, Program
 from minigrad.dtype import DType, dtypes
 
@@ -114,7 +114,7 @@ class CpuDevice(Backend):
         super().__init__(
             "CPU",
             HostAllocator(),
-            lambda ast: render_kernel(ast, C_LANGUAGE),
+            C_LANGUAGE,
             ClangStyleCompiler(),
             CpuProgram,
         )

@@ -5,7 +5,7 @@ is the fallback only: when NVRTC cannot target the GPU, or with CUDA_PTX=1. CI r
 import ctypes
 import time
 
-from minigrad.codegen.cstyle import Language, render_kernel
+from minigrad.codegen.cstyle import Language
 from minigrad.device import Allocator, Backend, Compiler, Program
 from minigrad.dtype import DType, dtypes
 from minigrad.helpers import getenv
@@ -109,7 +109,7 @@ class CudaDevice(Backend):
         super().__init__(
             "CUDA",
             CudaAllocator(),
-            lambda ast: render_kernel(ast, CUDA_LANGUAGE),
+            CUDA_LANGUAGE,
             CudaCompiler(major * 10 + minor, ptx=bool(getenv("CUDA_PTX"))),
             CudaProgram,
         )

@@ -103,7 +103,7 @@ class NumpyDevice(Backend):
         super().__init__(
             "NUMPY",
             HostAllocator(),
-            lambda ast: ("numpy_kernel", ast, ((1,), None)),
+            lambda ast, nest=None: ("numpy_kernel", ast, ((1,), None)),
             NumpyCompiler(),
             NumpyProgram,
         )

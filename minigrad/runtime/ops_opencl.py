@@ -13,7 +13,7 @@ import dataclasses
 
 import numpy as np
 
-from minigrad.codegen.cstyle import Language, render_kernel
+from minigrad.codegen.cstyle import Language
 from minigrad.device import Allocator, Backend, Compiler, Program
 from minigrad.dtype import DType, dtypes
 
@@ -103,7 +103,7 @@ class OpenclDevice(Backend):
         super().__init__(
             "OPENCL",
             OpenclAllocator(self.context, self.queue),
-            lambda ast: render_kernel(ast, language),
+            language,
             OpenclCompiler(self.context, self.cl_device),
             OpenclProgram,
         )

@@ -1,0 +1,170 @@
+"""BEAM=N: choose a kernel's loop nest by timing candidates on its device, and remember the winner.
+
+In: a kernel (`ScheduleItem`), the `Backend` that runs it, and its real buffers. Out: the `Program` to run,
+compiled from the fastest loop nest found (engine/realize.py calls this instead of `get_program` when BEAM
+is set).
+
+The search starts from opt.py's heuristic nest. Its neighbours differ in one choice: one dim's upcast
+factor (1, 2, 4, 8, 16 or 32), another global dim made outermost (the one a CPU runs on several threads),
+or no threads at all. Every candidate is compiled and timed (the best of 3 runs) on copies of the kernel's
+buffers, and its results must match the heuristic nest's, or it is dropped. The N fastest form the beam,
+whose neighbours are tried next, for up to BEAM_ROUNDS rounds (default 3) or until no round improves.
+The winning choices are written to `beam-<hash>.json` in the kernel cache directory. The hash covers the
+kernel's unoptimized source, the device and the codegen settings, so later runs and other processes skip
+the search.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from typing import Any
+
+import numpy as np
+
+from minigrad.codegen.cstyle import heuristic_nest
+from minigrad.codegen.lower import LoopNest
+from minigrad.device import Backend, Buffer, Program, cache_dir
+from minigrad.helpers import Context, codegen_settings, getenv, prod
+from minigrad.lazy import LazyNode
+
+UPCAST_FACTORS = (1, 2, 4, 8, 16, 32)
+MAX_TILE = 256  # the product of all upcast factors: more accumulators than this cannot stay in registers
+CHOICES = ("order", "parallel_dims", "upcast")  # the LoopNest fields a search may change
+
+
+def program_for(ast: Any, backend: Backend, outputs: list[LazyNode], buffers: list[Buffer]) -> Program:
+    """The program for `ast`, rendered with the best nest found (or remembered) for it."""
+    plain = backend.get_program(ast)
+    if backend.language is None:  # a backend without generated code (NUMPY): nothing to search
+        return plain
+    nest = _remembered(ast, backend)
+    if nest is None:
+        nest = _search(ast, backend, plain, buffers, len(outputs), width=getenv("BEAM"))
+        _remember(ast, backend, nest)
+    return backend.get_program(ast, nest)
+
+
+def _heuristic(ast: Any, backend: Backend) -> LoopNest:
+    return heuristic_nest(ast, backend.language)
+
+
+def _neighbours(nest: LoopNest) -> list[LoopNest]:
+    """Nests that differ from `nest` in one choice (see the module docstring)."""
+    found = []
+    for d in nest.order:
+        size, current = nest.full_shape[d], nest.upcast.get(d, 1)
+        for factor in UPCAST_FACTORS:
+            if factor == current or size % factor or factor > size:
+                continue
+            candidate = copy.deepcopy(nest)
+            candidate.upcast.pop(d, None)
+            if factor > 1:
+                candidate.upcast[d] = factor
+            if prod(candidate.upcast.values()) <= MAX_TILE:
+                found.append(candidate)
+    global_dims = [d for d in nest.order if d not in nest.reduce_axes]
+    for d in global_dims[1:]:
+        if nest.vector_width and d == global_dims[-1]:
+            continue  # vector accesses need the contiguous dim innermost
+        candidate = copy.deepcopy(nest)
+        candidate.order = [d] + [x for x in nest.order if x != d]
+        candidate.parallel_dims = {d} if nest.parallel_dims else set()
+        found.append(candidate)
+    if nest.parallel_dims:
+        candidate = copy.deepcopy(nest)
+        candidate.parallel_dims = set()
+        found.append(candidate)
+    for candidate in found:  # a parallel loop needs more than one step to share out
+        candidate.parallel_dims = {d for d in candidate.parallel_dims if candidate.steps(d) > 1}
+    return found
+
+
+def _search(
+    ast: Any, backend: Backend, plain: Program, buffers: list[Buffer], n_outputs: int, width: int
+) -> LoopNest:
+    copies = [Buffer(b.device, b.size, b.dtype).copyin(b.numpy()) for b in buffers]
+    start = _heuristic(ast, backend)
+    reference = _run(backend, ast, start, copies, n_outputs)
+    if reference is None:
+        return start
+    expected, best_time = reference
+    beam, seen = [(best_time, start)], {repr(start)}
+    for round_number in range(getenv("BEAM_ROUNDS", 3)):
+        candidates = [n for _, nest in beam for n in _neighbours(nest) if repr(n) not in seen]
+        seen.update(repr(n) for n in candidates)
+        timed = []
+        for candidate in candidates:
+            result = _run(backend, ast, candidate, copies, n_outputs)
+            if result is not None and all(_same(a, b) for a, b in zip(result[0], expected)):
+                timed.append((result[1], candidate))
+        beam_before = beam[0][0]
+        beam = sorted(beam + timed, key=lambda pair: pair[0])[:width]
+        if getenv("DEBUG") >= 1:
+            print(
+                f"BEAM {plain.name}: round {round_number + 1}, {len(timed)} candidates, "
+                f"best {beam[0][0] * 1e6:.1f} us (heuristic {best_time * 1e6:.1f} us)"
+            )
+        if beam[0][0] >= beam_before:
+            break
+    return beam[0][1]
+
+
+def _run(backend: Backend, ast: Any, nest: LoopNest, buffers: list[Buffer], n_outputs: int):
+    """(outputs, best of 3 times) of the kernel rendered with `nest`, or None when it does not compile."""
+    try:
+        program = backend.get_program(ast, nest)
+    except Exception as error:  # a candidate the compiler rejects is skipped, not fatal
+        if getenv("DEBUG") >= 2:
+            print(f"BEAM: skipped a candidate: {error}")
+        return None
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        program(
+            *[b._buf for b in buffers],
+            global_size=program.global_size,
+            local_size=program.local_size,
+            wait=True,
+        )
+        backend.synchronize()
+        times.append(time.perf_counter() - start)
+    return [b.numpy() for b in buffers[:n_outputs]], min(times)
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    if a.dtype.kind == "f":
+        return bool(np.allclose(a, b, rtol=1e-4, atol=1e-5, equal_nan=True))
+    return bool(np.array_equal(a, b))
+
+
+def _cache_path(ast: Any, backend: Backend):
+    with Context(NOOPT=1):
+        plain_source = backend.renderer(ast, None)[1]
+    key = (
+        f"{backend.name}\n{getattr(backend.compiler, 'cache_key', '')}\n{codegen_settings()}\n{plain_source}"
+    )
+    return cache_dir() / f"beam-{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+
+
+def _remembered(ast: Any, backend: Backend) -> LoopNest | None:
+    try:
+        choices = json.loads(_cache_path(ast, backend).read_text())
+    except (OSError, ValueError):
+        return None
+    nest = _heuristic(ast, backend)
+    nest.order, nest.parallel_dims = choices["order"], set(choices["parallel_dims"])
+    nest.upcast = {int(d): f for d, f in choices["upcast"].items()}
+    return nest
+
+
+def _remember(ast: Any, backend: Backend, nest: LoopNest) -> None:
+    choices = {"order": nest.order, "parallel_dims": sorted(nest.parallel_dims), "upcast": nest.upcast}
+    path = _cache_path(ast, backend)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(choices))
+    except OSError:
+        pass  # a read-only cache only costs searching again
