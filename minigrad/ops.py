@@ -38,7 +38,7 @@ kernel's result). A kernel AST is a small tree of `AstNode`s whose root is a STO
 from __future__ import annotations
 
 from enum import Enum, auto
-from typing import Any, Callable
+from typing import Any
 
 from minigrad.dtype import DType
 
@@ -112,7 +112,7 @@ class AstNode:
     equality is checked without recursion: fused kernels can be thousands of nodes deep.
     """
 
-    __slots__ = ("op", "srcs", "arg", "dtype", "_key", "_hash")
+    __slots__ = ("op", "srcs", "arg", "dtype", "_key", "_hash", "_orders")
 
     def __init__(self, op: Op, srcs: tuple["AstNode", ...], arg: Any, dtype: DType):
         self.op, self.srcs, self.arg, self.dtype = op, tuple(srcs), arg, dtype
@@ -120,6 +120,7 @@ class AstNode:
         identity = (repr(arg[0]), arg[1]) if op is Op.CONST else arg
         self._key = (op, identity, dtype, len(self.srcs))
         self._hash = hash((self._key, tuple(s._hash for s in self.srcs)))
+        self._orders: dict[bool, list[AstNode]] = {}  # toposort's results (the node never changes)
 
     def __hash__(self) -> int:
         return self._hash
@@ -141,9 +142,11 @@ class AstNode:
     def __repr__(self) -> str:
         return f"AstNode({self.op.name}, {len(self.srcs)} srcs, arg={self.arg!r}, {self.dtype})"
 
-    def toposort(self, stop: Callable[["AstNode"], bool] = lambda node: False) -> list["AstNode"]:
-        """All distinct nodes of this tree, operands before users (iterative; no recursion limit).
-        The operands of nodes where `stop(node)` are not visited."""
+    def toposort(self, stop_at_reduce: bool = False) -> list["AstNode"]:
+        """All distinct nodes of this tree, operands before users (iterative; no recursion limit), computed
+        once per node. With `stop_at_reduce`, the operands of reduces are not visited."""
+        if stop_at_reduce in self._orders:
+            return self._orders[stop_at_reduce]
         order: list[AstNode] = []
         seen: set[int] = set()
         stack: list[tuple[AstNode, bool]] = [(self, False)]
@@ -156,6 +159,7 @@ class AstNode:
                 continue
             seen.add(id(node))
             stack.append((node, True))
-            if not stop(node):
+            if not (stop_at_reduce and node.op in REDUCE):
                 stack.extend((src, False) for src in reversed(node.srcs))
+        self._orders[stop_at_reduce] = order
         return order

@@ -187,7 +187,7 @@ class _Linearizer:
     def value(self, node: AstNode, reduced: bool, copy: dict[int, int]) -> int:
         """Emit `node` and its operands for one body copy; return its instruction number."""
         copy_key = _key(copy)
-        for n in node.toposort(stop=lambda n: n.op in REDUCE):  # a reduce's value is its accumulator
+        for n in node.toposort(stop_at_reduce=True):  # a reduce's value is its accumulator
             if (n, copy_key) in self.emitted:
                 continue
             if n.op in (Op.LOAD, Op.CONST):

@@ -111,3 +111,23 @@ def test_global_ops_counts_post_reduce_ops_at_the_output_shape():
     (x.sum(1, keepdim=True) + b).realize()
     assert GlobalCounters.kernel_count == 1
     assert GlobalCounters.global_ops == 4 * 8 + 4  # the reduce reads 32 elements; the add makes 4
+
+
+def _softmax_chain(x: Tensor, generations: int) -> Tensor:
+    for _ in range(generations):
+        for _ in range(9):
+            x = (x * 0.99 + 0.01).relu() + 0.1
+        x = x.softmax(-1) * 16
+    return x
+
+
+def test_r8_long_expressions_read_by_several_kernels_are_computed_once():
+    x = realized(16, 16)
+    items = kernels_of(_softmax_chain(x, 10))
+    assert max(len(item.ast.toposort()) for item in items) < 100  # without R8: up to 1,012 nodes
+    assert any(item.reason.startswith("R8") for item in items)
+    with Context(SPLIT_RECOMPUTE=0):
+        plain = kernels_of(_softmax_chain(x, 10))
+        assert max(len(item.ast.toposort()) for item in plain) > 900
+        expected = _softmax_chain(x, 10).numpy()
+    np.testing.assert_allclose(_softmax_chain(x, 10).numpy(), expected, rtol=1e-5, atol=1e-6)
