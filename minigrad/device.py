@@ -12,6 +12,7 @@ environment variable, else the best backend that opens on this machine.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import hashlib
 import importlib
@@ -157,6 +158,7 @@ class Backend:
             (lambda ast, nest=None: render_kernel(ast, language, nest)) if self.language else language
         )
         self._programs: dict[Any, Program] = {}
+        self._compiled: dict[Any, tuple] = {}  # compiled by precompile(), not loaded yet
 
     def supports_dtype(self, dtype: DType) -> bool:
         return True
@@ -170,13 +172,30 @@ class Backend:
         key = (ast, codegen_settings(), None if nest is None else repr(nest))
         program = self._programs.get(key)
         if program is None:
-            name, source, (global_size, local_size) = self.renderer(ast, nest)
-            if getenv("DEBUG") >= 4 and isinstance(source, str):
-                print(f"--- {name}: {self.name} source ---\n{source}")
-            binary = self.compiler.compile_cached(source)
+            name, source, binary, (global_size, local_size) = self._compiled.pop(key, None) or self._compile(
+                ast, nest
+            )
             program = self._programs[key] = self.program(name, binary)
             program.source, program.global_size, program.local_size = source, global_size, local_size
         return program
+
+    def _compile(self, ast: Any, nest: Any = None) -> tuple[str, Any, Any, tuple]:
+        name, source, launch = self.renderer(ast, nest)
+        if getenv("DEBUG") >= 4 and isinstance(source, str):
+            print(f"--- {name}: {self.name} source ---\n{source}")
+        return name, source, self.compiler.compile_cached(source), launch
+
+    def precompile(self, asts: list[Any]) -> None:
+        """Render and compile the kernels that have no program yet, on several threads (the C compiler is
+        a separate process): the first training step from a cold cache compiles ~20 kernels. Loading stays
+        with get_program, on the calling thread. PARALLEL_COMPILE=0 turns this off."""
+        settings = codegen_settings()
+        todo = [ast for ast in dict.fromkeys(asts) if (ast, settings, None) not in self._programs]
+        if len(todo) < 2 or not getenv("PARALLEL_COMPILE", 1) or getenv("DEBUG") >= 3:
+            return
+        with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
+            for ast, compiled in zip(todo, pool.map(self._compile, todo)):
+                self._compiled[(ast, settings, None)] = compiled
 
 
 class Buffer:

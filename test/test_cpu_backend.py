@@ -221,3 +221,19 @@ def test_beam_neighbours_change_one_choice():
         changed = [f for f in ("order", "parallel_dims", "upcast") if getattr(n, f) != getattr(nest, f)]
         assert changed and np.prod(list(n.upcast.values())) <= MAX_TILE
         assert all(n.full_shape[d] % f == 0 for d, f in n.upcast.items())
+
+
+def test_parallel_compile_gives_the_same_results(tmp_path):
+    """A cold cache: the kernels of one realize compile on several threads (PARALLEL_COMPILE=0: one)."""
+    code = (
+        "import numpy as np\nfrom minigrad import Tensor\n"
+        "x = Tensor(np.arange(64, dtype=np.float32).reshape(8, 8) / 10, device='CPU')\n"
+        "print(((x @ x.T).softmax(-1) + x.sum(0) * x.max(1, keepdim=True)).numpy().round(5).tolist())"
+    )
+    outputs = [
+        run({"XDG_CACHE_HOME": str(tmp_path / f"cache{flag}"), "PARALLEL_COMPILE": flag}, code)
+        for flag in ("1", "0")
+    ]
+    assert outputs[0].returncode == 0, outputs[0].stderr
+    assert outputs[0].stdout == outputs[1].stdout
+    assert len(list((tmp_path / "cache1" / "minigrad").glob("*.bin"))) >= 3

@@ -61,6 +61,9 @@ def realize(nodes: list[LazyNode]) -> None:
                 "the assign (for a training step: Tensor.realize(loss, *optimizer.schedule_step())), or "
                 "keep a copy first with .clone().realize()"
             )
+    kernels = [item for item in schedule if item.ast.op is Op.STORE and prod(item.outputs[0].shape) > 0]
+    for device in {item.outputs[0].device for item in kernels}:
+        Device[device].precompile([item.ast for item in kernels if item.outputs[0].device == device])
     run_schedule(schedule, keep=nodes)
 
 
