@@ -1,0 +1,21 @@
+"""extra/bench.py runs (at its smallest sizes) and prints one row per workload."""
+
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_bench_quick_prints_every_row():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "extra" / "bench.py"), "--quick", "--reps", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("hardware:") and "tinygrad ms" in lines[1]
+    for row in ("elementwise", "softmax", "matmul 1024", "MLP step", "tiny MLP", "1000-op graph"):
+        assert any(line.startswith(row) for line in lines), (row, result.stdout)
