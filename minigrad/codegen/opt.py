@@ -5,10 +5,13 @@ same values faster. Each optimization is one small function with its own off swi
   - upcast (UPCAST=0 turns off): register tiling for kernels with a reduce, read from each load's real
     strides (through stacked views). Two forms:
     outer product: loads walk a global dim contiguously (`x @ W`). Of the global dims along which an input
-      is broadcast, the innermost is computed 16 outputs at a time and the one before it 8 at a time, so
-      each loaded value feeds several accumulators (128 multiply-adds per 24 loads instead of 1 per 2).
-      Without such a dim (a row sum over a strided axis) 8 rows run at once. A broadcast dim smaller than
-      its factor (10 classes) is tiled whole: `h @ W3`, 128x512x10, went 128 -> 46 us.
+      is broadcast, the innermost is computed 16 outputs at a time, and a dim along which the operand
+      loaded along that one is broadcast (the rows of `x @ W`) 8 at a time, so each loaded value feeds
+      several accumulators (128 multiply-adds per 24 loads instead of 1 per 2). Without such a dim (a row
+      sum over a strided axis) 8 rows run at once. A broadcast dim no larger than its factor (10 classes,
+      the 16 columns of a matmul panel) is tiled whole: `h @ W3`, 128x512x10, went 128 -> 46 us. Big
+      matmuls read W as contiguous panels of 16 columns (tensor.py `_panel_matmul`): the 16x8 tile then
+      streams one panel, 2048^2 went 1000 -> 230 ms.
     dot product: loads walk the reduce dim contiguously (`g @ W.T`, row sums and maxes). The reduce is split
       into 8 lanes (4 or 2 when 8 does not divide it), each its own accumulator, combined after the loop
       (vectorizable loads, no serial chain), with 4x2 outputs at a time: 128x512x512 went 6 -> 133
@@ -18,7 +21,7 @@ same values faster. Each optimization is one small function with its own off swi
     its loads are kept scalar (LoopNest.scalar_buffers) and that dim takes 4, not 8: x.T @ g, 784x128x512,
     1208 -> 1020 us.
     Tuned on the 2-core AVX2 machine (16 ymm registers: the 16x8 tile spills a little; 8x8 and 16x4 were
-    no faster). 2048^2 matmuls stay slow until the reduce loop is blocked for the cache.
+    no faster). The reduce loop is not blocked for the cache yet.
   - reorder (REORDER=0 turns off): in kernels without a reduce, the global dim walked with stride 1 by
     most accesses goes innermost (`a.T * 2 + b.T` on 4096^2: 146 -> 65 ms).
   - parallel (THREADS=0 turns off): run the outermost global loop on several threads.
@@ -105,16 +108,21 @@ def upcast(ast: AstNode, nest: LoopNest) -> LoopNest:
         plan = [(inner_reduce, lanes)] if size > LANES_MIN_REDUCE else []  # 10 classes: a plain loop
         plan += zip(reversed(reused or global_dims[-1:]), DOT_TILES)
     elif reused:
-        plan = list(zip(reversed(reused), REUSE_FACTORS))
-        if len(reused) > 1:  # values broadcast along the vector dim but consecutive along the other (x.T @ g)
-            vector_dim, other = reused[-1], reused[-2]
+        # the innermost broadcast dim takes 16; the second factor goes to a dim along which the operand
+        # loaded along that one is broadcast, so each loaded vector feeds several accumulators
+        vector_dim = reused[-1]
+        vector_loads = [s for s in strides if s[vector_dim] == 1]
+        others = [d for d in reversed(reused[:-1]) if any(s[d] == 0 for s in vector_loads)] or reused[-2:-1]
+        plan = [(vector_dim, REUSE_FACTORS[0])] + [(d, REUSE_FACTORS[1]) for d in others[:1]]
+        if others:  # values broadcast along the vector dim but consecutive along the other (x.T @ g)
+            other = others[0]
             nest.scalar_buffers = {b for b, s in accesses if s[vector_dim] == 0 and s[other] == 1}
             plan = plan if not nest.scalar_buffers else [plan[0], (other, SCALAR_ROWS_FACTOR)]
     else:
         plan = [(d, ROWS_FACTOR) for d in global_dims[-1:]]
     for dim, factor in plan:
         size = nest.full_shape[dim]
-        if outer_product and dim in reused and size < factor:
+        if outer_product and dim in reused and size <= factor:
             nest.upcast[dim] = size  # a small broadcast dim (10 classes) is tiled whole
         elif size % factor == 0 and size > factor:
             nest.upcast[dim] = factor
