@@ -33,7 +33,16 @@ def getenv(key: str, default=0):
 
 
 # environment variables that change generated code: compiled programs are cached per combination
-CODEGEN_SETTINGS = ("NOOPT", "THREADS", "UPCAST", "REORDER", "GROUP", "VECTORIZE", "FAST_MATH_C")
+CODEGEN_SETTINGS = (
+    "NOOPT",
+    "THREADS",
+    "UPCAST",
+    "REORDER",
+    "GROUP",
+    "VECTORIZE",
+    "FAST_MATH_C",
+    "PANEL_OUTER",
+)
 
 
 def codegen_settings() -> tuple:

@@ -250,12 +250,14 @@ def test_panel_matmul_matches_the_plain_one_forward_and_backward():
     )
     assert _packs(a.shape, b.shape)
     results = {}
-    for flag in (1, 0):
-        with Context(PACK_MATMUL=flag):
+    for flags in ({}, {"PACK_MATMUL": 0}, {"PANEL_OUTER": 0}):
+        with Context(**flags):
             x, w = Tensor(a, device="CPU", requires_grad=True), Tensor(b, device="CPU", requires_grad=True)
             out = x @ w
             (out * out).mean().backward()
-            results[flag] = [out.numpy(), x.grad.numpy(), w.grad.numpy()]
-    for packed, plain in zip(results[1], results[0]):
-        np.testing.assert_allclose(packed, plain, rtol=1e-4, atol=1e-5)
+            results[str(flags)] = [out.numpy(), x.grad.numpy(), w.grad.numpy()]
+    for other in ("{'PACK_MATMUL': 0}", "{'PANEL_OUTER': 0}"):
+        for packed, plain in zip(results["{}"], results[other]):
+            np.testing.assert_allclose(packed, plain, rtol=1e-4, atol=1e-5)
+    results[1] = results["{}"]
     np.testing.assert_allclose(results[1][0], a @ b, rtol=1e-4, atol=1e-3)
