@@ -1256,7 +1256,7 @@ class Tensor:
             raise ValueError(
                 f"matmul: shapes {x.shape} and {w.shape} do not match ({x2.shape[-1]} != {w2.shape[-2]})"
             )
-        if _packs(x2.shape, w2.shape):
+        if _packs(x2.shape, w2.shape) and not (x2.requires_grad or w2.requires_grad):
             out = x2._panel_matmul(w2)
         else:
             out = (x2.unsqueeze(-2) * w2.transpose(-1, -2).unsqueeze(-3)).sum(-1)
@@ -1271,7 +1271,8 @@ class Tensor:
     def _panel_matmul(self, w: "Tensor") -> "Tensor":
         """self @ w for 2-D operands, with w first copied into panels of 16 columns, each contiguous: the
         kernel then streams one panel per 16 outputs instead of reading 16 floats from every row of w
-        (a new page each row). 2048^2 on the CPU: 1000 -> 190 ms. PACK_MATMUL=0 turns it off."""
+        (a new page each row). 2048^2 on the CPU: 1000 -> 230 ms. PACK_MATMUL=0 turns it off. Only when no
+        gradient is needed: differentiated through the panels, the backward pass was 1.5x slower (1024^2)."""
         (m, k), n = self.shape, w.shape[1]
         panels = w.reshape(k, n // PANEL, PANEL).permute(1, 0, 2).contiguous()
         return (self.reshape(m, 1, k, 1) * panels.reshape(1, n // PANEL, k, PANEL)).sum(2).reshape(m, n)
@@ -1502,13 +1503,14 @@ class Tensor:
 
 
 PANEL = 16  # columns per panel in _panel_matmul: one tile row of the CPU matmul (two AVX2 registers)
+PANEL_MIN = 512  # _panel_matmul for matmuls whose every dim is at least this (below, the copy costs more)
 
 
 def _packs(x_shape: Shape, w_shape: Shape) -> bool:
     """Is a matmul of these 2-D shapes big enough for _panel_matmul's copy to pay (every dim >= 512)?"""
     return (
         len(x_shape) == len(w_shape) == 2
-        and min(x_shape[0], *w_shape) >= 512
+        and min(x_shape[0], *w_shape) >= PANEL_MIN
         and w_shape[1] % PANEL == 0
         and bool(getenv("PACK_MATMUL", 1))
     )

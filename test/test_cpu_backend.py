@@ -241,6 +241,7 @@ def test_parallel_compile_gives_the_same_results(tmp_path):
 
 def test_panel_matmul_matches_the_plain_one_forward_and_backward():
     """PACK_MATMUL: big matmuls copy the right operand into 16-column panels first (tensor.py)."""
+    from minigrad.lazy import toposort
     from minigrad.tensor import _packs
 
     rng = np.random.default_rng(0)
@@ -252,12 +253,16 @@ def test_panel_matmul_matches_the_plain_one_forward_and_backward():
     results = {}
     for flags in ({}, {"PACK_MATMUL": 0}, {"PANEL_OUTER": 0}):
         with Context(**flags):
-            x, w = Tensor(a, device="CPU", requires_grad=True), Tensor(b, device="CPU", requires_grad=True)
+            x, w = Tensor(a, device="CPU"), Tensor(b, device="CPU")
+            packed = x @ w  # no gradient needed: packed
+            x.requires_grad, w.requires_grad = True, True
             out = x @ w
             (out * out).mean().backward()
-            results[str(flags)] = [out.numpy(), x.grad.numpy(), w.grad.numpy()]
+            results[str(flags)] = [packed.numpy(), out.numpy(), x.grad.numpy(), w.grad.numpy()]
+    assert "(1, 33, 520, 16)" in str([n.shape for n in toposort([(Tensor(a) @ Tensor(b)).lazydata])])
     for other in ("{'PACK_MATMUL': 0}", "{'PANEL_OUTER': 0}"):
         for packed, plain in zip(results["{}"], results[other]):
             np.testing.assert_allclose(packed, plain, rtol=1e-4, atol=1e-5)
     results[1] = results["{}"]
     np.testing.assert_allclose(results[1][0], a @ b, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(results[1][1], a @ b, rtol=1e-4, atol=1e-3)
