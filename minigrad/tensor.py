@@ -1256,7 +1256,7 @@ class Tensor:
             raise ValueError(
                 f"matmul: shapes {x.shape} and {w.shape} do not match ({x2.shape[-1]} != {w2.shape[-2]})"
             )
-        if _packs(x2.shape, w2.shape) and not (x2.requires_grad or w2.requires_grad):
+        if _packs(x2.shape, w2.shape):
             out = x2._panel_matmul(w2)
         else:
             out = (x2.unsqueeze(-2) * w2.transpose(-1, -2).unsqueeze(-3)).sum(-1)
@@ -1271,11 +1271,14 @@ class Tensor:
     def _panel_matmul(self, w: "Tensor") -> "Tensor":
         """self @ w for 2-D operands, with w first copied into panels of 16 columns, each contiguous: the
         kernel then streams one panel per 16 outputs instead of reading 16 floats from every row of w
-        (a new page each row). 2048^2 on the CPU: 1000 -> 230 ms. PACK_MATMUL=0 turns it off. Only when no
-        gradient is needed: differentiated through the panels, the backward pass was 1.5x slower (1024^2)."""
+        (a new page each row). 2048^2 on the CPU: 1000 -> 230 ms. PACK_MATMUL=0 turns it off."""
         (m, k), n = self.shape, w.shape[1]
-        panels = w.reshape(k, n // PANEL, PANEL).permute(1, 0, 2).contiguous()
-        return (self.reshape(m, 1, k, 1) * panels.reshape(1, n // PANEL, k, PANEL)).sum(2).reshape(m, n)
+        x, w_ = self.lazydata.detach(), w.lazydata.detach()  # derivatives: the plain matmul's (_MatmulRule)
+        panels = w_.reshape((k, n // PANEL, PANEL)).permute((1, 0, 2)).contiguous()
+        x = x.reshape((m, 1, k, 1)).expand((m, n // PANEL, k, PANEL))
+        product = x.alu(Op.MUL, panels.reshape((1, n // PANEL, k, PANEL)).expand((m, n // PANEL, k, PANEL)))
+        out = product.reduce(Op.REDUCE_SUM, (2,)).reshape((m, n))
+        return self._wrap(out.custom_rule((self.lazydata, w.lazydata), _MatmulRule(self, w)), self, w)
 
     def linear(self, weight: "Tensor", bias: "Tensor | None" = None) -> "Tensor":
         """`self @ weight + bias` with weight shaped (in, out), as tinygrad (nn.Linear passes weight.T)."""
@@ -1500,6 +1503,23 @@ class Tensor:
                 attn_mask.where(scores, -math.inf) if attn_mask.dtype == dtypes.bool else scores + attn_mask
             )
         return scores.softmax(-1).matmul(value)
+
+
+class _MatmulRule:
+    """The derivatives of a panel matmul x @ w (a FUNCTION node, gradient.py): those of the plain matmul, so
+    the backward pass never runs through the panels (that was 1.5x slower)."""
+
+    def __init__(self, x: "Tensor", w: "Tensor"):
+        self.x, self.w = x, w
+
+    def vjp(self, grad: LazyNode) -> tuple[LazyNode, LazyNode]:
+        g = Tensor._from_node(grad, requires_grad=True)
+        return g.matmul(self.w.T).lazydata, self.x.T.matmul(g).lazydata
+
+    def jvp(self, tangents: tuple) -> LazyNode | None:
+        tx, tw = (None if t is None else Tensor._from_node(t, requires_grad=True) for t in tangents)
+        terms = ([] if tx is None else [tx.matmul(self.w)]) + ([] if tw is None else [self.x.matmul(tw)])
+        return None if not terms else terms[0].lazydata if len(terms) == 1 else (terms[0] + terms[1]).lazydata
 
 
 PANEL = 16  # columns per panel in _panel_matmul: one tile row of the CPU matmul (two AVX2 registers)

@@ -266,3 +266,15 @@ def test_panel_matmul_matches_the_plain_one_forward_and_backward():
     results[1] = results["{}"]
     np.testing.assert_allclose(results[1][0], a @ b, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(results[1][1], a @ b, rtol=1e-4, atol=1e-3)
+
+
+def test_panel_matmul_derivatives_are_the_plain_ones():
+    import minigrad
+
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((512, 512)).astype(np.float32), rng.standard_normal((512, 512)).astype(np.float32)
+    va, vb = rng.standard_normal((512, 512)).astype(np.float32), rng.standard_normal((512, 512)).astype(np.float32)
+    x, w = Tensor(a, device="CPU"), Tensor(b, device="CPU")
+    _, tangent = minigrad.jvp(lambda p, q: p @ q, (x, w), (Tensor(va, device="CPU"), Tensor(vb, device="CPU")))
+    np.testing.assert_allclose(tangent.numpy(), va @ b + a @ vb, rtol=1e-3, atol=1e-2)
+    assert any(n.op.name == "FUNCTION" for n in minigrad.lazy.toposort([(x @ w).lazydata]))
