@@ -297,10 +297,9 @@ def mlp_step(device: str, batch: int):
     return fns, 6 * batch * sum(a * b for a, b in zip(sizes, sizes[1:])), "GFLOPS"
 
 
-def tiny_mlp_jit(device: str):
-    """The 64-32-10 MLP's SGD step, batch 16: under TinyJit in minigrad and tinygrad, eager in torch."""
-    sizes = [64, 32, 10]
-    init, x, y = _mlp_init(sizes, 16)
+def mlp_jit(device: str, sizes: list[int], batch: int):
+    """An MLP's SGD step under TinyJit in minigrad and tinygrad (eager in torch): kernels, little Python."""
+    init, x, y = _mlp_init(sizes, batch)
 
     def make(fw, dev):
         params = [_param(fw, p, dev).realize() for p in init]
@@ -318,7 +317,7 @@ def tiny_mlp_jit(device: str):
     fns = for_each_framework(device, make)
     if torch:
         fns["torch"] = _torch_mlp_step(init, x, y)
-    return fns, 6 * 16 * sum(a * b for a, b in zip(sizes, sizes[1:])), "GFLOPS"
+    return fns, 6 * batch * sum(a * b for a, b in zip(sizes, sizes[1:])), "GFLOPS"
 
 
 def graph_of_1000_ops(device: str, cached: bool):
@@ -417,7 +416,8 @@ def main() -> None:
         *([("matmul 4096^2", matmul(args.device, 128 if q else 4096))] if gpu else []),
         ("conv2d fwd+bwd b32 32->64 3x3 32^2", conv2d(args.device, 2 if q else 32)),
         ("MLP step 784-512-512-10 b128", mlp_step(args.device, 128)),
-        ("tiny MLP 64-32-10 b16, TinyJit", tiny_mlp_jit(args.device)),
+        ("MLP step 784-512-512-10, TinyJit", mlp_jit(args.device, [784, 512, 512, 10], 128)),
+        ("tiny MLP 64-32-10 b16, TinyJit", mlp_jit(args.device, [64, 32, 10], 16)),
         ("1000-op graph: schedule + lower", graph_of_1000_ops(args.device, cached=False)),
         ("1000-op graph seen again (cache)", graph_of_1000_ops(args.device, cached=True)),
         *([] if q else [("cold start: first MLP step", cold_start(args.device))]),
