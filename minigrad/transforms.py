@@ -221,35 +221,30 @@ def _finish(jacobians: list[Tensor], argnums: Argnums) -> Any:
     return jacobians[0] if isinstance(argnums, int) else tuple(jacobians)
 
 
+def _reverse_jacobians(wrt: list[Tensor], out: Tensor) -> list[Tensor]:
+    rows = [_reverse([out], [_one_hot(k, out)], wrt) for k in range(out.numel())]
+    return [Tensor.stack(*[r[j] for r in rows]).reshape(out.shape + t.shape) for j, t in enumerate(wrt)]
+
+
+def _forward_jacobians(wrt: list[Tensor], out: Tensor) -> list[Tensor]:
+    jacobians = []
+    for j, t in enumerate(wrt):
+        columns = []
+        for k in range(t.numel()):
+            seeds = [_one_hot(k, t) if i == j else Tensor.zeros_like(x) for i, x in enumerate(wrt)]
+            columns.append(_forward([out], wrt, seeds)[0])
+        jacobians.append(Tensor.stack(*columns, dim=-1).reshape(out.shape + t.shape))
+    return jacobians
+
+
 def jacrev(f: Callable, argnums: Argnums = 0) -> Callable:
     """The full Jacobian by reverse mode: one backward walk per output element. Shape out.shape + in.shape."""
-
-    def jacobian_f(*args: Any) -> Any:
-        wrt, out = _jacobian_setup(f, args, argnums, "jacrev")
-        rows = [_reverse([out], [_one_hot(k, out)], wrt) for k in range(out.numel())]
-        return _finish(
-            [Tensor.stack(*[r[j] for r in rows]).reshape(out.shape + t.shape) for j, t in enumerate(wrt)],
-            argnums,
-        )
-
-    return jacobian_f
+    return lambda *args: _finish(_reverse_jacobians(*_jacobian_setup(f, args, argnums, "jacrev")), argnums)
 
 
 def jacfwd(f: Callable, argnums: Argnums = 0) -> Callable:
     """The full Jacobian by forward mode: one forward walk per input element. Shape out.shape + in.shape."""
-
-    def jacobian_f(*args: Any) -> Any:
-        wrt, out = _jacobian_setup(f, args, argnums, "jacfwd")
-        jacobians = []
-        for j, t in enumerate(wrt):
-            columns = []
-            for k in range(t.numel()):
-                seeds = [_one_hot(k, t) if i == j else Tensor.zeros_like(x) for i, x in enumerate(wrt)]
-                columns.append(_forward([out], wrt, seeds)[0])
-            jacobians.append(Tensor.stack(*columns, dim=-1).reshape(out.shape + t.shape))
-        return _finish(jacobians, argnums)
-
-    return jacobian_f
+    return lambda *args: _finish(_forward_jacobians(*_jacobian_setup(f, args, argnums, "jacfwd")), argnums)
 
 
 def jacobian(f: Callable, argnums: Argnums = 0) -> Callable:
@@ -259,7 +254,7 @@ def jacobian(f: Callable, argnums: Argnums = 0) -> Callable:
     def jacobian_f(*args: Any) -> Any:
         wrt, out = _jacobian_setup(f, args, argnums, "jacobian")
         forward = sum(t.numel() for t in wrt) < out.numel()
-        return (jacfwd if forward else jacrev)(f, argnums)(*args)
+        return _finish((_forward_jacobians if forward else _reverse_jacobians)(wrt, out), argnums)
 
     return jacobian_f
 

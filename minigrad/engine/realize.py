@@ -52,6 +52,15 @@ def realize(nodes: list[LazyNode]) -> None:
     schedule = create_schedule(nodes)
     if getenv("DEBUG") >= 2:
         print_schedule(schedule)
+    _check_not_overwritten(schedule)
+    kernels = [item for item in schedule if item.ast.op is Op.STORE and prod(item.outputs[0].shape) > 0]
+    for device in {item.outputs[0].device for item in kernels}:  # new kernels compile on several threads
+        Device[device].precompile([item.ast for item in kernels if item.outputs[0].device == device])
+    run_schedule(schedule, keep=nodes)
+
+
+def _check_not_overwritten(schedule: list[ScheduleItem]) -> None:
+    """A leaf whose buffer an assign() overwrote cannot be recomputed: say so before anything runs."""
     for item in schedule:
         if item.ast.op is Op.BUFFER and item.outputs[0].overwritten:
             node = item.outputs[0]
@@ -61,10 +70,6 @@ def realize(nodes: list[LazyNode]) -> None:
                 "the assign (for a training step: Tensor.realize(loss, *optimizer.schedule_step())), or "
                 "keep a copy first with .clone().realize()"
             )
-    kernels = [item for item in schedule if item.ast.op is Op.STORE and prod(item.outputs[0].shape) > 0]
-    for device in {item.outputs[0].device for item in kernels}:
-        Device[device].precompile([item.ast for item in kernels if item.outputs[0].device == device])
-    run_schedule(schedule, keep=nodes)
 
 
 def run_schedule(schedule: list[ScheduleItem], keep: list[LazyNode] = ()) -> None:
