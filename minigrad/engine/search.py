@@ -8,7 +8,8 @@ The search starts from opt.py's heuristic nest. Its neighbours differ in one cho
 factor (1, 2, 4, 8, 16 or 32), another global dim made outermost (the one a CPU runs on several threads),
 or no threads at all. Every candidate is compiled and timed (the best of 3 runs) on copies of the kernel's
 buffers, and its results must match the heuristic nest's, or it is dropped. The N fastest form the beam,
-whose neighbours are tried next, for up to BEAM_ROUNDS rounds (default 3) or until no round improves.
+whose neighbours are tried next, for up to BEAM_ROUNDS rounds (default 3) or until no round improves. The
+winner is then timed again against the heuristic nest, in turns, and kept only if 5% faster.
 The winning choices are written to `beam-<hash>.json` in the kernel cache directory. The hash covers the
 kernel's unoptimized source, the device and the codegen settings, so later runs and other processes skip
 the search.
@@ -32,11 +33,17 @@ from minigrad.lazy import LazyNode
 
 UPCAST_FACTORS = (1, 2, 4, 8, 16, 32)
 MAX_TILE = 256  # the product of all upcast factors: more accumulators than this cannot stay in registers
-CHOICES = ("order", "parallel_dims", "upcast")  # the LoopNest fields a search may change
+CONFIRM_MARGIN = 0.05  # a searched nest replaces the heuristic one only when at least 5% faster
+
+
+_chosen: dict[tuple, Program] = {}  # (device, ast, settings) -> the program of the winning nest
 
 
 def program_for(ast: Any, backend: Backend, outputs: list[LazyNode], buffers: list[Buffer]) -> Program:
     """The program for `ast`, rendered with the best nest found (or remembered) for it."""
+    key = (backend.name, ast, codegen_settings())
+    if key in _chosen:
+        return _chosen[key]
     plain = backend.get_program(ast)
     if backend.language is None:  # a backend without generated code (NUMPY): nothing to search
         return plain
@@ -44,7 +51,8 @@ def program_for(ast: Any, backend: Backend, outputs: list[LazyNode], buffers: li
     if nest is None:
         nest = _search(ast, backend, plain, buffers, len(outputs), width=getenv("BEAM"))
         _remember(ast, backend, nest)
-    return backend.get_program(ast, nest)
+    _chosen[key] = backend.get_program(ast, nest)
+    return _chosen[key]
 
 
 def _heuristic(ast: Any, backend: Backend) -> LoopNest:
@@ -109,7 +117,19 @@ def _search(
             )
         if beam[0][0] >= beam_before:
             break
-    return beam[0][1]
+    return _confirmed(backend, ast, start, beam[0][1], copies, n_outputs)
+
+
+def _confirmed(backend: Backend, ast: Any, start: LoopNest, best: LoopNest, buffers: list, n_outputs: int):
+    """The winner only if it still beats the heuristic nest by CONFIRM_MARGIN when both are timed again,
+    in turns (one noisy measurement must not replace a good heuristic choice)."""
+    if best is start:
+        return start
+    times: dict[int, list[float]] = {0: [], 1: []}
+    for _ in range(3):
+        for i, nest in enumerate((start, best)):
+            times[i].append(_run(backend, ast, nest, buffers, n_outputs)[1])
+    return best if min(times[1]) < (1 - CONFIRM_MARGIN) * min(times[0]) else start
 
 
 def _run(backend: Backend, ast: Any, nest: LoopNest, buffers: list[Buffer], n_outputs: int):
