@@ -393,6 +393,7 @@ def main() -> None:
     parser.add_argument("--device", default="CPU")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test, as in CI)")
+    parser.add_argument("--only", default="", help="run only the rows whose name contains this text")
     args = parser.parse_args()
     q = args.quick
     global TORCH_DEVICE
@@ -430,7 +431,7 @@ def main() -> None:
         + "".join(f"{'vs ' + c:>12s}" for c in columns)
         + f"{'minigrad rate':>17s} {'of hw':>6s}"
     )
-    for name, (fns, work, unit) in rows:
+    for name, (fns, work, unit) in [r for r in rows if args.only in r[0]]:
         fns = {k: synchronized(fn, k, args.device) for k, fn in fns.items()}
         slow = "matmul 2048" in name or "conv" in name or "cold" in name
         times = interleaved(

@@ -273,9 +273,42 @@ def test_panel_matmul_derivatives_are_the_plain_ones():
     import minigrad
 
     rng = np.random.default_rng(1)
-    a, b = rng.standard_normal((512, 512)).astype(np.float32), rng.standard_normal((512, 512)).astype(np.float32)
-    va, vb = rng.standard_normal((512, 512)).astype(np.float32), rng.standard_normal((512, 512)).astype(np.float32)
+    a, b = (
+        rng.standard_normal((512, 512)).astype(np.float32),
+        rng.standard_normal((512, 512)).astype(np.float32),
+    )
+    va, vb = (
+        rng.standard_normal((512, 512)).astype(np.float32),
+        rng.standard_normal((512, 512)).astype(np.float32),
+    )
     x, w = Tensor(a, device="CPU"), Tensor(b, device="CPU")
-    _, tangent = minigrad.jvp(lambda p, q: p @ q, (x, w), (Tensor(va, device="CPU"), Tensor(vb, device="CPU")))
+    _, tangent = minigrad.jvp(
+        lambda p, q: p @ q, (x, w), (Tensor(va, device="CPU"), Tensor(vb, device="CPU"))
+    )
     np.testing.assert_allclose(tangent.numpy(), va @ b + a @ vb, rtol=1e-3, atol=1e-2)
     assert any(n.op.name == "FUNCTION" for n in minigrad.lazy.toposort([(x @ w).lazydata]))
+
+
+def test_conv_backward_tiles_match_untiled_kernels():
+    """GATHER_TILE (div/mod gathers share their index over 8 loads) and SECOND_TILE (a second tiled dim when
+    only one is broadcast): a conv's backward kernels take them, and the results are the same without."""
+    from minigrad.codegen.cstyle import C_LANGUAGE, heuristic_nest
+    from minigrad.engine.schedule import create_schedule
+
+    rng = np.random.default_rng(0)
+    xv, wv = rng.standard_normal((2, 16, 12, 12)).astype(np.float32), rng.standard_normal((16, 16, 3, 3))
+    results = {}
+    for flags in ({}, {"GATHER_TILE": 0, "SECOND_TILE": 0}):
+        with Context(**flags):
+            x = Tensor(xv, device="CPU", requires_grad=True)
+            w = Tensor(wv.astype(np.float32), device="CPU", requires_grad=True)
+            x.conv2d(w, padding=1).sum().backward()
+            nests = [
+                heuristic_nest(i.ast, C_LANGUAGE) for i in create_schedule([x.grad.lazydata, w.grad.lazydata])
+                if i.ast.op.name == "STORE"
+            ]
+            results[str(flags)] = [x.grad.numpy(), w.grad.numpy()], [len(n.upcast) for n in nests]
+    (tiled, tiled_counts), (plain, plain_counts) = results.values()
+    assert sum(tiled_counts) > sum(plain_counts), (tiled_counts, plain_counts)
+    for a, b in zip(tiled, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

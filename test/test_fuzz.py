@@ -95,6 +95,8 @@ def test_random_graph_matches_numpy(seed):
         "THREADS": int(rng.integers(0, 2)),
         "UPCAST": int(rng.integers(0, 2)),
         "GROUP": int(rng.integers(0, 2)),
+        "GATHER_TILE": int(rng.integers(0, 2)),
+        "SECOND_TILE": int(rng.integers(0, 2)),
         "VECTORIZE": int(rng.integers(0, 2)),
         "NOOPT": int(rng.random() < 0.3),
     }

@@ -94,7 +94,7 @@ def upcast(ast: AstNode, nest: LoopNest) -> LoopNest:
     if not getenv("UPCAST", 1) or not nest.reduce_axes or nest.group:
         return nest
     if prod(nest.full_shape[d] for d in nest.reduce_axes) < 8:
-        return nest
+        return _share_gather_index(ast, nest)
     accesses = _real_strides(ast, nest, (Op.LOAD,))
     strides = [s for _, s in accesses]
     global_dims = [d for d in nest.order if d not in nest.reduce_axes]
@@ -115,6 +115,10 @@ def upcast(ast: AstNode, nest: LoopNest) -> LoopNest:
         vector_loads = [s for s in strides if s[vector_dim] == 1]
         others = [d for d in reversed(reused[:-1]) if any(s[d] == 0 for s in vector_loads)] or reused[-2:-1]
         plan = [(vector_dim, REUSE_FACTORS[0])] + [(d, REUSE_FACTORS[1]) for d in others[:1]]
+        if not others and getenv("SECOND_TILE", 1):  # one broadcast dim (a weight gradient with a constant
+            # upstream gradient): 8 rows of a dim the loads move along give 8 independent add chains
+            moving = [d for d in global_dims if d != vector_dim and any(s[d] for s in strides)]
+            plan += [(d, ROWS_FACTOR) for d in moving if nest.full_shape[d] % ROWS_FACTOR == 0][-1:]
         if others:  # values broadcast along the vector dim but consecutive along the other (x.T @ g)
             other = others[0]
             nest.scalar_buffers = {b for b, s in accesses if s[vector_dim] == 0 and s[other] == 1}
@@ -133,6 +137,24 @@ def upcast(ast: AstNode, nest: LoopNest) -> LoopNest:
         vector_loads = [s for s in strides if s[reused[-1]] == 1]
         panels = [d for d in global_dims if d not in nest.upcast and any(s[d] != 0 for s in vector_loads)]
         nest.order = panels + [d for d in nest.order if d not in panels]
+    return nest
+
+
+def _share_gather_index(ast: AstNode, nest: LoopNest) -> LoopNest:
+    """A kernel that gathers through div/mod indices (the backward of a pool or a padded conv): tile a dim
+    every access moves along affinely, so the div/mod is computed once for 8 loads (GATHER_TILE=0: off)."""
+    accesses = _real_strides(ast, nest, (Op.LOAD, Op.STORE))
+    if not getenv("GATHER_TILE", 1) or all(None not in s for _, s in accesses):
+        return nest
+    inner = nest.order[-1] if nest.order else None
+    affine = [
+        d
+        for d in nest.order
+        if d not in nest.reduce_axes and d != inner and all(s[d] is not None for _, s in accesses)
+    ]
+    fits = [d for d in affine if nest.full_shape[d] % ROWS_FACTOR == 0 and nest.full_shape[d] > ROWS_FACTOR]
+    if fits:
+        nest.upcast[fits[-1]] = ROWS_FACTOR
     return nest
 
 
