@@ -304,7 +304,8 @@ def test_conv_backward_tiles_match_untiled_kernels():
             w = Tensor(wv.astype(np.float32), device="CPU", requires_grad=True)
             x.conv2d(w, padding=1).sum().backward()
             nests = [
-                heuristic_nest(i.ast, C_LANGUAGE) for i in create_schedule([x.grad.lazydata, w.grad.lazydata])
+                heuristic_nest(i.ast, C_LANGUAGE)
+                for i in create_schedule([x.grad.lazydata, w.grad.lazydata])
                 if i.ast.op.name == "STORE"
             ]
             results[str(flags)] = [x.grad.numpy(), w.grad.numpy()], [len(n.upcast) for n in nests]
@@ -312,3 +313,23 @@ def test_conv_backward_tiles_match_untiled_kernels():
     assert sum(tiled_counts) > sum(plain_counts), (tiled_counts, plain_counts)
     for a, b in zip(tiled, plain):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_stream_lanes_match_the_row_tiled_reduce():
+    """STREAM_LANES: a reduce with nothing to reuse takes 32 lanes on one row; off, 8 lanes on 2 rows."""
+    from minigrad.codegen.cstyle import C_LANGUAGE, heuristic_nest
+    from minigrad.engine.schedule import create_schedule
+
+    x = np.random.default_rng(0).standard_normal((64, 256)).astype(np.float32)
+    results = []
+    for flag in (1, 0):
+        with Context(STREAM_LANES=flag):
+            t = Tensor(x, device="CPU")
+            (item,) = create_schedule([t.sum(1).lazydata])[-1:]
+            results.append(
+                (heuristic_nest(item.ast, C_LANGUAGE).upcast, t.sum(1).numpy(), t.softmax(-1).numpy())
+            )
+    assert results[0][0] == {1: 32} and results[1][0] == {1: 8, 0: 2}
+    for a, b in zip(results[0][1:], results[1][1:]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(results[0][1], x.sum(1), rtol=1e-5, atol=1e-4)

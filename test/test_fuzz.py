@@ -97,6 +97,7 @@ def test_random_graph_matches_numpy(seed):
         "GROUP": int(rng.integers(0, 2)),
         "GATHER_TILE": int(rng.integers(0, 2)),
         "SECOND_TILE": int(rng.integers(0, 2)),
+        "STREAM_LANES": int(rng.integers(0, 2)),
         "VECTORIZE": int(rng.integers(0, 2)),
         "NOOPT": int(rng.random() < 0.3),
     }
