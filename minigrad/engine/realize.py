@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from minigrad.device import Buffer, Device
-from minigrad.engine import search
+from minigrad.engine import graph, search
 from minigrad.engine.schedule import ScheduleItem, create_schedule
 from minigrad.helpers import GlobalCounters, getenv, prod
 from minigrad.lazy import LazyNode, toposort
@@ -52,6 +52,8 @@ def realize(nodes: list[LazyNode]) -> None:
     schedule = create_schedule(nodes)
     if getenv("DEBUG") >= 2:
         print_schedule(schedule)
+    if getenv("GRAPH"):
+        graph.write(nodes, schedule)
     _check_not_overwritten(schedule)
     kernels = [item for item in schedule if item.ast.op is Op.STORE and prod(item.outputs[0].shape) > 0]
     for device in {item.outputs[0].device for item in kernels}:  # new kernels compile on several threads
