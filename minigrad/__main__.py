@@ -1,4 +1,4 @@
-"""`python -m minigrad`: what this machine gives minigrad. `python -m minigrad --clear-cache` empties the cache.
+"""`python -m minigrad`: what this machine offers minigrad. `--clear-cache` empties the kernel cache.
 
 In: nothing (or --clear-cache). Out: a report on stdout: the version, each device with its compiler or the
 reason it does not open here (no compiler, no OpenCL platform, no GPU), the default device, and where the
