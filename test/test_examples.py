@@ -71,3 +71,21 @@ def test_ad_tour_prints_checkable_results():
     peaks = [float(p) for p in re.findall(r"peak +([\d.]+) MiB", out)]
     assert len(peaks) == 3 and max(peaks[1:]) < 0.6 * peaks[0], out
     assert out.count("gradients equal: True") == 3, out
+
+
+def test_walkthrough_prints_every_stage_in_order():
+    out = run_example("walkthrough.py", "--device", "CPU")
+    headings = re.findall(r"^=== (\d)\. ", out, flags=re.M)
+    assert headings == list("12345678"), out
+    for stage in (
+        "matmul(Tensor(3, 2))",
+        "REDUCE_SUM",
+        "buffer because: R1 requested",
+        "LOOP",
+        "void r_",
+        "***",
+    ):
+        assert stage in out, stage
+    assert "--- as OpenCL ---" in out or "ops_opencl: not shown" in out
+    assert "--- as CUDA ---" in out or "ops_cuda: not shown" in out
+    assert out.rstrip().endswith("match: True"), out
