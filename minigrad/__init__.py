@@ -1,6 +1,13 @@
 """minigrad: a small, lazy deep-learning compiler behind a PyTorch-like Tensor.
 
 Read the stages in order: ops.py, lazy.py + shape/, gradient.py, engine/schedule.py, codegen/, runtime/.
+
+    >>> from minigrad import Tensor
+    >>> x = Tensor([[1.0, -2.0], [3.0, 4.0]]); w = Tensor([[1.0], [1.0]], requires_grad=True)
+    >>> loss = (x @ w).relu().sum()     # a lazy graph: nothing has run
+    >>> _ = loss.backward()             # more lazy nodes: the gradient (backward returns loss)
+    >>> loss.item(), w.grad.numpy().ravel().tolist()   # asking for data compiles and runs kernels
+    (7.0, [3.0, 4.0])
 """
 
 from minigrad.device import Device

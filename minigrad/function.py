@@ -6,17 +6,22 @@ In: a subclass with `forward(ctx, *args, **kwargs)` (Tensor ops, run without rec
 Out: `MyOp.apply(*args)`, a Tensor whose lazy node is a FUNCTION view (ops.py). Its value is forward's
 result; its derivatives come from your methods, in backward(), gradient() and every transform.
 
-    class Exp(Function):
-        @staticmethod
-        def forward(ctx, x):
-            y = x.exp()
-            ctx.save_for_backward(y)
-            return y
-
-        @staticmethod
-        def backward(ctx, grad):
-            (y,) = ctx.saved_tensors
-            return grad * y
+    >>> from minigrad import Function, Tensor
+    >>> class Exp(Function):
+    ...     @staticmethod
+    ...     def forward(ctx, x):
+    ...         y = x.exp()
+    ...         ctx.save_for_backward(y)
+    ...         return y
+    ...
+    ...     @staticmethod
+    ...     def backward(ctx, grad):
+    ...         (y,) = ctx.saved_tensors
+    ...         return grad * y
+    >>> x = Tensor([0.0, 1.0], requires_grad=True)
+    >>> _ = Exp.apply(x).sum().backward()
+    >>> x.grad.numpy().round(4)
+    array([1.    , 2.7183], dtype=float32)
 
 Backward builds Tensor ops on `grad`, so its result can be differentiated again when those ops depend on
 the inputs (saved inputs keep their graph; values computed inside forward do not).

@@ -12,6 +12,13 @@ are realized like any other graph (fused with the forward pass) and can be diffe
 | jacrev, jacfwd, jacobian   | reverse / forward    | one walk per output element / per input element   |
 | checkpoint                 | reverse, recomputing | f runs again in the backward pass                 |
 
+    >>> from minigrad import Tensor, grad, jvp
+    >>> f = lambda x: (x * x * x).sum()
+    >>> grad(f)(Tensor([1.0, 2.0])).numpy()           # 3 x^2
+    array([ 3., 12.], dtype=float32)
+    >>> jvp(f, (Tensor([1.0, 2.0]),), (Tensor([1.0, 0.0]),))[1].item()
+    3.0
+
 Each transform differentiates with respect to fresh aliases of its arguments (`LazyNode.alias`), so a
 value that `f` also reaches another way (through a closure) is held constant, as in JAX.
 """
