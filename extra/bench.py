@@ -66,23 +66,35 @@ def median_time(fn, reps: int) -> float:
     return statistics.median(times)
 
 
-def interleaved(fns: dict, reps: int, seconds: float = 1.0) -> dict:
-    """Median seconds per framework, running the frameworks in turn within each repetition. Fast workloads
-    get more than `reps` repetitions (about `seconds` per framework, at most 200): on a noisy machine the
-    median of 7 samples of a 10 ms step still moves by 20% from run to run."""
-    warmup = []
-    for fn in fns.values():
+SETTLE_S = 0.2  # pause before each framework's turn (see interleaved)
+
+
+def interleaved(fns: dict, reps: int, seconds: float = 1.0, settle: bool = True) -> dict:
+    """Median seconds per call for each framework, the frameworks taking turns `reps` times. A fast workload
+    runs several calls a turn (about `seconds` per framework in all, at most 30 a turn): on a noisy machine
+    the median of 7 samples of a 10 ms step still moves by 20% from run to run.
+
+    With `settle`, each turn starts with a pause and one untimed call. Thread pools spin for a while after
+    their work (OpenBLAS about 0.1 s, OpenMP too) and take the cores from whatever runs next: right after
+    numpy's matmul, minigrad's 1024^2 matmul took 47-52 ms instead of 22, and torch's 30 instead of 13-17.
+    Each framework is so timed in its steady state, as in a training loop."""
+    per_call = {}
+    for name, fn in fns.items():
         fn()
         start = time.perf_counter()
         fn()
-        warmup.append(time.perf_counter() - start)
-    reps = max(reps, min(200, int(seconds / max(max(warmup), 1e-6))))
+        per_call[name] = time.perf_counter() - start
+    calls = {name: max(1, min(30, int(seconds / reps / max(t, 1e-6)))) for name, t in per_call.items()}
     times = {name: [] for name in fns}
     for _ in range(reps):
         for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+            if settle:
+                time.sleep(SETTLE_S)
+                fn()
+            for _ in range(calls[name]):
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -435,7 +447,10 @@ def main() -> None:
         fns = {k: synchronized(fn, k, args.device) for k, fn in fns.items()}
         slow = "matmul 2048" in name or "conv" in name or "cold" in name
         times = interleaved(
-            fns, max(2, args.reps // 2) if slow else args.reps, seconds=0 if "cold" in name else 1
+            fns,
+            max(2, args.reps // 2) if slow else args.reps,
+            seconds=0 if "cold" in name else 1,
+            settle="cold" not in name,  # a cold start is a new process each time
         )
         mine = times["minigrad"]
         cells = "".join(f"{times[c] * 1e3:12.2f}" if c in times else f"{'-':>12s}" for c in columns)
