@@ -69,6 +69,7 @@ class Tensor:
     _rng: ClassVar[np.random.Generator] = np.random.default_rng(0)
     # user tensors created with requires_grad=True, by id (a WeakSet would compare Tensors with ==)
     _grad_leaves: ClassVar[weakref.WeakValueDictionary] = weakref.WeakValueDictionary()
+    _backward_roots: ClassVar[weakref.WeakValueDictionary] = weakref.WeakValueDictionary()  # see optim.step
 
     def __init__(
         self,
@@ -435,6 +436,7 @@ class Tensor:
                 grad = leaf.lazydata.const_like(0.0)
             grad_tensor = Tensor._from_node(grad.detach(), requires_grad=False)
             leaf.grad = grad_tensor if leaf.grad is None else leaf.grad + grad_tensor
+        Tensor._backward_roots[id(self)] = self
         return self
 
     def _root_gradient(self, gradient: "Tensor | None") -> "Tensor":

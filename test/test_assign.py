@@ -73,3 +73,24 @@ def test_clone_keeps_the_old_value(device):
     old = w.clone().realize()
     w.assign(w * 2).realize()
     np.testing.assert_allclose(old.numpy(), [1.0, 2.0])
+
+
+def test_loss_read_after_step_is_the_loss_before_it(device):
+    """PyTorch's loop: backward(), step(), then loss.item(). step() computes the loss with the update."""
+    torch = pytest.importorskip("torch")
+    x_np = np.array([[1.0, 2.0], [3.0, -1.0]], dtype=np.float32)
+    w = Tensor([[0.5], [-0.5]], device=device, requires_grad=True)
+    opt = optim.SGD([w], lr=0.1)
+    tw = torch.tensor([[0.5], [-0.5]], requires_grad=True)
+    topt = torch.optim.SGD([tw], lr=0.1)
+    for _ in range(3):
+        loss = ((Tensor(x_np, device=device) @ w) ** 2).mean() + 0.1 * (w * w).sum()  # reads w directly
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        tloss = ((torch.from_numpy(x_np) @ tw) ** 2).mean() + 0.1 * (tw * tw).sum()
+        topt.zero_grad()
+        tloss.backward()
+        topt.step()
+        assert loss.item() == pytest.approx(tloss.item(), rel=1e-5)
+        np.testing.assert_allclose(w.numpy(), tw.detach().numpy(), rtol=1e-5)

@@ -57,7 +57,7 @@ def test_readme_commands_run(command, tmp_path):
 
 
 def test_readme_walks_through_the_whole_backend_file():
-    """"Write a backend": every excerpt is in ops_opencl.py verbatim, and every line of the file is shown."""
+    """ "Write a backend": every excerpt is in ops_opencl.py verbatim, and every line of the file is shown."""
     source = (ROOT / "minigrad" / "runtime" / "ops_opencl.py").read_text()
     excerpts = readme_blocks("py")
     for excerpt in excerpts:

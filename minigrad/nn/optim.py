@@ -27,8 +27,13 @@ class Optimizer:
             p.grad = None
 
     def step(self) -> None:
-        """Update every parameter that has a gradient; one realize for all of them."""
-        Tensor.realize(*self.schedule_step())
+        """Update every parameter that has a gradient; one realize for all of them. The tensors backward()
+        was called on since (the losses) are computed in the same realize, before the parameters change:
+        `loss.item()` after `step()` is then the loss that gave the gradients, as in PyTorch, even when the
+        loss reads a parameter directly (an L2 term). Without this it would need the overwritten values."""
+        losses = list(Tensor._backward_roots.values())
+        Tensor._backward_roots.clear()
+        Tensor.realize(*losses, *self.schedule_step())
 
     def schedule_step(self) -> list[Tensor]:
         """The lazy update (assigns) of every parameter and buffer, not yet realized."""
