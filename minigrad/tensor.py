@@ -1277,9 +1277,14 @@ class Tensor:
         (m, k), n = self.shape, w.shape[1]
         x, w_ = self.lazydata.detach(), w.lazydata.detach()  # derivatives: the plain matmul's (_MatmulRule)
         panels = w_.reshape((k, n // PANEL, PANEL)).permute((1, 0, 2)).contiguous()
-        x = x.reshape((m, 1, k, 1)).expand((m, n // PANEL, k, PANEL))
-        product = x.alu(Op.MUL, panels.reshape((1, n // PANEL, k, PANEL)).expand((m, n // PANEL, k, PANEL)))
-        out = product.reduce(Op.REDUCE_SUM, (2,)).reshape((m, n))
+        rows = m + (-m % ROW_TILE if getenv("PAD_ROWS", 1) else 0)  # whole 6-row tiles (codegen/opt.py)
+        if rows != m:  # zero rows in a copy of x, so the kernel's loads need no bounds checks
+            x = x.pad(((0, rows - m), (0, 0))).contiguous()
+        x = x.reshape((rows, 1, k, 1)).expand((rows, n // PANEL, k, PANEL))
+        product = x.alu(
+            Op.MUL, panels.reshape((1, n // PANEL, k, PANEL)).expand((rows, n // PANEL, k, PANEL))
+        )
+        out = product.reduce(Op.REDUCE_SUM, (2,)).reshape((rows, n)).shrink(((0, m), (0, n)))
         return self._wrap(out.custom_rule((self.lazydata, w.lazydata), _MatmulRule(self, w)), self, w)
 
     def linear(self, weight: "Tensor", bias: "Tensor | None" = None) -> "Tensor":
@@ -1525,6 +1530,7 @@ class _MatmulRule:
 
 
 PANEL = 16  # columns per panel in _panel_matmul: one tile row of the CPU matmul (two AVX2 registers)
+ROW_TILE = 6  # _panel_matmul pads the rows of x to a multiple of this: the CPU tile is 6 rows x 16 columns
 PANEL_MIN = 512  # _panel_matmul for matmuls whose every dim is at least this (below, the copy costs more)
 
 

@@ -252,7 +252,7 @@ def test_panel_matmul_matches_the_plain_one_forward_and_backward():
     )
     assert _packs(a.shape, b.shape)
     results = {}
-    for flags in ({}, {"PACK_MATMUL": 0}, {"PANEL_OUTER": 0}):
+    for flags in ({}, {"PACK_MATMUL": 0}, {"PANEL_OUTER": 0}, {"SIX_ROWS": 0}, {"PAD_ROWS": 0}):
         with Context(**flags):
             x, w = Tensor(a, device="CPU"), Tensor(b, device="CPU")
             packed = x @ w  # no gradient needed: packed
@@ -260,8 +260,9 @@ def test_panel_matmul_matches_the_plain_one_forward_and_backward():
             out = x @ w
             (out * out).mean().backward()
             results[str(flags)] = [packed.numpy(), out.numpy(), x.grad.numpy(), w.grad.numpy()]
-    assert "(1, 33, 520, 16)" in str([n.shape for n in toposort([(Tensor(a) @ Tensor(b)).lazydata])])
-    for other in ("{'PACK_MATMUL': 0}", "{'PANEL_OUTER': 0}"):
+    shapes = str([n.shape for n in toposort([(Tensor(a) @ Tensor(b)).lazydata])])
+    assert "(1, 33, 520, 16)" in shapes and "(516, 520)" in shapes  # panels; rows padded to 6-row tiles
+    for other in ("{'PACK_MATMUL': 0}", "{'PANEL_OUTER': 0}", "{'SIX_ROWS': 0}", "{'PAD_ROWS': 0}"):
         for packed, plain in zip(results["{}"], results[other]):
             np.testing.assert_allclose(packed, plain, rtol=1e-4, atol=1e-5)
     results[1] = results["{}"]

@@ -6,8 +6,8 @@ same values faster. Each optimization is one small function with its own off swi
     strides (through stacked views). Two forms:
     outer product: loads walk a global dim contiguously (`x @ W`). Of the global dims along which an input
       is broadcast, the innermost is computed 16 outputs at a time, and a dim along which the operand
-      loaded along that one is broadcast (the rows of `x @ W`) 8 at a time, so each loaded value feeds
-      several accumulators (128 multiply-adds per 24 loads instead of 1 per 2). Without such a dim (a row
+      loaded along that one is broadcast (the rows of `x @ W`) 6 at a time (8 where 6 does not divide), so
+      each loaded value feeds several accumulators (96 multiply-adds per 22 loads instead of 1 per 2). Without such a dim (a row
       sum over a strided axis) 8 rows run at once. A broadcast dim no larger than its factor (10 classes,
       the 16 columns of a matmul panel) is tiled whole: `h @ W3`, 128x512x10, went 128 -> 46 us. Big
       matmuls read W as contiguous panels of 16 columns (tensor.py `_panel_matmul`): the 16x8 tile then
@@ -29,8 +29,11 @@ same values faster. Each optimization is one small function with its own off swi
     whose loads gather through div/mod indices (the col2im sums of a padded conv's backward) tiles a dim
     that every access moves along affinely by 8 instead (GATHER_TILE=0 turns off), so each div/mod feeds 8
     loads: 11 -> 4 ms and 4.6 -> 2.2 ms.
-    Tuned on the 2-core AVX2 machine (16 ymm registers: the 16x8 tile spills a little; 8x8 and 16x4 were
-    no faster). The reduce loop is not blocked for the cache yet.
+    Tuned on the 2-core AVX2 machine (16 ymm registers): a 16x6 tile keeps its 12 accumulators, 2 loaded
+    vectors and a broadcast in registers, where 16x8 spills 3 accumulators to the stack every step (a panel
+    matmul 1008x1024x1024: 22.5 -> 15.8 ms; 16x4 and 8x8 had too few accumulators to hide the FMA
+    latency). _panel_matmul pads its rows to a multiple of 6 for this. The reduce loop is not blocked for
+    the cache yet.
   - reorder (REORDER=0 turns off): in kernels without a reduce, the global dim walked with stride 1 by
     most accesses goes innermost (`a.T * 2 + b.T` on 4096^2: 146 -> 65 ms).
   - parallel (THREADS=0 turns off): run the outermost global loop on several threads.
@@ -53,6 +56,7 @@ from minigrad.helpers import getenv, prod
 from minigrad.ops import AstNode, Op
 
 PARALLEL_MIN_WORK = 1 << 15  # below this many inner iterations, starting threads costs more than it saves
+SIX_ROWS = 6  # the rows of the tile when they divide the dim (_rows_factor)
 REUSE_FACTORS = (16, 8)  # dims where inputs are broadcast, innermost first (16 floats: two AVX2 registers)
 SCALAR_ROWS_FACTOR = 4  # with scalar loads each value takes a register of its own: 16x4 does not spill
 ROWS_FACTOR = 8  # otherwise: 8 independent accumulators hide the latency of the serial adds
@@ -124,7 +128,7 @@ def upcast(ast: AstNode, nest: LoopNest) -> LoopNest:
         vector_dim = reused[-1]
         vector_loads = [s for s in strides if s[vector_dim] == 1]
         others = [d for d in reversed(reused[:-1]) if any(s[d] == 0 for s in vector_loads)] or reused[-2:-1]
-        plan = [(vector_dim, REUSE_FACTORS[0])] + [(d, REUSE_FACTORS[1]) for d in others[:1]]
+        plan = [(vector_dim, REUSE_FACTORS[0])] + [(d, _rows_factor(nest.full_shape[d])) for d in others[:1]]
         if not others and getenv("SECOND_TILE", 1):  # one broadcast dim (a weight gradient with a constant
             # upstream gradient): 8 rows of a dim the loads move along give 8 independent add chains
             moving = [d for d in global_dims if d != vector_dim and any(s[d] for s in strides)]
@@ -166,6 +170,13 @@ def _share_gather_index(ast: AstNode, nest: LoopNest) -> LoopNest:
     if fits:
         nest.upcast[fits[-1]] = ROWS_FACTOR
     return nest
+
+
+def _rows_factor(size: int) -> int:
+    """Rows of the outer-product tile: 6 where they divide the dim (12 accumulators + 2 + 1 registers fit in
+    16; 8 rows spill 3 accumulators to the stack each step: 1008x1024x1024 went 22.5 -> 15.8 ms), else 8.
+    SIX_ROWS=0 turns the 6 off."""
+    return SIX_ROWS if size % SIX_ROWS == 0 and getenv("SIX_ROWS", 1) else REUSE_FACTORS[1]
 
 
 def parallelize(ast: AstNode, nest: LoopNest) -> LoopNest:
