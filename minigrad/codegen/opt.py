@@ -8,9 +8,10 @@ same values faster. Each optimization is one small function with its own off swi
       is broadcast, the innermost is computed 16 outputs at a time, and a dim along which the operand
       loaded along that one is broadcast (the rows of `x @ W`) 6 at a time (8 where 6 does not divide), so
       each loaded value feeds several accumulators (96 multiply-adds per 22 loads instead of 1 per 2).
-      Without such a dim (a row sum over a strided axis) 8 rows run at once. A broadcast dim no larger than its factor (10 classes,
-      the 16 columns of a matmul panel) is tiled whole: `h @ W3`, 128x512x10, went 128 -> 46 us. Big
-      matmuls read W as contiguous panels of 16 columns (tensor.py `_panel_matmul`): the 16x8 tile then
+      Without such a dim (a row sum over a strided axis) 8 rows run at once. A broadcast dim no larger
+      than its factor (10 classes, the 16 columns of a matmul panel) is tiled whole: `h @ W3`, 128x512x10,
+      went 128 -> 46 us. Big matmuls read W as contiguous panels of 16 columns (tensor.py
+      `_panel_matmul`): the 16-column tile then
       streams one panel, 2048^2 went 1000 -> 230 ms; with the panel dim outermost (PANEL_OUTER=0 turns
       that off) each thread keeps its panel in cache while it sweeps the rows: 216 -> 174 ms.
     dot product: loads walk the reduce dim contiguously (`g @ W.T`, row sums and maxes). The reduce is split
