@@ -1531,16 +1531,14 @@ class _MatmulRule:
 
 PANEL = 16  # columns per panel in _panel_matmul: one tile row of the CPU matmul (two AVX2 registers)
 ROW_TILE = 6  # _panel_matmul pads the rows of x to a multiple of this: the CPU tile is 6 rows x 16 columns
-PANEL_MIN = 512  # _panel_matmul when k and n are at least this, and m at least PANEL_MIN_ROWS (below, the
-PANEL_MIN_ROWS = 128  # copies cost more than they save: at the MLP's 128 rows they save 10% of its kernels)
+PANEL_MIN = 512  # _panel_matmul for matmuls whose every dim is at least this (below, the copy costs more)
 
 
 def _packs(x_shape: Shape, w_shape: Shape) -> bool:
-    """Is a matmul of these 2-D shapes big enough for _panel_matmul's copies to pay?"""
+    """Is a matmul of these 2-D shapes big enough for _panel_matmul's copy to pay (every dim >= 512)?"""
     return (
         len(x_shape) == len(w_shape) == 2
-        and x_shape[0] >= PANEL_MIN_ROWS
-        and min(w_shape) >= PANEL_MIN
+        and min(x_shape[0], *w_shape) >= PANEL_MIN
         and w_shape[1] % PANEL == 0
         and bool(getenv("PACK_MATMUL", 1))
     )
