@@ -14,12 +14,12 @@ from minigrad.device import Device, cache_dir
 
 def cache_report(clear: bool) -> str:
     files = [p for p in cache_dir().glob("*") if p.is_file()] if cache_dir().is_dir() else []
-    size = sum(p.stat().st_size for p in files)
+    size, count = sum(p.stat().st_size for p in files), f"{len(files)} file{'' if len(files) == 1 else 's'}"
     if clear:
         for p in files:
             p.unlink(missing_ok=True)
-        return f"kernel cache: {cache_dir()} cleared ({len(files)} files, {size / 2**20:.1f} MiB removed)"
-    return f"kernel cache: {cache_dir()} ({len(files)} files, {size / 2**20:.1f} MiB)"
+        return f"kernel cache: {cache_dir()} cleared ({count}, {size / 2**20:.1f} MiB removed)"
+    return f"kernel cache: {cache_dir()} ({count}, {size / 2**20:.1f} MiB)"
 
 
 def main(argv: list[str]) -> None:

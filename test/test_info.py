@@ -33,6 +33,6 @@ def test_clear_cache_empties_the_kernel_cache(tmp_path):
     cache = tmp_path / "minigrad"
     cache.mkdir()
     (cache / "a.bin").write_bytes(b"x" * 2048)
-    assert "(1 files" in info(cache=tmp_path)
-    assert "cleared (1 files" in info("--clear-cache", cache=tmp_path)
+    assert "(1 file," in info(cache=tmp_path)
+    assert "cleared (1 file," in info("--clear-cache", cache=tmp_path)
     assert list(cache.iterdir()) == []
