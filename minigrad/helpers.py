@@ -42,6 +42,10 @@ CODEGEN_SETTINGS = (
     "VECTORIZE",
     "FAST_MATH_C",
     "PANEL_OUTER",
+    "SECOND_TILE",
+    "GATHER_TILE",
+    "STREAM_LANES",
+    "SIX_ROWS",
 )
 
 

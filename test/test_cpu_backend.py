@@ -334,3 +334,18 @@ def test_stream_lanes_match_the_row_tiled_reduce():
     for a, b in zip(results[0][1:], results[1][1:]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(results[0][1], x.sum(1), rtol=1e-5, atol=1e-4)
+
+
+def test_every_codegen_switch_is_part_of_the_program_cache_key():
+    """A switch read in codegen/ changes the generated source, so compiled programs must be cached per
+    value (helpers.CODEGEN_SETTINGS): otherwise turning it off in a running process changes nothing."""
+    import pathlib
+    import re
+
+    from minigrad.helpers import CODEGEN_SETTINGS
+
+    code = "".join(
+        p.read_text() for p in (pathlib.Path(__file__).parent.parent / "minigrad" / "codegen").glob("*.py")
+    )
+    read = set(re.findall(r'getenv\("([A-Z_0-9]+)"', code)) - {"DEBUG"}
+    assert read <= set(CODEGEN_SETTINGS), sorted(read - set(CODEGEN_SETTINGS))
