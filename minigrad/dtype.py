@@ -11,8 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, eq=False)
 class DType:
+    """One instance per type (the attributes of `dtypes`), so `==` is identity and hashing is by id: graph
+    building compares dtypes on every op, and a dataclass's field-by-field `==` was 2-3% of an MLP step."""
+
     priority: int  # promotion order: the result of mixing two dtypes is the one with higher priority
     itemsize: int
     name: str
@@ -25,6 +28,12 @@ class DType:
 
     def __repr__(self) -> str:
         return f"dtypes.{self.name}"
+
+    def __lt__(self, other: "DType") -> bool:
+        return self.priority < other.priority
+
+    def __reduce__(self):  # copies and pickles stay the one instance
+        return getattr, (dtypes, self.name)
 
 
 class dtypes:
@@ -87,7 +96,7 @@ class dtypes:
     @staticmethod
     def promote(a: DType, b: DType) -> DType:
         """The dtype of a binary op on `a` and `b` (the wider of the two, floats above ints)."""
-        return max(a, b)
+        return a if a.priority >= b.priority else b
 
 
 def to_dtype(dtype) -> DType:

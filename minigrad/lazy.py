@@ -16,6 +16,7 @@ from its sources, and a leaf that has none reports `overwritten` instead of read
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 from minigrad.dtype import DType, dtypes
@@ -110,7 +111,12 @@ class LazyNode:
             bool(value) if dtype == dtypes.bool else (int(value) if dtypes.is_int(dtype) else float(value))
         )
         node = LazyNode(Op.CONST, (), value, dtype, device, ShapeTracker.from_shape(()))
-        return node.reshape((1,) * len(shape)).expand(shape) if shape else node
+        if not shape:
+            return node
+        ones, expanded = _broadcast_trackers(shape)  # node.reshape(ones).expand(shape), without the checks
+        return LazyNode(Op.RESHAPE, (node,), ones.shape, dtype, device, ones, node)._view(
+            Op.EXPAND, shape, expanded
+        )
 
     def const_like(self, value: Any, dtype: DType | None = None) -> "LazyNode":
         return LazyNode.const(value, dtype or self.dtype, self.device, self.shape)
@@ -239,6 +245,13 @@ class LazyNode:
         """Apply a movement op by its Op (used by the derivative rules)."""
         _check(op in MOVEMENT, lambda: f"{op} is not a movement op")
         return getattr(self, op.name.lower())(arg)
+
+
+@functools.lru_cache(maxsize=1024)
+def _broadcast_trackers(shape: tuple[int, ...]) -> tuple[ShapeTracker, ShapeTracker]:
+    """The views of a scalar reshaped to all-ones and expanded to `shape` (every constant has them)."""
+    ones = ShapeTracker.from_shape(()).reshape((1,) * len(shape))
+    return ones, ones.expand(shape)
 
 
 def inverse_permutation(order: tuple[int, ...]) -> tuple[int, ...]:

@@ -44,6 +44,8 @@ from minigrad.dtype import DType
 
 
 class Op(Enum):
+    __hash__ = object.__hash__  # by identity, in C: Enum's own hashes the name in Python, on every set lookup
+
     # unary
     EXP2 = auto()
     LOG2 = auto()

@@ -48,17 +48,14 @@ def _shape_args(shape: Sequence) -> Shape:
 
 def broadcast_shape(*shapes: Shape) -> Shape:
     """numpy's broadcasting rule; ValueError naming the shapes when they do not broadcast."""
+    if all(s == shapes[0] for s in shapes[1:]):
+        return tuple(shapes[0])
     ndim = max(len(s) for s in shapes)
     padded = [(1,) * (ndim - len(s)) + tuple(s) for s in shapes]
-    out = []
-    for sizes in zip(*padded):
-        non_one = {s for s in sizes if s != 1}
-        if len(non_one) > 1:
-            raise ValueError(
-                f"shapes {' and '.join(str(tuple(s)) for s in shapes)} cannot be broadcast together"
-            )
-        out.append(non_one.pop() if non_one else 1)
-    return tuple(out)
+    out = tuple(0 if 0 in sizes else max(sizes) for sizes in zip(*padded))  # a 0 only meets 0s and 1s
+    if any(size not in (1, o) for shape in padded for size, o in zip(shape, out)):
+        raise ValueError(f"shapes {' and '.join(str(tuple(s)) for s in shapes)} cannot be broadcast together")
+    return out
 
 
 class Tensor:
@@ -460,8 +457,8 @@ class Tensor:
     def _const(self, value: Scalar, dtype: DType | None = None) -> "Tensor":
         return Tensor._from_node(LazyNode.const(value, dtype or self.dtype, self.device, self.shape), False)
 
-    def _to_tensor(self, other: "Tensor | Scalar") -> "Tensor":
-        """A Python scalar becomes a constant of a dtype that keeps self's kind (like torch)."""
+    def _to_tensor(self, other: "Tensor | Scalar", shape: Shape = ()) -> "Tensor":
+        """A Python scalar becomes a constant (of `shape`) of a dtype that keeps self's kind (like torch)."""
         if isinstance(other, Tensor):
             return other
         if isinstance(other, np.ndarray):
@@ -475,11 +472,11 @@ class Tensor:
             dtype = dtypes.default_int
         else:
             dtype = self.dtype
-        return Tensor._from_node(LazyNode.const(other, dtype, self.device, ()), False)
+        return Tensor._from_node(LazyNode.const(other, dtype, self.device, shape), False)
 
     def _broadcasted(self, other: "Tensor | Scalar", reverse: bool = False) -> tuple["Tensor", "Tensor"]:
         """Both operands with one dtype and one shape, numpy-style."""
-        x, y = self, self._to_tensor(other)
+        x, y = self, self._to_tensor(other, self.shape)  # a scalar is made at self's shape
         if reverse:
             x, y = y, x
         if x.device != y.device:
@@ -547,12 +544,14 @@ class Tensor:
     def where(self, x: Operand, y: Operand) -> "Tensor":
         """`self ? x : y`, elementwise; self is a condition (cast to bool)."""
         if isinstance(x, Tensor):
-            x_t, y_t = x, x._to_tensor(y)
+            x_t, y_t = x, x._to_tensor(y, x.shape)
         elif isinstance(y, Tensor):
-            x_t, y_t = y._to_tensor(x), y
+            x_t, y_t = y._to_tensor(x, y.shape), y
         else:
             dtype = dtypes.promote(dtypes.from_py(x), dtypes.from_py(y))
-            x_t, y_t = (Tensor._from_node(LazyNode.const(v, dtype, self.device, ()), False) for v in (x, y))
+            x_t, y_t = (
+                Tensor._from_node(LazyNode.const(v, dtype, self.device, self.shape), False) for v in (x, y)
+            )
         x_t, y_t = x_t._broadcasted(y_t)
         shape = broadcast_shape(self.shape, x_t.shape)
         cond = self.bool()._broadcast_to(shape)
