@@ -218,8 +218,11 @@ def gradient(
     order = differentiable_graph(roots) if order is None else order
     leads_to_target = {id(t) for t in targets}
     for node in order:  # sources come first, so one pass finds every node above a target
-        if any(id(src) in leads_to_target for src in node.srcs) and node.op is not Op.DETACH:
-            leads_to_target.add(id(node))
+        if node.op is not Op.DETACH:
+            for src in node.srcs:
+                if id(src) in leads_to_target:
+                    leads_to_target.add(id(node))
+                    break
     grads: dict[int, LazyNode] = {}
     for root, root_grad in zip(roots, root_grads):
         grads[id(root)] = root_grad if id(root) not in grads else grads[id(root)].alu(Op.ADD, root_grad)

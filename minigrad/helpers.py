@@ -49,6 +49,7 @@ CODEGEN_SETTINGS = (
 )
 
 
+@functools.cache  # every kernel launch asks; Context clears it
 def codegen_settings() -> tuple:
     return tuple(getenv(name, -1) for name in CODEGEN_SETTINGS)
 
@@ -57,10 +58,12 @@ def codegen_settings() -> tuple:
 def Context(**values) -> Iterator[None]:
     """Temporarily override configuration: `with Context(DEBUG=2, NOOPT=1): ...`."""
     _overrides.append(values)
+    codegen_settings.cache_clear()
     try:
         yield
     finally:
         _overrides.pop()
+        codegen_settings.cache_clear()
 
 
 class GlobalCounters:

@@ -17,12 +17,17 @@ from its sources, and a leaf that has none reports `overwritten` instead of read
 from __future__ import annotations
 
 import functools
+import itertools
+import operator
 from typing import Any, Callable
 
 from minigrad.dtype import DType, dtypes
 from minigrad.helpers import argsort, prod
 from minigrad.ops import COMPARISON, ELEMENTWISE, MOVEMENT, REDUCE, Op
 from minigrad.shape.shapetracker import ShapeTracker
+
+_serials = itertools.count()
+_by_serial = operator.attrgetter("serial")
 
 
 def _check(condition: bool, message: Callable[[], str]) -> None:
@@ -45,6 +50,7 @@ class LazyNode:
         "_base",
         "_buffer",
         "_version",
+        "serial",
         "__weakref__",
     )
 
@@ -63,6 +69,7 @@ class LazyNode:
         self.shape: tuple[int, ...] = st.shape  # the view's shape (read very often while building graphs)
         self._base = base  # None for a base node (storing self would make a reference cycle)
         self._buffer, self._version = None, 0  # a device Buffer once computed (base nodes only)
+        self.serial = next(_serials)  # creation order: sources always come first (toposort)
 
     def __repr__(self) -> str:
         return f"<LazyNode {self.op.name} {self.shape} {self.dtype.name} {self.device}>"
@@ -125,14 +132,12 @@ class LazyNode:
 
     def alu(self, op: Op, *others: "LazyNode") -> "LazyNode":
         """An elementwise op on nodes of one shape (tensor.py broadcasts before calling this)."""
-        _check(
-            op in ELEMENTWISE and op is not Op.CAST,
-            lambda: f"{op} is not an elementwise op (CAST has cast())",
-        )
         srcs = (self,) + others
-        _check(
-            all(s.shape == self.shape for s in srcs), lambda: f"{op}: shapes differ {[s.shape for s in srcs]}"
-        )
+        if op not in ELEMENTWISE or op is Op.CAST:
+            raise ValueError(f"{op} is not an elementwise op (CAST has cast())")
+        for src in others:  # a plain loop, not _check: this runs for every op of every training step
+            if src.shape != self.shape:
+                raise ValueError(f"{op}: shapes differ {[s.shape for s in srcs]}")
         if op in COMPARISON:
             dtype = dtypes.bool
         elif op is Op.WHERE:
@@ -261,20 +266,15 @@ def inverse_permutation(order: tuple[int, ...]) -> tuple[int, ...]:
 def toposort(roots: list[LazyNode], stop=lambda node: False) -> list[LazyNode]:
     """Every node reachable from `roots` (not expanding nodes where `stop(node)`), sources first.
 
-    Iterative, so a chain of 10,000 ops does not hit Python's recursion limit.
+    Nodes are numbered as they are created, and a node's sources always exist before it, so sorting the
+    reachable nodes by that number is a topological order (iterative: no recursion limit on long chains).
     """
-    order: list[LazyNode] = []
-    visited: set[int] = set()
-    stack: list[tuple[LazyNode, bool]] = [(r, False) for r in reversed(roots)]
+    seen: dict[int, LazyNode] = {}
+    stack = list(roots)
     while stack:
-        node, children_done = stack.pop()
-        if children_done:
-            order.append(node)
-            continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
-        if not stop(node):
-            stack.extend((src, False) for src in reversed(node.srcs) if id(src) not in visited)
-    return order
+        node = stack.pop()
+        if id(node) not in seen:
+            seen[id(node)] = node
+            if not stop(node):
+                stack.extend(node.srcs)
+    return sorted(seen.values(), key=_by_serial)

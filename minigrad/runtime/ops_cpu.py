@@ -105,7 +105,9 @@ class CpuProgram(Program):
 
     def __call__(self, *buffers, global_size=(1,), local_size=(1,), vals=(), wait=False):
         start = time.perf_counter()
-        self.function(*[ctypes.c_void_p(b.ctypes.data) for b in buffers])
+        self.function(
+            *[ctypes.byref(ctypes.c_char.from_buffer(b)) for b in buffers]
+        )  # 3x faster than .ctypes
         return time.perf_counter() - start
 
 
