@@ -357,7 +357,11 @@ def _kernel_for(node: LazyNode, planner: _KernelPlanner) -> ScheduleItem:
     st = ShapeTracker.from_shape(node.shape)
     value = builder.value(node, st)
     store = _fit_to_reduce(AstNode(Op.STORE, (value,), (0, st), node.dtype))
+    store = _KERNELS.setdefault(store, store)  # one object per distinct kernel: cache lookups by identity
     return ScheduleItem(store, (node,), tuple(builder.inputs), reason)
+
+
+_KERNELS: dict[AstNode, AstNode] = {}
 
 
 def _reads_before_writes(schedule: list[ScheduleItem]) -> list[ScheduleItem]:
@@ -411,25 +415,23 @@ def _signature(targets: list[LazyNode]) -> tuple[list[LazyNode], tuple]:
     hashable description of the graph in terms of those numbers (see the module docstring)."""
     nodes: list[LazyNode] = []
     number: dict[int, int] = {}
-    entries: list[tuple] = []
     stack = [t.base for t in reversed(targets)]
-    while stack:
+    while stack:  # number the nodes first: a node's entry needs its sources' numbers
         node = stack.pop()
-        if id(node) in number:
-            continue
-        number[id(node)] = len(nodes)
-        nodes.append(node)
+        if id(node) not in number:
+            number[id(node)] = len(nodes)
+            nodes.append(node)
+            if not _is_leaf(node):
+                stack.extend([src.base for src in reversed(node.srcs)])
+    entries = []
+    for node in nodes:
         if _is_leaf(node):
             value = repr(node.arg) if node.op is Op.CONST else None  # repr: -0.0 and nan keep their identity
             entries.append(("leaf", value, node.dtype, node.device, node.shape))
-            continue
-        entries.append(node)  # described once its sources are numbered
-        stack.extend(src.base for src in reversed(node.srcs))
-    for i, entry in enumerate(entries):
-        if isinstance(entry, LazyNode):
-            arg = None if entry.op is Op.BUFFER else entry.arg  # host data is not part of the plan
-            srcs = tuple((number[id(src.base)], src.st) for src in entry.srcs)
-            entries[i] = (entry.op, arg, entry.dtype, entry.device, entry.shape, srcs)
+        else:
+            arg = None if node.op is Op.BUFFER else node.arg  # host data is not part of the plan
+            srcs = tuple([(number[id(src.base)], src.st) for src in node.srcs])
+            entries.append((node.op, arg, node.dtype, node.device, node.shape, srcs))
     settings = (getenv("SPLIT_BROADCAST", 1), getenv("SPLIT_RECOMPUTE", 1))  # the planner's switches
     return nodes, (tuple(entries), tuple(number[id(t.base)] for t in targets), settings)
 

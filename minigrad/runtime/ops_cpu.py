@@ -105,9 +105,7 @@ class CpuProgram(Program):
 
     def __call__(self, *buffers, global_size=(1,), local_size=(1,), vals=(), wait=False):
         start = time.perf_counter()
-        self.function(
-            *[ctypes.byref(ctypes.c_char.from_buffer(b)) for b in buffers]
-        )  # 3x faster than .ctypes
+        self.function(*[ctypes.byref(ctypes.c_char.from_buffer(b)) for b in buffers])  # 3x b.ctypes.data
         return time.perf_counter() - start
 
 

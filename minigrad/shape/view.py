@@ -60,6 +60,12 @@ class View:
     mask: Mask
     contiguous: bool
 
+    def __post_init__(self) -> None:  # hashed on every reshape (its lru_cache) and schedule signature
+        object.__setattr__(self, "_hash", hash((self.shape, self.strides, self.offset, self.mask)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
     @staticmethod
     def create(
         shape: tuple[int, ...], strides: tuple[int, ...] | None = None, offset: int = 0, mask: Mask = None
