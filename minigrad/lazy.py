@@ -6,6 +6,7 @@ In: primitive ops applied by tensor.py (and by the autograd rules). Out: `LazyNo
 Movement ops never copy: a movement node is a *view* of a *base* node, described by a ShapeTracker
 (`node.st`) over the base's buffer; `node.base` is the last non-movement node above it. The scheduler
 only ever makes buffers for base nodes. DETACH is an identity view too; it only stops the gradient walk.
+A CONST is the one base whose own ShapeTracker is not contiguous: it views a single element at its shape.
 
 A base node gets a device buffer (`node.realized`) when the engine runs it; from then on the scheduler
 treats it as a leaf, while autograd can still walk through it to its sources. An ASSIGN writes into its
@@ -113,17 +114,13 @@ class LazyNode:
 
     @staticmethod
     def const(value: Any, dtype: DType, device: str, shape: tuple[int, ...] = ()) -> "LazyNode":
-        """A scalar broadcast to `shape` by views: no memory, inlined into every kernel that reads it."""
+        """A scalar seen at `shape`: no memory, inlined into every kernel that reads it. One node, a leaf
+        whose view broadcasts a single element (zero strides), not a scalar and two views: an MLP step
+        builds some twenty constants, and each node costs on every pass over the graph."""
         value = (
             bool(value) if dtype == dtypes.bool else (int(value) if dtypes.is_int(dtype) else float(value))
         )
-        node = LazyNode(Op.CONST, (), value, dtype, device, ShapeTracker.from_shape(()))
-        if not shape:
-            return node
-        ones, expanded = _broadcast_trackers(shape)  # node.reshape(ones).expand(shape), without the checks
-        return LazyNode(Op.RESHAPE, (node,), ones.shape, dtype, device, ones, node)._view(
-            Op.EXPAND, shape, expanded
-        )
+        return LazyNode(Op.CONST, (), value, dtype, device, _broadcast_tracker(shape))
 
     def const_like(self, value: Any, dtype: DType | None = None) -> "LazyNode":
         return LazyNode.const(value, dtype or self.dtype, self.device, self.shape)
@@ -253,10 +250,9 @@ class LazyNode:
 
 
 @functools.lru_cache(maxsize=1024)
-def _broadcast_trackers(shape: tuple[int, ...]) -> tuple[ShapeTracker, ShapeTracker]:
-    """The views of a scalar reshaped to all-ones and expanded to `shape` (every constant has them)."""
-    ones = ShapeTracker.from_shape(()).reshape((1,) * len(shape))
-    return ones, ones.expand(shape)
+def _broadcast_tracker(shape: tuple[int, ...]) -> ShapeTracker:
+    """A view of one element at `shape`: reshaped to all ones, then expanded."""
+    return ShapeTracker.from_shape(()).reshape((1,) * len(shape)).expand(shape)
 
 
 def inverse_permutation(order: tuple[int, ...]) -> tuple[int, ...]:

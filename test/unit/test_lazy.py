@@ -38,7 +38,8 @@ def test_detach_is_an_identity_view():
 
 def test_const_is_a_broadcast_scalar():
     c = LazyNode.const(2.0, dtypes.float32, "NUMPY", (3, 4))
-    assert c.shape == (3, 4) and c.base.op is Op.CONST and c.base.shape == ()
+    assert c.shape == (3, 4) and c.op is Op.CONST and not c.is_view and not c.srcs  # one node
+    assert c.st.real_strides() == (0, 0)  # every position reads the one element
 
 
 def test_comparisons_produce_bool():
