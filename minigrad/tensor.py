@@ -399,8 +399,13 @@ class Tensor:
 
     def _wrap(self, node: LazyNode, *parents: "Tensor") -> "Tensor":
         """A Tensor for the result of an op on `parents`, with requires_grad propagated."""
-        flags = [p.requires_grad for p in parents]
-        requires_grad = True if any(flags) else (None if None in flags else False)
+        requires_grad: bool | None = False
+        for parent in parents:  # True if any parent needs a gradient, else None if any is undecided
+            if parent._requires_grad:
+                requires_grad = True
+                break
+            if parent._requires_grad is None:
+                requires_grad = None
         if Tensor.no_grad and requires_grad:
             node, requires_grad = node.detach(), False
         return Tensor._from_node(node, requires_grad)
@@ -479,6 +484,9 @@ class Tensor:
         x, y = self, self._to_tensor(other, self.shape)  # a scalar is made at self's shape
         if reverse:
             x, y = y, x
+        a, b = x.lazydata, y.lazydata
+        if a.shape == b.shape and a.dtype is b.dtype and a.device == b.device:
+            return x, y  # the common case: nothing to cast or broadcast
         if x.device != y.device:
             raise RuntimeError(
                 f"operands are on different devices: {x.device} and {y.device}; use .to(device)"
