@@ -107,12 +107,12 @@ class AxisError(ValueError, IndexError):
 
 def normalize_axis(axis: int, ndim: int) -> int:
     """Turn a possibly negative axis into 0..ndim-1, raising AxisError for one out of range."""
-    if not -max(ndim, 1) <= axis < max(ndim, 1):
+    size = ndim or 1  # a 0-d tensor accepts axis 0 and -1, as numpy
+    if not -size <= axis < size:
         raise AxisError(
-            f"axis {axis} is out of range for a tensor with {ndim} dimensions "
-            f"(valid: {-max(ndim, 1)} to {max(ndim, 1) - 1})"
+            f"axis {axis} is out of range for a tensor with {ndim} dimensions (valid: {-size} to {size - 1})"
         )
-    return axis % max(ndim, 1)
+    return axis % size
 
 
 def map_leaves(obj: Any, fn: Callable, leaf: type, where: str) -> Any:

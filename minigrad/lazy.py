@@ -204,8 +204,10 @@ class LazyNode:
         return LazyNode(op, (self,), arg, self.dtype, self.device, st, self.base)
 
     def reshape(self, shape: tuple[int, ...]) -> "LazyNode":
+        if shape == self.shape:
+            return self
         _check(prod(shape) == prod(self.shape), lambda: f"cannot reshape {self.shape} to {shape}")
-        return self if shape == self.shape else self._view(Op.RESHAPE, shape, self.st.reshape(shape))
+        return self._view(Op.RESHAPE, shape, self.st.reshape(shape))
 
     def permute(self, order: tuple[int, ...]) -> "LazyNode":
         _check(
@@ -218,11 +220,13 @@ class LazyNode:
         )
 
     def expand(self, shape: tuple[int, ...]) -> "LazyNode":
+        if shape == self.shape:
+            return self
         _check(
             all(s == n or s == 1 for s, n in zip(self.shape, shape)),
             lambda: f"cannot expand {self.shape} to {shape}",
         )
-        return self if shape == self.shape else self._view(Op.EXPAND, shape, self.st.expand(shape))
+        return self._view(Op.EXPAND, shape, self.st.expand(shape))
 
     def pad(self, padding: tuple[tuple[int, int], ...]) -> "LazyNode":
         _check(all(b >= 0 and a >= 0 for b, a in padding), lambda: f"negative padding {padding}")
