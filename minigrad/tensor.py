@@ -399,13 +399,8 @@ class Tensor:
 
     def _wrap(self, node: LazyNode, *parents: "Tensor") -> "Tensor":
         """A Tensor for the result of an op on `parents`, with requires_grad propagated."""
-        requires_grad: bool | None = False
-        for parent in parents:  # True if any parent needs a gradient, else None if any is undecided
-            if parent._requires_grad:
-                requires_grad = True
-                break
-            if parent._requires_grad is None:
-                requires_grad = None
+        flags = [p._requires_grad for p in parents]  # True if any parent needs a gradient, else None if any
+        requires_grad = True if True in flags else (None if None in flags else False)  # is undecided
         if Tensor.no_grad and requires_grad:
             node, requires_grad = node.detach(), False
         return Tensor._from_node(node, requires_grad)
@@ -557,17 +552,11 @@ class Tensor:
             x_t, y_t = y._to_tensor(x, y.shape), y
         else:
             dtype = dtypes.promote(dtypes.from_py(x), dtypes.from_py(y))
-            x_t, y_t = (
-                Tensor._from_node(LazyNode.const(v, dtype, self.device, self.shape), False) for v in (x, y)
-            )
+            x_t, y_t = (self._const(v, dtype) for v in (x, y))
         x_t, y_t = x_t._broadcasted(y_t)
         shape = broadcast_shape(self.shape, x_t.shape)
-        cond = self.bool()._broadcast_to(shape)
-        return cond._wrap(
-            cond.lazydata.alu(Op.WHERE, x_t._broadcast_to(shape).lazydata, y_t._broadcast_to(shape).lazydata),
-            x_t,
-            y_t,
-        )
+        cond, x_t, y_t = (t._broadcast_to(shape) for t in (self.bool(), x_t, y_t))
+        return cond._wrap(cond.lazydata.alu(Op.WHERE, x_t.lazydata, y_t.lazydata), x_t, y_t)
 
     def __lt__(self, other: Operand) -> "Tensor":
         x, y = self._broadcasted(other)

@@ -1,4 +1,4 @@
-"""extra/bench.py runs (at its smallest sizes) and prints one row per workload."""
+"""extra/bench.py runs (at its smallest sizes) and prints one row per workload; extra/overhead.py runs."""
 
 import pathlib
 import subprocess
@@ -19,3 +19,15 @@ def test_bench_quick_prints_every_row():
     assert lines[0].startswith("hardware:") and "tinygrad ms" in lines[1]
     for row in ("elementwise", "softmax", "matmul 1024", "MLP step", "tiny MLP", "1000-op graph"):
         assert any(line.startswith(row) for line in lines), (row, result.stdout)
+
+
+def test_overhead_script_times_each_part():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "extra" / "overhead.py"), "--steps", "3", "--device", "NUMPY"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for part in ("forward", "backward", "sgd", "schedule", "launch", "total"):
+        assert f" {part} " in result.stdout, result.stdout
