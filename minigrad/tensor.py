@@ -10,10 +10,9 @@ through lazy.py's primitive ops, so it can be differentiated (gradient.py) and r
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import weakref
-from functools import partialmethod
+from functools import cache, partialmethod
 from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
@@ -1439,7 +1438,7 @@ class Tensor:
         return x + bias.reshape(shape) if bias is not None else x
 
     @staticmethod
-    @functools.cache
+    @cache
     def _class_indices(n: int, device: str) -> "Tensor":
         """0..n-1 (int32) in a buffer made once per size and device: one_hot and cross_entropy compare labels
         with it on every training step, which otherwise uploaded a new arange from the host each time."""

@@ -413,6 +413,7 @@ def _signature(targets: list[LazyNode]) -> tuple[list[LazyNode], tuple]:
     """The nodes the planner can see (unrealized bases and their leaves), numbered in visiting order, and a
     hashable description of the graph in terms of those numbers (see the module docstring)."""
     nodes: list[LazyNode] = []
+    leaves: set[int] = set()
     number: dict[int, int] = {}
     stack = [t.base for t in reversed(targets)]
     while stack:  # number the nodes first: a node's entry needs its sources' numbers
@@ -420,11 +421,13 @@ def _signature(targets: list[LazyNode]) -> tuple[list[LazyNode], tuple]:
         if id(node) not in number:
             number[id(node)] = len(nodes)
             nodes.append(node)
-            if not _is_leaf(node):
+            if _is_leaf(node):
+                leaves.add(id(node))
+            else:
                 stack.extend([src.base for src in reversed(node.srcs)])
     entries = []
     for node in nodes:
-        if _is_leaf(node):
+        if id(node) in leaves:
             value = repr(node.arg) if node.op is Op.CONST else None  # repr: -0.0 and nan keep their identity
             entries.append(("leaf", value, node.dtype, node.device, node.shape))
         else:
