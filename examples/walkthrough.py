@@ -83,7 +83,7 @@ def main(device: str) -> None:
     heading("3. The gradient graph that loss.backward() added")
     loss.backward()
     added = [n for n in toposort([w.grad.lazydata]) if id(n) not in forward]
-    print(f"{len(added)} new nodes for w.grad (reverse rules of REDUCE_SUM, MAX, MUL, EXPAND...):")
+    print(f"{len(added)} new nodes for w.grad (reverse rules of RESHAPE, REDUCE_SUM, WHERE, MUL...):")
     print("  " + " ".join(n.op.name for n in added))
 
     heading("4. The schedule: kernels, and the rule behind each buffer")
