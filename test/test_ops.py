@@ -605,6 +605,14 @@ def test_cross_entropies(device, smoothing):
             Tensor(labels, device=device), ignore_index=1, label_smoothing=smoothing
         ),
     )
+    ignored = np.array([0, -100, 3, -100], np.int32)  # the default ignore_index: rows pick nothing, no mask
+    for reduction in ("mean", "none", "sum"):
+        check_op(
+            device,
+            [(4, 5)],
+            lambda x: F.cross_entropy(x, torch.tensor(ignored, dtype=torch.long), reduction=reduction),
+            lambda x: x.cross_entropy(Tensor(ignored, device=device), reduction=reduction),
+        )
     probs = np.random.default_rng(3).dirichlet(np.ones(5), size=4).astype(np.float32)
     check_op(
         device,
