@@ -372,6 +372,9 @@ def _reads_before_writes(schedule: list[ScheduleItem]) -> list[ScheduleItem]:
     }
     if not writer:
         return schedule
+    reads = [(i, node.realized) for i, item in enumerate(schedule) for node in item.inputs]
+    if all(writer.get(id(buffer), i) >= i for i, buffer in reads if buffer is not None):
+        return schedule  # every reader already runs before its buffer's ASSIGN (the planner's order usually)
     producer = {id(item.outputs[0]): i for i, item in enumerate(schedule)}
     waits_for: list[set[int]] = [set() for _ in schedule]
     for i, item in enumerate(schedule):
@@ -432,7 +435,7 @@ def _signature(targets: list[LazyNode]) -> tuple[list[LazyNode], tuple]:
             entries.append(("leaf", value, node.dtype, node.device, node.shape))
         else:
             arg = None if node.op is Op.BUFFER else node.arg  # host data is not part of the plan
-            srcs = tuple([(number[id(src.base)], src.st) for src in node.srcs])
+            srcs = tuple([(number[id(src.base)], src.st.views) for src in node.srcs])  # Views hash fastest
             entries.append((node.op, arg, node.dtype, node.device, node.shape, srcs))
     settings = (getenv("SPLIT_BROADCAST", 1), getenv("SPLIT_RECOMPUTE", 1))  # the planner's switches
     return nodes, (tuple(entries), tuple(number[id(t.base)] for t in targets), settings)
