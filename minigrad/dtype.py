@@ -29,9 +29,6 @@ class DType:
     def __repr__(self) -> str:
         return f"dtypes.{self.name}"
 
-    def __lt__(self, other: "DType") -> bool:
-        return self.priority < other.priority
-
     def __reduce__(self):  # copies and pickles stay the one instance
         return getattr, (dtypes, self.name)
 

@@ -114,9 +114,8 @@ class LazyNode:
 
     @staticmethod
     def const(value: Any, dtype: DType, device: str, shape: tuple[int, ...] = ()) -> "LazyNode":
-        """A scalar seen at `shape`: no memory, inlined into every kernel that reads it. One node, a leaf
-        whose view broadcasts a single element (zero strides), not a scalar and two views: an MLP step
-        builds some twenty constants, and each node costs on every pass over the graph."""
+        """A scalar seen at `shape`: no memory, inlined into every kernel that reads it. One node whose view
+        broadcasts its element (not a scalar and two views: every node costs on every pass over a graph)."""
         value = (
             bool(value) if dtype == dtypes.bool else (int(value) if dtypes.is_int(dtype) else float(value))
         )
@@ -264,11 +263,8 @@ def inverse_permutation(order: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def toposort(roots: list[LazyNode], stop=lambda node: False) -> list[LazyNode]:
-    """Every node reachable from `roots` (not expanding nodes where `stop(node)`), sources first.
-
-    Nodes are numbered as they are created, and a node's sources always exist before it, so sorting the
-    reachable nodes by that number is a topological order (iterative: no recursion limit on long chains).
-    """
+    """Every node reachable from `roots` (not expanding nodes where `stop(node)`), sources first: sorted by
+    creation number, as a node's sources always exist before it (iterative: no recursion limit)."""
     seen: dict[int, LazyNode] = {}
     stack = list(roots)
     while stack:
