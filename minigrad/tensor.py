@@ -399,8 +399,8 @@ class Tensor:
 
     def _wrap(self, node: LazyNode, *parents: "Tensor") -> "Tensor":
         """A Tensor for the result of an op on `parents`, with requires_grad propagated."""
-        flags = [p._requires_grad for p in parents]  # True if any parent needs a gradient, else None if any
-        requires_grad = True if True in flags else (None if None in flags else False)  # is undecided
+        flags = [p._requires_grad for p in parents]  # any True: True; else any None (undecided): None
+        requires_grad = True if True in flags else (None if None in flags else False)
         if Tensor.no_grad and requires_grad:
             node, requires_grad = node.detach(), False
         return Tensor._from_node(node, requires_grad)

@@ -347,6 +347,9 @@ def _full_shape(reduce: AstNode) -> tuple[int, ...]:
     return leaf.arg[1].shape
 
 
+_KERNELS: dict[AstNode, AstNode] = {}  # every distinct kernel AST, once (see _kernel_for)
+
+
 def _kernel_for(node: LazyNode, planner: _KernelPlanner) -> ScheduleItem:
     reason = planner.reasons[id(node)]
     if node.op in (Op.BUFFER, Op.COPY):
@@ -358,9 +361,6 @@ def _kernel_for(node: LazyNode, planner: _KernelPlanner) -> ScheduleItem:
     store = _fit_to_reduce(AstNode(Op.STORE, (value,), (0, st), node.dtype))
     store = _KERNELS.setdefault(store, store)  # one object per distinct kernel: cache lookups by identity
     return ScheduleItem(store, (node,), tuple(builder.inputs), reason)
-
-
-_KERNELS: dict[AstNode, AstNode] = {}
 
 
 def _reads_before_writes(schedule: list[ScheduleItem]) -> list[ScheduleItem]:
@@ -383,8 +383,6 @@ def _reads_before_writes(schedule: list[ScheduleItem]) -> list[ScheduleItem]:
                 waits_for[i].add(producer[id(node)])
             elif node.realized is not None and writer.get(id(node.realized), i) != i:
                 waits_for[writer[id(node.realized)]].add(i)
-    if all(j < i for i, before in enumerate(waits_for) for j in before):
-        return schedule
     users: list[list[int]] = [[] for _ in schedule]
     for i, before in enumerate(waits_for):
         for j in before:
