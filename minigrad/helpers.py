@@ -46,6 +46,7 @@ CODEGEN_SETTINGS = (
     "GATHER_TILE",
     "STREAM_LANES",
     "SIX_ROWS",
+    "PANEL_ROWS",
 )
 
 

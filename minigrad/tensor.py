@@ -1259,8 +1259,8 @@ class Tensor:
             raise ValueError(
                 f"matmul: shapes {x.shape} and {w.shape} do not match ({x2.shape[-1]} != {w2.shape[-2]})"
             )
-        if _packs(x2.shape, w2.shape):
-            out = x2._panel_matmul(w2)
+        if _packs(x2, w2):
+            out = x2._wrap(_panel_matmul(x2.lazydata, w2.lazydata), x2, w2)
         else:
             out = (x2.unsqueeze(-2) * w2.transpose(-1, -2).unsqueeze(-3)).sum(-1)
         if x.ndim == 1:
@@ -1270,23 +1270,6 @@ class Tensor:
         return out
 
     dot = matmul
-
-    def _panel_matmul(self, w: "Tensor") -> "Tensor":
-        """self @ w for 2-D operands, with w first copied into panels of 16 columns, each contiguous: the
-        kernel then streams one panel per 16 outputs instead of reading 16 floats from every row of w
-        (a new page each row). 2048^2 on the CPU: 1000 -> 230 ms. PACK_MATMUL=0 turns it off."""
-        (m, k), n = self.shape, w.shape[1]
-        x, w_ = self.lazydata.detach(), w.lazydata.detach()  # derivatives: the plain matmul's (_MatmulRule)
-        panels = w_.reshape((k, n // PANEL, PANEL)).permute((1, 0, 2)).contiguous()
-        rows = m + (-m % ROW_TILE if getenv("PAD_ROWS", 1) else 0)  # whole 6-row tiles (codegen/opt.py)
-        if rows != m:  # zero rows in a copy of x, so the kernel's loads need no bounds checks
-            x = x.pad(((0, rows - m), (0, 0))).contiguous()
-        x = x.reshape((rows, 1, k, 1)).expand((rows, n // PANEL, k, PANEL))
-        product = x.alu(
-            Op.MUL, panels.reshape((1, n // PANEL, k, PANEL)).expand((rows, n // PANEL, k, PANEL))
-        )
-        out = product.reduce(Op.REDUCE_SUM, (2,)).reshape((rows, n)).shrink(((0, m), (0, n)))
-        return self._wrap(out.custom_rule((self.lazydata, w.lazydata), _MatmulRule(self, w)), self, w)
 
     def linear(self, weight: "Tensor", bias: "Tensor | None" = None) -> "Tensor":
         """`self @ weight + bias` with weight shaped (in, out), as tinygrad (nn.Linear passes weight.T)."""
@@ -1440,8 +1423,7 @@ class Tensor:
     @staticmethod
     @cache
     def _class_indices(n: int, device: str) -> "Tensor":
-        """0..n-1 (int32) in a buffer made once per size and device: one_hot and cross_entropy compare labels
-        with it on every training step, which otherwise uploaded a new arange from the host each time."""
+        """0..n-1 (int32) made once per size and device (one_hot and cross_entropy uploaded it every step)."""
         return Tensor.arange(n, device=device).realize()
 
     def one_hot(self, num_classes: int) -> "Tensor":
@@ -1524,35 +1506,62 @@ class Tensor:
 
 
 class _MatmulRule:
-    """The derivatives of a panel matmul x @ w (a FUNCTION node, gradient.py): those of the plain matmul, so
-    the backward pass never runs through the panels (that was 1.5x slower)."""
+    """The derivatives of a panel matmul x @ w (a FUNCTION node, gradient.py): plain matmuls of lazy nodes
+    (Tensor ops cost 2x the Python), not through the panels (1.5x slower)."""
 
-    def __init__(self, x: "Tensor", w: "Tensor"):
+    def __init__(self, x: LazyNode, w: LazyNode):
         self.x, self.w = x, w
 
     def vjp(self, grad: LazyNode) -> tuple[LazyNode, LazyNode]:
-        g = Tensor._from_node(grad, requires_grad=True)
-        return g.matmul(self.w.T).lazydata, self.x.T.matmul(g).lazydata
+        return _matmul_nodes(grad, self.w.permute((1, 0))), _matmul_nodes(self.x.permute((1, 0)), grad)
 
     def jvp(self, tangents: tuple) -> LazyNode | None:
-        tx, tw = (None if t is None else Tensor._from_node(t, requires_grad=True) for t in tangents)
-        terms = ([] if tx is None else [tx.matmul(self.w)]) + ([] if tw is None else [self.x.matmul(tw)])
-        return None if not terms else terms[0].lazydata if len(terms) == 1 else (terms[0] + terms[1]).lazydata
+        pairs = ((tangents[0], self.w), (self.x, tangents[1]))
+        terms = [_matmul_nodes(a, b) for a, b in pairs if a is not None and b is not None]
+        return None if not terms else terms[0] if len(terms) == 1 else terms[0].alu(Op.ADD, terms[1])
 
 
 PANEL = 16  # columns per panel in _panel_matmul: one tile row of the CPU matmul (two AVX2 registers)
 ROW_TILE = 6  # _panel_matmul pads the rows of x to a multiple of this: the CPU tile is 6 rows x 16 columns
-PANEL_MIN = 512  # _panel_matmul for matmuls whose every dim is at least this (below, the copy costs more)
+PANEL_MIN = 128  # _panel_matmul for matmuls whose every dim is at least this (below, the copy costs more)
+PAD_MIN = 512  # _panel_matmul pads rows to 6-row tiles when every dim is this big (below, 16x4 does as well)
 
 
-def _packs(x_shape: Shape, w_shape: Shape) -> bool:
-    """Is a matmul of these 2-D shapes big enough for _panel_matmul's copy to pay (every dim >= 512)?"""
+def _packs(x: Any, w: Any) -> bool:
+    """Does _panel_matmul's copy pay? For 2-D matmuls of one dtype with every dim >= 128 (128x784x512 with
+    its copy of w: 1.45 -> 0.69 + 0.10 ms; by a transposed view too, `g @ W.T`: 0.91 -> 0.67 + 0.18 ms)."""
     return (
-        len(x_shape) == len(w_shape) == 2
-        and min(x_shape[0], *w_shape) >= PANEL_MIN
-        and w_shape[1] % PANEL == 0
+        len(x.shape) == len(w.shape) == 2
+        and x.dtype == w.dtype
+        and min(x.shape[0], *w.shape) >= PANEL_MIN
+        and w.shape[1] % PANEL == 0
         and bool(getenv("PACK_MATMUL", 1))
     )
+
+
+def _panel_matmul(x: LazyNode, w: LazyNode) -> LazyNode:
+    """x @ w for 2-D nodes, with w first copied into panels of 16 columns, each contiguous: the kernel then
+    streams one panel per 16 outputs instead of reading 16 floats from every row of w (a new page each row,
+    and rows 2 KB apart share a few cache sets). 2048^2 on the CPU: 1000 -> 230 ms. PACK_MATMUL=0: off."""
+    (m, k), n = x.shape, w.shape[1]
+    panels = w.reshape((k, n // PANEL, PANEL)).permute((1, 0, 2)).contiguous()
+    rows = m + (-m % ROW_TILE if min(m, k, n) >= PAD_MIN and getenv("PAD_ROWS", 1) else 0)  # opt.py
+    # x is copied when padded (zero rows, so the kernel's loads need no bounds checks) or a view like x.T,
+    # whose rows 3 KB apart missed the TLB (x.T @ g, 784x128x512: 1.2 -> 0.72 ms)
+    a = x.pad(((0, rows - m), (0, 0))).contiguous() if rows != m or not x.st.contiguous else x
+    a = a.reshape((rows, 1, k, 1)).expand((rows, n // PANEL, k, PANEL))
+    product = a.alu(Op.MUL, panels.reshape((1, n // PANEL, k, PANEL)).expand((rows, n // PANEL, k, PANEL)))
+    out = product.reduce(Op.REDUCE_SUM, (2,)).reshape((rows, n)).shrink(((0, m), (0, n)))
+    return out.custom_rule((x, w), _MatmulRule(x, w))
+
+
+def _matmul_nodes(x: LazyNode, w: LazyNode) -> LazyNode:
+    """x @ w for 2-D nodes (a panel matmul's derivatives): _panel_matmul where it pays, else MUL and SUM."""
+    if _packs(x, w):
+        return _panel_matmul(x, w)
+    (m, k), n = x.shape, w.shape[1]
+    x3, w3 = x.reshape((m, 1, k)).expand((m, n, k)), w.permute((1, 0)).reshape((1, n, k)).expand((m, n, k))
+    return x3.alu(Op.MUL, w3).reduce(Op.REDUCE_SUM, (2,)).reshape((m, n))
 
 
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:

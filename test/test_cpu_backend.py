@@ -250,7 +250,7 @@ def test_panel_matmul_matches_the_plain_one_forward_and_backward():
         rng.standard_normal((512, 520)).astype(np.float32),
         rng.standard_normal((520, 528)).astype(np.float32),
     )
-    assert _packs(a.shape, b.shape)
+    assert _packs(a, b)
     results = {}
     for flags in ({}, {"PACK_MATMUL": 0}, {"PANEL_OUTER": 0}, {"SIX_ROWS": 0}, {"PAD_ROWS": 0}):
         with Context(**flags):
@@ -268,6 +268,30 @@ def test_panel_matmul_matches_the_plain_one_forward_and_backward():
     results[1] = results["{}"]
     np.testing.assert_allclose(results[1][0], a @ b, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(results[1][1], a @ b, rtol=1e-4, atol=1e-3)
+
+
+def test_small_panel_matmuls_match_the_plain_ones():
+    """Matmuls with every dim >= 128 pack too: rows unpadded in 4-row tiles (PANEL_ROWS=0: 8), a transposed
+    left operand copied first, and a backward matmul whose columns 16 does not divide left plain."""
+    from minigrad.tensor import _packs
+
+    rng = np.random.default_rng(3)
+    a, b = (
+        rng.standard_normal((200, 128)).astype(np.float32),
+        rng.standard_normal((200, 144)).astype(np.float32),
+    )
+    assert _packs(a.T, b) and not _packs(np.ones((128, 144)), a.T)
+    results = {}
+    for flags in ({}, {"PACK_MATMUL": 0}, {"PANEL_ROWS": 0}):
+        with Context(**flags):
+            x, w = Tensor(a, device="CPU", requires_grad=True), Tensor(b, device="CPU", requires_grad=True)
+            out = x.T @ w
+            (out * out).mean().backward()
+            results[str(flags)] = [out.numpy(), x.grad.numpy(), w.grad.numpy()]
+    np.testing.assert_allclose(results["{}"][0], a.T @ b, rtol=1e-4, atol=1e-3)
+    for other in ("{'PACK_MATMUL': 0}", "{'PANEL_ROWS': 0}"):
+        for packed, plain in zip(results["{}"], results[other]):
+            np.testing.assert_allclose(packed, plain, rtol=1e-4, atol=1e-5)
 
 
 def test_panel_matmul_derivatives_are_the_plain_ones():

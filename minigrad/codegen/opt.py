@@ -6,14 +6,14 @@ same values faster. Each optimization is one small function with its own off swi
     strides (through stacked views). Two forms:
     outer product: loads walk a global dim contiguously (`x @ W`). Of the global dims along which an input
       is broadcast, the innermost is computed 16 outputs at a time, and a dim along which the operand
-      loaded along that one is broadcast (the rows of `x @ W`) 6 at a time (8 where 6 does not divide), so
-      each loaded value feeds several accumulators (96 multiply-adds per 22 loads instead of 1 per 2).
+      loaded along that one is broadcast (the rows of `x @ W`) 6 at a time (else 8, 4 in a panel matmul),
+      so each loaded value feeds several accumulators (96 multiply-adds per 22 loads instead of 1 per 2).
       Without such a dim (a row sum over a strided axis) 8 rows run at once. A broadcast dim no larger
       than its factor (10 classes, the 16 columns of a matmul panel) is tiled whole: `h @ W3`, 128x512x10,
-      went 128 -> 46 us. Big matmuls read W as contiguous panels of 16 columns (tensor.py
-      `_panel_matmul`): the 16-column tile then
-      streams one panel, 2048^2 went 1000 -> 230 ms; with the panel dim outermost (PANEL_OUTER=0 turns
-      that off) each thread keeps its panel in cache while it sweeps the rows: 216 -> 174 ms.
+      went 128 -> 46 us. Matmuls with every dim >= 128 read W as contiguous panels of 16 columns (tensor.py
+      `_panel_matmul`): the 16-column tile then streams one panel, 2048^2 went 1000 -> 230 ms; with the
+      panel dim outermost (PANEL_OUTER=0 turns that off) each thread keeps its panel in cache while it
+      sweeps the rows: 216 -> 174 ms.
     dot product: loads walk the reduce dim contiguously (`g @ W.T`, row sums and maxes). The reduce is split
       into 8 lanes (4 or 2 when 8 does not divide it), each its own accumulator, combined after the loop
       (vectorizable loads, no serial chain), with 4x2 outputs at a time: 128x512x512 went 6 -> 133
@@ -33,8 +33,9 @@ same values faster. Each optimization is one small function with its own off swi
     Tuned on the 2-core AVX2 machine (16 ymm registers): a 16x6 tile keeps its 12 accumulators, 2 loaded
     vectors and a broadcast in registers, where 16x8 spills 3 accumulators to the stack every step (a panel
     matmul 1008x1024x1024: 22.5 -> 15.8 ms; 16x4 and 8x8 had too few accumulators to hide the FMA
-    latency). _panel_matmul pads its rows to a multiple of 6 for this. The reduce loop is not blocked for
-    the cache yet.
+    latency). _panel_matmul pads the rows of big ones to a multiple of 6 for this. Below, a panel matmul
+    takes 16x4 where 6 does not divide (128x784x512: 16x8 1.09 -> 0.69 ms), but an unpacked one keeps 16x8
+    (its loads wait on memory: 1.3 ms, 16x4 1.6). The reduce loop is not blocked for the cache yet.
   - reorder (REORDER=0 turns off): in kernels without a reduce, the global dim walked with stride 1 by
     most accesses goes innermost (`a.T * 2 + b.T` on 4096^2: 146 -> 65 ms).
   - parallel (THREADS=0 turns off): run the outermost global loop on several threads.
@@ -129,7 +130,10 @@ def upcast(ast: AstNode, nest: LoopNest) -> LoopNest:
         vector_dim = reused[-1]
         vector_loads = [s for s in strides if s[vector_dim] == 1]
         others = [d for d in reversed(reused[:-1]) if any(s[d] == 0 for s in vector_loads)] or reused[-2:-1]
-        plan = [(vector_dim, REUSE_FACTORS[0])] + [(d, _rows_factor(nest.full_shape[d])) for d in others[:1]]
+        # global dims the vector operand moves along besides its own: the panels of a panel matmul
+        panels = [d for d in global_dims if d != vector_dim and any(s[d] for s in vector_loads)]
+        rows = [(d, _rows_factor(nest.full_shape[d], bool(panels))) for d in others[:1]]
+        plan = [(vector_dim, REUSE_FACTORS[0])] + rows
         if not others and getenv("SECOND_TILE", 1):  # one broadcast dim (a weight gradient with a constant
             # upstream gradient): 8 rows of a dim the loads move along give 8 independent add chains
             moving = [d for d in global_dims if d != vector_dim and any(s[d] for s in strides)]
@@ -138,6 +142,9 @@ def upcast(ast: AstNode, nest: LoopNest) -> LoopNest:
             other = others[0]
             nest.scalar_buffers = {b for b, s in accesses if s[vector_dim] == 0 and s[other] == 1}
             plan = plan if not nest.scalar_buffers else [plan[0], (other, SCALAR_ROWS_FACTOR)]
+        if getenv("PANEL_OUTER", 1):  # an untiled panel dim goes outermost: each thread then keeps its
+            outer = [d for d in panels if d not in dict(plan)]  # panel in cache while it sweeps the rows
+            nest.order = outer + [d for d in nest.order if d not in outer]
     else:
         plan = [(d, ROWS_FACTOR) for d in global_dims[-1:]]
     for dim, factor in plan:
@@ -146,12 +153,6 @@ def upcast(ast: AstNode, nest: LoopNest) -> LoopNest:
             nest.upcast[dim] = size  # a small broadcast dim (10 classes) is tiled whole
         elif size % factor == 0 and size > factor:
             nest.upcast[dim] = factor
-    if outer_product and reused and getenv("PANEL_OUTER", 1):
-        # a global dim left untiled along which the vector operand moves (the panel of a panel matmul)
-        # goes outermost: each thread then keeps its panel in cache while it sweeps the rows
-        vector_loads = [s for s in strides if s[reused[-1]] == 1]
-        panels = [d for d in global_dims if d not in nest.upcast and any(s[d] != 0 for s in vector_loads)]
-        nest.order = panels + [d for d in nest.order if d not in panels]
     return nest
 
 
@@ -173,11 +174,10 @@ def _share_gather_index(ast: AstNode, nest: LoopNest) -> LoopNest:
     return nest
 
 
-def _rows_factor(size: int) -> int:
-    """Rows of the outer-product tile: 6 where they divide the dim (12 accumulators + 2 + 1 registers fit in
-    16; 8 rows spill 3 accumulators to the stack each step: 1008x1024x1024 went 22.5 -> 15.8 ms), else 8.
-    SIX_ROWS=0 turns the 6 off."""
-    return SIX_ROWS if size % SIX_ROWS == 0 and getenv("SIX_ROWS", 1) else REUSE_FACTORS[1]
+def _rows_factor(size: int, panels: bool) -> int:
+    """Rows of the outer-product tile (module docstring). SIX_ROWS=0 turns the 6 off, PANEL_ROWS=0 the 4."""
+    six, four = size % SIX_ROWS == 0 and getenv("SIX_ROWS", 1), panels and getenv("PANEL_ROWS", 1)
+    return SIX_ROWS if six else SCALAR_ROWS_FACTOR if four else REUSE_FACTORS[1]
 
 
 def parallelize(ast: AstNode, nest: LoopNest) -> LoopNest:
