@@ -14,6 +14,7 @@ from C (OpenMP, all cores), and the float32 FLOP rate of a large BLAS matmul.
 
 import argparse
 import ctypes
+import functools
 import os
 import statistics
 import subprocess
@@ -135,9 +136,21 @@ def tensor_frameworks(device: str) -> dict:
     """{name: (module, its device name)} for the tinygrad-style libraries that run on `device`."""
     found = {"minigrad": (minigrad, device)}
     tg_device = TINYGRAD_DEVICE.get(Device.canonicalize(device))
-    if tinygrad is not None and tg_device is not None:
+    if tinygrad is not None and tg_device is not None and _tinygrad_opens(tg_device):
         found["tinygrad"] = (tinygrad, tg_device)
     return found
+
+
+@functools.cache
+def _tinygrad_opens(tg_device: str) -> bool:
+    """Can tinygrad open this device? (Its OpenCL runtime looks for a system libOpenCL that pip's PoCL
+    does not install.) Its columns are left empty where it cannot."""
+    try:
+        tinygrad.Device[tg_device]
+        return True
+    except Exception as error:  # any failure to open the device: compare without tinygrad
+        print(f"tinygrad cannot open {tg_device} ({type(error).__name__}: {error}); its columns stay empty")
+        return False
 
 
 def for_each_framework(device: str, make) -> dict:

@@ -142,6 +142,8 @@ class Program:
 class Backend:
     """Everything the engine needs from one device."""
 
+    panel_min = 512  # tensor.py copies a matmul's w into panels when every dim is at least this (_packs)
+
     def __init__(
         self,
         name: str,

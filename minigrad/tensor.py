@@ -1523,19 +1523,18 @@ class _MatmulRule:
 
 PANEL = 16  # columns per panel in _panel_matmul: one tile row of the CPU matmul (two AVX2 registers)
 ROW_TILE = 6  # _panel_matmul pads the rows of x to a multiple of this: the CPU tile is 6 rows x 16 columns
-PANEL_MIN = 128  # _panel_matmul for matmuls whose every dim is at least this (below, the copy costs more)
 PAD_MIN = 512  # _panel_matmul pads rows to 6-row tiles when every dim is this big (below, 16x4 does as well)
 
 
 def _packs(x: Any, w: Any) -> bool:
-    """Does _panel_matmul's copy pay? For 2-D matmuls of one dtype with every dim >= 128 (128x784x512 with
-    its copy of w: 1.45 -> 0.69 + 0.10 ms; by a transposed view too, `g @ W.T`: 0.91 -> 0.67 + 0.18 ms)."""
+    """Does _panel_matmul's copy pay? For 2-D matmuls of one dtype with every dim >= the backend's panel_min
+    (CPU: 128, where `g @ W.T` pays too: 0.91 -> 0.67 + 0.18 ms; PoCL runs 128-row ones 25% slower)."""
     return (
         len(x.shape) == len(w.shape) == 2
         and x.dtype == w.dtype
-        and min(x.shape[0], *w.shape) >= PANEL_MIN
         and w.shape[1] % PANEL == 0
         and bool(getenv("PACK_MATMUL", 1))
+        and min(x.shape[0], *w.shape) >= Device[x.device].panel_min
     )
 
 

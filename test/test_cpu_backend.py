@@ -250,7 +250,7 @@ def test_panel_matmul_matches_the_plain_one_forward_and_backward():
         rng.standard_normal((512, 520)).astype(np.float32),
         rng.standard_normal((520, 528)).astype(np.float32),
     )
-    assert _packs(a, b)
+    assert _packs(Tensor(a, device="CPU"), Tensor(b, device="CPU"))
     results = {}
     for flags in ({}, {"PACK_MATMUL": 0}, {"PANEL_OUTER": 0}, {"SIX_ROWS": 0}, {"PAD_ROWS": 0}):
         with Context(**flags):
@@ -280,7 +280,8 @@ def test_small_panel_matmuls_match_the_plain_ones():
         rng.standard_normal((200, 128)).astype(np.float32),
         rng.standard_normal((200, 144)).astype(np.float32),
     )
-    assert _packs(a.T, b) and not _packs(np.ones((128, 144)), a.T)
+    cpu = lambda v: Tensor(v, device="CPU")  # noqa: E731
+    assert _packs(cpu(a).T, cpu(b)) and not _packs(cpu(np.ones((128, 144), np.float32)), cpu(a).T)
     results = {}
     for flags in ({}, {"PACK_MATMUL": 0}, {"PANEL_ROWS": 0}):
         with Context(**flags):

@@ -62,8 +62,7 @@ class ClangStyleCompiler(Compiler):
 
     def _links(self, source: str) -> bool:
         try:
-            self.compile(source)
-            return True
+            return bool(self.compile(source))
         except RuntimeError:
             return False
 
@@ -110,6 +109,8 @@ class CpuProgram(Program):
 
 
 class CpuDevice(Backend):
+    panel_min = 128  # matmuls pack from 128 rows (tensor._packs): 128x784x512 1.45 -> 0.69 + 0.10 ms
+
     def __init__(self):
         super().__init__(
             "CPU",
