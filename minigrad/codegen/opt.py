@@ -17,10 +17,11 @@ same values faster. Each optimization is one small function with its own off swi
     dot product: loads walk the reduce dim contiguously (`g @ W.T`, row sums and maxes). The reduce is split
       into 8 lanes (4 or 2 when 8 does not divide it), each its own accumulator, combined after the loop
       (vectorizable loads, no serial chain), with 4x2 outputs at a time: 128x512x512 went 6 -> 133
-      GFLOPS. A reduce of at most 16 elements is not split: `g @ W3.T` (10 classes, with the relu mask of
-      the backward pass) went 246 -> 131 us. A reduce with nothing to reuse (a row sum, softmax's max and
-      exp-sum) streams one row at a time into 32 lanes instead (STREAM_LANES=0 turns off): sum over axis 1
-      of 4096^2 3.1 -> 2.7 ms, softmax's exp-sum 16.5 -> 12.8 ms.
+      GFLOPS. A reduce of at most 16 elements is not split, and 8x4 outputs (8 for the vectorizer) run at
+      once: `g @ W3.T` (10 classes, with the relu mask of the backward pass) went 246 -> 131 -> 75 us. A
+      reduce with nothing to reuse (a row sum, softmax's max and exp-sum) streams one row at a time into 32
+      lanes instead (STREAM_LANES=0 turns off): sum over axis 1 of 4096^2 3.1 -> 2.7 ms, softmax's exp-sum
+      16.5 -> 12.8 ms.
     When the input broadcast along the innermost dim is read consecutively along the next one (`x.T @ g`),
     its loads are kept scalar (LoopNest.scalar_buffers) and that dim takes 4, not 8: x.T @ g, 784x128x512,
     1208 -> 1020 us.
@@ -63,6 +64,7 @@ REUSE_FACTORS = (16, 8)  # dims where inputs are broadcast, innermost first (16 
 SCALAR_ROWS_FACTOR = 4  # with scalar loads each value takes a register of its own: 16x4 does not spill
 ROWS_FACTOR = 8  # otherwise: 8 independent accumulators hide the latency of the serial adds
 DOT_TILES = (2, 4)  # with lanes: 2 outputs along the innermost broadcast dim, 4 along the next
+SHORT_TILES = (8, 4)  # a short reduce without lanes: 8 outputs for the vectorizer, 4 along the next
 LANES_MIN_REDUCE = 16  # a reduce this short is not split: combining the lanes costs more than they save
 STREAM_LANES = 32  # a reduce with nothing to reuse (a row sum): 4 registers of lanes, one row at a time
 LANES = 8  # a reduce that loads walk contiguously is split into 8 accumulators (one AVX2 register)
@@ -123,7 +125,9 @@ def upcast(ast: AstNode, nest: LoopNest) -> LoopNest:
         widths = (STREAM_LANES,) if not reused and getenv("STREAM_LANES", 1) else ()
         lanes = next((n for n in widths + (LANES, LANES // 2, 2) if size % n == 0 and size > n), LANES)
         plan = [(inner_reduce, lanes)] if size > LANES_MIN_REDUCE else []  # 10 classes: a plain loop
-        plan += zip(reversed(reused or ([] if widths else global_dims[-1:])), DOT_TILES)
+        plan += zip(
+            reversed(reused or ([] if widths else global_dims[-1:])), DOT_TILES if plan else SHORT_TILES
+        )
     elif reused:
         # the innermost broadcast dim takes 16; the second factor goes to a dim along which the operand
         # loaded along that one is broadcast, so each loaded vector feeds several accumulators
