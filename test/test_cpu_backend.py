@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from minigrad import Context, Tensor
+from minigrad import Context, Tensor, dtypes
 from test.conftest import DEVICES
 
 pytestmark = pytest.mark.skipif("CPU" not in DEVICES, reason="the CPU device needs a C compiler")
@@ -282,6 +282,7 @@ def test_small_panel_matmuls_match_the_plain_ones():
     )
     cpu = lambda v: Tensor(v, device="CPU")  # noqa: E731
     assert _packs(cpu(a).T, cpu(b)) and not _packs(cpu(np.ones((128, 144), np.float32)), cpu(a).T)
+    assert (cpu(b.T) @ cpu(np.ones((200, 128), np.int32))).dtype == dtypes.float32  # mixed: no panels
     results = {}
     for flags in ({}, {"PACK_MATMUL": 0}, {"PANEL_ROWS": 0}):
         with Context(**flags):

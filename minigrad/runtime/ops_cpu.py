@@ -109,7 +109,7 @@ class CpuProgram(Program):
 
 
 class CpuDevice(Backend):
-    panel_min = 128  # matmuls pack from 128 rows (tensor._packs): 128x784x512 1.45 -> 0.69 + 0.10 ms
+    panel_min = 128  # matmuls pack from 128 (tensor._packs): 128x784x512 2.15 -> 0.87 + 0.10 ms (copy)
 
     def __init__(self):
         super().__init__(
