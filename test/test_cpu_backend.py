@@ -271,27 +271,28 @@ def test_panel_matmul_matches_the_plain_one_forward_and_backward():
 
 
 def test_small_panel_matmuls_match_the_plain_ones():
-    """Matmuls with every dim >= 128 pack too: rows unpadded in 4-row tiles (PANEL_ROWS=0: 8), a transposed
-    left operand copied first, and a backward matmul whose columns 16 does not divide left plain."""
+    """Matmuls with every dim >= 128 pack too: rows padded to 4-row tiles (PANEL_ROWS=0: 8 rows, PAD_ROWS=0:
+    no padding), a transposed left operand copied first, and a backward matmul whose columns 16 does not
+    divide left plain."""
     from minigrad.tensor import _packs
 
     rng = np.random.default_rng(3)
     a, b = (
-        rng.standard_normal((200, 128)).astype(np.float32),
+        rng.standard_normal((200, 130)).astype(np.float32),
         rng.standard_normal((200, 144)).astype(np.float32),
     )
     cpu = lambda v: Tensor(v, device="CPU")  # noqa: E731
     assert _packs(cpu(a).T, cpu(b)) and not _packs(cpu(np.ones((128, 144), np.float32)), cpu(a).T)
     assert (cpu(b.T) @ cpu(np.ones((200, 128), np.int32))).dtype == dtypes.float32  # mixed: no panels
     results = {}
-    for flags in ({}, {"PACK_MATMUL": 0}, {"PANEL_ROWS": 0}):
+    for flags in ({}, {"PACK_MATMUL": 0}, {"PANEL_ROWS": 0}, {"PAD_ROWS": 0}):
         with Context(**flags):
             x, w = Tensor(a, device="CPU", requires_grad=True), Tensor(b, device="CPU", requires_grad=True)
             out = x.T @ w
             (out * out).mean().backward()
             results[str(flags)] = [out.numpy(), x.grad.numpy(), w.grad.numpy()]
     np.testing.assert_allclose(results["{}"][0], a.T @ b, rtol=1e-4, atol=1e-3)
-    for other in ("{'PACK_MATMUL': 0}", "{'PANEL_ROWS': 0}"):
+    for other in ("{'PACK_MATMUL': 0}", "{'PANEL_ROWS': 0}", "{'PAD_ROWS': 0}"):
         for packed, plain in zip(results["{}"], results[other]):
             np.testing.assert_allclose(packed, plain, rtol=1e-4, atol=1e-5)
 
