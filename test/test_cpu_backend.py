@@ -141,6 +141,24 @@ def test_scalar_loads_are_rendered_behind_a_barrier():
     assert "+x" not in plain
 
 
+def test_a_short_reduce_tiles_8x4_outputs_and_matches_the_untiled_kernel():
+    """A reduce of at most 16 elements (`g @ W3.T` over 10 classes) is not split into lanes: 8x4 outputs run
+    at once, the 8 for the vectorizer."""
+    from minigrad.codegen.cstyle import C_LANGUAGE, heuristic_nest
+    from minigrad.engine.schedule import create_schedule
+
+    rng = np.random.default_rng(4)
+    g, w, h = (rng.standard_normal(s).astype(np.float32) for s in ((64, 10), (96, 10), (64, 96)))
+    cpu = lambda v: Tensor(v, device="CPU")  # noqa: E731
+    run = lambda: (cpu(g) @ cpu(w).T) * (cpu(h) > 0)  # noqa: E731
+    (item,) = [i for i in create_schedule([run().lazydata]) if i.ast.op.name == "STORE"]
+    assert sorted(heuristic_nest(item.ast, C_LANGUAGE).upcast.values()) == [4, 8]
+    tiled = run().numpy()
+    with Context(UPCAST=0):
+        np.testing.assert_allclose(run().numpy(), tiled, rtol=1e-5, atol=1e-5)  # fused multiply-adds differ
+    np.testing.assert_allclose(tiled, (g @ w.T) * (h > 0), rtol=1e-4, atol=1e-4)
+
+
 SPECIALS = np.array(
     [np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-30, -126.5, -149.0, -149.5, -150.5, 128.5], np.float32
 )
