@@ -1524,7 +1524,7 @@ class _MatmulRule:
 PANEL = 16  # columns per panel in _panel_matmul: one tile row of the CPU matmul (two AVX2 registers)
 ROW_TILE = 6  # _panel_matmul pads the rows of x to a multiple of this: the CPU tile is 6 rows x 16 columns
 PAD_MIN = 512  # _panel_matmul pads rows to 6-row tiles when every dim is this big (below, 16x4 does as well)
-SMALL_ROW_TILE = 4  # and to 4-row tiles below
+SMALL_ROW_TILE = 4  # and to 4-row tiles below (opt.py's PANEL_ROWS_FACTOR)
 
 
 def _packs(x: Any, w: Any) -> bool:

@@ -62,6 +62,7 @@ PARALLEL_MIN_WORK = 1 << 15  # below this many inner iterations, starting thread
 SIX_ROWS = 6  # the rows of the tile when they divide the dim (_rows_factor)
 REUSE_FACTORS = (16, 8)  # dims where inputs are broadcast, innermost first (16 floats: two AVX2 registers)
 SCALAR_ROWS_FACTOR = 4  # with scalar loads each value takes a register of its own: 16x4 does not spill
+PANEL_ROWS_FACTOR = 4  # a panel matmul's rows where 6 does not divide (tensor.py pads to it): 16x4
 ROWS_FACTOR = 8  # otherwise: 8 independent accumulators hide the latency of the serial adds
 DOT_TILES = (2, 4)  # with lanes: 2 outputs along the innermost broadcast dim, 4 along the next
 SHORT_TILES = (8, 4)  # a short reduce without lanes: 8 outputs for the vectorizer, 4 along the next
@@ -181,7 +182,7 @@ def _share_gather_index(ast: AstNode, nest: LoopNest) -> LoopNest:
 def _rows_factor(size: int, panels: bool) -> int:
     """Rows of the outer-product tile (module docstring). SIX_ROWS=0 turns the 6 off, PANEL_ROWS=0 the 4."""
     six, four = size % SIX_ROWS == 0 and getenv("SIX_ROWS", 1), panels and getenv("PANEL_ROWS", 1)
-    return SIX_ROWS if six else SCALAR_ROWS_FACTOR if four else REUSE_FACTORS[1]
+    return SIX_ROWS if six else PANEL_ROWS_FACTOR if four else REUSE_FACTORS[1]
 
 
 def parallelize(ast: AstNode, nest: LoopNest) -> LoopNest:
