@@ -97,13 +97,13 @@ def test_misc_value_errors(device):
         Tensor([[1, 2], [3]])
 
 
-def test_mixed_devices_are_refused():
-    if len([d for d in Device.known if Device.unavailable_reason(d) is None]) < 2:
-        devices = ["NUMPY", "NUMPY"]
-        a, b = Tensor([1.0], device=devices[0]), Tensor([1.0], device=devices[1])
+@pytest.mark.parametrize("shape", [(1,), (128, 128)])  # 128x128: a matmul the CPU packs into panels
+def test_mixed_devices_are_refused(shape):
+    names = [d for d in Device.known if Device.unavailable_reason(d) is None][:2]
+    a, b = Tensor.ones(*shape, device=names[0]), Tensor.ones(*shape, device=names[-1])
+    if len(names) < 2:
         b.lazydata.device = "ELSEWHERE"  # simulate a second device: only the check itself is under test
-    else:
-        names = [d for d in Device.known if Device.unavailable_reason(d) is None][:2]
-        a, b = Tensor([1.0], device=names[0]), Tensor([1.0], device=names[1])
     with pytest.raises(RuntimeError, match="different devices"):
         a + b
+    with pytest.raises(RuntimeError, match="different devices"):
+        (a @ b if len(shape) == 2 else a.dot(b)).realize()
