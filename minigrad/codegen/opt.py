@@ -36,7 +36,8 @@ same values faster. Each optimization is one small function with its own off swi
     matmul 1008x1024x1024: 22.5 -> 15.8 ms; 16x4 and 8x8 had too few accumulators to hide the FMA
     latency). _panel_matmul pads the rows of big ones to a multiple of 6 for this. Below, a panel matmul
     takes 16x4 where 6 does not divide (128x784x512: 16x8 1.09 -> 0.69 ms), but an unpacked one keeps 16x8
-    (its loads wait on memory: 1.3 ms, 16x4 1.6). The reduce loop is not blocked for the cache yet.
+    (its loads wait on memory: 1.3 ms, 16x4 1.6). The reduce loop is not blocked for the cache: a C
+    prototype of the panel kernel with K-blocks ran no faster, in cache or not (extra/BENCHMARKS.md).
   - reorder (REORDER=0 turns off): in kernels without a reduce, the global dim walked with stride 1 by
     most accesses goes innermost (`a.T * 2 + b.T` on 4096^2: 146 -> 65 ms).
   - parallel (THREADS=0 turns off): run the outermost global loop on several threads.
