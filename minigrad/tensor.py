@@ -1533,7 +1533,6 @@ def _packs(x: Any, w: Any) -> bool:
     return (
         len(x.shape) == len(w.shape) == 2
         and x.dtype == w.dtype
-        and x.device == w.device  # mixed devices take the plain path, which refuses them
         and w.shape[1] % PANEL == 0
         and bool(getenv("PACK_MATMUL", 1))
         and min(x.shape[0], *w.shape) >= Device[x.device].panel_min

@@ -107,3 +107,5 @@ def test_mixed_devices_are_refused(shape):
         a + b
     with pytest.raises(RuntimeError, match="different devices"):
         (a @ b if len(shape) == 2 else a.dot(b)).realize()
+    with pytest.raises(RuntimeError, match="different devices"):  # only the condition is elsewhere
+        (a > 0).where(b, 0.0).realize()
