@@ -134,8 +134,8 @@ class LazyNode:
         for src in others:  # a plain loop, not _check: this runs for every op of every training step
             if src.shape != self.shape:
                 raise ValueError(f"{op}: shapes differ {[s.shape for s in srcs]}")
-            if src.device != self.device:  # most ops raise this in tensor.py already; where's condition here
-                raise RuntimeError(f"operands are on different devices: {self.device} and {src.device}")
+            if src.device != self.device:  # every binary op and where() comes here: the one check
+                raise RuntimeError(f"operands on different devices: {self.device}, {src.device}; use .to()")
         if op in COMPARISON:
             dtype = dtypes.bool
         elif op is Op.WHERE:

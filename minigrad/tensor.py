@@ -482,10 +482,6 @@ class Tensor:
         a, b = x.lazydata, y.lazydata
         if a.shape == b.shape and a.dtype is b.dtype and a.device == b.device:
             return x, y  # the common case: nothing to cast or broadcast
-        if x.device != y.device:
-            raise RuntimeError(
-                f"operands are on different devices: {x.device} and {y.device}; use .to(device)"
-            )
         dtype = dtypes.promote(x.dtype, y.dtype)
         x, y = x.cast(dtype), y.cast(dtype)
         shape = broadcast_shape(x.shape, y.shape)

@@ -158,6 +158,19 @@ def test_integer_arithmetic(device):
     assert (x * 2.5).dtype == dtypes.float32
 
 
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int32, np.int64])
+def test_integer_division_by_0_and_by_minus_1_cannot_crash(device, dtype):
+    """x86 traps (SIGFPE, the process dies) on an integer division by 0 and on MIN / -1: minigrad gives
+    numpy's answers instead, 0 for a division by 0 and MIN // -1 == MIN (torch raises for the first)."""
+    low = np.iinfo(dtype).min
+    a = np.array([7, low, 5, low, 0], dtype)
+    b = np.array([0, 0, 1, 1, 0], dtype) - np.array([0, 0, 0, 2, 0], dtype) * (low < 0)  # 0s and, signed, -1
+    x, y = Tensor(a, device=device), Tensor(b, device=device)
+    with np.errstate(divide="ignore", over="ignore"):
+        np.testing.assert_equal((x // y).numpy(), a // b)
+        np.testing.assert_equal((x % y).numpy(), a % b)
+
 def test_bool_arithmetic_and_casts(device):
     b = Tensor([True, False, True], device=device)
     np.testing.assert_equal(b.sum().numpy(), 2)

@@ -32,6 +32,12 @@ def _max(a: str, b: str, dtype: DType) -> str:
     return f"(({a}>{b})?{a}:{b})"
 
 
+def _int_div(a: str, b: str, dtype: DType, op: str = "/") -> str:
+    """Integer a/b or a%b that cannot trap (SIGFPE): by 0 gives 0, as numpy; by -1 negates (MIN stays MIN)."""
+    by_minus_one = "0" if op == "%" else f"(0-(unsigned long)({a}))"  # wraps; the assignment converts back
+    return f"({b}==0?0:{b}==-1?{by_minus_one}:{a}{op}{b})"
+
+
 C_CODE_FOR_OP: dict[Op, Callable[..., str]] = {
     Op.EXP2: lambda x, dtype: f"exp2({x})",
     Op.LOG2: lambda x, dtype: f"log2({x})",
@@ -44,8 +50,8 @@ C_CODE_FOR_OP: dict[Op, Callable[..., str]] = {
     Op.MAX: _max,
     Op.CMPLT: lambda a, b, dtype: f"({a}<{b})",
     Op.CMPEQ: lambda a, b, dtype: f"({a}=={b})",
-    Op.MOD: lambda a, b, dtype: f"fmod({a},{b})" if dtypes.is_float(dtype) else f"({a}%{b})",
-    Op.IDIV: lambda a, b, dtype: f"({a}/{b})",
+    Op.MOD: lambda a, b, dtype: f"fmod({a},{b})" if dtypes.is_float(dtype) else _int_div(a, b, dtype, "%"),
+    Op.IDIV: _int_div,
     Op.WHERE: lambda c, a, b, dtype: f"({c}?{a}:{b})",
 }
 
