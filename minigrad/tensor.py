@@ -1422,10 +1422,11 @@ class Tensor:
         """0..n-1 (int32) made once per size and device (one_hot and cross_entropy uploaded it every step)."""
         return Tensor.arange(n, device=device).realize()
 
-    def one_hot(self, num_classes: int) -> "Tensor":
+    def one_hot(self, num_classes: int = -1) -> "Tensor":
         if dtypes.is_float(self.dtype):
             raise TypeError(f"one_hot needs an integer tensor, got {self.dtype.name}")
-        return (self.unsqueeze(-1) == Tensor._class_indices(num_classes, self.device)).cast(dtypes.int32)
+        classes = num_classes if num_classes >= 0 else int(self.max().item()) + 1  # -1: max + 1, as torch
+        return (self.unsqueeze(-1) == Tensor._class_indices(classes, self.device)).cast(dtypes.int32)
 
     def sparse_categorical_crossentropy(
         self, Y: "Tensor", ignore_index: int = -1, label_smoothing: float = 0.0

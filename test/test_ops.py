@@ -592,12 +592,14 @@ def test_layernorm_batchnorm(device):
     )
 
 
-def test_one_hot(device):
+@pytest.mark.parametrize("classes", [3, 5, -1])  # -1: as many as the largest label needs, as torch
+def test_one_hot(device, classes):
     labels = np.array([0, 2, 1, 2], np.int32)
     np.testing.assert_equal(
-        Tensor(labels, device=device).one_hot(3).numpy(),
-        F.one_hot(torch.tensor(labels, dtype=torch.long), 3).numpy(),
+        Tensor(labels, device=device).one_hot(classes).numpy(),
+        F.one_hot(torch.tensor(labels, dtype=torch.long), classes).numpy(),
     )
+    assert Tensor(labels, device=device).one_hot().shape == (4, 3)
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
