@@ -141,6 +141,22 @@ def test_scalar_loads_are_rendered_behind_a_barrier():
     assert "+x" not in plain
 
 
+
+def test_kernels_past_2_to_the_31_elements_index_with_64_bits():
+    """A loop or an index that reaches 2^31 gets 64-bit variables (before, `int gidx0 < 2147483712` did not
+    compile); smaller kernels keep int, which vectorizes better."""
+    from minigrad.codegen.cstyle import C_LANGUAGE, render_kernel
+    from minigrad.engine.schedule import create_schedule
+
+    def source(t: Tensor) -> str:
+        (item,) = [i for i in create_schedule([t.lazydata]) if i.ast.op.name == "STORE"]
+        return render_kernel(item.ast, C_LANGUAGE)[1]
+
+    big = Tensor.ones(2**31 + 64, dtype=dtypes.uint8, device="CPU").contiguous()  # 2 GiB: rendered only
+    assert "long long gidx0" in source(big) and "int gidx0" not in source(big)
+    assert "for (int gidx0" in source(Tensor.ones(1000, device="CPU").contiguous())
+    assert Tensor.ones(2**31 + 64, dtype=dtypes.int64, device="CPU").sum().item() == 2**31 + 64
+
 def test_a_short_reduce_tiles_8x4_outputs_and_matches_the_untiled_kernel():
     """A reduce of at most 16 elements (`g @ W3.T` over 10 classes) is not split into lanes: 8x4 outputs run
     at once, the 8 for the vectorizer."""

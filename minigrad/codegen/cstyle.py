@@ -185,23 +185,23 @@ def _spill(
 
 
 def _thread_indices(
-    kernel: LinearKernel, language: Language, add
+    kernel: LinearKernel, language: Language, add, int_type: str
 ) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
     """On a GPU, the global loops' variables from the flat thread index (the work-group's index when G
     threads share each output: opt.group). Returns (global size, local size); local None: the backend's."""
     loops = [i.arg for i in kernel.instrs if i.op == "LOOP" and not i.arg.reduce]
     total = prod(loop.size for loop in loops)
     if kernel.nest.group:
-        add(f"int gid = {language.group_index};")
+        add(f"{int_type} gid = {language.group_index};")
         add(f"int lidx = {language.local_index};")
     else:
-        add(f"int gid = {language.global_index};")
+        add(f"{int_type} gid = {language.global_index};")
     add(f"if (gid >= {total}) return;")
     inner = total
     for loop in loops:
         outer, inner = inner, inner // loop.size
         index = "gid" if inner == 1 else f"(gid/{inner})"
-        add(f"int {loop.var.name} = {index if outer == total else f'{index}%{loop.size}'};")
+        add(f"{int_type} {loop.var.name} = {index if outer == total else f'{index}%{loop.size}'};")
     size = kernel.nest.group_size
     return (total * size,), ((size,) if kernel.nest.group else None)
 
@@ -217,7 +217,10 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
     def add(text: str) -> None:
         lines.append("  " * depth + text)
 
-    launch = _thread_indices(kernel, language, add) if language.global_index else ((1,), None)
+    reach = [i.arg[1].max for i in kernel.instrs if i.op in ("LOAD", "STORE", "VLOAD", "VSTORE")]
+    reach += [i.arg.size for i in kernel.instrs if i.op == "LOOP"]  # int indices reach 8 GiB of floats:
+    int_type = language.type_name(dtypes.int64) if max(reach, default=0) >= 2**31 - 1 else "int"  # or long
+    launch = _thread_indices(kernel, language, add, int_type) if language.global_index else ((1,), None)
 
     for position, instr in enumerate(kernel.instrs):
         srcs = [names[s] for s in instr.srcs]
@@ -227,7 +230,7 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
             loop: Loop = instr.arg
             if loop.parallel and language.parallel_for:
                 add(language.parallel_for)
-            add(f"for (int {loop.var.name} = 0; {loop.var.name} < {loop.size}; {loop.var.name}++) {{")
+            add(f"for ({int_type} {loop.var.name} = 0; {loop.var.name} < {loop.size}; {loop.var.name}++) {{")
             depth += 1
             open_reduce_loops += loop.reduce
         elif instr.op == "ENDLOOP":
@@ -244,12 +247,8 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
         elif instr.op == "ACC":
             accumulators.append(position)
             names[position] = _value_name(instr, position)
-            reduce_op, initial = instr.arg
-            start = (
-                language.lowest(instr.dtype)
-                if initial == "lowest"
-                else language.literal(initial, instr.dtype)
-            )
+            initial, dtype = instr.arg[1], instr.dtype
+            start = language.lowest(dtype) if initial == "lowest" else language.literal(initial, dtype)
             add(f"{language.type_name(instr.dtype)} {names[position]} = {start};")
         elif instr.op == "UPDATE":
             acc, value = srcs
