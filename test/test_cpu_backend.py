@@ -141,7 +141,6 @@ def test_scalar_loads_are_rendered_behind_a_barrier():
     assert "+x" not in plain
 
 
-
 def test_kernels_past_2_to_the_31_elements_index_with_64_bits():
     """A loop or an index that reaches 2^31 gets 64-bit variables (before, `int gidx0 < 2147483712` did not
     compile); smaller kernels keep int, which vectorizes better."""
@@ -156,6 +155,7 @@ def test_kernels_past_2_to_the_31_elements_index_with_64_bits():
     assert "long long gidx0" in source(big) and "int gidx0" not in source(big)
     assert "for (int gidx0" in source(Tensor.ones(1000, device="CPU").contiguous())
     assert Tensor.ones(2**31 + 64, dtype=dtypes.int64, device="CPU").sum().item() == 2**31 + 64
+
 
 def test_a_short_reduce_tiles_8x4_outputs_and_matches_the_untiled_kernel():
     """A reduce of at most 16 elements (`g @ W3.T` over 10 classes) is not split into lanes: 8x4 outputs run
@@ -375,6 +375,21 @@ def test_conv_backward_tiles_match_untiled_kernels():
     assert sum(tiled_counts) > sum(plain_counts), (tiled_counts, plain_counts)
     for a, b in zip(tiled, plain):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_a_reduce_over_a_transposed_view_walks_memory_in_order():
+    """REORDER in a reduce kernel: `x.T.sum()` puts the reduce dim the load walks with stride 1 innermost
+    (then splits it into lanes); REORDER=0 keeps the transposed order, and both give numpy's sum."""
+    from minigrad.codegen.cstyle import C_LANGUAGE, heuristic_nest
+    from minigrad.engine.schedule import create_schedule
+
+    x = np.random.default_rng(0).random((256, 384), dtype=np.float32)
+    for reorder, innermost in ((1, 0), (0, 1)):  # dims of x.T: 0 walks a row of x (stride 1), 1 a column
+        with Context(REORDER=reorder):
+            t = Tensor(x, device="CPU").T.sum()
+            (item,) = [i for i in create_schedule([t.lazydata]) if i.ast.op.name == "STORE"]
+            assert heuristic_nest(item.ast, C_LANGUAGE).order[-1] == innermost
+            np.testing.assert_allclose(t.item(), x.sum(dtype=np.float64), rtol=1e-6)
 
 
 def test_stream_lanes_match_the_row_tiled_reduce():

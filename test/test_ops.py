@@ -158,7 +158,6 @@ def test_integer_arithmetic(device):
     assert (x * 2.5).dtype == dtypes.float32
 
 
-
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int32, np.int64])
 def test_integer_division_by_0_and_by_minus_1_cannot_crash(device, dtype):
     """x86 traps (SIGFPE, the process dies) on an integer division by 0 and on MIN / -1: minigrad gives
@@ -170,6 +169,13 @@ def test_integer_division_by_0_and_by_minus_1_cannot_crash(device, dtype):
     with np.errstate(divide="ignore", over="ignore"):
         np.testing.assert_equal((x // y).numpy(), a // b)
         np.testing.assert_equal((x % y).numpy(), a % b)
+
+
+def test_long_sums_stay_exact_in_float32(device):
+    """One float32 accumulator stops counting at 2^24 (a full sum of 20M ones gave 16,777,216): lanes or a
+    work-group's threads keep each partial sum short."""
+    np.testing.assert_allclose(Tensor.ones(20_000_000, device=device).sum().item(), 2e7, rtol=1e-5)
+
 
 def test_bool_arithmetic_and_casts(device):
     b = Tensor([True, False, True], device=device)
