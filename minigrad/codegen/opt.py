@@ -85,7 +85,7 @@ def _real_strides(ast: AstNode, nest: LoopNest, ops: tuple[Op, ...]) -> list[tup
 def reorder(ast: AstNode, nest: LoopNest) -> LoopNest:
     """In a kernel without a reduce, put the global dim that most loads and the store walk with stride 1
     innermost (REORDER=0 turns off): a transposed copy then reads or writes consecutive addresses. In a
-    reduce kernel, the same among its reduce dims (`x.T.sum()`: 158 -> 7 ms on 4096^2)."""
+    reduce kernel, the same among its reduce dims (`x.T.sum()`: 178 -> 6 ms on 4096^2)."""
     reduce_dims = [d for d in nest.order if d in nest.reduce_axes]
     dims = reduce_dims or nest.order  # a reduce kernel's global dims keep their order: upcast picks them
     if not getenv("REORDER", 1) or len(dims) < 2:
@@ -152,7 +152,7 @@ def upcast(ast: AstNode, nest: LoopNest) -> LoopNest:
         if getenv("PANEL_OUTER", 1):  # an untiled panel dim goes outermost: each thread then keeps its
             outer = [d for d in panels if d not in dict(plan)]  # panel in cache while it sweeps the rows
             nest.order = outer + [d for d in nest.order if d not in outer]
-    else:  # no global dim (a full sum of a constant or of x.T): 8 reduce lanes keep float32 exact longer
+    else:  # 8 rows; with no global dim (a full sum), 8 lanes: one float32 accumulator stops at 2^24
         plan = [(d, ROWS_FACTOR) for d in global_dims[-1:]] or [(inner_reduce, LANES)]
     for dim, factor in plan:
         size = nest.full_shape[dim]
