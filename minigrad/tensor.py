@@ -594,7 +594,7 @@ class Tensor:
         return self.logical_not() if self.dtype == dtypes.bool else _bitwise_unsupported("~", self.dtype)
 
     def floordiv(self, other: Operand, reverse: bool = False) -> "Tensor":
-        """Division rounding down (Python's //), from the truncating IDIV."""
+        """Division rounding down (Python's //), from the truncating IDIV. An int x // 0 is 0, as numpy."""
         x, y = self._broadcasted(other, reverse)
         if dtypes.is_float(x.dtype):
             return (x / y).floor()
@@ -604,7 +604,7 @@ class Tensor:
         return truncated - (inexact & signs_differ).cast(x.dtype)
 
     def mod(self, other: Operand, reverse: bool = False) -> "Tensor":
-        """Remainder with the sign of the divisor (Python's %), from the truncating MOD."""
+        """Remainder with the sign of the divisor (Python's %), from the truncating MOD. Int x % 0 is 0."""
         x, y = self._broadcasted(other, reverse)
         if dtypes.is_float(x.dtype):
             return x - (x / y).floor() * y
