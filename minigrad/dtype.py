@@ -50,15 +50,8 @@ class dtypes:
 
     @staticmethod
     def all() -> tuple[DType, ...]:
-        return (
-            dtypes.bool,
-            dtypes.uint8,
-            dtypes.int8,
-            dtypes.int32,
-            dtypes.int64,
-            dtypes.float16,
-            dtypes.float32,
-            dtypes.float64,
+        return tuple(
+            getattr(dtypes, name) for name in "bool uint8 int8 int32 int64 float16 float32 float64".split()
         )
 
     @staticmethod

@@ -99,10 +99,7 @@ REVERSE_RULES: dict[Op, Callable[[LazyNode, LazyNode], Grads]] = {
     Op.ADD: lambda node, grad: (grad, grad),
     Op.MUL: lambda node, grad: (_mul(grad, node.srcs[1]), _mul(grad, node.srcs[0])),
     Op.MAX: _max_rule,
-    Op.CMPLT: NO_GRADIENT,
-    Op.CMPEQ: NO_GRADIENT,
-    Op.MOD: NO_GRADIENT,
-    Op.IDIV: NO_GRADIENT,
+    **dict.fromkeys((Op.CMPLT, Op.CMPEQ, Op.MOD, Op.IDIV), NO_GRADIENT),  # comparisons and integer ops
     # ternary
     Op.WHERE: _where_rule,
     # reduce
@@ -118,8 +115,7 @@ REVERSE_RULES: dict[Op, Callable[[LazyNode, LazyNode], Grads]] = {
     # buffer
     Op.CONTIGUOUS: lambda node, grad: (grad,),
     Op.COPY: lambda node, grad: (grad.copy_to(node.srcs[0].device),),
-    Op.ASSIGN: NO_GRADIENT,
-    Op.DETACH: NO_GRADIENT,
+    **dict.fromkeys((Op.ASSIGN, Op.DETACH), NO_GRADIENT),
     Op.FUNCTION: lambda node, grad: (None, *node.arg.vjp(grad)),
 }
 
@@ -178,10 +174,7 @@ FORWARD_RULES: dict[Op, Callable[[LazyNode, Tangents], "LazyNode | None"]] = {
     Op.ADD: lambda node, t: _plus(t[0], t[1]),
     Op.MUL: lambda node, t: _plus(_times(t[0], node.srcs[1]), _times(t[1], node.srcs[0])),
     Op.MAX: lambda node, t: _plus(*(_times(ti, share) for ti, share in zip(t, _max_shares(node)))),
-    Op.CMPLT: NO_TANGENT,
-    Op.CMPEQ: NO_TANGENT,
-    Op.MOD: NO_TANGENT,
-    Op.IDIV: NO_TANGENT,
+    **dict.fromkeys((Op.CMPLT, Op.CMPEQ, Op.MOD, Op.IDIV), NO_TANGENT),
     # ternary
     Op.WHERE: _where_tangent,
     # reduce
@@ -192,8 +185,7 @@ FORWARD_RULES: dict[Op, Callable[[LazyNode, Tangents], "LazyNode | None"]] = {
     # buffer
     Op.CONTIGUOUS: _linear(lambda node, t: t),
     Op.COPY: _linear(lambda node, t: t.copy_to(node.device)),
-    Op.ASSIGN: NO_TANGENT,
-    Op.DETACH: NO_TANGENT,
+    **dict.fromkeys((Op.ASSIGN, Op.DETACH), NO_TANGENT),
     Op.FUNCTION: lambda node, t: node.arg.jvp(t[1:]),
 }
 

@@ -40,20 +40,7 @@ def _check(condition: bool, message: Callable[[], str]) -> None:
 
 
 class LazyNode:
-    __slots__ = (
-        "op",
-        "srcs",
-        "arg",
-        "dtype",
-        "device",
-        "st",
-        "shape",
-        "_base",
-        "_buffer",
-        "_version",
-        "serial",
-        "__weakref__",
-    )
+    __slots__ = tuple("op srcs arg dtype device st shape _base _buffer _version serial __weakref__".split())
 
     def __init__(
         self,

@@ -46,6 +46,10 @@ def _shape_args(shape: Sequence) -> Shape:
     return tuple(int(s) for s in shape)
 
 
+def _like(t: "Tensor", kwargs: dict) -> dict:
+    return {"device": t.device, "dtype": t.dtype, **{k: v for k, v in kwargs.items() if v is not None}}
+
+
 def broadcast_shape(*shapes: Shape) -> Shape:
     """numpy's broadcasting rule; ValueError naming the shapes when they do not broadcast."""
     if all(s == shapes[0] for s in shapes[1:]):
@@ -359,30 +363,18 @@ class Tensor:
         return Tensor.full_like(t, 1, **kwargs)
 
     @staticmethod
-    def full_like(
-        t: "Tensor",
-        fill_value: Scalar,
-        device: DeviceArg = None,
-        dtype: DTypeArg = None,
-        requires_grad: bool | None = None,
-    ) -> "Tensor":
-        return Tensor.full(t.shape, fill_value, device or t.device, dtype or t.dtype, requires_grad)
+    def full_like(t: "Tensor", fill_value: Scalar, **kwargs) -> "Tensor":
+        """A tensor of t's shape filled with `fill_value`. As in every `*_like`, the keywords are device,
+        dtype (both t's when not given, or None) and requires_grad."""
+        return Tensor.full(t.shape, fill_value, **_like(t, kwargs))
 
     @staticmethod
-    def rand_like(
-        t: "Tensor", device: DeviceArg = None, dtype: DTypeArg = None, requires_grad: bool | None = None
-    ) -> "Tensor":
-        return Tensor.rand(
-            *t.shape, device=device or t.device, dtype=dtype or t.dtype, requires_grad=requires_grad
-        )
+    def rand_like(t: "Tensor", **kwargs) -> "Tensor":
+        return Tensor.rand(*t.shape, **_like(t, kwargs))
 
     @staticmethod
-    def randn_like(
-        t: "Tensor", device: DeviceArg = None, dtype: DTypeArg = None, requires_grad: bool | None = None
-    ) -> "Tensor":
-        return Tensor.randn(
-            *t.shape, device=device or t.device, dtype=dtype or t.dtype, requires_grad=requires_grad
-        )
+    def randn_like(t: "Tensor", **kwargs) -> "Tensor":
+        return Tensor.randn(*t.shape, **_like(t, kwargs))
 
     # ---- modes ----------------------------------------------------------------------------------
 
@@ -534,11 +526,9 @@ class Tensor:
 
     def minimum(self, other: Operand) -> "Tensor":
         x, y = self._broadcasted(other)
-        return (
-            -((-x).maximum(-y))
-            if x.dtype != dtypes.bool
-            else x.logical_not().maximum(y.logical_not()).logical_not()
-        )
+        if x.dtype == dtypes.bool:
+            return x.logical_not().maximum(y.logical_not()).logical_not()
+        return -((-x).maximum(-y))
 
     def where(self, x: Operand, y: Operand) -> "Tensor":
         """`self ? x : y`, elementwise; self is a condition (cast to bool)."""
@@ -948,11 +938,8 @@ class Tensor:
     def cat(self, *others: "Tensor", dim: int = 0) -> "Tensor":
         tensors = (self,) + others
         dim = normalize_axis(dim, self.ndim)
-        for t in tensors:
-            if t.ndim != self.ndim or any(
-                a != b for d, (a, b) in enumerate(zip(t.shape, self.shape)) if d != dim
-            ):
-                raise ValueError(f"cat: shapes {[t.shape for t in tensors]} differ outside dim {dim}")
+        if len({(t.ndim, t.shape[:dim], t.shape[dim + 1 :]) for t in tensors}) > 1:
+            raise ValueError(f"cat: shapes {[t.shape for t in tensors]} differ outside dim {dim}")
         dtype = tensors[0].dtype
         for t in tensors[1:]:
             dtype = dtypes.promote(dtype, t.dtype)
@@ -1164,16 +1151,12 @@ class Tensor:
         x = self.permute([d for d in range(self.ndim) if d not in axes] + list(axes))
         kept = x.shape[: self.ndim - len(axes)]
         x = x.reshape(kept + (prod(x.shape[len(kept) :]),))
-        while x.shape[-1] > 1:
-            if x.shape[-1] % 2:
+        while x.shape[-1] != 1:
+            if x.shape[-1] % 2 or x.shape[-1] == 0:  # an odd length, or nothing: one more factor of 1
                 x = x.pad([(0, 0)] * (x.ndim - 1) + [(0, 1)], value=1)
             half = x.shape[-1] // 2
-            x = x[..., :half] * x[..., half:]
-        out = (
-            x.reshape(kept)
-            if x.shape[-1] == 1
-            else x.pad([(0, 0)] * (x.ndim - 1) + [(0, 1)], value=1).reshape(kept)
-        )
+            x = x[..., :half] * x[..., half:] if half else x
+        out = x.reshape(kept)
         if keepdim:
             out = out.reshape(tuple(1 if d in axes else s for d, s in enumerate(self.shape)))
         return out

@@ -107,3 +107,51 @@ def test_cuda_source_uses_float4_without_a_gpu():
     item = [i for i in create_schedule([(a * 2 + 1).lazydata]) if i.ast.op.name == "STORE"][0]
     source = render_kernel(item.ast, CUDA_LANGUAGE)[1]
     assert "float4 vec" in source and "make_float4(" in source
+
+
+TILE_CASES = {  # (768, 48) @ (48, 768): 144 work-groups of 64x64 outputs (opt.tile)
+    "plain": lambda a, b, c: a @ b,
+    "epilogue": lambda a, b, c: (a @ b).relu() * 2 + c,
+    "fused_operands": lambda a, b, c: a.relu() @ b.exp(),
+    "transposed_w": lambda a, b, c: a @ b.T.contiguous().T,  # both operands walk the reduce contiguously
+    "padded": lambda a, b, c: a[:, :40].pad(((0, 0), (4, 4))) @ b,  # zeros from the mask reach the tile
+    "batched": lambda a, b, c: a.reshape(2, 384, 48) @ b,
+}
+
+
+def run_tiled(device: str, name: str, tile: int) -> tuple[np.ndarray, list[str]]:
+    rng = np.random.default_rng(3)
+    a, b, c = (rng.standard_normal(s).astype(np.float32) for s in ((768, 48), (48, 768), (768,)))
+    with Context(TILE=tile, PACK_MATMUL=0):
+        out = TILE_CASES[name](*(Tensor(x, device=device) for x in (a, b, c)))
+        source = sources(device, out) if device != "NUMPY" else []
+        return out.numpy(), source
+
+
+@pytest.mark.parametrize("device", GPU_DEVICES)
+@pytest.mark.parametrize("name", TILE_CASES)
+def test_local_memory_tiles_match_untiled_and_numpy(device, name):
+    tiled, source = run_tiled(device, name, tile=1)
+    assert any("tile0[" in s for s in source), "TILE=1: the matmul reads its operands from local memory"
+    untiled, source = run_tiled(device, name, tile=0)
+    assert not any("tile0[" in s for s in source)
+    np.testing.assert_allclose(tiled, untiled, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(tiled, run_tiled("NUMPY", name, tile=0)[0], rtol=1e-4, atol=1e-4)
+
+
+def test_cuda_tiles_big_matmuls_and_nvrtc_compiles_them():
+    from minigrad.codegen.cstyle import render_kernel
+    from minigrad.runtime.ops_cuda import CUDA_LANGUAGE, CudaCompiler
+
+    a = Tensor(np.ones((2048, 2048), np.float32), device="NUMPY")
+    with Context(PACK_MATMUL=0):  # the CUDA device does not pack (panel_min)
+        ast = [i for i in create_schedule([(a @ a).lazydata]) if i.ast.op.name == "STORE"][0].ast
+    name, source, (global_size, local_size) = render_kernel(ast, CUDA_LANGUAGE)
+    assert "__shared__ float tile0" in source and "__syncthreads();" in source
+    assert local_size == (256,) and global_size == (256 * 256,), "16x16 blocks of 128x128 outputs"
+    assert CudaCompiler(90).compile(source)
+    with Context(TILE=0):
+        assert "__shared__" not in render_kernel(ast, CUDA_LANGUAGE)[1]
+    small = Tensor(np.ones((256, 256), np.float32), device="NUMPY")
+    ast = [i for i in create_schedule([(small @ small).lazydata]) if i.ast.op.name == "STORE"][0].ast
+    assert "tile0" not in render_kernel(ast, CUDA_LANGUAGE)[1], "16 work-groups would leave most SMs idle"

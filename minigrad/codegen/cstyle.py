@@ -71,6 +71,7 @@ class Language:
     local_index: str = ""  # the thread's index inside its work-group
     local_prefix: str = ""  # declares an array shared by a work-group
     barrier: str = ""  # waits for every thread of the work-group
+    local_tiles: bool = True  # a GPU: matmul operands go through local memory (opt.tile; not on a CPU device)
     # 4 floats at once, given `{ptr}` (and `{values}` to store); elements are read as .x .y .z .w
     vector_load: str = ""
     vector_store: str = ""
@@ -187,11 +188,11 @@ def _spill(
 def _thread_indices(
     kernel: LinearKernel, language: Language, add, int_type: str
 ) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
-    """On a GPU, the global loops' variables from the flat thread index (the work-group's index when G
-    threads share each output: opt.group). Returns (global size, local size); local None: the backend's."""
+    """On a GPU, the global loops' variables from the flat thread index (the work-group's index when its
+    threads share dims: LoopNest.threads). Returns (global size, local size); local None: the backend's."""
     loops = [i.arg for i in kernel.instrs if i.op == "LOOP" and not i.arg.reduce]
     total = prod(loop.size for loop in loops)
-    if kernel.nest.group:
+    if kernel.nest.threads:
         add(f"{int_type} gid = {language.group_index};")
         add(f"int lidx = {language.local_index};")
     else:
@@ -203,7 +204,7 @@ def _thread_indices(
         index = "gid" if inner == 1 else f"(gid/{inner})"
         add(f"{int_type} {loop.var.name} = {index if outer == total else f'{index}%{loop.size}'};")
     size = kernel.nest.group_size
-    return (total * size,), ((size,) if kernel.nest.group else None)
+    return (total * size,), ((size,) if kernel.nest.threads else None)
 
 
 def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
@@ -256,8 +257,11 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
                 acc, value, instr.dtype
             )
             add(f"{acc} = {update};")
-        elif instr.op == "LOCAL":
-            add(f"{language.local_prefix}{language.type_name(instr.dtype)} {instr.arg[0]}[{instr.arg[1]}];")
+        elif instr.op == "LOCAL":  # at the top: OpenCL wants local arrays at the kernel's outermost scope
+            lines.insert(
+                0,
+                f"  {language.local_prefix}{language.type_name(instr.dtype)} {instr.arg[0]}[{instr.arg[1]}];",
+            )
         elif instr.op == "BARRIER":
             add(language.barrier)
         elif instr.op == "LOAD":
@@ -317,7 +321,7 @@ def heuristic_nest(ast, language: Language) -> LoopNest:
     """The loop nest opt.py chooses for this kernel in this dialect (the plain nest with NOOPT=1)."""
     gpu, vectors = bool(language.global_index), bool(language.vector_load)
     nest = loop_nest(ast)
-    return nest if getenv("NOOPT") else optimize(ast, nest, gpu=gpu, vectors=vectors)
+    return nest if getenv("NOOPT") else optimize(ast, nest, gpu, vectors, language.local_tiles)
 
 
 def render_kernel(ast, language: Language, nest: LoopNest | None = None) -> tuple[str, str, tuple]:

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from minigrad.dtype import DType, dtypes
-from minigrad.helpers import getenv
+from minigrad.helpers import getenv, prod
 from minigrad.ops import REDUCE, AstNode, Op
-from minigrad.shape.symbolic import Node, NumNode, Variable, and_nodes, lt
+from minigrad.shape.symbolic import Node, NumNode, Variable, and_nodes, lt, variables
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,11 @@ class LoopNest:
     upcast: dim -> factor f. The dim's loop runs s/f times and its body is repeated f times with the index
     `var*f + j`, j = 0..f-1: register tiling for global dims; for reduce dims, f accumulators that each
     sum every f-th element and are combined after the loop (independent adds, vectorizable loads).
+    threads (GPUs): dim -> t. t threads of a work-group share the dim. In a global dim, thread l of the group
+    takes elements `var*t*f + j*t + l` (neighbouring threads on neighbouring elements); in a reduce dim it
+    sums every t-th element and the partial sums meet in local memory after the loop (opt.group).
+    tile (GPUs): > 0, the reduce dim runs in chunks of `tile` elements. Before each chunk the work-group
+    copies it, of every load broadcast along one of its two thread dims, into local memory (opt.tile).
     """
 
     full_shape: tuple[int, ...]
@@ -77,21 +82,24 @@ class LoopNest:
     order: list[int]  # dims that get a loop (size > 1), outermost first; reduce dims after global ones
     parallel_dims: set[int] = field(default_factory=set)
     upcast: dict[int, int] = field(default_factory=dict)
-    group: tuple[int, int] | None = None  # (reduce dim, G): G threads share each output's reduce (GPUs)
+    threads: dict[int, int] = field(default_factory=dict)
+    tile: int = 0
     vector_width: int = 0  # > 0: consecutive float loads and stores become vector accesses (`vectorize`)
     scalar_buffers: set[int] = field(default_factory=set)  # their loads stay scalar (Language.scalar_barrier)
 
     @property
     def group_size(self) -> int:
-        return self.group[1] if self.group else 1
+        return prod(self.threads.values())
 
     @property
-    def group_dim(self) -> int | None:
-        return self.group[0] if self.group else None
+    def grouped(self) -> bool:
+        """Do the threads of a work-group share a reduce (opt.group)?"""
+        return any(d in self.reduce_axes for d in self.threads)
 
     def steps(self, d: int) -> int:
-        """How many times dim d's loop runs (upcast and grouped dims take several elements a step)."""
-        return self.full_shape[d] // self.upcast.get(d, 1) // (self.group_size if d == self.group_dim else 1)
+        """How many times dim d's loop runs (upcast, shared and tiled dims take several elements a step)."""
+        chunk = self.tile if self.tile and d in self.reduce_axes else 1
+        return self.full_shape[d] // self.upcast.get(d, 1) // self.threads.get(d, 1) // chunk
 
 
 @dataclass
@@ -145,6 +153,13 @@ class _Linearizer:
         self.emitted: dict[tuple, int] = {}
         self.variables: dict[int, Node] = {}
         self.local_index = Variable("lidx", 0, nest.group_size - 1)  # the thread's place in its group
+        self.thread_index: dict[int, Node] = {}  # per shared dim, from lidx (the last dim the fastest)
+        inner = nest.group_size
+        for d in (d for d in nest.order if d in nest.threads):
+            inner //= nest.threads[d]
+            self.thread_index[d] = (self.local_index // inner) % nest.threads[d]
+        self.tile_index = Variable("tidx", 0, max(nest.tile - 1, 0))  # the element of a chunk (nest.tile)
+        self.staged: dict[AstNode, tuple[str, int, int]] = {}  # loads in local memory: (array, dim, row)
         for d in nest.order:
             steps = nest.steps(d)
             prefix = "r" if d in nest.reduce_axes else "g"
@@ -177,12 +192,20 @@ class _Linearizer:
         for d in range(len(self.nest.full_shape)):
             if d not in self.variables or (d in self.nest.reduce_axes and not reduced):
                 out.append(NumNode(0))
-            elif d == self.nest.group_dim:  # thread j of the group takes elements j, j+G, j+2G, ...
-                out.append(self.variables[d] * self.nest.group_size + self.local_index)
             else:
-                factor = self.nest.upcast.get(d, 1)
-                out.append(self.variables[d] * factor + copy.get(d, 0) if factor > 1 else self.variables[d])
+                out.append(self.variables[d] * self.block(d) + self.offset(d, copy))
         return out
+
+    def block(self, d: int) -> int:
+        """How many elements of dim d one step of its loop covers (a work-group's block, a tiled chunk)."""
+        chunk = self.nest.tile if self.nest.tile and d in self.nest.reduce_axes else 1
+        return self.nest.upcast.get(d, 1) * self.nest.threads.get(d, 1) * chunk
+
+    def offset(self, d: int, copy: dict[int, int]) -> Node:
+        """The element of dim d in its block, for body copy `copy` and this thread."""
+        if self.nest.tile and d in self.nest.reduce_axes:
+            return self.tile_index
+        return NumNode(copy.get(d, 0) * self.nest.threads.get(d, 1)) + self.thread_index.get(d, 0)
 
     def value(self, node: AstNode, reduced: bool, copy: dict[int, int]) -> int:
         """Emit `node` and its operands for one body copy; return its instruction number."""
@@ -190,7 +213,11 @@ class _Linearizer:
         for n in node.toposort(stop_at_reduce=True):  # a reduce's value is its accumulator
             if (n, copy_key) in self.emitted:
                 continue
-            if n.op in (Op.LOAD, Op.CONST):
+            if n in self.staged:  # element (chunk index, offset along the array's dim) of a local array
+                array, d, row = self.staged[n]
+                index = self.tile_index * row + self.offset(d, copy)
+                result = self.emit(Instr("LOAD", n.dtype, (), (array, index, NumNode(1))))
+            elif n.op in (Op.LOAD, Op.CONST):
                 index, valid = n.arg[1].expr_idxs(self.idxs(reduced, copy))
                 if n.op is Op.CONST:
                     result = self.emit(Instr("CONST", n.dtype, (), n.arg[0]))
@@ -239,16 +266,8 @@ def _copies(nest: LoopNest, dims: list[int]) -> list[dict[int, int]]:
 def linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
     """Emit the instructions of `ast` in the loop nest `nest` (see the module docstring)."""
     lin = _Linearizer(nest)
-    loops = [
-        Loop(
-            lin.variables[d],
-            nest.steps(d),
-            d in nest.reduce_axes,
-            d in nest.parallel_dims,
-        )
-        for d in nest.order
-        if isinstance(lin.variables[d], Variable)
-    ]
+    looped = [(lin.variables[d], d) for d in nest.order if isinstance(lin.variables[d], Variable)]
+    loops = [Loop(v, nest.steps(d), d in nest.reduce_axes, d in nest.parallel_dims) for v, d in looped]
     global_loops = [loop for loop in loops if not loop.reduce]
     reduce_loops = [loop for loop in loops if loop.reduce]
     global_copies = _copies(nest, [d for d in nest.order if d not in nest.reduce_axes])
@@ -265,15 +284,20 @@ def linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
     if reduces:
         for loop in reduce_loops:
             lin.emit(Instr("LOOP", None, (), loop))
+        if nest.tile:
+            _stage(lin, reduces)
         for r in reduces:
             for g in global_copies:
                 for rc in reduce_copies:
                     value = lin.value(r.srcs[0], reduced=True, copy={**g, **rc})
                     acc = accumulators[(r, _key(g), _key(rc))]
                     lin.emit(Instr("UPDATE", r.dtype, (acc, value), r.op))
+        if nest.tile:  # the chunk's loop ends; nobody overwrites the arrays until every thread is done
+            lin.emit(Instr("ENDLOOP", None, (), Loop(lin.tile_index, nest.tile, reduce=True)))
+            lin.emit(Instr("BARRIER", None))
         for loop in reversed(reduce_loops):
             lin.emit(Instr("ENDLOOP", None, (), loop))
-        if nest.group:
+        if nest.grouped:
             _combine_group(lin, accumulators)
         for r in reduces:  # after the loop, the reduce copies' accumulators combine into one value
             combine = Op.ADD if r.op is Op.REDUCE_SUM else Op.MAX
@@ -288,7 +312,7 @@ def linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
     for g in global_copies:
         value = lin.value(store.srcs[0], reduced=False, copy=g)
         index, valid = store.arg[1].expr_idxs(lin.idxs(reduced=False, copy=g))
-        if nest.group:  # every thread of the group holds the result; the first one stores it
+        if nest.grouped:  # every thread of the group holds the result; the first one stores it
             valid = and_nodes([valid, lt(lin.local_index, 1)])
         lin.emit(Instr("STORE", store.dtype, (value,), (store.arg[0], index, valid)))
     for loop in reversed(global_loops):
@@ -298,6 +322,37 @@ def linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
         if n.op is Op.LOAD:
             buffers.setdefault(n.arg[0], (n.arg[0], n.dtype, False))
     return LinearKernel(name, sorted(buffers.values()), lin.instrs, nest)
+
+
+def _stage(lin: _Linearizer, reduces: list[AstNode]) -> None:
+    """At the start of a chunk (nest.tile), the work-group copies it, of every load under the reduce that
+    moves along the reduce dim and along one thread dim only, into a local array [tile][block of that dim]
+    (a row longer by one where the copy runs along the reduce: no bank conflicts), neighbouring threads
+    on neighbouring addresses; then waits for all, and opens the chunk's loop (over `tidx`)."""
+    nest, size = lin.nest, lin.nest.group_size
+    k = next(d for d in nest.order if d in nest.reduce_axes)
+    for node in (n for r in reduces for n in r.srcs[0].toposort(stop_at_reduce=True) if n.op is Op.LOAD):
+        names = set().union(*map(variables, node.arg[1].expr_node("dim")))
+        along = [d for d in nest.threads if f"dim{d}" in names]
+        if len(along) != 1 or f"dim{k}" not in names or node in lin.staged:
+            continue
+        d, k_fast = along[0], node.arg[1].real_strides()[k] == 1
+        width = lin.block(d)
+        lin.staged[node] = (array := f"tile{len(lin.staged)}", d, width + k_fast)
+        lin.emit(Instr("LOCAL", node.dtype, (), (array, nest.tile * (width + k_fast))))
+        for share in range(-(-width * nest.tile // size)):
+            element = lin.local_index + share * size
+            row, column = (
+                (element % nest.tile, element // nest.tile) if k_fast else (element // width, element % width)
+            )
+            idxs = lin.idxs(reduced=True, copy={})
+            idxs[d], idxs[k] = lin.variables[d] * width + column, lin.variables[k] * nest.tile + row
+            index, valid = node.arg[1].expr_idxs(idxs)
+            inside = lt(element, width * nest.tile)  # the last share may reach past the tile
+            value = lin.emit(Instr("LOAD", node.dtype, (), (node.arg[0], index, and_nodes([valid, inside]))))
+            lin.emit(Instr("STORE", node.dtype, (value,), (array, row * (width + k_fast) + column, inside)))
+    lin.emit(Instr("BARRIER", None))
+    lin.emit(Instr("LOOP", None, (), Loop(lin.tile_index, nest.tile, reduce=True)))
 
 
 def _combine_group(lin: _Linearizer, accumulators: dict) -> None:
@@ -390,13 +445,10 @@ def format_ir(kernel: LinearKernel) -> str:
         depth -= instr.op == "ENDLOOP"
         arg = instr.arg
         if instr.op in ("LOOP", "ENDLOOP"):
-            arg = (
-                f"{arg.var.name} < {arg.size}"
-                + (" reduce" if arg.reduce else "")
-                + (" parallel" if arg.parallel else "")
-            )
-        elif instr.op in ("LOAD", "STORE"):
-            arg = f"data{arg[0]}[{arg[1].render()}]" + ("" if arg[2].min == 1 else f" if {arg[2].render()}")
+            arg = f"{arg.var.name} < {arg.size}{' reduce' * arg.reduce}{' parallel' * arg.parallel}"
+        elif instr.op in ("LOAD", "STORE"):  # a kernel argument (data1) or a local array (tile0)
+            buffer = f"data{arg[0]}" if isinstance(arg[0], int) else arg[0]
+            arg = f"{buffer}[{arg[1].render()}]" + ("" if arg[2].min == 1 else f" if {arg[2].render()}")
         elif instr.op in ("VLOAD", "VSTORE"):
             arg = f"data{arg[0]}[{arg[1].render()}...] x{len(instr.srcs) or arg[2]}"
         elif instr.op == "COND":

@@ -1,59 +1,28 @@
 """Kernel optimizations, as rewrites of a kernel's loop nest. NOOPT=1 turns every one of them off.
 
 In: a kernel AST and its unoptimized `LoopNest` (codegen/lower.py). Out: a `LoopNest` that computes the
-same values faster. Each optimization is one small function with its own off switch, applied in order:
-  - upcast (UPCAST=0 turns off): register tiling for kernels with a reduce, read from each load's real
-    strides (through stacked views). Two forms:
-    outer product: loads walk a global dim contiguously (`x @ W`). Of the global dims along which an input
-      is broadcast, the innermost is computed 16 outputs at a time, and a dim along which the operand
-      loaded along that one is broadcast (the rows of `x @ W`) 6 at a time (else 8, 4 in a panel matmul),
-      so each loaded value feeds several accumulators (96 multiply-adds per 22 loads instead of 1 per 2).
-      Without such a dim (a row sum over a strided axis) 8 rows run at once. A broadcast dim no larger
-      than its factor (10 classes, the 16 columns of a matmul panel) is tiled whole: `h @ W3`, 128x512x10,
-      went 128 -> 46 us. Matmuls with every dim >= 128 read W as contiguous panels of 16 columns (tensor.py
-      `_panel_matmul`): the 16-column tile then streams one panel, 2048^2 went 1000 -> 230 ms; with the
-      panel dim outermost (PANEL_OUTER=0 turns that off) each thread keeps its panel in cache while it
-      sweeps the rows: 216 -> 174 ms.
-    dot product: loads walk the reduce dim contiguously (`g @ W.T`, row sums and maxes). The reduce is split
-      into 8 lanes (4 or 2 when 8 does not divide it), each its own accumulator, combined after the loop
-      (vectorizable loads, no serial chain), with 4x2 outputs at a time: 128x512x512 went 6 -> 133
-      GFLOPS. A reduce of at most 16 elements is not split, and 8x4 outputs (8 for the vectorizer) run at
-      once: `g @ W3.T` (10 classes, with the relu mask of the backward pass) went 246 -> 131 -> 75 us. A
-      reduce with nothing to reuse (a row sum, softmax's max and exp-sum) streams one row at a time into 32
-      lanes instead (STREAM_LANES=0 turns off): sum over axis 1 of 4096^2 3.1 -> 2.7 ms, softmax's exp-sum
-      16.5 -> 12.8 ms.
-    When the input broadcast along the innermost dim is read consecutively along the next one (`x.T @ g`),
-    its loads are kept scalar (LoopNest.scalar_buffers) and that dim takes 4, not 8: x.T @ g, 784x128x512,
-    1208 -> 1020 us.
-    When only one dim is broadcast (a conv's weight gradient under `.sum()`, whose upstream gradient is a
-    constant), 8 rows of a dim the loads move along join it (SECOND_TILE=0 turns off): 8 independent add
-    chains instead of one; that kernel went 27 -> 5 ms. A kernel whose reduce is too short to tile but
-    whose loads gather through div/mod indices (the col2im sums of a padded conv's backward) tiles a dim
-    that every access moves along affinely by 8 instead (GATHER_TILE=0 turns off), so each div/mod feeds 8
-    loads: 11 -> 4 ms and 4.6 -> 2.2 ms.
-    Tuned on the 2-core AVX2 machine (16 ymm registers): a 16x6 tile keeps its 12 accumulators, 2 loaded
-    vectors and a broadcast in registers, where 16x8 spills 3 accumulators to the stack every step (a panel
-    matmul 1008x1024x1024: 22.5 -> 15.8 ms; 16x4 and 8x8 had too few accumulators to hide the FMA
-    latency). _panel_matmul pads the rows of big ones to a multiple of 6 for this. Below, a panel matmul
-    takes 16x4 where 6 does not divide (128x784x512: 16x8 1.09 -> 0.69 ms), but an unpacked one keeps 16x8
-    (its loads wait on memory: 1.3 ms, 16x4 1.6). The reduce loop is not blocked for the cache: a C
-    prototype of the panel kernel with K-blocks ran no faster, in cache or not (extra/BENCHMARKS.md).
-  - reorder (REORDER=0 turns off): the global dim walked with stride 1 by most accesses goes innermost
-    (`a.T * 2 + b.T` on 4096^2: 146 -> 65 ms); in a reduce kernel, the same among the reduce dims.
-  - parallel (THREADS=0 turns off): run the outermost global loop on several threads.
-  - group (GPU only, GROUP=0 turns off): a reduce with few outputs and a long innermost reduce dim is
-    shared by a work-group of G threads per output. Thread j sums elements j, j+G, j+2G... (neighbouring
-    threads read neighbouring addresses), the partial sums meet in local memory after a barrier, and one
-    thread stores. Without it one thread walks a whole row: sum over axis 1 of 4096^2 on an H100 went
-    84 -> 192 GB/s with it. Grouped kernels are not upcast.
-  - vectorize (dialects with vector types, VECTORIZE=0 turns off): in a kernel without a reduce, each
-    thread takes 4 elements along the dim its store walks contiguously, and float loads and stores of 4
-    consecutive, aligned elements become one 16-byte access (lower.vectorize). On PoCL an 8-op chain went
-    11 -> 16 GB/s. Not in reduce kernels: there PoCL (which vectorizes across work-items itself) got 3x
-    slower, matmul 1024^2 80 -> 25 GFLOPS; a GPU matmul needs local-memory tiling first.
+same values faster. Each optimization is one small function with its own off switch, applied in order;
+the measurements behind each choice are in extra/BENCHMARKS.md ("How opt.py's heuristics were tuned").
+  - reorder (REORDER=0 turns off): the dim most accesses walk with stride 1 goes innermost (among the
+    reduce dims of a kernel with a reduce).
+  - tile (GPUs, TILE=0): local-memory tiling of a matmul-like kernel (see `tile`).
+  - group (GPUs, GROUP=0): a reduce with few outputs and a long innermost reduce dim is shared by the G
+    threads of a work-group. Thread j sums elements j, j+G, j+2G...; the partial sums meet in local memory.
+  - upcast (UPCAST=0): register tiling of a kernel with a reduce, chosen from each load's real strides.
+    Outer product, when loads walk a global dim contiguously (`x @ W`): the innermost dim along which an
+    input is broadcast takes 16 outputs a thread and the rows 6 (else 8, or 4 in a panel matmul), so each
+    loaded value feeds several accumulators: 16x6 is what 16 AVX2 registers hold. Dot product, when loads
+    walk the reduce (`g @ W.T`, row sums): the reduce splits into 8 lanes, combined after the loop, with
+    2x4 outputs at a time; a row sum streams one row at a time into 32 lanes (STREAM_LANES=0). Special
+    cases have their own switches: PANEL_OUTER, SIX_ROWS, PANEL_ROWS, SECOND_TILE, GATHER_TILE.
+  - parallel (THREADS=0): run the outermost global loop on several threads.
+  - vectorize (dialects with vector types, VECTORIZE=0): in a kernel without a reduce, each thread takes 4
+    elements along the dim its store walks contiguously, as 16-byte loads and stores where aligned.
 """
 
 from __future__ import annotations
+
+from itertools import combinations, product
 
 from minigrad.codegen.lower import LoopNest
 from minigrad.helpers import getenv, prod
@@ -73,6 +42,10 @@ LANES = 8  # a reduce that loads walk contiguously is split into 8 accumulators 
 GROUP_SIZES = (256, 128, 64, 32)  # threads that share one output's reduce, largest that divides the dim
 GROUP_MAX_OUTPUTS = 1 << 15  # with more outputs than this, one thread per output already fills a GPU
 VECTOR_WIDTH = 4  # float4: a 16-byte load or store
+TILE_THREADS = 16  # opt.tile: a work-group of 16x16 threads...
+TILE_UPCASTS = (8, 4)  # ...each computing 8x8 outputs where the dims allow (a 128x128 block), else 4x4
+TILE_CHUNK = 16  # the reduce runs in chunks of 16 elements: 2 x 16 x 128 floats of local memory
+TILE_MIN_GROUPS = 132  # an H100's multiprocessors: fewer work-groups leave some idle
 
 
 def _real_strides(ast: AstNode, nest: LoopNest, ops: tuple[Op, ...]) -> list[tuple[int, tuple]]:
@@ -99,19 +72,46 @@ def reorder(ast: AstNode, nest: LoopNest) -> LoopNest:
 
 def group(ast: AstNode, nest: LoopNest) -> LoopNest:
     """On a GPU, share the innermost reduce dim among a work-group of threads (see the module docstring)."""
-    if not getenv("GROUP", 1) or not nest.reduce_axes or nest.order[-1] not in nest.reduce_axes:
+    if (
+        not getenv("GROUP", 1)
+        or nest.threads
+        or not nest.reduce_axes
+        or nest.order[-1] not in nest.reduce_axes
+    ):
         return nest
     outputs = prod(s for d, s in enumerate(nest.full_shape) if d not in nest.reduce_axes)
     size = nest.full_shape[nest.order[-1]]
     sizes = [g for g in GROUP_SIZES if size % g == 0 and size >= 2 * g]
     if outputs <= GROUP_MAX_OUTPUTS and sizes:
-        nest.group = (nest.order[-1], sizes[0])
+        nest.threads = {nest.order[-1]: sizes[0]}
+    return nest
+
+
+def tile(ast: AstNode, nest: LoopNest) -> LoopNest:
+    """Local-memory tiling of a matmul-like kernel on a GPU (TILE=0 turns off, TILE=1 on where the device
+    does not ask for it). Two global dims m, n (an operand moves along each, not the other) are shared by
+    16x16 threads of a work-group, each computing 8x8 outputs (4x4 where that gives too few groups). The
+    reduce runs in chunks of 16: before each chunk the work-group copies both operands' part into local
+    memory, where all its threads read it. Each operand is then read from memory once per 128-wide block
+    instead of once per thread."""
+    reduce_dims, shape = [d for d in nest.order if d in nest.reduce_axes], nest.full_shape
+    if len(reduce_dims) != 1 or shape[reduce_dims[0]] % TILE_CHUNK:
+        return nest
+    k, outputs = reduce_dims[0], prod(s for d, s in enumerate(shape) if d not in nest.reduce_axes)
+    moving = [s for _, s in _real_strides(ast, nest, (Op.LOAD,)) if s[k] != 0]  # loads that walk the reduce
+    one_each = {(True, False), (False, True)}  # an operand moves along m and not n, another the other way
+    for (m, n), f in product(combinations(nest.order[:-1], 2), TILE_UPCASTS):
+        block, fits = f * TILE_THREADS, {(s[m] != 0, s[n] != 0) for s in moving} >= one_each
+        if fits and shape[m] % block == shape[n] % block == 0 and outputs // block**2 >= TILE_MIN_GROUPS:
+            nest.threads, nest.upcast = {m: TILE_THREADS, n: TILE_THREADS}, {m: f, n: f}
+            nest.tile = TILE_CHUNK
+            return nest
     return nest
 
 
 def upcast(ast: AstNode, nest: LoopNest) -> LoopNest:
     """Tile the dims of a reduce kernel into registers (see the module docstring)."""
-    if not getenv("UPCAST", 1) or not nest.reduce_axes or nest.group:
+    if not getenv("UPCAST", 1) or not nest.reduce_axes or nest.threads:
         return nest
     if prod(nest.full_shape[d] for d in nest.reduce_axes) < 8:
         return _share_gather_index(ast, nest)
@@ -209,10 +209,11 @@ def vectorize(ast: AstNode, nest: LoopNest) -> LoopNest:
     return nest
 
 
-def optimize(ast: AstNode, nest: LoopNest, gpu: bool = False, vectors: bool = False) -> LoopNest:
+def optimize(ast: AstNode, nest: LoopNest, gpu=False, vectors=False, tiles=False) -> LoopNest:
     """Every rewrite in order; `gpu`: the target runs global loops as threads, `vectors`: it has vector
-    types (cstyle.Language)."""
-    rewrites = (reorder, group, upcast) if gpu else (reorder, upcast, parallelize)
+    types, `tiles`: it wants local-memory tiles (cstyle.Language)."""
+    tiling = (tile,) if getenv("TILE", int(tiles)) else ()
+    rewrites = (reorder, *tiling, group, upcast) if gpu else (reorder, upcast, parallelize)
     for rewrite in rewrites + ((vectorize,) if vectors else ()):
         nest = rewrite(ast, nest)
     return nest

@@ -459,12 +459,7 @@ def _planned(targets: list[LazyNode]) -> list[ScheduleItem]:
         if len(_SCHEDULES) >= _SCHEDULE_CACHE_SIZE:
             _SCHEDULES.pop(next(iter(_SCHEDULES)))  # the oldest entry goes
         _SCHEDULES[signature] = [
-            (
-                item.ast,
-                tuple(number[id(n)] for n in item.outputs),
-                tuple(number[id(n)] for n in item.inputs),
-                item.reason,
-            )
+            (item.ast, *(tuple(number[id(n)] for n in ns) for ns in (item.outputs, item.inputs)), item.reason)
             for item in schedule
         ]
         return schedule

@@ -96,6 +96,8 @@ class CudaProgram(Program):
 
 
 class CudaDevice(Backend):
+    panel_min = 1 << 62  # no panel copies (tensor._packs): matmul operands go through local memory (opt.tile)
+
     def __init__(self):
         try:
             check(driver.cuInit(0))

@@ -142,8 +142,10 @@ class View:
             return self
         if prod(self.shape) == 0:
             return View.create(new_shape)
-        if self.mask is not None and any(b >= e for b, e in self.mask):
-            return View.create(new_shape, mask=tuple((0, 0) for _ in new_shape))
+        if self.mask is not None and any(b >= e for b, e in self.mask):  # every element masked out; a 0-d
+            return (
+                View.create(new_shape, mask=tuple((0, 0) for _ in new_shape)) if new_shape else None
+            )  # cannot say so
         old = [
             (s, st, m)
             for s, st, m in zip(self.shape, self.strides, self.mask or [None] * len(self.shape))
