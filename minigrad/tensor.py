@@ -1261,6 +1261,8 @@ class Tensor:
         """Replace dim `axis` (size n) by the o window positions and append a new last dim of the k taps:
         out[..., o, ..., j] = self[..., o*stride + j*dilation, ...]. Pure views (no copy)."""
         n = self.shape[axis]
+        if min(kernel, stride, dilation) < 1:
+            raise ValueError(f"kernel size {kernel}, stride {stride}, dilation {dilation}: all must be >= 1")
         outputs = (n - dilation * (kernel - 1) - 1) // stride + 1
         if outputs <= 0:
             raise ValueError(f"window of {kernel} taps (dilation {dilation}) does not fit in size {n}")

@@ -81,6 +81,16 @@ def test_index_errors(device):
         x[Tensor([True, False], device=device)]
 
 
+def test_windows_need_positive_sizes(device):
+    x, w = Tensor.ones(1, 1, 4, 4, device=device), Tensor.ones(1, 1, 2, 2, device=device)
+    with pytest.raises(ValueError, match="stride 0"):
+        x.max_pool2d(stride=0)  # was a bare ZeroDivisionError
+    with pytest.raises(ValueError, match="dilation 0"):
+        x.conv2d(w, dilation=0)  # was silently a (1, 1, 4, 4) result
+    with pytest.raises(ValueError, match="kernel size 0"):
+        x.avg_pool2d(kernel_size=0)
+
+
 def test_misc_value_errors(device):
     x = Tensor.ones(2, 3, device=device)
     with pytest.raises(ValueError, match="cannot expand"):

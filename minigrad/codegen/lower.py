@@ -92,8 +92,7 @@ class LoopNest:
         return prod(self.threads.values())
 
     @property
-    def grouped(self) -> bool:
-        """Do the threads of a work-group share a reduce (opt.group)?"""
+    def grouped(self) -> bool:  # do the threads of a work-group share a reduce (opt.group)?
         return any(d in self.reduce_axes for d in self.threads)
 
     def steps(self, d: int) -> int:
@@ -336,8 +335,7 @@ def _stage(lin: _Linearizer, reduces: list[AstNode]) -> None:
         along = [d for d in nest.threads if f"dim{d}" in names]
         if len(along) != 1 or f"dim{k}" not in names or node in lin.staged:
             continue
-        d, k_fast = along[0], node.arg[1].real_strides()[k] == 1
-        width = lin.block(d)
+        d, width, k_fast = along[0], lin.block(along[0]), node.arg[1].real_strides()[k] == 1
         lin.staged[node] = (array := f"tile{len(lin.staged)}", d, width + k_fast)
         lin.emit(Instr("LOCAL", node.dtype, (), (array, nest.tile * (width + k_fast))))
         for share in range(-(-width * nest.tile // size)):
