@@ -82,7 +82,7 @@ class OpenclDevice(Backend):
         self.context = cl.Context([self.cl_device])
         self.queue = cl.CommandQueue(self.context, properties=cl.command_queue_properties.PROFILING_ENABLE)
         context, cl_device, queue = self.context, self.cl_device, self.queue
-        language = OPENCL_LANGUAGE  # on a CPU device (PoCL) local-memory tiles ran 20-50x slower (opt.tile)
+        language = OPENCL_LANGUAGE  # on a CPU device (PoCL) local-memory tiles ran 9-50x slower (opt.tile)
         language = dataclasses.replace(language, local_tiles=not cl_device.type & cl.device_type.CPU)
         if self.supports_dtype(dtypes.float16):
             language = dataclasses.replace(
