@@ -1106,8 +1106,10 @@ class Tensor:
     def _axes(self, axis: int | Sequence[int] | None) -> tuple[int, ...]:
         if axis is None:
             return tuple(range(self.ndim))
-        axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-        return tuple(sorted({normalize_axis(a, self.ndim) for a in axes}))
+        axes = tuple(
+            sorted({normalize_axis(a, self.ndim) for a in ((axis,) if np.ndim(axis) == 0 else axis)})
+        )
+        return axes if self.ndim else ()  # a 0-d tensor's axis 0 (or -1) is no dim at all, as torch
 
     def _reduce(self, op: Op, axis, keepdim: bool) -> "Tensor":
         axes = self._axes(axis)
@@ -1169,7 +1171,7 @@ class Tensor:
 
     def argmax(self, axis: int | None = None, keepdim: bool = False) -> "Tensor":
         """Index of the first maximum (int32)."""
-        if axis is None:
+        if axis is None or (self.ndim == 0 and normalize_axis(axis, 0) == 0):  # 0-d: its axis 0 (or -1)
             return self.flatten().argmax(0)
         axis = normalize_axis(axis, self.ndim)
         size = self.shape[axis]

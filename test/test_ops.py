@@ -255,6 +255,22 @@ def test_reductions_noncontiguous_and_size_one(device):
     check_op(device, [(3, 1)], lambda x: x.mean(1, keepdim=True), lambda x: x.mean(1, keepdim=True))
 
 
+@pytest.mark.parametrize(
+    "name", ["sum", "mean", "max", "min", "prod", "softmax", "log_softmax", "logsumexp", "cumsum", "argmax"]
+)
+def test_reductions_over_the_one_axis_of_a_0d_tensor(device, name):
+    """torch accepts dim 0 and -1 on a 0-d tensor (they raised IndexError)."""
+    torch_name = {"max": "amax", "min": "amin"}.get(name, name)
+    for axis in (0, -1):
+        check_op(
+            device,
+            [()],
+            lambda x: getattr(x, torch_name)(axis),
+            lambda x: getattr(x, name)(axis),
+            forward_only=name == "argmax",
+        )
+
+
 def test_reductions_of_empty(device):
     x = Tensor.ones(0, 3, device=device)
     np.testing.assert_equal(x.sum(0).numpy(), np.zeros(3))
