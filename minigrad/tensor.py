@@ -1106,10 +1106,9 @@ class Tensor:
     def _axes(self, axis: int | Sequence[int] | None) -> tuple[int, ...]:
         if axis is None:
             return tuple(range(self.ndim))
-        axes = tuple(
-            sorted({normalize_axis(a, self.ndim) for a in ((axis,) if np.ndim(axis) == 0 else axis)})
-        )
-        return axes if self.ndim else ()  # a 0-d tensor's axis 0 (or -1) is no dim at all, as torch
+        axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+        normalized = tuple(sorted({normalize_axis(a, self.ndim) for a in axes}))
+        return normalized if self.ndim else ()  # a 0-d tensor's axis 0 (or -1) is no dim at all, as torch
 
     def _reduce(self, op: Op, axis, keepdim: bool) -> "Tensor":
         axes = self._axes(axis)
