@@ -128,6 +128,11 @@ class Program:
     def __init__(self, name: str, binary: Any):
         self.name, self.binary = name, binary
 
+    def launch(self, buffers: list[Buffer], wait: bool = False) -> float | None:
+        """Run on device Buffers, with the launch sizes its kernel's renderer chose (Backend.get_program)."""
+        sizes = {"global_size": self.global_size, "local_size": self.local_size}
+        return self(*[b._buf for b in buffers], **sizes, wait=wait)
+
     def __call__(
         self,
         *buffers: Any,

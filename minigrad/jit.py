@@ -14,7 +14,8 @@ writes its results into newly allocated buffers: the outputs of two calls never 
 function writes in place (parameters updated by `assign`) are written again on every replay, as they
 should be. What a replay does not redo is Python: `.grad` attributes and other Tensors the function
 stores elsewhere are not refreshed, and Tensors made from host data inside the function (numpy arrays,
-`Tensor.randn`) are constants of the recording; pass changing data in as arguments.
+lists) are constants of the recording; pass changing data in as arguments. Random numbers (`Tensor.rand`,
+`randn`, `uniform`, `randint`, and so dropout) are drawn again on every replay, as a call would draw them.
 """
 
 from __future__ import annotations
@@ -126,12 +127,9 @@ class TinyJit:
                     swap[id(b)] = Buffer(b.device, b.size, b.dtype)
             buffers = [swap.get(id(b), b) for b in run.buffers]
             if run.program is None:
-                buffers[0].copyin(buffers[1].numpy())
+                buffers[0].copyin(run.redraw() if run.redraw else buffers[1].numpy())
                 continue
-            program = run.program
-            program(
-                *[b._buf for b in buffers], global_size=program.global_size, local_size=program.local_size
-            )
+            run.program.launch(buffers)
             GlobalCounters.kernel_count += 1
 
         def tensor(result: _Result) -> Tensor:

@@ -89,7 +89,8 @@ class LazyNode:
 
     @staticmethod
     def buffer(data: Any, shape: tuple[int, ...], dtype: DType, device: str) -> "LazyNode":
-        """A leaf buffer: `data` is host numpy data to load, or None for an uninitialised buffer."""
+        """A leaf buffer: `data` is host numpy data to load, None for an uninitialised buffer, or a pair
+        (data, redraw) for random numbers: TinyJit's replays load `redraw()` (tensor.py `_random`)."""
         return LazyNode(Op.BUFFER, (), data, dtype, device, ShapeTracker.from_shape(shape))
 
     @staticmethod

@@ -73,11 +73,7 @@ class Tensor:
     _backward_roots: ClassVar[weakref.WeakValueDictionary] = weakref.WeakValueDictionary()  # see optim.step
 
     def __init__(
-        self,
-        data: Any,
-        device: str | None = None,
-        dtype: DType | str | None = None,
-        requires_grad: bool | None = None,
+        self, data: Any, device: DeviceArg = None, dtype: DTypeArg = None, requires_grad: bool | None = None
     ):
         dtype = to_dtype(dtype) if dtype is not None else None
         if isinstance(data, (LazyNode, Tensor)):  # wrap (and maybe move or cast) an existing graph
@@ -318,15 +314,13 @@ class Tensor:
     def rand(
         *shape, device: DeviceArg = None, dtype: DTypeArg = None, requires_grad: bool | None = None
     ) -> "Tensor":
-        array = Tensor._rng.random(_shape_args(shape), dtype=np.float32)
-        return Tensor(array, device=device, dtype=dtype or dtypes.default_float, requires_grad=requires_grad)
+        return Tensor._random(device, dtype, requires_grad, "random", _shape_args(shape), np.float32)
 
     @staticmethod
     def randn(
         *shape, device: DeviceArg = None, dtype: DTypeArg = None, requires_grad: bool | None = None
     ) -> "Tensor":
-        array = Tensor._rng.standard_normal(_shape_args(shape), dtype=np.float32)
-        return Tensor(array, device=device, dtype=dtype or dtypes.default_float, requires_grad=requires_grad)
+        return Tensor._random(device, dtype, requires_grad, "standard_normal", _shape_args(shape), np.float32)
 
     @staticmethod
     def uniform(
@@ -337,8 +331,7 @@ class Tensor:
         dtype: DTypeArg = None,
         requires_grad: bool | None = None,
     ) -> "Tensor":
-        array = Tensor._rng.uniform(low, high, _shape_args(shape)).astype(np.float32)
-        return Tensor(array, device=device, dtype=dtype or dtypes.default_float, requires_grad=requires_grad)
+        return Tensor._random(device, dtype, requires_grad, "uniform", low, high, _shape_args(shape))
 
     @staticmethod
     def randint(
@@ -351,8 +344,18 @@ class Tensor:
     ) -> "Tensor":
         if high <= low:
             raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
-        array = Tensor._rng.integers(low, high, _shape_args(shape))
-        return Tensor(array, device=device, dtype=dtype or dtypes.default_int, requires_grad=requires_grad)
+        return Tensor._random(
+            device, dtype or dtypes.default_int, requires_grad, "integers", low, high, _shape_args(shape)
+        )
+
+    @staticmethod
+    def _random(device: DeviceArg, dtype: DTypeArg, requires_grad, method: str, *args, **kwargs) -> "Tensor":
+        """Host random numbers, `Tensor._rng.<method>(*args, **kwargs)`. Under TinyJit every replay loads
+        new ones (lazy.LazyNode.buffer), as a call would draw them."""
+        draw = lambda: getattr(Tensor._rng, method)(*args, **kwargs)  # noqa: E731
+        out = Tensor(draw(), device=device, dtype=dtype or dtypes.default_float, requires_grad=requires_grad)
+        out.lazydata.arg = (out.lazydata.arg, lambda: _to_numpy(draw(), out.dtype))
+        return out
 
     @staticmethod
     def zeros_like(t: "Tensor", **kwargs) -> "Tensor":
@@ -1174,7 +1177,7 @@ class Tensor:
             return self.flatten().argmax(0)
         axis = normalize_axis(axis, self.ndim)
         size = self.shape[axis]
-        is_max = self == self.max(axis, keepdim=True)
+        is_max = (self == self.max(axis, keepdim=True)) | (self != self)  # a NaN is the max, as in torch
         countdown = Tensor.arange(size, 0, -1, device=self.device).reshape(
             (size,) + (1,) * (self.ndim - axis - 1)
         )

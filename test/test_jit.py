@@ -109,3 +109,21 @@ def test_training_step_matches_eager(device):
         np.testing.assert_allclose(jitted(x, y).numpy(), eager(x, y).numpy(), rtol=1e-5)
     for mine, theirs in zip(get_parameters(jit_layers), get_parameters(eager_layers)):
         np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_random_numbers_are_drawn_again_on_every_replay():
+    """Tensor.rand and dropout in a jitted function: each replay draws new numbers, the ones a call would
+    (they were constants of the recording: dropout kept one mask for a whole training run)."""
+
+    def step(x):
+        with Tensor.train():
+            return (x * Tensor.rand(8) + x.dropout(0.5) + Tensor.randint(8, high=100)).realize()
+
+    x = Tensor.ones(8).realize()
+    Tensor.manual_seed(3)
+    plain = [step(x).numpy() for _ in range(5)]
+    Tensor.manual_seed(3)
+    jitted = TinyJit(step)
+    replayed = [jitted(x).numpy() for _ in range(5)]
+    np.testing.assert_allclose(replayed, plain)
+    assert len({tuple(r) for r in replayed}) == 5

@@ -271,6 +271,13 @@ def test_reductions_over_the_one_axis_of_a_0d_tensor(device, name):
         )
 
 
+def test_argmax_of_nan_is_the_first_nan(device):
+    x = Tensor([[1.0, math.nan, 3.0, math.nan], [4.0, 2.0, 1.0, 0.0]], device=device)
+    np.testing.assert_equal(x.argmax(1).numpy(), [1, 0])  # row 0 gave 4: past the end
+    np.testing.assert_equal(x.argmax().numpy(), 1)
+    np.testing.assert_equal((-x).argmin(1).numpy(), [1, 0])
+
+
 def test_reductions_of_empty(device):
     x = Tensor.ones(0, 3, device=device)
     np.testing.assert_equal(x.sum(0).numpy(), np.zeros(3))

@@ -27,12 +27,13 @@ from minigrad.ops import ELEMENTWISE, REDUCE, AstNode, Op
 @dataclass
 class CapturedRun:
     """One launch recorded for TinyJit (jit.py): `program` run on `buffers` (outputs first), or, when
-    `program` is None, a copy of buffers[1] into buffers[0]. `fresh`: the outputs it allocated (not
-    written in place by an ASSIGN)."""
+    `program` is None, a copy of buffers[1] into buffers[0], or of `redraw()`'s new random numbers.
+    `fresh`: the outputs it allocated (not written in place by an ASSIGN)."""
 
     program: Any
     buffers: list[Buffer]
     fresh: list[Buffer]
+    redraw: Any = None
 
 
 capture: list[CapturedRun] | None = None  # while jit.py sets a list, every kernel and copy is appended
@@ -114,9 +115,12 @@ def _output_buffer(node: LazyNode) -> Buffer:
 
 def _load_host_data(node: LazyNode) -> None:
     buffer = Buffer(node.device, prod(node.shape), node.dtype)
-    if node.arg is not None:
-        buffer.copyin(node.arg)
+    data, redraw = node.arg if isinstance(node.arg, tuple) else (node.arg, None)  # lazy.LazyNode.buffer
+    if data is not None:
+        buffer.copyin(data)
         node.arg = None  # the host copy is no longer needed
+    if capture is not None and redraw is not None:
+        capture.append(CapturedRun(None, [buffer], [], redraw))
     node.realized = buffer
 
 
@@ -140,12 +144,7 @@ def _run_kernel(item: ScheduleItem) -> None:
         else backend.get_program(item.ast)
     )
     start = time.perf_counter()
-    elapsed = program(
-        *[b._buf for b in buffers],
-        global_size=program.global_size,
-        local_size=program.local_size,
-        wait=getenv("DEBUG") >= 1,
-    )
+    elapsed = program.launch(buffers, wait=getenv("DEBUG") >= 1)
     elapsed = elapsed if elapsed is not None else time.perf_counter() - start
     _set_outputs(item, outputs)
     if capture is not None:

@@ -143,12 +143,7 @@ def _run(backend: Backend, ast: Any, nest: LoopNest, buffers: list[Buffer], n_ou
     times = []
     for _ in range(3):
         start = time.perf_counter()
-        program(
-            *[b._buf for b in buffers],
-            global_size=program.global_size,
-            local_size=program.local_size,
-            wait=True,
-        )
+        program.launch(buffers, wait=True)
         backend.synchronize()
         times.append(time.perf_counter() - start)
     return [b.numpy() for b in buffers[:n_outputs]], min(times)

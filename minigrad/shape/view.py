@@ -142,15 +142,12 @@ class View:
             return self
         if prod(self.shape) == 0:
             return View.create(new_shape)
-        if self.mask is not None and any(b >= e for b, e in self.mask):  # every element masked out; a 0-d
-            return (
-                View.create(new_shape, mask=tuple((0, 0) for _ in new_shape)) if new_shape else None
-            )  # cannot say so
-        old = [
-            (s, st, m)
-            for s, st, m in zip(self.shape, self.strides, self.mask or [None] * len(self.shape))
-            if s != 1
-        ]
+        if self.mask is not None and any(
+            b >= e for b, e in self.mask
+        ):  # all masked (a 0-d view cannot say so)
+            return View.create(new_shape, mask=((0, 0),) * len(new_shape)) if new_shape else None
+        masks = self.mask or [None] * len(self.shape)
+        old = [(s, st, m) for s, st, m in zip(self.shape, self.strides, masks) if s != 1]
         new = [s for s in new_shape if s != 1]
         new_strides: list[int] = []
         new_masks: list[tuple[int, int]] = []
