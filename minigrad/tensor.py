@@ -821,9 +821,7 @@ class Tensor:
         if -1 in shape:
             known = prod(s for s in shape if s != -1)
             if known == 0 or self.numel() % known:
-                raise ValueError(
-                    f"reshape: cannot reshape {self.shape} ({self.numel()} elements) into {shape}"
-                )
+                raise ValueError(f"reshape: cannot make {self.shape} ({self.numel()} elements) into {shape}")
             shape = tuple(self.numel() // known if s == -1 else s for s in shape)
         return tuple(int(s) for s in shape)
 
@@ -1115,13 +1113,26 @@ class Tensor:
 
     def _reduce(self, op: Op, axis, keepdim: bool) -> "Tensor":
         axes = self._axes(axis)
+        if op is Op.REDUCE_SUM and prod(self.shape[d] for d in axes) > SPLIT_MIN and getenv("SPLIT_SUM", 1):
+            return self._split_sum(axes, keepdim)
         out = self._wrap(self.lazydata.reduce(op, axes), self)
         if keepdim:
             return out
         return out.reshape(tuple(s for d, s in enumerate(self.shape) if d not in axes))
 
+    def _split_sum(self, axes: tuple[int, ...], keepdim: bool) -> "Tensor":
+        """A sum of more than SPLIT_MIN elements, in steps of SPLIT: each float32 accumulator then adds few
+        values (10^7 x 0.1 summed to 997,298 in one step), and the first step has outputs for every thread."""
+        kept = [d for d in range(self.ndim) if d not in axes]
+        x = self.permute(kept + list(axes)).reshape(tuple(self.shape[d] for d in kept) + (-1,))
+        while x.shape[-1] > SPLIT:  # SPLIT elements at a time, until one sum is left
+            x = x.pad([(0, 0)] * len(kept) + [(0, -x.shape[-1] % SPLIT)])
+            x = x.reshape(x.shape[:-1] + (-1, SPLIT)).sum(-1)
+        out = x.sum(-1)
+        return out.reshape(tuple(1 if d in axes else s for d, s in enumerate(self.shape))) if keepdim else out
+
     def sum(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
-        x = self.cast(dtypes.default_int) if self.dtype == dtypes.bool else self
+        x = self.cast(dtypes.default_int) if self.dtype in (dtypes.bool, dtypes.int8, dtypes.uint8) else self
         return x._reduce(Op.REDUCE_SUM, axis, keepdim)
 
     def max(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
@@ -1432,9 +1443,7 @@ class Tensor:
         classes = self.shape[axis]
         if dtypes.is_float(Y.dtype):
             if Y.shape != self.shape:
-                raise ValueError(
-                    f"cross_entropy: probability targets {Y.shape} must match logits {self.shape}"
-                )
+                raise ValueError(f"cross_entropy: probabilities {Y.shape} must match logits {self.shape}")
             target, keep, count = Y, None, None
         else:
             expected = self.shape[:axis] + self.shape[axis + 1 :]
@@ -1480,9 +1489,7 @@ class Tensor:
         """softmax(q k^T / sqrt(d) + mask) v with q = self; a bool mask marks the positions to keep."""
         scores = self.matmul(key.transpose(-2, -1)) * (1 / math.sqrt(self.shape[-1]))
         if is_causal:
-            keep = Tensor.ones(
-                scores.shape[-2], scores.shape[-1], device=self.device, dtype=dtypes.bool
-            ).tril()
+            keep = Tensor.ones(*scores.shape[-2:], device=self.device, dtype=dtypes.bool).tril()
             scores = keep.where(scores, -math.inf)
         if attn_mask is not None:
             scores = (
@@ -1507,6 +1514,7 @@ class _MatmulRule:
         return None if not terms else terms[0] if len(terms) == 1 else terms[0].alu(Op.ADD, terms[1])
 
 
+SPLIT_MIN, SPLIT = 1 << 16, 1024  # sums longer than 2^16 go in steps of 1024 (_split_sum; SPLIT_SUM=0: off)
 PANEL = 16  # columns per panel in _panel_matmul: one tile row of the CPU matmul (two AVX2 registers)
 ROW_TILE = 6  # _panel_matmul pads the rows of x to a multiple of this: the CPU tile is 6 rows x 16 columns
 PAD_MIN = 512  # _panel_matmul pads rows to 6-row tiles when every dim is this big (below, 16x4 does as well)
@@ -1575,10 +1583,8 @@ def _to_numpy(data: Any, dtype: DType | None) -> np.ndarray:
     if isinstance(data, np.ndarray):
         array = data
     elif isinstance(data, (bool, int, float, np.generic)):
-        array = np.array(
-            data,
-            dtype=(dtype or dtypes.from_py(data if not isinstance(data, np.generic) else data.item())).np,
-        )
+        scalar = data.item() if isinstance(data, np.generic) else data
+        array = np.array(data, dtype=(dtype or dtypes.from_py(scalar)).np)
     elif isinstance(data, (list, tuple)):
         try:
             array = np.array(data)
@@ -1588,12 +1594,8 @@ def _to_numpy(data: Any, dtype: DType | None) -> np.ndarray:
             raise ValueError(
                 "Tensor: nested lists must be rectangular (all rows of one length) and hold numbers"
             )
-        if array.dtype.kind == "f":
-            array = array.astype(dtypes.default_float.np)
-        elif array.dtype.kind in "iu":
-            array = array.astype(dtypes.default_int.np)
-        elif array.size == 0:
-            array = array.astype(dtypes.default_float.np)
+        defaults = {"f": dtypes.default_float, "i": dtypes.default_int, "u": dtypes.default_int}  # [] is "f"
+        array = array.astype(defaults[array.dtype.kind].np) if array.dtype.kind in defaults else array
     else:
         raise TypeError(f"cannot make a Tensor from {type(data).__name__}")
     if dtype is not None:

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minigrad import Tensor, dtypes
+from minigrad import Context, Tensor, dtypes
 from test.helpers import check_op
 
 # ---- elementwise ---------------------------------------------------------------------------------
@@ -175,6 +175,29 @@ def test_long_sums_stay_exact_in_float32(device):
     """One float32 accumulator stops counting at 2^24 (a full sum of 20M ones gave 16,777,216): lanes or a
     work-group's threads keep each partial sum short."""
     np.testing.assert_allclose(Tensor.ones(20_000_000, device=device).sum().item(), 2e7, rtol=1e-5)
+
+
+def test_long_sums_are_accurate_and_split_sum_0_turns_the_steps_off(device):
+    """10^7 x 0.1 summed to 997,298 in one step (each lane added 0.1 to a large total, rounding every time);
+    in steps of 1024 it is within 1e-5 of the exact sum (torch sums pairwise: 4e-7)."""
+    values = np.full(10**7, 0.1, np.float32)
+    x = Tensor(values, device=device)
+    np.testing.assert_allclose(x.sum().item(), values.astype(np.float64).sum(), rtol=1e-5)
+    np.testing.assert_allclose(x.mean().item(), 0.1, rtol=1e-5)
+    with Context(SPLIT_SUM=0):
+        np.testing.assert_allclose(x.sum().item(), 1e6, rtol=1e-2)  # the one-step path still runs
+
+
+def test_long_sums_over_some_axes_match_torch_with_gradients(device):
+    check_op(device, [(3, 70_001)], lambda x: x.sum(1))
+    check_op(device, [(2, 300, 300)], lambda x: x.sum((0, 2), keepdim=True))
+    check_op(device, [(70_000, 2)], lambda x: x.mean(0))
+
+
+def test_8_bit_integer_sums_do_not_overflow(device):
+    """torch sums int8 and uint8 into int64; minigrad into int32, as bool (they wrapped around at 8 bits)."""
+    for dtype in (np.int8, np.uint8):
+        np.testing.assert_equal(Tensor(np.full(3, 100, dtype), device=device).sum().numpy(), 300)
 
 
 def test_bool_arithmetic_and_casts(device):

@@ -219,7 +219,7 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
         lines.append("  " * depth + text)
 
     reach = [i.arg[1].max for i in kernel.instrs if i.op in ("LOAD", "STORE", "VLOAD", "VSTORE")]
-    reach += [i.arg.size for i in kernel.instrs if i.op == "LOOP"]  # past 2^31 - 1, 64-bit variables
+    reach.append(prod(kernel.nest.full_shape))  # bounds the loops and a mask's limits; past 2^31 - 1: 64 bits
     int_type = language.type_name(dtypes.int64) if max(reach, default=0) >= 2**31 - 1 else "int"
     launch = _thread_indices(kernel, language, add, int_type) if language.global_index else ((1,), None)
 
