@@ -46,6 +46,13 @@ def _shape_args(shape: Sequence) -> Shape:
     return tuple(int(s) for s in shape)
 
 
+def _clamped_log(p: "Tensor") -> "Tensor":
+    """log(p) clamped at -100, as torch's BCE, with a derivative of 0 where p is 0: a sigmoid saturated to 1.0
+    in float32 gave NaN gradients through log(0)."""
+    positive = p > 0
+    return positive.where(positive.where(p, 1.0).log(), -100.0).maximum(-100)
+
+
 def _like(t: "Tensor", kwargs: dict) -> dict:
     return {"device": t.device, "dtype": t.dtype, **{k: v for k, v in kwargs.items() if v is not None}}
 
@@ -610,13 +617,16 @@ class Tensor:
             return self._pow_scalar(exponent)
         base, exponent = self._broadcasted(exponent, reverse)
         base, exponent = base._float(), exponent._float()
-        magnitude = (exponent * base.abs().log2()).exp2()
+        zero = (
+            base == 0
+        )  # 0^e is a constant: through log2(0) every derivative would be NaN (torch: 0 for e > 1)
+        magnitude = (exponent * zero.where(1.0, base.abs()).log2()).exp2()
         is_int_exponent = exponent == exponent.trunc()
         odd = is_int_exponent & ((exponent.abs() % 2) == 1)
-        negative_result = (base < 0).where(
+        signed = (base < 0).where(
             is_int_exponent.where(odd.where(-magnitude, magnitude), math.nan), magnitude
         )
-        return (exponent == 0).where(1.0, negative_result)
+        return zero.where((exponent == 0).where(1.0, (exponent < 0).where(math.inf, 0.0)), signed)
 
     def _pow_scalar(self, exponent: Scalar) -> "Tensor":
         """x ** c: exact products for small integer powers, sqrt for 0.5, exp2/log2 otherwise."""
@@ -688,9 +698,9 @@ class Tensor:
         return self * self
 
     def sign(self) -> "Tensor":
-        if self.dtype == dtypes.bool:
-            return self
-        return (self > 0).cast(self.dtype) - (self < 0).cast(self.dtype)
+        return (
+            self if self.dtype == dtypes.bool else (self > 0).cast(self.dtype) - (self < 0).cast(self.dtype)
+        )
 
     def abs(self) -> "Tensor":
         return self if self.dtype == dtypes.bool else self * self.sign()
@@ -704,15 +714,11 @@ class Tensor:
 
     def floor(self) -> "Tensor":
         truncated = self.trunc()
-        return (
-            truncated if not dtypes.is_float(self.dtype) else truncated - (truncated > self).cast(self.dtype)
-        )
+        return truncated - (truncated > self).cast(self.dtype) if dtypes.is_float(self.dtype) else truncated
 
     def ceil(self) -> "Tensor":
         truncated = self.trunc()
-        return (
-            truncated if not dtypes.is_float(self.dtype) else truncated + (truncated < self).cast(self.dtype)
-        )
+        return truncated + (truncated < self).cast(self.dtype) if dtypes.is_float(self.dtype) else truncated
 
     def round(self) -> "Tensor":
         """Round half to even, as torch and numpy do."""
@@ -727,11 +733,7 @@ class Tensor:
         return self != self
 
     def isinf(self) -> "Tensor":
-        return (
-            (self == math.inf) | (self == -math.inf)
-            if dtypes.is_float(self.dtype)
-            else self._const(False, dtypes.bool)
-        )
+        return self.abs() == math.inf if dtypes.is_float(self.dtype) else self._const(False, dtypes.bool)
 
     def lerp(self, end: Operand, weight: Operand) -> "Tensor":
         return self + (end - self) * weight
@@ -789,7 +791,9 @@ class Tensor:
         return (self > 0).where(self, self * neg_slope)
 
     def elu(self, alpha: float = 1.0) -> "Tensor":
-        return (self > 0).where(self, alpha * ((self.minimum(0)).exp() - 1))
+        return (self > 0).where(
+            self, alpha * ((self > 0).where(0, self).exp() - 1)
+        )  # slope alpha at 0, as torch
 
     def softplus(self, beta: float = 1.0) -> "Tensor":
         """log(1 + exp(beta*x)) / beta in the stable form max(z, 0) + log(1 + exp(-|z|))."""
@@ -797,10 +801,11 @@ class Tensor:
         return (z.maximum(0) + (1 + (-z.abs()).exp()).log()) * (1 / beta)
 
     def relu6(self) -> "Tensor":
-        return self.relu().clip(max_=6.0)
+        return self.hardtanh(0.0, 6.0)
 
     def hardtanh(self, min_val: float = -1.0, max_val: float = 1.0) -> "Tensor":
-        return self.clip(min_val, max_val)
+        """Clamp into [min_val, max_val]; the gradient is 0 at the boundaries (torch; clip's is 1 there)."""
+        return ((self > min_val) & (self < max_val)).where(self, self.clip(min_val, max_val).detach())
 
     # ---- movement -------------------------------------------------------------------------------
 
@@ -1477,7 +1482,7 @@ class Tensor:
 
     def binary_crossentropy(self, Y: "Tensor") -> "Tensor":
         """Mean BCE of probabilities `self` against targets `Y`; logs clamped at -100 as torch."""
-        return -(Y * self.log().maximum(-100) + (1 - Y) * (1 - self).log().maximum(-100)).mean()
+        return -(Y * _clamped_log(self) + (1 - Y) * _clamped_log(1 - self)).mean()
 
     def binary_crossentropy_logits(self, Y: "Tensor") -> "Tensor":
         """Mean BCE of logits, in the stable form max(x, 0) - x*y + log(1 + exp(-|x|))."""

@@ -103,6 +103,37 @@ def test_pow_negative_base_integer_exponent(device):
     check_op(device, None, torch.pow, Tensor.pow, values=[base, exponent], forward_only=True)
 
 
+def test_pow_gradients_at_zero_match_torch(device):
+    """Through log2(0) these were NaN (x ** 1.5 at 0, a tensor exponent on a zero base), and 2 ** x had a
+    gradient of 0 at x = 0 (an exponent of 0 picked a constant 1)."""
+    x = np.array([0.0, 0.5, 2.0], np.float32)
+    check_op(device, None, lambda t: t**1.5, values=[x])
+    check_op(device, None, lambda t: 2.0**t, values=[x])
+    check_op(device, None, lambda t: t.pow(t * 0 + 2), values=[x])
+    base, exponent = np.array([0.0, 0.0, 2.0], np.float32), np.array([0.0, 2.0, 0.5], np.float32)
+    check_op(device, None, torch.pow, Tensor.pow, values=[base, exponent])  # 0 < e < 1 at 0: torch inf, not 0
+
+
+def test_activation_gradients_at_their_kinks_match_torch(device):
+    """elu has slope alpha at 0 (it got half of it); relu6 and hardtanh have 0 at their bounds (they got 1)."""
+    x = np.array([-1.0, 0.0, 1.0, 6.0, 7.0], np.float32)
+    check_op(device, None, F.elu, Tensor.elu, values=[x])
+    check_op(device, None, F.relu6, Tensor.relu6, values=[x])
+    check_op(device, None, F.hardtanh, Tensor.hardtanh, values=[x])
+
+
+def test_binary_crossentropy_of_a_saturated_sigmoid_has_finite_gradients(device):
+    """sigmoid(30) is 1.0 in float32: log(1 - p) was log(0), and its gradient NaN."""
+    y = [1.0, 0.0, 1.0]
+    check_op(
+        device,
+        None,
+        lambda x: F.binary_cross_entropy(x.sigmoid(), torch.tensor(y)),
+        lambda x: x.sigmoid().binary_crossentropy(Tensor(y, device=device)),
+        values=[np.array([30.0, -30.0, 0.5], np.float32)],
+    )
+
+
 @pytest.mark.parametrize("op", ["lt", "le", "gt", "ge", "eq", "ne"])
 def test_comparisons(device, op):
     a = np.array([[1, 2, 3], [3, 2, 1]], np.float32)
