@@ -62,7 +62,7 @@ def _heuristic(ast: Any, backend: Backend) -> LoopNest:
 def _neighbours(nest: LoopNest) -> list[LoopNest]:
     """Nests that differ from `nest` in one choice (see the module docstring)."""
     found = []
-    for d in (d for d in nest.order if d not in nest.threads):  # a work-group's block stays as opt.py made it
+    for d in [] if nest.threads else nest.order:  # GPU work-groups' blocks stay as opt.py made them
         size, current = nest.full_shape[d], nest.upcast.get(d, 1)
         for factor in UPCAST_FACTORS:
             if factor == current or size % factor or factor > size:
