@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import weakref
-from functools import cache, partialmethod
+from functools import cache, partialmethod, reduce
 from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
@@ -113,6 +113,10 @@ class Tensor:
 
     @requires_grad.setter
     def requires_grad(self, value: bool | None) -> None:
+        if value and not dtypes.is_float(self.dtype):
+            raise RuntimeError(
+                f"only floating-point tensors can require gradients, not {self.dtype.name} ones"
+            )
         self._requires_grad = value
         if value:
             Tensor._grad_leaves[id(self)] = self
@@ -901,8 +905,7 @@ class Tensor:
         if all(isinstance(p, (int, np.integer)) for p in padding):
             if len(padding) % 2 or len(padding) > 2 * self.ndim:
                 raise ValueError(
-                    f"pad: flat padding {tuple(padding)} must have an even length "
-                    f"<= {2 * self.ndim} for shape {self.shape}"
+                    f"pad: flat padding {tuple(padding)} needs an even length <= {2 * self.ndim}"
                 )
             pairs = [(0, 0)] * self.ndim
             for i in range(len(padding) // 2):
@@ -927,28 +930,21 @@ class Tensor:
         return self._wrap(self.lazydata.flip(tuple(normalize_axis(a, self.ndim) for a in axes)), self)
 
     def repeat(self, *repeats) -> "Tensor":
-        repeats = (
-            tuple(repeats[0]) if len(repeats) == 1 and isinstance(repeats[0], (tuple, list)) else repeats
-        )
+        repeats = _shape_args(repeats)
         if len(repeats) < self.ndim:
             raise ValueError(f"repeat: {len(repeats)} repeats for a tensor with {self.ndim} dimensions")
         base = self.reshape((1,) * (len(repeats) - self.ndim) + self.shape)
         interleaved = tuple(v for s in base.shape for v in (1, s))
         expanded = tuple(v for r, s in zip(repeats, base.shape) for v in (r, s))
-        return (
-            base.reshape(interleaved)
-            .expand(expanded)
-            .reshape(tuple(r * s for r, s in zip(repeats, base.shape)))
-        )
+        out = base.reshape(interleaved).expand(expanded)
+        return out.reshape(tuple(r * s for r, s in zip(repeats, base.shape)))
 
     def cat(self, *others: "Tensor", dim: int = 0) -> "Tensor":
         tensors = (self,) + others
         dim = normalize_axis(dim, self.ndim)
         if len({(t.ndim, t.shape[:dim], t.shape[dim + 1 :]) for t in tensors}) > 1:
             raise ValueError(f"cat: shapes {[t.shape for t in tensors]} differ outside dim {dim}")
-        dtype = tensors[0].dtype
-        for t in tensors[1:]:
-            dtype = dtypes.promote(dtype, t.dtype)
+        dtype = reduce(dtypes.promote, [t.dtype for t in tensors])
         total, out, offset = sum(t.shape[dim] for t in tensors), None, 0
         for t in tensors:
             pad = [(0, 0)] * self.ndim
@@ -1163,7 +1159,9 @@ class Tensor:
         return (deviation * deviation).sum(axis, keepdim) / max(count - correction, 0)
 
     def std(self, axis: Axis = None, keepdim: bool = False, correction: int = 1) -> "Tensor":
-        return self.var(axis, keepdim, correction).sqrt()
+        """sqrt(var); the gradient is 0 where var is 0 (sqrt's is infinite there and gave NaN), as torch."""
+        var = self.var(axis, keepdim, correction)
+        return (var == 0).where(0.0, (var == 0).where(1.0, var).sqrt())
 
     def prod(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
         """Product as a tree of MULs over halves (exact with zeros and signs, unlike exp(sum(log)))."""

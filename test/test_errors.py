@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from minigrad import Device, Tensor
+from minigrad import Device, Tensor, dtypes, nn
 
 
 def test_broadcast_mismatch_names_shapes(device):
@@ -79,6 +79,18 @@ def test_index_errors(device):
         x[Tensor([0.5], device=device)]
     with pytest.raises(IndexError, match="boolean masks"):
         x[Tensor([True, False], device=device)]
+
+
+def test_only_float_tensors_require_gradients():
+    with pytest.raises(RuntimeError, match="floating-point"):
+        Tensor([1, 2], requires_grad=True)  # was accepted (torch raises)
+    with pytest.raises(RuntimeError, match="floating-point"):
+        Tensor.zeros(2, dtype=dtypes.int32).requires_grad = True
+
+
+def test_batchnorm_in_training_needs_more_than_one_value_per_channel():
+    with Tensor.train(), pytest.raises(ValueError, match="more than one value per channel"):
+        nn.BatchNorm2d(3)(Tensor.ones(1, 3, 1, 1))  # gave zeros (torch raises)
 
 
 def test_windows_need_positive_sizes(device):

@@ -177,6 +177,15 @@ def test_adam_step_is_one_realize_with_fused_updates():
     assert GlobalCounters.kernel_count <= 3 * 6 + 2, GlobalCounters.kernel_count
 
 
+def test_batchnorm_running_statistics_are_buffers_not_parameters():
+    bn = nn.BatchNorm2d(3)
+    params = optim.SGD(get_parameters(bn), lr=0.1).params
+    assert [p.shape for p in params] == [(3,), (3,)] and all(p.requires_grad for p in params)
+    assert {"running_mean", "running_var", "num_batches_tracked"} <= {
+        k.split(".")[-1] for k in get_state_dict(bn)
+    }
+
+
 def test_optimizer_needs_parameters():
     with pytest.raises(ValueError, match="no parameters"):
         optim.SGD([Tensor.ones(3, requires_grad=False)])

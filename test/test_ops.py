@@ -114,8 +114,15 @@ def test_pow_gradients_at_zero_match_torch(device):
     check_op(device, None, torch.pow, Tensor.pow, values=[base, exponent])  # 0 < e < 1 at 0: torch inf, not 0
 
 
+def test_std_of_a_constant_has_gradient_0(device):
+    """sqrt's gradient at 0 is infinite: std of equal values gave NaN gradients (torch gives 0)."""
+    check_op(
+        device, None, lambda x: x.std(1), values=[np.array([[2.0, 2.0, 2.0], [1.0, 2.0, 4.0]], np.float32)]
+    )
+
+
 def test_activation_gradients_at_their_kinks_match_torch(device):
-    """elu has slope alpha at 0 (it got half of it); relu6 and hardtanh have 0 at their bounds (they got 1)."""
+    """elu has slope alpha at 0 (it got half); relu6 and hardtanh have 0 at their bounds (they got 1)."""
     x = np.array([-1.0, 0.0, 1.0, 6.0, 7.0], np.float32)
     check_op(device, None, F.elu, Tensor.elu, values=[x])
     check_op(device, None, F.relu6, Tensor.relu6, values=[x])

@@ -77,14 +77,20 @@ class BatchNorm2d:
         self.weight = Tensor.ones(sz, requires_grad=True) if affine else None
         self.bias = Tensor.zeros(sz, requires_grad=True) if affine else None
         if track_running_stats:
-            self.running_mean, self.running_var = Tensor.zeros(sz), Tensor.ones(sz)
-            self.num_batches_tracked = Tensor.zeros((), dtype="int64")
+            # buffers, not parameters: an optimizer given get_parameters(model) leaves them alone
+            self.running_mean = Tensor.zeros(sz, requires_grad=False)
+            self.running_var = Tensor.ones(sz, requires_grad=False)
+            self.num_batches_tracked = Tensor.zeros((), dtype="int64", requires_grad=False)
 
     def __call__(self, x: Tensor) -> Tensor:
         if x.ndim < 2 or (self.weight is not None and x.shape[1] != self.weight.shape[0]):
             raise ValueError(f"BatchNorm: expected (N, {self.weight.shape[0]}, ...) input, got {x.shape}")
         axes = tuple(d for d in range(x.ndim) if d != 1)
         if Tensor.training or not self.track_running_stats:
+            if Tensor.training and x.numel() == x.shape[1]:  # one value per channel: its output is always 0
+                raise ValueError(
+                    f"BatchNorm in training needs more than one value per channel, got {x.shape}"
+                )
             mean = x.mean(axes)
             var = ((x - mean.reshape((1, -1) + (1,) * (x.ndim - 2))).square()).mean(axes)
             if Tensor.training and self.track_running_stats:
