@@ -1137,6 +1137,8 @@ class Tensor:
         return x._reduce(Op.REDUCE_SUM, axis, keepdim)
 
     def max(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
+        if 0 in (self.shape[d] for d in self._axes(axis)):  # it gave -inf; torch and numpy raise
+            raise ValueError(f"max/min over an empty dim of a {self.shape} tensor: it has no identity")
         return self._reduce(Op.REDUCE_MAX, axis, keepdim)
 
     def min(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
@@ -1180,7 +1182,7 @@ class Tensor:
         return out
 
     def any(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
-        return self.bool().max(axis, keepdim)
+        return self.bool()._reduce(Op.REDUCE_MAX, axis, keepdim)  # any() of nothing is False
 
     def all(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
         return self.bool().logical_not().any(axis, keepdim).logical_not()
@@ -1202,18 +1204,18 @@ class Tensor:
 
     def softmax(self, axis: int = -1) -> "Tensor":
         x = self._float()
-        shifted = x - x.max(axis, keepdim=True).detach()
+        shifted = x - x._reduce(Op.REDUCE_MAX, axis, True).detach()
         e = shifted.exp()
         return e / e.sum(axis, keepdim=True)
 
     def log_softmax(self, axis: int = -1) -> "Tensor":
         x = self._float()
-        shifted = x - x.max(axis, keepdim=True).detach()
+        shifted = x - x._reduce(Op.REDUCE_MAX, axis, True).detach()
         return shifted - shifted.exp().sum(axis, keepdim=True).log()
 
     def logsumexp(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
         x = self._float()
-        peak = x.max(axis, keepdim=True).detach()
+        peak = x._reduce(Op.REDUCE_MAX, axis, True).detach()
         peak = peak.isinf().where(0.0, peak)  # all -inf (or +inf) rows: no shift, as torch
         out = (x - peak).exp().sum(axis, keepdim=True).log() + peak
         return (

@@ -75,7 +75,8 @@ def random_graph(seed: int, device: str) -> list[Tensor]:
             out = BINARY[rng.integers(len(BINARY))](t, partners[rng.integers(len(partners))])
         elif kind == "reduce":
             axis = int(rng.integers(t.ndim))
-            out = t.max(axis, keepdim=True) if rng.random() < 0.4 else t.mean(axis, keepdim=True)
+            use_max = rng.random() < 0.4 and t.shape[axis] > 0  # max over an empty dim raises, as torch
+            out = t.max(axis, keepdim=True) if use_max else t.mean(axis, keepdim=True)
         else:
             out = _movement(rng, t)
         pool.append(out)

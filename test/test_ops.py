@@ -344,6 +344,11 @@ def test_reductions_of_empty(device):
     np.testing.assert_equal(x.sum(0).numpy(), np.zeros(3))
     assert x.sum(1).shape == (0,)
     np.testing.assert_equal(Tensor.ones(0, device=device).prod().numpy(), 1.0)
+    with pytest.raises(ValueError, match="empty dim"):
+        Tensor.ones(0, 3, device=device).max(0)  # gave -inf; torch and numpy raise
+    assert not Tensor.ones(0, device=device).any().item() and Tensor.ones(0, device=device).all().item()
+    assert Tensor.ones(3, 0, device=device).softmax(-1).shape == (3, 0)
+    np.testing.assert_equal(Tensor.ones(3, 0, device=device).logsumexp(-1).numpy(), [-np.inf] * 3)
     empty = Tensor(np.zeros((3, 0), np.float32), device=device)  # a buffer: it read garbage past its end
     np.testing.assert_equal(empty.prod().numpy(), 1.0)
     np.testing.assert_equal(empty.reshape(0).pad(((0, 1),), value=2).reshape(()).numpy(), 2.0)
