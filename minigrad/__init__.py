@@ -19,24 +19,6 @@ from minigrad.tensor import Tensor, no_grad
 from minigrad.transforms import checkpoint, grad, hvp, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp
 
 __version__ = "0.1.0"
-__all__ = [
-    "Tensor",
-    "dtypes",
-    "Device",
-    "TinyJit",
-    "no_grad",
-    "getenv",
-    "Context",
-    "GlobalCounters",
-    "Function",
-    "FunctionCtx",
-    "grad",
-    "value_and_grad",
-    "vjp",
-    "jvp",
-    "hvp",
-    "jacrev",
-    "jacfwd",
-    "jacobian",
-    "checkpoint",
-]
+__all__ = ["Tensor", "dtypes", "Device", "TinyJit", "no_grad", "getenv", "Context", "GlobalCounters"]
+__all__ += ["Function", "FunctionCtx", "checkpoint"]  # user-defined derivatives (function.py, transforms.py)
+__all__ += ["grad", "value_and_grad", "vjp", "jvp", "hvp", "jacrev", "jacfwd", "jacobian"]  # transforms.py

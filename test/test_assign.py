@@ -39,6 +39,18 @@ def test_a_read_in_the_same_realize_sees_the_old_value(device):
         np.testing.assert_allclose(w.numpy(), [2.0, 4.0], err_msg=order)
 
 
+def test_two_assigns_that_read_each_others_old_values(device):
+    """Each update must run before the other (R7): the old values are copied first. This raised; a conv,
+    BatchNorm and relu model trained with SGD hit it at its second step (test_nn)."""
+    a, b = Tensor([1.0, 2.0], device=device).realize(), Tensor([10.0, 20.0], device=device).realize()
+    old_a, old_b = a * 1, b * 1
+    a.assign(old_b + 1)
+    b.assign(old_a + 1)
+    Tensor.realize(a, b)
+    np.testing.assert_allclose(a.numpy(), [11.0, 21.0])
+    np.testing.assert_allclose(b.numpy(), [2.0, 3.0])
+
+
 def test_a_pending_read_of_an_overwritten_leaf_raises(device):
     w = Tensor([1.0, 2.0], device=device).realize()
     y = w * 3

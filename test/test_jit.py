@@ -127,3 +127,32 @@ def test_random_numbers_are_drawn_again_on_every_replay():
     replayed = [jitted(x).numpy() for _ in range(5)]
     np.testing.assert_allclose(replayed, plain)
     assert len({tuple(r) for r in replayed}) == 5
+
+
+def test_batchnorm_running_statistics_update_on_every_replay():
+    """The running statistics are buffers the optimizer realizes with every step; a replay updates them as a
+    call does (when nothing realized them, replays skipped their updates: 2 steps counted out of 6)."""
+
+    def train(jit: bool):
+        Tensor.manual_seed(0)
+        conv, bn = nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)
+        opt = optim.SGD(get_parameters([conv, bn]), lr=0.1)
+
+        def step(x):
+            with Tensor.train():
+                loss = bn(conv(x)).relu().mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            return loss.realize()
+
+        step = TinyJit(step) if jit else step
+        x = Tensor.randn(4, 1, 6, 6).realize()
+        for _ in range(6):
+            step(x)
+        return bn.running_mean.numpy(), bn.running_var.numpy(), bn.num_batches_tracked.item()
+
+    eager, jitted = train(jit=False), train(jit=True)
+    assert jitted[2] == eager[2] == 6
+    np.testing.assert_allclose(jitted[0], eager[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(jitted[1], eager[1], rtol=1e-5, atol=1e-6)

@@ -177,6 +177,34 @@ def test_adam_step_is_one_realize_with_fused_updates():
     assert GlobalCounters.kernel_count <= 3 * 6 + 2, GlobalCounters.kernel_count
 
 
+def test_conv_batchnorm_relu_trains_like_torch():
+    """The BatchNorm weight and bias updates each read the other's old value (through the relu mask): the
+    second step raised "one realize both reads a tensor's value from before an assign()"."""
+    rng = np.random.default_rng(0)
+    w0, x0 = (rng.standard_normal(s).astype(np.float32) for s in ((2, 1, 3, 3), (4, 1, 6, 6)))
+    conv, bn = nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)
+    conv.weight.assign(Tensor(w0)).realize()
+    tconv, tbn = torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2)
+    with torch.no_grad():
+        tconv.weight.copy_(torch.tensor(w0))
+        tconv.bias.copy_(torch.tensor(conv.bias.numpy()))
+    opt = optim.SGD(get_parameters([conv, bn]), lr=0.1)
+    topt = torch.optim.SGD([*tconv.parameters(), *tbn.parameters()], lr=0.1)
+    x = Tensor(x0)
+    for _ in range(4):
+        with Tensor.train():
+            loss = bn(conv(x)).relu().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        expected = torch.relu(tbn(tconv(torch.tensor(x0)))).mean()
+        topt.zero_grad()
+        expected.backward()
+        topt.step()
+        assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    np.testing.assert_allclose(bn.running_var.numpy(), tbn.running_var.numpy(), rtol=1e-5)
+
+
 def test_batchnorm_running_statistics_are_buffers_not_parameters():
     bn = nn.BatchNorm2d(3)
     params = optim.SGD(get_parameters(bn), lr=0.1).params

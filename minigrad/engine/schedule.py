@@ -23,7 +23,9 @@ in one place (`_KernelPlanner`); every other node is inlined into the kernels th
                     in the inner loop (`relu(h) @ W`, h a buffer, 128x512x512: 1.27 -> 0.95 ms including
                     the extra kernel). SPLIT_BROADCAST=0 turns R6 off.
 One rule orders kernels rather than buffers:
-  R7 reads first    a kernel that reads a buffer's old value runs before the ASSIGN that overwrites it.
+  R7 reads first    a kernel that reads a buffer's old value runs before the ASSIGN that overwrites it. When
+                    two ASSIGNs each read the other's old buffer (BatchNorm's weight and bias updates both
+                    recompute the relu mask from both), such reads go to copies of the old values instead.
   R8 recompute      an elementwise node read by several kernels, when recomputing it in each would repeat
                     more than 64 ops: a chain of softmaxes otherwise made every kernel recompute all the
                     chains before it (bench.py's 1000-op graph: 21 kernels of up to 1,012 AST nodes, 490 ms
@@ -397,12 +399,30 @@ def _reads_before_writes(schedule: list[ScheduleItem]) -> list[ScheduleItem]:
             pending[user] -= 1
             if pending[user] == 0:
                 heapq.heappush(ready, user)
-    if len(order) < len(schedule):
-        raise RuntimeError(
-            "one realize both reads a tensor's value from before an assign() and depends on that assign; "
-            "realize the reads first"
-        )
+    if len(order) < len(schedule):  # a cycle: read the old values from copies made first
+        return _reads_before_writes(_snapshot_old_values(schedule, writer))
     return [schedule[i] for i in order]
+
+
+def _snapshot_old_values(schedule: list[ScheduleItem], writer: dict[int, int]) -> list[ScheduleItem]:
+    """The schedule with every read of a buffer that another kernel's ASSIGN overwrites redirected to a copy
+    of its old value (a COPY item at the front): no kernel then has to run before an ASSIGN."""
+    copies: dict[int, LazyNode] = {}
+    items = []
+    for i, item in enumerate(schedule):
+        inputs = list(item.inputs)
+        for j, node in enumerate(inputs):
+            if node.realized is not None and writer.get(id(node.realized), i) != i:
+                st = ShapeTracker.from_shape(node.shape)
+                inputs[j] = copies.setdefault(
+                    id(node), LazyNode(Op.COPY, (node,), None, node.dtype, node.device, st)
+                )
+        items.append(item._replace(inputs=tuple(inputs)))
+    front = [
+        ScheduleItem(AstNode(Op.COPY, (), None, n.dtype), (n,), n.srcs, "R7 old value")
+        for n in copies.values()
+    ]
+    return front + items
 
 
 def _plan(targets: list[LazyNode]) -> list[ScheduleItem]:

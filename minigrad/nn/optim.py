@@ -1,7 +1,9 @@
 """Optimizers: SGD (momentum, nesterov, weight decay), Adam and AdamW, with PyTorch's update rules.
 
 In: the parameters (Tensors) and hyperparameters. Out: `step()` updates every parameter in place from its
-`.grad`; `zero_grad()` clears the gradients. A step builds the update of every parameter and optimizer
+`.grad`; `zero_grad()` clears the gradients. Tensors given with requires_grad=False (BatchNorm's running
+statistics, from `get_parameters(model)`) are not updated but realized with every step, so that their own
+pending updates run (inside TinyJit too). A step builds the update of every parameter and optimizer
 buffer as one lazy graph and realizes it once, so the scheduler fuses each parameter's update into one
 kernel per written buffer, not one kernel per op. Per-step scalars that change (Adam's bias corrections)
 live in device tensors, so the kernels stay the same from step to step and compile once.
@@ -14,13 +16,14 @@ from minigrad.tensor import Tensor
 
 class Optimizer:
     def __init__(self, params: list[Tensor], lr: float):
-        unique = list({id(p): p for p in params if p.requires_grad is not False}.values())
-        if not unique:
+        unique = list({id(p): p for p in params}.values())
+        self.params, self.lr = [p for p in unique if p.requires_grad is not False], lr
+        if not self.params:
             raise ValueError("optimizer got no parameters that require gradients")
-        for p in unique:
+        for p in self.params:
             p.requires_grad = True
-        self.params, self.lr = unique, lr
         self.buffers: list[Tensor] = []  # optimizer state, realized with the parameters
+        self.frozen = [p for p in unique if p.requires_grad is False]  # not updated, but realized with them
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -40,7 +43,7 @@ class Optimizer:
         for i, p in enumerate(self.params):
             if p.grad is not None:
                 p.assign(self._update(i, p.detach(), p.grad.detach()))
-        return self.params + self.buffers
+        return self.params + self.buffers + self.frozen
 
     def _update(self, i: int, p: Tensor, g: Tensor) -> Tensor:
         raise NotImplementedError
