@@ -621,9 +621,8 @@ class Tensor:
             return self._pow_scalar(exponent)
         base, exponent = self._broadcasted(exponent, reverse)
         base, exponent = base._float(), exponent._float()
-        zero = (
-            base == 0
-        )  # 0^e is a constant: through log2(0) every derivative would be NaN (torch: 0 for e > 1)
+        # 0^e is a constant: through log2(0) every derivative would be NaN (torch: 0 for e > 1)
+        zero = base == 0
         magnitude = (exponent * zero.where(1.0, base.abs()).log2()).exp2()
         is_int_exponent = exponent == exponent.trunc()
         odd = is_int_exponent & ((exponent.abs() % 2) == 1)
@@ -702,9 +701,9 @@ class Tensor:
         return self * self
 
     def sign(self) -> "Tensor":
-        return (
-            self if self.dtype == dtypes.bool else (self > 0).cast(self.dtype) - (self < 0).cast(self.dtype)
-        )
+        if self.dtype == dtypes.bool:
+            return self
+        return (self > 0).cast(self.dtype) - (self < 0).cast(self.dtype)
 
     def abs(self) -> "Tensor":
         return self if self.dtype == dtypes.bool else self * self.sign()
@@ -795,9 +794,8 @@ class Tensor:
         return (self > 0).where(self, self * neg_slope)
 
     def elu(self, alpha: float = 1.0) -> "Tensor":
-        return (self > 0).where(
-            self, alpha * ((self > 0).where(0, self).exp() - 1)
-        )  # slope alpha at 0, as torch
+        # where(.., 0, self), not minimum(0): the slope at 0 is alpha, as torch (a tie of minimum halves it)
+        return (self > 0).where(self, alpha * ((self > 0).where(0, self).exp() - 1))
 
     def softplus(self, beta: float = 1.0) -> "Tensor":
         """log(1 + exp(beta*x)) / beta in the stable form max(z, 0) + log(1 + exp(-|z|))."""
