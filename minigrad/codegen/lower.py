@@ -95,10 +95,15 @@ class LoopNest:
     def grouped(self) -> bool:  # do the threads of a work-group share a reduce (opt.group)?
         return any(d in self.reduce_axes for d in self.threads)
 
-    def steps(self, d: int) -> int:
-        """How many times dim d's loop runs (upcast, shared and tiled dims take several elements a step)."""
+    def block(self, d: int) -> int:
+        """How many elements of dim d one step of its loop covers (upcast copies, a work-group's threads,
+        a tiled chunk)."""
         chunk = self.tile if self.tile and d in self.reduce_axes else 1
-        return self.full_shape[d] // self.upcast.get(d, 1) // self.threads.get(d, 1) // chunk
+        return self.upcast.get(d, 1) * self.threads.get(d, 1) * chunk
+
+    def steps(self, d: int) -> int:
+        """How many times dim d's loop runs."""
+        return self.full_shape[d] // self.block(d)
 
 
 @dataclass
@@ -192,13 +197,8 @@ class _Linearizer:
             if d not in self.variables or (d in self.nest.reduce_axes and not reduced):
                 out.append(NumNode(0))
             else:
-                out.append(self.variables[d] * self.block(d) + self.offset(d, copy))
+                out.append(self.variables[d] * self.nest.block(d) + self.offset(d, copy))
         return out
-
-    def block(self, d: int) -> int:
-        """How many elements of dim d one step of its loop covers (a work-group's block, a tiled chunk)."""
-        chunk = self.nest.tile if self.nest.tile and d in self.nest.reduce_axes else 1
-        return self.nest.upcast.get(d, 1) * self.nest.threads.get(d, 1) * chunk
 
     def offset(self, d: int, copy: dict[int, int]) -> Node:
         """The element of dim d in its block, for body copy `copy` and this thread."""
@@ -335,7 +335,7 @@ def _stage(lin: _Linearizer, reduces: list[AstNode]) -> None:
         along = [d for d in nest.threads if f"dim{d}" in names]
         if len(along) != 1 or f"dim{k}" not in names or node in lin.staged:
             continue
-        d, width, k_fast = along[0], lin.block(along[0]), node.arg[1].real_strides()[k] == 1
+        d, width, k_fast = along[0], lin.nest.block(along[0]), node.arg[1].real_strides()[k] == 1
         lin.staged[node] = (array := f"tile{len(lin.staged)}", d, width + k_fast)
         lin.emit(Instr("LOCAL", node.dtype, (), (array, nest.tile * (width + k_fast))))
         for share in range(-(-width * nest.tile // size)):
