@@ -6,7 +6,8 @@ In: primitive ops applied by tensor.py (and by the autograd rules). Out: `LazyNo
 Movement ops never copy: a movement node is a *view* of a *base* node, described by a ShapeTracker
 (`node.st`) over the base's buffer; `node.base` is the last non-movement node above it. The scheduler
 only ever makes buffers for base nodes. DETACH is an identity view too; it only stops the gradient walk.
-A CONST is the one base whose own ShapeTracker is not contiguous: it views a single element at its shape.
+A CONST is the one base whose own ShapeTracker is not contiguous: it views a single element at its shape
+(an IOTA, arange, is the exception: n elements, each its own index).
 
 A base node gets a device buffer (`node.realized`) when the engine runs it; from then on the scheduler
 treats it as a leaf, while autograd can still walk through it to its sources. An ASSIGN writes into its
@@ -24,7 +25,7 @@ from typing import Any, Callable
 
 from minigrad.dtype import DType, dtypes
 from minigrad.helpers import argsort, prod
-from minigrad.ops import COMPARISON, ELEMENTWISE, MOVEMENT, REDUCE, Op
+from minigrad.ops import COMPARISON, ELEMENTWISE, IOTA, MOVEMENT, REDUCE, Op
 from minigrad.shape.shapetracker import ShapeTracker
 
 _serials = itertools.count()
@@ -108,6 +109,11 @@ class LazyNode:
             bool(value) if dtype == dtypes.bool else (int(value) if dtypes.is_int(dtype) else float(value))
         )
         return LazyNode(Op.CONST, (), value, dtype, device, _broadcast_tracker(shape))
+
+    @staticmethod
+    def iota(n: int, dtype: DType, device: str) -> "LazyNode":
+        """0, 1, ..., n-1 with no memory: computed in the kernels that read it (ops.Iota)."""
+        return LazyNode(Op.CONST, (), IOTA, dtype, device, ShapeTracker.from_shape((n,)))
 
     def const_like(self, value: Any, dtype: DType | None = None) -> "LazyNode":
         return LazyNode.const(value, dtype or self.dtype, self.device, self.shape)

@@ -23,7 +23,7 @@ the scheduler turns graphs of them into kernels (engine/schedule.py); a backend 
 |            | REDUCE_MAX  | max over axes (softmax, pooling, argmax); not composable from sums           |
 | movement   | RESHAPE PERMUTE EXPAND PAD SHRINK FLIP | views: change how a buffer is indexed, never copy |
 | buffer     | BUFFER      | a leaf: data loaded from the host, or an empty buffer                        |
-|            | CONST       | a scalar broadcast by views; costs no memory                                 |
+|            | CONST       | a scalar broadcast by views, or IOTA (arange); costs no memory               |
 |            | COPY        | moves a buffer to another device                                             |
 |            | CONTIGUOUS  | forces a view to be materialized in its own buffer                           |
 |            | ASSIGN      | writes a value into an existing buffer (optimizer updates)                   |
@@ -96,8 +96,12 @@ TERNARY = frozenset({Op.WHERE})
 ELEMENTWISE = UNARY | BINARY | TERNARY
 REDUCE = frozenset({Op.REDUCE_SUM, Op.REDUCE_MAX})
 MOVEMENT = frozenset({Op.RESHAPE, Op.PERMUTE, Op.EXPAND, Op.PAD, Op.SHRINK, Op.FLIP})
-BUFFER_OPS = frozenset({Op.BUFFER, Op.CONST, Op.COPY, Op.CONTIGUOUS, Op.ASSIGN, Op.DETACH, Op.FUNCTION})
 COMPARISON = frozenset({Op.CMPLT, Op.CMPEQ})
+
+
+# the value of a CONST whose elements are their own positions (arange): its view's index, computed in the
+# kernel, where codegen sees which element a comparison with it picks (opt.pick)
+IOTA = "IOTA"
 
 
 class AstNode:

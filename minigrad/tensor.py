@@ -301,8 +301,16 @@ class Tensor:
         if step == 0:
             raise ValueError("arange: step must not be zero")
         is_int = all(isinstance(v, (int, np.integer)) for v in (start, stop, step))
-        dtype = dtype or (dtypes.default_int if is_int else dtypes.default_float)
-        return Tensor(np.arange(start, stop, step), device=device, dtype=dtype, requires_grad=requires_grad)
+        dtype = to_dtype(dtype) if dtype else (dtypes.default_int if is_int else dtypes.default_float)
+        if not is_int:
+            return Tensor(np.arange(start, stop, step), device, dtype, requires_grad)
+        # integers: computed where they are read, so codegen can see that x[i] picks one row (opt.pick)
+        device = Device.canonicalize(device) if device is not None else Device.DEFAULT
+        index = dtype if dtypes.is_int(dtype) else dtypes.default_int
+        out = Tensor._from_node(LazyNode.iota(len(range(start, stop, step)), index, device))
+        out = (out if (start, step) == (0, 1) else out * step + start).cast(dtype)
+        out.requires_grad = requires_grad
+        return out
 
     @staticmethod
     def eye(

@@ -165,7 +165,7 @@ C_LANGUAGE = Language(
 
 
 def _value_name(instr: Instr, position: int) -> str:
-    prefix = {"LOAD": "val", "ALU": "alu", "CONST": "const", "ACC": "acc", "COND": "cond"}[instr.op]
+    prefix = {"LOAD": "val", "ALU": "alu", "CONST": "const", "ACC": "acc", "INDEX": "index"}[instr.op]
     return f"{prefix}{position}"
 
 
@@ -231,7 +231,8 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
             loop: Loop = instr.arg
             if loop.parallel and language.parallel_for:
                 add(language.parallel_for)
-            add(f"for ({int_type} {loop.var.name} = 0; {loop.var.name} < {loop.size}; {loop.var.name}++) {{")
+            start, end = (names[b] for b in loop.bounds) if loop.bounds else ("0", loop.size)
+            add(f"for ({int_type} {loop.var.name} = {start}; {loop.var.name} < {end}; {loop.var.name}++) {{")
             depth += 1
             open_reduce_loops += loop.reduce
         elif instr.op == "ENDLOOP":
@@ -242,9 +243,9 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
                 _spill(accumulators, names, kernel, language, add)
         elif instr.op == "CONST":
             names[position] = language.literal(instr.arg, instr.dtype)
-        elif instr.op == "COND":
+        elif instr.op == "INDEX":
             names[position] = _value_name(instr, position)
-            add(f"bool {names[position]} = {instr.arg.render()};")
+            add(f"{language.type_name(instr.dtype)} {names[position]} = {instr.arg.render()};")
         elif instr.op == "ACC":
             accumulators.append(position)
             names[position] = _value_name(instr, position)

@@ -30,7 +30,7 @@ from typing import Any
 
 from minigrad.dtype import DType, dtypes
 from minigrad.helpers import getenv, prod
-from minigrad.ops import REDUCE, AstNode, Op
+from minigrad.ops import IOTA, REDUCE, AstNode, Op
 from minigrad.shape.symbolic import Node, NumNode, Variable, and_nodes, lt, variables
 
 
@@ -46,7 +46,7 @@ class Instr:
     VLOAD    arg: (buffer, index, width): `width` elements at once    LANE  srcs: (vload,), arg: element
     VSTORE   srcs: `width` values, arg: (buffer, index)             (from `vectorize`, GPUs only)
     CONST    arg: the value            ALU      srcs: operands, arg: the Op (CAST: dtype gives the target)
-    COND     arg: a symbolic condition (a view's mask) used as a bool value
+    INDEX    arg: a symbolic expression used as a value: a view's mask (bool), an IOTA's index (int)
     """
 
     op: str
@@ -61,6 +61,7 @@ class Loop:
     size: int
     reduce: bool
     parallel: bool = False  # run iterations on several threads (opt.py decides)
+    bounds: tuple[int, int] | None = None  # instructions holding the first and the end index (opt.pick)
 
 
 @dataclass
@@ -86,6 +87,9 @@ class LoopNest:
     tile: int = 0
     vector_width: int = 0  # > 0: consecutive float loads and stores become vector accesses (`vectorize`)
     scalar_buffers: set[int] = field(default_factory=set)  # their loads stay scalar (Language.scalar_barrier)
+    picks: dict[int, AstNode] = field(
+        default_factory=dict
+    )  # reduce dim -> the one index it runs at (opt.pick)
 
     @property
     def group_size(self) -> int:
@@ -174,7 +178,7 @@ class _Linearizer:
 
     def emit(self, instr: Instr) -> int:
         key = None
-        if instr.op in ("LOAD", "CONST", "ALU", "COND"):
+        if instr.op in ("LOAD", "CONST", "ALU", "INDEX"):
             key = (instr.op, instr.dtype, instr.srcs, _arg_key(instr.arg))
             for scope in self.scopes:
                 if key in scope:
@@ -218,8 +222,11 @@ class _Linearizer:
                 result = self.emit(Instr("LOAD", n.dtype, (), (array, index, NumNode(1))))
             elif n.op in (Op.LOAD, Op.CONST):
                 index, valid = n.arg[1].expr_idxs(self.idxs(reduced, copy))
-                if n.op is Op.CONST:
-                    result = self.emit(Instr("CONST", n.dtype, (), n.arg[0]))
+                if n.op is Op.CONST:  # an IOTA (arange) is its element's own index
+                    iota = n.arg[0] == IOTA
+                    result = self.emit(
+                        Instr("INDEX" if iota else "CONST", n.dtype, (), index if iota else n.arg[0])
+                    )
                     if not (valid.min == 1 and valid.max == 1):
                         result = self._masked(result, valid, n)
                 else:
@@ -235,7 +242,7 @@ class _Linearizer:
     def _masked(self, const: int, valid: Node, node: AstNode) -> int:
         """A constant seen through a padded view: the value inside the mask, 0 outside."""
         zero = self.emit(Instr("CONST", node.dtype, (), 0))
-        condition = self.emit(Instr("COND", dtypes.bool, (), valid))
+        condition = self.emit(Instr("INDEX", dtypes.bool, (), valid))
         return self.emit(Instr("ALU", node.dtype, (condition, const, zero), Op.WHERE))
 
 
@@ -282,6 +289,9 @@ def linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
                 accumulators[(r, _key(g), _key(rc))] = lin.emit(Instr("ACC", r.dtype, (), (r.op, initial)))
     if reduces:
         for loop in reduce_loops:
+            d = next(d for v, d in looped if v is loop.var)
+            if d in nest.picks:  # the loop runs from e to e + 1, clipped to [0, size)
+                loop = Loop(loop.var, loop.size, True, bounds=_clipped(lin, nest.picks[d], loop.size))
             lin.emit(Instr("LOOP", None, (), loop))
         if nest.tile:
             _stage(lin, reduces)
@@ -321,6 +331,17 @@ def linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
         if n.op is Op.LOAD:
             buffers.setdefault(n.arg[0], (n.arg[0], n.dtype, False))
     return LinearKernel(name, sorted(buffers.values()), lin.instrs, nest)
+
+
+def _clipped(lin: _Linearizer, e: AstNode, size: int) -> tuple[int, int]:
+    """max(e, 0) and min(e + 1, size), as instructions."""
+    value = lin.value(e, reduced=False, copy={})
+    zero, one, end = (lin.emit(Instr("CONST", e.dtype, (), c)) for c in (0, 1, size))
+    after = lin.emit(Instr("ALU", e.dtype, (value, one), Op.ADD))
+    below = lin.emit(Instr("ALU", dtypes.bool, (value, zero), Op.CMPLT))
+    short = lin.emit(Instr("ALU", dtypes.bool, (after, end), Op.CMPLT))
+    first = lin.emit(Instr("ALU", e.dtype, (below, zero, value), Op.WHERE))
+    return first, lin.emit(Instr("ALU", e.dtype, (short, after, end), Op.WHERE))
 
 
 def _stage(lin: _Linearizer, reduces: list[AstNode]) -> None:
@@ -443,13 +464,14 @@ def format_ir(kernel: LinearKernel) -> str:
         depth -= instr.op == "ENDLOOP"
         arg = instr.arg
         if instr.op in ("LOOP", "ENDLOOP"):
-            arg = f"{arg.var.name} < {arg.size}{' reduce' * arg.reduce}{' parallel' * arg.parallel}"
+            bounds = f" from {arg.bounds[0]} to {arg.bounds[1]}" if arg.bounds else ""
+            arg = f"{arg.var.name} < {arg.size}{' reduce' * arg.reduce}{' parallel' * arg.parallel}{bounds}"
         elif instr.op in ("LOAD", "STORE"):  # a kernel argument (data1) or a local array (tile0)
             buffer = f"data{arg[0]}" if isinstance(arg[0], int) else arg[0]
             arg = f"{buffer}[{arg[1].render()}]" + ("" if arg[2].min == 1 else f" if {arg[2].render()}")
         elif instr.op in ("VLOAD", "VSTORE"):
             arg = f"data{arg[0]}[{arg[1].render()}...] x{len(instr.srcs) or arg[2]}"
-        elif instr.op == "COND":
+        elif instr.op == "INDEX":
             arg = arg.render()
         dtype = instr.dtype.name if instr.dtype is not None else ""
         lines.append(f"{position:4d} {'  ' * depth}{instr.op:7s} {dtype:8s} {list(instr.srcs) or ''} {arg}")

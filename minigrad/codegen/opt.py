@@ -3,6 +3,9 @@
 In: a kernel AST and its unoptimized `LoopNest` (codegen/lower.py). Out: a `LoopNest` that computes the
 same values faster. Each optimization is one small function with its own off switch, applied in order;
 the measurements behind each choice are in extra/BENCHMARKS.md ("How opt.py's heuristics were tuned").
+  - pick (PICK=0 turns off): a sum whose terms are 0 unless the reduce index r equals some e that does not
+    depend on r (`x[idx]`, `one_hot(idx) @ W`: compare with an arange, select, sum) loops over r = e only.
+    Every other rewrite but parallel is then skipped.
   - reorder (REORDER=0 turns off): the dim most accesses walk with stride 1 goes innermost (among the
     reduce dims of a kernel with a reduce).
   - tile (GPUs, TILE=0): local-memory tiling of a matmul-like kernel (see `tile`).
@@ -26,7 +29,8 @@ from itertools import combinations, product
 
 from minigrad.codegen.lower import LoopNest
 from minigrad.helpers import getenv, prod
-from minigrad.ops import AstNode, Op
+from minigrad.ops import IOTA, AstNode, Op
+from minigrad.shape.symbolic import Variable, variables
 
 PARALLEL_MIN_WORK = 1 << 15  # below this many inner iterations, starting threads costs more than it saves
 SIX_ROWS = 6  # the rows of the tile when they divide the dim (_rows_factor)
@@ -53,6 +57,34 @@ def _real_strides(ast: AstNode, nest: LoopNest, ops: tuple[Op, ...]) -> list[tup
     each dim (seen through stacked views; 0 where it broadcasts)."""
     accesses = {n.arg[:2] for n in ast.toposort() if n.op in ops and n.arg[1].shape == nest.full_shape}
     return list({(buffer, st.real_strides()) for buffer, st in accesses})
+
+
+def pick(ast: AstNode, nest: LoopNest) -> LoopNest:
+    """Bound each reduce dim d whose terms are all 0 unless index d equals an e that no reduce dim moves:
+    its loop then runs from e to e + 1, clipped to the dim (nest.picks, lower.linearize)."""
+    reduces = [n for n in ast.toposort() if n.op in (Op.REDUCE_SUM, Op.REDUCE_MAX)]
+    if not reduces or not getenv("PICK", 1):
+        return nest
+    index = [Variable(f"d{d}", 0, s - 1) for d, s in enumerate(nest.full_shape)]
+    reduce_names = {index[d].name for d in nest.reduce_axes}
+
+    def fixed(e: AstNode) -> bool:  # does no reduce dim move e's loads and constants?
+        leaves = [n.arg[1].expr_idxs(index) for n in e.toposort() if n.op in (Op.LOAD, Op.CONST)]
+        return not any((variables(i) | variables(v)) & reduce_names for i, v in leaves)
+
+    def picks(node: AstNode, depth: int = 8) -> dict[int, AstNode]:  # reduce dim -> e: node is 0 elsewhere
+        for iota, e in (node.srcs, node.srcs[::-1]) if node.op is Op.CMPEQ else ():
+            if iota.op is Op.CONST and iota.arg[0] == IOTA and fixed(e):
+                at, valid = iota.arg[1].expr_idxs(index)
+                if isinstance(at, Variable) and at.name in reduce_names and valid.min == 1:
+                    return {int(at.name[1:]): e}
+        zero = node.op is Op.WHERE and node.srcs[2].op is Op.CONST and node.srcs[2].arg[0] == 0
+        srcs = node.srcs if node.op in (Op.MUL, Op.CAST) else node.srcs[:2] if zero else ()
+        return {d: e for s in srcs for d, e in picks(s, depth - 1).items()} if depth else {}
+
+    found = [picks(r.srcs[0]) if r.op is Op.REDUCE_SUM else {} for r in reduces]  # every reduce must agree
+    nest.picks = {d: e for d, e in found[0].items() if all(f.get(d) == e for f in found)}
+    return nest
 
 
 def reorder(ast: AstNode, nest: LoopNest) -> LoopNest:
@@ -212,8 +244,10 @@ def vectorize(ast: AstNode, nest: LoopNest) -> LoopNest:
 def optimize(ast: AstNode, nest: LoopNest, gpu=False, vectors=False, tiles=False) -> LoopNest:
     """Every rewrite in order; `gpu`: the target runs global loops as threads, `vectors`: it has vector
     types, `tiles`: it wants local-memory tiles (cstyle.Language)."""
+    nest = pick(ast, nest)
     tiling = (tile,) if getenv("TILE", int(tiles)) else ()
     rewrites = (reorder, *tiling, group, upcast) if gpu else (reorder, upcast, parallelize)
+    rewrites = rewrites if not nest.picks else () if gpu else (parallelize,)
     for rewrite in rewrites + ((vectorize,) if vectors else ()):
         nest = rewrite(ast, nest)
     return nest

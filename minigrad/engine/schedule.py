@@ -21,7 +21,8 @@ in one place (`_KernelPlanner`); every other node is inlined into the kernels th
   R6 broadcast      an elementwise node (not itself a load) that a reduce loop reads through a broadcast,
                     each value 8 or more times (and 2^20 reads in all): computed once into a buffer, not
                     in the inner loop (`relu(h) @ W`, h a buffer, 128x512x512: 1.27 -> 0.95 ms including
-                    the extra kernel). SPLIT_BROADCAST=0 turns R6 off.
+                    the extra kernel). Not a comparison with an arange: opt.pick must see it in the
+                    kernel (`x[idx]` over 60000 rows went 3.3 s -> 0.1 ms). SPLIT_BROADCAST=0 turns R6 off.
 One rule orders kernels rather than buffers:
   R7 reads first    a kernel that reads a buffer's old value runs before the ASSIGN that overwrites it. When
                     two ASSIGNs each read the other's old buffer (BatchNorm's weight and bias updates both
@@ -48,7 +49,7 @@ from typing import NamedTuple
 
 from minigrad.helpers import GlobalCounters, getenv, prod
 from minigrad.lazy import LazyNode
-from minigrad.ops import ELEMENTWISE, REDUCE, AstNode, Op
+from minigrad.ops import ELEMENTWISE, IOTA, REDUCE, AstNode, Op
 from minigrad.shape.shapetracker import ShapeTracker
 from minigrad.shape.view import contiguous_strides
 
@@ -217,7 +218,7 @@ class _KernelPlanner:
                 under_reduce.update(id(s.base) for s in node.srcs if id(s.base) in self.consumers)
         changed = False
         for node in self.order:
-            if node.op not in ELEMENTWISE or self.owns_buffer(node) or contains[id(node)]:
+            if node.op not in ELEMENTWISE or self.owns_buffer(node) or contains[id(node)] or _picks(node):
                 continue
             if any(
                 (consumer.op in REDUCE or id(consumer) in under_reduce)
@@ -320,6 +321,15 @@ class _KernelBuilder:
             else:
                 self.built[key] = AstNode(n.op, srcs, arg, n.dtype)
         return self.built[(id(node), st)]
+
+
+def _picks(node: LazyNode, depth: int = 4) -> bool:
+    """Is `node` a comparison with an arange (or a product or cast of a few), which opt.pick folds?"""
+    if node.realized is not None or depth == 0:
+        return False
+    if node.op is Op.CMPEQ:
+        return any(s.base.op is Op.CONST and s.base.arg == IOTA for s in node.srcs)
+    return node.op in (Op.MUL, Op.CAST) and any(_picks(s.base, depth - 1) for s in node.srcs)
 
 
 def _fit_to_reduce(store: AstNode) -> AstNode:

@@ -64,7 +64,9 @@ def _evaluate(node, srcs: list[np.ndarray], buffers: tuple[np.ndarray, ...]) -> 
         return load(_typed(buffers[node.arg[0]], dtype), node.arg[1])
     if name == "CONST":
         value, st = node.arg
-        return np.where(_indices(st)[1], np.array(value, dtype=dtype), np.zeros((), dtype=dtype))
+        index, valid = _indices(st)
+        value = index if value == "IOTA" else np.array(value, dtype=dtype)  # IOTA: its own index
+        return np.where(valid, value, np.zeros((), dtype=dtype)).astype(dtype, copy=False)
     if name == "REDUCE_SUM":
         return np.sum(srcs[0], axis=node.arg, keepdims=True, dtype=dtype)
     if name == "REDUCE_MAX":
