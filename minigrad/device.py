@@ -283,9 +283,7 @@ class _DeviceRegistry:
     @property
     def DEFAULT(self) -> str:
         requested = getenv("DEVICE", "")
-        if requested:
-            return self.canonicalize(requested)
-        return self._default()
+        return self.canonicalize(requested) if requested else self._default()
 
     @functools.cache
     def _default(self) -> str:

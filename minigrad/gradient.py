@@ -42,11 +42,6 @@ def _max_shares(node: LazyNode) -> tuple[LazyNode, LazyNode]:
     return a_wins.alu(Op.ADD, tie), b_wins.alu(Op.ADD, tie)
 
 
-def _max_rule(node: LazyNode, grad: LazyNode) -> Grads:
-    a_share, b_share = _max_shares(node)
-    return _mul(grad, a_share), _mul(grad, b_share)
-
-
 def _where_rule(node: LazyNode, grad: LazyNode) -> Grads:
     condition = node.srcs[0]
     zero = grad.const_like(0)
@@ -98,7 +93,7 @@ REVERSE_RULES: dict[Op, Callable[[LazyNode, LazyNode], Grads]] = {
     # binary
     Op.ADD: lambda node, grad: (grad, grad),
     Op.MUL: lambda node, grad: (_mul(grad, node.srcs[1]), _mul(grad, node.srcs[0])),
-    Op.MAX: _max_rule,
+    Op.MAX: lambda node, grad: tuple(_mul(grad, share) for share in _max_shares(node)),
     **dict.fromkeys((Op.CMPLT, Op.CMPEQ, Op.MOD, Op.IDIV), NO_GRADIENT),  # comparisons and integer ops
     # ternary
     Op.WHERE: _where_rule,

@@ -1,6 +1,6 @@
 """Small helpers every stage uses: environment configuration, counters, and a few list utilities.
 
-In: environment variables. Out: `getenv`, the `Context` override, `GlobalCounters`, `prod`, `argsort`.
+In: environment variables. Out: `getenv`, the `Context` override, `GlobalCounters`, `prod`.
 Configuration is read from the environment once per name, through `getenv`, and can be overridden for a
 `with Context(DEBUG=2):` block (tests use this).
 """
@@ -11,7 +11,7 @@ import contextlib
 import functools
 import math
 import os
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
 _overrides: list[dict[str, int | str]] = []
 
@@ -77,18 +77,7 @@ class GlobalCounters:
         GlobalCounters.mem_peak = GlobalCounters.mem_used
 
 
-def prod(values: Iterable[int]) -> int:
-    return math.prod(values)
-
-
-def argsort(values: Iterable) -> list[int]:
-    values = list(values)
-    return sorted(range(len(values)), key=values.__getitem__)
-
-
-def all_same(items: Iterable) -> bool:
-    items = list(items)
-    return all(x == items[0] for x in items)
+prod = math.prod  # of an iterable of ints (1 for none)
 
 
 class AxisError(ValueError, IndexError):

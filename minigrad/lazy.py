@@ -24,7 +24,7 @@ import operator
 from typing import Any, Callable
 
 from minigrad.dtype import DType, dtypes
-from minigrad.helpers import argsort, prod
+from minigrad.helpers import prod
 from minigrad.ops import COMPARISON, ELEMENTWISE, IOTA, MOVEMENT, REDUCE, Op
 from minigrad.shape.shapetracker import ShapeTracker
 
@@ -43,18 +43,8 @@ def _check(condition: bool, message: Callable[[], str]) -> None:
 class LazyNode:
     __slots__ = tuple("op srcs arg dtype device st shape _base _buffer _version serial __weakref__".split())
 
-    def __init__(
-        self,
-        op: Op,
-        srcs: tuple["LazyNode", ...],
-        arg: Any,
-        dtype: DType,
-        device: str,
-        st: ShapeTracker,
-        base: "LazyNode | None" = None,
-    ):
-        self.op, self.srcs, self.arg, self.dtype, self.device = op, srcs, arg, dtype, device
-        self.st = st
+    def __init__(self, op: Op, srcs: tuple, arg: Any, dtype: DType, device: str, st: ShapeTracker, base=None):
+        self.op, self.srcs, self.arg, self.dtype, self.device, self.st = op, srcs, arg, dtype, device, st
         self.shape: tuple[int, ...] = st.shape  # the view's shape (read very often while building graphs)
         self._base = base  # None for a base node (storing self would make a reference cycle)
         self._buffer, self._version = None, 0  # a device Buffer once computed (base nodes only)
@@ -205,20 +195,16 @@ class LazyNode:
         return self._view(Op.RESHAPE, shape, self.st.reshape(shape))
 
     def permute(self, order: tuple[int, ...]) -> "LazyNode":
-        _check(
-            sorted(order) == list(range(len(self.shape))), lambda: f"{order} does not permute {self.shape}"
-        )
-        return (
-            self
-            if order == tuple(range(len(order)))
-            else self._view(Op.PERMUTE, order, self.st.permute(order))
-        )
+        _check(sorted(order) == list(range(len(self.shape))), lambda: f"{order} cannot permute {self.shape}")
+        if order == tuple(range(len(order))):
+            return self
+        return self._view(Op.PERMUTE, order, self.st.permute(order))
 
     def expand(self, shape: tuple[int, ...]) -> "LazyNode":
         if shape == self.shape:
             return self
         _check(
-            all(s == n or s == 1 for s, n in zip(self.shape, shape)),
+            all(s in (n, 1) for s, n in zip(self.shape, shape)),
             lambda: f"cannot expand {self.shape} to {shape}",
         )
         return self._view(Op.EXPAND, shape, self.st.expand(shape))
@@ -255,7 +241,7 @@ def _broadcast_tracker(shape: tuple[int, ...]) -> ShapeTracker:
 
 
 def inverse_permutation(order: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(argsort(order))
+    return tuple(sorted(range(len(order)), key=order.__getitem__))
 
 
 def toposort(roots: list[LazyNode], stop=lambda node: False) -> list[LazyNode]:

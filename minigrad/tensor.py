@@ -22,7 +22,7 @@ from minigrad.dtype import DType, dtypes, to_dtype
 from minigrad.engine.realize import realize as realize_nodes
 from minigrad.gradient import differentiable_graph
 from minigrad.gradient import gradient as reverse_gradient
-from minigrad.helpers import all_same, getenv, normalize_axis, prod
+from minigrad.helpers import getenv, normalize_axis, prod
 from minigrad.lazy import LazyNode
 from minigrad.ops import Op
 
@@ -305,12 +305,9 @@ class Tensor:
         if not is_int:
             return Tensor(np.arange(start, stop, step), device, dtype, requires_grad)
         # integers: computed where they are read, so codegen can see that x[i] picks one row (opt.pick)
-        device = Device.canonicalize(device) if device is not None else Device.DEFAULT
-        index = dtype if dtypes.is_int(dtype) else dtypes.default_int
-        out = Tensor._from_node(LazyNode.iota(len(range(start, stop, step)), index, device))
-        out = (out if (start, step) == (0, 1) else out * step + start).cast(dtype)
-        out.requires_grad = requires_grad
-        return out
+        index, device = dtype if dtypes.is_int(dtype) else dtypes.default_int, device or Device.DEFAULT
+        out = Tensor(LazyNode.iota(len(range(start, stop, step)), index, Device.canonicalize(device)))
+        return Tensor(out if (start, step) == (0, 1) else out * step + start, None, dtype, requires_grad)
 
     @staticmethod
     def eye(
@@ -965,7 +962,7 @@ class Tensor:
         tensors = (
             tuple(tensors[0]) if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)) else tensors
         )
-        if not all_same(t.shape for t in tensors):
+        if len({t.shape for t in tensors}) > 1:
             raise ValueError(f"stack: all tensors need one shape, got {[t.shape for t in tensors]}")
         dim = normalize_axis(dim, tensors[0].ndim + 1)
         expanded = [t.unsqueeze(dim) for t in tensors]
@@ -1123,9 +1120,7 @@ class Tensor:
         if op is Op.REDUCE_SUM and prod(self.shape[d] for d in axes) > SPLIT_MIN and getenv("SPLIT_SUM", 1):
             return self._split_sum(axes, keepdim)
         out = self._wrap(self.lazydata.reduce(op, axes), self)
-        if keepdim:
-            return out
-        return out.reshape(tuple(s for d, s in enumerate(self.shape) if d not in axes))
+        return out if keepdim else out.reshape(tuple(s for d, s in enumerate(self.shape) if d not in axes))
 
     def _split_sum(self, axes: tuple[int, ...], keepdim: bool) -> "Tensor":
         """A sum of more than SPLIT_MIN elements, in steps of SPLIT: each float32 accumulator then adds few

@@ -209,11 +209,8 @@ def _thread_indices(
 
 def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
     """C-family source for one kernel: returns (function name, source, (global size, local size))."""
-    names: dict[int, str] = {}
-    lines: list[str] = []
-    depth = 1
-    accumulators: list[int] = []
-    open_reduce_loops = 0
+    names: dict[int, str] = {}  # instruction -> the C expression of its value
+    lines, accumulators, depth, open_reduce_loops = [], [], 1, 0
 
     def add(text: str) -> None:
         lines.append("  " * depth + text)
@@ -231,7 +228,8 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
             loop: Loop = instr.arg
             if loop.parallel and language.parallel_for:
                 add(language.parallel_for)
-            start, end = (names[b] for b in loop.bounds) if loop.bounds else ("0", loop.size)
+            start, end, e = "0", loop.size, names.get(loop.pick)  # opt.pick: from e to e + 1, within the dim
+            start, end = (f"({e} < 0 ? 0 : {e})", f"({e} < {end} ? {e} + 1 : {end})") if e else (start, end)
             add(f"for ({int_type} {loop.var.name} = {start}; {loop.var.name} < {end}; {loop.var.name}++) {{")
             depth += 1
             open_reduce_loops += loop.reduce
@@ -259,10 +257,8 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
             )
             add(f"{acc} = {update};")
         elif instr.op == "LOCAL":  # at the top: OpenCL wants local arrays at the kernel's outermost scope
-            lines.insert(
-                0,
-                f"  {language.local_prefix}{language.type_name(instr.dtype)} {instr.arg[0]}[{instr.arg[1]}];",
-            )
+            array = f"{language.type_name(instr.dtype)} {instr.arg[0]}[{instr.arg[1]}]"
+            lines.insert(0, f"  {language.local_prefix}{array};")
         elif instr.op == "BARRIER":
             add(language.barrier)
         elif instr.op == "LOAD":

@@ -61,7 +61,7 @@ class Loop:
     size: int
     reduce: bool
     parallel: bool = False  # run iterations on several threads (opt.py decides)
-    bounds: tuple[int, int] | None = None  # instructions holding the first and the end index (opt.pick)
+    pick: int | None = None  # the instruction holding the one index the loop runs at, if any (opt.pick)
 
 
 @dataclass
@@ -252,9 +252,7 @@ def _arg_key(arg: Any) -> Any:
         return arg.key
     if isinstance(arg, tuple):
         return tuple(_arg_key(a) for a in arg)
-    if isinstance(arg, float) and arg != arg:
-        return "nan"
-    return (type(arg).__name__, arg)
+    return "nan" if isinstance(arg, float) and arg != arg else (type(arg).__name__, arg)
 
 
 def _key(copy: dict[int, int]) -> tuple:
@@ -290,8 +288,8 @@ def linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
     if reduces:
         for loop in reduce_loops:
             d = next(d for v, d in looped if v is loop.var)
-            if d in nest.picks:  # the loop runs from e to e + 1, clipped to [0, size)
-                loop = Loop(loop.var, loop.size, True, bounds=_clipped(lin, nest.picks[d], loop.size))
+            if d in nest.picks:  # the loop runs at e only (none when e is out of range)
+                loop = Loop(loop.var, loop.size, True, pick=lin.value(nest.picks[d], reduced=False, copy={}))
             lin.emit(Instr("LOOP", None, (), loop))
         if nest.tile:
             _stage(lin, reduces)
@@ -331,17 +329,6 @@ def linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
         if n.op is Op.LOAD:
             buffers.setdefault(n.arg[0], (n.arg[0], n.dtype, False))
     return LinearKernel(name, sorted(buffers.values()), lin.instrs, nest)
-
-
-def _clipped(lin: _Linearizer, e: AstNode, size: int) -> tuple[int, int]:
-    """max(e, 0) and min(e + 1, size), as instructions."""
-    value = lin.value(e, reduced=False, copy={})
-    zero, one, end = (lin.emit(Instr("CONST", e.dtype, (), c)) for c in (0, 1, size))
-    after = lin.emit(Instr("ALU", e.dtype, (value, one), Op.ADD))
-    below = lin.emit(Instr("ALU", dtypes.bool, (value, zero), Op.CMPLT))
-    short = lin.emit(Instr("ALU", dtypes.bool, (after, end), Op.CMPLT))
-    first = lin.emit(Instr("ALU", e.dtype, (below, zero, value), Op.WHERE))
-    return first, lin.emit(Instr("ALU", e.dtype, (short, after, end), Op.WHERE))
 
 
 def _stage(lin: _Linearizer, reduces: list[AstNode]) -> None:
@@ -464,8 +451,8 @@ def format_ir(kernel: LinearKernel) -> str:
         depth -= instr.op == "ENDLOOP"
         arg = instr.arg
         if instr.op in ("LOOP", "ENDLOOP"):
-            bounds = f" from {arg.bounds[0]} to {arg.bounds[1]}" if arg.bounds else ""
-            arg = f"{arg.var.name} < {arg.size}{' reduce' * arg.reduce}{' parallel' * arg.parallel}{bounds}"
+            pick = f" at {arg.pick} only" if arg.pick is not None else ""
+            arg = f"{arg.var.name} < {arg.size}{' reduce' * arg.reduce}{' parallel' * arg.parallel}{pick}"
         elif instr.op in ("LOAD", "STORE"):  # a kernel argument (data1) or a local array (tile0)
             buffer = f"data{arg[0]}" if isinstance(arg[0], int) else arg[0]
             arg = f"{buffer}[{arg[1].render()}]" + ("" if arg[2].min == 1 else f" if {arg[2].render()}")

@@ -3,11 +3,8 @@
 In: a kernel AST and its unoptimized `LoopNest` (codegen/lower.py). Out: a `LoopNest` that computes the
 same values faster. Each optimization is one small function with its own off switch, applied in order;
 the measurements behind each choice are in extra/BENCHMARKS.md ("How opt.py's heuristics were tuned").
-  - pick (PICK=0 turns off): a sum whose terms are 0 unless the reduce index r equals some e that does not
-    depend on r (`x[idx]`, `one_hot(idx) @ W`: compare with an arange, select, sum) loops over r = e only.
-    Every other rewrite but parallel is then skipped.
-  - reorder (REORDER=0 turns off): the dim most accesses walk with stride 1 goes innermost (among the
-    reduce dims of a kernel with a reduce).
+  - pick (PICK=0): `x[idx]`, `one_hot(idx) @ W` sum over r terms that are 0 unless r == idx: loop at idx.
+  - reorder (REORDER=0): the dim most accesses walk with stride 1 goes innermost (reduce dims first).
   - tile (GPUs, TILE=0): local-memory tiling of a matmul-like kernel (see `tile`).
   - group (GPUs, GROUP=0): a reduce with few outputs and a long innermost reduce dim is shared by the G
     threads of a work-group. Thread j sums elements j, j+G, j+2G...; the partial sums meet in local memory.
@@ -60,8 +57,8 @@ def _real_strides(ast: AstNode, nest: LoopNest, ops: tuple[Op, ...]) -> list[tup
 
 
 def pick(ast: AstNode, nest: LoopNest) -> LoopNest:
-    """Bound each reduce dim d whose terms are all 0 unless index d equals an e that no reduce dim moves:
-    its loop then runs from e to e + 1, clipped to the dim (nest.picks, lower.linearize)."""
+    """A sum whose terms are all 0 unless reduce index d equals an e that no reduce dim moves (a comparison
+    with an arange) runs its loop over d at e only (nest.picks); the other rewrites but parallel are off."""
     reduces = [n for n in ast.toposort() if n.op in (Op.REDUCE_SUM, Op.REDUCE_MAX)]
     if not reduces or not getenv("PICK", 1):
         return nest

@@ -144,13 +144,12 @@ def _run_kernel(item: ScheduleItem) -> None:
         else backend.get_program(item.ast)
     )
     start = time.perf_counter()
-    elapsed = program.launch(buffers, wait=getenv("DEBUG") >= 1)
-    elapsed = elapsed if elapsed is not None else time.perf_counter() - start
+    elapsed = program.launch(buffers, wait=getenv("DEBUG") >= 1) or time.perf_counter() - start
     _set_outputs(item, outputs)
     if capture is not None:
         fresh = [b for node, b in zip(item.outputs, outputs) if node.op is not Op.ASSIGN]
         capture.append(CapturedRun(program, buffers, fresh))
-    ops, mem = _estimate_work(item, buffers)
+    ops, mem = _count_ops(item.ast), sum(b.nbytes for b in buffers)  # arithmetic ops, bytes moved
     GlobalCounters.kernel_count += 1
     GlobalCounters.global_ops += ops
     GlobalCounters.global_mem += mem
@@ -171,11 +170,6 @@ def _set_outputs(item: ScheduleItem, buffers: list[Buffer]) -> None:
             # needs its sources, and keeping them would chain each training step's graph to the next
             node.op, node.srcs, node.arg = Op.BUFFER, (), None
         node.realized = buffer
-
-
-def _estimate_work(item: ScheduleItem, buffers: list[Buffer]) -> tuple[int, int]:
-    """(arithmetic ops, bytes moved) of one kernel."""
-    return _count_ops(item.ast), sum(b.nbytes for b in buffers)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -18,23 +18,19 @@ in one place (`_KernelPlanner`); every other node is inlined into the kernels th
                     plain reshape (the result is needed in another loop nest); and, when a reduce's result
                     is needed by several kernels, the node where its uses fan out (so the reduce runs once);
   R5 one reduce     a kernel holds one reduce loop nest: a second reduce reaching it gets its own kernel;
-  R6 broadcast      an elementwise node (not itself a load) that a reduce loop reads through a broadcast,
-                    each value 8 or more times (and 2^20 reads in all): computed once into a buffer, not
-                    in the inner loop (`relu(h) @ W`, h a buffer, 128x512x512: 1.27 -> 0.95 ms including
-                    the extra kernel). Not a comparison with an arange: opt.pick must see it in the
-                    kernel (`x[idx]` over 60000 rows went 3.3 s -> 0.1 ms). SPLIT_BROADCAST=0 turns R6 off.
+  R6 broadcast      an elementwise node (not a load, nor a comparison with an arange, which opt.pick folds)
+                    that a reduce loop reads through a broadcast, each value 8 or more times (2^20 reads in
+                    all): computed once into a buffer, not in the inner loop. SPLIT_BROADCAST=0: off.
 One rule orders kernels rather than buffers:
   R7 reads first    a kernel that reads a buffer's old value runs before the ASSIGN that overwrites it. When
                     two ASSIGNs each read the other's old buffer (BatchNorm's weight and bias updates both
                     recompute the relu mask from both), such reads go to copies of the old values instead.
   R8 recompute      an elementwise node read by several kernels, when recomputing it in each would repeat
-                    more than 64 ops: a chain of softmaxes otherwise made every kernel recompute all the
-                    chains before it (bench.py's 1000-op graph: 21 kernels of up to 1,012 AST nodes, 490 ms
-                    to lower; with R8, 44 kernels of at most 53 nodes). SPLIT_RECOMPUTE=0 turns R8 off.
-So elementwise chains fuse into one kernel, elementwise ops feeding a reduce fuse into it (`(a*b).sum(1)`),
-and elementwise ops after a reduce fuse when they read it at its own shape (`x.sum(1) / n`). Elementwise
-nodes read by several kernels are recomputed in each (they are cheap, R6 aside; a reduce never is).
-Two items are not kernels: BUFFER (copy host data into a new device buffer) and COPY (between devices).
+                    more than 64 ops (a chain of softmaxes: each kernel recomputed all the chains before
+                    it). SPLIT_RECOMPUTE=0 turns R8 off.
+So elementwise chains fuse into one kernel, and so do elementwise ops feeding a reduce (`(a*b).sum(1)`) and
+after it at its shape (`x.sum(1) / n`); nodes read by several kernels are recomputed in each (R6 and R8
+aside; a reduce never is). BUFFER (copy host data into a new device buffer) and COPY are not kernels.
 
 Schedule cache (SCHEDULE_CACHE=0 turns it off): a training loop builds the same graph every step, on new
 nodes. `create_schedule` first computes the graph's *signature* (every unrealized base node's op, arg,
@@ -325,11 +321,10 @@ class _KernelBuilder:
 
 def _picks(node: LazyNode, depth: int = 4) -> bool:
     """Is `node` a comparison with an arange (or a product or cast of a few), which opt.pick folds?"""
-    if node.realized is not None or depth == 0:
+    if node.realized is not None or depth == 0 or node.op not in (Op.CMPEQ, Op.MUL, Op.CAST):
         return False
-    if node.op is Op.CMPEQ:
-        return any(s.base.op is Op.CONST and s.base.arg == IOTA for s in node.srcs)
-    return node.op in (Op.MUL, Op.CAST) and any(_picks(s.base, depth - 1) for s in node.srcs)
+    iota = any(s.base.op is Op.CONST and s.base.arg == IOTA for s in node.srcs)
+    return iota if node.op is Op.CMPEQ else any(_picks(s.base, depth - 1) for s in node.srcs)
 
 
 def _fit_to_reduce(store: AstNode) -> AstNode:

@@ -280,9 +280,7 @@ def div_node(a: Node, divisor: int) -> Node:
         quotient, remainder = divmod(constant, divisor)
         return sum_node(whole + [NumNode(quotient), div_node(sum_node(rest + [NumNode(remainder)]), divisor)])
     g = _common_factor(a, divisor)
-    if g > 1:
-        return div_node(_exact_divide(a, g), divisor // g)
-    return DivNode(a, divisor)
+    return div_node(_exact_divide(a, g), divisor // g) if g > 1 else DivNode(a, divisor)
 
 
 def mod_node(a: Node, divisor: int) -> Node:
@@ -302,9 +300,7 @@ def mod_node(a: Node, divisor: int) -> Node:
     if len(rest) < len(terms) or not 0 <= constant < divisor:
         return mod_node(sum_node(rest + [NumNode(constant % divisor)]), divisor)
     g = _common_factor(a, divisor)
-    if g > 1:
-        return mul_node(mod_node(_exact_divide(a, g), divisor // g), g)
-    return ModNode(a, divisor)
+    return mul_node(mod_node(_exact_divide(a, g), divisor // g), g) if g > 1 else ModNode(a, divisor)
 
 
 def _exact_divide(a: Node, g: int) -> Node:
@@ -317,17 +313,13 @@ def _exact_divide(a: Node, g: int) -> Node:
 def lt(a: Node, bound: int) -> Node:
     if a.max < bound:
         return NumNode(1)
-    if a.min >= bound:
-        return NumNode(0)
-    return CmpNode(a, "<", bound)
+    return NumNode(0) if a.min >= bound else CmpNode(a, "<", bound)
 
 
 def ge(a: Node, bound: int) -> Node:
     if a.min >= bound:
         return NumNode(1)
-    if a.max < bound:
-        return NumNode(0)
-    return CmpNode(a, ">=", bound)
+    return NumNode(0) if a.max < bound else CmpNode(a, ">=", bound)
 
 
 def and_nodes(nodes: Sequence[Node]) -> Node:
