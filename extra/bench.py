@@ -209,6 +209,23 @@ def reductions(device: str, n: int, kind: str):
     return fns, n * n * 4 * (1 if kind == "sum" else 2), "GB/s"
 
 
+def gather_rows(device: str, rows: int, batch: int):
+    """A minibatch of rows picked by an index tensor, `x[idx]` (sampling a dataset, an embedding lookup)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((rows, 784)).astype(np.float32)
+    idx = rng.integers(0, rows, batch).astype(np.int32)
+
+    def make(fw, dev):
+        mx, midx = fw.Tensor(x, device=dev).realize(), fw.Tensor(idx, device=dev).realize()
+        return lambda: mx[midx].realize()
+
+    fns = {"numpy": lambda: x[idx], **for_each_framework(device, make)}
+    if torch:
+        tx, tidx = to_torch(x), to_torch(idx).long()
+        fns["torch"] = lambda: tx[tidx]
+    return fns, 2 * batch * 784 * 4 + batch * 4, "GB/s"
+
+
 def matmul(device: str, n: int):
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((n, n)).astype(np.float32), rng.standard_normal((n, n)).astype(np.float32)
@@ -437,6 +454,7 @@ def main() -> None:
         ("elementwise 8-op chain, 3x16M", elementwise_chain(args.device, 1 << (16 if q else 24))),
         ("sum axis 1, 4096^2", reductions(args.device, 256 if q else 4096, "sum")),
         ("softmax -1, 4096^2", reductions(args.device, 256 if q else 4096, "softmax")),
+        ("gather 128 of 60000 rows, x[idx]", gather_rows(args.device, 600 if q else 60000, 128)),
         ("matmul 1024^2", matmul(args.device, 128 if q else 1024)),
         ("matmul 2048^2", matmul(args.device, 128 if q else 2048)),
         *([("matmul 4096^2", matmul(args.device, 128 if q else 4096))] if gpu else []),
