@@ -87,9 +87,7 @@ class LoopNest:
     tile: int = 0
     vector_width: int = 0  # > 0: consecutive float loads and stores become vector accesses (`vectorize`)
     scalar_buffers: set[int] = field(default_factory=set)  # their loads stay scalar (Language.scalar_barrier)
-    picks: dict[int, AstNode] = field(
-        default_factory=dict
-    )  # reduce dim -> the one index it runs at (opt.pick)
+    picks: dict[int, AstNode] = field(default_factory=dict)  # reduce dim -> the index it runs at (opt.pick)
 
     @property
     def group_size(self) -> int:
