@@ -102,7 +102,7 @@ class LazyNode:
 
     @staticmethod
     def iota(n: int, dtype: DType, device: str) -> "LazyNode":
-        """0, 1, ..., n-1 with no memory: computed in the kernels that read it (ops.Iota)."""
+        """0, 1, ..., n-1 with no memory: computed in the kernels that read it (ops.IOTA)."""
         return LazyNode(Op.CONST, (), IOTA, dtype, device, ShapeTracker.from_shape((n,)))
 
     def const_like(self, value: Any, dtype: DType | None = None) -> "LazyNode":

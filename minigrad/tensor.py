@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import weakref
-from functools import cache, partialmethod, reduce
+from functools import partialmethod, reduce
 from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
@@ -1422,17 +1422,11 @@ class Tensor:
         x = x * (invstd.reshape(shape) if invstd.ndim == 1 else invstd)
         return x + bias.reshape(shape) if bias is not None else x
 
-    @staticmethod
-    @cache
-    def _class_indices(n: int, device: str) -> "Tensor":
-        """0..n-1 (int32) made once per size and device (one_hot and cross_entropy uploaded it every step)."""
-        return Tensor.arange(n, device=device).realize()
-
     def one_hot(self, num_classes: int = -1) -> "Tensor":
         if dtypes.is_float(self.dtype):
             raise TypeError(f"one_hot needs an integer tensor, got {self.dtype.name}")
         classes = num_classes if num_classes >= 0 else int(self.max().item()) + 1  # -1: max + 1, as torch
-        return (self.unsqueeze(-1) == Tensor._class_indices(classes, self.device)).cast(dtypes.int32)
+        return (self.unsqueeze(-1) == Tensor.arange(classes, device=self.device)).cast(dtypes.int32)
 
     def sparse_categorical_crossentropy(
         self, Y: "Tensor", ignore_index: int = -1, label_smoothing: float = 0.0
@@ -1458,7 +1452,7 @@ class Tensor:
                     f"cross_entropy: class targets have shape {Y.shape}, expected {expected} "
                     f"for logits {self.shape}"
                 )
-            hot = Y.unsqueeze(-1) == Tensor._class_indices(classes, self.device)
+            hot = Y.unsqueeze(-1) == Tensor.arange(classes, device=self.device)
             target = hot.permute([0, hot.ndim - 1] + list(range(1, hot.ndim - 1))) if axis == 1 else hot
             # an ignore_index that is no class (-100) matches no column of `hot`: its rows pick nothing and
             # the hot entries count the others, so no mask is built (8 fewer nodes in every training step)
