@@ -88,6 +88,7 @@ class LoopNest:
     vector_width: int = 0  # > 0: consecutive float loads and stores become vector accesses (`vectorize`)
     scalar_buffers: set[int] = field(default_factory=set)  # their loads stay scalar (Language.scalar_barrier)
     picks: dict[int, AstNode] = field(default_factory=dict)  # reduce dim -> the index it runs at (opt.pick)
+    scatter: dict[int, AstNode] = field(default_factory=dict)  # global dim -> where each term goes (opt.pick)
 
     @property
     def group_size(self) -> int:
@@ -274,6 +275,8 @@ def linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
     reduce_loops = [loop for loop in loops if loop.reduce]
     global_copies = _copies(nest, [d for d in nest.order if d not in nest.reduce_axes])
     reduce_copies = _copies(nest, [d for d in nest.order if d in nest.reduce_axes])
+    if nest.scatter:
+        return _scatter(lin, ast, loops, name)
     for loop in global_loops:
         lin.emit(Instr("LOOP", None, (), loop))
     reduces = list(dict.fromkeys(n for n in ast.toposort() if n.op in REDUCE))
@@ -322,11 +325,44 @@ def linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
         lin.emit(Instr("STORE", store.dtype, (value,), (store.arg[0], index, valid)))
     for loop in reversed(global_loops):
         lin.emit(Instr("ENDLOOP", None, (), loop))
-    buffers = {store.arg[0]: (store.arg[0], store.dtype, True)}
+    return _kernel(lin, ast, name)
+
+
+def _kernel(lin: _Linearizer, ast: AstNode, name: str) -> LinearKernel:
+    buffers = {ast.arg[0]: (ast.arg[0], ast.dtype, True)}
     for n in ast.toposort():
         if n.op is Op.LOAD:
             buffers.setdefault(n.arg[0], (n.arg[0], n.dtype, False))
-    return LinearKernel(name, sorted(buffers.values()), lin.instrs, nest)
+    return LinearKernel(name, sorted(buffers.values()), lin.instrs, lin.nest)
+
+
+def _scatter(lin: _Linearizer, store: AstNode, loops: list[Loop], name: str) -> LinearKernel:
+    """A sum stored as it is, whose terms are 0 unless each scatter dim's index equals its e (opt.pick):
+    the other global loops outside (each of their iterations owns its outputs), the output zeroed along the
+    scatter dims, then in the reduce loops each term added at the one place it goes."""
+    scattered = {lin.variables[d].name: e for d, e in lin.nest.scatter.items()}
+    outer = [loop for loop in loops if not loop.reduce and loop.var.name not in scattered]
+    inner = [loop for loop in loops if not loop.reduce and loop.var.name in scattered]
+    index, valid = store.arg[1].expr_idxs(lin.idxs(reduced=False, copy={}))
+    place = (store.arg[0], index, valid)
+    zero = lin.emit(Instr("CONST", store.dtype, (), 0))
+    for loop in outer + inner:
+        lin.emit(Instr("LOOP", None, (), loop))
+    lin.emit(Instr("STORE", store.dtype, (zero,), place))
+    for loop in reversed(inner):
+        lin.emit(Instr("ENDLOOP", None, (), loop))
+    reduce_loops = [loop for loop in loops if loop.reduce]
+    for loop in reduce_loops:
+        lin.emit(Instr("LOOP", None, (), loop))
+    picked = [Loop(v.var, v.size, True, pick=lin.value(scattered[v.var.name], True, {})) for v in inner]
+    for loop in picked:
+        lin.emit(Instr("LOOP", None, (), loop))
+    term = lin.value(store.srcs[0].srcs[0], reduced=True, copy={})
+    old = lin.emit(Instr("LOAD", store.dtype, (), place))
+    lin.emit(Instr("STORE", store.dtype, (lin.emit(Instr("ALU", store.dtype, (old, term), Op.ADD)),), place))
+    for loop in reversed(outer + reduce_loops + picked):
+        lin.emit(Instr("ENDLOOP", None, (), loop))
+    return _kernel(lin, store, name)
 
 
 def _stage(lin: _Linearizer, reduces: list[AstNode]) -> None:

@@ -56,31 +56,35 @@ def _real_strides(ast: AstNode, nest: LoopNest, ops: tuple[Op, ...]) -> list[tup
     return list({(buffer, st.real_strides()) for buffer, st in accesses})
 
 
-def pick(ast: AstNode, nest: LoopNest) -> LoopNest:
-    """A sum whose terms are all 0 unless reduce index d equals an e that no reduce dim moves (a comparison
-    with an arange) runs its loop over d at e only (nest.picks); the other rewrites but parallel are off."""
+def pick(ast: AstNode, nest: LoopNest, gpu: bool = False) -> LoopNest:
+    """`x[idx]`: a sum whose terms are all 0 unless reduce index d equals an e that no reduce dim moves (a
+    comparison with an arange) runs its loop over d at e only (nest.picks). Its gradient, a sum stored as it
+    is whose terms are 0 unless global index r equals an e that r does not move, zeroes the output and adds
+    each term at r = e only (nest.scatter, CPUs, SCATTER=0: off). The other rewrites but parallel are off."""
     reduces = [n for n in ast.toposort() if n.op in (Op.REDUCE_SUM, Op.REDUCE_MAX)]
     if not reduces or not getenv("PICK", 1):
         return nest
     index = [Variable(f"d{d}", 0, s - 1) for d, s in enumerate(nest.full_shape)]
-    reduce_names = {index[d].name for d in nest.reduce_axes}
 
-    def fixed(e: AstNode) -> bool:  # does no reduce dim move e's loads and constants?
+    def moved_by(e: AstNode) -> set[int]:  # the dims that move e's loads and constants
         leaves = [n.arg[1].expr_idxs(index) for n in e.toposort() if n.op in (Op.LOAD, Op.CONST)]
-        return not any((variables(i) | variables(v)) & reduce_names for i, v in leaves)
+        return {int(name[1:]) for i, v in leaves for name in variables(i) | variables(v)}
 
-    def picks(node: AstNode, depth: int = 8) -> dict[int, AstNode]:  # reduce dim -> e: node is 0 elsewhere
+    def picks(node: AstNode, depth: int = 8) -> dict[int, AstNode]:  # dim d -> e: node is 0 where d != e
         for iota, e in (node.srcs, node.srcs[::-1]) if node.op is Op.CMPEQ else ():
-            if iota.op is Op.CONST and iota.arg[0] == IOTA and fixed(e):
-                at, valid = iota.arg[1].expr_idxs(index)
-                if isinstance(at, Variable) and at.name in reduce_names and valid.min == 1:
-                    return {int(at.name[1:]): e}
+            at, valid = iota.arg[1].expr_idxs(index) if iota.op is Op.CONST and iota.arg[0] == IOTA else (0, 0)
+            if isinstance(at, Variable) and valid.min == 1 and int(at.name[1:]) not in moved_by(e):
+                return {int(at.name[1:]): e}
         zero = node.op is Op.WHERE and node.srcs[2].op is Op.CONST and node.srcs[2].arg[0] == 0
         srcs = node.srcs if node.op in (Op.MUL, Op.CAST) else node.srcs[:2] if zero else ()
         return {d: e for s in srcs for d, e in picks(s, depth - 1).items()} if depth else {}
 
     found = [picks(r.srcs[0]) if r.op is Op.REDUCE_SUM else {} for r in reduces]  # every reduce must agree
-    nest.picks = {d: e for d, e in found[0].items() if all(f.get(d) == e for f in found)}
+    common = {d: e for d, e in found[0].items() if all(f.get(d) == e for f in found)}
+    axes = set(nest.reduce_axes)
+    nest.picks = {d: e for d, e in common.items() if d in axes and not moved_by(e) & axes}
+    if not nest.picks and not gpu and ast.srcs[0].op is Op.REDUCE_SUM and getenv("SCATTER", 1):
+        nest.scatter = {d: e for d, e in common.items() if d not in axes}
     return nest
 
 
@@ -219,7 +223,9 @@ def _rows_factor(size: int, panels: bool) -> int:
 def parallelize(ast: AstNode, nest: LoopNest) -> LoopNest:
     """Mark the outermost global loop parallel when the kernel is big enough to share out."""
     global_dims = [
-        d for d in nest.order if d not in nest.reduce_axes and nest.full_shape[d] > nest.upcast.get(d, 1)
+        d
+        for d in nest.order
+        if d not in nest.reduce_axes and nest.full_shape[d] > nest.upcast.get(d, 1) and d not in nest.scatter
     ]
     if not getenv("THREADS", 1) or not global_dims or prod(nest.full_shape) < PARALLEL_MIN_WORK:
         return nest
@@ -241,10 +247,10 @@ def vectorize(ast: AstNode, nest: LoopNest) -> LoopNest:
 def optimize(ast: AstNode, nest: LoopNest, gpu=False, vectors=False, tiles=False) -> LoopNest:
     """Every rewrite in order; `gpu`: the target runs global loops as threads, `vectors`: it has vector
     types, `tiles`: it wants local-memory tiles (cstyle.Language)."""
-    nest = pick(ast, nest)
+    nest = pick(ast, nest, gpu)
     tiling = (tile,) if getenv("TILE", int(tiles)) else ()
     rewrites = (reorder, *tiling, group, upcast) if gpu else (reorder, upcast, parallelize)
-    rewrites = rewrites if not nest.picks else () if gpu else (parallelize,)
+    rewrites = rewrites if not (nest.picks or nest.scatter) else () if gpu else (parallelize,)
     for rewrite in rewrites + ((vectorize,) if vectors else ()):
         nest = rewrite(ast, nest)
     return nest

@@ -432,7 +432,24 @@ def _snapshot_old_values(schedule: list[ScheduleItem], writer: dict[int, int]) -
 
 def _plan(targets: list[LazyNode]) -> list[ScheduleItem]:
     planner = _KernelPlanner(targets)
-    return [_kernel_for(node, planner) for node in planner.order if planner.owns_buffer(node)]
+    while True:
+        items = [_kernel_for(node, planner) for node in planner.order if planner.owns_buffer(node)]
+        unsafe = [item.outputs[0] for item in items if _reads_target_elsewhere(item)]
+        if not any([planner._mark(n.srcs[1].base, "R2 its ASSIGN reads the target elsewhere") for n in unsafe]):
+            return items
+        while planner._dynamic_rules():
+            pass
+
+
+def _reads_target_elsewhere(item: ScheduleItem) -> bool:
+    """Would this ASSIGN kernel read its target's buffer under a reduce or at other elements than it writes
+    (`x.assign(x.flip(0) + 1)`, `w.assign(m @ w)`), so reading values it has already overwritten?"""
+    node, store = item.outputs[0], item.ast
+    target = node.srcs[0].base.realized if node.op is Op.ASSIGN else None
+    places = {1 + i for i, n in enumerate(item.inputs) if target is not None and n.realized is target}
+    under = {id(n) for r in store.toposort() if r.op in REDUCE for n in r.toposort()}
+    loads = [n for n in store.toposort() if n.op is Op.LOAD and n.arg[0] in places]
+    return any(id(n) in under or n.arg[1] != store.arg[1] for n in loads)
 
 
 def _signature(targets: list[LazyNode]) -> tuple[list[LazyNode], tuple]:
