@@ -108,6 +108,27 @@ def test_assign_in_place(device):
         w.assign(Tensor([1.0], device=device))
 
 
+@pytest.mark.parametrize(
+    "update",
+    [
+        lambda x, m: x.flip(0) + 1,  # reads other elements of the target
+        lambda x, m: m @ x,  # reads the target in a reduce
+        lambda x, m: x.T @ m,
+        lambda x, m: (m[:, 0].cast(dtypes.int32) % 4).one_hot(4).T.float() @ x,  # a scatter of the target
+        lambda x, m: x * 2 - 1,  # element by element: stays one kernel
+    ],
+)
+def test_assign_of_a_value_that_reads_other_elements_of_the_target(device, update):
+    """An ASSIGN kernel writes element i while it reads the target: a value that reads element j != i
+    (through a view or a reduce) would see j already overwritten. Such a value is computed first."""
+    rng = np.random.default_rng(0)
+    x0, m0 = rng.integers(0, 4, (4, 4)).astype(np.float32), rng.integers(0, 4, (4, 4)).astype(np.float32)
+    x, m = Tensor(x0, device=device).realize(), Tensor(m0, device=device).realize()
+    expected = update(Tensor(x0, device=device), m).numpy()
+    x.assign(update(x, m)).realize()
+    np.testing.assert_equal(x.numpy(), expected)
+
+
 def test_repeated_assign_does_not_pile_up_graphs_or_memory(device):
     """A written ASSIGN forgets its sources, so step N's graph and buffers are not reachable from step N+1.
     `state` is not a gradient leaf (it came from a requires_grad tensor), so realize() keeps its history."""

@@ -72,7 +72,8 @@ def pick(ast: AstNode, nest: LoopNest, gpu: bool = False) -> LoopNest:
 
     def picks(node: AstNode, depth: int = 8) -> dict[int, AstNode]:  # dim d -> e: node is 0 where d != e
         for iota, e in (node.srcs, node.srcs[::-1]) if node.op is Op.CMPEQ else ():
-            at, valid = iota.arg[1].expr_idxs(index) if iota.op is Op.CONST and iota.arg[0] == IOTA else (0, 0)
+            is_iota = iota.op is Op.CONST and iota.arg[0] == IOTA
+            at, valid = iota.arg[1].expr_idxs(index) if is_iota else (0, 0)
             if isinstance(at, Variable) and valid.min == 1 and int(at.name[1:]) not in moved_by(e):
                 return {int(at.name[1:]): e}
         zero = node.op is Op.WHERE and node.srcs[2].op is Op.CONST and node.srcs[2].arg[0] == 0

@@ -434,8 +434,8 @@ def _plan(targets: list[LazyNode]) -> list[ScheduleItem]:
     planner = _KernelPlanner(targets)
     while True:
         items = [_kernel_for(node, planner) for node in planner.order if planner.owns_buffer(node)]
-        unsafe = [item.outputs[0] for item in items if _reads_target_elsewhere(item)]
-        if not any([planner._mark(n.srcs[1].base, "R2 its ASSIGN reads the target elsewhere") for n in unsafe]):
+        unsafe = [item.outputs[0].srcs[1].base for item in items if _reads_target_elsewhere(item)]
+        if not any([planner._mark(n, "R2 its ASSIGN reads the target elsewhere") for n in unsafe]):
             return items
         while planner._dynamic_rules():
             pass

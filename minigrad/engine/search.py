@@ -62,7 +62,7 @@ def _heuristic(ast: Any, backend: Backend) -> LoopNest:
 def _neighbours(nest: LoopNest) -> list[LoopNest]:
     """Nests that differ from `nest` in one choice (see the module docstring)."""
     found = []
-    for d in [] if nest.threads or nest.picks or nest.scatter else nest.order:  # work-groups, picked loops stay
+    for d in [] if nest.threads or nest.picks or nest.scatter else nest.order:  # work-groups, picks stay
         size, current = nest.full_shape[d], nest.upcast.get(d, 1)
         for factor in UPCAST_FACTORS:
             if factor == current or size % factor or factor > size:
