@@ -34,8 +34,7 @@ class Allocator:
 
     `alloc`/`free` keep recently freed buffers and hand them out again for a request of the same size (up
     to CACHE_BYTES in all), so a training loop that frees and reallocates the same shapes every step pays
-    for neither allocation nor first-touch page faults. LRU=0 turns this off.
-    """
+    for neither allocation nor first-touch page faults. LRU=0 turns this off."""
 
     CACHE_BYTES = 512 << 20
 
@@ -88,8 +87,7 @@ class Compiler:
     `compile_cached` keeps binaries on disk, keyed by a hash of the source and of `cache_key` (the compiler
     and its flags), under $XDG_CACHE_HOME/minigrad (default ~/.cache/minigrad). An entry is written to a
     temporary file and renamed into place, so concurrent processes never see half a file, and it carries a
-    checksum, so a corrupted entry is compiled again instead of being loaded.
-    """
+    checksum, so a corrupted entry is compiled again instead of being loaded."""
 
     cache_key: str = ""  # set by compilers whose output depends on more than the source
 

@@ -200,8 +200,7 @@ def gradient(
 
     Walks the graph (`order`: differentiable_graph(roots), when the caller has it) once in reverse
     topological order; only nodes from which some target can be reached get gradients. Returns None for a
-    target the roots do not depend on.
-    """
+    target the roots do not depend on."""
     order = differentiable_graph(roots) if order is None else order
     leads_to_target = {id(t) for t in targets}
     for node in order:  # sources come first, so one pass finds every node above a target

@@ -88,9 +88,7 @@ def normalize_axis(axis: int, ndim: int) -> int:
     """Turn a possibly negative axis into 0..ndim-1, raising AxisError for one out of range."""
     size = ndim or 1  # a 0-d tensor accepts axis 0 and -1, as numpy
     if not -size <= axis < size:
-        raise AxisError(
-            f"axis {axis} is out of range for a tensor with {ndim} dimensions (valid: {-size} to {size - 1})"
-        )
+        raise AxisError(f"axis {axis} is out of range for {ndim} dimensions (valid: {-size} to {size - 1})")
     return axis % size
 
 

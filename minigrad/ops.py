@@ -115,8 +115,7 @@ class AstNode:
 
     Nodes are immutable and compare by structure, so two kernels built from different graphs but doing the
     same work hit the same compiled program. The hash is computed once from the children's hashes and
-    equality is checked without recursion: fused kernels can be thousands of nodes deep.
-    """
+    equality is checked without recursion: fused kernels can be thousands of nodes deep."""
 
     __slots__ = ("op", "srcs", "arg", "dtype", "_key", "_hash", "_orders")
 

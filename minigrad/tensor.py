@@ -114,9 +114,7 @@ class Tensor:
     @requires_grad.setter
     def requires_grad(self, value: bool | None) -> None:
         if value and not dtypes.is_float(self.dtype):
-            raise RuntimeError(
-                f"only floating-point tensors can require gradients, not {self.dtype.name} ones"
-            )
+            raise RuntimeError(f"only floating-point tensors can require gradients, not {self.dtype.name}")
         self._requires_grad = value
         if value:
             Tensor._grad_leaves[id(self)] = self
@@ -651,21 +649,7 @@ class Tensor:
 
     # ---- operators ------------------------------------------------------------------------------
 
-    __add__ = add
-    __radd__ = partialmethod(add, reverse=True)
-    __sub__ = sub
-    __rsub__ = partialmethod(sub, reverse=True)
-    __mul__ = mul
-    __rmul__ = partialmethod(mul, reverse=True)
-    __truediv__ = div
-    __rtruediv__ = partialmethod(div, reverse=True)
-    __floordiv__ = floordiv
-    __rfloordiv__ = partialmethod(floordiv, reverse=True)
-    __mod__ = mod
-    __rmod__ = partialmethod(mod, reverse=True)
-    __pow__ = pow
-    __rpow__ = partialmethod(pow, reverse=True)
-    __neg__ = neg
+    __neg__ = neg  # and __add__, __radd__ (2 + t), ... after the class
 
     def __matmul__(self, other: Operand) -> "Tensor":
         return self.matmul(other)
@@ -907,9 +891,7 @@ class Tensor:
     def _padding_pairs(self, padding: Sequence) -> tuple[tuple[int, int], ...]:
         if all(isinstance(p, (int, np.integer)) for p in padding):
             if len(padding) % 2 or len(padding) > 2 * self.ndim:
-                raise ValueError(
-                    f"pad: flat padding {tuple(padding)} needs an even length <= {2 * self.ndim}"
-                )
+                raise ValueError(f"pad: padding {tuple(padding)} needs an even length <= {2 * self.ndim}")
             pairs = [(0, 0)] * self.ndim
             for i in range(len(padding) // 2):
                 pairs[self.ndim - 1 - i] = (int(padding[2 * i]), int(padding[2 * i + 1]))
@@ -976,9 +958,7 @@ class Tensor:
                 raise ValueError(f"split: size must be positive, got {sizes}")
             sizes = [min(sizes, length - i) for i in range(0, length, sizes)] or [0]
         if sum(sizes) != length:
-            raise ValueError(
-                f"split: sizes {list(sizes)} do not add up to {length} (dim {dim} of {self.shape})"
-            )
+            raise ValueError(f"split: sizes {list(sizes)} do not sum to {length} (dim {dim} of {self.shape})")
         pieces, start = [], 0
         for size in sizes:
             bounds = [None] * self.ndim
@@ -1091,13 +1071,9 @@ class Tensor:
         """out[i][j][k] = self[i][index[i][j][k]][k] for dim=1 (torch.gather)."""
         dim = normalize_axis(dim, self.ndim)
         if index.ndim != self.ndim:
-            raise ValueError(
-                f"gather: index has {index.ndim} dims but the input has {self.ndim} ({self.shape})"
-            )
+            raise ValueError(f"gather: index has {index.ndim} dims, the input {self.ndim} ({self.shape})")
         if any(index.shape[d] > self.shape[d] for d in range(self.ndim) if d != dim):
-            raise ValueError(
-                f"gather: index shape {index.shape} is larger than input {self.shape} outside dim {dim}"
-            )
+            raise ValueError(f"gather: index {index.shape} exceeds input {self.shape} outside dim {dim}")
         if dtypes.is_float(index.dtype):
             raise TypeError(f"gather: index must be an integer tensor, got {index.dtype.name}")
         x = self.shrink([None if d == dim else (0, index.shape[d]) for d in range(self.ndim)])
@@ -1329,9 +1305,7 @@ class Tensor:
         batch, cin, _, _ = self.shape
         cout, cin_group, kh, kw = weight.shape
         if cin != cin_group * groups or cout % groups:
-            raise ValueError(
-                f"conv2d: input {self.shape} with {groups} groups does not match weight {weight.shape}"
-            )
+            raise ValueError(f"conv2d: input {self.shape}, {groups} groups, mismatches weight {weight.shape}")
         x = self.pad(_conv_padding(padding)) if padding != 0 else self
         windows = x._pool((kh, kw), _pair(stride), _pair(dilation))  # (N, Cin, OH, OW, kh, kw)
         oh, ow = windows.shape[2:4]
@@ -1355,7 +1329,7 @@ class Tensor:
         Computed as a stride-1 convolution of the input with stride-1 zeros inserted between its pixels."""
         if self.ndim != 4 or weight.ndim != 4:
             raise ValueError(
-                f"conv_transpose2d: expected 4-D input and weight, got {self.shape} and {weight.shape}"
+                f"conv_transpose2d: needs 4-D input and weight, got {self.shape}, {weight.shape}"
             )
         batch, cin, h, w_ = self.shape
         if weight.shape[0] != cin or cin % groups:
@@ -1591,9 +1565,7 @@ def _to_numpy(data: Any, dtype: DType | None) -> np.ndarray:
         except ValueError:
             array = np.array(None, dtype=object)
         if array.dtype == object:
-            raise ValueError(
-                "Tensor: nested lists must be rectangular (all rows of one length) and hold numbers"
-            )
+            raise ValueError("Tensor: nested lists must be rectangular (rows of one length) and hold numbers")
         defaults = {"f": dtypes.default_float, "i": dtypes.default_int, "u": dtypes.default_int}  # [] is "f"
         array = array.astype(defaults[array.dtype.kind].np) if array.dtype.kind in defaults else array
     else:
@@ -1603,6 +1575,12 @@ def _to_numpy(data: Any, dtype: DType | None) -> np.ndarray:
     else:
         dtypes.from_numpy(array.dtype)  # raises TypeError for unsupported numpy dtypes
     return np.array(array, order="C")  # a private copy (ascontiguousarray would turn 0-d into 1-d)
+
+
+for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow"):  # t + 2 and, reflected, 2 + t
+    _method = getattr(Tensor, "div" if _name == "truediv" else _name)
+    setattr(Tensor, f"__{_name}__", _method)
+    setattr(Tensor, f"__r{_name}__", partialmethod(_method, reverse=True))
 
 
 class no_grad(contextlib.ContextDecorator):

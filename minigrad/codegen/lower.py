@@ -46,8 +46,7 @@ class Instr:
     VLOAD    arg: (buffer, index, width): `width` elements at once    LANE  srcs: (vload,), arg: element
     VSTORE   srcs: `width` values, arg: (buffer, index)             (from `vectorize`, GPUs only)
     CONST    arg: the value            ALU      srcs: operands, arg: the Op (CAST: dtype gives the target)
-    INDEX    arg: a symbolic expression used as a value: a view's mask (bool), an IOTA's index (int)
-    """
+    INDEX    arg: a symbolic expression used as a value: a view's mask (bool), an IOTA's index (int)"""
 
     op: str
     dtype: DType | None
@@ -75,8 +74,7 @@ class LoopNest:
     takes elements `var*t*f + j*t + l` (neighbouring threads on neighbouring elements); in a reduce dim it
     sums every t-th element and the partial sums meet in local memory after the loop (opt.group).
     tile (GPUs): > 0, the reduce dim runs in chunks of `tile` elements. Before each chunk the work-group
-    copies it, of every load broadcast along one of its two thread dims, into local memory (opt.tile).
-    """
+    copies it, of every load broadcast along one of its two thread dims, into local memory (opt.tile)."""
 
     full_shape: tuple[int, ...]
     reduce_axes: tuple[int, ...]
@@ -192,6 +190,10 @@ class _Linearizer:
             self.emitted = {k: v for k, v in self.emitted.items() if v not in dropped}
         return len(self.instrs) - 1
 
+    def loops(self, loops: list[Loop], end: bool = False) -> None:  # open them; with `end`, close them
+        for loop in reversed(loops) if end else loops:
+            self.emit(Instr("ENDLOOP" if end else "LOOP", None, (), loop))
+
     def idxs(self, reduced: bool, copy: dict[int, int]) -> list[Node]:
         """The index of each dim in the body copy `copy` (dim -> j for upcast dims); reduce dims are 0 after
         the reduce, and size-1 dims are always 0."""
@@ -277,8 +279,7 @@ def linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
     reduce_copies = _copies(nest, [d for d in nest.order if d in nest.reduce_axes])
     if nest.scatter:
         return _scatter(lin, ast, loops, name)
-    for loop in global_loops:
-        lin.emit(Instr("LOOP", None, (), loop))
+    lin.loops(global_loops)
     reduces = list(dict.fromkeys(n for n in ast.toposort() if n.op in REDUCE))
     accumulators = {}  # (reduce, global copy, reduce copy) -> ACC: each body copy accumulates on its own
     for r in reduces:
@@ -303,8 +304,7 @@ def linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
         if nest.tile:  # the chunk's loop ends; nobody overwrites the arrays until every thread is done
             lin.emit(Instr("ENDLOOP", None, (), Loop(lin.tile_index, nest.tile, reduce=True)))
             lin.emit(Instr("BARRIER", None))
-        for loop in reversed(reduce_loops):
-            lin.emit(Instr("ENDLOOP", None, (), loop))
+        lin.loops(reduce_loops, end=True)
         if nest.grouped:
             _combine_group(lin, accumulators)
         for r in reduces:  # after the loop, the reduce copies' accumulators combine into one value
@@ -323,16 +323,13 @@ def linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
         if nest.grouped:  # every thread of the group holds the result; the first one stores it
             valid = and_nodes([valid, lt(lin.local_index, 1)])
         lin.emit(Instr("STORE", store.dtype, (value,), (store.arg[0], index, valid)))
-    for loop in reversed(global_loops):
-        lin.emit(Instr("ENDLOOP", None, (), loop))
+    lin.loops(global_loops, end=True)
     return _kernel(lin, ast, name)
 
 
 def _kernel(lin: _Linearizer, ast: AstNode, name: str) -> LinearKernel:
-    buffers = {ast.arg[0]: (ast.arg[0], ast.dtype, True)}
-    for n in ast.toposort():
-        if n.op is Op.LOAD:
-            buffers.setdefault(n.arg[0], (n.arg[0], n.dtype, False))
+    buffers = {n.arg[0]: (n.arg[0], n.dtype, False) for n in ast.toposort() if n.op is Op.LOAD}
+    buffers[ast.arg[0]] = (ast.arg[0], ast.dtype, True)
     return LinearKernel(name, sorted(buffers.values()), lin.instrs, lin.nest)
 
 
@@ -342,26 +339,18 @@ def _scatter(lin: _Linearizer, store: AstNode, loops: list[Loop], name: str) -> 
     scatter dims, then in the reduce loops each term added at the one place it goes."""
     scattered = {lin.variables[d].name: e for d, e in lin.nest.scatter.items()}
     outer = [loop for loop in loops if not loop.reduce and loop.var.name not in scattered]
-    inner = [loop for loop in loops if not loop.reduce and loop.var.name in scattered]
-    index, valid = store.arg[1].expr_idxs(lin.idxs(reduced=False, copy={}))
-    place = (store.arg[0], index, valid)
-    zero = lin.emit(Instr("CONST", store.dtype, (), 0))
-    for loop in outer + inner:
-        lin.emit(Instr("LOOP", None, (), loop))
-    lin.emit(Instr("STORE", store.dtype, (zero,), place))
-    for loop in reversed(inner):
-        lin.emit(Instr("ENDLOOP", None, (), loop))
+    inner = [loop for loop in loops if loop.var.name in scattered]
     reduce_loops = [loop for loop in loops if loop.reduce]
-    for loop in reduce_loops:
-        lin.emit(Instr("LOOP", None, (), loop))
+    place, dtype = (store.arg[0], *store.arg[1].expr_idxs(lin.idxs(reduced=False, copy={}))), store.dtype
+    lin.loops(outer + inner)
+    lin.emit(Instr("STORE", dtype, (lin.emit(Instr("CONST", dtype, (), 0)),), place))
+    lin.loops(inner, end=True)
+    lin.loops(reduce_loops)
     picked = [Loop(v.var, v.size, True, pick=lin.value(scattered[v.var.name], True, {})) for v in inner]
-    for loop in picked:
-        lin.emit(Instr("LOOP", None, (), loop))
-    term = lin.value(store.srcs[0].srcs[0], reduced=True, copy={})
-    old = lin.emit(Instr("LOAD", store.dtype, (), place))
-    lin.emit(Instr("STORE", store.dtype, (lin.emit(Instr("ALU", store.dtype, (old, term), Op.ADD)),), place))
-    for loop in reversed(outer + reduce_loops + picked):
-        lin.emit(Instr("ENDLOOP", None, (), loop))
+    lin.loops(picked)
+    term, old = lin.value(store.srcs[0].srcs[0], True, {}), lin.emit(Instr("LOAD", dtype, (), place))
+    lin.emit(Instr("STORE", dtype, (lin.emit(Instr("ALU", dtype, (old, term), Op.ADD)),), place))
+    lin.loops(outer + reduce_loops + picked, end=True)
     return _kernel(lin, store, name)
 
 

@@ -223,11 +223,8 @@ def _rows_factor(size: int, panels: bool) -> int:
 
 def parallelize(ast: AstNode, nest: LoopNest) -> LoopNest:
     """Mark the outermost global loop parallel when the kernel is big enough to share out."""
-    global_dims = [
-        d
-        for d in nest.order
-        if d not in nest.reduce_axes and nest.full_shape[d] > nest.upcast.get(d, 1) and d not in nest.scatter
-    ]
+    inner = set(nest.reduce_axes) | set(nest.scatter)  # scatter dims loop inside the reduce (lower.py)
+    global_dims = [d for d in nest.order if d not in inner and nest.full_shape[d] > nest.upcast.get(d, 1)]
     if not getenv("THREADS", 1) or not global_dims or prod(nest.full_shape) < PARALLEL_MIN_WORK:
         return nest
     nest.parallel_dims = {global_dims[0]}

@@ -11,8 +11,8 @@ Inside an AST, sources are reached through
 Which nodes get a buffer of their own (become a kernel's output) is decided by these rules, each applied
 in one place (`_KernelPlanner`); every other node is inlined into the kernels that read it:
   R1 requested      the user asked for it;
-  R2 buffer op      BUFFER (host data), COPY, CONTIGUOUS and ASSIGN always own a buffer, and so does the
-                    source of a COPY;
+  R2 buffer op      BUFFER (host data), COPY, CONTIGUOUS and ASSIGN always own a buffer, and so do the
+                    source of a COPY and an ASSIGN's value that reads other elements of its target;
   R3 padded view    a node read through a padded view: its value outside the pad must be 0, not f(0);
   R4 reduce reuse   a node that contains a reduce, read by another reduce or through a view that is not a
                     plain reshape (the result is needed in another loop nest); and, when a reduce's result
@@ -435,10 +435,9 @@ def _plan(targets: list[LazyNode]) -> list[ScheduleItem]:
     while True:
         items = [_kernel_for(node, planner) for node in planner.order if planner.owns_buffer(node)]
         unsafe = [item.outputs[0].srcs[1].base for item in items if _reads_target_elsewhere(item)]
+        # the value's kernel is the ASSIGN's less its store: the rules that gave it its buffers still hold
         if not any([planner._mark(n, "R2 its ASSIGN reads the target elsewhere") for n in unsafe]):
             return items
-        while planner._dynamic_rules():
-            pass
 
 
 def _reads_target_elsewhere(item: ScheduleItem) -> bool:
