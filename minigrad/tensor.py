@@ -1329,7 +1329,7 @@ class Tensor:
         Computed as a stride-1 convolution of the input with stride-1 zeros inserted between its pixels."""
         if self.ndim != 4 or weight.ndim != 4:
             raise ValueError(
-                f"conv_transpose2d: needs 4-D input and weight, got {self.shape}, {weight.shape}"
+                f"conv_transpose2d: expected 4-D input and weight, got {self.shape} and {weight.shape}"
             )
         batch, cin, h, w_ = self.shape
         if weight.shape[0] != cin or cin % groups:

@@ -441,11 +441,12 @@ def _plan(targets: list[LazyNode]) -> list[ScheduleItem]:
 
 
 def _reads_target_elsewhere(item: ScheduleItem) -> bool:
-    """Would this ASSIGN kernel read its target's buffer under a reduce or at other elements than it writes
-    (`x.assign(x.flip(0) + 1)`, `w.assign(m @ w)`), so reading values it has already overwritten?"""
+    """Would this ASSIGN kernel read its target under a reduce or at other elements than it writes?"""
+    # such as `x.assign(x.flip(0) + 1)` or `w.assign(m @ w)`: it would read values it already overwrote
     node, store = item.outputs[0], item.ast
-    target = node.srcs[0].base.realized if node.op is Op.ASSIGN else None
-    places = {1 + i for i, n in enumerate(item.inputs) if target is not None and n.realized is target}
+    if node.op is not Op.ASSIGN:  # most kernels: no need to walk the AST
+        return False
+    places = {1 + i for i, n in enumerate(item.inputs) if n.realized is node.srcs[0].base.realized}
     under = {id(n) for r in store.toposort() if r.op in REDUCE for n in r.toposort()}
     loads = [n for n in store.toposort() if n.op is Op.LOAD and n.arg[0] in places]
     return any(id(n) in under or n.arg[1] != store.arg[1] for n in loads)
