@@ -69,16 +69,16 @@ class Allocator:
 
 
 class HostAllocator(Allocator):
-    """Memory in this process: a numpy byte array per buffer (used by NUMPY and the CPU backend)."""
+    """Memory in this process: a numpy byte array per buffer (NUMPY), or any object exporting its bytes."""
 
-    def _alloc(self, nbytes: int) -> np.ndarray:
+    def _alloc(self, nbytes: int) -> Any:
         return np.empty(nbytes, dtype=np.uint8)
 
-    def copyin(self, buf: np.ndarray, src: memoryview) -> None:
-        buf[:] = np.frombuffer(src, dtype=np.uint8)
+    def copyin(self, buf: Any, src: memoryview) -> None:
+        np.frombuffer(buf, dtype=np.uint8)[:] = np.frombuffer(src, dtype=np.uint8)
 
-    def copyout(self, dest: memoryview, buf: np.ndarray) -> None:
-        np.frombuffer(dest, dtype=np.uint8)[:] = buf
+    def copyout(self, dest: memoryview, buf: Any) -> None:
+        np.frombuffer(dest, dtype=np.uint8)[:] = np.frombuffer(buf, dtype=np.uint8)
 
 
 class Compiler:
@@ -208,16 +208,12 @@ class Buffer:
     `version` counts the in-place writes (ASSIGN) into it; see lazy.py."""
 
     def __init__(self, device: str, size: int, dtype: DType):
-        self.device, self.size, self.dtype = device, size, dtype
+        self.device, self.size, self.dtype, self.nbytes = device, size, dtype, size * dtype.itemsize
         self.allocator = Device[device].allocator
-        self._buf = self.allocator.alloc(max(self.nbytes, 1))
-        self.version = 0
-        GlobalCounters.mem_used += self.nbytes
-        GlobalCounters.mem_peak = max(GlobalCounters.mem_peak, GlobalCounters.mem_used)
-
-    @property
-    def nbytes(self) -> int:
-        return self.size * self.dtype.itemsize
+        self._buf, self.version = self.allocator.alloc(self.nbytes or 1), 0
+        GlobalCounters.mem_used = used = GlobalCounters.mem_used + self.nbytes
+        if used > GlobalCounters.mem_peak:
+            GlobalCounters.mem_peak = used
 
     def copyin(self, data: np.ndarray) -> "Buffer":
         data = np.ascontiguousarray(data, dtype=self.dtype.np)
@@ -234,7 +230,7 @@ class Buffer:
 
     def __del__(self) -> None:
         if hasattr(self, "_buf"):
-            self.allocator.free(self._buf, max(self.nbytes, 1))
+            self.allocator.free(self._buf, self.nbytes or 1)
             GlobalCounters.mem_used -= self.nbytes
 
     def __repr__(self) -> str:
