@@ -226,6 +226,43 @@ def gather_rows(device: str, rows: int, batch: int):
     return fns, 2 * batch * 784 * 4 + batch * 4, "GB/s"
 
 
+def embedding_grad(device: str, rows: int, batch: int, dim: int = 64):
+    """The gradient of an embedding lookup, `table[idx]`: each upstream row added into the table at its index
+    (repeated indices add up). numpy: np.add.at. Rate: the table's gradient written plus the rows read."""
+    rng = np.random.default_rng(0)
+    table = rng.standard_normal((rows, dim)).astype(np.float32)
+    idx, g = (
+        rng.integers(0, rows, batch).astype(np.int32),
+        rng.standard_normal((batch, dim)).astype(np.float32),
+    )
+
+    def make(fw, dev):
+        t, mi, mg = _param(fw, table, dev).realize(), fw.Tensor(idx, device=dev), fw.Tensor(g, device=dev)
+        mi, mg = mi.realize(), mg.realize()
+
+        def step():
+            t.grad = None
+            (t[mi] * mg).sum().backward()
+            t.grad.realize()
+
+        return step
+
+    def numpy_step():
+        grad = np.zeros_like(table)
+        np.add.at(grad, idx, g)
+
+    fns = {"numpy": numpy_step, **for_each_framework(device, make)}
+    if torch:
+        tt, tidx, tg = to_torch(table, requires_grad=True), to_torch(idx).long(), to_torch(g)
+
+        def torch_step():
+            tt.grad = None
+            (tt[tidx] * tg).sum().backward()
+
+        fns["torch"] = torch_step
+    return fns, (rows + 2 * batch) * dim * 4 + batch * 4, "GB/s"
+
+
 def matmul(device: str, n: int):
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((n, n)).astype(np.float32), rng.standard_normal((n, n)).astype(np.float32)
@@ -455,6 +492,7 @@ def main() -> None:
         ("sum axis 1, 4096^2", reductions(args.device, 256 if q else 4096, "sum")),
         ("softmax -1, 4096^2", reductions(args.device, 256 if q else 4096, "softmax")),
         ("gather 128 of 60000 rows, x[idx]", gather_rows(args.device, 600 if q else 60000, 128)),
+        ("embedding grad, 512 of 50000x64", embedding_grad(args.device, 500 if q else 50000, 512)),
         ("matmul 1024^2", matmul(args.device, 128 if q else 1024)),
         ("matmul 2048^2", matmul(args.device, 128 if q else 2048)),
         *([("matmul 4096^2", matmul(args.device, 128 if q else 4096))] if gpu else []),

@@ -17,7 +17,16 @@ def test_bench_quick_prints_every_row():
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
     assert lines[0].startswith("hardware:") and "tinygrad ms" in lines[1]
-    for row in ("elementwise", "softmax", "gather", "matmul 1024", "MLP step", "tiny MLP", "1000-op graph"):
+    for row in (
+        "elementwise",
+        "softmax",
+        "gather",
+        "embedding",
+        "matmul 1024",
+        "MLP step",
+        "tiny MLP",
+        "1000-op graph",
+    ):
         assert any(line.startswith(row) for line in lines), (row, result.stdout)
 
 
