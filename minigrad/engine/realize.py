@@ -143,8 +143,8 @@ def _run_kernel(item: ScheduleItem) -> None:
         if getenv("BEAM")
         else backend.get_program(item.ast)
     )
-    start = time.perf_counter()
-    elapsed = program.launch(buffers, wait=getenv("DEBUG") >= 1) or time.perf_counter() - start
+    start, debug = time.perf_counter(), getenv("DEBUG")
+    elapsed = program.launch(buffers, wait=debug >= 1) or time.perf_counter() - start
     _set_outputs(item, outputs)
     if capture is not None:
         fresh = [b for node, b in zip(item.outputs, outputs) if node.op is not Op.ASSIGN]
@@ -154,7 +154,7 @@ def _run_kernel(item: ScheduleItem) -> None:
     GlobalCounters.global_ops += ops
     GlobalCounters.global_mem += mem
     GlobalCounters.time_sum_s += elapsed
-    if getenv("DEBUG") >= 1:
+    if debug >= 1:
         print(
             f"*** {backend.name:6s} {GlobalCounters.kernel_count:5d} {program.name:20s} "
             f"shape {str(item.outputs[0].shape):20s} {elapsed * 1e6:9.1f} us "
