@@ -231,14 +231,12 @@ def embedding_grad(device: str, rows: int, batch: int, dim: int = 64):
     (repeated indices add up). numpy: np.add.at. Rate: the table's gradient written plus the rows read."""
     rng = np.random.default_rng(0)
     table = rng.standard_normal((rows, dim)).astype(np.float32)
-    idx, g = (
-        rng.integers(0, rows, batch).astype(np.int32),
-        rng.standard_normal((batch, dim)).astype(np.float32),
-    )
+    idx = rng.integers(0, rows, batch).astype(np.int32)
+    g = rng.standard_normal((batch, dim)).astype(np.float32)
 
     def make(fw, dev):
-        t, mi, mg = _param(fw, table, dev).realize(), fw.Tensor(idx, device=dev), fw.Tensor(g, device=dev)
-        mi, mg = mi.realize(), mg.realize()
+        t = _param(fw, table, dev).realize()
+        mi, mg = fw.Tensor(idx, device=dev).realize(), fw.Tensor(g, device=dev).realize()
 
         def step():
             t.grad = None
