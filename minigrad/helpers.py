@@ -35,7 +35,7 @@ def getenv(key: str, default=0):
 # environment variables that change generated code: compiled programs are cached per combination
 CODEGEN_SETTINGS = tuple(
     "NOOPT THREADS UPCAST REORDER GROUP VECTORIZE FAST_MATH_C PANEL_OUTER SECOND_TILE GATHER_TILE"
-    " STREAM_LANES SIX_ROWS PANEL_ROWS TILE PICK SCATTER".split()
+    " STREAM_LANES SIX_ROWS PANEL_ROWS TILE PICK SCATTER TRANSPOSE".split()
 )
 
 

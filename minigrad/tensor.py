@@ -1584,10 +1584,13 @@ for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow"):  # t + 
 
 
 class no_grad(contextlib.ContextDecorator):
-    """`with minigrad.no_grad():` ops inside record no graph for gradients."""
+    """`with minigrad.no_grad():` ops inside record no graph for gradients (`no_grad(False)`: they do)."""
+
+    def __init__(self, mode: bool = True) -> None:
+        self.mode = mode
 
     def __enter__(self) -> None:
-        self.previous, Tensor.no_grad = Tensor.no_grad, True
+        self.previous, Tensor.no_grad = Tensor.no_grad, self.mode
 
     def __exit__(self, *exc) -> None:
         Tensor.no_grad = self.previous

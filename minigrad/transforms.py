@@ -25,9 +25,8 @@ value that `f` also reaches another way (through a closure) is held constant, as
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -45,14 +44,7 @@ Argnums = int | Sequence[int]
 # ---- plumbing: structures of Tensors, aliases -------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _recording() -> Iterator[None]:
-    """Record gradients inside a transform even under no_grad() (the transform asked for them)."""
-    previous, Tensor.no_grad = Tensor.no_grad, False
-    try:
-        yield
-    finally:
-        Tensor.no_grad = previous
+_recording = functools.partial(no_grad, False)  # a transform records gradients even under no_grad()
 
 
 def _leaves(structure: Any, where: str = "a value") -> list[Tensor]:
@@ -95,18 +87,16 @@ def _zeros_if_none(nodes: list[LazyNode | None], like: list[Tensor]) -> list[Ten
     ]
 
 
+def _nodes(tensors: list[Tensor]) -> list[LazyNode]:
+    return [t.lazydata for t in tensors]
+
+
 def _reverse(outputs: list[Tensor], cotangents: list[Tensor], wrt: list[Tensor]) -> list[Tensor]:
-    grads = gradient(
-        [o.lazydata for o in outputs], [t.lazydata for t in wrt], [c.lazydata for c in cotangents]
-    )
-    return _zeros_if_none(grads, wrt)
+    return _zeros_if_none(gradient(_nodes(outputs), _nodes(wrt), _nodes(cotangents)), wrt)
 
 
 def _forward(outputs: list[Tensor], inputs: list[Tensor], tangents: list[Tensor]) -> list[Tensor]:
-    found = tangent(
-        [o.lazydata for o in outputs], [t.lazydata for t in inputs], [t.lazydata for t in tangents]
-    )
-    return _zeros_if_none(found, outputs)
+    return _zeros_if_none(tangent(_nodes(outputs), _nodes(inputs), _nodes(tangents)), outputs)
 
 
 def _matching(values: list[Tensor], like: list[Tensor], name: str, what: str) -> list[Tensor]:
@@ -304,9 +294,9 @@ class _Recompute:
 
     def vjp(self, grad_node: LazyNode) -> tuple[LazyNode | None, ...]:
         fresh, out = self._rerun()
-        grads = gradient([out.lazydata], [t.lazydata for t in fresh], [grad_node])
+        grads = gradient([out.lazydata], _nodes(fresh), [grad_node])
         computed = [g for g in grads if g is not None]
-        release_after_use(_made_between(computed, [grad_node] + [t.lazydata for t in self.inputs]))
+        release_after_use(_made_between(computed, [grad_node] + _nodes(self.inputs)))
         return tuple(grads)
 
     def jvp(self, tangents: tuple[LazyNode | None, ...]) -> LazyNode | None:
@@ -328,10 +318,10 @@ def checkpoint(f: Callable) -> Callable:
             out = f(*args)
         if not isinstance(out, Tensor):
             raise TypeError(f"checkpoint: f must return one Tensor, got {type(out).__name__}")
-        release_after_use(_made_between([out.lazydata], [t.lazydata for t in inputs]))
+        release_after_use(_made_between([out.lazydata], _nodes(inputs)))
         if not inputs:
             return out
-        node = out.lazydata.custom_rule(tuple(t.lazydata for t in inputs), _Recompute(f, args, rng_state))
+        node = out.lazydata.custom_rule(tuple(_nodes(inputs)), _Recompute(f, args, rng_state))
         return inputs[0]._wrap(node, *inputs)
 
     return checkpointed

@@ -393,6 +393,31 @@ def test_a_reduce_over_a_transposed_view_walks_memory_in_order():
             np.testing.assert_allclose(t.item(), x.sum(dtype=np.float64), rtol=1e-6)
 
 
+def test_big_transposed_copies_take_8_rows_a_step():
+    """TRANSPOSE: a copy of a million floats or more whose load is strided along the innermost dim tiles the
+    dim that load walks by 8 (x.T, a flipped x.T, NCHW -> NHWC); TRANSPOSE=0 leaves it; same values."""
+    from minigrad.codegen.cstyle import C_LANGUAGE, heuristic_nest
+    from minigrad.engine.schedule import create_schedule
+
+    x = np.random.default_rng(0).standard_normal((1024, 1040)).astype(np.float32)
+    nchw = x.reshape(4, 256, 26, 40)
+    cases = {
+        lambda t: t.T: x.T,
+        lambda t: t.flip(1).T: x[:, ::-1].T,
+        lambda t: t.reshape(nchw.shape).permute(0, 2, 3, 1): nchw.transpose(0, 2, 3, 1),
+    }
+    for view, expected in cases.items():
+        results = []
+        for flag in (1, 0):
+            with Context(TRANSPOSE=flag):
+                t = view(Tensor(x, device="CPU")).contiguous()
+                (item,) = [i for i in create_schedule([t.lazydata]) if i.ast.op.name == "STORE"]
+                results.append((heuristic_nest(item.ast, C_LANGUAGE).upcast, t.numpy()))
+        assert 8 in results[0][0].values() and 8 not in results[1][0].values(), results[0][0]
+        np.testing.assert_array_equal(results[0][1], results[1][1])
+        np.testing.assert_array_equal(results[0][1], expected)
+
+
 def test_stream_lanes_match_the_row_tiled_reduce():
     """STREAM_LANES: a reduce with nothing to reuse takes 32 lanes on one row; off, 8 lanes on 2 rows."""
     from minigrad.codegen.cstyle import C_LANGUAGE, heuristic_nest

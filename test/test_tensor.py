@@ -156,6 +156,10 @@ def test_train_and_no_grad_flags():
         return x * 2
 
     assert f(Tensor([1.0], requires_grad=True)).requires_grad is False
+    with minigrad.no_grad():
+        with minigrad.no_grad(False):  # records again inside, as torch.enable_grad()
+            assert (Tensor([1.0], requires_grad=True) * 2).requires_grad is True
+        assert (Tensor([1.0], requires_grad=True) * 2).requires_grad is False
 
 
 def run_python(code: str, **env) -> subprocess.CompletedProcess:
