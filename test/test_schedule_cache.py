@@ -54,3 +54,19 @@ def test_a_different_view_is_a_different_graph(device):
     np.testing.assert_array_equal((a + 1).numpy(), np.arange(6).reshape(2, 3) + 1)
     np.testing.assert_array_equal((a.T + 1).numpy(), np.arange(6).reshape(2, 3).T + 1)
     np.testing.assert_array_equal((a.flip(1) + 1).numpy(), np.arange(6).reshape(2, 3)[:, ::-1] + 1)
+
+
+def test_leaves_that_share_a_buffer_are_part_of_the_signature(device):
+    """The planner (R2) and R7 look at which leaves hold one buffer: `a.assign(b.flip(0) + 1)` where b is a's
+    buffer must not replay the plan made for a b of its own (it would overwrite what it still reads)."""
+    from minigrad.lazy import LazyNode
+
+    def fresh():
+        return Tensor(np.arange(64, dtype=np.float32), device=device).realize()
+
+    for shared in (False, True, False, True):
+        a = fresh()
+        buffer = a.lazydata.realized if shared else fresh().lazydata.realized
+        b = Tensor(LazyNode.from_buffer(buffer, (64,), a.dtype, a.device))
+        a.assign(b.flip(0) + 1).realize()
+        np.testing.assert_array_equal(a.numpy(), np.arange(64)[::-1] + 1, err_msg=f"shared={shared}")

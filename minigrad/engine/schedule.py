@@ -34,8 +34,9 @@ aside; a reduce never is). BUFFER (copy host data into a new device buffer) and 
 
 Schedule cache (SCHEDULE_CACHE=0 turns it off): a training loop builds the same graph every step, on new
 nodes. `create_schedule` first computes the graph's *signature* (every unrealized base node's op, arg,
-dtype, device and shape, and each source as (position, view); realized buffers and constants as leaves),
-and on a hit replays the kernels planned for that signature on the new nodes, skipping the planner.
+dtype, device and shape, and each source as (position, view); constants and realized buffers as leaves,
+leaves that share a buffer numbered alike), and on a hit replays the kernels planned (and ordered by R7)
+for that signature on the new nodes, skipping the planner.
 """
 
 from __future__ import annotations
@@ -468,10 +469,10 @@ def _signature(targets: list[LazyNode]) -> tuple[list[LazyNode], tuple]:
                 leaves.add(id(node))
             else:
                 stack.extend([src.base for src in reversed(node.srcs)])
-    entries = []
+    entries, bufs = [], {}  # leaves that share a buffer get one number: R2 and R7 depend on it
     for node in nodes:
-        if id(node) in leaves:
-            value = repr(node.arg) if node.op is Op.CONST else None  # repr: -0.0 and nan keep their identity
+        if id(node) in leaves:  # repr: -0.0 and nan keep their identity
+            value = repr(node.arg) if node.op is Op.CONST else bufs.setdefault(id(node.realized), len(bufs))
             entries.append(("leaf", value, node.dtype, node.device, node.shape))
         else:
             arg = None if node.op is Op.BUFFER else node.arg  # host data is not part of the plan
@@ -487,23 +488,18 @@ _SCHEDULE_CACHE_SIZE = 256
 
 def create_schedule(targets: list[LazyNode]) -> list[ScheduleItem]:
     """The kernels that compute `targets`, each after the kernels it reads from."""
-    return _reads_before_writes(_planned(targets))
-
-
-def _planned(targets: list[LazyNode]) -> list[ScheduleItem]:
     if not getenv("SCHEDULE_CACHE", 1):
-        return _plan(targets)
+        return _reads_before_writes(_plan(targets))
     nodes, signature = _signature(targets)
     cached = _SCHEDULES.get(signature)
     if cached is None:
-        schedule = _plan(targets)
+        schedule = _reads_before_writes(_plan(targets))
         number = {id(n): i for i, n in enumerate(nodes)}
-        if len(_SCHEDULES) >= _SCHEDULE_CACHE_SIZE:
-            _SCHEDULES.pop(next(iter(_SCHEDULES)))  # the oldest entry goes
-        _SCHEDULES[signature] = [
-            (item.ast, *(tuple(number[id(n)] for n in ns) for ns in (item.outputs, item.inputs)), item.reason)
-            for item in schedule
-        ]
+        at = lambda ns: tuple(number[id(n)] for n in ns)  # noqa: E731
+        if all(id(n) in number for item in schedule for n in item.inputs):  # not with R7's new copies
+            if len(_SCHEDULES) >= _SCHEDULE_CACHE_SIZE:
+                _SCHEDULES.pop(next(iter(_SCHEDULES)))  # the oldest entry goes
+            _SCHEDULES[signature] = [(it.ast, at(it.outputs), at(it.inputs), it.reason) for it in schedule]
         return schedule
     GlobalCounters.schedule_cache_hits += 1
     return [
