@@ -495,8 +495,8 @@ def create_schedule(targets: list[LazyNode]) -> list[ScheduleItem]:
     if cached is None:
         schedule = _reads_before_writes(_plan(targets))
         number = {id(n): i for i, n in enumerate(nodes)}
-        at = lambda ns: tuple(number[id(n)] for n in ns)  # noqa: E731
         if all(id(n) in number for item in schedule for n in item.inputs):  # not with R7's new copies
+            at = lambda ns: tuple(number[id(n)] for n in ns)  # noqa: E731
             if len(_SCHEDULES) >= _SCHEDULE_CACHE_SIZE:
                 _SCHEDULES.pop(next(iter(_SCHEDULES)))  # the oldest entry goes
             _SCHEDULES[signature] = [(it.ast, at(it.outputs), at(it.inputs), it.reason) for it in schedule]
