@@ -83,7 +83,7 @@ class _UserRule:
         self.function, self.ctx, self.args, self.inputs, self.shape = function, ctx, args, inputs, shape
         self.name = function.__name__
 
-    def vjp(self, grad: LazyNode) -> tuple[LazyNode | None, ...]:
+    def vjp(self, grad: LazyNode, needed: tuple[bool, ...]) -> tuple[LazyNode | None, ...]:
         grads = self.function.backward(self.ctx, Tensor._from_node(grad, requires_grad=True))
         grads = tuple(grads) if isinstance(grads, (tuple, list)) else (grads,)
         if len(grads) == len(self.args) != len(self.inputs):  # one per argument, as torch: keep the Tensors'

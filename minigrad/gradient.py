@@ -1,9 +1,10 @@
 """Autograd as a graph transform: two rules per primitive op, and two walks.
 
 Reverse mode (`gradient`). In: root lazy nodes, the target nodes, and the gradient of each root. Out: the
-gradient of each target. `REVERSE_RULES[op](node, grad)` returns, for each source of `node`, the
+gradient of each target. `REVERSE_RULES[op](node, grad, needed)` returns, for each source of `node`, the
 vector-Jacobian product `grad * d(node)/d(source)`, or None where no gradient flows (comparisons, integer
-ops); the walk applies them from the roots back to the targets.
+ops) or none is needed (`needed`: a flag per source, is a target behind it); the walk applies them from the
+roots back to the targets.
 
 Forward mode (`tangent`). In: root nodes, input nodes and a tangent for each input. Out: the tangent of
 each root, d(root)/d(inputs) . tangents, in one walk from the inputs forward: `FORWARD_RULES[op](node,
@@ -11,7 +12,8 @@ tangents)` gives the Jacobian-vector product of `node` from the tangents of its 
 
 Both produce new lazy nodes built only from primitive ops; they can be scheduled, fused and differentiated
 again like any other graph (higher-order derivatives, forward-over-reverse, come for free). FUNCTION nodes
-carry their own rules (`node.arg.vjp(grad)`, `node.arg.jvp(tangents)`): user Functions and checkpoint.
+carry their own rules (`node.arg.vjp(grad, needed)`, `node.arg.jvp(tangents)`): user Functions, checkpoint
+and the panel matmul.
 """
 
 from __future__ import annotations
@@ -42,10 +44,10 @@ def _max_shares(node: LazyNode) -> tuple[LazyNode, LazyNode]:
     return a_wins.alu(Op.ADD, tie), b_wins.alu(Op.ADD, tie)
 
 
-def _where_rule(node: LazyNode, grad: LazyNode) -> Grads:
-    condition = node.srcs[0]
-    zero = grad.const_like(0)
-    return None, condition.alu(Op.WHERE, grad, zero), condition.alu(Op.WHERE, zero, grad)
+def _where_rule(node: LazyNode, grad: LazyNode, needed: tuple[bool, ...]) -> Grads:
+    condition, zero = node.srcs[0], grad.const_like(0)
+    a = condition.alu(Op.WHERE, grad, zero) if needed[1] else None
+    return None, a, condition.alu(Op.WHERE, zero, grad) if needed[2] else None
 
 
 def _max_positions(node: LazyNode) -> tuple[LazyNode, LazyNode]:
@@ -55,63 +57,65 @@ def _max_positions(node: LazyNode) -> tuple[LazyNode, LazyNode]:
     return is_max, is_max.reduce(Op.REDUCE_SUM, node.arg).alu(Op.RECIP)
 
 
-def _reduce_max_rule(node: LazyNode, grad: LazyNode) -> Grads:
+def _reduce_max_rule(node: LazyNode, grad: LazyNode, needed: tuple) -> Grads:
     """The gradient goes to the positions that hold the max, split evenly among ties."""
     is_max, share = _max_positions(node)
     return (_mul(is_max, _mul(grad, share).expand(is_max.shape)),)
 
 
-def _expand_rule(node: LazyNode, grad: LazyNode) -> Grads:
+def _expand_rule(node: LazyNode, grad: LazyNode, needed: tuple) -> Grads:
     src = node.srcs[0]
     axes = tuple(d for d, (s, n) in enumerate(zip(src.shape, node.shape)) if s != n)
     return (grad.reduce(Op.REDUCE_SUM, axes),)
 
 
-def _pad_rule(node: LazyNode, grad: LazyNode) -> Grads:
+def _pad_rule(node: LazyNode, grad: LazyNode, needed: tuple) -> Grads:
     return (grad.shrink(tuple((before, before + s) for (before, _), s in zip(node.arg, node.srcs[0].shape))),)
 
 
-def _shrink_rule(node: LazyNode, grad: LazyNode) -> Grads:
+def _shrink_rule(node: LazyNode, grad: LazyNode, needed: tuple) -> Grads:
     return (grad.pad(tuple((begin, s - end) for (begin, end), s in zip(node.arg, node.srcs[0].shape))),)
 
 
-def NO_GRADIENT(node: LazyNode, grad: LazyNode) -> Grads:
+def NO_GRADIENT(node: LazyNode, grad: LazyNode, needed: tuple) -> Grads:
     return tuple(None for _ in node.srcs)
 
 
-REVERSE_RULES: dict[Op, Callable[[LazyNode, LazyNode], Grads]] = {
+REVERSE_RULES: dict[Op, Callable[[LazyNode, LazyNode, tuple[bool, ...]], Grads]] = {
     # unary
-    Op.EXP2: lambda node, grad: (_mul(grad, _scale(node, math.log(2))),),
-    Op.LOG2: lambda node, grad: (_mul(grad, _scale(node.srcs[0], math.log(2)).alu(Op.RECIP)),),
-    Op.SIN: lambda node, grad: (
+    Op.EXP2: lambda node, grad, _: (_mul(grad, _scale(node, math.log(2))),),
+    Op.LOG2: lambda node, grad, _: (_mul(grad, _scale(node.srcs[0], math.log(2)).alu(Op.RECIP)),),
+    Op.SIN: lambda node, grad, _: (
         _mul(grad, node.srcs[0].alu(Op.ADD, node.const_like(math.pi / 2)).alu(Op.SIN)),
     ),
-    Op.SQRT: lambda node, grad: (_mul(grad, _scale(node, 2).alu(Op.RECIP)),),
-    Op.RECIP: lambda node, grad: (_mul(grad, _mul(node, node).alu(Op.NEG)),),
-    Op.NEG: lambda node, grad: (grad.alu(Op.NEG),),
-    Op.CAST: lambda node, grad: (grad.cast(node.srcs[0].dtype),),
+    Op.SQRT: lambda node, grad, _: (_mul(grad, _scale(node, 2).alu(Op.RECIP)),),
+    Op.RECIP: lambda node, grad, _: (_mul(grad, _mul(node, node).alu(Op.NEG)),),
+    Op.NEG: lambda node, grad, _: (grad.alu(Op.NEG),),
+    Op.CAST: lambda node, grad, _: (grad.cast(node.srcs[0].dtype),),
     # binary
-    Op.ADD: lambda node, grad: (grad, grad),
-    Op.MUL: lambda node, grad: (_mul(grad, node.srcs[1]), _mul(grad, node.srcs[0])),
-    Op.MAX: lambda node, grad: tuple(_mul(grad, share) for share in _max_shares(node)),
+    Op.ADD: lambda node, grad, _: (grad, grad),
+    Op.MUL: lambda node, grad, need: tuple(
+        _mul(grad, o) if n else None for n, o in zip(need, node.srcs[::-1])
+    ),
+    Op.MAX: lambda node, grad, _: tuple(_mul(grad, share) for share in _max_shares(node)),
     **dict.fromkeys((Op.CMPLT, Op.CMPEQ, Op.MOD, Op.IDIV), NO_GRADIENT),  # comparisons and integer ops
     # ternary
     Op.WHERE: _where_rule,
     # reduce
-    Op.REDUCE_SUM: lambda node, grad: (grad.expand(node.srcs[0].shape),),
+    Op.REDUCE_SUM: lambda node, grad, _: (grad.expand(node.srcs[0].shape),),
     Op.REDUCE_MAX: _reduce_max_rule,
     # movement: the inverse movement
-    Op.RESHAPE: lambda node, grad: (grad.reshape(node.srcs[0].shape),),
-    Op.PERMUTE: lambda node, grad: (grad.permute(inverse_permutation(node.arg)),),
+    Op.RESHAPE: lambda node, grad, _: (grad.reshape(node.srcs[0].shape),),
+    Op.PERMUTE: lambda node, grad, _: (grad.permute(inverse_permutation(node.arg)),),
     Op.EXPAND: _expand_rule,
     Op.PAD: _pad_rule,
     Op.SHRINK: _shrink_rule,
-    Op.FLIP: lambda node, grad: (grad.flip(node.arg),),
+    Op.FLIP: lambda node, grad, _: (grad.flip(node.arg),),
     # buffer
-    Op.CONTIGUOUS: lambda node, grad: (grad,),
-    Op.COPY: lambda node, grad: (grad.copy_to(node.srcs[0].device),),
+    Op.CONTIGUOUS: lambda node, grad, _: (grad,),
+    Op.COPY: lambda node, grad, _: (grad.copy_to(node.srcs[0].device),),
     **dict.fromkeys((Op.ASSIGN, Op.DETACH), NO_GRADIENT),
-    Op.FUNCTION: lambda node, grad: (None, *node.arg.vjp(grad)),
+    Op.FUNCTION: lambda node, grad, need: (None, *node.arg.vjp(grad, need[1:])),
 }
 
 
@@ -202,9 +206,9 @@ def gradient(
     topological order; only nodes from which some target can be reached get gradients. Returns None for a
     target the roots do not depend on."""
     order = differentiable_graph(roots) if order is None else order
-    leads_to_target = {id(t) for t in targets}
+    leads_to_target = {id(t) for t in targets if dtypes.is_float(t.dtype)}  # no gradient flows through ints
     for node in order:  # sources come first, so one pass finds every node above a target
-        if node.op is not Op.DETACH:
+        if node.op is not Op.DETACH and dtypes.is_float(node.dtype):
             for src in node.srcs:
                 if id(src) in leads_to_target:
                     leads_to_target.add(id(node))
@@ -216,11 +220,11 @@ def gradient(
         grad = grads.get(id(node))
         if grad is None or not node.srcs or id(node) not in leads_to_target:
             continue
-        for src, src_grad in zip(node.srcs, REVERSE_RULES[node.op](node, grad)):
-            if src_grad is None or id(src) not in leads_to_target or not dtypes.is_float(src.dtype):
-                continue
-            src_grad = src_grad.cast(src.dtype)
-            grads[id(src)] = src_grad if id(src) not in grads else grads[id(src)].alu(Op.ADD, src_grad)
+        needed = tuple([id(src) in leads_to_target for src in node.srcs])
+        for src, src_grad in zip(node.srcs, REVERSE_RULES[node.op](node, grad, needed)):
+            if src_grad is not None:
+                src_grad = src_grad.cast(src.dtype)
+                grads[id(src)] = src_grad if id(src) not in grads else grads[id(src)].alu(Op.ADD, src_grad)
     return [grads.get(id(t)) for t in targets]
 
 

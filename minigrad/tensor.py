@@ -1479,8 +1479,9 @@ class _MatmulRule:
     def __init__(self, x: LazyNode, w: LazyNode):
         self.x, self.w = x, w
 
-    def vjp(self, grad: LazyNode) -> tuple[LazyNode, LazyNode]:
-        return _matmul_nodes(grad, self.w.permute((1, 0))), _matmul_nodes(self.x.permute((1, 0)), grad)
+    def vjp(self, grad: LazyNode, needed: tuple[bool, bool]) -> tuple[LazyNode | None, LazyNode | None]:
+        dx = _matmul_nodes(grad, self.w.permute((1, 0))) if needed[0] else None  # not for a batch of data
+        return dx, _matmul_nodes(self.x.permute((1, 0)), grad) if needed[1] else None
 
     def jvp(self, tangents: tuple) -> LazyNode | None:
         pairs = ((tangents[0], self.w), (self.x, tangents[1]))

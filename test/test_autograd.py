@@ -144,6 +144,29 @@ def test_integer_inputs_get_no_gradient(device):
     np.testing.assert_allclose(x.grad.numpy(), [1.0, 1.0])
 
 
+def test_backward_builds_no_gradient_nobody_needs(device):
+    """The rules skip sources with no target behind them: x @ w (a panel matmul on the CPU), x * w and
+    where() build no graph for x's gradient when x does not require one, and w's gradient is the same."""
+    from minigrad import lazy
+
+    rng = np.random.default_rng(0)
+    data = [rng.standard_normal(s).astype(np.float32) for s in ((128, 128), (128, 128), (128, 128))]
+    built, grads = [], []
+    for x_needs in (True, False):
+        x, w, v = (
+            Tensor(data[0], device=device, requires_grad=x_needs),
+            *[Tensor(d, device=device, requires_grad=True) for d in data[1:]],
+        )
+        loss = ((x @ w) * x + (x > 0).where(x, v)).sum()
+        start = next(lazy._serials)
+        loss.backward()
+        built.append(next(lazy._serials) - start)
+        grads.append((w.grad.numpy(), v.grad.numpy()))
+    assert built[1] <= built[0] - 8, built
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
 def test_realized_intermediate_still_backpropagates(device):
     x = Tensor([1.0, 2.0], device=device, requires_grad=True)
     y = (x * x).realize()

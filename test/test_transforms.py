@@ -106,7 +106,7 @@ def test_jvp_through_a_cast_and_a_copy(device):
 def test_jvp_runs_no_reverse_rule(device, monkeypatch):
     """Forward mode by construction: with every reverse rule broken, jvp still works."""
 
-    def broken(node, grad):
+    def broken(node, grad, needed):
         raise AssertionError("jvp ran a reverse rule")
 
     monkeypatch.setattr("minigrad.gradient.REVERSE_RULES", {op: broken for op in REVERSE_RULES})

@@ -311,15 +311,13 @@ def _exact_divide(a: Node, g: int) -> Node:
 
 
 def lt(a: Node, bound: int) -> Node:
-    if a.max < bound:
-        return NumNode(1)
-    return NumNode(0) if a.min >= bound else CmpNode(a, "<", bound)
+    decided = a.max < bound or a.min >= bound  # every value of a on one side of the bound
+    return NumNode(int(a.max < bound)) if decided else CmpNode(a, "<", bound)
 
 
 def ge(a: Node, bound: int) -> Node:
-    if a.min >= bound:
-        return NumNode(1)
-    return NumNode(0) if a.max < bound else CmpNode(a, ">=", bound)
+    decided = a.max < bound or a.min >= bound
+    return NumNode(int(a.min >= bound)) if decided else CmpNode(a, ">=", bound)
 
 
 def and_nodes(nodes: Sequence[Node]) -> Node:
