@@ -140,3 +140,22 @@ def test_rendered_index_matches_evaluated(order):
         assert eval_rendered_c(valid, env) == want_valid[position]
         if want_valid[position]:
             assert eval_rendered_c(index, env) == want_index[position]
+
+
+def test_moves_are_cached_and_bad_moves_always_raise():
+    """Movement ops are cached per (tracker, argument): the same move gives the same tracker object, and
+    a bad move raises a ValueError naming the shapes every time (an exception is never cached)."""
+    tracker = ShapeTracker.from_shape((2, 3))
+    assert tracker.reshape((3, 2)) is tracker.reshape((3, 2))
+    assert tracker.permute((0, 1)) is tracker
+    bad = [
+        ("reshape", (4, 2), "cannot reshape"),
+        ("permute", (0, 0), "cannot permute"),
+        ("expand", (4, 3), "cannot expand"),
+        ("expand", (2, 3, 1), "cannot expand"),
+        ("pad", ((-1, 0), (0, 0)), "negative padding"),
+        ("shrink", ((0, 3), (0, 3)), "cannot shrink"),
+    ]
+    for op, arg, message in bad * 2:
+        with pytest.raises(ValueError, match=message):
+            getattr(tracker, op)(arg)
