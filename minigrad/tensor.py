@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import weakref
-from functools import partialmethod, reduce
+from functools import lru_cache, partialmethod, reduce
 from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
@@ -57,6 +57,7 @@ def _like(t: "Tensor", kwargs: dict) -> dict:
     return {"device": t.device, "dtype": t.dtype, **{k: v for k, v in kwargs.items() if v is not None}}
 
 
+@lru_cache(maxsize=4096)  # every op on two shapes asks
 def broadcast_shape(*shapes: Shape) -> Shape:
     """numpy's broadcasting rule; ValueError naming the shapes when they do not broadcast."""
     if all(s == shapes[0] for s in shapes[1:]):
