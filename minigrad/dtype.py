@@ -56,7 +56,7 @@ class dtypes:
 
     @staticmethod
     def is_float(dtype: DType) -> bool:
-        return dtype in (dtypes.float16, dtypes.float32, dtypes.float64)
+        return dtype.priority >= dtypes.float16.priority  # floats rank above every int (asked on every op)
 
     @staticmethod
     def is_int(dtype: DType) -> bool:

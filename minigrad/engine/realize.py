@@ -76,14 +76,14 @@ def _check_not_overwritten(schedule: list[ScheduleItem]) -> None:
 
 
 def run_schedule(schedule: list[ScheduleItem], keep: list[LazyNode] = ()) -> None:
-    release = _release_points(schedule, keep)
+    release, beam, debug = _release_points(schedule, keep), getenv("BEAM"), getenv("DEBUG")
     for i, item in enumerate(schedule):
         if item.ast.op is Op.BUFFER:
             _load_host_data(item.outputs[0])
         elif item.ast.op is Op.COPY:
             _copy(item.outputs[0], item.inputs[0])
         else:
-            _run_kernel(item)
+            _run_kernel(item, beam, debug)
         for node in release.get(i, ()):
             node.realized = None
 
@@ -131,19 +131,15 @@ def _copy(node: LazyNode, src: LazyNode) -> None:
         capture.append(CapturedRun(None, [node.realized, src.realized], [node.realized]))
 
 
-def _run_kernel(item: ScheduleItem) -> None:
+def _run_kernel(item: ScheduleItem, beam: int, debug: int) -> None:
     backend = Device[item.outputs[0].device]
     outputs = [_output_buffer(node) for node in item.outputs]
     if prod(item.outputs[0].shape) == 0:  # nothing to compute
         _set_outputs(item, outputs)
         return
     buffers = outputs + [node.realized for node in item.inputs]
-    program = (
-        search.program_for(item.ast, backend, item.outputs, buffers)
-        if getenv("BEAM")
-        else backend.get_program(item.ast)
-    )
-    start, debug = time.perf_counter(), getenv("DEBUG")
+    program = search.program_for(item.ast, backend, item.outputs, buffers) if beam else None
+    program, start = program or backend.get_program(item.ast), time.perf_counter()
     elapsed = program.launch(buffers, wait=debug >= 1) or time.perf_counter() - start
     _set_outputs(item, outputs)
     if capture is not None:

@@ -64,7 +64,7 @@ class ScheduleItem(NamedTuple):  # a NamedTuple: a cache hit rebuilds ~30 of the
 
 def _is_leaf(node: LazyNode) -> bool:
     """Nodes the scheduler never looks through: computed buffers and constants."""
-    return node.realized is not None or node.op is Op.CONST
+    return node.op is Op.CONST or node.realized is not None
 
 
 def _toposort_bases(targets: list[LazyNode]) -> list[LazyNode]:
