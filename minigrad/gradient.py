@@ -46,8 +46,8 @@ def _max_shares(node: LazyNode) -> tuple[LazyNode, LazyNode]:
 
 def _where_rule(node: LazyNode, grad: LazyNode, needed: tuple[bool, ...]) -> Grads:
     condition, zero = node.srcs[0], grad.const_like(0)
-    a = condition.alu(Op.WHERE, grad, zero) if needed[1] else None
-    return None, a, condition.alu(Op.WHERE, zero, grad) if needed[2] else None
+    to_true = condition.alu(Op.WHERE, grad, zero) if needed[1] else None
+    return None, to_true, condition.alu(Op.WHERE, zero, grad) if needed[2] else None
 
 
 def _max_positions(node: LazyNode) -> tuple[LazyNode, LazyNode]:
@@ -94,8 +94,8 @@ REVERSE_RULES: dict[Op, Callable[[LazyNode, LazyNode, tuple[bool, ...]], Grads]]
     Op.CAST: lambda node, grad, _: (grad.cast(node.srcs[0].dtype),),
     # binary
     Op.ADD: lambda node, grad, _: (grad, grad),
-    Op.MUL: lambda node, grad, need: tuple(
-        _mul(grad, o) if n else None for n, o in zip(need, node.srcs[::-1])
+    Op.MUL: lambda node, grad, needed: tuple(
+        _mul(grad, other) if n else None for n, other in zip(needed, node.srcs[::-1])
     ),
     Op.MAX: lambda node, grad, _: tuple(_mul(grad, share) for share in _max_shares(node)),
     **dict.fromkeys((Op.CMPLT, Op.CMPEQ, Op.MOD, Op.IDIV), NO_GRADIENT),  # comparisons and integer ops
@@ -115,7 +115,7 @@ REVERSE_RULES: dict[Op, Callable[[LazyNode, LazyNode, tuple[bool, ...]], Grads]]
     Op.CONTIGUOUS: lambda node, grad, _: (grad,),
     Op.COPY: lambda node, grad, _: (grad.copy_to(node.srcs[0].device),),
     **dict.fromkeys((Op.ASSIGN, Op.DETACH), NO_GRADIENT),
-    Op.FUNCTION: lambda node, grad, need: (None, *node.arg.vjp(grad, need[1:])),
+    Op.FUNCTION: lambda node, grad, needed: (None, *node.arg.vjp(grad, needed[1:])),
 }
 
 

@@ -138,8 +138,12 @@ def _run_kernel(item: ScheduleItem, beam: int, debug: int) -> None:
         _set_outputs(item, outputs)
         return
     buffers = outputs + [node.realized for node in item.inputs]
-    program = search.program_for(item.ast, backend, item.outputs, buffers) if beam else None
-    program, start = program or backend.get_program(item.ast), time.perf_counter()
+    program = (
+        search.program_for(item.ast, backend, item.outputs, buffers)
+        if beam
+        else backend.get_program(item.ast)
+    )
+    start = time.perf_counter()
     elapsed = program.launch(buffers, wait=debug >= 1) or time.perf_counter() - start
     _set_outputs(item, outputs)
     if capture is not None:
