@@ -110,8 +110,7 @@ class ShapeTracker:
         return self._replace_top(self.views[-1].flip(axes))
 
 
-def _require(ok: bool, message: str) -> None:
-    """Movement ops check their arguments here (on a cache miss only: see below)."""
+def _require(ok: bool, message: str) -> None:  # movement ops check their arguments (on a cache miss only)
     if not ok:
         raise ValueError(message)
 
