@@ -465,10 +465,10 @@ def _signature(targets: list[LazyNode]) -> tuple[list[LazyNode], tuple]:
         if id(node) not in number:
             number[id(node)] = len(nodes)
             nodes.append(node)
-            if _is_leaf(node):
+            if node.op is Op.CONST or node.realized is not None:  # _is_leaf, inlined: this runs every step
                 leaves.add(id(node))
             else:
-                stack.extend([src.base for src in reversed(node.srcs)])
+                stack.extend([src.base for src in node.srcs[::-1]])
     entries, bufs = [], {}  # leaves that share a buffer get one number: R2 and R7 depend on it
     for node in nodes:
         if id(node) in leaves:  # repr: -0.0 and nan keep their identity

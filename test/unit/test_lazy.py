@@ -52,3 +52,17 @@ def test_toposort_of_a_deep_chain():
     for _ in range(20_000):
         node = node.alu(Op.NEG)
     assert len(toposort([node])) == 20_001
+
+
+def test_ops_are_one_instance_each():
+    """Ops compare by identity: a copy, a deep copy (search.py copies loop nests that hold ASTs) and a
+    pickle give back the same instance; every name in OP_NAMES is one."""
+    import copy
+    import pickle
+
+    from minigrad.ops import OP_NAMES, Op
+
+    assert len({id(getattr(Op, name)) for name in OP_NAMES}) == len(OP_NAMES) > 30
+    for op in (Op.ADD, Op.CONST, Op.STORE):
+        assert copy.copy(op) is op and copy.deepcopy([op])[0] is op and pickle.loads(pickle.dumps(op)) is op
+        assert repr(op) == f"Op.{op.name}"
