@@ -39,6 +39,14 @@ CODEGEN_SETTINGS = tuple(
 )
 
 
+def check(condition: bool, message: Callable[[], str]) -> None:
+    """Graph invariants (lazy.py, shape/). tensor.py validates user input first, so a failure is a bug in the
+    layer above; it still gets an exception that names the shapes (an assert would vanish under python -O).
+    The message is a function, formatted only on failure (graph building is on every training step's path)."""
+    if not condition:
+        raise ValueError(message())
+
+
 @functools.cache  # every kernel launch asks; Context clears it
 def codegen_settings() -> tuple:
     return tuple(getenv(name, -1) for name in CODEGEN_SETTINGS)

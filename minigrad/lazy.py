@@ -21,23 +21,15 @@ from __future__ import annotations
 import functools
 import itertools
 import operator
-from typing import Any, Callable
+from typing import Any
 
 from minigrad.dtype import DType, dtypes
-from minigrad.helpers import prod
+from minigrad.helpers import check, prod
 from minigrad.ops import COMPARISON, ELEMENTWISE, IOTA, MOVEMENT, REDUCE, Op
 from minigrad.shape.shapetracker import ShapeTracker
 
 _serials = itertools.count()
 _by_serial = operator.attrgetter("serial")
-
-
-def _check(condition: bool, message: Callable[[], str]) -> None:
-    """Graph invariants. tensor.py validates user input first, so a failure is a bug in the layer above;
-    it still gets an exception that names the shapes (an assert would vanish under python -O). The message
-    is a function, formatted only on failure (graph building is on every training step's path)."""
-    if not condition:
-        raise ValueError(message())
 
 
 class LazyNode:
@@ -115,7 +107,7 @@ class LazyNode:
         srcs = (self,) + others
         if op not in ELEMENTWISE or op is Op.CAST:
             raise ValueError(f"{op} is not an elementwise op (CAST has cast())")
-        for src in others:  # a plain loop, not _check: this runs for every op of every training step
+        for src in others:  # a plain loop, not check(): this runs for every op of every training step
             if src.shape != self.shape:
                 raise ValueError(f"{op}: shapes differ {[s.shape for s in srcs]}")
             if src.device != self.device:  # every binary op and where() comes here: the one check
@@ -135,7 +127,7 @@ class LazyNode:
 
     def reduce(self, op: Op, axes: tuple[int, ...]) -> "LazyNode":
         """Reduce over `axes`, keeping them as size-1 dimensions."""
-        _check(op in REDUCE, lambda: f"{op} is not a reduce op")
+        check(op in REDUCE, lambda: f"{op} is not a reduce op")
         axes = tuple(sorted(a for a in axes if self.shape[a] != 1 or prod(self.shape) == 0))
         if not axes:
             return self
@@ -158,7 +150,7 @@ class LazyNode:
 
     def assign(self, value: "LazyNode") -> "LazyNode":
         """Write `value` into this node's buffer; the result is a node that shares that buffer."""
-        _check(
+        check(
             not self.is_view and self.shape == value.shape and self.dtype == value.dtype,
             lambda: f"cannot assign {value} into {self}",
         )
@@ -218,7 +210,7 @@ class LazyNode:
 
     def movement(self, op: Op, arg: Any) -> "LazyNode":
         """Apply a movement op by its Op (used by the derivative rules)."""
-        _check(op in MOVEMENT, lambda: f"{op} is not a movement op")
+        check(op in MOVEMENT, lambda: f"{op} is not a movement op")
         return getattr(self, op.name.lower())(arg)
 
 

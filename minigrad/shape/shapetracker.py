@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minigrad.helpers import prod
+from minigrad.helpers import check, prod
 from minigrad.shape.symbolic import Node, affine_coefficients, and_nodes
 from minigrad.shape.view import View, index_variables
 
@@ -82,40 +82,36 @@ class ShapeTracker:
         return ShapeTracker(self.views[:-1] + (view,))
 
     def reshape(self, new_shape: tuple[int, ...]) -> "ShapeTracker":
-        _require(prod(new_shape) == prod(self.shape), f"cannot reshape {self.shape} to {new_shape}")
+        check(prod(new_shape) == prod(self.shape), lambda: f"cannot reshape {self.shape} to {new_shape}")
         view = self.views[-1].reshape(new_shape)
         if view is not None:
             return self._replace_top(view)
         return ShapeTracker(self.views + (View.create(new_shape),))
 
     def permute(self, order: tuple[int, ...]) -> "ShapeTracker":
-        _require(sorted(order) == list(range(len(self.shape))), f"{order} cannot permute {self.shape}")
+        check(sorted(order) == list(range(len(self.shape))), lambda: f"{order} cannot permute {self.shape}")
         return self if order == tuple(sorted(order)) else self._replace_top(self.views[-1].permute(order))
 
     def expand(self, new_shape: tuple[int, ...]) -> "ShapeTracker":
         fits = len(new_shape) == len(self.shape) and all(s in (n, 1) for s, n in zip(self.shape, new_shape))
-        _require(fits, f"cannot expand {self.shape} to {new_shape}")
+        check(fits, lambda: f"cannot expand {self.shape} to {new_shape}")
         return self._replace_top(self.views[-1].expand(new_shape))
 
     def pad(self, padding: tuple[tuple[int, int], ...]) -> "ShapeTracker":
-        _require(all(b >= 0 and a >= 0 for b, a in padding), f"negative padding {padding}")
+        check(all(b >= 0 and a >= 0 for b, a in padding), lambda: f"negative padding {padding}")
         return self._replace_top(self.views[-1].pad(padding))
 
     def shrink(self, bounds: tuple[tuple[int, int], ...]) -> "ShapeTracker":
         fits = all(0 <= b <= e <= s for (b, e), s in zip(bounds, self.shape))
-        _require(fits, f"cannot shrink {self.shape} to {bounds}")
+        check(fits, lambda: f"cannot shrink {self.shape} to {bounds}")
         return self._replace_top(self.views[-1].shrink(bounds))
 
     def flip(self, axes: tuple[int, ...]) -> "ShapeTracker":
         return self._replace_top(self.views[-1].flip(axes))
 
 
-def _require(ok: bool, message: str) -> None:  # movement ops check their arguments (on a cache miss only)
-    if not ok:
-        raise ValueError(message)
-
-
-# graph building repeats the same few moves every step: each movement op is cached (trackers are immutable)
+# graph building repeats the same few moves every step: each movement op is cached (trackers are immutable),
+# so its argument check runs on a cache miss only
 for _move in ("reshape", "permute", "expand", "pad", "shrink", "flip"):
     setattr(ShapeTracker, _move, functools.lru_cache(maxsize=1 << 14)(getattr(ShapeTracker, _move)))
 
