@@ -19,6 +19,7 @@ import importlib
 import os
 import pathlib
 import tempfile
+import threading
 from typing import Any, Callable
 
 import numpy as np
@@ -41,19 +42,24 @@ class Allocator:
     def __init__(self) -> None:
         self._cache: dict[int, list[Any]] = {}
         self._cached_bytes = 0
+        self._lock = threading.Lock()  # a Buffer can be freed by the garbage collector on any thread
 
     def alloc(self, nbytes: int) -> Any:
-        if getenv("LRU", 1) and self._cache.get(nbytes):
-            self._cached_bytes -= nbytes
-            return self._cache[nbytes].pop()
+        if getenv("LRU", 1):
+            with self._lock:
+                if self._cache.get(nbytes):
+                    self._cached_bytes -= nbytes
+                    return self._cache[nbytes].pop()
         return self._alloc(nbytes)
 
     def free(self, buf: Any, nbytes: int) -> None:
-        if getenv("LRU", 1) and self._cached_bytes + nbytes <= self.CACHE_BYTES:
-            self._cache.setdefault(nbytes, []).append(buf)
-            self._cached_bytes += nbytes
-        else:
-            self._free(buf)
+        if getenv("LRU", 1):
+            with self._lock:
+                if self._cached_bytes + nbytes <= self.CACHE_BYTES:
+                    self._cache.setdefault(nbytes, []).append(buf)
+                    self._cached_bytes += nbytes
+                    return
+        self._free(buf)
 
     def _alloc(self, nbytes: int) -> Any:
         raise NotImplementedError
@@ -243,6 +249,8 @@ _PREFERENCE = ("CUDA", "CPU", "OPENCL", "NUMPY")  # tried in this order for Devi
 class _DeviceRegistry:
     """`Device["NUMPY"]` opens (once) and returns that backend; `Device.DEFAULT` is the default name."""
 
+    _lock = threading.RLock()
+
     @functools.cached_property
     def known(self) -> list[str]:
         """Every backend file in runtime/, by device name (whether or not it opens here)."""
@@ -261,8 +269,12 @@ class _DeviceRegistry:
     def __getitem__(self, name: str) -> Backend:
         return self._open(self.canonicalize(name))
 
-    @functools.cache
     def _open(self, name: str) -> Backend:
+        with self._lock:  # two threads asking at once must get the same backend (one context, one cache)
+            return self._open_once(name)
+
+    @functools.cache
+    def _open_once(self, name: str) -> Backend:
         module = importlib.import_module(f"minigrad.runtime.ops_{name.lower()}")
         return getattr(module, f"{name.capitalize()}Device")()
 

@@ -9,7 +9,8 @@ launches directly: no graph building, no scheduling, no compiling.
     call 2: run normally while engine/realize.py records every launch (program, buffers)
     call 3+: swap the new inputs' buffers for the recorded ones and relaunch
 
-Each input signature has its own recording, so a new shape or dtype just records again. Every replay
+Each input signature has its own recording, so a new shape or dtype just records again; so does a new
+pattern of inputs sharing one buffer (`f(a, a)`, then `f(a, b)`). Every replay
 writes its results into newly allocated buffers: the outputs of two calls never alias. Buffers the
 function writes in place (parameters updated by `assign`) are written again on every replay, as they
 should be. What a replay does not redo is Python: `.grad` attributes and other Tensors the function
@@ -54,6 +55,14 @@ def _as_input(t: Tensor) -> Tensor:
     return t
 
 
+def _aliasing(buffers: list[Buffer]) -> tuple[int, ...]:
+    """For each input, the position of the first input with the same buffer. Part of the recording's key:
+    `f(a, a)` records kernels that read one buffer twice, and replaying them for `f(a, b)` would read `b`
+    twice, so a call whose inputs share buffers differently records again."""
+    first: dict[int, int] = {}
+    return tuple(first.setdefault(id(b), i) for i, b in enumerate(buffers))
+
+
 @dataclass(frozen=True)
 class _Result:
     buffer: Buffer
@@ -85,10 +94,14 @@ class TinyJit:
         self.recordings.clear()
 
     def __call__(self, *args, **kwargs):
+        with realize.REALIZE_LOCK:  # another thread's kernels must not land in this call's recording
+            return self._call(args, kwargs)
+
+    def _call(self, args: tuple, kwargs: dict) -> Any:
         args, kwargs = _map(args, _as_input, "an argument"), _map(kwargs, _as_input, "a keyword argument")
-        key = (_describe(args), _describe(kwargs))
         inputs: list[Tensor] = []
         _map((args, kwargs), inputs.append, "the arguments")
+        key = (_describe(args), _describe(kwargs), _aliasing([_buffer(t) for t in inputs]))
         if key in self.recordings:
             return self._replay(self.recordings[key], [_buffer(t) for t in inputs])
         self.calls[key] = self.calls.get(key, 0) + 1

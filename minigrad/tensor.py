@@ -19,6 +19,7 @@ import numpy as np
 
 from minigrad.device import Device
 from minigrad.dtype import DType, dtypes, to_dtype
+from minigrad.engine.realize import REALIZE_LOCK
 from minigrad.engine.realize import realize as realize_nodes
 from minigrad.gradient import differentiable_graph
 from minigrad.gradient import gradient as reverse_gradient
@@ -179,10 +180,12 @@ class Tensor:
         node = self.lazydata
         if node.is_view or node.op is Op.CONST:
             node = node.contiguous()
-        realize_nodes([node])
+        with REALIZE_LOCK:  # no other thread's assign() writes the buffer while it is read
+            realize_nodes([node])
+            data = node.realized.numpy().reshape(self.shape)
         if node is self.lazydata:
             self._forget_history()
-        return node.realized.numpy().reshape(self.shape)
+        return data
 
     def item(self) -> Scalar:
         if self.numel() != 1:

@@ -3,6 +3,11 @@
 In: `ScheduleItem`s from engine/schedule.py. Out: every item's output node holds a device `Buffer` in
 `node.realized`. Counts what ran in `GlobalCounters`, and prints one line per kernel with DEBUG>=1.
 
+Threads: realizing is serialized by one process-wide lock, `REALIZE_LOCK` (reentrant). Several threads may
+build graphs at once and call `.realize()`/`.numpy()` at once; their schedules run one after another.
+Kernels mutate the graph they run (a written ASSIGN becomes a buffer) and TinyJit records the launches of
+one call, so two realizes must not interleave.
+
 Buffers live as long as their nodes, with one exception: nodes handed to `release_after_use` (checkpoint
 marks the intermediates of the function it wraps) lose their buffer right after the last kernel of the
 schedule that reads them, unless they were asked for. That is what bounds memory under checkpointing.
@@ -11,6 +16,7 @@ schedule that reads them, unless they were asked for. That is what bounds memory
 from __future__ import annotations
 
 import functools
+import threading
 import time
 import weakref
 from dataclasses import dataclass
@@ -36,6 +42,7 @@ class CapturedRun:
     redraw: Any = None
 
 
+REALIZE_LOCK = threading.RLock()  # held while a schedule is made and run (see the module docstring)
 capture: list[CapturedRun] | None = None  # while jit.py sets a list, every kernel and copy is appended
 _transient: weakref.WeakSet = weakref.WeakSet()  # nodes whose buffers go after their last reader
 
@@ -48,6 +55,11 @@ def release_after_use(nodes: list[LazyNode]) -> None:
 
 def realize(nodes: list[LazyNode]) -> None:
     """Compute every node in `nodes` (and what they depend on) into device buffers."""
+    with REALIZE_LOCK:
+        _realize(nodes)
+
+
+def _realize(nodes: list[LazyNode]) -> None:
     if getenv("DEBUG") >= 5:
         print_graph(nodes)
     schedule = create_schedule(nodes)

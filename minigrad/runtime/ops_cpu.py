@@ -21,6 +21,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -89,14 +90,18 @@ class CpuProgram(Program):
     """
 
     _directory: tempfile.TemporaryDirectory | None = None
+    _lock = threading.Lock()
 
     def __init__(self, name: str, binary: bytes):
         super().__init__(name, binary)
-        if CpuProgram._directory is None:
-            CpuProgram._directory = tempfile.TemporaryDirectory(prefix="minigrad-kernels-")
-        path = pathlib.Path(CpuProgram._directory.name) / f"{hashlib.sha256(binary).hexdigest()}.so"
-        if not path.exists():
-            path.write_bytes(binary)
+        with CpuProgram._lock:  # threads loading at once share one directory and never see half a file
+            if CpuProgram._directory is None:
+                CpuProgram._directory = tempfile.TemporaryDirectory(prefix="minigrad-kernels-")
+            path = pathlib.Path(CpuProgram._directory.name) / f"{hashlib.sha256(binary).hexdigest()}.so"
+            if not path.exists():
+                with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
+                    tmp.write(binary)
+                os.replace(tmp.name, path)  # whole or not at all: the loader maps the file it finds
         self.library = ctypes.CDLL(str(path))
         self.function = getattr(self.library, name)
 

@@ -1,8 +1,10 @@
 """The OPENCL device: kernels rendered as OpenCL C, built and run through pyopencl.
 
 In: a kernel AST. Out: an OpenCL program binary (built once, cached on disk per device and driver), run on
-device buffers. It uses the first device of the first platform (`pip install "pyopencl[pocl]"` gives a
-CPU one, PoCL). Global loops are work-items (`get_global_id(0)`); the runtime picks the work-group size.
+device buffers. It uses the first device, over every platform, that builds and runs a trivial kernel
+(Debian's `pocl-opencl-icd` gives a CPU one, PoCL); MINIGRAD_OPENCL_PLATFORM (a platform's number or part
+of its name) or pyopencl's PYOPENCL_CTX ("platform:device") chooses instead. Global loops are work-items
+(`get_global_id(0)`); the runtime picks the work-group size.
 bool lives in `uchar` buffers (OpenCL kernels cannot take `bool*`); half needs cl_khr_fp16, double
 cl_khr_fp64: a device without the extension does not support that dtype.
 """
@@ -10,6 +12,8 @@ cl_khr_fp64: a device without the extension does not support that dtype.
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 
 import numpy as np
 
@@ -20,7 +24,9 @@ from minigrad.dtype import DType, dtypes
 try:
     import pyopencl as cl
 except ImportError as e:  # the device is reported unavailable with this reason
-    raise ImportError('the OPENCL device needs pyopencl: pip install "pyopencl[pocl]"') from e
+    raise ImportError(
+        "the OPENCL device needs pyopencl: pip install pyopencl (and apt-get install pocl-opencl-icd)"
+    ) from e
 
 OPENCL_TYPES = {dtypes.bool: "uchar", dtypes.uint8: "uchar", dtypes.int8: "char", dtypes.int64: "long"}
 OPENCL_LANGUAGE = Language(
@@ -72,13 +78,52 @@ class OpenclCompiler(Compiler):
         return program.get_info(cl.program_info.BINARIES)[0]
 
 
+PROBE_SOURCE = "__kernel void probe(__global float* out) { out[get_global_id(0)] = 2.0f * get_global_id(0); }"
+
+
+def probe(cl_device) -> str | None:
+    """None if `cl_device` builds and runs a trivial kernel, else the first line of what went wrong. PoCL
+    links kernels with the system `ld` and aborts the whole process without it, so that is checked first."""
+    if "Portable Computing Language" in cl_device.platform.name and not shutil.which("ld"):
+        return "PoCL needs the system linker `ld`: apt-get install binutils"
+    try:
+        context = cl.Context([cl_device])
+        queue = cl.CommandQueue(context)
+        out = np.zeros(4, dtype=np.float32)
+        buffer = cl.Buffer(context, cl.mem_flags.READ_WRITE, out.nbytes)
+        cl.Program(context, PROBE_SOURCE).build().probe(queue, (4,), None, buffer)
+        cl.enqueue_copy(queue, out, buffer, is_blocking=True)
+    except Exception as e:  # any driver failure: this device is not usable
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        return next((line for line in lines if "error" in line.lower() and ":" in line), lines[0])
+    return None if out.tolist() == [0.0, 2.0, 4.0, 6.0] else f"the probe kernel computed {out.tolist()}"
+
+
+def candidates() -> list:
+    """Every (platform number, device) pair, narrowed by MINIGRAD_OPENCL_PLATFORM or PYOPENCL_CTX."""
+    pairs = [(i, d) for i, p in enumerate(cl.get_platforms()) for d in p.get_devices()]
+    choice = os.environ.get("MINIGRAD_OPENCL_PLATFORM") or os.environ.get("PYOPENCL_CTX", "").split(":")[0]
+    if choice.isdigit():
+        return [(i, d) for i, d in pairs if i == int(choice)]
+    return [(i, d) for i, d in pairs if choice.lower() in d.platform.name.lower()]
+
+
+def pick_device():
+    """The first device that passes `probe`; raises with each device's reason when none does."""
+    reasons = []
+    for number, cl_device in candidates():
+        reason = probe(cl_device)
+        if reason is None:
+            return cl_device
+        reasons.append(f"platform {number} {cl_device.platform.name!r} {cl_device.name!r}: {reason}")
+    if not reasons:
+        raise RuntimeError("no OpenCL device found: apt-get install pocl-opencl-icd gives a CPU one")
+    raise RuntimeError("no OpenCL device built and ran a trivial kernel: " + "; ".join(reasons))
+
+
 class OpenclDevice(Backend):
     def __init__(self):
-        platforms = cl.get_platforms()  # raises when no OpenCL driver (ICD) is installed
-        devices = [d for p in platforms for d in p.get_devices()]
-        if not devices:
-            raise RuntimeError('no OpenCL device found: pip install "pyopencl[pocl]" gives a CPU one')
-        self.cl_device = devices[0]
+        self.cl_device = pick_device()
         self.context = cl.Context([self.cl_device])
         self.queue = cl.CommandQueue(self.context, properties=cl.command_queue_properties.PROFILING_ENABLE)
         context, cl_device, queue = self.context, self.cl_device, self.queue
