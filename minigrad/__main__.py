@@ -1,31 +1,31 @@
-"""`python -m minigrad`: what this machine offers minigrad. `--clear-cache` empties the kernel cache.
+"""`python -m minigrad`: what this machine offers minigrad; `python -m minigrad cache`: the kernel cache.
 
-In: nothing (or --clear-cache). Out: a report on stdout: the version, each device with its compiler or the
-reason it does not open here (no compiler, no OpenCL platform, no GPU), the default device, and where the
-kernel cache is and how big.
+In: nothing, or `cache --info` / `cache --clear` (`--clear-cache` is the old spelling of the latter).
+Out: a report on stdout: the version, each device with its compiler or the reason it does not open here
+(no compiler, no OpenCL platform, no GPU), the default device, and where the kernel cache is and how big.
 """
 
 import argparse
 import sys
 
 import minigrad
-from minigrad.device import Device, cache_dir
+from minigrad import diskcache
+from minigrad.device import Device
+from minigrad.helpers import getenv
 
 
 def cache_report(clear: bool) -> str:
-    files = [p for p in cache_dir().glob("*") if p.is_file()] if cache_dir().is_dir() else []
+    files = diskcache.entries()
     size, count = sum(p.stat().st_size for p in files), f"{len(files)} file{'' if len(files) == 1 else 's'}"
     if clear:
         for p in files:
             p.unlink(missing_ok=True)
-        return f"kernel cache: {cache_dir()} cleared ({count}, {size / 2**20:.1f} MiB removed)"
-    return f"kernel cache: {cache_dir()} ({count}, {size / 2**20:.1f} MiB)"
+        return f"kernel cache: {diskcache.cache_dir()} cleared ({count}, {size / 2**20:.1f} MiB removed)"
+    limit = getenv("CACHE_MB", 1024)
+    return f"kernel cache: {diskcache.cache_dir()} ({count}, {size / 2**20:.1f} MiB of at most {limit} MiB)"
 
 
-def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m minigrad", description=__doc__.splitlines()[0])
-    parser.add_argument("--clear-cache", action="store_true", help="delete the compiled kernels on disk")
-    args = parser.parse_args(argv)
+def devices_report() -> None:
     print(f"minigrad {minigrad.__version__}, Python {sys.version.split()[0]}")
     for name in Device.known:
         reason = Device.unavailable_reason(name)
@@ -38,6 +38,20 @@ def main(argv: list[str]) -> None:
         print(f"default device: {Device.DEFAULT}")
     except Exception as e:  # DEVICE names an unknown device, or none opens
         print(f"default device: none ({type(e).__name__}: {e})")
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["cache"]:
+        parser = argparse.ArgumentParser(prog="python -m minigrad cache", description="the kernel cache")
+        action = parser.add_mutually_exclusive_group()
+        action.add_argument("--info", action="store_true", help="where it is and how big (the default)")
+        action.add_argument("--clear", action="store_true", help="delete every cached kernel")
+        print(cache_report(parser.parse_args(argv[1:]).clear))
+        return
+    parser = argparse.ArgumentParser(prog="python -m minigrad", description=__doc__.splitlines()[0])
+    parser.add_argument("--clear-cache", action="store_true", help="delete the compiled kernels on disk")
+    args = parser.parse_args(argv)
+    devices_report()
     print(cache_report(args.clear_cache))
 
 

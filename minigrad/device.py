@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
-import hashlib
 import importlib
 import os
 import pathlib
-import tempfile
 import threading
 from typing import Any, Callable
 
 import numpy as np
 
+from minigrad import diskcache
 from minigrad.codegen.cstyle import Language, render_kernel
 from minigrad.dtype import DType
 from minigrad.helpers import GlobalCounters, codegen_settings, getenv
@@ -90,10 +89,8 @@ class HostAllocator(Allocator):
 class Compiler:
     """Turns rendered source into a binary the Program class can load.
 
-    `compile_cached` keeps binaries on disk, keyed by a hash of the source and of `cache_key` (the compiler
-    and its flags), under $XDG_CACHE_HOME/minigrad (default ~/.cache/minigrad). An entry is written to a
-    temporary file and renamed into place, so concurrent processes never see half a file, and it carries a
-    checksum, so a corrupted entry is compiled again instead of being loaded."""
+    `compile_cached` keeps binaries on disk (diskcache.py: a private directory, entries verified before
+    they are loaded, size-capped), keyed by the source and `cache_key` (the compiler and its flags)."""
 
     cache_key: str = ""  # set by compilers whose output depends on more than the source
 
@@ -103,27 +100,12 @@ class Compiler:
     def compile_cached(self, source: str) -> bytes:
         if getenv("DISABLE_COMPILER_CACHE"):
             return self.compile(source)
-        digest = hashlib.sha256(f"{self.cache_key}\n{source}".encode()).hexdigest()
-        path = cache_dir() / f"{digest}.bin"
-        try:
-            stored = path.read_bytes()
-            if hashlib.sha256(stored[32:]).digest() == stored[:32]:
-                return stored[32:]
-        except OSError:
-            pass  # not cached yet (or unreadable): compile
-        binary = self.compile(source)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
-                tmp.write(hashlib.sha256(binary).digest() + binary)
-            os.replace(tmp.name, path)
-        except OSError:
-            pass  # a read-only or full cache only costs recompiling
+        key = f"{type(self).__name__}\n{self.cache_key}\n{source}"
+        binary = diskcache.load(key)
+        if binary is None:
+            binary = self.compile(source)
+            diskcache.store(key, binary)
         return binary
-
-
-def cache_dir() -> pathlib.Path:
-    return pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "minigrad"
 
 
 class Program:

@@ -157,10 +157,10 @@ def _run_kernel(item: ScheduleItem, beam: int, debug: int) -> None:
     )
     start = time.perf_counter()
     elapsed = program.launch(buffers, wait=debug >= 1) or time.perf_counter() - start
-    _set_outputs(item, outputs)
-    if capture is not None:
+    if capture is not None:  # (before _set_outputs, which turns a written ASSIGN into a plain buffer)
         fresh = [b for node, b in zip(item.outputs, outputs) if node.op is not Op.ASSIGN]
         capture.append(CapturedRun(program, buffers, fresh))
+    _set_outputs(item, outputs)
     ops, mem = _count_ops(item.ast), sum(b.nbytes for b in buffers)  # arithmetic ops, bytes moved
     GlobalCounters.kernel_count += 1
     GlobalCounters.global_ops += ops

@@ -10,24 +10,23 @@ or no threads at all. Every candidate is compiled and timed (the best of 3 runs)
 buffers, and its results must match the heuristic nest's, or it is dropped. The N fastest form the beam,
 whose neighbours are tried next, for up to BEAM_ROUNDS rounds (default 3) or until no round improves. The
 winner is then timed again against the heuristic nest, in turns, and kept only if 5% faster.
-The winning choices are written to `beam-<hash>.json` in the kernel cache directory. The hash covers the
-kernel's unoptimized source, the device and the codegen settings, so later runs and other processes skip
-the search.
+The winning choices are kept in the kernel cache (diskcache.py) under a key covering the kernel's
+unoptimized source, the device and the codegen settings, so later runs and other processes skip the search.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import time
 from typing import Any
 
 import numpy as np
 
+from minigrad import diskcache
 from minigrad.codegen.cstyle import heuristic_nest
 from minigrad.codegen.lower import LoopNest
-from minigrad.device import Backend, Buffer, Program, cache_dir
+from minigrad.device import Backend, Buffer, Program
 from minigrad.helpers import Context, codegen_settings, getenv, prod
 from minigrad.lazy import LazyNode
 
@@ -155,20 +154,18 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.array_equal(a, b))
 
 
-def _cache_path(ast: Any, backend: Backend):
+def _cache_key(ast: Any, backend: Backend) -> str:
     with Context(NOOPT=1):
         plain_source = backend.renderer(ast, None)[1]
-    key = (
-        f"{backend.name}\n{getattr(backend.compiler, 'cache_key', '')}\n{codegen_settings()}\n{plain_source}"
-    )
-    return cache_dir() / f"beam-{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+    compiler = getattr(backend.compiler, "cache_key", "")
+    return f"beam\n{backend.name}\n{compiler}\n{codegen_settings()}\n{plain_source}"
 
 
 def _remembered(ast: Any, backend: Backend) -> LoopNest | None:
-    try:
-        choices = json.loads(_cache_path(ast, backend).read_text())
-    except (OSError, ValueError):
+    stored = diskcache.load(_cache_key(ast, backend))
+    if stored is None:
         return None
+    choices = json.loads(stored)
     nest = _heuristic(ast, backend)
     nest.order, nest.parallel_dims = choices["order"], set(choices["parallel_dims"])
     nest.upcast = {int(d): f for d, f in choices["upcast"].items()}
@@ -177,9 +174,4 @@ def _remembered(ast: Any, backend: Backend) -> LoopNest | None:
 
 def _remember(ast: Any, backend: Backend, nest: LoopNest) -> None:
     choices = {"order": nest.order, "parallel_dims": sorted(nest.parallel_dims), "upcast": nest.upcast}
-    path = _cache_path(ast, backend)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(choices))
-    except OSError:
-        pass  # a read-only cache only costs searching again
+    diskcache.store(_cache_key(ast, backend), json.dumps(choices).encode())
