@@ -205,6 +205,8 @@ class Buffer:
 
     def copyin(self, data: np.ndarray) -> "Buffer":
         data = np.ascontiguousarray(data, dtype=self.dtype.np)
+        if data.dtype == np.bool_:  # a bool view of arbitrary bytes (2, 255) is True: store it as 1
+            data = data.view(np.uint8) != 0
         assert data.size == self.size, f"copyin of {data.size} elements into a buffer of {self.size}"
         if self.size:
             self.allocator.copyin(self._buf, memoryview(data.reshape(-1).view(np.uint8)))

@@ -46,7 +46,7 @@ class dtypes:
     float64 = DType(9, 8, "float64", "float64", "double")
     half, float, double, int, long = float16, float32, float64, int32, int64
     default_float = float32
-    default_int = int32
+    default_int = int64  # as torch: Tensor([2**40]) keeps its value
 
     @staticmethod
     def all() -> tuple[DType, ...]:
@@ -74,7 +74,7 @@ class dtypes:
 
     @staticmethod
     def from_py(value) -> DType:
-        """The dtype a Python scalar gets: bool -> bool, int -> int32, float -> default float."""
+        """The dtype a Python scalar gets: bool -> bool, int -> int64, float -> default float."""
         if isinstance(value, (bool, np.bool_)):
             return dtypes.bool
         if isinstance(value, (int, np.integer)):

@@ -98,7 +98,11 @@ REVERSE_RULES: dict[Op, Callable[[LazyNode, LazyNode, tuple[bool, ...]], Grads]]
         _mul(grad, other) if n else None for n, other in zip(needed, node.srcs[::-1])
     ),
     Op.MAX: lambda node, grad, _: tuple(_mul(grad, share) for share in _max_shares(node)),
-    **dict.fromkeys((Op.CMPLT, Op.CMPEQ, Op.MOD, Op.IDIV), NO_GRADIENT),  # comparisons and integer ops
+    Op.DIV: lambda node, grad, needed: (  # (floats: integer division has no gradient)
+        grad.alu(Op.DIV, node.srcs[1]) if needed[0] else None,
+        _mul(grad, node).alu(Op.DIV, node.srcs[1]).alu(Op.NEG) if needed[1] else None,
+    ),
+    **dict.fromkeys((Op.CMPLT, Op.CMPEQ, Op.MOD), NO_GRADIENT),  # comparisons and integer remainders
     # ternary
     Op.WHERE: _where_rule,
     # reduce
@@ -160,6 +164,12 @@ def NO_TANGENT(node: LazyNode, t: Tangents) -> None:
     return None
 
 
+def _div_tangent(node: LazyNode, t: Tangents) -> LazyNode | None:
+    """d(a/b) = (da - (a/b) db) / b."""
+    numerator = _plus(t[0], _times(t[1], node.alu(Op.NEG)))
+    return None if numerator is None else numerator.alu(Op.DIV, node.srcs[1])
+
+
 FORWARD_RULES: dict[Op, Callable[[LazyNode, Tangents], "LazyNode | None"]] = {
     # unary: the tangent times the derivative
     Op.EXP2: lambda node, t: _times(t[0], _scale(node, math.log(2))),
@@ -173,7 +183,8 @@ FORWARD_RULES: dict[Op, Callable[[LazyNode, Tangents], "LazyNode | None"]] = {
     Op.ADD: lambda node, t: _plus(t[0], t[1]),
     Op.MUL: lambda node, t: _plus(_times(t[0], node.srcs[1]), _times(t[1], node.srcs[0])),
     Op.MAX: lambda node, t: _plus(*(_times(ti, share) for ti, share in zip(t, _max_shares(node)))),
-    **dict.fromkeys((Op.CMPLT, Op.CMPEQ, Op.MOD, Op.IDIV), NO_TANGENT),
+    Op.DIV: _div_tangent,
+    **dict.fromkeys((Op.CMPLT, Op.CMPEQ, Op.MOD), NO_TANGENT),
     # ternary
     Op.WHERE: _where_tangent,
     # reduce

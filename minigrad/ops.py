@@ -11,13 +11,15 @@ the scheduler turns graphs of them into kernels (engine/schedule.py); a backend 
 |            | LOG2        | log is log2 times a constant; hardware has log2                              |
 |            | SIN         | cos and tan compose from sin; no cheaper source of trigonometry              |
 |            | SQRT        | composing it (exp2(log2(x)/2)) is slow and wrong at 0                        |
-|            | RECIP       | division is a*recip(b); one op for the only non-polynomial rational          |
+|            | RECIP       | 1/x (reciprocal, rsqrt, derivatives) in one op                               |
 |            | NEG         | subtraction and the sign flips of every derivative rule                      |
 |            | CAST        | changes the element type; cannot be composed                                 |
 | binary     | ADD MUL     | the ring operations                                                          |
 |            | MAX         | relu, clamp, maximum; composing it from CMPLT+WHERE doubles the work         |
 |            | CMPLT CMPEQ | produce bools; every other comparison composes from these two                |
-|            | MOD IDIV    | integer arithmetic for indices; truncating, as C does                        |
+|            | MOD         | remainder, truncating as C does (fmod on floats)                             |
+|            | DIV         | a/b: truncating on ints, as C; exact on floats, where a*recip(b) is not      |
+|            |             | (1/b overflows for a subnormal b: 0/1e-40 gave NaN) and is off by an ulp     |
 | ternary    | WHERE       | selection without arithmetic (no 0*inf = nan when masking)                   |
 | reduce     | REDUCE_SUM  | sum over axes; with MUL it gives matmul and convolution                      |
 |            | REDUCE_MAX  | max over axes (softmax, pooling, argmax); not composable from sums           |
@@ -59,7 +61,7 @@ class Op:
 # goes through a __getattr__ hook written in Python, 3x slower, and building a graph reads them on every op
 # (an eager MLP step's Python took 1.40 -> 1.31 ms).
 OP_NAMES = (
-    "EXP2 LOG2 SIN SQRT RECIP NEG CAST ADD MUL MAX CMPLT CMPEQ MOD IDIV WHERE REDUCE_SUM REDUCE_MAX RESHAPE"
+    "EXP2 LOG2 SIN SQRT RECIP NEG CAST ADD MUL MAX CMPLT CMPEQ MOD DIV WHERE REDUCE_SUM REDUCE_MAX RESHAPE"
     " PERMUTE EXPAND PAD SHRINK FLIP BUFFER CONST COPY CONTIGUOUS ASSIGN DETACH FUNCTION LOAD STORE"
 ).split()
 for _name in OP_NAMES:
@@ -67,7 +69,7 @@ for _name in OP_NAMES:
 
 
 UNARY = frozenset({Op.EXP2, Op.LOG2, Op.SIN, Op.SQRT, Op.RECIP, Op.NEG, Op.CAST})
-BINARY = frozenset({Op.ADD, Op.MUL, Op.MAX, Op.CMPLT, Op.CMPEQ, Op.MOD, Op.IDIV})
+BINARY = frozenset({Op.ADD, Op.MUL, Op.MAX, Op.CMPLT, Op.CMPEQ, Op.MOD, Op.DIV})
 TERNARY = frozenset({Op.WHERE})
 ELEMENTWISE = UNARY | BINARY | TERNARY
 REDUCE = frozenset({Op.REDUCE_SUM, Op.REDUCE_MAX})

@@ -73,6 +73,7 @@ def broadcast_shape(*shapes: Shape) -> Shape:
 
 class Tensor:
     __slots__ = ("lazydata", "_requires_grad", "grad", "__weakref__")
+    __array_ufunc__ = None  # numpy leaves `np.float32(2) * t` and `array + t` to Tensor: a Tensor, not an array
 
     training: ClassVar[bool] = False
     no_grad: ClassVar[bool] = False
@@ -244,9 +245,18 @@ class Tensor:
             raise TypeError(f"assign: dtype {value.dtype.name} does not match the target's {self.dtype.name}")
         target = self.lazydata
         if target.is_view or target.realized is None:
-            self.lazydata = value.lazydata  # nothing to write into yet: just take the new value
+            node = value.lazydata  # nothing to write into yet: just take the new value
         else:
-            self.lazydata = target.assign(value.lazydata)
+            node = target.assign(value.lazydata)
+        if value.requires_grad and not Tensor.no_grad:  # gradients flow to the value, as torch's copy_
+            if self.requires_grad and Tensor._grad_leaves.get(id(self)) is self:
+                raise RuntimeError(
+                    "assign: a leaf tensor that requires grad cannot be overwritten in place while gradients "
+                    "are recorded (as torch); do it under `with minigrad.no_grad():`, or assign to a copy"
+                )
+            node = node.custom_rule((value.lazydata,), _ASSIGN_RULE) if node is not value.lazydata else node
+            self._requires_grad = True
+        self.lazydata = node
         return self
 
     # ---- construction ---------------------------------------------------------------------------
@@ -427,8 +437,9 @@ class Tensor:
             for g, t in zip(grads, targets)
         ]
 
-    def backward(self, gradient: "Tensor | None" = None) -> "Tensor":
-        """Accumulate d(self)/d(leaf) into `.grad` of every tensor with requires_grad=True that self uses."""
+    def backward(self, gradient: "Tensor | None" = None, retain_graph: bool | None = None) -> "Tensor":
+        """Accumulate d(self)/d(leaf) into `.grad` of every tensor with requires_grad=True that self uses.
+        The graph is always kept (a second call accumulates again), so `retain_graph` is accepted and unused."""
         if not self.requires_grad:
             raise RuntimeError(
                 "backward() on a tensor that does not require grad: no input of it was created "
@@ -536,10 +547,11 @@ class Tensor:
         return self._float()._alu(Op.RECIP)
 
     def div(self, other: Operand, reverse: bool = False) -> "Tensor":
-        if not reverse and isinstance(other, (int, float)) and not isinstance(other, bool) and other != 0:
-            return self._float() * (1 / other)  # fold the reciprocal into the constant
+        if not reverse and isinstance(other, (int, float)) and not isinstance(other, bool):
+            if 1e-30 < abs(other) < 1e30:  # 1/other is a normal float32: fold the reciprocal into the constant
+                return self._float() * (1 / other)
         x, y = self._broadcasted(other, reverse)
-        return x._float() * y._float().reciprocal()
+        return x._float()._alu(Op.DIV, y._float())
 
     def maximum(self, other: Operand) -> "Tensor":
         x, y = self._broadcasted(other)
@@ -605,11 +617,11 @@ class Tensor:
         return self.logical_not() if self.dtype == dtypes.bool else _bitwise_unsupported("~", self.dtype)
 
     def floordiv(self, other: Operand, reverse: bool = False) -> "Tensor":
-        """Division rounding down (Python's //), from the truncating IDIV. An int x // 0 is 0, as numpy."""
+        """Division rounding down (Python's //), from the truncating DIV. An int x // 0 is 0, as numpy."""
         x, y = self._broadcasted(other, reverse)
         if dtypes.is_float(x.dtype):
             return (x / y).floor()
-        truncated = x._alu(Op.IDIV, y)
+        truncated = x._alu(Op.DIV, y)
         inexact = x._alu(Op.MOD, y) != 0
         signs_differ = (x < 0) != (y < 0)
         return truncated - (inexact & signs_differ).cast(x.dtype)
@@ -627,28 +639,30 @@ class Tensor:
         if not reverse and not isinstance(exponent, Tensor):
             return self._pow_scalar(exponent)
         base, exponent = self._broadcasted(exponent, reverse)
-        base, exponent = base._float(), exponent._float()
-        # 0^e is a constant: through log2(0) every derivative would be NaN (torch: 0 for e > 1)
-        zero = base == 0
-        magnitude = (exponent * zero.where(1.0, base.abs()).log2()).exp2()
-        is_int_exponent = exponent == exponent.trunc()
-        odd = is_int_exponent & ((exponent.abs() % 2) == 1)
-        signed = (base < 0).where(
-            is_int_exponent.where(odd.where(-magnitude, magnitude), math.nan), magnitude
-        )
-        return zero.where((exponent == 0).where(1.0, (exponent < 0).where(math.inf, 0.0)), signed)
+        a, b = base._float(), exponent._float()
+        zero, is_int = a == 0, b == b.trunc()
+        # |a|^b through exp2/log2; a == 0 is a constant (through log2(0) every derivative would be NaN)
+        magnitude = (b * zero.where(1.0, a.abs()).log2()).exp2()
+        magnitude = zero.where((b > 0).where(0.0, (b < 0).where(math.inf, math.nan)), magnitude)
+        negative = (a < 0) | (zero & (a.reciprocal() < 0))  # the sign bit, -0 included
+        odd = is_int & ((b.abs() % 2) == 1)
+        signed = (negative & odd).where(-magnitude, magnitude)
+        invalid = (a < 0) & (a > -math.inf) & b.isinf().logical_not() & is_int.logical_not()
+        # C's pow is 1 where exp2/log2 give NaN: a ** 0 for a in (0, inf, nan), 1 ** nan, (-1) ** inf
+        one = magnitude.isnan() & ((b == 0) | (a == 1) | ((a == -1) & b.isinf()))
+        return one.where(1.0, invalid.where(math.nan, signed))
 
     def _pow_scalar(self, exponent: Scalar) -> "Tensor":
         """x ** c: exact products for small integer powers, sqrt for 0.5, exp2/log2 otherwise."""
-        if exponent == 0:
-            return self._float()._const(1.0) if dtypes.is_float(self.dtype) else self._const(1)
+        if exponent == 0:  # 1 everywhere (nan ** 0 too), still in the graph with gradient 0, as torch
+            return self._const(True, dtypes.bool).where(1, self)
         if float(exponent).is_integer() and abs(exponent) <= 8:
             result = self
             for _ in range(int(abs(exponent)) - 1):
                 result = result * self
             return result.reciprocal() if exponent < 0 else result
-        if exponent == 0.5:
-            return self.sqrt()
+        if exponent in (0.5, -0.5):  # as torch: sqrt and rsqrt (so (-0) ** -0.5 is -inf, (-inf) ** 0.5 NaN)
+            return self.sqrt() if exponent > 0 else self.rsqrt()
         return self.pow(self._float()._const(float(exponent)), reverse=False)
 
     # ---- operators ------------------------------------------------------------------------------
@@ -750,7 +764,8 @@ class Tensor:
     # ---- activations ----------------------------------------------------------------------------
 
     def relu(self) -> "Tensor":
-        return (self > 0).where(self, 0)
+        """max(x, 0) with torch's edges: relu(nan) is nan, and the gradient at 0 is 0."""
+        return ((self > 0) | self.isnan()).where(self, 0)
 
     def sigmoid(self) -> "Tensor":
         """Stable: each branch only exponentiates a non-positive number, so nothing overflows."""
@@ -929,7 +944,7 @@ class Tensor:
         return out.reshape(tuple(r * s for r, s in zip(repeats, base.shape)))
 
     def cat(self, *others: "Tensor", dim: int = 0) -> "Tensor":
-        tensors = (self,) + others
+        tensors = (self,) + _tensors_only("cat", others)
         dim = normalize_axis(dim, self.ndim)
         if len({(t.ndim, t.shape[:dim], t.shape[dim + 1 :]) for t in tensors}) > 1:
             raise ValueError(f"cat: shapes {[t.shape for t in tensors]} differ outside dim {dim}")
@@ -948,6 +963,9 @@ class Tensor:
         tensors = (
             tuple(tensors[0]) if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)) else tensors
         )
+        if not tensors:
+            raise ValueError("stack: expected a non-empty list of Tensors")
+        tensors = _tensors_only("stack", tensors)
         if len({t.shape for t in tensors}) > 1:
             raise ValueError(f"stack: all tensors need one shape, got {[t.shape for t in tensors]}")
         dim = normalize_axis(dim, tensors[0].ndim + 1)
@@ -980,10 +998,10 @@ class Tensor:
     def __getitem__(self, index: Any) -> "Tensor":
         """numpy-style indexing: ints, slices (any step), None, ..., and integer tensors (gather)."""
         items = list(index) if isinstance(index, tuple) else [index]
-        items = [
-            Tensor(i, device=self.device, dtype=dtypes.int32) if isinstance(i, (list, np.ndarray)) else i
-            for i in items
-        ]
+        items = [_host_index(i, self.device) if isinstance(i, (list, np.ndarray)) else i for i in items]
+        items = [_Mask(i.numpy()) if isinstance(i, Tensor) and i.dtype == dtypes.bool else i for i in items]
+        if any(isinstance(i, _Mask) for i in items):
+            return self._masked(items)
         consumed = sum(1 for i in items if i is not None and i is not Ellipsis)
         if consumed > self.ndim:
             raise IndexError(f"too many indices ({consumed}) for a tensor of shape {self.shape}")
@@ -1003,10 +1021,8 @@ class Tensor:
             size = self.shape[dim]
             if isinstance(item, Tensor):
                 if not dtypes.is_int(item.dtype):
-                    raise IndexError(
-                        f"tensors used as indices must be integers, got {item.dtype.name} (boolean masks "
-                        "give data-dependent shapes; use mask.where(x, 0) instead)"
-                    )
+                    raise IndexError(f"tensors used as indices must be integers or bools, got {item.dtype.name}")
+                item._check_bounds(-size, size, f"index for dim {dim} with size {size}")
                 tensor_dims.append(len(out_shape))
                 tensor_indices.append(item)
                 out_shape.append(size)
@@ -1023,6 +1039,32 @@ class Tensor:
             dim += 1
         x = x.reshape(out_shape)
         return x._gather_tensor_indices(tensor_dims, tensor_indices) if tensor_indices else x
+
+    def _check_bounds(self, low: int, high: int, what: str) -> None:
+        """Raise IndexError unless every value of this integer tensor is in [low, high). Reads the values,
+        so it realizes them; BOUNDS_CHECK=0 turns it off (an index out of range then selects nothing: 0)."""
+        if not getenv("BOUNDS_CHECK", 1) or self.numel() == 0:
+            return
+        values = self.numpy()
+        bad = values[(values < low) | (values >= high)]
+        if bad.size:
+            raise IndexError(f"{what}: {bad.reshape(-1)[0]} is out of range (valid: {low} to {high - 1})")
+
+    def _masked(self, items: list) -> "Tensor":
+        """t[mask] and t[..., mask, ...] with a host bool mask: the mask's True positions, as integer lists
+        (the result's shape depends on the mask's values, so it must be known now)."""
+        expanded: list = []
+        for item in items:
+            if isinstance(item, _Mask):
+                lead = sum(1 for i in expanded if i is not None)
+                shape = self.shape[lead : lead + item.positions.ndim] if lead < self.ndim else ()
+                if item.positions.shape != shape:
+                    raise IndexError(f"a boolean mask of shape {item.positions.shape} does not match the indexed "
+                                     f"dims {shape} of a tensor of shape {self.shape}")
+                expanded += [Tensor(p, device=self.device) for p in np.nonzero(item.positions)]
+            else:
+                expanded.append(item)
+        return self[tuple(expanded)]
 
     def _slice_dim(self, dim: int, start: int, stop: int, step: int) -> "Tensor":
         """Elements range(start, stop, step) of one dimension, as a view (flip, shrink, pad, reshape)."""
@@ -1056,7 +1098,7 @@ class Tensor:
         for i, (t, size) in enumerate(zip(indices, sizes)):
             t = t.cast(dtypes.int32)
             t = (t < 0).where(t + size, t)._broadcast_to(index_shape)
-            positions = Tensor.arange(size, device=self.device).reshape(
+            positions = _positions(size, self.device).reshape(
                 (1,) * (s + i) + (size,) + (1,) * (k - i - 1)
             )
             hit = t.reshape(index_shape + (1,) * k) == positions
@@ -1080,10 +1122,11 @@ class Tensor:
             raise ValueError(f"gather: index {index.shape} exceeds input {self.shape} outside dim {dim}")
         if dtypes.is_float(index.dtype):
             raise TypeError(f"gather: index must be an integer tensor, got {index.dtype.name}")
+        index._check_bounds(0, self.shape[dim], f"gather index for dim {dim} with size {self.shape[dim]}")
         x = self.shrink([None if d == dim else (0, index.shape[d]) for d in range(self.ndim)])
         size = self.shape[dim]
         x_last, index_last = x.transpose(dim, -1), index.transpose(dim, -1)
-        hit = index_last.unsqueeze(-1) == Tensor.arange(size, device=self.device)
+        hit = index_last.unsqueeze(-1) == Tensor.arange(size, device=self.device, dtype=index.dtype)
         return hit.where(x_last.unsqueeze(-2), 0).sum(-1).transpose(dim, -1)
 
     # ---- reductions -----------------------------------------------------------------------------
@@ -1114,7 +1157,7 @@ class Tensor:
         return out.reshape(tuple(1 if d in axes else s for d, s in enumerate(self.shape))) if keepdim else out
 
     def sum(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
-        x = self.cast(dtypes.default_int) if self.dtype in (dtypes.bool, dtypes.int8, dtypes.uint8) else self
+        x = self.cast(dtypes.int64) if dtypes.is_int(self.dtype) or self.dtype == dtypes.bool else self  # torch
         return x._reduce(Op.REDUCE_SUM, axis, keepdim)
 
     def max(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
@@ -1169,16 +1212,16 @@ class Tensor:
         return self.bool().logical_not().any(axis, keepdim).logical_not()
 
     def argmax(self, axis: int | None = None, keepdim: bool = False) -> "Tensor":
-        """Index of the first maximum (int32)."""
+        """Index of the first maximum (int64, as torch)."""
         if axis is None or (self.ndim == 0 and normalize_axis(axis, 0) == 0):  # 0-d: its axis 0 (or -1)
             return self.flatten().argmax(0)
         axis = normalize_axis(axis, self.ndim)
         size = self.shape[axis]
         is_max = (self == self.max(axis, keepdim=True)) | (self != self)  # a NaN is the max, as in torch
-        countdown = Tensor.arange(size, 0, -1, device=self.device).reshape(
+        countdown = Tensor.arange(size, 0, -1, device=self.device, dtype=dtypes.int32).reshape(
             (size,) + (1,) * (self.ndim - axis - 1)
         )
-        return (size - (is_max.where(countdown, 0)).max(axis, keepdim)).cast(dtypes.int32)
+        return (size - (is_max.where(countdown, 0)).max(axis, keepdim)).cast(dtypes.int64)
 
     def argmin(self, axis: int | None = None, keepdim: bool = False) -> "Tensor":
         return (-self if self.dtype != dtypes.bool else self.logical_not()).argmax(axis, keepdim)
@@ -1208,22 +1251,18 @@ class Tensor:
         axis = normalize_axis(axis, self.ndim)
         x = self.transpose(axis, -1) if self.ndim else self.reshape(1)
         n = x.shape[-1]
-        take = Tensor.arange(n, device=self.device).reshape(n, 1) >= Tensor.arange(n, device=self.device)
+        take = _positions(n, self.device).reshape(n, 1) >= _positions(n, self.device)
         out = take.where(x.unsqueeze(-2), 0).sum(-1)
         return out.transpose(axis, -1) if self.ndim else out.reshape(())
 
     def tril(self, diagonal: int = 0) -> "Tensor":
         rows, cols = self.shape[-2:]
-        keep = Tensor.arange(rows, device=self.device).reshape(rows, 1) + diagonal >= Tensor.arange(
-            cols, device=self.device
-        )
+        keep = _positions(rows, self.device).reshape(rows, 1) + diagonal >= _positions(cols, self.device)
         return keep.where(self, 0)
 
     def triu(self, diagonal: int = 0) -> "Tensor":
         rows, cols = self.shape[-2:]
-        keep = Tensor.arange(rows, device=self.device).reshape(rows, 1) + diagonal <= Tensor.arange(
-            cols, device=self.device
-        )
+        keep = _positions(rows, self.device).reshape(rows, 1) + diagonal <= _positions(cols, self.device)
         return keep.where(self, 0)
 
     # ---- linear algebra -------------------------------------------------------------------------
@@ -1404,7 +1443,9 @@ class Tensor:
         if dtypes.is_float(self.dtype):
             raise TypeError(f"one_hot needs an integer tensor, got {self.dtype.name}")
         classes = num_classes if num_classes >= 0 else int(self.max().item()) + 1  # -1: max + 1, as torch
-        return (self.unsqueeze(-1) == Tensor.arange(classes, device=self.device)).cast(dtypes.int32)
+        self._check_bounds(0, classes, f"class index for one_hot with {classes} classes")
+        hot = self.unsqueeze(-1) == Tensor.arange(classes, device=self.device, dtype=self.dtype)
+        return hot.cast(dtypes.int64)
 
     def sparse_categorical_crossentropy(
         self, Y: "Tensor", ignore_index: int = -1, label_smoothing: float = 0.0
@@ -1430,7 +1471,7 @@ class Tensor:
                     f"cross_entropy: class targets have shape {Y.shape}, expected {expected} "
                     f"for logits {self.shape}"
                 )
-            hot = Y.unsqueeze(-1) == Tensor.arange(classes, device=self.device)
+            hot = Y.unsqueeze(-1) == Tensor.arange(classes, device=self.device, dtype=Y.dtype)
             target = hot.permute([0, hot.ndim - 1] + list(range(1, hot.ndim - 1))) if axis == 1 else hot
             # an ignore_index that is no class (-100) matches no column of `hot`: its rows pick nothing and
             # the hot entries count the others, so no mask is built (8 fewer nodes in every training step)
@@ -1474,6 +1515,22 @@ class Tensor:
                 attn_mask.where(scores, -math.inf) if attn_mask.dtype == dtypes.bool else scores + attn_mask
             )
         return scores.softmax(-1).matmul(value)
+
+
+class _AssignRule:
+    """The derivative of `target.assign(value)` (a FUNCTION over the ASSIGN): the value's, unchanged, as
+    torch's copy_; the old target's value is gone and gets none."""
+
+    name = "assign"
+
+    def vjp(self, grad: LazyNode, needed: tuple[bool]) -> tuple[LazyNode]:
+        return (grad,)
+
+    def jvp(self, tangents: tuple) -> LazyNode | None:
+        return tangents[0]
+
+
+_ASSIGN_RULE = _AssignRule()
 
 
 class _MatmulRule:
@@ -1553,22 +1610,71 @@ def _conv_padding(padding: int | Sequence[int]) -> tuple:
     raise ValueError(f"padding must be an int, (ph, pw) or (left, right, top, bottom), got {padding}")
 
 
+def _check_ints_fit(array: np.ndarray, dtype: DType) -> None:
+    """Raise OverflowError when `dtype` is an integer type that cannot hold an int in `array` (Python data,
+    which numpy would silently wrap around on conversion)."""
+    if not dtypes.is_int(dtype) or array.size == 0 or array.dtype.kind not in "iuO":
+        return
+    values = array.reshape(-1)
+    if array.dtype == object:
+        values = [v for v in values if isinstance(v, int) and not isinstance(v, bool)] or [0]
+    info, low, high = np.iinfo(dtype.np), int(min(values)), int(max(values))
+    if low < info.min or high > info.max:
+        bad = low if low < info.min else high
+        raise OverflowError(f"Tensor: {bad} does not fit in {dtype.name} (range {info.min} to {info.max})")
+
+
+class _Mask:
+    """A boolean index given as host data (a list or array of bools): it selects its True positions."""
+
+    def __init__(self, positions: np.ndarray):
+        self.positions = positions
+
+
+def _host_index(index: list | np.ndarray, device: str) -> "Tensor | _Mask":
+    """A list or array used as an index: bools are a mask (as torch and numpy), ints a Tensor of indices."""
+    array = np.asarray(index)
+    if array.dtype == np.bool_:
+        return _Mask(array)
+    if array.size == 0:
+        array = array.astype(np.int64)
+    if array.dtype.kind not in "iu":
+        raise IndexError(f"indices must be integers or bools, got {array.dtype} from {index!r}")
+    return Tensor(array, device=device)
+
+
+def _tensors_only(op: str, values: Sequence) -> tuple[Tensor, ...]:
+    """`values` as a tuple, when every one is a Tensor; a TypeError naming the first that is not."""
+    for i, value in enumerate(values):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{op}: expected Tensors, got {type(value).__name__} {value!r} at position {i}")
+    return tuple(values)
+
+
+def _positions(n: int, device: str) -> Tensor:
+    """0, 1, ..., n-1 as int32: the positions masks compare against (cheaper than int64 in kernels)."""
+    return Tensor.arange(n, device=device, dtype=dtypes.int32)
+
+
 def _bitwise_unsupported(op: str, dtype: DType):
     raise TypeError(f"operator {op} is only supported on bool tensors, got {dtype.name}")
 
 
 def _to_numpy(data: Any, dtype: DType | None) -> np.ndarray:
-    """Host data for a new Tensor: Python ints become int32, floats float32, bools bool (unless dtype=)."""
+    """Host data for a new Tensor: Python ints become int64, floats float32, bools bool (unless dtype=). A
+    Python int that the requested integer dtype cannot hold raises, as torch (numpy would wrap it)."""
     if isinstance(data, np.ndarray):
         array = data
     elif isinstance(data, (bool, int, float, np.generic)):
         scalar = data.item() if isinstance(data, np.generic) else data
-        array = np.array(data, dtype=(dtype or dtypes.from_py(scalar)).np)
+        _check_ints_fit(np.array(scalar, dtype=object), dtype or dtypes.from_py(scalar))
+        array = np.array(scalar, dtype=(dtype or dtypes.from_py(scalar)).np)
     elif isinstance(data, (list, tuple)):
         try:
             array = np.array(data)
         except ValueError:
             array = np.array(None, dtype=object)
+        _check_ints_fit(array, dtype or dtypes.default_int)  # (ints beyond 64 bits make an object array)
         if array.dtype == object:
             raise ValueError("Tensor: nested lists must be rectangular (rows of one length) and hold numbers")
         defaults = {"f": dtypes.default_float, "i": dtypes.default_int, "u": dtypes.default_int}  # [] is "f"

@@ -553,18 +553,23 @@ def test_tensor_indexing(device, index):
 @pytest.mark.parametrize("index", [([-1, 5, 29999, 30000, -30001],), ([[7, 0], [2, -2]], [1, 0])])
 def test_indexing_loops_over_the_picked_row_only(device, index):
     """x[idx] compares every row with idx and sums what matches. opt.pick runs that sum at the matching
-    row only (60000 rows: 2.8 s -> 1.3 ms), out-of-range indices still give zeros, and PICK=0 agrees."""
+    row only (60000 rows: 2.8 s -> 1.3 ms), out-of-range indices give zeros with BOUNDS_CHECK=0 (by
+    default they raise), and PICK=0 agrees."""
     x = np.random.default_rng(0).standard_normal((30000, 2, 5)).astype(np.float32)
     mx = Tensor(x, device=device).realize()
     tensors = tuple(Tensor(np.array(i, dtype=np.int32), device=device) for i in index)
-    picked = mx[tensors]
+    if len(index) == 1:
+        with pytest.raises(IndexError, match="30000 is out of range"):
+            mx[tensors]
+    with Context(BOUNDS_CHECK=0):
+        picked = mx[tensors]
     kernels = [item for item in create_schedule([picked.lazydata]) if item.ast.op is Op.STORE]
     if len(index) == 1:  # out of range: zeros
         expected = np.stack([x[i] if -30000 <= i < 30000 else np.zeros_like(x[0]) for i in index[0]])
     else:
         expected = x[tuple(np.array(i) for i in index)]
     np.testing.assert_equal(picked.numpy(), expected)
-    with Context(PICK=0):
+    with Context(PICK=0, BOUNDS_CHECK=0):
         np.testing.assert_equal(mx[tensors].numpy(), expected)
     assert all(prod(item.outputs[0].shape) < 30000 for item in kernels)  # R6 stored no one-hot mask
     source = Device[device].get_program(kernels[-1].ast).source
@@ -576,14 +581,15 @@ def test_indexing_loops_over_the_picked_row_only(device, index):
 def test_indexing_gradient_adds_each_row_to_its_index_only(device, index):
     """The gradient of x[idx] compares every row with every index and sums what matches. opt.pick's scatter
     zeroes the rows and adds each index's row at its index only (CPU: 5000x64, 512 indices 35 -> 0.3 ms);
-    repeated indices add up, out-of-range ones add nothing, and SCATTER=0 gives the same values."""
+    repeated indices add up, out-of-range ones add nothing (BOUNDS_CHECK=0), and SCATTER=0 agrees."""
     x = np.random.default_rng(0).standard_normal((30000, 2, 5)).astype(np.float32)
     tensors = tuple(Tensor(np.array(i, dtype=np.int32), device=device) for i in index)
     upstream = np.random.default_rng(1).standard_normal(np.array(index[0]).shape + x.shape[len(index) :])
 
     def gradient():
         mx = Tensor(x, device=device, requires_grad=True)
-        (mx[tensors] * Tensor(upstream.astype(np.float32), device=device)).sum().backward()
+        with Context(BOUNDS_CHECK=0):
+            (mx[tensors] * Tensor(upstream.astype(np.float32), device=device)).sum().backward()
         return mx.grad
 
     grad = gradient()

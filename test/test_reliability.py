@@ -4,6 +4,7 @@ Each test is a regression test for a defect an outside audit found; the crashing
 process (a fresh, empty kernel cache) so that a crash fails the test instead of the test run.
 """
 
+import math
 import os
 import pathlib
 import subprocess
@@ -12,9 +13,11 @@ import textwrap
 
 import numpy as np
 import pytest
+import torch
 
 from minigrad import Tensor, TinyJit
 from test.conftest import DEVICES
+from test.test_ops import UNARY
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -196,3 +199,68 @@ def test_cache_command_reports_and_clears(tmp_path):
                            capture_output=True, text=True, timeout=120)
     assert "cleared" in clear.stdout
     assert not list((tmp_path / "minigrad").glob("*.bin"))
+
+
+# ---- special values match torch --------------------------------------------------------------------
+
+SPECIAL = [0.0, -0.0, math.inf, -math.inf, math.nan, 1.0, -1.0, 2.5, -2.5, 1e-40, -1e-40, 3e38, -3e38]
+
+
+def _both(values: list[float], device: str) -> tuple[Tensor, torch.Tensor]:
+    return Tensor(values, device=device), torch.tensor(values, dtype=torch.float32)
+
+
+def _assert_matches(got: np.ndarray, want: np.ndarray, what: str) -> None:
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-30, equal_nan=True, err_msg=what)
+
+
+@pytest.mark.parametrize("name", sorted(UNARY))
+def test_unary_ops_on_special_values_match_torch(name, device):
+    torch_fn, minigrad_fn, _, _ = UNARY[name]
+    minigrad_fn = minigrad_fn or torch_fn
+    x, tx = _both(SPECIAL, device)
+    got, want = minigrad_fn(x).numpy(), torch_fn(tx).numpy()
+    if name in ("sin", "cos", "tan"):  # argument reduction of 3e38 differs between libms: finite values agree
+        got, want = got[:-2], want[:-2]
+    if name.startswith("gelu"):  # torch's gelu overflows: inf for 3e38 and NaN for inf; ours gives x there
+        keep = [i for i, v in enumerate(SPECIAL) if not abs(v) > 1e30]
+        got, want = got[keep], want[keep]
+        np.testing.assert_array_equal(minigrad_fn(x).numpy()[[2, 11]], np.float32([math.inf, 3e38]))
+    _assert_matches(got, want, f"{name}({SPECIAL})")
+
+
+BINARY_SPECIAL = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / b,
+    "pow": lambda a, b: a**b,
+    "maximum": lambda a, b: a.maximum(b),
+    "minimum": lambda a, b: a.minimum(b),
+    "lt": lambda a, b: a < b,
+    "eq": lambda a, b: a == b,
+    "ne": lambda a, b: a != b,
+}
+
+
+@pytest.mark.parametrize("name", sorted(BINARY_SPECIAL))
+def test_binary_ops_on_special_values_match_torch(name, device):
+    pairs = [(a, b) for a in SPECIAL for b in SPECIAL]
+    a, ta = _both([p[0] for p in pairs], device)
+    b, tb = _both([p[1] for p in pairs], device)
+    fn = BINARY_SPECIAL[name]
+    got, want = fn(a, b).numpy(), fn(ta, tb).numpy()
+    if name == "maximum":  # and where(), which picks like maximum
+        np.testing.assert_array_equal((a > b).where(a, b).numpy(), torch.where(ta > tb, ta, tb).numpy())
+    bad = [(pairs[i], got[i], want[i]) for i in range(len(pairs))
+           if not (got[i] == want[i] or (np.isnan(got[i]) and np.isnan(want[i])) or
+                   np.isclose(got[i], want[i], rtol=2e-5, atol=1e-30))]
+    assert not bad, f"{name}: (a, b), minigrad, torch: {bad[:8]}"
+
+
+def test_scalar_powers_of_special_values_match_torch(device):
+    x, tx = _both(SPECIAL, device)
+    for exponent in (0, 1, 2, 3, -1, -2, 0.5, 2.5, -0.5):
+        _assert_matches((x**exponent).numpy(), (tx**exponent).numpy(), f"x ** {exponent}")
+    _assert_matches((2.0**x).numpy(), (2.0**tx).numpy(), "2 ** x")
+    _assert_matches((x.sum() * 0).numpy(), (tx.sum() * 0).numpy(), "sum")

@@ -51,7 +51,7 @@ C_CODE_FOR_OP: dict[Op, Callable[..., str]] = {
     Op.CMPLT: lambda a, b, dtype: f"({a}<{b})",
     Op.CMPEQ: lambda a, b, dtype: f"({a}=={b})",
     Op.MOD: lambda a, b, dtype: f"fmod({a},{b})" if dtypes.is_float(dtype) else _int_div(a, b, dtype, "%"),
-    Op.IDIV: _int_div,
+    Op.DIV: lambda a, b, dtype: f"({a}/{b})" if dtypes.is_float(dtype) else _int_div(a, b, dtype),
     Op.WHERE: lambda c, a, b, dtype: f"({c}?{a}:{b})",
 }
 

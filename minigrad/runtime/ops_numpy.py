@@ -16,8 +16,10 @@ import numpy as np
 from minigrad.device import Backend, Compiler, HostAllocator, Program
 
 
-def _truncating_divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Integer division rounding toward zero, as C does (numpy's // rounds down)."""
+def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a / b; integers round toward zero, as C does (numpy's // rounds down)."""
+    if a.dtype.kind == "f":
+        return np.true_divide(a, b)
     quotient = np.floor_divide(a, b)
     return quotient + ((quotient < 0) & (quotient * b != a))
 
@@ -34,7 +36,7 @@ NUMPY_CODE_FOR_OP = {
     "EXP2": np.exp2, "LOG2": np.log2, "SIN": np.sin, "SQRT": np.sqrt, "RECIP": np.reciprocal,
     "NEG": lambda x: np.logical_not(x) if x.dtype == np.bool_ else np.negative(x),
     "ADD": np.add, "MUL": np.multiply, "MAX": np.maximum, "CMPLT": np.less, "CMPEQ": np.equal,
-    "MOD": np.fmod, "IDIV": _truncating_divide, "WHERE": np.where,
+    "MOD": np.fmod, "DIV": _divide, "WHERE": np.where,
 }  # fmt: skip
 
 
