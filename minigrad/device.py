@@ -18,6 +18,7 @@ import importlib
 import os
 import pathlib
 import threading
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -279,6 +280,9 @@ class _DeviceRegistry:
     def _default(self) -> str:
         for name in _PREFERENCE:
             if name in self.known and self.unavailable_reason(name) is None:
+                cpu_reason = self.unavailable_reason("CPU") if name != "CPU" and name != "CUDA" else None
+                if cpu_reason:  # said once: a program that meant to run compiled C runs on NUMPY or OPENCL
+                    warnings.warn(f"minigrad: the CPU device is unavailable ({cpu_reason}); using {name}")
                 return name
         raise RuntimeError(f"no device could be opened; tried {list(_PREFERENCE)}")
 

@@ -21,7 +21,13 @@ def _read_env(key: str, default):
     value = os.environ.get(key)
     if value is None:
         return default
-    return type(default)(value) if not isinstance(default, bool) else bool(int(value))
+    kind = int if isinstance(default, bool) else type(default)
+    try:
+        converted = kind(value)
+    except ValueError:
+        accepts = "an integer (0 turns it off)" if kind is int else f"a {kind.__name__}"
+        raise ValueError(f"environment variable {key}={value!r}: {key} takes {accepts}") from None
+    return bool(converted) if isinstance(default, bool) else converted
 
 
 def getenv(key: str, default=0):

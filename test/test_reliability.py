@@ -1,12 +1,15 @@
-"""Nothing silently wrong, nothing crashes: threads, TinyJit aliasing, the kernel cache's safety.
+"""Nothing silently wrong, nothing crashes: threads, TinyJit aliasing, the kernel cache's safety, index
+bounds, integers and bools, special values against torch, autograd pieces, safe_load's validation.
 
 Each test is a regression test for a defect an outside audit found; the crashing ones run in a fresh
 process (a fresh, empty kernel cache) so that a crash fails the test instead of the test run.
 """
 
+import json
 import math
 import os
 import pathlib
+import struct
 import subprocess
 import sys
 import textwrap
@@ -15,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from minigrad import Tensor, TinyJit
+from minigrad import Tensor, TinyJit, dtypes
 from test.conftest import DEVICES
 from test.test_ops import UNARY
 
@@ -264,3 +267,154 @@ def test_scalar_powers_of_special_values_match_torch(device):
         _assert_matches((x**exponent).numpy(), (tx**exponent).numpy(), f"x ** {exponent}")
     _assert_matches((2.0**x).numpy(), (2.0**tx).numpy(), "2 ** x")
     _assert_matches((x.sum() * 0).numpy(), (tx.sum() * 0).numpy(), "sum")
+
+
+# ---- index bounds, integers, bools, Python interop, autograd pieces, devices ----------------------
+
+
+def test_out_of_range_indices_raise(device):
+    t = Tensor([1.0, 2.0, 3.0], device=device)
+    for index in (5, -4, [0, 5], [[0], [-4]], np.array([3])):
+        with pytest.raises(IndexError):
+            t[index]
+    with pytest.raises(IndexError, match="7 is out of range"):
+        t[Tensor([0, 7], device=device)].numpy()
+    with pytest.raises(IndexError):
+        t.reshape(3, 1).gather(0, Tensor([[3]], device=device)).numpy()
+    with pytest.raises(IndexError):
+        Tensor([0, 3], device=device).one_hot(3)
+    assert t[[-3, 2]].tolist() == [1.0, 3.0]
+
+
+def test_bool_lists_and_arrays_index_by_mask(device):
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    t = Tensor(x, device=device)
+    mask = [True, False, True]
+    np.testing.assert_equal(t[mask].numpy(), x[mask])
+    np.testing.assert_equal(t[np.array(mask)].numpy(), x[np.array(mask)])
+    np.testing.assert_equal(t[Tensor(mask, device=device)].numpy(), x[np.array(mask)])
+    np.testing.assert_equal(t[:, [False, True, True, False]].numpy(), x[:, [False, True, True, False]])
+    np.testing.assert_equal(t[x > 4].numpy(), x[x > 4])
+
+
+def test_python_ints_are_int64_and_never_wrap(device):
+    assert Tensor([2**40], device=device).tolist() == [2**40]
+    assert Tensor([1, 2], device=device).dtype == dtypes.int64 and Tensor(3).dtype == dtypes.int64
+    assert Tensor([1, 2], device=device, dtype=dtypes.int32).sum().dtype == dtypes.int64
+    assert (Tensor([2**40], device=device) * 3).tolist() == [3 * 2**40]
+    for value, dtype in ((2**40, dtypes.int32), (-1, dtypes.uint8), (256, dtypes.uint8), (2**70, None)):
+        with pytest.raises(OverflowError, match="does not fit"):
+            Tensor([value], device=device, dtype=dtype)
+
+
+def test_bools_from_arbitrary_bytes_are_true(device):
+    raw = np.array([0, 1, 2, 255], dtype=np.uint8).view(np.bool_)
+    t = Tensor(raw, device=device)
+    assert t.logical_not().tolist() == [True, False, False, False]
+    assert t.cast(dtypes.int32).tolist() == [0, 1, 1, 1]
+    assert (t == Tensor([False, True, True, True], device=device)).all().item()
+    assert t.sum().item() == 3 and t.where(1, 0).tolist() == [0, 1, 1, 1]
+
+
+def test_numpy_scalars_and_bad_inputs(device):
+    t = Tensor([1.0, 2.0], device=device)
+    for result in (np.float32(2) * t, np.float64(2) * t, np.int64(2) * t, t * np.float32(2)):
+        assert isinstance(result, Tensor) and result.tolist() == [2.0, 4.0]
+    with pytest.raises(ValueError, match="non-empty"):
+        Tensor.stack()
+    with pytest.raises(ValueError, match="non-empty"):
+        Tensor.stack([])
+    with pytest.raises(TypeError, match="expected Tensors"):
+        t.cat(3)
+    with pytest.raises(TypeError, match="expected Tensors"):
+        Tensor.stack([t, [1.0, 2.0]])
+
+
+def test_autograd_pieces_match_torch(device):
+    x = Tensor([2.0, math.nan], device=device, requires_grad=True)
+    y = x**0
+    assert y.requires_grad and y.tolist() == [1.0, 1.0]
+    y.sum().backward()
+    assert x.grad.tolist() == [0.0, 0.0]
+    z = Tensor([3.0], device=device, requires_grad=True)
+    loss = (z * z).sum()
+    loss.backward()
+    loss.backward(retain_graph=True)  # accumulates again, as torch with retain_graph=True
+    assert z.grad.tolist() == [12.0]
+    w, tw = Tensor([1.0, 2.0], device=device, requires_grad=True), torch.tensor([1.0, 2.0], requires_grad=True)
+    a, ta = Tensor([0.0, 0.0], device=device).realize(), torch.zeros(2)
+    a.assign(w * 3)
+    ta.copy_(tw * 3)
+    (a * a).sum().backward()
+    (ta * ta).sum().backward()
+    assert w.grad.tolist() == tw.grad.tolist() == [18.0, 36.0]
+    with pytest.raises(RuntimeError, match="leaf tensor that requires grad"):
+        Tensor([1.0], device=device, requires_grad=True).assign(w[:1] * 2)
+
+
+def test_reads_before_an_assign_keep_the_old_value(device):
+    a = Tensor([1.0], device=device).realize()
+    b = a + 1
+    a.assign(Tensor([10.0], device=device))
+    assert b.tolist() == [2.0] and a.tolist() == [10.0]
+
+
+def test_two_devices_in_one_op_name_both(device):
+    other = "NUMPY" if device != "NUMPY" else next((d for d in DEVICES if d != "NUMPY"), None)
+    if other is None:
+        pytest.skip("only one device here")
+    with pytest.raises(RuntimeError, match=f"{device}.*{other}|{other}.*{device}"):
+        Tensor([1.0], device=device) + Tensor([1.0], device=other)
+
+
+# ---- safe_load validates like the safetensors package ----------------------------------------------
+
+
+def _safetensors_file(path: pathlib.Path, header, body: bytes = b"", length: int | None = None) -> pathlib.Path:
+    text = header if isinstance(header, bytes) else json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text) if length is None else length) + text + body)
+    return path
+
+
+F32 = {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}
+BAD_FILES = {
+    "header longer than the file": ({}, b"", 2**63),
+    "negative offset": ({"x": {**F32, "data_offsets": [-4, 0]}}, bytes(4), None),
+    "offset past the data": ({"x": {**F32, "shape": [2], "data_offsets": [0, 8]}}, bytes(4), None),
+    "overlapping tensors": ({"x": F32, "y": F32}, bytes(4), None),
+    "unknown dtype": ({"x": {**F32, "dtype": "Q7"}}, bytes(4), None),
+    "shape and bytes disagree": ({"x": {**F32, "shape": [3]}}, bytes(4), None),
+    "huge shape": ({"x": {**F32, "shape": [2**62, 2**62]}}, bytes(4), None),
+    "nested too deep": (b"[" * 100_000 + b"]" * 100_000, b"", None),
+    "missing field": ({"x": {"dtype": "F32", "shape": [1]}}, bytes(4), None),
+    "not an object": (b"[1, 2]", b"", None),
+    "not JSON": (b"{nope", b"", None),
+    "unused bytes": ({"x": F32}, bytes(8), None),
+}
+
+
+@pytest.mark.parametrize("problem", sorted(BAD_FILES))
+def test_safe_load_rejects_bad_files_with_a_clear_error(problem, tmp_path):
+    from minigrad.nn.state import safe_load
+
+    header, body, length = BAD_FILES[problem]
+    path = _safetensors_file(tmp_path / "bad.safetensors", header, body, length)
+    with pytest.raises(ValueError, match="bad.safetensors is not a valid safetensors file"):
+        safe_load(path)
+
+
+def test_safe_load_reads_half_precision_and_metadata_from_the_safetensors_package(tmp_path):
+    from safetensors.torch import save_file
+
+    from minigrad.nn.state import safe_load, safe_load_metadata, safe_save
+
+    path = tmp_path / "model.safetensors"
+    tensors = {"h": torch.tensor([0.5, -2.0], dtype=torch.float16), "b": torch.tensor([1.5, -2.25],
+               dtype=torch.bfloat16), "i": torch.tensor([2**40])}
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    state = safe_load(path)
+    assert state["h"].tolist() == [0.5, -2.0] and state["b"].tolist() == [1.5, -2.25]
+    assert state["b"].dtype == dtypes.float32 and state["i"].tolist() == [2**40]
+    assert safe_load_metadata(path) == {"format": "pt"}
+    safe_save({"w": state["b"]}, path, metadata={"step": "3"})
+    assert safe_load_metadata(path) == {"step": "3"} and safe_load(path)["w"].tolist() == [1.5, -2.25]

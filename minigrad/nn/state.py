@@ -11,12 +11,15 @@ package.
 from __future__ import annotations
 
 import json
+import math
 import os
+import pathlib
 import struct
 from typing import Any
 
 import numpy as np
 
+from minigrad.device import Device
 from minigrad.dtype import dtypes
 from minigrad.tensor import Tensor
 
@@ -80,6 +83,9 @@ def load_state_dict(obj: Any, state_dict: dict[str, Tensor], strict: bool = True
 
 
 def safe_save(state_dict: dict[str, Tensor], path: str | os.PathLike, metadata: dict | None = None) -> None:
+    """Write `state_dict` (and `metadata`, str -> str, as safetensors requires) to a safetensors file."""
+    if metadata is not None and not all(isinstance(v, str) for v in metadata.values()):
+        raise TypeError(f"safe_save: metadata must map strings to strings, got {metadata!r}")
     header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
     blobs, offset = [], 0
     for name, tensor in state_dict.items():
@@ -101,28 +107,104 @@ def safe_save(state_dict: dict[str, Tensor], path: str | os.PathLike, metadata: 
             f.write(blob)
 
 
+MAX_HEADER_BYTES = 100 << 20  # as the safetensors package
+
+
 def safe_load(path: str | os.PathLike, device: str | None = None) -> dict[str, Tensor]:
-    with open(path, "rb") as f:
-        data = f.read()
-    if len(data) < 8:
-        raise ValueError(f"safe_load: {path} is too short to be a safetensors file")
-    (length,) = struct.unpack("<Q", data[:8])
-    try:
-        header = json.loads(data[8 : 8 + length])
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"safe_load: {path} has no valid safetensors header ({error})") from None
-    body = memoryview(data)[8 + length :]
+    """The tensors of a safetensors file, validated as strictly as the safetensors package does: a bad
+    file raises ValueError naming it and the problem. float16 stays float16 where the device holds it
+    and is promoted to float32 elsewhere; bfloat16 is promoted to float32 (minigrad has no bfloat16)."""
+    data = pathlib.Path(path).read_bytes()
+    entries, body = _read_header(path, data)
     state: dict[str, Tensor] = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        if info["dtype"] not in FROM_SAFETENSORS:
-            raise TypeError(f"safe_load: {name} has dtype {info['dtype']}, which minigrad does not support")
-        dtype = FROM_SAFETENSORS[info["dtype"]]
-        begin, end = info["data_offsets"]
-        array = np.frombuffer(body[begin:end], dtype=dtype.np.newbyteorder("<")).reshape(info["shape"])
-        state[name] = Tensor(array.astype(dtype.np), device=device, dtype=dtype)
+    for name, (code, shape, begin, end) in entries.items():
+        raw = body[begin:end]
+        if code == "BF16":  # the top half of a float32's bits
+            array = (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(np.float32)
+        else:
+            array = np.frombuffer(raw, dtype=FROM_SAFETENSORS[code].np.newbyteorder("<"))
+        array = array.reshape(shape).astype(array.dtype.newbyteorder("="))
+        target = device or Device.DEFAULT
+        if array.dtype == np.float16 and not Device[target].supports_dtype(dtypes.float16):
+            array = array.astype(np.float32)
+        state[name] = Tensor(array, device=device)
     return state
 
 
-__all__ = ["get_state_dict", "get_parameters", "load_state_dict", "safe_save", "safe_load"]
+def safe_load_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The `__metadata__` of a safetensors file ({} when it has none)."""
+    data = pathlib.Path(path).read_bytes()
+    _read_header(path, data)  # validates
+    return _parse_json(path, data)[0].get("__metadata__") or {}
+
+
+def _parse_json(path: Any, data: bytes) -> tuple[dict, int]:
+    def bad(problem: str) -> ValueError:
+        return ValueError(f"safe_load: {path} is not a valid safetensors file: {problem}")
+
+    if len(data) < 8:
+        raise bad(f"{len(data)} bytes, shorter than the 8-byte header length")
+    (length,) = struct.unpack("<Q", data[:8])
+    if length > len(data) - 8 or length > MAX_HEADER_BYTES:
+        raise bad(f"the header length {length} exceeds the file ({len(data)} bytes) or 100 MiB")
+    try:
+        header = json.loads(data[8 : 8 + length])
+    except RecursionError:  # json's parser recurses per level: a deeply nested header stops it here
+        raise bad("the header's JSON nests too deeply") from None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise bad(f"the header is not JSON ({error})") from None
+    if not isinstance(header, dict):
+        raise bad(f"the header is a JSON {type(header).__name__}, not an object")
+    return header, length
+
+
+def _read_header(path: Any, data: bytes) -> tuple[dict[str, tuple], memoryview]:
+    """{name: (dtype code, shape, begin, end)} and the data section, every field checked."""
+    header, length = _parse_json(path, data)
+    body = memoryview(data)[8 + length :]
+
+    def bad(problem: str) -> ValueError:
+        return ValueError(f"safe_load: {path} is not a valid safetensors file: {problem}")
+
+    metadata = header.pop("__metadata__", None)
+    if metadata is not None and not (
+        isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
+    ):
+        raise bad("__metadata__ must map strings to strings")
+    entries = {}
+    for name, info in header.items():
+        if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+            raise bad(f"{name!r} must have exactly dtype, shape and data_offsets, got {info!r}"[:300])
+        code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+        if code not in FROM_SAFETENSORS and code != "BF16":
+            raise bad(f"{name!r} has dtype {code!r}; known: {sorted(FROM_SAFETENSORS) + ['BF16']}")
+        if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
+            raise bad(f"{name!r} has shape {shape!r}, not a list of non-negative integers")
+        if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_count(o) for o in offsets):
+            raise bad(f"{name!r} has data_offsets {offsets!r}, not [begin, end] as non-negative integers")
+        begin, end = offsets
+        itemsize = 2 if code == "BF16" else FROM_SAFETENSORS[code].itemsize
+        if not begin <= end <= len(body):
+            raise bad(f"{name!r} has data_offsets {offsets} outside the {len(body)} bytes of data")
+        if end - begin != math.prod(shape) * itemsize:
+            raise bad(f"{name!r}: shape {shape} of {code} needs {math.prod(shape) * itemsize} bytes, "
+                      f"data_offsets {offsets} give {end - begin}")
+        entries[name] = (code, tuple(shape), begin, end)
+    covered = 0
+    for name, (_, _, begin, end) in sorted(entries.items(), key=lambda item: item[1][2:]):
+        if begin != covered:
+            problem = "overlaps the one before" if begin < covered else f"leaves bytes {covered}-{begin} unused"
+            raise bad(f"{name!r} (data_offsets [{begin}, {end}]) {problem}")
+        covered = end
+    if covered != len(body):
+        raise bad(f"the tensors cover {covered} of the {len(body)} bytes of data")
+    return entries, body
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+__all__ = [
+    "get_state_dict", "get_parameters", "load_state_dict", "safe_save", "safe_load", "safe_load_metadata"
+]

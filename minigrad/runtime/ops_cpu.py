@@ -18,6 +18,7 @@ import hashlib
 import os
 import pathlib
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -35,10 +36,16 @@ GCC_ONLY = ["-fvect-cost-model=dynamic", "-fschedule-insns", "-fsched-pressure"]
 OPTIMIZE_FLAGS = {"gcc": ["-O2", *GCC_ONLY], "clang": ["-O2"]}
 
 
-def find_compiler() -> str:
-    for name in [os.environ.get("CC", ""), "cc", "gcc", "clang"]:
-        if name and shutil.which(name):
-            return shutil.which(name)
+def find_compiler() -> list[str]:
+    """The compiler command: $CC (which may carry arguments, `CC="gcc -O1"`), else cc, gcc or clang."""
+    if os.environ.get("CC", "").strip():
+        command = shlex.split(os.environ["CC"])
+        if not shutil.which(command[0]):
+            raise RuntimeError(f"CC={os.environ['CC']!r}: {command[0]} was not found (install it, or fix CC)")
+        return [shutil.which(command[0]), *command[1:]]
+    for name in ["cc", "gcc", "clang"]:
+        if shutil.which(name):
+            return [shutil.which(name)]
     raise RuntimeError(
         "the CPU device needs a C compiler and none was found (looked for $CC, cc, gcc, clang): "
         "install one, e.g. `apt-get install gcc`, or set CC=/path/to/compiler"
@@ -56,9 +63,9 @@ def _cpu_flags() -> str:
 
 class ClangStyleCompiler(Compiler):
     def __init__(self):
-        self.cc = find_compiler()
+        self.cc, *user_flags = find_compiler()  # $CC's own arguments go last, so that they win
         version = subprocess.run([self.cc, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
-        self.flags = OPTIMIZE_FLAGS["clang" if "clang" in version else "gcc"] + COMMON_FLAGS
+        self.flags = OPTIMIZE_FLAGS["clang" if "clang" in version else "gcc"] + COMMON_FLAGS + user_flags
         try:
             self.compile("int main(void) { return 0; }")
         except RuntimeError:  # it does not link (e.g. clang without libomp): one thread
