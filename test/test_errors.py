@@ -75,10 +75,11 @@ def test_index_errors(device):
         x[0, 5]
     with pytest.raises(IndexError, match="too many indices"):
         x[0, 0, 0]
-    with pytest.raises(IndexError, match="must be integers, got float32"):
+    with pytest.raises(IndexError, match="must be integers or bools, got float32"):
         x[Tensor([0.5], device=device)]
-    with pytest.raises(IndexError, match="boolean masks"):
-        x[Tensor([True, False], device=device)]
+    with pytest.raises(IndexError, match="boolean mask of shape"):
+        x[Tensor([True, False, True], device=device)]  # a mask must match the dims it indexes
+    assert x[Tensor([True, False], device=device)].shape == (1, 3)  # as torch: by mask
 
 
 def test_only_float_tensors_require_gradients():

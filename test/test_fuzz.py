@@ -1,4 +1,5 @@
-"""Fuzz: random graphs mixing elementwise, reduce and movement ops, each compiled device against NUMPY.
+"""Fuzz: random graphs of 2-40 ops mixing elementwise, reduce, movement and matmul, each compiled device
+against NUMPY (the seed is in the test's name and in the failure message).
 
 200 cases in CI; FUZZ_CASES=N runs more. Each case also draws random optimization settings (threads, groups,
 upcasting, NOOPT), so the optimizer is fuzzed against unoptimized kernels through the same oracle.
@@ -59,16 +60,18 @@ def _movement(rng: np.random.Generator, t: Tensor) -> Tensor:
 
 
 def random_graph(seed: int, device: str) -> list[Tensor]:
-    """A graph of 5-30 ops over three inputs; the same seed builds the same graph on any device."""
+    """A graph of 2-40 ops over three inputs; the same seed builds the same graph on any device."""
     rng = np.random.default_rng(seed)
     shape = tuple(int(s) for s in rng.integers(1, 6, size=rng.integers(1, 4)))
     if seed % 10 == 0:  # some big enough to run on several threads
         shape = (64, 32, 32)
     pool = [Tensor(rng.uniform(-1, 1, shape).astype(np.float32), device=device) for _ in range(3)]
-    for _ in range(rng.integers(5, 31)):
+    for _ in range(rng.integers(2, 41)):
         t = pool[rng.integers(len(pool))]
-        kind = rng.choice(["unary", "binary", "reduce", "movement"], p=[0.3, 0.35, 0.15, 0.2])
-        if kind == "unary":
+        kind = rng.choice(["unary", "binary", "reduce", "movement", "matmul"], p=[0.3, 0.3, 0.15, 0.17, 0.08])
+        if kind == "matmul":  # (..., n, k) @ (..., k, n): a contraction whose output shape differs
+            out = (t @ t.transpose(-1, -2)) * 0.25 if t.ndim > 1 else (t @ t).reshape(1) * 0.25
+        elif kind == "unary":
             out = UNARY[rng.integers(len(UNARY))](t)
         elif kind == "binary":
             partners = [u for u in pool if _broadcastable(t.shape, u.shape)]
@@ -109,4 +112,4 @@ def test_random_graph_matches_numpy(seed):
         with Context(**settings):
             got = [t.numpy() for t in random_graph(seed, device)]
         for e, g in zip(expected, got):
-            np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5, err_msg=f"{device} {settings}")
+            np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5, err_msg=f"seed {seed}, {device} {settings}")

@@ -14,9 +14,9 @@ from minigrad import GlobalCounters, Tensor, dtypes
 
 def test_construction_from_python_and_numpy(device):
     assert Tensor(3.0, device=device).dtype == dtypes.float32 and Tensor(3.0, device=device).shape == ()
-    assert Tensor(3, device=device).dtype == dtypes.int32
+    assert Tensor(3, device=device).dtype == dtypes.int64
     assert Tensor(True, device=device).dtype == dtypes.bool
-    assert Tensor([[1, 2], [3, 4]], device=device).dtype == dtypes.int32
+    assert Tensor([[1, 2], [3, 4]], device=device).dtype == dtypes.int64
     assert Tensor([1.5, 2], device=device).dtype == dtypes.float32
     assert Tensor(np.zeros(3, np.float64), device=device).dtype == dtypes.float64
     assert Tensor([1, 2], device=device, dtype=dtypes.float32).dtype == dtypes.float32
@@ -39,7 +39,7 @@ def test_factories(device):
     np.testing.assert_equal(Tensor.zeros((2, 3), device=device).numpy(), np.zeros((2, 3)))
     np.testing.assert_equal(Tensor.ones(2, device=device).numpy(), [1, 1])
     np.testing.assert_equal(Tensor.full((2, 2), 7, device=device).numpy(), np.full((2, 2), 7))
-    assert Tensor.full((2,), 7, device=device).dtype == dtypes.int32
+    assert Tensor.full((2,), 7, device=device).dtype == dtypes.int64
     assert Tensor.empty(3, 4, device=device).shape == (3, 4)
     np.testing.assert_equal(Tensor.arange(5, device=device).numpy(), np.arange(5))
     np.testing.assert_allclose(Tensor.arange(1, 2, 0.25, device=device).numpy(), np.arange(1, 2, 0.25))
@@ -65,7 +65,7 @@ def test_random_numbers(device):
     u = Tensor.uniform(1000, low=-3, high=-1, device=device).numpy()
     assert -3 <= u.min() and u.max() < -1
     r = Tensor.randint(1000, low=2, high=5, device=device)
-    assert r.dtype == dtypes.int32 and set(np.unique(r.numpy())) == {2, 3, 4}
+    assert r.dtype == dtypes.int64 and set(np.unique(r.numpy())) == {2, 3, 4}
 
 
 def test_inspection(device):
@@ -86,7 +86,7 @@ def test_casts(device):
     assert t.bool().tolist() == [True, True, False]
     assert t.cast(dtypes.float64).dtype == dtypes.float64
     assert (Tensor([1, 2], device=device) + Tensor([0.5, 0.5], device=device)).dtype == dtypes.float32
-    assert (Tensor([True], device=device) + 1).dtype == dtypes.int32
+    assert (Tensor([True], device=device) + 1).dtype == dtypes.int64
 
 
 def test_half_precision(device):

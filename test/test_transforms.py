@@ -22,7 +22,7 @@ def _where(condition, a, b):
 # that has a forward rule (test_cases_reach_every_primitive_op)
 CASES = {
     "exp2_log2_sin": (lambda x: x.exp2() + (x * x + 1).log2() + x.sin(), [(6,)]),
-    "sqrt_recip_neg": (lambda x: (x * x + 1).sqrt() / (x + 3) - x, [(6,)]),
+    "sqrt_recip_neg": (lambda x: (x * x + 1).sqrt() / (x + 3) - x + (x * x + 1).reciprocal(), [(6,)]),
     "max_where_cmp": (
         lambda x, y: x.maximum(y) + _where(x < y, x * 2, y) * (x == y).logical_not(),
         [(6,), (6,)],
@@ -236,7 +236,7 @@ def test_transform_errors_name_the_problem(device):
     x = Tensor([1.0, 2.0], device=device)
     with pytest.raises(ValueError, match="one-element"):
         minigrad.grad(lambda a: a * 2)(x)
-    with pytest.raises(TypeError, match="int32"):
+    with pytest.raises(TypeError, match="int64"):
         minigrad.grad(lambda a: a.sum())(Tensor([1, 2], device=device))
     with pytest.raises(ValueError, match="argnums"):
         minigrad.grad(lambda a: a.sum(), argnums=3)(x)
