@@ -135,6 +135,7 @@ class Backend:
     """Everything the engine needs from one device."""
 
     panel_min = 512  # tensor.py copies a matmul's w into panels when every dim is at least this (_packs)
+    max_buffers = 1 << 16  # the most buffers one kernel may take (its output included); backends set theirs
 
     def __init__(
         self,

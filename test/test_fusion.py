@@ -46,11 +46,25 @@ def test_fused_results_match_numpy(device):
 def test_long_elementwise_chain_is_one_kernel(device):
     x = realized(5, device=device)
     y = x
+    for _ in range(200):
+        y = y * 1.0001 + 0.0
+    GlobalCounters.reset()
+    np.testing.assert_allclose(y.numpy(), x.numpy() * 1.0001**200, rtol=1e-4)
+    assert GlobalCounters.kernel_count == 1
+
+
+def test_huge_kernels_are_cut_r9(device):
+    """A 20,000-op chain compiled as one C function took minutes; R9 cuts it into kernels of at most
+    KERNEL_OPS ops. A kernel reading 1,100 buffers exceeded ctypes' 1,024 arguments; R9 keeps it under."""
+    x = realized(5, device=device)
+    y = x
     for _ in range(2000):
         y = y * 1.0001 + 0.0
     GlobalCounters.reset()
     np.testing.assert_allclose(y.numpy(), x.numpy() * 1.0001**2000, rtol=1e-4)
-    assert GlobalCounters.kernel_count == 1
+    assert 4000 // 512 <= GlobalCounters.kernel_count <= 4000 // 256
+    pieces = [Tensor([float(i)], device=device) for i in range(1100)]
+    np.testing.assert_equal(Tensor.cat(*pieces).numpy(), np.arange(1100, dtype=np.float32))
 
 
 # measured; tinygrad 0.14 needs 22 for the same step (batch 16 and 128, CPU). One of the 20 is R6: the

@@ -28,6 +28,11 @@ One rule orders kernels rather than buffers:
   R8 recompute      an elementwise node read by several kernels, when recomputing it in each would repeat
                     more than 64 ops (a chain of softmaxes: each kernel recomputed all the chains before
                     it). SPLIT_RECOMPUTE=0 turns R8 off.
+  R9 kernel size    a kernel stays within MAX_KERNEL_OPS ops and buffer reads (the distinct nodes
+                    inlined into it; a C compiler takes time quadratic in a function's size: a chain of 4,000
+                    ops took 6 s, a cat of 600 one-element tensors 3.6 s) and within its
+                    device's `max_buffers` (a kernel's arguments: ctypes passes at most 1,024): the inlined
+                    sources of the node that crosses the limit get buffers of their own.
 So elementwise chains fuse into one kernel, and so do elementwise ops feeding a reduce (`(a*b).sum(1)`) and
 after it at its shape (`x.sum(1) / n`); nodes read by several kernels are recomputed in each (R6 and R8
 aside; a reduce never is). BUFFER (copy host data into a new device buffer) and COPY are not kernels.
@@ -44,6 +49,7 @@ from __future__ import annotations
 import heapq
 from typing import NamedTuple
 
+from minigrad.device import Device
 from minigrad.helpers import GlobalCounters, getenv, prod
 from minigrad.lazy import LazyNode
 from minigrad.ops import ELEMENTWISE, IOTA, REDUCE, AstNode, Op
@@ -53,6 +59,7 @@ from minigrad.shape.view import contiguous_strides
 # R6: a value that a reduce loop reads 8 times over (or more), a million reads in all, is computed once
 BROADCAST, BROADCAST_READS = 8, 1 << 20
 RECOMPUTE_OPS = 64  # R8: an elementwise expression longer than this is computed once, not in every reader
+MAX_KERNEL_OPS = 512  # R9 (KERNEL_OPS=N): a 20,000-op chain compiles in seconds as 40 kernels, not in minutes
 
 
 class ScheduleItem(NamedTuple):  # a NamedTuple: a cache hit rebuilds ~30 of them per training step
@@ -198,7 +205,7 @@ class _KernelPlanner:
             ):
                 changed |= self._mark(node, "R4 reduce result read by a reduce or through a view")
                 contains[id(node)] = False
-        if changed or self._broadcast_rule(contains) or self._recompute_rule(members):
+        if changed or self._broadcast_rule(contains) or self._recompute_rule(members) or self._size_rule():
             return True
         for kernel_reduces in reduces.values():
             for extra in kernel_reduces[1:]:
@@ -240,6 +247,28 @@ class _KernelPlanner:
                 changed |= self._mark(
                     node, f"R8 more than {RECOMPUTE_OPS} ops that several kernels would repeat"
                 )
+        return changed
+
+    def _size_rule(self) -> bool:
+        """R9: cut kernels that would exceed KERNEL_OPS distinct ops and buffer reads, or their device's
+        buffer limit, sources first: the inlined sources of the node that crosses the limit get buffers.
+        Sets, not sums, of nodes: a value read twice in one kernel is computed once there."""
+        ops: dict[int, frozenset[int]] = {}  # the distinct inlined nodes of a node's kernel-to-be
+        reads: dict[int, frozenset[int]] = {}  # and the buffers it reads
+        max_ops, limits, changed = getenv("KERNEL_OPS", MAX_KERNEL_OPS), {}, False
+        size = lambda b: len(ops[id(b)]) + len(reads[id(b)])  # noqa: E731
+        for node in self.order:
+            if node.device not in limits:
+                limits[node.device] = Device[node.device].max_buffers - 1  # one argument is the output
+            inlined = [s.base for s in node.srcs if id(s.base) in ops and not self.owns_buffer(s.base)]
+            direct = {id(s.base) for s in node.srcs if s.base.op is not Op.CONST}
+            buffers = frozenset(direct - {id(b) for b in inlined})
+            ops[id(node)] = frozenset({id(node)}).union(*(ops[id(b)] for b in inlined))
+            reads[id(node)] = buffers.union(*(reads[id(b)] for b in inlined))
+            if size(node) > max_ops or len(reads[id(node)]) >= limits[node.device]:
+                for source in inlined:  # all of them: a source left inlined in two kernels would run twice
+                    changed |= self._mark(source, f"R9 kernel size: over {max_ops} ops or the buffer limit")
+                ops[id(node)], reads[id(node)] = frozenset({id(node)}), frozenset(direct)
         return changed
 
     @staticmethod
@@ -478,7 +507,9 @@ def _signature(targets: list[LazyNode]) -> tuple[list[LazyNode], tuple]:
             arg = None if node.op is Op.BUFFER else node.arg  # host data is not part of the plan
             srcs = tuple([(number[id(src.base)], src.st.views) for src in node.srcs])  # Views hash fastest
             entries.append((node.op, arg, node.dtype, node.device, node.shape, srcs))
-    settings = (getenv("SPLIT_BROADCAST", 1), getenv("SPLIT_RECOMPUTE", 1))  # the planner's switches
+    settings = (  # the planner's switches
+        getenv("SPLIT_BROADCAST", 1), getenv("SPLIT_RECOMPUTE", 1), getenv("KERNEL_OPS", MAX_KERNEL_OPS)
+    )
     return nodes, (tuple(entries), tuple(number[id(t.base)] for t in targets), settings)
 
 

@@ -126,6 +126,7 @@ class CpuAllocator(HostAllocator):
 
 
 class CpuDevice(Backend):
+    max_buffers = 1024  # ctypes passes at most 1,024 arguments to a C function
     panel_min = 128  # matmuls pack from 128 (tensor._packs): 128x784x512 2.15 -> 0.87 + 0.10 ms (copy)
 
     def __init__(self):

@@ -97,6 +97,7 @@ class CudaProgram(Program):
 
 class CudaDevice(Backend):
     panel_min = 1 << 62  # no panel copies (tensor._packs): matmul operands go through local memory (opt.tile)
+    max_buffers = 4096 // 8  # a kernel's parameters: at most 4 KiB (CUDA C Programming Guide), 8 per pointer
 
     def __init__(self):
         try:

@@ -124,6 +124,7 @@ def pick_device():
 class OpenclDevice(Backend):
     def __init__(self):
         self.cl_device = pick_device()
+        self.max_buffers = self.cl_device.max_parameter_size // (self.cl_device.address_bits // 8)
         self.context = cl.Context([self.cl_device])
         self.queue = cl.CommandQueue(self.context, properties=cl.command_queue_properties.PROFILING_ENABLE)
         context, cl_device, queue = self.context, self.cl_device, self.queue
