@@ -19,6 +19,7 @@ import os
 import pathlib
 import threading
 import warnings
+from collections import OrderedDict
 from typing import Any, Callable
 
 import numpy as np
@@ -26,7 +27,7 @@ import numpy as np
 from minigrad import diskcache
 from minigrad.codegen.cstyle import Language, render_kernel
 from minigrad.dtype import DType
-from minigrad.helpers import GlobalCounters, codegen_settings, getenv
+from minigrad.helpers import LRU, GlobalCounters, codegen_settings, getenv
 
 
 class Allocator:
@@ -34,32 +35,43 @@ class Allocator:
     opaque handle it uses.
 
     `alloc`/`free` keep recently freed buffers and hand them out again for a request of the same size (up
-    to CACHE_BYTES in all), so a training loop that frees and reallocates the same shapes every step pays
-    for neither allocation nor first-touch page faults. LRU=0 turns this off."""
-
-    CACHE_BYTES = 512 << 20
+    to ALLOC_CACHE_MB megabytes in all, default 64; the least recently freed go first), so a training loop
+    that frees and reallocates the same shapes every step pays for neither allocation nor first-touch page
+    faults. LRU=0 turns this off."""
 
     def __init__(self) -> None:
-        self._cache: dict[int, list[Any]] = {}
+        self._cache: OrderedDict[int, Any] = OrderedDict()  # id -> (nbytes, buf), oldest first
+        self._by_size: dict[int, list[int]] = {}  # nbytes -> ids in _cache
         self._cached_bytes = 0
         self._lock = threading.Lock()  # a Buffer can be freed by the garbage collector on any thread
 
     def alloc(self, nbytes: int) -> Any:
         if getenv("LRU", 1):
             with self._lock:
-                if self._cache.get(nbytes):
-                    self._cached_bytes -= nbytes
-                    return self._cache[nbytes].pop()
+                if self._by_size.get(nbytes):
+                    return self._take(self._by_size[nbytes][-1])[1]
         return self._alloc(nbytes)
 
     def free(self, buf: Any, nbytes: int) -> None:
-        if getenv("LRU", 1):
+        limit, evicted = getenv("ALLOC_CACHE_MB", 64) << 20, []
+        if getenv("LRU", 1) and nbytes <= limit:
             with self._lock:
-                if self._cached_bytes + nbytes <= self.CACHE_BYTES:
-                    self._cache.setdefault(nbytes, []).append(buf)
-                    self._cached_bytes += nbytes
-                    return
-        self._free(buf)
+                self._cache[id(buf)] = (nbytes, buf)
+                self._by_size.setdefault(nbytes, []).append(id(buf))
+                self._cached_bytes += nbytes
+                while self._cached_bytes > limit:
+                    evicted.append(self._take(next(iter(self._cache)))[1])
+        else:
+            evicted.append(buf)
+        for old in evicted:
+            self._free(old)
+
+    def _take(self, key: int) -> tuple[int, Any]:
+        """Remove one cached buffer (the caller holds the lock)."""
+        nbytes, buf = self._cache.pop(key)
+        self._by_size[nbytes].remove(key)
+        self._cached_bytes -= nbytes
+        return nbytes, buf
 
     def _alloc(self, nbytes: int) -> Any:
         raise NotImplementedError
@@ -152,7 +164,7 @@ class Backend:
         self.renderer = (
             (lambda ast, nest=None: render_kernel(ast, language, nest)) if self.language else language
         )
-        self._programs: dict[Any, Program] = {}
+        self._programs: LRU = LRU(lambda: getenv("PROGRAM_CACHE_SIZE", 512))  # loaded programs
         self._compiled: dict[Any, tuple] = {}  # compiled by precompile(), not loaded yet
 
     def supports_dtype(self, dtype: DType) -> bool:
@@ -170,7 +182,7 @@ class Backend:
             name, source, binary, (global_size, local_size) = self._compiled.pop(key, None) or self._compile(
                 ast, nest
             )
-            program = self._programs[key] = self.program(name, binary)
+            program = self._programs.put(key, self.program(name, binary))
             program.source, program.global_size, program.local_size = source, global_size, local_size
         return program
 

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import math
 import os
+from collections import OrderedDict
 from typing import Any, Callable, Iterator
 
 _overrides: list[dict[str, int | str]] = []
@@ -92,6 +93,29 @@ class GlobalCounters:
 
 
 prod = math.prod  # of an iterable of ints (1 for none)
+
+
+class LRU(OrderedDict):
+    """A dict that keeps its `size()` most recently used entries (every in-process cache is one, so that a
+    long run over many shapes does not grow without end). `size` is a function: the limit comes from an
+    environment variable, read when an entry is added."""
+
+    def __init__(self, size: Callable[[], int]):
+        super().__init__()
+        self.size = size
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        if key not in self:
+            return default
+        self.move_to_end(key)
+        return self[key]
+
+    def put(self, key: Any, value: Any) -> Any:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > max(self.size(), 1):
+            self.popitem(last=False)
+        return value
 
 
 class AxisError(ValueError, IndexError):

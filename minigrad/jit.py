@@ -10,7 +10,8 @@ launches directly: no graph building, no scheduling, no compiling.
     call 3+: swap the new inputs' buffers for the recorded ones and relaunch
 
 Each input signature has its own recording, so a new shape or dtype just records again; so does a new
-pattern of inputs sharing one buffer (`f(a, a)`, then `f(a, b)`). Every replay
+pattern of inputs sharing one buffer (`f(a, a)`, then `f(a, b)`). The JIT_CACHE_SIZE (default 16) most
+recently used recordings are kept. Every replay
 writes its results into newly allocated buffers: the outputs of two calls never alias. Buffers the
 function writes in place (parameters updated by `assign`) are written again on every replay, as they
 should be. What a replay does not redo is Python: `.grad` attributes and other Tensors the function
@@ -27,7 +28,7 @@ from typing import Any, Callable
 
 from minigrad.device import Buffer
 from minigrad.engine import realize
-from minigrad.helpers import GlobalCounters, map_leaves
+from minigrad.helpers import LRU, GlobalCounters, getenv, map_leaves
 from minigrad.lazy import LazyNode
 from minigrad.tensor import Tensor
 
@@ -84,8 +85,8 @@ def _buffer(t: Tensor) -> Buffer:
 class TinyJit:
     def __init__(self, fn: Callable):
         self.fn = fn
-        self.calls: dict[Any, int] = {}
-        self.recordings: dict[Any, _Recording] = {}
+        self.calls = LRU(lambda: 1024)  # calls seen per input signature (recording starts at the second)
+        self.recordings = LRU(lambda: getenv("JIT_CACHE_SIZE", 16))  # the latest signatures' recordings
         functools.update_wrapper(self, fn)
 
     def reset(self) -> None:
@@ -103,9 +104,8 @@ class TinyJit:
         _map((args, kwargs), inputs.append, "the arguments")
         key = (_describe(args), _describe(kwargs), _aliasing([_buffer(t) for t in inputs]))
         if key in self.recordings:
-            return self._replay(self.recordings[key], [_buffer(t) for t in inputs])
-        self.calls[key] = self.calls.get(key, 0) + 1
-        if self.calls[key] == 1:
+            return self._replay(self.recordings.get(key), [_buffer(t) for t in inputs])
+        if self.calls.put(key, self.calls.get(key, 0) + 1) == 1:
             return self._run(args, kwargs)
         realize.capture = []
         try:
@@ -118,7 +118,7 @@ class TinyJit:
         returned: list[_Result] = []
         _map(outputs, returned.append, "the return value", leaf=_Result)
         results = {id(r.buffer) for r in returned if id(r.buffer) in fresh}
-        self.recordings[key] = _Recording(runs, [_buffer(t) for t in inputs], outputs, results)
+        self.recordings.put(key, _Recording(runs, [_buffer(t) for t in inputs], outputs, results))
         return out
 
     def _run(self, args: tuple, kwargs: dict) -> Any:

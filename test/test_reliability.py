@@ -418,3 +418,39 @@ def test_safe_load_reads_half_precision_and_metadata_from_the_safetensors_packag
     assert safe_load_metadata(path) == {"format": "pt"}
     safe_save({"w": state["b"]}, path, metadata={"step": "3"})
     assert safe_load_metadata(path) == {"step": "3"} and safe_load(path)["w"].tolist() == [1.5, -2.25]
+
+
+# ---- every in-process cache is bounded ----------------------------------------------------------------
+
+MEMORY_PROGRAM = """
+    import numpy as np
+    from minigrad import Device, Tensor, TinyJit
+    from minigrad.engine import schedule
+
+    def rss_mb():
+        return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+    double = TinyJit(lambda x: x * 2)
+    for n in range(1, 121):  # a new shape every step: new kernels, plans, buffers and recordings
+        x = Tensor(np.ones((n, 64), np.float32), device="CPU")
+        ((x * 3 + 1).relu().sum(1) / n).numpy()
+        for _ in range(3):
+            double(x)
+        if n == 40:
+            start = rss_mb()
+    backend = Device["CPU"]
+    loaded = sum(1 for line in open("/proc/self/maps") if "minigrad-kernels" in line)
+    print(len(backend._programs), backend.allocator._cached_bytes, len(schedule._SCHEDULES),
+          len(double.recordings), loaded, round(rss_mb() - start))
+"""
+
+
+@pytest.mark.skipif("CPU" not in DEVICES, reason="the CPU device (a C compiler) is not available")
+def test_caches_are_bounded(tmp_path):
+    result = run_python(MEMORY_PROGRAM, tmp_path, PROGRAM_CACHE_SIZE="32", ALLOC_CACHE_MB="1",
+                        SCHEDULE_CACHE_SIZE="8", JIT_CACHE_SIZE="4")
+    assert result.returncode == 0, result.stderr[-2000:]
+    programs, cached_bytes, plans, recordings, mapped, growth = map(int, result.stdout.split())
+    assert programs <= 32 and cached_bytes <= 1 << 20 and plans <= 8 and recordings <= 4
+    assert mapped <= 8 * (32 + 4 * 2), f"{mapped} mappings of kernel libraries: evicted ones stay loaded"
+    assert growth < 30, f"grew {growth} MB over 80 new shapes"

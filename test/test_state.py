@@ -93,5 +93,5 @@ def test_safetensors_files_interchange_with_the_safetensors_package(tmp_path):
 
 def test_safe_load_rejects_a_file_that_is_not_safetensors(tmp_path):
     (tmp_path / "junk").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
-    with pytest.raises(ValueError, match="no valid safetensors header"):
+    with pytest.raises(ValueError, match="junk is not a valid safetensors file: the header is not JSON"):
         safe_load(tmp_path / "junk")

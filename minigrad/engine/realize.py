@@ -184,7 +184,7 @@ def _set_outputs(item: ScheduleItem, buffers: list[Buffer]) -> None:
         node.realized = buffer
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=1024)
 def _count_ops(ast: AstNode) -> int:
     """Each ALU node costs one op per element it computes (a reduce: per element it reads)."""
     shapes: dict[int, tuple[int, ...]] = {}

@@ -50,7 +50,7 @@ import heapq
 from typing import NamedTuple
 
 from minigrad.device import Device
-from minigrad.helpers import GlobalCounters, getenv, prod
+from minigrad.helpers import LRU, GlobalCounters, getenv, prod
 from minigrad.lazy import LazyNode
 from minigrad.ops import ELEMENTWISE, IOTA, REDUCE, AstNode, Op
 from minigrad.shape.shapetracker import ShapeTracker
@@ -384,7 +384,7 @@ def _full_shape(reduce: AstNode) -> tuple[int, ...]:
     return leaf.arg[1].shape
 
 
-_KERNELS: dict[AstNode, AstNode] = {}  # every distinct kernel AST, once (see _kernel_for)
+_KERNELS = LRU(lambda: getenv("SCHEDULE_CACHE_SIZE", 64) * 8)  # each kernel AST once (_kernel_for)
 
 
 def _kernel_for(node: LazyNode, planner: _KernelPlanner) -> ScheduleItem:
@@ -396,7 +396,7 @@ def _kernel_for(node: LazyNode, planner: _KernelPlanner) -> ScheduleItem:
     st = ShapeTracker.from_shape(node.shape)
     value = builder.value(node, st)
     store = _fit_to_reduce(AstNode(Op.STORE, (value,), (0, st), node.dtype))
-    store = _KERNELS.setdefault(store, store)  # one object per distinct kernel: cache lookups by identity
+    store = _KERNELS.get(store) or _KERNELS.put(store, store)  # one object per kernel: lookups by identity
     return ScheduleItem(store, (node,), tuple(builder.inputs), reason)
 
 
@@ -513,8 +513,8 @@ def _signature(targets: list[LazyNode]) -> tuple[list[LazyNode], tuple]:
     return nodes, (tuple(entries), tuple(number[id(t.base)] for t in targets), settings)
 
 
-_SCHEDULES: dict[tuple, list[tuple[AstNode, tuple[int, ...], tuple[int, ...], str]]] = {}
-_SCHEDULE_CACHE_SIZE = 256
+# signature -> [(ast, output positions, input positions, reason)], the most recently used plans
+_SCHEDULES = LRU(lambda: getenv("SCHEDULE_CACHE_SIZE", 64))
 
 
 def create_schedule(targets: list[LazyNode]) -> list[ScheduleItem]:
@@ -528,9 +528,7 @@ def create_schedule(targets: list[LazyNode]) -> list[ScheduleItem]:
         number = {id(n): i for i, n in enumerate(nodes)}
         if all(id(n) in number for item in schedule for n in item.inputs):  # not with R7's new copies
             at = lambda ns: tuple(number[id(n)] for n in ns)  # noqa: E731
-            if len(_SCHEDULES) >= _SCHEDULE_CACHE_SIZE:
-                _SCHEDULES.pop(next(iter(_SCHEDULES)))  # the oldest entry goes
-            _SCHEDULES[signature] = [(it.ast, at(it.outputs), at(it.inputs), it.reason) for it in schedule]
+            _SCHEDULES.put(signature, [(it.ast, at(it.outputs), at(it.inputs), it.reason) for it in schedule])
         return schedule
     GlobalCounters.schedule_cache_hits += 1
     return [
