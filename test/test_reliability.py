@@ -454,3 +454,31 @@ def test_caches_are_bounded(tmp_path):
     assert programs <= 32 and cached_bytes <= 1 << 20 and plans <= 8 and recordings <= 4
     assert mapped <= 8 * (32 + 4 * 2), f"{mapped} mappings of kernel libraries: evicted ones stay loaded"
     assert growth < 30, f"grew {growth} MB over 80 new shapes"
+
+
+LEAK_PROGRAM = """
+    import subprocess
+    from minigrad import Tensor
+    print((Tensor([1.0, 2.0], device="CPU") * 5).tolist())
+    real_run = subprocess.run
+
+    def interrupted(*args, **kwargs):  # Ctrl-C while the C compiler runs
+        real_run(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    subprocess.run = interrupted
+    try:
+        (Tensor([1.0, 2.0], device="CPU") * 7 - 3).tolist()
+    except KeyboardInterrupt:
+        print("interrupted")
+"""
+
+
+@pytest.mark.skipif("CPU" not in DEVICES, reason="the CPU device (a C compiler) is not available")
+def test_no_temporary_files_leak_also_on_ctrl_c(tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    result = run_python(LEAK_PROGRAM, tmp_path / "cache", TMPDIR=str(scratch))
+    assert result.stdout.split() == ["[5.0,", "10.0]", "interrupted"], result.stderr[-2000:]
+    assert list(scratch.iterdir()) == [], "temporary files were left behind"
+    assert not list((tmp_path / "cache").rglob("*.tmp"))
