@@ -70,6 +70,8 @@ class Allocator:
         """Remove one cached buffer (the caller holds the lock)."""
         nbytes, buf = self._cache.pop(key)
         self._by_size[nbytes].remove(key)
+        if not self._by_size[nbytes]:
+            del self._by_size[nbytes]  # (a run over many shapes would leave a key per size)
         self._cached_bytes -= nbytes
         return nbytes, buf
 
@@ -293,7 +295,7 @@ class _DeviceRegistry:
     def _default(self) -> str:
         for name in _PREFERENCE:
             if name in self.known and self.unavailable_reason(name) is None:
-                cpu_reason = self.unavailable_reason("CPU") if name != "CPU" and name != "CUDA" else None
+                cpu_reason = self.unavailable_reason("CPU") if name not in ("CPU", "CUDA") else None
                 if cpu_reason:  # said once: a program that meant to run compiled C runs on NUMPY or OPENCL
                     warnings.warn(f"minigrad: the CPU device is unavailable ({cpu_reason}); using {name}")
                 return name

@@ -13,8 +13,9 @@ written or that does not verify:
     (`secret`, 0600), so a file planted or copied from another key fails and is compiled again;
   - entries are written to a temporary file in the directory and renamed into place (never seen half
     written; the temporary file is removed on any error, Ctrl-C included);
-  - the directory holds at most CACHE_MB megabytes (default 1024); a store beyond that removes the least
-    recently used entries (a load refreshes an entry's time).
+  - the directory holds at most CACHE_MB megabytes (default 1024): a process's first store, and every
+    store after 1/64 of that, removes the least recently used entries beyond it (a load refreshes an
+    entry's time).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import warnings
 from minigrad.helpers import getenv
 
 SUFFIX = ".bin"
+_unchecked = [1 << 62]  # bytes this process stored since it last evicted (the first store evicts)
 
 
 def cache_dir() -> pathlib.Path:
@@ -57,8 +59,11 @@ def _checked_dir(path: str) -> pathlib.Path:
     if problem is None:
         return directory
     fallback = pathlib.Path(tempfile.mkdtemp(prefix="minigrad-cache-"))  # 0700, removed by nobody: small
-    warnings.warn(f"minigrad: the kernel cache {directory} {problem}; not using it (this process caches in "
-                  f"{fallback}). Fix it with: chmod 700 {directory}, or set XDG_CACHE_HOME", stacklevel=2)
+    warnings.warn(
+        f"minigrad: the kernel cache {directory} {problem}; not using it (this process caches in "
+        f"{fallback}). Fix it with: chmod 700 {directory}, or set XDG_CACHE_HOME",
+        stacklevel=2,
+    )
     return fallback
 
 
@@ -74,15 +79,20 @@ def _unsafe(info: os.stat_result, want_dir: bool) -> str | None:
     return None
 
 
+@functools.cache  # read once per process and directory (a failure is not cached: it raises)
 def _secret(directory: pathlib.Path) -> bytes:
-    """The key of the entries' HMACs: 32 random bytes made once per directory, readable by this user only."""
+    """The key of the entries' HMACs: 32 random bytes made once per directory, readable by this user only.
+    Written whole to a temporary file and linked into place, so no process ever reads half of it."""
     path = directory / "secret"
+    fd, tmp = tempfile.mkstemp(dir=directory)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(secrets.token_bytes(32))
+        os.link(tmp, path)
     except FileExistsError:
-        pass
+        pass  # another process made it first: use that one
+    finally:
+        os.unlink(tmp)
     data = _read_private(path)
     if data is None or len(data) != 32:
         raise OSError(f"the cache secret {path} is not a private 32-byte file")
@@ -142,7 +152,11 @@ def store(key: str, value: bytes) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    evict(getenv("CACHE_MB", 1024) << 20)
+    limit = getenv("CACHE_MB", 1024) << 20
+    _unchecked[0] += len(value)
+    if _unchecked[0] > limit // 64:  # listing the directory on every store would cost more than compiling
+        _unchecked[0] = 0
+        evict(limit)
 
 
 def entries() -> list[pathlib.Path]:

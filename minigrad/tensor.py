@@ -73,7 +73,8 @@ def broadcast_shape(*shapes: Shape) -> Shape:
 
 class Tensor:
     __slots__ = ("lazydata", "_requires_grad", "grad", "__weakref__")
-    __array_ufunc__ = None  # numpy leaves `np.float32(2) * t` and `array + t` to Tensor: a Tensor, not an array
+    # numpy leaves `np.float32(2) * t` and `array + t` to Tensor: the result is a Tensor, not an array
+    __array_ufunc__ = None
 
     training: ClassVar[bool] = False
     no_grad: ClassVar[bool] = False
@@ -439,7 +440,7 @@ class Tensor:
 
     def backward(self, gradient: "Tensor | None" = None, retain_graph: bool | None = None) -> "Tensor":
         """Accumulate d(self)/d(leaf) into `.grad` of every tensor with requires_grad=True that self uses.
-        The graph is always kept (a second call accumulates again), so `retain_graph` is accepted and unused."""
+        The graph is always kept (a second call accumulates again): `retain_graph` is accepted, unused."""
         if not self.requires_grad:
             raise RuntimeError(
                 "backward() on a tensor that does not require grad: no input of it was created "
@@ -548,7 +549,7 @@ class Tensor:
 
     def div(self, other: Operand, reverse: bool = False) -> "Tensor":
         if not reverse and isinstance(other, (int, float)) and not isinstance(other, bool):
-            if 1e-30 < abs(other) < 1e30:  # 1/other is a normal float32: fold the reciprocal into the constant
+            if 1e-30 < abs(other) < 1e30:  # 1/other is a normal float32: fold it into the constant
                 return self._float() * (1 / other)
         x, y = self._broadcasted(other, reverse)
         return x._float()._alu(Op.DIV, y._float())
@@ -1021,7 +1022,9 @@ class Tensor:
             size = self.shape[dim]
             if isinstance(item, Tensor):
                 if not dtypes.is_int(item.dtype):
-                    raise IndexError(f"tensors used as indices must be integers or bools, got {item.dtype.name}")
+                    raise IndexError(
+                        f"tensors used as indices must be integers or bools, got {item.dtype.name}"
+                    )
                 item._check_bounds(-size, size, f"index for dim {dim} with size {size}")
                 tensor_dims.append(len(out_shape))
                 tensor_indices.append(item)
@@ -1059,8 +1062,10 @@ class Tensor:
                 lead = sum(1 for i in expanded if i is not None)
                 shape = self.shape[lead : lead + item.positions.ndim] if lead < self.ndim else ()
                 if item.positions.shape != shape:
-                    raise IndexError(f"a boolean mask of shape {item.positions.shape} does not match the indexed "
-                                     f"dims {shape} of a tensor of shape {self.shape}")
+                    raise IndexError(
+                        f"a boolean mask of shape {item.positions.shape} does not match the indexed "
+                        f"dims {shape} of a tensor of shape {self.shape}"
+                    )
                 expanded += [Tensor(p, device=self.device) for p in np.nonzero(item.positions)]
             else:
                 expanded.append(item)
@@ -1098,9 +1103,7 @@ class Tensor:
         for i, (t, size) in enumerate(zip(indices, sizes)):
             t = t.cast(dtypes.int32)
             t = (t < 0).where(t + size, t)._broadcast_to(index_shape)
-            positions = _positions(size, self.device).reshape(
-                (1,) * (s + i) + (size,) + (1,) * (k - i - 1)
-            )
+            positions = _positions(size, self.device).reshape((1,) * (s + i) + (size,) + (1,) * (k - i - 1))
             hit = t.reshape(index_shape + (1,) * k) == positions
             mask = hit if mask is None else mask & hit
         picked = mask.reshape((1,) * len(rest) + mask.shape).where(x, 0)
@@ -1157,7 +1160,8 @@ class Tensor:
         return out.reshape(tuple(1 if d in axes else s for d, s in enumerate(self.shape))) if keepdim else out
 
     def sum(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
-        x = self.cast(dtypes.int64) if dtypes.is_int(self.dtype) or self.dtype == dtypes.bool else self  # torch
+        integer = dtypes.is_int(self.dtype) or self.dtype == dtypes.bool
+        x = self.cast(dtypes.int64) if integer else self  # integer sums are int64, as torch
         return x._reduce(Op.REDUCE_SUM, axis, keepdim)
 
     def max(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":

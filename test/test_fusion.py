@@ -43,11 +43,15 @@ def test_fused_results_match_numpy(device):
     np.testing.assert_allclose(((x @ W1.T + b1).relu().sum(1) / 3).numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
+def _chain(x: Tensor, length: int) -> Tensor:
+    for _ in range(length):
+        x = x * 1.0001 + 0.0
+    return x
+
+
 def test_long_elementwise_chain_is_one_kernel(device):
     x = realized(5, device=device)
-    y = x
-    for _ in range(200):
-        y = y * 1.0001 + 0.0
+    y = _chain(x, 200)
     GlobalCounters.reset()
     np.testing.assert_allclose(y.numpy(), x.numpy() * 1.0001**200, rtol=1e-4)
     assert GlobalCounters.kernel_count == 1
@@ -57,9 +61,7 @@ def test_huge_kernels_are_cut_r9(device):
     """A 20,000-op chain compiled as one C function took minutes; R9 cuts it into kernels of at most
     KERNEL_OPS ops. A kernel reading 1,100 buffers exceeded ctypes' 1,024 arguments; R9 keeps it under."""
     x = realized(5, device=device)
-    y = x
-    for _ in range(2000):
-        y = y * 1.0001 + 0.0
+    y = _chain(x, 2000)
     GlobalCounters.reset()
     np.testing.assert_allclose(y.numpy(), x.numpy() * 1.0001**2000, rtol=1e-4)
     assert 4000 // 512 <= GlobalCounters.kernel_count <= 4000 // 256

@@ -112,4 +112,5 @@ def test_random_graph_matches_numpy(seed):
         with Context(**settings):
             got = [t.numpy() for t in random_graph(seed, device)]
         for e, g in zip(expected, got):
-            np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5, err_msg=f"seed {seed}, {device} {settings}")
+            message = f"seed {seed}, {device} {settings}"
+            np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5, err_msg=message)

@@ -341,7 +341,8 @@ def test_autograd_pieces_match_torch(device):
     loss.backward()
     loss.backward(retain_graph=True)  # accumulates again, as torch with retain_graph=True
     assert z.grad.tolist() == [12.0]
-    w, tw = Tensor([1.0, 2.0], device=device, requires_grad=True), torch.tensor([1.0, 2.0], requires_grad=True)
+    w = Tensor([1.0, 2.0], device=device, requires_grad=True)
+    tw = torch.tensor([1.0, 2.0], requires_grad=True)
     a, ta = Tensor([0.0, 0.0], device=device).realize(), torch.zeros(2)
     a.assign(w * 3)
     ta.copy_(tw * 3)
@@ -370,7 +371,7 @@ def test_two_devices_in_one_op_name_both(device):
 # ---- safe_load validates like the safetensors package ----------------------------------------------
 
 
-def _safetensors_file(path: pathlib.Path, header, body: bytes = b"", length: int | None = None) -> pathlib.Path:
+def _safetensors_file(path: pathlib.Path, header, body: bytes = b"", length: int | None = None):
     text = header if isinstance(header, bytes) else json.dumps(header).encode()
     path.write_bytes(struct.pack("<Q", len(text) if length is None else length) + text + body)
     return path

@@ -507,9 +507,8 @@ def _signature(targets: list[LazyNode]) -> tuple[list[LazyNode], tuple]:
             arg = None if node.op is Op.BUFFER else node.arg  # host data is not part of the plan
             srcs = tuple([(number[id(src.base)], src.st.views) for src in node.srcs])  # Views hash fastest
             entries.append((node.op, arg, node.dtype, node.device, node.shape, srcs))
-    settings = (  # the planner's switches
-        getenv("SPLIT_BROADCAST", 1), getenv("SPLIT_RECOMPUTE", 1), getenv("KERNEL_OPS", MAX_KERNEL_OPS)
-    )
+    switches = ("SPLIT_BROADCAST", 1), ("SPLIT_RECOMPUTE", 1), ("KERNEL_OPS", MAX_KERNEL_OPS)
+    settings = tuple(getenv(name, default) for name, default in switches)  # the planner's switches
     return nodes, (tuple(entries), tuple(number[id(t.base)] for t in targets), settings)
 
 

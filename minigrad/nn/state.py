@@ -10,6 +10,7 @@ package.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -114,8 +115,8 @@ def safe_load(path: str | os.PathLike, device: str | None = None) -> dict[str, T
     """The tensors of a safetensors file, validated as strictly as the safetensors package does: a bad
     file raises ValueError naming it and the problem. float16 stays float16 where the device holds it
     and is promoted to float32 elsewhere; bfloat16 is promoted to float32 (minigrad has no bfloat16)."""
-    data = pathlib.Path(path).read_bytes()
-    entries, body = _read_header(path, data)
+    entries, body, _ = _read_header(path, pathlib.Path(path).read_bytes())
+    half_ok = Device[device or Device.DEFAULT].supports_dtype(dtypes.float16)
     state: dict[str, Tensor] = {}
     for name, (code, shape, begin, end) in entries.items():
         raw = body[begin:end]
@@ -124,8 +125,7 @@ def safe_load(path: str | os.PathLike, device: str | None = None) -> dict[str, T
         else:
             array = np.frombuffer(raw, dtype=FROM_SAFETENSORS[code].np.newbyteorder("<"))
         array = array.reshape(shape).astype(array.dtype.newbyteorder("="))
-        target = device or Device.DEFAULT
-        if array.dtype == np.float16 and not Device[target].supports_dtype(dtypes.float16):
+        if array.dtype == np.float16 and not half_ok:
             array = array.astype(np.float32)
         state[name] = Tensor(array, device=device)
     return state
@@ -133,15 +133,16 @@ def safe_load(path: str | os.PathLike, device: str | None = None) -> dict[str, T
 
 def safe_load_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The `__metadata__` of a safetensors file ({} when it has none)."""
-    data = pathlib.Path(path).read_bytes()
-    _read_header(path, data)  # validates
-    return _parse_json(path, data)[0].get("__metadata__") or {}
+    return _read_header(path, pathlib.Path(path).read_bytes())[2]
+
+
+def _invalid(path: Any, problem: str) -> ValueError:
+    return ValueError(f"safe_load: {path} is not a valid safetensors file: {problem}")
 
 
 def _parse_json(path: Any, data: bytes) -> tuple[dict, int]:
-    def bad(problem: str) -> ValueError:
-        return ValueError(f"safe_load: {path} is not a valid safetensors file: {problem}")
-
+    """The header (a JSON object) and its length in bytes."""
+    bad = functools.partial(_invalid, path)
     if len(data) < 8:
         raise bad(f"{len(data)} bytes, shorter than the 8-byte header length")
     (length,) = struct.unpack("<Q", data[:8])
@@ -158,14 +159,10 @@ def _parse_json(path: Any, data: bytes) -> tuple[dict, int]:
     return header, length
 
 
-def _read_header(path: Any, data: bytes) -> tuple[dict[str, tuple], memoryview]:
-    """{name: (dtype code, shape, begin, end)} and the data section, every field checked."""
+def _read_header(path: Any, data: bytes) -> tuple[dict[str, tuple], memoryview, dict[str, str]]:
+    """{name: (dtype code, shape, begin, end)}, the data section and the metadata, every field checked."""
     header, length = _parse_json(path, data)
-    body = memoryview(data)[8 + length :]
-
-    def bad(problem: str) -> ValueError:
-        return ValueError(f"safe_load: {path} is not a valid safetensors file: {problem}")
-
+    body, bad = memoryview(data)[8 + length :], functools.partial(_invalid, path)
     metadata = header.pop("__metadata__", None)
     if metadata is not None and not (
         isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
@@ -187,18 +184,22 @@ def _read_header(path: Any, data: bytes) -> tuple[dict[str, tuple], memoryview]:
         if not begin <= end <= len(body):
             raise bad(f"{name!r} has data_offsets {offsets} outside the {len(body)} bytes of data")
         if end - begin != math.prod(shape) * itemsize:
-            raise bad(f"{name!r}: shape {shape} of {code} needs {math.prod(shape) * itemsize} bytes, "
-                      f"data_offsets {offsets} give {end - begin}")
+            raise bad(
+                f"{name!r}: shape {shape} of {code} needs {math.prod(shape) * itemsize} bytes, "
+                f"data_offsets {offsets} give {end - begin}"
+            )
         entries[name] = (code, tuple(shape), begin, end)
     covered = 0
     for name, (_, _, begin, end) in sorted(entries.items(), key=lambda item: item[1][2:]):
         if begin != covered:
-            problem = "overlaps the one before" if begin < covered else f"leaves bytes {covered}-{begin} unused"
+            problem = (
+                "overlaps the one before" if begin < covered else f"leaves bytes {covered}-{begin} unused"
+            )
             raise bad(f"{name!r} (data_offsets [{begin}, {end}]) {problem}")
         covered = end
     if covered != len(body):
         raise bad(f"the tensors cover {covered} of the {len(body)} bytes of data")
-    return entries, body
+    return entries, body, metadata or {}
 
 
 def _is_count(value: Any) -> bool:
@@ -206,5 +207,10 @@ def _is_count(value: Any) -> bool:
 
 
 __all__ = [
-    "get_state_dict", "get_parameters", "load_state_dict", "safe_save", "safe_load", "safe_load_metadata"
+    "get_state_dict",
+    "get_parameters",
+    "load_state_dict",
+    "safe_save",
+    "safe_load",
+    "safe_load_metadata",
 ]
