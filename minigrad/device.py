@@ -26,8 +26,10 @@ import numpy as np
 
 from minigrad import diskcache
 from minigrad.codegen.cstyle import Language, render_kernel
-from minigrad.dtype import DType
+from minigrad.dtype import DType, dtypes
 from minigrad.helpers import LRU, GlobalCounters, codegen_settings, getenv
+from minigrad.ops import AstNode, Op
+from minigrad.shape.shapetracker import ShapeTracker
 
 
 class Allocator:
@@ -243,6 +245,48 @@ class Buffer:
         return f"<Buffer {self.device} {self.size} x {self.dtype.name}>"
 
 
+class DeviceUnavailable(RuntimeError):
+    """A device that did not open here, or opened but could not build and run a trivial kernel."""
+
+    def __init__(self, device: str, reason: str):
+        super().__init__(f"the {device} device is unavailable here: {reason}")
+        self.device, self.reason = device, reason
+
+
+def first_error_line(e: Exception) -> str:
+    """An exception as one line: its type and the first line that reads as an error (a compiler's log
+    starts with warnings and paths; the rest of it is in the exception's own text)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [""]
+    line = next((x for x in lines if "error" in x.lower() and x != lines[0]), None)
+    return f"{type(e).__name__}: {lines[0]}" + (f" ({line})" if line else "")
+
+
+def self_test(backend: Backend) -> None:
+    """Build and run `out = in + 1` on 4 floats with the backend's own renderer, compiler and loader: a
+    device counts as available only once this works (a compiler can exist and still target no CPU)."""
+    st = ShapeTracker.from_shape((4,))
+    value = AstNode(
+        Op.ADD,
+        (AstNode(Op.LOAD, (), (1, st), dtypes.float32), AstNode(Op.CONST, (), (1.0, st), dtypes.float32)),
+        None,
+        dtypes.float32,
+    )
+    program = backend.get_program(AstNode(Op.STORE, (value,), (0, st), dtypes.float32))
+    data = np.arange(4, dtype=np.float32)
+    out, inp = backend.allocator.alloc(data.nbytes), backend.allocator.alloc(data.nbytes)
+    try:
+        backend.allocator.copyin(inp, memoryview(data.view(np.uint8)))
+        program(out, inp, global_size=program.global_size, local_size=program.local_size, wait=True)
+        backend.synchronize()
+        result = np.empty_like(data)
+        backend.allocator.copyout(memoryview(result.view(np.uint8)), out)
+    finally:
+        backend.allocator.free(out, data.nbytes)
+        backend.allocator.free(inp, data.nbytes)
+    if result.tolist() != [1.0, 2.0, 3.0, 4.0]:
+        raise RuntimeError(f"a trivial kernel (in + 1 on [0, 1, 2, 3]) computed {result.tolist()}")
+
+
 _PREFERENCE = ("CUDA", "CPU", "OPENCL", "NUMPY")  # tried in this order for Device.DEFAULT
 
 
@@ -269,22 +313,31 @@ class _DeviceRegistry:
     def __getitem__(self, name: str) -> Backend:
         return self._open(self.canonicalize(name))
 
+    @functools.cache
+    def _open_once(self, name: str) -> Backend | DeviceUnavailable:
+        """The backend, opened and self-tested once per process; a failure is kept and raised every time."""
+        try:
+            module = importlib.import_module(f"minigrad.runtime.ops_{name.lower()}")
+            backend = getattr(module, f"{name.capitalize()}Device")()
+            self_test(backend)
+            return backend
+        except Exception as e:  # any failure to open or to run the trivial kernel: not available, and why
+            return DeviceUnavailable(name, first_error_line(e))
+
     def _open(self, name: str) -> Backend:
         with self._lock:  # two threads asking at once must get the same backend (one context, one cache)
-            return self._open_once(name)
-
-    @functools.cache
-    def _open_once(self, name: str) -> Backend:
-        module = importlib.import_module(f"minigrad.runtime.ops_{name.lower()}")
-        return getattr(module, f"{name.capitalize()}Device")()
+            opened = self._open_once(name)
+        if isinstance(opened, DeviceUnavailable):
+            raise DeviceUnavailable(opened.device, opened.reason)  # a fresh one: no traceback piles up
+        return opened
 
     def unavailable_reason(self, name: str) -> str | None:
-        """None if the device opens here, else why not (the exception it raised)."""
+        """None if the device opens and runs a trivial kernel here, else why not."""
         try:
             self[name]
             return None
-        except Exception as e:  # any failure to open means "not available", with the reason kept
-            return f"{type(e).__name__}: {e}"
+        except DeviceUnavailable as e:
+            return e.reason
 
     @property
     def DEFAULT(self) -> str:

@@ -5,6 +5,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
@@ -33,6 +35,57 @@ def test_clear_cache_empties_the_kernel_cache(tmp_path):
     cache = tmp_path / "minigrad"
     cache.mkdir()
     (cache / "a.bin").write_bytes(b"x" * 2048)
-    assert "(1 file," in info(cache=tmp_path)
-    assert "cleared (1 file," in info("--clear-cache", cache=tmp_path)
+    assert "(1 file," in info("cache", "--info", cache=tmp_path)  # (the device report compiles a kernel)
+    assert "cleared (1 file," in info("cache", "--clear", cache=tmp_path)
     assert list(cache.iterdir()) == []
+    assert "cleared (" in info("--clear-cache", cache=tmp_path)  # the old spelling, after the device report
+    assert [p.name for p in cache.iterdir()] == ["secret"]  # (made when the device report stored a kernel)
+
+
+def test_a_device_whose_compiler_cannot_build_a_kernel_is_unavailable_with_the_compilers_error(tmp_path):
+    """A compiler that exists but builds nothing (here: gcc told to target a CPU it does not know) makes
+    the device unavailable, with the compiler's error line; selecting it raises that, not a source dump."""
+    env = {**os.environ, "CC": "gcc -march=no-such-cpu", "XDG_CACHE_HOME": str(tmp_path)}
+    report = subprocess.run(
+        [sys.executable, "-m", "minigrad"],
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    line = next(line for line in report.stdout.splitlines() if line.strip().startswith("CPU"))
+    assert "unavailable" in line and "no-such-cpu" in line, line
+    program = "from minigrad import Tensor\nTensor([1.0]).numpy()"
+    run = subprocess.run(
+        [sys.executable, "-c", program],
+        env={**env, "DEVICE": "CPU", "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    error = run.stderr.strip().splitlines()[-1]
+    assert error.startswith("minigrad.device.DeviceUnavailable: the CPU device is unavailable here"), error
+    assert "no-such-cpu" in error and "--- source" not in run.stderr
+
+
+def test_a_device_counts_as_available_only_after_its_trivial_kernel_computes_the_right_answer():
+    from minigrad.device import Backend, Device, self_test
+
+    backend = Device["NUMPY"]
+    self_test(backend)  # the real one passes
+
+    class WrongProgram:
+        global_size = local_size = (1,)
+
+        def __call__(self, out, inp, **sizes):
+            out[:] = 0  # (a NUMPY buffer is a byte array)
+
+    class Broken(Backend):
+        def __init__(self):
+            self.allocator = backend.allocator
+
+        def get_program(self, ast, nest=None):
+            return WrongProgram()
+
+    with pytest.raises(RuntimeError, match="trivial kernel"):
+        self_test(Broken())
