@@ -1,4 +1,10 @@
-"""Shared test setup: every op test runs on every device that opens on this machine.
+"""Shared test setup: every op test runs on every selected device that opens on this machine.
+
+Which devices: every one that is available (`python -m minigrad` says why the others are not), narrowed by
+MINIGRAD_TEST_DEVICES=CPU,NUMPY or `pytest --devices CPU,NUMPY`; the first of them in minigrad's own order
+of preference is also the default device of the tests that name none. MINIGRAD_REQUIRE_DEVICES=NUMPY,CPU,OPENCL
+turns a listed device that is unavailable into an error before any test runs (.ci/run sets it, so CI cannot
+pass by skipping OPENCL). The summary at the end says which devices ran and why the others did not.
 
 Without a GPU, the CUDA backend still gets checked: every kernel the tests make is also rendered as CUDA C
 and compiled by NVRTC (no driver needed), so a syntax or type error in the CUDA dialect fails the test that
@@ -6,19 +12,61 @@ made the kernel. This needs the `cuda` extra (cuda-bindings, nvidia-cuda-nvrtc);
 whether the check is on.
 """
 
+import os
+
 import pytest
 
 from minigrad.codegen.cstyle import render_kernel
-from minigrad.device import Device
+from minigrad.device import _PREFERENCE, Device
 from minigrad.dtype import dtypes
 from minigrad.helpers import codegen_settings
 
+DEVICES: list[str] = []  # the devices under test, filled in by pytest_configure before any test module loads
+NOT_TESTED: dict[str, str] = {}  # device -> why it does not run
 
-def available_devices() -> list[str]:
-    return [name for name in Device.known if Device.unavailable_reason(name) is None]
+
+def _names(text: str, source: str) -> list[str]:
+    names = [name.strip().upper() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in Device.known]
+    if unknown:
+        raise pytest.UsageError(f"{source}: unknown device(s) {unknown}; known devices are {Device.known}")
+    return names
 
 
-DEVICES = available_devices()
+def pytest_addoption(parser):
+    parser.addoption(
+        "--devices", default=None, help="comma-separated devices to test (MINIGRAD_TEST_DEVICES)"
+    )
+
+
+def pytest_configure(config):
+    option = config.getoption("--devices")
+    chosen = _names(option, "--devices") if option else None
+    if chosen is None and os.environ.get("MINIGRAD_TEST_DEVICES"):
+        chosen = _names(os.environ["MINIGRAD_TEST_DEVICES"], "MINIGRAD_TEST_DEVICES")
+    required = _names(os.environ.get("MINIGRAD_REQUIRE_DEVICES", ""), "MINIGRAD_REQUIRE_DEVICES")
+    DEVICES.clear()
+    for name in Device.known:
+        reason = Device.unavailable_reason(name)
+        if name in required and reason is not None:
+            raise pytest.UsageError(f"MINIGRAD_REQUIRE_DEVICES lists {name}, which is unavailable: {reason}")
+        if chosen is not None and name not in chosen:
+            NOT_TESTED[name] = "not selected"
+        elif reason is not None:
+            NOT_TESTED[name] = f"unavailable: {reason}"
+        else:
+            DEVICES.append(name)
+    if not DEVICES:
+        raise pytest.UsageError(f"no device to test: {NOT_TESTED}")
+    if chosen is not None and "DEVICE" not in os.environ:
+        os.environ["DEVICE"] = next(name for name in _PREFERENCE if name in DEVICES)
+
+
+def pytest_terminal_summary(terminalreporter):
+    skipped = "".join(f"\n  not tested: {name} ({why})" for name, why in NOT_TESTED.items())
+    terminalreporter.write_line(f"minigrad devices tested: {', '.join(DEVICES)}{skipped}")
+
+
 NVRTC_ARCH = 90  # compile-only target: an H100
 
 
@@ -61,6 +109,9 @@ def compile_kernels_as_cuda():
     numpy_backend.get_program = original
 
 
-@pytest.fixture(params=DEVICES)
-def device(request) -> str:
-    return request.param
+def pytest_generate_tests(metafunc):
+    """A test that takes `device` and does not parametrize it itself runs once per device under test."""
+    own = [m.args[0] for m in metafunc.definition.iter_markers("parametrize")]
+    own = [name.strip() for names in own for name in (names.split(",") if isinstance(names, str) else names)]
+    if "device" in metafunc.fixturenames and "device" not in own:
+        metafunc.parametrize("device", DEVICES)
