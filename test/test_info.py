@@ -89,3 +89,27 @@ def test_a_device_counts_as_available_only_after_its_trivial_kernel_computes_the
 
     with pytest.raises(RuntimeError, match="trivial kernel"):
         self_test(Broken())
+
+
+def run_pytest(*args: str, **env: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", *args]
+    return subprocess.run(
+        command, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_the_devices_under_test_can_be_chosen_and_required():
+    one_test = "test/test_ops.py::test_binary_noncontiguous"
+    chosen = run_pytest(one_test, "-v", MINIGRAD_TEST_DEVICES="NUMPY")
+    assert chosen.returncode == 0, chosen.stdout[-2000:]
+    assert "test_binary_noncontiguous[NUMPY] PASSED" in chosen.stdout and "[CPU]" not in chosen.stdout
+    assert "minigrad devices tested: NUMPY" in chosen.stdout and "CPU (not selected)" in chosen.stdout
+    by_option = run_pytest(one_test, "-v", "--devices", "numpy")
+    assert "test_binary_noncontiguous[NUMPY] PASSED" in by_option.stdout and "[CPU]" not in by_option.stdout
+    unknown = run_pytest(one_test, MINIGRAD_TEST_DEVICES="NUMPY,TPU")
+    assert unknown.returncode != 0 and "unknown device(s) ['TPU']" in unknown.stderr
+    missing = run_pytest(
+        one_test, MINIGRAD_REQUIRE_DEVICES="NUMPY,OPENCL", MINIGRAD_OPENCL_PLATFORM="no such"
+    )
+    assert missing.returncode != 0, missing.stdout[-2000:]
+    assert "MINIGRAD_REQUIRE_DEVICES lists OPENCL, which is unavailable" in missing.stderr
