@@ -37,6 +37,24 @@ def pytest_addoption(parser):
     parser.addoption(
         "--devices", default=None, help="comma-separated devices to test (MINIGRAD_TEST_DEVICES)"
     )
+    parser.addoption(
+        "--device-tests-only",
+        action="store_true",
+        help="only tests that run on a device under test (python -m minigrad.conformance uses it)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """With --device-tests-only: keep the tests parametrized by a device under test, and those marked
+    `conformance` (they loop over DEVICES themselves)."""
+    if not config.getoption("--device-tests-only"):
+        return
+    keep, drop = [], []
+    for item in items:
+        device = getattr(item, "callspec", None) and item.callspec.params.get("device")
+        (keep if device in DEVICES or item.get_closest_marker("conformance") else drop).append(item)
+    config.hook.pytest_deselected(items=drop)
+    items[:] = keep
 
 
 def pytest_configure(config):

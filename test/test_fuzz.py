@@ -90,6 +90,7 @@ def _broadcastable(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
     return len(a) == len(b) and all(x == y or x == 1 or y == 1 for x, y in zip(a, b))
 
 
+@pytest.mark.conformance
 @pytest.mark.skipif(not COMPILED, reason="no compiled device available (only NUMPY)")
 @pytest.mark.parametrize("seed", range(CASES))
 def test_random_graph_matches_numpy(seed):

@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -113,3 +114,29 @@ def test_the_devices_under_test_can_be_chosen_and_required():
     )
     assert missing.returncode != 0, missing.stdout[-2000:]
     assert "MINIGRAD_REQUIRE_DEVICES lists OPENCL, which is unavailable" in missing.stderr
+
+
+def test_conformance_prints_a_table_by_op_family():
+    command = [
+        sys.executable,
+        "-m",
+        "minigrad.conformance",
+        "NUMPY",
+        "-p",
+        "no:xdist",
+        "-k",
+        "binary_noncontiguous or test_where",
+    ]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:]
+    table = result.stdout.split("conformance of NUMPY:")[1]
+    assert re.search(r"ops: elementwise +2 +0 +0", table), table
+    assert re.search(r"total +2 +0 +0", table), table
+    missing = subprocess.run(
+        [sys.executable, "-m", "minigrad.conformance", "OPENCL"],
+        env={**os.environ, "MINIGRAD_OPENCL_PLATFORM": "no such"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert missing.returncode == 2 and "OPENCL is unavailable here" in missing.stdout
