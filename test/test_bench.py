@@ -40,3 +40,14 @@ def test_overhead_script_times_each_part():
     assert result.returncode == 0, result.stderr[-3000:]
     for part in ("forward", "backward", "sgd", "schedule", "launch", "total"):
         assert f" {part} " in result.stdout, result.stdout
+
+
+def test_contention_script_compares_two_processes_with_one():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "extra" / "contention.py"), "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "alone:" in result.stdout and "2 at once:" in result.stdout and "slower at worst" in result.stdout

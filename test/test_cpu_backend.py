@@ -230,9 +230,9 @@ def test_beam_search_keeps_results_and_remembers_its_choice(tmp_path, monkeypatc
     with Context(BEAM=2, BEAM_ROUNDS=1):
         searched = (Tensor(a, device="CPU") @ Tensor(b, device="CPU")).numpy()
     np.testing.assert_allclose(searched, a @ b, rtol=1e-4, atol=1e-4)
-    assert any(
-        b'"order"' in p.read_bytes() for p in tmp_path.glob("minigrad/*.bin")
-    ), "the winner is stored in the kernel cache"
+    assert any(b'"order"' in p.read_bytes() for p in tmp_path.glob("minigrad/*.bin")), (
+        "the winner is stored in the kernel cache"
+    )
 
     def no_search(*args, **kwargs):
         raise AssertionError("a remembered kernel is searched again")
@@ -453,3 +453,61 @@ def test_every_codegen_switch_is_part_of_the_program_cache_key():
     )
     read = set(re.findall(r'getenv\("([A-Z_0-9]+)"', code)) - {"DEBUG"}
     assert read <= set(CODEGEN_SETTINGS), sorted(read - set(CODEGEN_SETTINGS))
+
+
+THREADED_PROGRAM = (
+    "import numpy as np\n"
+    "from minigrad import Tensor\n"
+    "a = np.random.default_rng(0).standard_normal((256, 256), dtype=np.float32)\n"
+    "assert np.allclose((Tensor(a, device='CPU') @ Tensor(a, device='CPU')).numpy(), a @ a, atol=1e-3)\n"
+)
+
+
+def test_spinning_openmp_threads_do_not_crash_the_exit():
+    """With OMP_WAIT_POLICY=ACTIVE the idle threads spin in libgomp; unloading the kernel libraries at exit
+    once unloaded libgomp under them (a segfault every time)."""
+    result = run({"OMP_WAIT_POLICY": "ACTIVE"}, THREADED_PROGRAM)
+    assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
+
+
+def test_minigrad_threads_goes_into_every_parallel_loop():
+    from minigrad.runtime.ops_cpu import CpuDevice
+
+    os.environ["MINIGRAD_THREADS"] = "3"
+    try:
+        language = CpuDevice().language
+    finally:
+        del os.environ["MINIGRAD_THREADS"]
+    assert language.parallel_for == "#pragma omp parallel for num_threads(3)"
+    result = run({"MINIGRAD_THREADS": "1"}, THREADED_PROGRAM)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_only_big_kernels_open_a_parallel_region():
+    pragma = "#pragma omp parallel for"
+    assert pragma not in render_source(lambda t: t * 2, np.ones((8, 8), np.float32))
+    assert pragma in render_source(lambda t: t * 2, np.ones((512, 512), np.float32))
+    with Context(THREADS=0):
+        assert pragma not in render_source(lambda t: t * 2, np.ones((512, 512), np.float32))
+
+
+def test_bad_minigrad_threads_is_a_clear_error():
+    code = "from minigrad import Device\nDevice['CPU']"
+    result = run({"MINIGRAD_THREADS": "two"}, code)
+    assert result.returncode != 0 and "MINIGRAD_THREADS='two'" in result.stderr, result.stderr[-2000:]
+
+
+def test_openmp_started_by_torch_first_is_named_in_a_warning():
+    """torch loads its own libgomp.so.1, spin-waiting; minigrad's kernels share it, so say so."""
+    code = "import torch\nfrom minigrad import Device\nDevice['CPU']"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (
+        "OpenMP was started by another library" in result.stderr
+        and "OMP_WAIT_POLICY=PASSIVE" in result.stderr
+    )
+    quiet = run({"OMP_WAIT_POLICY": "PASSIVE"}, code)
+    assert "OpenMP was started" not in quiet.stderr, quiet.stderr
