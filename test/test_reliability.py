@@ -28,7 +28,10 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 def run_python(code: str, cache: pathlib.Path, **env: str) -> subprocess.CompletedProcess:
     environment = {**os.environ, "XDG_CACHE_HOME": str(cache), "PYTHONPATH": str(ROOT), **env}
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], env=environment, capture_output=True, text=True,
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=environment,
+        capture_output=True,
+        text=True,
         timeout=600,
     )
 
@@ -195,11 +198,21 @@ def test_cache_is_capped_least_recently_used_first(tmp_path, monkeypatch):
 def test_cache_command_reports_and_clears(tmp_path):
     result = run_python(CACHE_PROGRAM, tmp_path)
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
-    info = subprocess.run([sys.executable, "-m", "minigrad", "cache", "--info"], env=env,
-                          capture_output=True, text=True, timeout=120)
+    info = subprocess.run(
+        [sys.executable, "-m", "minigrad", "cache", "--info"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "kernel cache:" in info.stdout and "MiB of at most 1024 MiB" in info.stdout, result.stderr
-    clear = subprocess.run([sys.executable, "-m", "minigrad", "cache", "--clear"], env=env,
-                           capture_output=True, text=True, timeout=120)
+    clear = subprocess.run(
+        [sys.executable, "-m", "minigrad", "cache", "--clear"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "cleared" in clear.stdout
     assert not list((tmp_path / "minigrad").glob("*.bin"))
 
@@ -255,9 +268,15 @@ def test_binary_ops_on_special_values_match_torch(name, device):
     got, want = fn(a, b).numpy(), fn(ta, tb).numpy()
     if name == "maximum":  # and where(), which picks like maximum
         np.testing.assert_array_equal((a > b).where(a, b).numpy(), torch.where(ta > tb, ta, tb).numpy())
-    bad = [(pairs[i], got[i], want[i]) for i in range(len(pairs))
-           if not (got[i] == want[i] or (np.isnan(got[i]) and np.isnan(want[i])) or
-                   np.isclose(got[i], want[i], rtol=2e-5, atol=1e-30))]
+    bad = [
+        (pairs[i], got[i], want[i])
+        for i in range(len(pairs))
+        if not (
+            got[i] == want[i]
+            or (np.isnan(got[i]) and np.isnan(want[i]))
+            or np.isclose(got[i], want[i], rtol=2e-5, atol=1e-30)
+        )
+    ]
     assert not bad, f"{name}: (a, b), minigrad, torch: {bad[:8]}"
 
 
@@ -410,8 +429,11 @@ def test_safe_load_reads_half_precision_and_metadata_from_the_safetensors_packag
     from minigrad.nn.state import safe_load, safe_load_metadata, safe_save
 
     path = tmp_path / "model.safetensors"
-    tensors = {"h": torch.tensor([0.5, -2.0], dtype=torch.float16), "b": torch.tensor([1.5, -2.25],
-               dtype=torch.bfloat16), "i": torch.tensor([2**40])}
+    tensors = {
+        "h": torch.tensor([0.5, -2.0], dtype=torch.float16),
+        "b": torch.tensor([1.5, -2.25], dtype=torch.bfloat16),
+        "i": torch.tensor([2**40]),
+    }
     save_file(tensors, str(path), metadata={"format": "pt"})
     state = safe_load(path)
     assert state["h"].tolist() == [0.5, -2.0] and state["b"].tolist() == [1.5, -2.25]
@@ -448,8 +470,14 @@ MEMORY_PROGRAM = """
 
 @pytest.mark.skipif("CPU" not in DEVICES, reason="the CPU device (a C compiler) is not available")
 def test_caches_are_bounded(tmp_path):
-    result = run_python(MEMORY_PROGRAM, tmp_path, PROGRAM_CACHE_SIZE="32", ALLOC_CACHE_MB="1",
-                        SCHEDULE_CACHE_SIZE="8", JIT_CACHE_SIZE="4")
+    result = run_python(
+        MEMORY_PROGRAM,
+        tmp_path,
+        PROGRAM_CACHE_SIZE="32",
+        ALLOC_CACHE_MB="1",
+        SCHEDULE_CACHE_SIZE="8",
+        JIT_CACHE_SIZE="4",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     programs, cached_bytes, plans, recordings, mapped, growth = map(int, result.stdout.split())
     assert programs <= 32 and cached_bytes <= 1 << 20 and plans <= 8 and recordings <= 4

@@ -102,7 +102,9 @@ def _cpu_flags() -> str:
     return next((line for line in lines if line.startswith("flags")), platform.processor())
 
 
-OPENMP_PROBE = "int omp_get_max_threads(void);\nint minigrad_threads(void) { return omp_get_max_threads(); }\n"
+OPENMP_PROBE = (
+    "int omp_get_max_threads(void);\nint minigrad_threads(void) { return omp_get_max_threads(); }\n"
+)
 
 
 class ClangStyleCompiler(Compiler):
