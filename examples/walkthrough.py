@@ -13,8 +13,9 @@ Each section prints one stage, in the order the data flows (../README.md, "How m
   6. its source in C, and in OpenCL C and CUDA C when those backends import (codegen/cstyle.py)
   7. the kernels running, with their times                               (runtime/, engine/realize.py)
   8. the results, checked against numpy
+  9. --steps more steps of gradient descent, which the caches answer
 
-    python examples/walkthrough.py [--device CPU]
+    python examples/walkthrough.py [--device CPU] [--steps 3]
 """
 
 import argparse
@@ -22,7 +23,7 @@ import functools
 
 import numpy as np
 
-from minigrad import Context, Device, Tensor
+from minigrad import Context, Device, GlobalCounters, Tensor
 from minigrad.codegen.cstyle import C_LANGUAGE, render_kernel
 from minigrad.codegen.lower import format_ir, lower
 from minigrad.codegen.opt import optimize
@@ -59,7 +60,7 @@ def trace_tensor_calls(names: list[str]) -> None:
         setattr(Tensor, name, traced(name, getattr(Tensor, name)))
 
 
-def main(device: str) -> None:
+def main(device: str, steps: int) -> None:
     rng = np.random.default_rng(3)
     x_np, w_np = (
         rng.standard_normal((4, 3)).astype(np.float32),
@@ -115,9 +116,30 @@ def main(device: str) -> None:
     print(f"loss   = {loss.item():.6f}   numpy: {np.maximum(h, 0).sum():.6f}")
     print(f"w.grad =\n{w.grad.numpy()}\nnumpy:\n{expected_grad}")
     print("match:", np.allclose(w.grad.numpy(), expected_grad, atol=1e-5))
+    if steps:
+        train(x, w, loss, steps)
+
+
+def train(x: Tensor, w: Tensor, loss: Tensor, steps: int) -> None:
+    """Gradient descent on w with the same program: each step builds the same graph again, so the schedule
+    cache answers stages 4-6 (from step 2 on for all of it: step 1 also schedules the update of w once)."""
+    heading(f"9. {steps} steps of gradient descent, w <- w - 0.1 * w.grad: the caches answer")
+    for step in range(1, steps + 1):
+        w.assign(w.detach() - 0.1 * w.grad)
+        w.grad = None
+        loss = (x @ w).relu().sum()
+        loss.backward()
+        GlobalCounters.reset()
+        Tensor.realize(loss, w.grad)
+        print(
+            f"step {step}  loss {loss.item():.6f}  kernels run {GlobalCounters.kernel_count}  "
+            f"schedule cache hits {GlobalCounters.schedule_cache_hits}"
+        )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default=Device.DEFAULT)
-    main(parser.parse_args().device)
+    parser.add_argument("--steps", type=int, default=3, help="steps of gradient descent after stage 8")
+    args = parser.parse_args()
+    main(args.device, args.steps)

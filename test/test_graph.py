@@ -29,3 +29,13 @@ def test_graph_files_parse_and_show_every_kernel(tmp_path, monkeypatch, capsys):
             result = subprocess.run(["dot", "-Tsvg", str(path)], capture_output=True, text=True)
             assert result.returncode == 0 and "<svg" in result.stdout, result.stderr
         assert len(list(tmp_path.glob("*.svg"))) == 2
+
+
+def test_graph_without_graphviz_says_dot_is_missing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GRAPH_DIR", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `dot` on it
+    with Context(GRAPH=1):
+        (Tensor([1.0, 2.0], device="NUMPY") * 2).realize()
+    out = capsys.readouterr().out
+    assert "graphviz's `dot` is missing; apt-get install graphviz" in out, out
+    assert len(list(tmp_path.glob("*.dot"))) == 2 and not list(tmp_path.glob("*.svg"))
