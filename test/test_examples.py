@@ -90,3 +90,25 @@ def test_walkthrough_prints_every_stage_in_order():
     assert "--- as OpenCL ---" in out or "ops_opencl: not shown" in out
     assert "--- as CUDA ---" in out or "ops_cuda: not shown" in out
     assert "\nmatch: True\n" in out, out
+
+
+def figures(*args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(ROOT / "extra" / "readme_figures.py"), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+
+
+def test_readme_figures_are_the_measured_ones():
+    """The README's results, measured again by extra/readme_figures.py (times are not checked)."""
+    result = figures("--check", "--only", "walkthrough", "mlp_plain", "mlp_digits", "tiny_gpt", "checkpoint")
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+
+
+def test_readme_figures_check_fails_on_a_stale_figure_and_write_fixes_it(tmp_path):
+    readme = tmp_path / "README.md"
+    text = (ROOT / "README.md").read_text()
+    stale = re.sub(r"[\d.]+ MiB of live buffers at peak", "1.00 MiB of live buffers at peak", text)
+    readme.write_text(stale)
+    result = figures("--check", "--only", "checkpoint", "--readme", str(readme))
+    assert result.returncode == 1 and "checkpoint: 1.00 -> " in result.stdout, result.stdout + result.stderr
+    assert figures("--write", "--only", "checkpoint", "--readme", str(readme)).returncode == 0
+    assert readme.read_text() == text
