@@ -47,32 +47,19 @@ def row(example: str, cell: str) -> str:
 
 
 TIME = r"([\d.]+ s|\d+ min)"
+
+
+def accuracy(example: str, tolerance: float) -> Figure:
+    """An example that ends with its test accuracy, stated in the README as `NN.N%, <time>`."""
+    readme = row(f"{example}.py", rf"([\d.]+)%, {TIME}")
+    return Figure(example, (f"{example}.py",), r"test accuracy ([\d.]+)%", readme, (1,), tolerance)
+
+
 FIGURES = [
     Figure("walkthrough", ("walkthrough.py",), r"match: True", row("walkthrough.py", TIME)),
-    Figure(
-        "mlp_plain",
-        ("mlp_plain.py",),
-        r"test accuracy ([\d.]+)%",
-        row("mlp_plain.py", rf"([\d.]+)%, {TIME}"),
-        (1,),
-        tolerance=1.5,
-    ),
-    Figure(
-        "mlp_digits",
-        ("mlp_digits.py",),
-        r"test accuracy ([\d.]+)%",
-        row("mlp_digits.py", rf"([\d.]+)%, {TIME}"),
-        (1,),
-        tolerance=1.0,
-    ),
-    Figure(
-        "cnn_digits",
-        ("cnn_digits.py",),
-        r"test accuracy ([\d.]+)%",
-        row("cnn_digits.py", rf"([\d.]+)%, {TIME}"),
-        (1,),
-        tolerance=1.0,
-    ),
+    accuracy("mlp_plain", tolerance=1.5),
+    accuracy("mlp_digits", tolerance=1.0),
+    accuracy("cnn_digits", tolerance=1.0),
     Figure(  # it learns minigrad's own source, so its figures move as the source grows
         "tiny_gpt",
         ("tiny_gpt.py",),
@@ -81,14 +68,7 @@ FIGURES = [
         (2, 2),
         tolerance=0.1,
     ),
-    Figure(
-        "cnn_fashion",
-        ("cnn_fashion.py",),
-        r"test accuracy ([\d.]+)%",
-        row("cnn_fashion.py", rf"([\d.]+)%, {TIME}"),
-        (1,),
-        tolerance=1.5,
-    ),
+    accuracy("cnn_fashion", tolerance=1.5),
     Figure(
         "ad_tour",
         ("ad_tour.py",),
@@ -109,7 +89,7 @@ FIGURES = [
 def run(command: tuple[str, ...], warm: bool) -> tuple[str, float]:
     """The example's output and its wall time in seconds (after an untimed run when `warm`)."""
     argv = [sys.executable, str(ROOT / "examples" / command[0]), *command[1:]]
-    for attempt in range(2 if warm else 1):
+    for _ in range(2 if warm else 1):
         start = time.perf_counter()
         result = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
         seconds = time.perf_counter() - start
