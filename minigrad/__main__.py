@@ -34,6 +34,8 @@ def devices_report() -> None:
         )
         compiler = compiler if len(compiler) < 100 else compiler[:96] + " ..."  # (gcc's key lists CPU flags)
         print(f"  {name:7s} {'unavailable: ' + reason if reason else 'available, compiler: ' + compiler}")
+        for line in [] if reason else Device[name].report():
+            print(f"          {line}")
     try:
         print(f"default device: {Device.DEFAULT}")
     except Exception as e:  # DEVICE names an unknown device, or none opens

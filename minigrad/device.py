@@ -177,6 +177,10 @@ class Backend:
     def synchronize(self) -> None:
         """Wait until every launched kernel has finished (kernels on a GPU run after their launch returns)."""
 
+    def report(self) -> list[str]:
+        """More lines for `python -m minigrad` about this device (OPENCL: each platform it could use)."""
+        return []
+
     def get_program(self, ast: Any, nest: Any = None) -> Program:
         """The runnable program for a kernel AST, rendered and compiled once per distinct AST. `nest`: a
         loop nest to render it with instead of the heuristic one (engine/search.py, BEAM)."""

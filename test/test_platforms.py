@@ -22,7 +22,7 @@ def fake_platforms(*names: str) -> list:
     """Platforms with one device each, named as given: enough for candidates() and pick_device()."""
     platforms = []
     for name in names:
-        platform = types.SimpleNamespace(name=name)
+        platform = types.SimpleNamespace(name=name, version=f"OpenCL 3.0 {name}  Linux, Release")
         device = types.SimpleNamespace(platform=platform, name=f"{name} cpu")
         platform.get_devices = lambda device=device: [device]
         platforms.append(platform)
@@ -31,7 +31,8 @@ def fake_platforms(*names: str) -> list:
 
 @pytest.fixture
 def two_platforms(monkeypatch):
-    monkeypatch.setattr(opencl.cl, "get_platforms", lambda: fake_platforms("Broken PoCL", "Working PoCL"))
+    platforms = fake_platforms("Broken PoCL", "Working PoCL")  # the same objects at every call, as pyopencl's
+    monkeypatch.setattr(opencl.cl, "get_platforms", lambda: platforms)
     monkeypatch.delenv("MINIGRAD_OPENCL_PLATFORM", raising=False)
     monkeypatch.delenv("PYOPENCL_CTX", raising=False)
     monkeypatch.setattr(
@@ -54,6 +55,15 @@ def test_a_platform_can_be_chosen_by_number_or_name(two_platforms, monkeypatch):
     monkeypatch.delenv("MINIGRAD_OPENCL_PLATFORM")
     monkeypatch.setenv("PYOPENCL_CTX", "1:0")
     assert [d.name for _, d in opencl.candidates()] == ["Working PoCL cpu"]
+
+
+def test_python_m_minigrad_reports_every_platform_with_its_verdict(two_platforms):
+    backend = object.__new__(opencl.OpenclDevice)  # its report() needs only the device in use
+    backend.cl_device = opencl.pick_device()
+    assert backend.report() == [
+        "platform 0 'OpenCL 3.0 Broken PoCL' 'Broken PoCL cpu': error: unknown target CPU 'generic'",
+        "platform 1 'OpenCL 3.0 Working PoCL' 'Working PoCL cpu': in use",
+    ]
 
 
 def test_no_platform_says_what_to_install(monkeypatch):

@@ -94,6 +94,6 @@ def write(roots: list[LazyNode], schedule: list[ScheduleItem]) -> list[pathlib.P
             svg = path.with_suffix(".svg")
             subprocess.run(["dot", "-Tsvg", str(path), "-o", str(svg)], check=True, capture_output=True)
             paths.append(svg)
-    missing = "" if shutil.which("dot") else " (no .svg: graphviz's `dot` is missing; apt-get install graphviz)"
+    missing = "" if shutil.which("dot") else " (no .svg: `dot` is missing; apt-get install graphviz)"
     print(f"GRAPH: wrote {', '.join(str(p) for p in paths)}{missing}")
     return paths

@@ -161,3 +161,11 @@ class OpenclDevice(Backend):
     def supports_dtype(self, dtype: DType) -> bool:
         extension = {dtypes.float16: "cl_khr_fp16", dtypes.float64: "cl_khr_fp64"}.get(dtype)
         return extension is None or extension in self.cl_device.extensions
+
+    def report(self) -> list[str]:
+        lines = []
+        for number, cl_device in candidates():  # the others are probed now, for this report only
+            verdict = "in use" if cl_device == self.cl_device else probe(cl_device) or "works"
+            version = cl_device.platform.version.split("  ")[0]  # "OpenCL 3.0 PoCL 3.1+debian"
+            lines.append(f"platform {number} {version!r} {cl_device.name!r}: {verdict}")
+        return lines
