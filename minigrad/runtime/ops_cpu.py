@@ -10,14 +10,14 @@ parallel (dropped if it does not link); -fschedule-insns -fsched-pressure (GCC: 
 allocation, aware of register pressure: a 16x8 register tile spills less, 128x512x512 matmul 80 -> 97
 GFLOPS); -shared -fPIC -lm. No -ffast-math: NaN and inf must survive.
 
-Threads: OpenMP (openmp.py: passive waiting, MINIGRAD_THREADS per parallel loop, the runtime kept loaded);
+Threads: OpenMP (below: passive waiting, MINIGRAD_THREADS per parallel loop, the runtime kept loaded);
 opt.py keeps small kernels out of a parallel region.
 """
 
 from __future__ import annotations
 
-import ctypes
 import _ctypes
+import ctypes
 import hashlib
 import os
 import pathlib
@@ -28,6 +28,8 @@ import subprocess
 import tempfile
 import threading
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -35,10 +37,69 @@ import numpy as np
 from minigrad.codegen.cstyle import C_LANGUAGE
 from minigrad.device import Backend, Compiler, HostAllocator, Program
 from minigrad.dtype import DType, dtypes
-from minigrad.runtime import openmp
+
+# ---- OpenMP: how kernel threads wait, how many there are, and a runtime kept loaded ----
+# OpenMP reads OMP_WAIT_POLICY once, when libgomp loads (with the first kernel library). Its default, spinning
+# idle threads, made two processes sharing 2 cores 4.5-40x slower each than alone; passive waiting: ~1.6x.
+
+OPENMP_PROBE = (
+    "int omp_get_max_threads(void);\nint minigrad_threads(void) { return omp_get_max_threads(); }\n"
+)
 
 
-openmp.wait_passively()  # before the first kernel library loads libgomp, which reads it then
+def openmp_started_by_another_library() -> str | None:
+    """The path of a libgomp.so.1 already in this process (torch loads its own), or None. Kernels link
+    libgomp.so.1 by that name, so they would share it, and it read OMP_WAIT_POLICY when it loaded."""
+    try:
+        maps = pathlib.Path("/proc/self/maps").read_text()
+    except OSError:
+        return None
+    paths = {line.split()[-1] for line in maps.splitlines() if line.rstrip().endswith("/libgomp.so.1")}
+    return min(paths, default=None)
+
+
+def wait_passively() -> None:
+    """Set OMP_WAIT_POLICY=PASSIVE unless the user chose; warn if another library's OpenMP already spins."""
+    foreign = openmp_started_by_another_library()
+    if foreign and "OMP_WAIT_POLICY" not in os.environ:
+        warnings.warn(
+            f"OpenMP was started by another library ({foreign}) before minigrad's CPU device, with its "
+            "default spin-waiting threads, which minigrad's kernels share: processes sharing the cores will "
+            "slow each other down. Set OMP_WAIT_POLICY=PASSIVE before starting Python, or use minigrad's "
+            "CPU device before importing that library (torch).",
+        )
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def threads_per_kernel() -> int | None:
+    """MINIGRAD_THREADS as a positive int, or None (OpenMP's default: every core)."""
+    text = os.environ.get("MINIGRAD_THREADS", "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"MINIGRAD_THREADS={text!r}: expected a positive number of threads per kernel")
+    return int(text)
+
+
+def parallel_pragma(pragma: str) -> str:
+    """The pragma with MINIGRAD_THREADS as a num_threads clause: it holds even in an OpenMP runtime that
+    another library started, which read OMP_NUM_THREADS before minigrad could set it."""
+    threads = threads_per_kernel()
+    return f"{pragma} num_threads({threads})" if threads else pragma
+
+
+def keep_openmp_loaded(compile_library: Callable[[str], bytes]) -> ctypes.CDLL:
+    """Build and load a library that uses the OpenMP runtime, and never unload it. Kernel libraries come and
+    go (CpuProgram.__del__); had the last one taken the runtime with it, OpenMP's idle threads would run
+    unmapped code (a segfault at exit, every time with OMP_WAIT_POLICY=ACTIVE)."""
+    binary = compile_library(OPENMP_PROBE)
+    with tempfile.NamedTemporaryFile(suffix=".so") as file:  # deleted once loaded: the mapping stays
+        file.write(binary)
+        file.flush()
+        return ctypes.CDLL(file.name)
+
+
+wait_passively()  # before the first kernel library loads libgomp
 
 COMMON_FLAGS = ["-march=native", "-fopenmp", "-shared", "-fPIC", "-lm"]
 GCC_ONLY = ["-fvect-cost-model=dynamic", "-fschedule-insns", "-fsched-pressure"]
@@ -76,7 +137,7 @@ class ClangStyleCompiler(Compiler):
         version = subprocess.run([self.cc, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
         self.flags = OPTIMIZE_FLAGS["clang" if "clang" in version else "gcc"] + COMMON_FLAGS + user_flags
         try:
-            self.openmp = openmp.keep_loaded(self.compile)
+            self.openmp = keep_openmp_loaded(self.compile)
         except RuntimeError:  # it does not link (e.g. clang without libomp): one thread
             self.flags.remove("-fopenmp")
         self.cache_key = f"{self.cc} {version} {self.flags} {_cpu_flags()}"
@@ -158,7 +219,7 @@ class CpuDevice(Backend):
     panel_min = 128  # matmuls pack from 128 (tensor._packs): 128x784x512 2.15 -> 0.87 + 0.10 ms (copy)
 
     def __init__(self):
-        language = replace(C_LANGUAGE, parallel_for=openmp.parallel_pragma(C_LANGUAGE.parallel_for))
+        language = replace(C_LANGUAGE, parallel_for=parallel_pragma(C_LANGUAGE.parallel_for))
         super().__init__("CPU", CpuAllocator(), language, ClangStyleCompiler(), CpuProgram)
 
     def supports_dtype(self, dtype: DType) -> bool:
