@@ -26,6 +26,7 @@ import numpy as np
 
 from minigrad import diskcache
 from minigrad.codegen.cstyle import Language, render_kernel
+from minigrad.codegen.target import Target, host_caches, host_cores, simd_from_macros  # noqa: F401 (backends)
 from minigrad.dtype import DType, dtypes
 from minigrad.helpers import LRU, GlobalCounters, codegen_settings, getenv
 from minigrad.ops import AstNode, Op
@@ -150,7 +151,6 @@ class Program:
 class Backend:
     """Everything the engine needs from one device."""
 
-    panel_min = 512  # tensor.py copies a matmul's w into panels when every dim is at least this (_packs)
     max_buffers = 1 << 16  # the most buffers one kernel may take (its output included); backends set theirs
 
     def __init__(
@@ -160,13 +160,16 @@ class Backend:
         language: Language | Callable[[Any, Any], tuple[str, Any, Any]],
         compiler: Compiler,
         program: type[Program],
+        target: Target = Target(),
     ):
         """`language`: the C dialect kernels are rendered in (codegen/cstyle.py), or, for a backend without
-        code generation, a function (ast, nest) -> (name, program source, launch sizes)."""
+        code generation, a function (ast, nest) -> (name, program source, launch sizes). `target`: the
+        hardware facts the kernel optimizer uses, from the backend's device queries (codegen/target.py)."""
         self.name, self.allocator, self.compiler, self.program = name, allocator, compiler, program
+        self.target = target  # the hardware as the optimizer sees it (codegen/target.py)
         self.language = language if isinstance(language, Language) else None
         self.renderer = (
-            (lambda ast, nest=None: render_kernel(ast, language, nest)) if self.language else language
+            (lambda ast, nest=None: render_kernel(ast, language, target, nest)) if self.language else language
         )
         self._programs: LRU = LRU(lambda: getenv("PROGRAM_CACHE_SIZE", 512))  # loaded programs
         self._compiled: dict[Any, tuple] = {}  # compiled by precompile(), not loaded yet

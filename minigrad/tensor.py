@@ -1282,10 +1282,7 @@ class Tensor:
             raise ValueError(
                 f"matmul: shapes {x.shape} and {w.shape} do not match ({x2.shape[-1]} != {w2.shape[-2]})"
             )
-        if _packs(x2, w2):
-            out = x2._wrap(_panel_matmul(x2.lazydata, w2.lazydata), x2, w2)
-        else:
-            out = (x2.unsqueeze(-2) * w2.transpose(-1, -2).unsqueeze(-3)).sum(-1)
+        out = (x2.unsqueeze(-2) * w2.transpose(-1, -2).unsqueeze(-3)).sum(-1)
         if x.ndim == 1:
             out = out.squeeze(-2)
         if w.ndim == 1:
@@ -1537,66 +1534,7 @@ class _AssignRule:
 _ASSIGN_RULE = _AssignRule()
 
 
-class _MatmulRule:
-    """The derivatives of a panel matmul x @ w (a FUNCTION node, gradient.py): plain matmuls of lazy nodes
-    (Tensor ops cost 2x the Python), not through the panels (1.5x slower)."""
-
-    def __init__(self, x: LazyNode, w: LazyNode):
-        self.x, self.w = x, w
-
-    def vjp(self, grad: LazyNode, needed: tuple[bool, bool]) -> tuple[LazyNode | None, LazyNode | None]:
-        dx = _matmul_nodes(grad, self.w.permute((1, 0))) if needed[0] else None  # not for a batch of data
-        return dx, _matmul_nodes(self.x.permute((1, 0)), grad) if needed[1] else None
-
-    def jvp(self, tangents: tuple) -> LazyNode | None:
-        pairs = ((tangents[0], self.w), (self.x, tangents[1]))
-        terms = [_matmul_nodes(a, b) for a, b in pairs if a is not None and b is not None]
-        return None if not terms else terms[0] if len(terms) == 1 else terms[0].alu(Op.ADD, terms[1])
-
-
 SPLIT_MIN, SPLIT = 1 << 16, 1024  # sums longer than 2^16 go in steps of 1024 (_split_sum; SPLIT_SUM=0: off)
-PANEL = 16  # columns per panel in _panel_matmul: one tile row of the CPU matmul (two AVX2 registers)
-ROW_TILE = 6  # _panel_matmul pads the rows of x to a multiple of this: the CPU tile is 6 rows x 16 columns
-PAD_MIN = 512  # _panel_matmul pads rows to 6-row tiles when every dim is this big (below, 16x4 does as well)
-SMALL_ROW_TILE = 4  # and to 4-row tiles below (opt.py's PANEL_ROWS_FACTOR)
-
-
-def _packs(x: Any, w: Any) -> bool:
-    """Does _panel_matmul's copy pay? For 2-D matmuls of one dtype with every dim >= the backend's panel_min
-    (CPU: 128, where `g @ W.T` pays too: 0.91 -> 0.67 + 0.18 ms; PoCL runs 128-row ones 25% slower)."""
-    return (
-        len(x.shape) == len(w.shape) == 2
-        and x.dtype == w.dtype
-        and w.shape[1] % PANEL == 0
-        and bool(getenv("PACK_MATMUL", 1))
-        and min(x.shape[0], *w.shape) >= Device[x.device].panel_min
-    )
-
-
-def _panel_matmul(x: LazyNode, w: LazyNode) -> LazyNode:
-    """x @ w for 2-D nodes, with w first copied into panels of 16 columns, each contiguous: the kernel then
-    streams one panel per 16 outputs instead of reading 16 floats from every row of w (a new page each row,
-    and rows 2 KB apart share a few cache sets). 2048^2 on the CPU: 1000 -> 230 ms. PACK_MATMUL=0: off."""
-    (m, k), n = x.shape, w.shape[1]
-    panels = w.reshape((k, n // PANEL, PANEL)).permute((1, 0, 2)).contiguous()
-    tile = ROW_TILE if min(m, k, n) >= PAD_MIN else SMALL_ROW_TILE  # the rows of codegen's tile (opt.py)
-    rows = m + (-m % tile if getenv("PAD_ROWS", 1) else 0)  # 130x784x512: 3.22 -> 1.87 ms padded to 132
-    # x is copied when padded (zero rows, so the kernel's loads need no bounds checks) or a view like x.T,
-    # whose rows 3 KB apart missed the TLB (x.T @ g, 784x128x512: 1.2 -> 0.72 ms)
-    a = x.pad(((0, rows - m), (0, 0))).contiguous() if rows != m or not x.st.contiguous else x
-    a = a.reshape((rows, 1, k, 1)).expand((rows, n // PANEL, k, PANEL))
-    product = a.alu(Op.MUL, panels.reshape((1, n // PANEL, k, PANEL)).expand((rows, n // PANEL, k, PANEL)))
-    out = product.reduce(Op.REDUCE_SUM, (2,)).reshape((rows, n)).shrink(((0, m), (0, n)))
-    return out.custom_rule((x, w), _MatmulRule(x, w))
-
-
-def _matmul_nodes(x: LazyNode, w: LazyNode) -> LazyNode:
-    """x @ w for 2-D nodes (a panel matmul's derivatives): _panel_matmul where it pays, else MUL and SUM."""
-    if _packs(x, w):
-        return _panel_matmul(x, w)
-    (m, k), n = x.shape, w.shape[1]
-    x3, w3 = x.reshape((m, 1, k)).expand((m, n, k)), w.permute((1, 0)).reshape((1, n, k)).expand((m, n, k))
-    return x3.alu(Op.MUL, w3).reduce(Op.REDUCE_SUM, (2,)).reshape((m, n))
 
 
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:

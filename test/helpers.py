@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from minigrad import Tensor
+from minigrad.codegen.target import Target
 
 FORWARD_TOL = dict(atol=1e-6, rtol=1e-3)
 GRAD_TOL = dict(atol=1e-4, rtol=1e-3)
@@ -65,3 +66,9 @@ def check_op(
         np.testing.assert_allclose(
             m.grad.numpy(), expected, atol=grad_atol, rtol=grad_rtol, err_msg=f"gradient of input {i}"
         )
+
+
+# What an H100's driver reports (cuDeviceGetAttribute): the target for CUDA kernels compiled without a GPU.
+H100 = Target(
+    gpu=True, float4=True, local_tiles=True, max_work_group=1024, compute_units=132, local_memory_bytes=48 << 10
+)

@@ -103,8 +103,7 @@ def test_random_graph_matches_numpy(seed):
         "GATHER_TILE": int(rng.integers(0, 2)),
         "SECOND_TILE": int(rng.integers(0, 2)),
         "STREAM_LANES": int(rng.integers(0, 2)),
-        "SIX_ROWS": int(rng.integers(0, 2)),
-        "PANEL_ROWS": int(rng.integers(0, 2)),
+        "PACK": int(rng.integers(0, 2)),
         "VECTORIZE": int(rng.integers(0, 2)),
         "NOOPT": int(rng.random() < 0.3),
     }

@@ -231,8 +231,9 @@ def test_long_sums_are_accurate_and_split_sum_0_turns_the_steps_off(device):
 
 
 def test_long_sums_over_some_axes_match_torch_with_gradients(device):
+    """A sum of 180,000 values near 100 in size that cancels to near 0 is off by float32 rounding (~1e-5)."""
     check_op(device, [(3, 70_001)], lambda x: x.sum(1))
-    check_op(device, [(2, 300, 300)], lambda x: x.sum((0, 2), keepdim=True))
+    check_op(device, [(2, 300, 300)], lambda x: x.sum((0, 2), keepdim=True), atol=1e-4)
     check_op(device, [(70_000, 2)], lambda x: x.mean(0))
 
 

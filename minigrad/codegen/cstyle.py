@@ -21,6 +21,7 @@ from typing import Callable
 
 from minigrad.codegen.lower import Instr, LinearKernel, Loop, LoopNest, loop_nest, lower
 from minigrad.codegen.opt import optimize
+from minigrad.codegen.target import Target
 from minigrad.dtype import DType, dtypes
 from minigrad.helpers import getenv, prod
 from minigrad.ops import Op
@@ -71,7 +72,6 @@ class Language:
     local_index: str = ""  # the thread's index inside its work-group
     local_prefix: str = ""  # declares an array shared by a work-group
     barrier: str = ""  # waits for every thread of the work-group
-    local_tiles: bool = True  # a GPU: matmul operands go through local memory (opt.tile; not on a CPU device)
     # 4 floats at once, given `{ptr}` (and `{values}` to store); elements are read as .x .y .z .w
     vector_load: str = ""
     vector_store: str = ""
@@ -259,6 +259,8 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
         elif instr.op == "LOCAL":  # at the top: OpenCL wants local arrays at the kernel's outermost scope
             array = f"{language.type_name(instr.dtype)} {instr.arg[0]}[{instr.arg[1]}]"
             lines.insert(0, f"  {language.local_prefix}{array};")
+        elif instr.op == "PRIVATE":  # where it is emitted: inside a parallel loop, each thread has its own
+            add(f"{language.type_name(instr.dtype)} {instr.arg[0]}[{instr.arg[1]}];")
         elif instr.op == "BARRIER":
             add(language.barrier)
         elif instr.op == "LOAD":
@@ -314,14 +316,13 @@ def _pointer(arg: tuple) -> str:
     return f"{_buffer_name(arg[0])}+{arg[1].render()}"
 
 
-def heuristic_nest(ast, language: Language) -> LoopNest:
-    """The loop nest opt.py chooses for this kernel in this dialect (the plain nest with NOOPT=1)."""
-    gpu, vectors = bool(language.global_index), bool(language.vector_load)
+def heuristic_nest(ast, target: Target) -> LoopNest:
+    """The loop nest opt.py chooses for this kernel on this hardware (the plain nest with NOOPT=1)."""
     nest = loop_nest(ast)
-    return nest if getenv("NOOPT") else optimize(ast, nest, gpu, vectors, language.local_tiles)
+    return nest if getenv("NOOPT") else optimize(ast, nest, target)
 
 
-def render_kernel(ast, language: Language, nest: LoopNest | None = None) -> tuple[str, str, tuple]:
+def render_kernel(ast, language: Language, target: Target, nest: LoopNest | None = None) -> tuple[str, str, tuple]:
     """A kernel AST as source in `language`: lowered with `nest` (default: heuristic_nest), rendered."""
-    chosen = nest if nest is not None else heuristic_nest(ast, language)
+    chosen = nest if nest is not None else heuristic_nest(ast, target)
     return render(lower(ast, lambda ast, plain: copy.deepcopy(chosen)), language)

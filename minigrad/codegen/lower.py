@@ -31,7 +31,7 @@ from typing import Any
 from minigrad.dtype import DType, dtypes
 from minigrad.helpers import getenv, prod
 from minigrad.ops import IOTA, REDUCE, AstNode, Op
-from minigrad.shape.symbolic import Node, NumNode, Variable, and_nodes, lt, variables
+from minigrad.shape.symbolic import Node, NumNode, Variable, and_nodes, lt, sum_node, variables
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class Instr:
     LOAD     arg: (buffer, index Node, valid Node)   buffer: a kernel argument's number, or a local array
     STORE    srcs: (value,), arg: (buffer, index Node, valid Node)
     LOCAL    arg: (name, size): an array shared by a work-group      BARRIER: wait for the work-group
+    PRIVATE  arg: (name, size): an array of one thread (a packed operand, opt.pack)
     VLOAD    arg: (buffer, index, width): `width` elements at once    LANE  srcs: (vload,), arg: element
     VSTORE   srcs: `width` values, arg: (buffer, index)             (from `vectorize`, GPUs only)
     CONST    arg: the value            ALU      srcs: operands, arg: the Op (CAST: dtype gives the target)
@@ -74,7 +75,9 @@ class LoopNest:
     takes elements `var*t*f + j*t + l` (neighbouring threads on neighbouring elements); in a reduce dim it
     sums every t-th element and the partial sums meet in local memory after the loop (opt.group).
     tile (GPUs): > 0, the reduce dim runs in chunks of `tile` elements. Before each chunk the work-group
-    copies it, of every load broadcast along one of its two thread dims, into local memory (opt.tile)."""
+    copies it, of every load broadcast along one of its two thread dims, into local memory (opt.tile).
+    packed (CPUs): buffers whose loads read a copy made inside the column dim's loop, before the other
+    global loops: [reduce elements][columns], contiguous (opt.pack)."""
 
     full_shape: tuple[int, ...]
     reduce_axes: tuple[int, ...]
@@ -87,6 +90,7 @@ class LoopNest:
     scalar_buffers: set[int] = field(default_factory=set)  # their loads stay scalar (Language.scalar_barrier)
     picks: dict[int, AstNode] = field(default_factory=dict)  # reduce dim -> the index it runs at (opt.pick)
     scatter: dict[int, AstNode] = field(default_factory=dict)  # global dim -> where each term goes (opt.pick)
+    packed: dict[int, int] = field(default_factory=dict)  # buffer -> its column dim: copied first (opt.pack)
 
     @property
     def group_size(self) -> int:
@@ -165,6 +169,7 @@ class _Linearizer:
             self.thread_index[d] = (self.local_index // inner) % nest.threads[d]
         self.tile_index = Variable("tidx", 0, max(nest.tile - 1, 0))  # the element of a chunk (nest.tile)
         self.staged: dict[AstNode, tuple[str, int, int]] = {}  # loads in local memory: (array, dim, row)
+        self.packed: dict[AstNode, tuple[str, int, int]] = {}  # packed loads: (array, column dim, width)
         for d in nest.order:
             steps = nest.steps(d)
             prefix = "r" if d in nest.reduce_axes else "g"
@@ -221,6 +226,10 @@ class _Linearizer:
                 array, d, row = self.staged[n]
                 index = self.tile_index * row + self.offset(d, copy)
                 result = self.emit(Instr("LOAD", n.dtype, (), (array, index, NumNode(1))))
+            elif n in self.packed:  # element (reduce element, column) of its packed copy
+                array, d, width = self.packed[n]
+                index = self.reduce_element() * width + copy.get(d, 0)
+                result = self.emit(Instr("LOAD", n.dtype, (), (array, index, NumNode(1))))
             elif n.op in (Op.LOAD, Op.CONST):
                 index, valid = n.arg[1].expr_idxs(self.idxs(reduced, copy))
                 if n.op is Op.CONST:  # an IOTA (arange) is its element's own index
@@ -239,6 +248,11 @@ class _Linearizer:
                 result = self.emit(Instr("ALU", n.dtype, srcs, n.op))
             self.emitted[(n, copy_key)] = result
         return self.emitted[(node, copy_key)]
+
+    def reduce_element(self) -> Node:
+        """The position of this iteration in the reduce, its dims flattened in loop order."""
+        dims = [d for d in self.nest.order if d in self.nest.reduce_axes]
+        return sum_node([self.variables[d] * prod(self.nest.full_shape[e] for e in dims[i + 1 :]) for i, d in enumerate(dims)])
 
     def _masked(self, const: int, valid: Node, node: AstNode) -> int:
         """A constant seen through a padded view: the value inside the mask, 0 outside."""
@@ -275,11 +289,19 @@ def linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
     loops = [Loop(v, nest.steps(d), d in nest.reduce_axes, d in nest.parallel_dims) for v, d in looped]
     global_loops = [loop for loop in loops if not loop.reduce]
     reduce_loops = [loop for loop in loops if loop.reduce]
-    global_copies = _copies(nest, [d for d in nest.order if d not in nest.reduce_axes])
+    # a packed operand's columns are copied innermost: consecutive statements then walk the columns (the
+    # order the compiler's SLP vectorizer joins), though the column loop runs outside the rows
+    global_dims = [d for d in nest.order if d not in nest.reduce_axes and d not in nest.packed.values()]
+    global_copies = _copies(nest, global_dims + [d for d in nest.order if d in nest.packed.values()])
     reduce_copies = _copies(nest, [d for d in nest.order if d in nest.reduce_axes])
     if nest.scatter:
         return _scatter(lin, ast, loops, name)
-    lin.loops(global_loops)
+    packed_at = max((nest.order.index(d) for d in nest.packed.values()), default=-1)
+    before_pack = {v.name for v, d in looped if nest.order.index(d) <= packed_at}
+    lin.loops([loop for loop in global_loops if loop.var.name in before_pack])
+    if nest.packed:
+        _pack(lin, ast)
+    lin.loops([loop for loop in global_loops if loop.var.name not in before_pack])
     reduces = list(dict.fromkeys(n for n in ast.toposort() if n.op in REDUCE))
     accumulators = {}  # (reduce, global copy, reduce copy) -> ACC: each body copy accumulates on its own
     for r in reduces:
@@ -352,6 +374,32 @@ def _scatter(lin: _Linearizer, store: AstNode, loops: list[Loop], name: str) -> 
     lin.emit(Instr("STORE", dtype, (lin.emit(Instr("ALU", dtype, (old, term), Op.ADD)),), place))
     lin.loops(outer + reduce_loops + picked, end=True)
     return _kernel(lin, store, name)
+
+
+def _pack(lin: _Linearizer, ast: AstNode) -> None:
+    """Copy each packed buffer's columns of this step, for the whole reduce, into an array of the thread
+    (opt.pack): [reduce element][column], zeros where the view is padded. The global loops still to open
+    are dims the operand is broadcast along, so they index it at 0."""
+    nest = lin.nest
+    reduce_dims = [d for d in nest.order if d in nest.reduce_axes]
+    reduce_loops = [Loop(lin.variables[d], nest.steps(d), True) for d in reduce_dims if nest.steps(d) > 1]
+    opened = {loop.arg.var.name for loop in (i for i in lin.instrs if i.op == "LOOP")}
+    for buffer, column in nest.packed.items():
+        nodes = [n for n in ast.toposort() if n.op is Op.LOAD and n.arg[0] == buffer]
+        width, dtype = nest.upcast[column], nodes[0].dtype
+        array = f"pack{buffer}"
+        lin.emit(Instr("PRIVATE", dtype, (), (array, prod(nest.full_shape[d] for d in reduce_dims) * width)))
+        lin.loops(reduce_loops)
+        for j in range(width):
+            idxs = lin.idxs(reduced=True, copy={column: j})
+            for d, variable in lin.variables.items():
+                if d not in nest.reduce_axes and isinstance(variable, Variable) and variable.name not in opened:
+                    idxs[d] = NumNode(0)
+            index, valid = nodes[0].arg[1].expr_idxs(idxs)
+            value = lin.emit(Instr("LOAD", dtype, (), (buffer, index, valid)))
+            lin.emit(Instr("STORE", dtype, (value,), (array, lin.reduce_element() * width + j, NumNode(1))))
+        lin.loops(reduce_loops, end=True)
+        lin.packed.update({n: (array, column, width) for n in nodes})
 
 
 def _stage(lin: _Linearizer, reduces: list[AstNode]) -> None:

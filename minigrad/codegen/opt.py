@@ -26,29 +26,25 @@ from __future__ import annotations
 from itertools import combinations, product
 
 from minigrad.codegen.lower import LoopNest
+from minigrad.codegen.target import Target
 from minigrad.helpers import getenv, prod
 from minigrad.ops import IOTA, AstNode, Op
 from minigrad.shape.symbolic import Variable, variables
 
 PARALLEL_MIN_WORK = 1 << 15  # below this many inner iterations, starting threads costs more than it saves
-SIX_ROWS = 6  # the rows of the tile when they divide the dim (_rows_factor)
-REUSE_FACTORS = (16, 8)  # dims where inputs are broadcast, innermost first (16 floats: two AVX2 registers)
-SCALAR_ROWS_FACTOR = 4  # with scalar loads each value takes a register of its own: 16x4 does not spill
-PANEL_ROWS_FACTOR = 4  # a panel matmul's rows where 6 does not divide (tensor.py pads to it): 16x4
-ROWS_FACTOR = 8  # otherwise: 8 independent accumulators hide the latency of the serial adds
+SCALAR_ROWS_FACTOR = 4  # with scalar loads each value takes a register of its own: cols x 4 does not spill
+ROWS_FACTOR = 8  # 8 independent accumulators hide the latency of the serial adds
 DOT_TILES = (2, 4)  # with lanes: 2 outputs along the innermost broadcast dim, 4 along the next
 SHORT_TILES = (8, 4)  # a short reduce without lanes: 8 outputs for the vectorizer, 4 along the next
-LANES_MIN_REDUCE = 16  # a reduce this short is not split: combining the lanes costs more than they save
-STREAM_LANES = 32  # a reduce with nothing to reuse (a row sum): 4 registers of lanes, one row at a time
-LANES = 8  # a reduce that loads walk contiguously is split into 8 accumulators (one AVX2 register)
+GPU_TILE = (16, 6)  # a GPU thread's register tile: 96 accumulators, well under a thread's register file
+GPU_LANES = 8  # a GPU thread splits a reduce into 8 independent accumulators (latency, not SIMD width)
 GROUP_SIZES = (256, 128, 64, 32)  # threads that share one output's reduce, largest that divides the dim
 GROUP_MAX_OUTPUTS = 1 << 15  # with more outputs than this, one thread per output already fills a GPU
 VECTOR_WIDTH = 4  # float4: a 16-byte load or store
 TILE_THREADS = 16  # opt.tile: a work-group of 16x16 threads...
 TILE_UPCASTS = (8, 4)  # ...each computing 8x8 outputs where the dims allow (a 128x128 block), else 4x4
 TILE_CHUNK = 16  # the reduce runs in chunks of 16 elements: 2 x 16 x 128 floats of local memory
-TILE_MIN_GROUPS = 132  # an H100's multiprocessors: fewer work-groups leave some idle
-
+PACK_MAX_BYTES = 1 << 20  # a packed operand lives on the stack of a kernel thread: stay far below its 8 MB
 
 def _real_strides(ast: AstNode, nest: LoopNest, ops: tuple[Op, ...]) -> list[tuple[int, tuple]]:
     """Per distinct access (buffer, view) at the kernel's full shape: its buffer and the buffer stride of
@@ -90,7 +86,7 @@ def pick(ast: AstNode, nest: LoopNest, gpu: bool = False) -> LoopNest:
     return nest
 
 
-def reorder(ast: AstNode, nest: LoopNest) -> LoopNest:
+def reorder(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     """In a kernel without a reduce, put the global dim that most loads and the store walk with stride 1
     innermost (REORDER=0 turns off): a transposed copy then reads or writes consecutive addresses. In a
     reduce kernel, the same among its reduce dims (`x.T.sum()`: 178 -> 6 ms on 4096^2)."""
@@ -105,7 +101,7 @@ def reorder(ast: AstNode, nest: LoopNest) -> LoopNest:
     return nest
 
 
-def transpose(ast: AstNode, nest: LoopNest) -> LoopNest:
+def transpose(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     """A copy between layouts (`x.T.contiguous()` of 2^16 floats or more; TRANSPOSE=0: off): the dim that a
     load strided along the innermost dim walks takes 8 a step, so each step reads 8 consecutive addresses
     (3072x768: 5.0 -> 0.7 ms in cache, 7.1 -> 2.2 ms from memory; h^T 512x128 in the MLP step, rows 2 KB
@@ -120,42 +116,45 @@ def transpose(ast: AstNode, nest: LoopNest) -> LoopNest:
     return nest
 
 
-def group(ast: AstNode, nest: LoopNest) -> LoopNest:
+def group(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     """On a GPU, share the innermost reduce dim among a work-group of threads (see the module docstring)."""
     inner = nest.order[-1] if nest.order else None
     if not getenv("GROUP", 1) or nest.threads or inner not in nest.reduce_axes:
         return nest
     outputs = prod(s for d, s in enumerate(nest.full_shape) if d not in nest.reduce_axes)
     size = nest.full_shape[inner]
-    sizes = [g for g in GROUP_SIZES if size % g == 0 and size >= 2 * g]
+    sizes = [g for g in GROUP_SIZES if size % g == 0 and size >= 2 * g and g <= target.max_work_group]
     if outputs <= GROUP_MAX_OUTPUTS and sizes:
         nest.threads = {inner: sizes[0]}
     return nest
 
 
-def tile(ast: AstNode, nest: LoopNest) -> LoopNest:
-    """Local-memory tiling of a matmul-like kernel on a GPU (TILE=0 turns off, TILE=1 on where the device
+def tile(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
+    """Local-memory tiling of a matmul-like kernel on a GPU (TILE=0 turns off, TILE=1 on where the target
     does not ask for it). Two global dims m, n (an operand moves along each, not the other) are shared by
-    16x16 threads of a work-group, each computing 8x8 outputs (4x4 where that gives too few groups). The
-    reduce runs in chunks of 16: before each chunk the work-group copies both operands' part into local
-    memory, where all its threads read it. Each operand is then read from memory once per 128-wide block
-    instead of once per thread."""
+    16x16 threads of a work-group, each computing 8x8 outputs (4x4 where that gives fewer work-groups than
+    the device has compute units). The reduce runs in chunks of 16: before each chunk the work-group copies
+    both operands' part into local memory, where all its threads read it. Each operand is then read from
+    memory once per 128-wide block instead of once per thread."""
     reduce_dims, shape = [d for d in nest.order if d in nest.reduce_axes], nest.full_shape
-    if len(reduce_dims) != 1 or shape[reduce_dims[0]] % TILE_CHUNK:
+    fits_device = TILE_THREADS**2 <= target.max_work_group
+    if len(reduce_dims) != 1 or shape[reduce_dims[0]] % TILE_CHUNK or not fits_device:
         return nest
     k, outputs = reduce_dims[0], prod(s for d, s in enumerate(shape) if d not in nest.reduce_axes)
     moving = [s for _, s in _real_strides(ast, nest, (Op.LOAD,)) if s[k] != 0]  # loads that walk the reduce
     one_each = {(True, False), (False, True)}  # an operand moves along m and not n, another the other way
     for (m, n), f in product(combinations(nest.order[:-1], 2), TILE_UPCASTS):
         block, fits = f * TILE_THREADS, {(s[m] != 0, s[n] != 0) for s in moving} >= one_each
-        if fits and shape[m] % block == shape[n] % block == 0 and outputs // block**2 >= TILE_MIN_GROUPS:
+        local_bytes = 2 * TILE_CHUNK * (block + 1) * 4
+        enough = outputs // block**2 >= target.compute_units and local_bytes <= target.local_memory_bytes
+        if fits and shape[m] % block == shape[n] % block == 0 and enough:
             nest.threads, nest.upcast = {m: TILE_THREADS, n: TILE_THREADS}, {m: f, n: f}
             nest.tile = TILE_CHUNK
             return nest
     return nest
 
 
-def upcast(ast: AstNode, nest: LoopNest) -> LoopNest:
+def upcast(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     """Tile the dims of a reduce kernel into registers (see the module docstring)."""
     if not getenv("UPCAST", 1) or not nest.reduce_axes or nest.threads:
         return nest
@@ -167,26 +166,31 @@ def upcast(ast: AstNode, nest: LoopNest) -> LoopNest:
     reused = [d for d in global_dims if any(s[d] == 0 for s in strides)]
     walks = {d: sum(1 for s in strides if s[d] == 1) for d in nest.order}  # loads that walk d contiguously
     inner_reduce = nest.order[-1]
-    outer_product = walks[inner_reduce] <= max((walks[d] for d in reused), default=0)
+    lanes = GPU_LANES if target.gpu else max(target.lanes(ast.dtype.itemsize), 2)
+    # loads contiguous along the reduce make a dot product, unless a broadcast dim is walked as often or the
+    # reduce is too short for lanes (a conv's 3 taps): then an outer product
+    reuse_walks = max((walks[d] for d in reused), default=0)
+    short = nest.full_shape[inner_reduce] <= 2 * lanes and reuse_walks > 0
+    outer_product = walks[inner_reduce] <= reuse_walks or short
     if not outer_product:
         # a dot-product form: loads are contiguous along the reduce, so the reduce is split into lanes
         size = nest.full_shape[inner_reduce]
-        widths = (STREAM_LANES,) if not reused and getenv("STREAM_LANES", 1) else ()
-        lanes = next((n for n in widths + (LANES, LANES // 2, 2) if size % n == 0 and size > n), LANES)
-        plan = [(inner_reduce, lanes)] if size > LANES_MIN_REDUCE else []  # 10 classes: a plain loop
+        widths = (4 * lanes,) if not reused and getenv("STREAM_LANES", 1) else ()  # a row sum: 4 registers
+        split = next((n for n in widths + (lanes, lanes // 2, 2) if size % n == 0 and size > n), lanes)
+        plan = [(inner_reduce, split)] if size > 2 * lanes else []  # 10 classes: a plain loop
         plan += zip(
             reversed(reused or ([] if widths else global_dims[-1:])), DOT_TILES if plan else SHORT_TILES
         )
     elif reused:
-        # the innermost broadcast dim takes 16; the second factor goes to a dim along which the operand
+        # the innermost broadcast dim takes the columns; the rows go to a dim along which the operand
         # loaded along that one is broadcast, so each loaded vector feeds several accumulators
         vector_dim = reused[-1]
         vector_loads = [s for s in strides if s[vector_dim] == 1]
         others = [d for d in reversed(reused[:-1]) if any(s[d] == 0 for s in vector_loads)] or reused[-2:-1]
-        # global dims the vector operand moves along besides its own: the panels of a panel matmul
-        panels = [d for d in global_dims if d != vector_dim and any(s[d] for s in vector_loads)]
-        rows = [(d, _rows_factor(nest.full_shape[d], bool(panels))) for d in others[:1]]
-        plan = [(vector_dim, REUSE_FACTORS[0])] + rows
+        cols, max_rows = _register_tile(target, lanes)
+        size = nest.full_shape[vector_dim]  # two registers of columns, else one, else half of one
+        cols = next((c for c in (cols, cols // 2, cols // 4) if c > 1 and size % c == 0), cols)
+        plan = [(vector_dim, cols)] + [(d, _rows(nest.full_shape[d], max_rows)) for d in others[:1]]
         if not others and getenv("SECOND_TILE", 1):  # one broadcast dim (a weight gradient with a constant
             # upstream gradient): 8 rows of a dim the loads move along give 8 independent add chains
             moving = [d for d in global_dims if d != vector_dim and any(s[d] for s in strides)]
@@ -195,17 +199,61 @@ def upcast(ast: AstNode, nest: LoopNest) -> LoopNest:
             other = others[0]
             nest.scalar_buffers = {b for b, s in accesses if s[vector_dim] == 0 and s[other] == 1}
             plan = plan if not nest.scalar_buffers else [plan[0], (other, SCALAR_ROWS_FACTOR)]
-        if getenv("PANEL_OUTER", 1):  # an untiled panel dim goes outermost: each thread then keeps its
-            outer = [d for d in panels if d not in dict(plan)]  # panel in cache while it sweeps the rows
-            nest.order = outer + [d for d in nest.order if d not in outer]
-    else:  # 8 rows; with no global dim (a full sum), 8 lanes: one float32 accumulator stops at 2^24
-        plan = [(d, ROWS_FACTOR) for d in global_dims[-1:]] or [(inner_reduce, LANES)]
+    else:  # 8 rows; with no global dim (a full sum), lanes: one float32 accumulator stops at 2^24
+        plan = [(d, ROWS_FACTOR) for d in global_dims[-1:]] or [(inner_reduce, lanes)]
     for dim, factor in plan:
         size = nest.full_shape[dim]
         if outer_product and dim in reused and size <= factor:
             nest.upcast[dim] = size  # a small broadcast dim (10 classes) is tiled whole
         elif size % factor == 0 and size > factor:
             nest.upcast[dim] = factor
+    return nest
+
+
+def _register_tile(target: Target, lanes: int) -> tuple[int, int]:
+    """(columns, most rows) of an outer-product tile: two vector registers of columns, and as many rows
+    as leave the accumulators (2 a row) and 4 registers for the loaded values in the register file (AVX2:
+    16 x 6, AVX-512: 32 x 14, NEON: 8 x 14). On a GPU, a thread's tile (GPU_TILE)."""
+    if target.gpu:
+        return GPU_TILE
+    return 2 * lanes, max((target.vector_registers - 4) // 2, 1)
+
+
+def _rows(size: int, most: int) -> int:
+    """The rows of an outer-product tile: the most, up to `most`, that divide the dim."""
+    return next((r for r in range(min(most, size), 1, -1) if size % r == 0), 1)
+
+
+def pack(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
+    """Operand packing on a CPU (PACK=0 turns off). In an outer-product tile, the operand loaded along the
+    columns is read again for every tile of rows, a few elements from each of its rows: strided reads
+    that share cache sets and TLB entries (x @ W with W 2048 wide: rows 8 KB apart). Where the rows take
+    more than one step, each thread first copies its columns, for the whole reduce, into a contiguous
+    array (padding zeros included, so the inner loop has no bounds checks) and sweeps the rows over it.
+    The dims the operand moves along go outermost, then its columns: the copy happens once per column
+    tile. Only where the array fits in half the L2 cache and on the thread's stack (PACK_MAX_BYTES)."""
+    if not getenv("PACK", 1) or target.gpu or nest.threads or nest.scalar_buffers:
+        return nest
+    reduce_dims = [d for d in nest.order if d in nest.reduce_axes]
+    if any(d in nest.upcast for d in reduce_dims):
+        return nest
+    accesses = _real_strides(ast, nest, (Op.LOAD,))
+    for buffer, s in accesses:
+        if sum(1 for b, _ in accesses if b == buffer) > 1:
+            continue  # one view per packed buffer
+        columns = [d for d in nest.upcast if s[d] == 1 and d not in nest.reduce_axes]
+        rows = [d for d in nest.upcast if d not in columns and s[d] == 0 and nest.steps(d) > 1]
+        moves = [d for d in nest.order if s[d] != 0 and d not in reduce_dims]
+        if len(columns) != 1 or not rows or None in s or set(nest.upcast) - {columns[0], *rows}:
+            continue
+        column = columns[0]
+        size = prod(nest.full_shape[d] for d in reduce_dims) * nest.upcast[column] * ast.dtype.itemsize
+        if size > min(target.cache(2) // 2, PACK_MAX_BYTES):
+            continue
+        outer = [d for d in moves if d != column] + [column]
+        nest.order = outer + [d for d in nest.order if d not in outer]
+        nest.packed = {buffer: column}
+        return nest
     return nest
 
 
@@ -227,13 +275,7 @@ def _share_gather_index(ast: AstNode, nest: LoopNest) -> LoopNest:
     return nest
 
 
-def _rows_factor(size: int, panels: bool) -> int:
-    """Rows of the outer-product tile (module docstring). SIX_ROWS=0 turns the 6 off, PANEL_ROWS=0 the 4."""
-    six, four = size % SIX_ROWS == 0 and getenv("SIX_ROWS", 1), panels and getenv("PANEL_ROWS", 1)
-    return SIX_ROWS if six else PANEL_ROWS_FACTOR if four else REUSE_FACTORS[1]
-
-
-def parallelize(ast: AstNode, nest: LoopNest) -> LoopNest:
+def parallelize(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     """Mark the outermost global loop parallel when the kernel is big enough to share out."""
     inner = set(nest.reduce_axes) | set(nest.scatter)  # scatter dims loop inside the reduce (lower.py)
     global_dims = [d for d in nest.order if d not in inner and nest.full_shape[d] > nest.upcast.get(d, 1)]
@@ -243,7 +285,7 @@ def parallelize(ast: AstNode, nest: LoopNest) -> LoopNest:
     return nest
 
 
-def vectorize(ast: AstNode, nest: LoopNest) -> LoopNest:
+def vectorize(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     """Use vector loads and stores (see the module docstring)."""
     if not getenv("VECTORIZE", 1) or nest.reduce_axes or not nest.order:
         return nest
@@ -254,13 +296,12 @@ def vectorize(ast: AstNode, nest: LoopNest) -> LoopNest:
     return nest
 
 
-def optimize(ast: AstNode, nest: LoopNest, gpu=False, vectors=False, tiles=False) -> LoopNest:
-    """Every rewrite in order; `gpu`: the target runs global loops as threads, `vectors`: it has vector
-    types, `tiles`: it wants local-memory tiles (cstyle.Language)."""
-    nest = pick(ast, nest, gpu)
-    tiling = (tile,) if getenv("TILE", int(tiles)) else ()
-    rewrites = (reorder, *tiling, group, upcast) if gpu else (reorder, transpose, upcast, parallelize)
-    rewrites = rewrites if not (nest.picks or nest.scatter) else () if gpu else (parallelize,)
-    for rewrite in rewrites + ((vectorize,) if vectors else ()):
-        nest = rewrite(ast, nest)
+def optimize(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
+    """Every rewrite in order, for the hardware `target` describes (codegen/target.py)."""
+    nest = pick(ast, nest, target.gpu)
+    tiling = (tile,) if getenv("TILE", int(target.local_tiles)) else ()
+    rewrites = (reorder, *tiling, group, upcast) if target.gpu else (reorder, transpose, upcast, pack, parallelize)
+    rewrites = rewrites if not (nest.picks or nest.scatter) else () if target.gpu else (parallelize,)
+    for rewrite in rewrites + ((vectorize,) if target.float4 else ()):
+        nest = rewrite(ast, nest, target)
     return nest

@@ -55,7 +55,7 @@ def program_for(ast: Any, backend: Backend, outputs: list[LazyNode], buffers: li
 
 
 def _heuristic(ast: Any, backend: Backend) -> LoopNest:
-    return heuristic_nest(ast, backend.language)
+    return heuristic_nest(ast, backend.target)
 
 
 def _neighbours(nest: LoopNest) -> list[LoopNest]:

@@ -6,7 +6,7 @@ import ctypes
 import time
 
 from minigrad.codegen.cstyle import Language
-from minigrad.device import Allocator, Backend, Compiler, Program
+from minigrad.device import Allocator, Backend, Compiler, Program, Target
 from minigrad.dtype import DType, dtypes
 from minigrad.helpers import getenv
 
@@ -96,7 +96,6 @@ class CudaProgram(Program):
 
 
 class CudaDevice(Backend):
-    panel_min = 1 << 62  # no panel copies (tensor._packs): matmul operands go through local memory (opt.tile)
     max_buffers = 4096 // 8  # a kernel's parameters: at most 4 KiB (CUDA C Programming Guide), 8 per pointer
 
     def __init__(self):
@@ -109,12 +108,19 @@ class CudaDevice(Backend):
         capability = [f"CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_{part}" for part in ("MAJOR", "MINOR")]
         attributes = [getattr(driver.CUdevice_attribute, name) for name in capability]
         major, minor = (check(driver.cuDeviceGetAttribute(a, device)) for a in attributes)
+        limits = ["MULTIPROCESSOR_COUNT", "MAX_THREADS_PER_BLOCK", "MAX_SHARED_MEMORY_PER_BLOCK"]
+        units, threads, shared = (
+            check(driver.cuDeviceGetAttribute(getattr(driver.CUdevice_attribute, f"CU_DEVICE_ATTRIBUTE_{name}"), device))
+            for name in limits
+        )
+        target = Target(gpu=True, float4=True, local_tiles=True, max_work_group=threads, compute_units=units, local_memory_bytes=shared)
         super().__init__(
             "CUDA",
             CudaAllocator(),
             CUDA_LANGUAGE,
             CudaCompiler(major * 10 + minor, ptx=bool(getenv("CUDA_PTX"))),
             CudaProgram,
+            target,
         )
 
     def synchronize(self) -> None:

@@ -18,7 +18,7 @@ import shutil
 import numpy as np
 
 from minigrad.codegen.cstyle import Language
-from minigrad.device import Allocator, Backend, Compiler, Program
+from minigrad.device import Allocator, Backend, Compiler, Program, Target
 from minigrad.dtype import DType, dtypes
 
 try:
@@ -128,8 +128,15 @@ class OpenclDevice(Backend):
         self.context = cl.Context([self.cl_device])
         self.queue = cl.CommandQueue(self.context, properties=cl.command_queue_properties.PROFILING_ENABLE)
         context, cl_device, queue = self.context, self.cl_device, self.queue
-        language = OPENCL_LANGUAGE  # on a CPU device (PoCL) local-memory tiles ran 9-50x slower (opt.tile)
-        language = dataclasses.replace(language, local_tiles=not cl_device.type & cl.device_type.CPU)
+        language = OPENCL_LANGUAGE
+        target = Target(
+            gpu=True,
+            float4=True,
+            local_tiles=not cl_device.type & cl.device_type.CPU,  # PoCL on a CPU: tiles ran 9-50x slower
+            max_work_group=cl_device.max_work_group_size,
+            compute_units=cl_device.max_compute_units,
+            local_memory_bytes=cl_device.local_mem_size,
+        )
         if self.supports_dtype(dtypes.float16):
             language = dataclasses.replace(
                 language, headers=language.headers + "#pragma OPENCL EXTENSION cl_khr_fp16 : enable\n"
@@ -153,6 +160,7 @@ class OpenclDevice(Backend):
             language,
             OpenclCompiler(self.context, self.cl_device),
             OpenclProgram,
+            target,
         )
 
     def synchronize(self) -> None:

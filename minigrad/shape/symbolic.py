@@ -274,8 +274,10 @@ def div_node(a: Node, divisor: int) -> Node:
     if isinstance(a, DivNode):
         return div_node(a.a, a.divisor * divisor)
     terms, constant = _terms_and_constant(a)
-    whole = [mul_node(b, f // divisor) for b, f in map(_split_coefficient, terms) if f % divisor == 0]
-    rest = [t for t in terms if _split_coefficient(t)[1] % divisor != 0]
+    # a coefficient f = q*divisor + r leaves q whole: (x + 35*y) // 34 = y + (x + y) // 34
+    whole = [mul_node(b, f // divisor) for b, f in map(_split_coefficient, terms) if f >= divisor]
+    rest = [mul_node(b, f % divisor if f >= divisor else f) for b, f in map(_split_coefficient, terms)]
+    rest = [t for t in rest if not isinstance(t, NumNode)]
     if whole or constant >= divisor or constant < 0:
         quotient, remainder = divmod(constant, divisor)
         return sum_node(whole + [NumNode(quotient), div_node(sum_node(rest + [NumNode(remainder)]), divisor)])
@@ -296,8 +298,11 @@ def mod_node(a: Node, divisor: int) -> Node:
     if isinstance(a, ModNode) and a.divisor % divisor == 0:
         return mod_node(a.a, divisor)
     terms, constant = _terms_and_constant(a)
-    rest = [t for t in terms if _split_coefficient(t)[1] % divisor != 0]
-    if len(rest) < len(terms) or not 0 <= constant < divisor:
+    # coefficients count modulo the divisor: (x + 35*y) % 34 = (x + y) % 34, which a range may then drop
+    reduced = [(b, f % divisor) for b, f in map(_split_coefficient, terms)]
+    rest = [mul_node(b, f) for b, f in reduced if f]
+    changed = any(f != _split_coefficient(t)[1] for (_, f), t in zip(reduced, terms))
+    if changed or not 0 <= constant < divisor:
         return mod_node(sum_node(rest + [NumNode(constant % divisor)]), divisor)
     g = _common_factor(a, divisor)
     return mul_node(mod_node(_exact_divide(a, g), divisor // g), g) if g > 1 else ModNode(a, divisor)
