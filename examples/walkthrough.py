@@ -9,7 +9,7 @@ Each section prints one stage, in the order the data flows (../README.md, "How m
   2. the lazy graph of primitive ops: nothing has run yet                (lazy.py, ops.py)
   3. the nodes autograd added for the gradient                           (gradient.py)
   4. the schedule: which kernels, and why each buffer exists             (engine/schedule.py)
-  5. the linear IR of one kernel                                         (codegen/lower.py, opt.py)
+  5. the linear IR of one kernel            (codegen/pipeline.py: lower.py, opt.py, target.py)
   6. its source in C, and in OpenCL C and CUDA C when those backends import (codegen/cstyle.py)
   7. the kernels running, with their times                               (runtime/, engine/realize.py)
   8. the results, checked against numpy
@@ -24,9 +24,10 @@ import functools
 import numpy as np
 
 from minigrad import Context, Device, GlobalCounters, Tensor
-from minigrad.codegen.cstyle import C_LANGUAGE, render_kernel
-from minigrad.codegen.lower import format_ir, lower
-from minigrad.codegen.opt import optimize
+from minigrad.codegen.cstyle import C_LANGUAGE
+from minigrad.codegen.lower import format_ir, linearize
+from minigrad.codegen.pipeline import generate, plan
+from minigrad.codegen.target import Target
 from minigrad.engine.realize import print_graph, print_schedule
 from minigrad.engine.schedule import create_schedule
 from minigrad.lazy import toposort
@@ -94,15 +95,18 @@ def main(device: str, steps: int) -> None:
 
     kernel = next(item.ast for item in schedule if any(n.op in REDUCE for n in item.ast.toposort()))
     heading("5. The linear IR of the first reduce kernel (the matmul x @ w)")
-    print(format_ir(lower(kernel, lambda ast, nest: optimize(ast, nest))))
+    cpu = Device["CPU"].target  # what the optimizer knows of this CPU: vector width, caches, cores
+    print(f"(optimized for: {cpu.describe()})")
+    print(format_ir(linearize(kernel, plan(kernel, cpu))))
 
     heading("6. The same kernel as source code")
-    source = render_kernel(kernel, C_LANGUAGE)[1]
+    source = generate(kernel, C_LANGUAGE, cpu)[1]
+    gpu = Target(gpu=True, float4=True, max_work_group=256)  # a small GPU, to show its source without one
     print("(math helpers omitted)\n" + source[source.index("void ") :])
     for module, language in (("ops_opencl", "OPENCL_LANGUAGE"), ("ops_cuda", "CUDA_LANGUAGE")):
         try:  # rendering needs only the backend's Language; CUDA C renders without a GPU
             lang = getattr(__import__(f"minigrad.runtime.{module}", fromlist=[language]), language)
-            print(f"--- as {lang.name} ---\n{render_kernel(kernel, lang)[1]}")
+            print(f"--- as {lang.name} ---\n{generate(kernel, lang, gpu)[1]}")
         except ImportError as e:
             print(f"--- {module}: not shown ({e}) ---")
 

@@ -25,7 +25,8 @@ from typing import Any, Callable
 import numpy as np
 
 from minigrad import diskcache
-from minigrad.codegen.cstyle import Language, render_kernel
+from minigrad.codegen.cstyle import Language
+from minigrad.codegen.pipeline import generate
 from minigrad.codegen.target import Target, host_caches, host_cores, simd_from_macros  # noqa: F401 (backends)
 from minigrad.dtype import DType, dtypes
 from minigrad.helpers import LRU, GlobalCounters, codegen_settings, getenv
@@ -169,7 +170,7 @@ class Backend:
         self.target = target  # the hardware as the optimizer sees it (codegen/target.py)
         self.language = language if isinstance(language, Language) else None
         self.renderer = (
-            (lambda ast, nest=None: render_kernel(ast, language, target, nest)) if self.language else language
+            (lambda ast, nest=None: generate(ast, language, target, nest)) if self.language else language
         )
         self._programs: LRU = LRU(lambda: getenv("PROGRAM_CACHE_SIZE", 512))  # loaded programs
         self._compiled: dict[Any, tuple] = {}  # compiled by precompile(), not loaded yet
@@ -182,7 +183,7 @@ class Backend:
 
     def report(self) -> list[str]:
         """More lines for `python -m minigrad` about this device (OPENCL: each platform it could use)."""
-        return []
+        return [f"optimizer target: {self.target.describe()}"] if self.language else []
 
     def get_program(self, ast: Any, nest: Any = None) -> Program:
         """The runnable program for a kernel AST, rendered and compiled once per distinct AST. `nest`: a

@@ -16,7 +16,7 @@ import os
 
 import pytest
 
-from minigrad.codegen.cstyle import render_kernel
+from minigrad.codegen.pipeline import generate
 from minigrad.device import _PREFERENCE, Device
 from minigrad.dtype import dtypes
 from minigrad.helpers import codegen_settings
@@ -120,7 +120,7 @@ def compile_kernels_as_cuda():
     def get_program(ast, nest=None):
         half = any(node.dtype == dtypes.float16 for node in ast.toposort())  # CUDA has no float16 (yet)
         if (ast, codegen_settings(), None) not in numpy_backend._programs and not half:
-            compiler.compile_cached(render_kernel(ast, CUDA_LANGUAGE, H100)[1])
+            compiler.compile_cached(generate(ast, CUDA_LANGUAGE, H100)[1])
         return original(ast, nest)
 
     numpy_backend.get_program = get_program

@@ -70,5 +70,10 @@ def check_op(
 
 # What an H100's driver reports (cuDeviceGetAttribute): the target for CUDA kernels compiled without a GPU.
 H100 = Target(
-    gpu=True, float4=True, local_tiles=True, max_work_group=1024, compute_units=132, local_memory_bytes=48 << 10
+    gpu=True,
+    float4=True,
+    local_tiles=True,
+    max_work_group=1024,
+    compute_units=132,
+    local_memory_bytes=48 << 10,
 )

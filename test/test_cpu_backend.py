@@ -130,27 +130,29 @@ def test_freed_buffers_are_reused_and_lru_0_turns_it_off():
 
 def test_scalar_loads_are_rendered_behind_a_barrier():
     """x.T @ g: values of x.T are broadcast along the tile's vector dim, consecutive along the other."""
-    from minigrad.codegen.cstyle import C_LANGUAGE, render_kernel
+    from minigrad.codegen.cstyle import C_LANGUAGE
+    from minigrad.codegen.pipeline import generate
     from minigrad.engine.schedule import create_schedule
 
     x, g = Tensor.zeros(128, 64, device="CPU").realize(), Tensor.zeros(128, 32, device="CPU").realize()
     (kernel,) = [item.ast for item in create_schedule([(x.T @ g).lazydata])]
-    _, source, _ = render_kernel(kernel, C_LANGUAGE, Device["CPU"].target)
+    _, source, _ = generate(kernel, C_LANGUAGE, Device["CPU"].target)
     assert source.count('__asm__("" : "+x"') == 4, source  # 4 rows of the 16x4 tile, one load each
     with Context(UPCAST=0):
-        _, plain, _ = render_kernel(kernel, C_LANGUAGE, Device["CPU"].target)
+        _, plain, _ = generate(kernel, C_LANGUAGE, Device["CPU"].target)
     assert "+x" not in plain
 
 
 def test_kernels_past_2_to_the_31_elements_index_with_64_bits():
     """A loop or an index that reaches 2^31 gets 64-bit variables (before, `int gidx0 < 2147483712` did not
     compile); smaller kernels keep int, which vectorizes better."""
-    from minigrad.codegen.cstyle import C_LANGUAGE, render_kernel
+    from minigrad.codegen.cstyle import C_LANGUAGE
+    from minigrad.codegen.pipeline import generate
     from minigrad.engine.schedule import create_schedule
 
     def source(t: Tensor) -> str:
         (item,) = [i for i in create_schedule([t.lazydata]) if i.ast.op.name == "STORE"]
-        return render_kernel(item.ast, C_LANGUAGE, Device["CPU"].target)[1]
+        return generate(item.ast, C_LANGUAGE, Device["CPU"].target)[1]
 
     big = Tensor.ones(2**31 + 64, dtype=dtypes.uint8, device="CPU").contiguous()  # 2 GiB: rendered only
     assert "long long gidx0" in source(big) and "int gidx0" not in source(big)
@@ -161,7 +163,7 @@ def test_kernels_past_2_to_the_31_elements_index_with_64_bits():
 def test_a_short_reduce_tiles_8x4_outputs_and_matches_the_untiled_kernel():
     """A reduce of at most 16 elements (`g @ W3.T` over 10 classes) is not split into lanes: 8x4 outputs run
     at once, the 8 for the vectorizer."""
-    from minigrad.codegen.cstyle import C_LANGUAGE, heuristic_nest
+    from minigrad.codegen.pipeline import plan
     from minigrad.engine.schedule import create_schedule
 
     rng = np.random.default_rng(4)
@@ -169,7 +171,7 @@ def test_a_short_reduce_tiles_8x4_outputs_and_matches_the_untiled_kernel():
     cpu = lambda v: Tensor(v, device="CPU")  # noqa: E731
     run = lambda: (cpu(g) @ cpu(w).T) * (cpu(h) > 0)  # noqa: E731
     (item,) = [i for i in create_schedule([run().lazydata]) if i.ast.op.name == "STORE"]
-    assert sorted(heuristic_nest(item.ast, Device["CPU"].target).upcast.values()) == [4, 8]
+    assert sorted(plan(item.ast, Device["CPU"].target).upcast.values()) == [4, 8]
     tiled = run().numpy()
     with Context(UPCAST=0):
         np.testing.assert_allclose(run().numpy(), tiled, rtol=1e-5, atol=1e-5)  # fused multiply-adds differ
@@ -214,11 +216,14 @@ def test_fast_math_c_max_is_identical_and_rendered_as_a_bit_select():
 
 
 def render_source(fn, x: np.ndarray) -> str:
-    from minigrad.codegen.cstyle import C_LANGUAGE, render_kernel
+    from minigrad.codegen.cstyle import C_LANGUAGE
+    from minigrad.codegen.pipeline import generate
     from minigrad.engine.schedule import create_schedule
 
     schedule = create_schedule([fn(Tensor(x, device="CPU")).lazydata])
-    source = render_kernel(schedule[-1].ast, C_LANGUAGE, Device["CPU"].target)[1]  # the last kernel (the first item loads x)
+    source = generate(schedule[-1].ast, C_LANGUAGE, Device["CPU"].target)[
+        1
+    ]  # the last kernel (the first item loads x)
     return source[source.rindex("void ") :]  # the kernel, without the helper functions before it
 
 
@@ -246,13 +251,13 @@ def test_beam_search_keeps_results_and_remembers_its_choice(tmp_path, monkeypatc
 
 
 def test_beam_neighbours_change_one_choice():
-    from minigrad.codegen.cstyle import C_LANGUAGE, heuristic_nest
+    from minigrad.codegen.pipeline import plan
     from minigrad.engine.schedule import create_schedule
     from minigrad.engine.search import MAX_TILE, _neighbours
 
     x = Tensor.zeros(64, 64, device="CPU").realize()
     (item,) = create_schedule([(x @ x).lazydata])
-    nest = heuristic_nest(item.ast, Device["CPU"].target)
+    nest = plan(item.ast, Device["CPU"].target)
     neighbours = _neighbours(nest)
     assert neighbours and all(repr(n) != repr(nest) for n in neighbours)
     for n in neighbours:
@@ -331,7 +336,7 @@ def test_matmul_is_plain_composition_in_the_graph():
 def test_conv_backward_tiles_match_untiled_kernels():
     """GATHER_TILE (div/mod gathers share their index over 8 loads) and SECOND_TILE (a second tiled dim when
     only one is broadcast): a conv's backward kernels take them, and the results are the same without."""
-    from minigrad.codegen.cstyle import C_LANGUAGE, heuristic_nest
+    from minigrad.codegen.pipeline import plan
     from minigrad.engine.schedule import create_schedule
 
     rng = np.random.default_rng(0)
@@ -343,7 +348,7 @@ def test_conv_backward_tiles_match_untiled_kernels():
             w = Tensor(wv.astype(np.float32), device="CPU", requires_grad=True)
             x.conv2d(w, padding=1).sum().backward()
             nests = [
-                heuristic_nest(i.ast, Device["CPU"].target)
+                plan(i.ast, Device["CPU"].target)
                 for i in create_schedule([x.grad.lazydata, w.grad.lazydata])
                 if i.ast.op.name == "STORE"
             ]
@@ -357,7 +362,7 @@ def test_conv_backward_tiles_match_untiled_kernels():
 def test_a_reduce_over_a_transposed_view_walks_memory_in_order():
     """REORDER in a reduce kernel: `x.T.sum()` puts the reduce dim the load walks with stride 1 innermost
     (then splits it into lanes); REORDER=0 keeps the transposed order, and both give numpy's sum."""
-    from minigrad.codegen.cstyle import C_LANGUAGE, heuristic_nest
+    from minigrad.codegen.pipeline import plan
     from minigrad.engine.schedule import create_schedule
 
     x = np.random.default_rng(0).random((160, 384), dtype=np.float32)  # under 2^16: one kernel (_split_sum)
@@ -365,14 +370,14 @@ def test_a_reduce_over_a_transposed_view_walks_memory_in_order():
         with Context(REORDER=reorder):
             t = Tensor(x, device="CPU").T.sum()
             (item,) = [i for i in create_schedule([t.lazydata]) if i.ast.op.name == "STORE"]
-            assert heuristic_nest(item.ast, Device["CPU"].target).order[-1] == innermost
+            assert plan(item.ast, Device["CPU"].target).order[-1] == innermost
             np.testing.assert_allclose(t.item(), x.sum(dtype=np.float64), rtol=1e-6)
 
 
 def test_transposed_copies_take_8_rows_a_step():
     """TRANSPOSE: a copy of 2^16 floats or more whose load is strided along the innermost dim tiles the dim
     that load walks by 8 (x.T, 512x128 of it, flipped x.T, NCHW -> NHWC); TRANSPOSE=0: not; same values."""
-    from minigrad.codegen.cstyle import C_LANGUAGE, heuristic_nest
+    from minigrad.codegen.pipeline import plan
     from minigrad.engine.schedule import create_schedule
 
     x = np.random.default_rng(0).standard_normal((1024, 1040)).astype(np.float32)
@@ -389,7 +394,7 @@ def test_transposed_copies_take_8_rows_a_step():
             with Context(TRANSPOSE=flag):
                 t = view(Tensor(x, device="CPU")).contiguous()
                 (item,) = [i for i in create_schedule([t.lazydata]) if i.ast.op.name == "STORE"]
-                results.append((heuristic_nest(item.ast, Device["CPU"].target).upcast, t.numpy()))
+                results.append((plan(item.ast, Device["CPU"].target).upcast, t.numpy()))
         assert 8 in results[0][0].values() and 8 not in results[1][0].values(), results[0][0]
         np.testing.assert_array_equal(results[0][1], results[1][1])
         np.testing.assert_array_equal(results[0][1], expected)
@@ -398,7 +403,7 @@ def test_transposed_copies_take_8_rows_a_step():
 def test_stream_lanes_match_the_row_tiled_reduce():
     """STREAM_LANES: a reduce with nothing to reuse takes 4 vector registers of lanes on one row; off, one
     register of lanes on 2 rows (the vector width is the CPU target's: 8 floats with AVX2, 16 with AVX-512)."""
-    from minigrad.codegen.cstyle import C_LANGUAGE, heuristic_nest
+    from minigrad.codegen.pipeline import plan
     from minigrad.engine.schedule import create_schedule
 
     x = np.random.default_rng(0).standard_normal((64, 256)).astype(np.float32)
@@ -408,7 +413,7 @@ def test_stream_lanes_match_the_row_tiled_reduce():
             t = Tensor(x, device="CPU")
             (item,) = create_schedule([t.sum(1).lazydata])[-1:]
             results.append(
-                (heuristic_nest(item.ast, Device["CPU"].target).upcast, t.sum(1).numpy(), t.softmax(-1).numpy())
+                (plan(item.ast, Device["CPU"].target).upcast, t.sum(1).numpy(), t.softmax(-1).numpy())
             )
     lanes = Device["CPU"].target.lanes(4)
     assert results[0][0] == {1: 4 * lanes} and results[1][0] == {1: lanes, 0: 2}

@@ -5,7 +5,7 @@ import pytest
 
 from minigrad import Tensor
 from test.helpers import H100
-from minigrad.codegen.cstyle import render_kernel
+from minigrad.codegen.pipeline import generate
 from minigrad.device import Device
 from minigrad.engine.schedule import create_schedule
 
@@ -17,7 +17,7 @@ needs_gpu = pytest.mark.skipif(GPU_MISSING is not None, reason=f"no usable GPU: 
 def cuda_kernels(*tensors: Tensor) -> list[tuple]:
     """(name, CUDA source, (global size, local size)) of each kernel that realizing `tensors` would run."""
     items = create_schedule([t.lazydata for t in tensors])
-    return [render_kernel(i.ast, ops_cuda.CUDA_LANGUAGE, H100) for i in items if i.ast.op.name == "STORE"]
+    return [generate(i.ast, ops_cuda.CUDA_LANGUAGE, H100) for i in items if i.ast.op.name == "STORE"]
 
 
 def test_nvrtc_makes_a_cubin_and_a_ptx_without_a_gpu():

@@ -101,12 +101,12 @@ def test_contiguous_float_accesses_are_vectors_and_vectorize_0_turns_them_off(de
 
 
 def test_cuda_source_uses_float4_without_a_gpu():
-    from minigrad.codegen.cstyle import render_kernel
+    from minigrad.codegen.pipeline import generate
     from minigrad.runtime.ops_cuda import CUDA_LANGUAGE
 
     a = Tensor(np.ones((64, 64), np.float32), device="NUMPY")
     item = [i for i in create_schedule([(a * 2 + 1).lazydata]) if i.ast.op.name == "STORE"][0]
-    source = render_kernel(item.ast, CUDA_LANGUAGE, H100)[1]
+    source = generate(item.ast, CUDA_LANGUAGE, H100)[1]
     assert "float4 vec" in source and "make_float4(" in source
 
 
@@ -141,18 +141,18 @@ def test_local_memory_tiles_match_untiled_and_numpy(device, name):
 
 
 def test_cuda_tiles_big_matmuls_and_nvrtc_compiles_them():
-    from minigrad.codegen.cstyle import render_kernel
+    from minigrad.codegen.pipeline import generate
     from minigrad.runtime.ops_cuda import CUDA_LANGUAGE, CudaCompiler
 
     a = Tensor(np.ones((2048, 2048), np.float32), device="NUMPY")
     with Context(PACK_MATMUL=0):  # the CUDA device does not pack (panel_min)
         ast = [i for i in create_schedule([(a @ a).lazydata]) if i.ast.op.name == "STORE"][0].ast
-    name, source, (global_size, local_size) = render_kernel(ast, CUDA_LANGUAGE, H100)
+    name, source, (global_size, local_size) = generate(ast, CUDA_LANGUAGE, H100)
     assert "__shared__ float tile0" in source and "__syncthreads();" in source
     assert local_size == (256,) and global_size == (256 * 256,), "16x16 blocks of 128x128 outputs"
     assert CudaCompiler(90).compile(source)
     with Context(TILE=0):
-        assert "__shared__" not in render_kernel(ast, CUDA_LANGUAGE, H100)[1]
+        assert "__shared__" not in generate(ast, CUDA_LANGUAGE, H100)[1]
     small = Tensor(np.ones((256, 256), np.float32), device="NUMPY")
     ast = [i for i in create_schedule([(small @ small).lazydata]) if i.ast.op.name == "STORE"][0].ast
-    assert "tile0" not in render_kernel(ast, CUDA_LANGUAGE, H100)[1], "16 work-groups would leave most SMs idle"
+    assert "tile0" not in generate(ast, CUDA_LANGUAGE, H100)[1], "16 work-groups would leave most SMs idle"

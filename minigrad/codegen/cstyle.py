@@ -1,7 +1,7 @@
 """Rendering: the linear IR as C-family source. One renderer, one small `Language` per dialect.
 
 In: a `LinearKernel` (codegen/lower.py) and a `Language`. Out: (function name, source, (global, local) size).
-`render_kernel(ast, language)` is all of codegen for a backend: lower, optimize (unless NOOPT=1), render.
+It is the last stage of codegen (codegen/pipeline.py calls lower, optimize, linearize, then this).
 A dialect differs from C only in what its `Language` says: the kernel's prefix, how buffers are declared,
 type names, the text of each op, and how global loops run. C is the first instance (`C_LANGUAGE`); the
 OpenCL and CUDA backends declare theirs in their own files.
@@ -14,14 +14,11 @@ the kernel is launched on `global size` = the product of the global loops' sizes
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from minigrad.codegen.lower import Instr, LinearKernel, Loop, LoopNest, loop_nest, lower
-from minigrad.codegen.opt import optimize
-from minigrad.codegen.target import Target
+from minigrad.codegen.lower import Instr, LinearKernel, Loop
 from minigrad.dtype import DType, dtypes
 from minigrad.helpers import getenv, prod
 from minigrad.ops import Op
@@ -314,15 +311,3 @@ def _buffer_name(buffer: int | str) -> str:
 def _pointer(arg: tuple) -> str:
     """The address of a vector access: (buffer, index, ...) -> `data1+(index)`."""
     return f"{_buffer_name(arg[0])}+{arg[1].render()}"
-
-
-def heuristic_nest(ast, target: Target) -> LoopNest:
-    """The loop nest opt.py chooses for this kernel on this hardware (the plain nest with NOOPT=1)."""
-    nest = loop_nest(ast)
-    return nest if getenv("NOOPT") else optimize(ast, nest, target)
-
-
-def render_kernel(ast, language: Language, target: Target, nest: LoopNest | None = None) -> tuple[str, str, tuple]:
-    """A kernel AST as source in `language`: lowered with `nest` (default: heuristic_nest), rendered."""
-    chosen = nest if nest is not None else heuristic_nest(ast, target)
-    return render(lower(ast, lambda ast, plain: copy.deepcopy(chosen)), language)

@@ -133,8 +133,8 @@ def node_shapes(ast: AstNode) -> dict[AstNode, tuple[int, ...]]:
     return shapes
 
 
-def loop_nest(ast: AstNode) -> LoopNest:
-    """The unoptimized loop nest: global dims in order, then reduce dims in order."""
+def lower(ast: AstNode) -> LoopNest:
+    """Stage 1 of codegen: the kernel's unoptimized loop nest, global dims in order, then reduce dims."""
     shapes = node_shapes(ast)
     reduces = [n for n in shapes if n.op in REDUCE]
     if len({(shapes[r.srcs[0]], r.arg) for r in reduces}) > 1:
@@ -252,7 +252,12 @@ class _Linearizer:
     def reduce_element(self) -> Node:
         """The position of this iteration in the reduce, its dims flattened in loop order."""
         dims = [d for d in self.nest.order if d in self.nest.reduce_axes]
-        return sum_node([self.variables[d] * prod(self.nest.full_shape[e] for e in dims[i + 1 :]) for i, d in enumerate(dims)])
+        return sum_node(
+            [
+                self.variables[d] * prod(self.nest.full_shape[e] for e in dims[i + 1 :])
+                for i, d in enumerate(dims)
+            ]
+        )
 
     def _masked(self, const: int, valid: Node, node: AstNode) -> int:
         """A constant seen through a padded view: the value inside the mask, 0 outside."""
@@ -282,7 +287,7 @@ def _copies(nest: LoopNest, dims: list[int]) -> list[dict[int, int]]:
     return combos
 
 
-def linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
+def _linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
     """Emit the instructions of `ast` in the loop nest `nest` (see the module docstring)."""
     lin = _Linearizer(nest)
     looped = [(lin.variables[d], d) for d in nest.order if isinstance(lin.variables[d], Variable)]
@@ -393,7 +398,11 @@ def _pack(lin: _Linearizer, ast: AstNode) -> None:
         for j in range(width):
             idxs = lin.idxs(reduced=True, copy={column: j})
             for d, variable in lin.variables.items():
-                if d not in nest.reduce_axes and isinstance(variable, Variable) and variable.name not in opened:
+                if (
+                    d not in nest.reduce_axes
+                    and isinstance(variable, Variable)
+                    and variable.name not in opened
+                ):
                     idxs[d] = NumNode(0)
             index, valid = nodes[0].arg[1].expr_idxs(idxs)
             value = lin.emit(Instr("LOAD", dtype, (), (buffer, index, valid)))
@@ -502,12 +511,10 @@ def kernel_name(nest: LoopNest) -> str:
     return f"{prefix}_" + "_".join(str(s) for s in nest.full_shape) if nest.full_shape else f"{prefix}_scalar"
 
 
-def lower(ast: AstNode, optimize=None) -> LinearKernel:
-    """AST -> linear IR. `optimize(ast, nest) -> nest` (codegen/opt.py) may rewrite the loop nest first."""
-    nest = loop_nest(ast)
-    if optimize is not None:
-        nest = optimize(ast, nest)
-    kernel = linearize(ast, nest, kernel_name(nest))
+def linearize(ast: AstNode, nest: LoopNest) -> LinearKernel:
+    """Stage 3 of codegen: the kernel's instructions in the (optimized) loop nest, vector accesses joined
+    where the nest asks for them. DEBUG=3 prints them."""
+    kernel = _linearize(ast, nest, kernel_name(nest))
     if nest.vector_width:
         kernel.instrs = vectorize(kernel.instrs, nest.vector_width)
     if getenv("DEBUG") >= 3:

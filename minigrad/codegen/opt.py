@@ -46,6 +46,7 @@ TILE_UPCASTS = (8, 4)  # ...each computing 8x8 outputs where the dims allow (a 1
 TILE_CHUNK = 16  # the reduce runs in chunks of 16 elements: 2 x 16 x 128 floats of local memory
 PACK_MAX_BYTES = 1 << 20  # a packed operand lives on the stack of a kernel thread: stay far below its 8 MB
 
+
 def _real_strides(ast: AstNode, nest: LoopNest, ops: tuple[Op, ...]) -> list[tuple[int, tuple]]:
     """Per distinct access (buffer, view) at the kernel's full shape: its buffer and the buffer stride of
     each dim (seen through stacked views; 0 where it broadcasts)."""
@@ -300,7 +301,9 @@ def optimize(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     """Every rewrite in order, for the hardware `target` describes (codegen/target.py)."""
     nest = pick(ast, nest, target.gpu)
     tiling = (tile,) if getenv("TILE", int(target.local_tiles)) else ()
-    rewrites = (reorder, *tiling, group, upcast) if target.gpu else (reorder, transpose, upcast, pack, parallelize)
+    rewrites = (
+        (reorder, *tiling, group, upcast) if target.gpu else (reorder, transpose, upcast, pack, parallelize)
+    )
     rewrites = rewrites if not (nest.picks or nest.scatter) else () if target.gpu else (parallelize,)
     for rewrite in rewrites + ((vectorize,) if target.float4 else ()):
         nest = rewrite(ast, nest, target)

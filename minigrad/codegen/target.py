@@ -21,7 +21,9 @@ class Target:
     build for a lower ISA, `CC="gcc -march=x86-64-v3"`, has AVX2's vectors on an AVX-512 machine)."""
 
     gpu: bool = False  # global loops run as threads of work-groups, not as `for` loops
-    vector_bytes: int = 16  # the widest SIMD register of the generated code (16: SSE/NEON, 32: AVX2, 64: AVX-512)
+    vector_bytes: int = (
+        16  # the widest SIMD register of the generated code (16: SSE/NEON, 32: AVX2, 64: AVX-512)
+    )
     vector_registers: int = 16  # how many of them (AVX-512 and NEON: 32)
     fma: bool = False  # fused multiply-add instructions
     cache_bytes: tuple[int, ...] = ()  # data cache per level, L1 first (per core for L1 and L2)

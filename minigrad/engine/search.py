@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from minigrad import diskcache
-from minigrad.codegen.cstyle import heuristic_nest
+from minigrad.codegen.pipeline import plan
 from minigrad.codegen.lower import LoopNest
 from minigrad.device import Backend, Buffer, Program
 from minigrad.helpers import Context, codegen_settings, getenv, prod
@@ -55,7 +55,7 @@ def program_for(ast: Any, backend: Backend, outputs: list[LazyNode], buffers: li
 
 
 def _heuristic(ast: Any, backend: Backend) -> LoopNest:
-    return heuristic_nest(ast, backend.target)
+    return plan(ast, backend.target)
 
 
 def _neighbours(nest: LoopNest) -> list[LoopNest]:

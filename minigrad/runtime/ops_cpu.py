@@ -35,7 +35,16 @@ from dataclasses import replace
 import numpy as np
 
 from minigrad.codegen.cstyle import C_LANGUAGE
-from minigrad.device import Backend, Compiler, HostAllocator, Program, Target, host_caches, host_cores, simd_from_macros
+from minigrad.device import (
+    Backend,
+    Compiler,
+    HostAllocator,
+    Program,
+    Target,
+    host_caches,
+    host_cores,
+    simd_from_macros,
+)
 from minigrad.dtype import DType, dtypes
 
 # ---- OpenMP: how kernel threads wait, how many there are, and a runtime kept loaded ----

@@ -110,10 +110,21 @@ class CudaDevice(Backend):
         major, minor = (check(driver.cuDeviceGetAttribute(a, device)) for a in attributes)
         limits = ["MULTIPROCESSOR_COUNT", "MAX_THREADS_PER_BLOCK", "MAX_SHARED_MEMORY_PER_BLOCK"]
         units, threads, shared = (
-            check(driver.cuDeviceGetAttribute(getattr(driver.CUdevice_attribute, f"CU_DEVICE_ATTRIBUTE_{name}"), device))
+            check(
+                driver.cuDeviceGetAttribute(
+                    getattr(driver.CUdevice_attribute, f"CU_DEVICE_ATTRIBUTE_{name}"), device
+                )
+            )
             for name in limits
         )
-        target = Target(gpu=True, float4=True, local_tiles=True, max_work_group=threads, compute_units=units, local_memory_bytes=shared)
+        target = Target(
+            gpu=True,
+            float4=True,
+            local_tiles=True,
+            max_work_group=threads,
+            compute_units=units,
+            local_memory_bytes=shared,
+        )
         super().__init__(
             "CUDA",
             CudaAllocator(),

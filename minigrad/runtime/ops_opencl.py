@@ -171,7 +171,7 @@ class OpenclDevice(Backend):
         return extension is None or extension in self.cl_device.extensions
 
     def report(self) -> list[str]:
-        lines = []
+        lines = super().report()  # the optimizer target
         for number, cl_device in candidates():  # the others are probed now, for this report only
             verdict = "in use" if cl_device == self.cl_device else probe(cl_device) or "works"
             version = cl_device.platform.version.split("  ")[0]  # "OpenCL 3.0 PoCL 3.1+debian"
