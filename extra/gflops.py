@@ -15,6 +15,7 @@ import numpy as np
 import minigrad
 from minigrad import Tensor
 
+minigrad.Device[minigrad.Device.DEFAULT]  # the CPU device first: its OpenMP waits passively (ops_cpu.py)
 try:
     import torch
 except ImportError:
