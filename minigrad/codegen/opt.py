@@ -9,12 +9,16 @@ the measurements behind each choice are in extra/BENCHMARKS.md ("How opt.py's he
   - group (GPUs, GROUP=0): a reduce with few outputs and a long innermost reduce dim is shared by the G
     threads of a work-group. Thread j sums elements j, j+G, j+2G...; the partial sums meet in local memory.
   - upcast (UPCAST=0): register tiling of a kernel with a reduce, chosen from each load's real strides.
-    Outer product, when loads walk a global dim contiguously (`x @ W`): the innermost dim along which an
-    input is broadcast takes 16 outputs a thread and the rows 6 (else 8, or 4 in a panel matmul), so each
-    loaded value feeds several accumulators: 16x6 is what 16 AVX2 registers hold. Dot product, when loads
-    walk the reduce (`g @ W.T`, row sums): the reduce splits into 8 lanes, combined after the loop, with
-    2x4 outputs at a time; a row sum streams one row at a time into 32 lanes (STREAM_LANES=0). Special
-    cases have their own switches: PANEL_OUTER, SIX_ROWS, PANEL_ROWS, SECOND_TILE, GATHER_TILE.
+    Every width comes from the device's Target (codegen/target.py). Outer product, when loads walk a
+    global dim contiguously (`x @ W`, a conv) or the reduce is short: the innermost dim along which an
+    input is broadcast takes two vector registers of outputs a thread and another dim as many rows as the
+    register file holds (AVX2: 16x6, AVX-512: 32x14, fewer where they do not divide), so each loaded
+    value feeds several accumulators. Dot product, when loads walk the reduce (`g @ W.T`, row sums): the
+    reduce splits into a vector register of lanes, combined after the loop, with 2x4 outputs at a time; a
+    row sum streams one row at a time into 2 registers of lanes (STREAM_LANES=0). Special cases have
+    their own switches: SECOND_TILE, GATHER_TILE.
+  - pack (CPUs, PACK=0): an outer-product tile's column operand is first copied, per column tile, into a
+    contiguous array of the thread (see `pack`).
   - transpose (CPUs, TRANSPOSE=0): a big copy between layouts reads 8 consecutive addresses a step.
   - parallel (THREADS=0): run the outermost global loop on several threads.
   - vectorize (dialects with vector types, VECTORIZE=0): in a kernel without a reduce, each thread takes 4
@@ -36,6 +40,7 @@ SCALAR_ROWS_FACTOR = 4  # with scalar loads each value takes a register of its o
 ROWS_FACTOR = 8  # 8 independent accumulators hide the latency of the serial adds
 DOT_TILES = (2, 4)  # with lanes: 2 outputs along the innermost broadcast dim, 4 along the next
 SHORT_TILES = (8, 4)  # a short reduce without lanes: 8 outputs for the vectorizer, 4 along the next
+SHORT_REDUCE = 32  # a contiguous reduce this short gains less from lanes than from reuse across outputs
 GPU_TILE = (16, 6)  # a GPU thread's register tile: 96 accumulators, well under a thread's register file
 GPU_LANES = 8  # a GPU thread splits a reduce into 8 independent accumulators (latency, not SIMD width)
 GROUP_SIZES = (256, 128, 64, 32)  # threads that share one output's reduce, largest that divides the dim
@@ -169,14 +174,14 @@ def upcast(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     inner_reduce = nest.order[-1]
     lanes = GPU_LANES if target.gpu else max(target.lanes(ast.dtype.itemsize), 2)
     # loads contiguous along the reduce make a dot product, unless a broadcast dim is walked as often or the
-    # reduce is too short for lanes (a conv's 3 taps): then an outer product
+    # reduce is short (a conv's 3 taps, its 32 columns): then reusing loads across a broadcast dim pays more
     reuse_walks = max((walks[d] for d in reused), default=0)
-    short = nest.full_shape[inner_reduce] <= 2 * lanes and reuse_walks > 0
+    short = bool(reused) and nest.full_shape[inner_reduce] <= SHORT_REDUCE
     outer_product = walks[inner_reduce] <= reuse_walks or short
     if not outer_product:
         # a dot-product form: loads are contiguous along the reduce, so the reduce is split into lanes
         size = nest.full_shape[inner_reduce]
-        widths = (4 * lanes,) if not reused and getenv("STREAM_LANES", 1) else ()  # a row sum: 4 registers
+        widths = (2 * lanes,) if not reused and getenv("STREAM_LANES", 1) else ()  # a row sum: 2 registers
         split = next((n for n in widths + (lanes, lanes // 2, 2) if size % n == 0 and size > n), lanes)
         plan = [(inner_reduce, split)] if size > 2 * lanes else []  # 10 classes: a plain loop
         plan += zip(
