@@ -176,12 +176,17 @@ def upcast(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     # loads contiguous along the reduce make a dot product, unless a broadcast dim is walked as often or the
     # reduce is short (a conv's 3 taps, its 32 columns): then reusing loads across a broadcast dim pays more
     reuse_walks = max((walks[d] for d in reused), default=0)
-    short = bool(reused) and nest.full_shape[inner_reduce] <= SHORT_REDUCE
+    # (with one load, or one walking a broadcast dim: a conv's weight gradient from a constant, its forward)
+    one_operand = len(strides) == 1 or reuse_walks > 0
+    short = bool(reused) and one_operand and nest.full_shape[inner_reduce] <= SHORT_REDUCE
     outer_product = walks[inner_reduce] <= reuse_walks or short
     if not outer_product:
         # a dot-product form: loads are contiguous along the reduce, so the reduce is split into lanes
         size = nest.full_shape[inner_reduce]
-        widths = (2 * lanes,) if not reused and getenv("STREAM_LANES", 1) else ()  # a row sum: 2 registers
+        stream = (
+            4 * lanes if target.gpu else 2 * lanes
+        )  # a CPU's exp() calls spill more lanes than 2 registers
+        widths = (stream,) if not reused and getenv("STREAM_LANES", 1) else ()  # a row sum, one row at a time
         split = next((n for n in widths + (lanes, lanes // 2, 2) if size % n == 0 and size > n), lanes)
         plan = [(inner_reduce, split)] if size > 2 * lanes else []  # 10 classes: a plain loop
         plan += zip(
