@@ -3,8 +3,8 @@
 The core is the pipeline, as ../shared/ARCHITECTURE.md defines it: the primitive ops and the lazy graph
 (ops.py, lazy.py, shape/), the engine, codegen, the backends (runtime/, one file each, each held to
 BACKEND_LIMIT lines by its own check), device.py, dtype.py and helpers.py. test/test_size.py keeps it under
-CORE_LIMIT. The op library on top (tensor.py, gradient.py, function.py, transforms.py, jit.py, nn/) and the
-tools (__main__.py) are reported beside it.
+CORE_LIMIT. The op library on top (tensor.py, library/, gradient.py, function.py, transforms.py, jit.py,
+nn/) and the tools (__main__.py) are reported beside it.
 """
 
 import pathlib

@@ -52,7 +52,8 @@ class Target:
                 f"{self.local_memory_bytes >> 10} KiB local memory"
             )
         fma = ", FMA" if self.fma else ""
-        return f"{self.vector_bytes * 8}-bit vectors x {self.vector_registers}{fma}, {caches}, {self.cores} cores"
+        vectors = f"{self.vector_bytes * 8}-bit vectors x {self.vector_registers}{fma}"
+        return f"{vectors}, {caches}, {self.cores} cores"
 
 
 def simd_from_macros(macros: set[str]) -> dict:

@@ -1,0 +1,210 @@
+"""Movement: reshape, permute, expand, pad, shrink, flip, and what is made of them (cat, stack, repeat...).
+
+In: Tensors. Out: Tensors. The methods of one mixin class that `Tensor` (tensor.py) inherits: `self` is
+always a Tensor, and new tensors are made through `type(self)` (this module cannot import tensor.py).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import reduce
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from minigrad.dtype import dtypes
+from minigrad.helpers import normalize_axis, prod
+from minigrad.library.shapes import Scalar, Shape, _shape_args
+
+if TYPE_CHECKING:
+    from minigrad.tensor import Tensor
+
+
+class MovementOps:
+    __slots__ = ()
+
+    # ---- movement -------------------------------------------------------------------------------
+
+    def reshape(self, *shape) -> "Tensor":
+        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        if not all(type(s) is int and s >= 0 for s in shape):  # plain sizes need no resolving
+            shape = self._resolve_shape(shape)
+        if prod(shape) != self.numel():
+            raise ValueError(f"reshape: cannot reshape {self.shape} ({self.numel()} elements) into {shape}")
+        return self._wrap(self.lazydata.reshape(shape), self)
+
+    def _resolve_shape(self, shape: tuple) -> Shape:
+        """A reshape's target with its -1 worked out and numpy integers made ints."""
+        if sum(1 for s in shape if s == -1) > 1:
+            raise ValueError(f"reshape: only one dimension can be -1, got {shape}")
+        if any(not isinstance(s, (int, np.integer)) or s < -1 for s in shape):
+            raise ValueError(f"reshape: invalid shape {shape}")
+        if -1 in shape:
+            known = prod(s for s in shape if s != -1)
+            if known == 0 or self.numel() % known:
+                raise ValueError(f"reshape: cannot make {self.shape} ({self.numel()} elements) into {shape}")
+            shape = tuple(self.numel() // known if s == -1 else s for s in shape)
+        return tuple(int(s) for s in shape)
+
+    view = reshape
+
+    def permute(self, *order) -> "Tensor":
+        order = tuple(order[0]) if len(order) == 1 and isinstance(order[0], (tuple, list)) else order
+        if len(order) != self.ndim:
+            raise ValueError(f"permute: order {order} does not match {self.ndim} dimensions of {self.shape}")
+        order = tuple(normalize_axis(a, self.ndim) for a in order)
+        if sorted(order) != list(range(self.ndim)):
+            raise ValueError(f"permute: {order} is not a permutation of the dimensions of {self.shape}")
+        return self._wrap(self.lazydata.permute(order), self)
+
+    def transpose(self, dim0: int = 1, dim1: int = 0) -> "Tensor":
+        order = list(range(self.ndim))
+        a, b = normalize_axis(dim0, self.ndim), normalize_axis(dim1, self.ndim)
+        order[a], order[b] = order[b], order[a]
+        return self.permute(order)
+
+    @property
+    def T(self) -> "Tensor":
+        return self.permute(tuple(reversed(range(self.ndim))))
+
+    def expand(self, *shape) -> "Tensor":
+        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        if len(shape) < self.ndim:
+            raise ValueError(f"expand: target {shape} has fewer dimensions than {self.shape}")
+        old = (1,) * (len(shape) - self.ndim) + self.shape
+        new = tuple(o if s == -1 else s for s, o in zip(shape, old))
+        if any(o != n and o != 1 for o, n in zip(old, new)):
+            raise ValueError(f"expand: cannot expand {self.shape} to {shape} (only size-1 dims can grow)")
+        return self._wrap(self.lazydata.reshape(old).expand(new), self)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
+        if self.ndim == 0:
+            return self.reshape(1)
+        start, end = normalize_axis(start_dim, self.ndim), normalize_axis(end_dim, self.ndim)
+        return self.reshape(self.shape[:start] + (prod(self.shape[start : end + 1]),) + self.shape[end + 1 :])
+
+    def unflatten(self, dim: int, sizes: Sequence[int]) -> "Tensor":
+        dim = normalize_axis(dim, self.ndim)
+        return self.reshape(self.shape[:dim] + tuple(sizes) + self.shape[dim + 1 :])
+
+    def squeeze(self, dim: int | None = None) -> "Tensor":
+        if dim is None:
+            return self.reshape(tuple(s for s in self.shape if s != 1))
+        if self.ndim == 0:
+            return self
+        dim = normalize_axis(dim, self.ndim)
+        return self if self.shape[dim] != 1 else self.reshape(self.shape[:dim] + self.shape[dim + 1 :])
+
+    def unsqueeze(self, dim: int) -> "Tensor":
+        dim = normalize_axis(dim, self.ndim + 1)
+        return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
+
+    def pad(self, padding: Sequence, value: Scalar = 0.0) -> "Tensor":
+        """Pad with `value`. `padding` is ((before, after), ...) per dim (None = no pad), or PyTorch's flat
+        (last_before, last_after, second_last_before, ...). Negative amounts crop."""
+        pairs = self._padding_pairs(padding)
+        crop = tuple((max(0, -b), s - max(0, -a)) for (b, a), s in zip(pairs, self.shape))
+        x = self.shrink(crop) if any(c != (0, s) for c, s in zip(crop, self.shape)) else self
+        grow = tuple((max(0, b), max(0, a)) for b, a in pairs)
+        padded = x._wrap(x.lazydata.pad(grow), x)
+        if value == 0:
+            return padded
+        inside = x._const(True, dtypes.bool)
+        inside = self._from_node(inside.lazydata.pad(grow), False)
+        return inside.where(padded, value)
+
+    def _padding_pairs(self, padding: Sequence) -> tuple[tuple[int, int], ...]:
+        if all(isinstance(p, (int, np.integer)) for p in padding):
+            if len(padding) % 2 or len(padding) > 2 * self.ndim:
+                raise ValueError(f"pad: padding {tuple(padding)} needs an even length <= {2 * self.ndim}")
+            pairs = [(0, 0)] * self.ndim
+            for i in range(len(padding) // 2):
+                pairs[self.ndim - 1 - i] = (int(padding[2 * i]), int(padding[2 * i + 1]))
+            return tuple(pairs)
+        if len(padding) != self.ndim:
+            raise ValueError(f"pad: {len(padding)} (before, after) pairs for a tensor of shape {self.shape}")
+        return tuple((0, 0) if p is None else (int(p[0]), int(p[1])) for p in padding)
+
+    def shrink(self, bounds: Sequence) -> "Tensor":
+        """Keep [start, end) of each dim; None keeps a dim whole."""
+        if len(bounds) != self.ndim:
+            raise ValueError(f"shrink: {len(bounds)} bounds for a tensor of shape {self.shape}")
+        bounds = tuple((0, s) if b is None else (int(b[0]), int(b[1])) for b, s in zip(bounds, self.shape))
+        for (b, e), s in zip(bounds, self.shape):
+            if not 0 <= b <= e <= s:
+                raise ValueError(f"shrink: bounds {bounds} are outside shape {self.shape}")
+        return self._wrap(self.lazydata.shrink(bounds), self)
+
+    def flip(self, axis: int | Sequence[int]) -> "Tensor":
+        axes = (axis,) if isinstance(axis, int) else tuple(axis)
+        return self._wrap(self.lazydata.flip(tuple(normalize_axis(a, self.ndim) for a in axes)), self)
+
+    def repeat(self, *repeats) -> "Tensor":
+        repeats = _shape_args(repeats)
+        if len(repeats) < self.ndim:
+            raise ValueError(f"repeat: {len(repeats)} repeats for a tensor with {self.ndim} dimensions")
+        base = self.reshape((1,) * (len(repeats) - self.ndim) + self.shape)
+        interleaved = tuple(v for s in base.shape for v in (1, s))
+        expanded = tuple(v for r, s in zip(repeats, base.shape) for v in (r, s))
+        out = base.reshape(interleaved).expand(expanded)
+        return out.reshape(tuple(r * s for r, s in zip(repeats, base.shape)))
+
+    def cat(self, *others: "Tensor", dim: int = 0) -> "Tensor":
+        tensors = (self,) + _tensors_only("cat", others)
+        dim = normalize_axis(dim, self.ndim)
+        if len({(t.ndim, t.shape[:dim], t.shape[dim + 1 :]) for t in tensors}) > 1:
+            raise ValueError(f"cat: shapes {[t.shape for t in tensors]} differ outside dim {dim}")
+        dtype = reduce(dtypes.promote, [t.dtype for t in tensors])
+        total, out, offset = sum(t.shape[dim] for t in tensors), None, 0
+        for t in tensors:
+            pad = [(0, 0)] * self.ndim
+            pad[dim] = (offset, total - offset - t.shape[dim])
+            piece = t.cast(dtype).pad(pad)
+            out = piece if out is None else out + piece
+            offset += t.shape[dim]
+        return out
+
+    @staticmethod
+    def stack(*tensors: "Tensor", dim: int = 0) -> "Tensor":
+        tensors = (
+            tuple(tensors[0]) if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)) else tensors
+        )
+        if not tensors:
+            raise ValueError("stack: expected a non-empty list of Tensors")
+        tensors = _tensors_only("stack", tensors)
+        if len({t.shape for t in tensors}) > 1:
+            raise ValueError(f"stack: all tensors need one shape, got {[t.shape for t in tensors]}")
+        dim = normalize_axis(dim, tensors[0].ndim + 1)
+        expanded = [t.unsqueeze(dim) for t in tensors]
+        return expanded[0].cat(*expanded[1:], dim=dim)
+
+    def split(self, sizes: int | Sequence[int], dim: int = 0) -> list["Tensor"]:
+        dim = normalize_axis(dim, self.ndim)
+        length = self.shape[dim]
+        if isinstance(sizes, int):
+            if sizes <= 0:
+                raise ValueError(f"split: size must be positive, got {sizes}")
+            sizes = [min(sizes, length - i) for i in range(0, length, sizes)] or [0]
+        if sum(sizes) != length:
+            raise ValueError(f"split: sizes {list(sizes)} do not sum to {length} (dim {dim} of {self.shape})")
+        pieces, start = [], 0
+        for size in sizes:
+            bounds = [None] * self.ndim
+            bounds[dim] = (start, start + size)
+            pieces.append(self.shrink(bounds))
+            start += size
+        return pieces
+
+    def chunk(self, chunks: int, dim: int = 0) -> list["Tensor"]:
+        dim = normalize_axis(dim, self.ndim)
+        return self.split(max(1, math.ceil(self.shape[dim] / chunks)), dim)
+
+
+def _tensors_only(op: str, values: Sequence) -> tuple[Tensor, ...]:
+    """`values` as a tuple, when every one is a Tensor; a TypeError naming the first that is not."""
+    from minigrad.tensor import Tensor  # (at call time: tensor.py imports this module)
+
+    for i, value in enumerate(values):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{op}: expected Tensors, got {type(value).__name__} {value!r} at position {i}")
+    return tuple(values)

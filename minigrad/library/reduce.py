@@ -1,0 +1,194 @@
+"""Reductions and contractions: sum, max, mean, var, softmax, cumsum, tril/triu, matmul. A contraction
+is a MUL of broadcast views and a SUM; the kernel optimizer finds its structure (codegen/opt.py).
+
+In: Tensors. Out: Tensors. The methods of one mixin class that `Tensor` (tensor.py) inherits: `self` is
+always a Tensor, and new tensors are made through `type(self)` (this module cannot import tensor.py).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from minigrad.dtype import dtypes
+from minigrad.helpers import getenv, normalize_axis, prod
+from minigrad.library.indexing import _positions
+from minigrad.library.shapes import Axis
+from minigrad.ops import Op
+
+SPLIT_MIN, SPLIT = 1 << 16, 1024  # sums longer than 2^16 go in steps of 1024 (_split_sum; SPLIT_SUM=0: off)
+
+if TYPE_CHECKING:
+    from minigrad.tensor import Tensor
+
+
+class ReduceOps:
+    __slots__ = ()
+
+    # ---- reductions -----------------------------------------------------------------------------
+
+    def _axes(self, axis: int | Sequence[int] | None) -> tuple[int, ...]:
+        if axis is None:
+            return tuple(range(self.ndim))
+        axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+        normalized = tuple(sorted({normalize_axis(a, self.ndim) for a in axes}))
+        return normalized if self.ndim else ()  # a 0-d tensor's axis 0 (or -1) is no dim at all, as torch
+
+    def _reduce(self, op: Op, axis, keepdim: bool) -> "Tensor":
+        axes = self._axes(axis)
+        if op is Op.REDUCE_SUM and prod(self.shape[d] for d in axes) > SPLIT_MIN and getenv("SPLIT_SUM", 1):
+            return self._split_sum(axes, keepdim)
+        out = self._wrap(self.lazydata.reduce(op, axes), self)
+        return out if keepdim else out.reshape(tuple(s for d, s in enumerate(self.shape) if d not in axes))
+
+    def _split_sum(self, axes: tuple[int, ...], keepdim: bool) -> "Tensor":
+        """A sum of more than SPLIT_MIN elements, in steps of SPLIT: each float32 accumulator then adds few
+        values (10^7 x 0.1 summed to 997,298 in one step), and the first step has outputs for every thread."""
+        kept = [d for d in range(self.ndim) if d not in axes]
+        x = self.permute(kept + list(axes)).reshape(tuple(self.shape[d] for d in kept) + (-1,))
+        while x.shape[-1] > SPLIT:  # SPLIT elements at a time, until one sum is left
+            x = x.pad([(0, 0)] * len(kept) + [(0, -x.shape[-1] % SPLIT)])
+            x = x.reshape(x.shape[:-1] + (-1, SPLIT)).sum(-1)
+        out = x.sum(-1)
+        return out.reshape(tuple(1 if d in axes else s for d, s in enumerate(self.shape))) if keepdim else out
+
+    def sum(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
+        integer = dtypes.is_int(self.dtype) or self.dtype == dtypes.bool
+        x = self.cast(dtypes.int64) if integer else self  # integer sums are int64, as torch
+        return x._reduce(Op.REDUCE_SUM, axis, keepdim)
+
+    def max(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
+        if 0 in (self.shape[d] for d in self._axes(axis)):  # it gave -inf; torch and numpy raise
+            raise ValueError(f"max/min over an empty dim of a {self.shape} tensor: it has no identity")
+        return self._reduce(Op.REDUCE_MAX, axis, keepdim)
+
+    def min(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
+        if self.dtype == dtypes.bool:
+            return self.logical_not().max(axis, keepdim).logical_not()
+        if self.dtype == dtypes.uint8:
+            return 255 - (255 - self).max(axis, keepdim)
+        return -((-self).max(axis, keepdim))
+
+    def mean(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
+        x = self._float()
+        count = prod(x.shape[d] for d in self._axes(axis))
+        total = x.sum(axis, keepdim)
+        return total * (1 / count) if count else total * math.nan
+
+    def var(self, axis: Axis = None, keepdim: bool = False, correction: int = 1) -> "Tensor":
+        x = self._float()
+        count = prod(x.shape[d] for d in self._axes(axis))
+        deviation = x - x.mean(axis, keepdim=True)
+        return (deviation * deviation).sum(axis, keepdim) / max(count - correction, 0)
+
+    def std(self, axis: Axis = None, keepdim: bool = False, correction: int = 1) -> "Tensor":
+        """sqrt(var); the gradient is 0 where var is 0 (sqrt's is infinite there and gave NaN), as torch."""
+        var = self.var(axis, keepdim, correction)
+        return (var == 0).where(0.0, (var == 0).where(1.0, var).sqrt())
+
+    def prod(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
+        """Product as a tree of MULs over halves (exact with zeros and signs, unlike exp(sum(log)))."""
+        axes = self._axes(axis)
+        x = self.permute([d for d in range(self.ndim) if d not in axes] + list(axes))
+        kept = x.shape[: self.ndim - len(axes)]
+        x = x.reshape(kept + (prod(x.shape[len(kept) :]),))
+        while x.shape[-1] != 1:
+            if x.shape[-1] % 2 or x.shape[-1] == 0:  # an odd length, or nothing: one more factor of 1
+                x = x.pad([(0, 0)] * (x.ndim - 1) + [(0, 1)], value=1)
+            half = x.shape[-1] // 2
+            x = x[..., :half] * x[..., half:] if half else x
+        out = x.reshape(kept)
+        if keepdim:
+            out = out.reshape(tuple(1 if d in axes else s for d, s in enumerate(self.shape)))
+        return out
+
+    def any(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
+        return self.bool()._reduce(Op.REDUCE_MAX, axis, keepdim)  # any() of nothing is False
+
+    def all(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
+        return self.bool().logical_not().any(axis, keepdim).logical_not()
+
+    def argmax(self, axis: int | None = None, keepdim: bool = False) -> "Tensor":
+        """Index of the first maximum (int64, as torch)."""
+        if axis is None or (self.ndim == 0 and normalize_axis(axis, 0) == 0):  # 0-d: its axis 0 (or -1)
+            return self.flatten().argmax(0)
+        axis = normalize_axis(axis, self.ndim)
+        size = self.shape[axis]
+        is_max = (self == self.max(axis, keepdim=True)) | (self != self)  # a NaN is the max, as in torch
+        countdown = (
+            type(self)
+            .arange(size, 0, -1, device=self.device, dtype=dtypes.int32)
+            .reshape((size,) + (1,) * (self.ndim - axis - 1))
+        )
+        return (size - (is_max.where(countdown, 0)).max(axis, keepdim)).cast(dtypes.int64)
+
+    def argmin(self, axis: int | None = None, keepdim: bool = False) -> "Tensor":
+        return (-self if self.dtype != dtypes.bool else self.logical_not()).argmax(axis, keepdim)
+
+    def softmax(self, axis: int = -1) -> "Tensor":
+        x = self._float()
+        shifted = x - x._reduce(Op.REDUCE_MAX, axis, True).detach()
+        e = shifted.exp()
+        return e / e.sum(axis, keepdim=True)
+
+    def log_softmax(self, axis: int = -1) -> "Tensor":
+        x = self._float()
+        shifted = x - x._reduce(Op.REDUCE_MAX, axis, True).detach()
+        return shifted - shifted.exp().sum(axis, keepdim=True).log()
+
+    def logsumexp(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
+        x = self._float()
+        peak = x._reduce(Op.REDUCE_MAX, axis, True).detach()
+        peak = peak.isinf().where(0.0, peak)  # all -inf (or +inf) rows: no shift, as torch
+        out = (x - peak).exp().sum(axis, keepdim=True).log() + peak
+        return (
+            out if keepdim else out.reshape(tuple(s for d, s in enumerate(x.shape) if d not in x._axes(axis)))
+        )
+
+    def cumsum(self, axis: int = 0) -> "Tensor":
+        """Running sum along `axis`: a masked sum against a lower-triangular pattern."""
+        axis = normalize_axis(axis, self.ndim)
+        x = self.transpose(axis, -1) if self.ndim else self.reshape(1)
+        n = x.shape[-1]
+        take = _positions(self, n).reshape(n, 1) >= _positions(self, n)
+        out = take.where(x.unsqueeze(-2), 0).sum(-1)
+        return out.transpose(axis, -1) if self.ndim else out.reshape(())
+
+    def tril(self, diagonal: int = 0) -> "Tensor":
+        rows, cols = self.shape[-2:]
+        keep = _positions(self, rows).reshape(rows, 1) + diagonal >= _positions(self, cols)
+        return keep.where(self, 0)
+
+    def triu(self, diagonal: int = 0) -> "Tensor":
+        rows, cols = self.shape[-2:]
+        keep = _positions(self, rows).reshape(rows, 1) + diagonal <= _positions(self, cols)
+        return keep.where(self, 0)
+
+    # ---- linear algebra -------------------------------------------------------------------------
+
+    def matmul(self, other: "Tensor") -> "Tensor":
+        """Matrix product with numpy's rules for 1-D operands and broadcast batch dims: a MUL and a SUM."""
+        x, w = self, self._to_tensor(other)
+        if x.ndim == 0 or w.ndim == 0:
+            raise ValueError(f"matmul: both operands need at least 1 dimension, got {x.shape} and {w.shape}")
+        x2 = x.unsqueeze(0) if x.ndim == 1 else x
+        w2 = w.unsqueeze(-1) if w.ndim == 1 else w
+        if x2.shape[-1] != w2.shape[-2]:
+            raise ValueError(
+                f"matmul: shapes {x.shape} and {w.shape} do not match ({x2.shape[-1]} != {w2.shape[-2]})"
+            )
+        out = (x2.unsqueeze(-2) * w2.transpose(-1, -2).unsqueeze(-3)).sum(-1)
+        if x.ndim == 1:
+            out = out.squeeze(-2)
+        if w.ndim == 1:
+            out = out.squeeze(-1)
+        return out
+
+    dot = matmul
+
+    def linear(self, weight: "Tensor", bias: "Tensor | None" = None) -> "Tensor":
+        """`self @ weight + bias` with weight shaped (in, out), as tinygrad (nn.Linear passes weight.T)."""
+        out = self * weight if weight.ndim == 1 else self.matmul(weight)
+        return out + bias if bias is not None else out
