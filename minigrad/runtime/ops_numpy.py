@@ -4,7 +4,8 @@ In: a kernel AST (ops.AstNode tree rooted at STORE) and the buffers it names. Ou
 It is the oracle every compiled backend is tested against, so it is written for obviousness, not speed:
 every LOAD evaluates the same symbolic index expression (ShapeTracker.evaluate_indices) that codegen
 renders into C, so the index math is exercised by every test. Like any backend file it imports only
-device, dtype and helpers: it recognises ops by their names.
+device, dtype and helpers; the primitive ops (`Op`, from ops.py) come through device.py, the one op
+vocabulary of every stage.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import functools
 
 import numpy as np
 
-from minigrad.device import Backend, Compiler, HostAllocator, Program
+from minigrad.device import IOTA, Backend, Compiler, HostAllocator, Op, Program
 
 
 def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -33,10 +34,10 @@ def _reduce_max(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
 
 
 NUMPY_CODE_FOR_OP = {
-    "EXP2": np.exp2, "LOG2": np.log2, "SIN": np.sin, "SQRT": np.sqrt, "RECIP": np.reciprocal,
-    "NEG": lambda x: np.logical_not(x) if x.dtype == np.bool_ else np.negative(x),
-    "ADD": np.add, "MUL": np.multiply, "MAX": np.maximum, "CMPLT": np.less, "CMPEQ": np.equal,
-    "MOD": np.fmod, "DIV": _divide, "WHERE": np.where,
+    Op.EXP2: np.exp2, Op.LOG2: np.log2, Op.SIN: np.sin, Op.SQRT: np.sqrt, Op.RECIP: np.reciprocal,
+    Op.NEG: lambda x: np.logical_not(x) if x.dtype == np.bool_ else np.negative(x),
+    Op.ADD: np.add, Op.MUL: np.multiply, Op.MAX: np.maximum, Op.CMPLT: np.less, Op.CMPEQ: np.equal,
+    Op.MOD: np.fmod, Op.DIV: _divide, Op.WHERE: np.where,
 }  # fmt: skip
 
 
@@ -61,21 +62,21 @@ def load(flat: np.ndarray, st) -> np.ndarray:
 
 def _evaluate(node, srcs: list[np.ndarray], buffers: tuple[np.ndarray, ...]) -> np.ndarray:
     """The value of one AST node, given the values of its sources."""
-    dtype, name = node.dtype.np, node.op.name
-    if name == "LOAD":
+    dtype, op = node.dtype.np, node.op
+    if op is Op.LOAD:
         return load(_typed(buffers[node.arg[0]], dtype), node.arg[1])
-    if name == "CONST":
+    if op is Op.CONST:
         value, st = node.arg
         index, valid = _indices(st)
-        value = index if value == "IOTA" else np.array(value, dtype=dtype)  # IOTA: its own index
+        value = index if value == IOTA else np.array(value, dtype=dtype)  # IOTA: its own index
         return np.where(valid, value, np.zeros((), dtype=dtype)).astype(dtype, copy=False)
-    if name == "REDUCE_SUM":
+    if op is Op.REDUCE_SUM:
         return np.sum(srcs[0], axis=node.arg, keepdims=True, dtype=dtype)
-    if name == "REDUCE_MAX":
+    if op is Op.REDUCE_MAX:
         return _reduce_max(srcs[0], node.arg)
-    if name == "CAST":
+    if op is Op.CAST:
         return srcs[0].astype(dtype)
-    return np.asarray(NUMPY_CODE_FOR_OP[name](*srcs)).astype(dtype, copy=False)
+    return np.asarray(NUMPY_CODE_FOR_OP[op](*srcs)).astype(dtype, copy=False)
 
 
 class NumpyProgram(Program):
@@ -86,7 +87,7 @@ class NumpyProgram(Program):
         with np.errstate(all="ignore"):
             for node in self.binary.toposort():
                 srcs = [values[id(s)] for s in node.srcs]
-                if node.op.name != "STORE":
+                if node.op is not Op.STORE:
                     values[id(node)] = _evaluate(node, srcs, buffers)
                     continue
                 index, valid = _indices(node.arg[1])
