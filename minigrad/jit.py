@@ -107,12 +107,8 @@ class TinyJit:
             return self._replay(self.recordings.get(key), [_buffer(t) for t in inputs])
         if self.calls.put(key, self.calls.get(key, 0) + 1) == 1:
             return self._run(args, kwargs)
-        realize.capture = []
-        try:
+        with realize.capturing() as runs:
             out = self._run(args, kwargs)
-            runs = realize.capture
-        finally:
-            realize.capture = None
         outputs = _map(out, lambda t: _Result(_buffer(t), t.shape), "the return value")
         fresh = {id(b) for run in runs for b in run.fresh}
         returned: list[_Result] = []

@@ -15,12 +15,14 @@ schedule that reads them, unless they were asked for. That is what bounds memory
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from minigrad.device import Buffer, Device
 from minigrad.engine import graph, search
@@ -43,7 +45,20 @@ class CapturedRun:
 
 
 REALIZE_LOCK = threading.RLock()  # held while a schedule is made and run (see the module docstring)
-capture: list[CapturedRun] | None = None  # while jit.py sets a list, every kernel and copy is appended
+# The one context TinyJit records through: inside `capturing()`, every kernel, copy and random redraw this
+# thread runs is appended to the list it yields (a ContextVar: another thread's kernels are not recorded).
+_capture: contextvars.ContextVar[list[CapturedRun] | None] = contextvars.ContextVar("capture", default=None)
+
+
+@contextlib.contextmanager
+def capturing() -> Iterator[list[CapturedRun]]:
+    """Record what runs inside, on this thread, into the list this yields (jit.py replays it)."""
+    runs: list[CapturedRun] = []
+    token = _capture.set(runs)
+    try:
+        yield runs
+    finally:
+        _capture.reset(token)
 _transient: weakref.WeakSet = weakref.WeakSet()  # nodes whose buffers go after their last reader
 
 
@@ -131,16 +146,18 @@ def _load_host_data(node: LazyNode) -> None:
     if data is not None:
         buffer.copyin(data)
         node.arg = None  # the host copy is no longer needed
-    if capture is not None and redraw is not None:
-        capture.append(CapturedRun(None, [buffer], [], redraw))
+    runs = _capture.get()
+    if runs is not None and redraw is not None:
+        runs.append(CapturedRun(None, [buffer], [], redraw))
     node.realized = buffer
 
 
 def _copy(node: LazyNode, src: LazyNode) -> None:
     node.realized = Buffer(node.device, prod(node.shape), node.dtype).copyin(src.realized.numpy())
     GlobalCounters.global_mem += node.realized.nbytes
-    if capture is not None:
-        capture.append(CapturedRun(None, [node.realized, src.realized], [node.realized]))
+    runs = _capture.get()
+    if runs is not None:
+        runs.append(CapturedRun(None, [node.realized, src.realized], [node.realized]))
 
 
 def _run_kernel(item: ScheduleItem, beam: int, debug: int) -> None:
@@ -157,9 +174,10 @@ def _run_kernel(item: ScheduleItem, beam: int, debug: int) -> None:
     )
     start = time.perf_counter()
     elapsed = program.launch(buffers, wait=debug >= 1) or time.perf_counter() - start
-    if capture is not None:  # (before _set_outputs, which turns a written ASSIGN into a plain buffer)
+    runs = _capture.get()
+    if runs is not None:  # (before _set_outputs, which turns a written ASSIGN into a plain buffer)
         fresh = [b for node, b in zip(item.outputs, outputs) if node.op is not Op.ASSIGN]
-        capture.append(CapturedRun(program, buffers, fresh))
+        runs.append(CapturedRun(program, buffers, fresh))
     _set_outputs(item, outputs)
     ops, mem = _count_ops(item.ast), sum(b.nbytes for b in buffers)  # arithmetic ops, bytes moved
     GlobalCounters.kernel_count += 1
