@@ -30,6 +30,7 @@ from minigrad.codegen.pipeline import generate
 from minigrad.codegen.target import Target, host_caches, host_cores, simd_from_macros  # noqa: F401 (backends)
 from minigrad.dtype import DType, dtypes
 from minigrad.helpers import LRU, GlobalCounters, codegen_settings, getenv
+
 # IOTA and Op: backend files take the one op vocabulary from here (they import only device, dtype, helpers)
 from minigrad.ops import IOTA, AstNode, Op  # noqa: F401
 from minigrad.shape.shapetracker import ShapeTracker

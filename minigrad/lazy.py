@@ -33,7 +33,9 @@ _by_serial = operator.attrgetter("serial")
 
 
 class LazyNode:
-    __slots__ = tuple("op srcs arg dtype device st shape _base _buffer _version serial __weakref__".split())
+    __slots__ = tuple(
+        "op srcs arg dtype device st shape _base _buffer _version serial leaf_of __weakref__".split()
+    )
 
     def __init__(self, op: Op, srcs: tuple, arg: Any, dtype: DType, device: str, st: ShapeTracker, base=None):
         self.op, self.srcs, self.arg, self.dtype, self.device, self.st = op, srcs, arg, dtype, device, st
@@ -41,6 +43,9 @@ class LazyNode:
         self._base = base  # None for a base node (storing self would make a reference cycle)
         self._buffer, self._version = None, 0  # a device Buffer once computed (base nodes only)
         self.serial = next(_serials)  # creation order: sources always come first (toposort)
+        # weak references to the user tensors that require grad and hold this node as their leaf: backward
+        # finds the leaves it reaches in the graph it walks (tensor.py), not in a registry of all tensors
+        self.leaf_of: tuple = ()
 
     def __repr__(self) -> str:
         return f"<LazyNode {self.op.name} {self.shape} {self.dtype.name} {self.device}>"

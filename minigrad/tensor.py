@@ -45,16 +45,15 @@ class Tensor(MathOps, MovementOps, IndexingOps, ReduceOps, NNOps):
     """The face users see: data, construction, autograd and the elementwise primitives are here; the
     composed ops come from the op library's families (minigrad/library/), one base class each."""
 
-    __slots__ = ("lazydata", "_requires_grad", "grad", "__weakref__")
+    # roots: on a gradient that backward() made, weak references to the outputs it was called on (the losses),
+    # which the optimizer's step realizes with the update (nn/optim.py); () on every other tensor
+    __slots__ = ("lazydata", "_requires_grad", "grad", "roots", "__weakref__")
     # numpy leaves `np.float32(2) * t` and `array + t` to Tensor: the result is a Tensor, not an array
     __array_ufunc__ = None
 
     training: ClassVar[bool] = False
     no_grad: ClassVar[bool] = False
     _rng: ClassVar[np.random.Generator] = np.random.default_rng(0)
-    # user tensors created with requires_grad=True, by id (a WeakSet would compare Tensors with ==)
-    _grad_leaves: ClassVar[weakref.WeakValueDictionary] = weakref.WeakValueDictionary()
-    _backward_roots: ClassVar[weakref.WeakValueDictionary] = weakref.WeakValueDictionary()  # see optim.step
 
     def __init__(
         self, data: Any, device: DeviceArg = None, dtype: DTypeArg = None, requires_grad: bool | None = None
@@ -72,6 +71,7 @@ class Tensor(MathOps, MovementOps, IndexingOps, ReduceOps, NNOps):
             node = LazyNode.buffer(array, array.shape, dtypes.from_numpy(array.dtype), device)
         self.lazydata: LazyNode = node
         self.grad: Tensor | None = None
+        self.roots: tuple = ()
         self._requires_grad: bool | None = None
         self.requires_grad = requires_grad
 
@@ -79,7 +79,7 @@ class Tensor(MathOps, MovementOps, IndexingOps, ReduceOps, NNOps):
     def _from_node(node: LazyNode, requires_grad: bool | None = None) -> "Tensor":
         """Wrap a lazy node produced by an op (not a user leaf)."""
         out = Tensor.__new__(Tensor)
-        out.lazydata, out.grad, out._requires_grad = node, None, requires_grad
+        out.lazydata, out.grad, out._requires_grad, out.roots = node, None, requires_grad, ()
         return out
 
     # ---- properties -----------------------------------------------------------------------------
@@ -93,8 +93,19 @@ class Tensor(MathOps, MovementOps, IndexingOps, ReduceOps, NNOps):
         if value and not dtypes.is_float(self.dtype):
             raise RuntimeError(f"only floating-point tensors can require gradients, not {self.dtype.name}")
         self._requires_grad = value
-        if value:
-            Tensor._grad_leaves[id(self)] = self
+        if value and not self.is_leaf:  # a user tensor that requires grad: its node knows it (lazy.leaf_of)
+            self.lazydata.leaf_of += (weakref.ref(self),)
+
+    @property
+    def is_leaf(self) -> bool:
+        """Made by the user with requires_grad=True (backward fills its .grad), not by an op."""
+        return any(ref() is self for ref in self.lazydata.leaf_of)
+
+    def _replace_node(self, node: LazyNode) -> None:
+        """Point this tensor at `node` (realized, or assigned), which stands for the leaf it was, if so."""
+        if self.is_leaf:
+            node.leaf_of += (weakref.ref(self),)
+        self.lazydata = node
 
     @property
     def shape(self) -> Shape:
@@ -138,7 +149,7 @@ class Tensor(MathOps, MovementOps, IndexingOps, ReduceOps, NNOps):
         tensors = (self,) + others
         for t in tensors:
             if t.lazydata.base.op is Op.CONST:  # a broadcast constant gets a buffer when asked for
-                t.lazydata = t.lazydata.contiguous()
+                t._replace_node(t.lazydata.contiguous())
         realize_nodes([t.lazydata for t in tensors])
         for t in tensors:
             t._forget_history()
@@ -147,9 +158,9 @@ class Tensor(MathOps, MovementOps, IndexingOps, ReduceOps, NNOps):
     def _forget_history(self) -> None:
         """After realizing, drop the graph behind this tensor when no gradient can need it."""
         node = self.lazydata
-        is_leaf = Tensor._grad_leaves.get(id(self)) is self or not self.requires_grad
+        is_leaf = self.is_leaf or not self.requires_grad
         if not node.is_view and node.realized is not None and node.srcs and is_leaf:
-            self.lazydata = LazyNode.from_buffer(node.realized, node.shape, node.dtype, node.device)
+            self._replace_node(LazyNode.from_buffer(node.realized, node.shape, node.dtype, node.device))
 
     def numpy(self) -> np.ndarray:
         node = self.lazydata
@@ -223,14 +234,14 @@ class Tensor(MathOps, MovementOps, IndexingOps, ReduceOps, NNOps):
         else:
             node = target.assign(value.lazydata)
         if value.requires_grad and not Tensor.no_grad:  # gradients flow to the value, as torch's copy_
-            if self.requires_grad and Tensor._grad_leaves.get(id(self)) is self:
+            if self.requires_grad and self.is_leaf:
                 raise RuntimeError(
                     "assign: a leaf tensor that requires grad cannot be overwritten in place while gradients "
                     "are recorded (as torch); do it under `with minigrad.no_grad():`, or assign to a copy"
                 )
             node = node.custom_rule((value.lazydata,), _ASSIGN_RULE) if node is not value.lazydata else node
             self._requires_grad = True
-        self.lazydata = node
+        self._replace_node(node)
         return self
 
     # ---- construction ---------------------------------------------------------------------------
@@ -421,17 +432,18 @@ class Tensor(MathOps, MovementOps, IndexingOps, ReduceOps, NNOps):
             )
         root_grad = self._root_gradient(gradient)
         graph = differentiable_graph([self.lazydata])
-        in_graph = {id(n) for n in graph}
-        leaves = [
-            t for t in list(Tensor._grad_leaves.values()) if t.requires_grad and id(t.lazydata) in in_graph
-        ]
+        found = [(n, ref()) for n in graph for ref in n.leaf_of]  # the leaves this graph reaches
+        reached = {id(t): t for n, t in found if t is not None and t.lazydata is n and t.requires_grad}
+        leaves = list(reached.values())
         grads = reverse_gradient([self.lazydata], [t.lazydata for t in leaves], [root_grad.lazydata], graph)
         for leaf, grad in zip(leaves, grads):
             if grad is None:  # used only through ops with no gradient (comparisons): zero, as torch
                 grad = leaf.lazydata.const_like(0.0)
             grad_tensor = Tensor._from_node(grad.detach(), requires_grad=False)
-            leaf.grad = grad_tensor if leaf.grad is None else leaf.grad + grad_tensor
-        Tensor._backward_roots[id(self)] = self
+            grad_tensor = grad_tensor if leaf.grad is None else leaf.grad + grad_tensor
+            grad_tensor.roots = leaf.grad.roots if leaf.grad is not None else ()
+            grad_tensor.roots += (weakref.ref(self),)  # realized with the update: optim.Optimizer.step
+            leaf.grad = grad_tensor
         return self
 
     def _root_gradient(self, gradient: "Tensor | None") -> "Tensor":

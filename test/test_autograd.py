@@ -183,3 +183,33 @@ def test_assign_keeps_leaf_and_drops_history(device):
         w.grad = None
     np.testing.assert_allclose(w.numpy(), np.array([1.0, 2.0]) * 0.8**3, rtol=1e-6)
     assert w.lazydata.srcs == (), "an assigned, realized leaf keeps no graph behind it"
+
+
+def test_backward_finds_its_leaves_in_the_graph_it_walks():
+    """No registry of every tensor: the leaves backward fills are those its graph reaches (lazy.leaf_of)."""
+    a, b = Tensor([1.0, 2.0], requires_grad=True), Tensor([3.0], requires_grad=True)
+    assert a.is_leaf and not (a * 2).is_leaf
+    (a * a).sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), [2.0, 4.0])
+    assert b.grad is None  # not in that graph
+    a.realize()
+    assert a.is_leaf  # its realized node stands for the same leaf
+    (a * b).sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), [5.0, 7.0])
+    assert not hasattr(Tensor, "_grad_leaves") and not hasattr(Tensor, "_backward_roots")
+
+
+def test_a_step_realizes_the_losses_its_gradients_came_from():
+    """Each gradient names the outputs backward was called on (Tensor.roots); the optimizer's step computes
+    them with the update, so loss.item() afterwards is the loss before the update, as in torch."""
+    from minigrad.nn.optim import SGD
+
+    w = Tensor([1.0, 2.0], requires_grad=True)
+    opt = SGD([w], lr=0.1)
+    loss = (w * w).sum()
+    loss.backward()
+    assert [ref() is loss for ref in w.grad.roots] == [True]
+    opt.step()
+    assert loss.lazydata.base.realized is not None and w.grad.roots == ()
+    np.testing.assert_allclose(loss.item(), 5.0)
+    np.testing.assert_allclose(w.numpy(), [0.8, 1.6])

@@ -59,6 +59,8 @@ def capturing() -> Iterator[list[CapturedRun]]:
         yield runs
     finally:
         _capture.reset(token)
+
+
 _transient: weakref.WeakSet = weakref.WeakSet()  # nodes whose buffers go after their last reader
 
 

@@ -53,12 +53,15 @@ class Optimizer:
 
     def step(self) -> None:
         """Update every parameter that has a gradient; one realize for all of them. The tensors backward()
-        was called on since (the losses) are computed in the same realize, before the parameters change:
+        was called on (the losses), which each gradient names (Tensor.roots), are computed in the same
+        realize, before the parameters change:
         `loss.item()` after `step()` is then the loss that gave the gradients, as in PyTorch, even when the
         loss reads a parameter directly (an L2 term). Without this it would need the overwritten values."""
-        losses = list(Tensor._backward_roots.values())
-        Tensor._backward_roots.clear()
-        Tensor.realize(*losses, *self.schedule_step())
+        grads = [p.grad for p in self.params if p.grad is not None]
+        losses = {id(t): t for g in grads for t in (ref() for ref in g.roots) if t is not None}
+        for g in grads:
+            g.roots = ()  # computed now: a later step need not realize them again
+        Tensor.realize(*losses.values(), *self.schedule_step())
 
     def schedule_step(self) -> list[Tensor]:
         """The lazy update (assigns) of every parameter and buffer, not yet realized."""
