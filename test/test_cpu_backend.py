@@ -292,6 +292,7 @@ def _kernel_sources(*tensors: Tensor) -> list[str]:
 PACK_CASES = {  # name: (operand shapes, the contraction): matmul, transposed, batched, a padded conv
     "matmul": ([(512, 520), (520, 528)], lambda x, w: x @ w),
     "odd sizes": ([(130, 200), (200, 144)], lambda x, w: x @ w),
+    "awkward sizes": ([(1025, 67), (67, 1023)], lambda x, w: x @ w),
     "x.T @ w": ([(200, 130), (200, 144)], lambda x, w: x.T @ w),
     "batched": ([(3, 64, 96), (3, 96, 80)], lambda x, w: x @ w),
     "conv": ([(4, 8, 20, 20), (16, 8, 3, 3)], lambda x, w: x.conv2d(w, padding=1)),
@@ -301,12 +302,13 @@ PACK_CASES = {  # name: (operand shapes, the contraction): matmul, transposed, b
 @pytest.mark.parametrize("case", PACK_CASES)
 def test_packed_contractions_match_unpacked_and_unoptimized_ones(case):
     """opt.pack: the operand read along the columns of an outer-product tile is copied into a contiguous
-    array first (PACK=0: read in place; NOOPT=1: no rewrite at all). Same values forward and backward."""
+    array first (PACK=0: read in place); a tile that does not divide its dim overlaps its last block
+    (OVERLAP=0: a smaller tile); NOOPT=1: no rewrite at all. Same values forward and backward."""
     shapes, fn = PACK_CASES[case]
     rng = np.random.default_rng(0)
     values = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     results = {}
-    for flags in ({}, {"PACK": 0}, {"NOOPT": 1}):
+    for flags in ({}, {"PACK": 0}, {"OVERLAP": 0}, {"NOOPT": 1}):
         with Context(**flags):
             x, w = (Tensor(v, device="CPU", requires_grad=True) for v in values)
             out = fn(x, w)
@@ -314,8 +316,8 @@ def test_packed_contractions_match_unpacked_and_unoptimized_ones(case):
             results[str(flags)] = [out.numpy(), x.grad.numpy(), w.grad.numpy()]
             if case == "matmul":  # the forward kernel packs w's columns, unless PACK=0 or NOOPT=1
                 packed = "pack2[" in _kernel_sources(fn(Tensor(values[0]), Tensor(values[1])))[-1]
-                assert packed == (flags == {}), flags
-    for other in ("{'PACK': 0}", "{'NOOPT': 1}"):
+                assert packed == ("PACK" not in flags and "NOOPT" not in flags), flags
+    for other in ("{'PACK': 0}", "{'OVERLAP': 0}", "{'NOOPT': 1}"):
         for packed, plain in zip(results["{}"], results[other]):
             np.testing.assert_allclose(packed, plain, rtol=1e-4, atol=1e-4)
     torch_fn = (lambda x, w: torch.nn.functional.conv2d(x, w, padding=1)) if case == "conv" else fn

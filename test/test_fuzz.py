@@ -104,6 +104,7 @@ def test_random_graph_matches_numpy(seed):
         "SECOND_TILE": int(rng.integers(0, 2)),
         "STREAM_LANES": int(rng.integers(0, 2)),
         "PACK": int(rng.integers(0, 2)),
+        "OVERLAP": int(rng.integers(0, 2)),
         "VECTORIZE": int(rng.integers(0, 2)),
         "NOOPT": int(rng.random() < 0.3),
     }

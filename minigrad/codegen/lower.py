@@ -31,7 +31,7 @@ from typing import Any
 from minigrad.dtype import DType, dtypes
 from minigrad.helpers import getenv, prod
 from minigrad.ops import IOTA, REDUCE, AstNode, Op
-from minigrad.shape.symbolic import Node, NumNode, Variable, and_nodes, lt, sum_node, variables
+from minigrad.shape.symbolic import MinNode, Node, NumNode, Variable, and_nodes, lt, sum_node, variables
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,7 @@ class LoopNest:
     picks: dict[int, AstNode] = field(default_factory=dict)  # reduce dim -> the index it runs at (opt.pick)
     scatter: dict[int, AstNode] = field(default_factory=dict)  # global dim -> where each term goes (opt.pick)
     packed: dict[int, int] = field(default_factory=dict)  # buffer -> its column dim: copied first (opt.pack)
+    overlap: set[int] = field(default_factory=set)  # upcast dims whose last block starts at size - factor
 
     @property
     def group_size(self) -> int:
@@ -107,8 +108,12 @@ class LoopNest:
         return self.upcast.get(d, 1) * self.threads.get(d, 1) * chunk
 
     def steps(self, d: int) -> int:
-        """How many times dim d's loop runs."""
-        return self.full_shape[d] // self.block(d)
+        """How many times dim d's loop runs (an overlap dim: once more for the rest, ending at the end)."""
+        return (
+            -(-self.full_shape[d] // self.block(d))
+            if d in self.overlap
+            else self.full_shape[d] // self.block(d)
+        )
 
 
 @dataclass
@@ -206,6 +211,11 @@ class _Linearizer:
         for d in range(len(self.nest.full_shape)):
             if d not in self.variables or (d in self.nest.reduce_axes and not reduced):
                 out.append(NumNode(0))
+            elif d in self.nest.overlap:  # the last block overlaps the one before: no bounds checks
+                start = MinNode(
+                    self.variables[d] * self.nest.block(d), self.nest.full_shape[d] - self.nest.block(d)
+                )
+                out.append(start + self.offset(d, copy))
             else:
                 out.append(self.variables[d] * self.nest.block(d) + self.offset(d, copy))
         return out

@@ -173,6 +173,9 @@ def upcast(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     walks = {d: sum(1 for s in strides if s[d] == 1) for d in nest.order}  # loads that walk d contiguously
     inner_reduce = nest.order[-1]
     lanes = GPU_LANES if target.gpu else max(target.lanes(ast.dtype.itemsize), 2)
+    vector_dim, rows_dim, max_rows = None, None, 0  # an outer product's columns and rows
+    reads_output = any(n.op is Op.LOAD and n.arg[0] == ast.arg[0] for n in ast.toposort())
+    can_overlap = getenv("OVERLAP", 1) and not target.gpu and not reads_output
     # loads contiguous along the reduce make a dot product, unless a broadcast dim is walked as often or the
     # reduce is short (a conv's 3 taps, its 32 columns): then reusing loads across a broadcast dim pays more
     reuse_walks = max((walks[d] for d in reused), default=0)
@@ -200,8 +203,10 @@ def upcast(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
         others = [d for d in reversed(reused[:-1]) if any(s[d] == 0 for s in vector_loads)] or reused[-2:-1]
         cols, max_rows = _register_tile(target, lanes)
         size = nest.full_shape[vector_dim]  # two registers of columns, else one, else half of one
-        cols = next((c for c in (cols, cols // 2, cols // 4) if c > 1 and size % c == 0), cols)
+        if not (can_overlap and size > cols):
+            cols = next((c for c in (cols, cols // 2, cols // 4) if c > 1 and size % c == 0), cols)
         plan = [(vector_dim, cols)] + [(d, _rows(nest.full_shape[d], max_rows)) for d in others[:1]]
+        rows_dim = others[0] if others else None
         if not others and getenv("SECOND_TILE", 1):  # one broadcast dim (a weight gradient with a constant
             # upstream gradient): 8 rows of a dim the loads move along give 8 independent add chains
             moving = [d for d in global_dims if d != vector_dim and any(s[d] for s in strides)]
@@ -218,16 +223,29 @@ def upcast(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
             nest.upcast[dim] = size  # a small broadcast dim (10 classes) is tiled whole
         elif size % factor == 0 and size > factor:
             nest.upcast[dim] = factor
+        elif outer_product and dim == vector_dim and can_overlap and size > factor:
+            nest.upcast[dim] = factor  # the last block of columns overlaps the one before
+            nest.overlap.add(dim)
+    if rows_dim is not None and can_overlap and not nest.scalar_buffers:
+        rows, size = nest.upcast.get(rows_dim, 1), nest.full_shape[rows_dim]
+        # per step of the reduce a block loads its rows' values and 2 vectors of columns: the most rows
+        # with an overlapping last block, where that loads less than the most that divide (2048 rows with
+        # AVX2: 342 blocks of 6, not 512 of 4; 64 with AVX-512: 8 blocks of 8, not 6 of 12)
+        cost = lambda r: -(-size // r) * (r + 2)  # noqa: E731
+        if rows < max_rows < size and cost(max_rows) < cost(rows):
+            nest.upcast[rows_dim] = max_rows
+            nest.overlap.add(rows_dim)
     return nest
 
 
 def _register_tile(target: Target, lanes: int) -> tuple[int, int]:
-    """(columns, most rows) of an outer-product tile: two vector registers of columns, and as many rows
-    as leave the accumulators (2 a row) and 4 registers for the loaded values in the register file (AVX2:
-    16 x 6, AVX-512: 32 x 14, NEON: 8 x 14). On a GPU, a thread's tile (GPU_TILE)."""
+    """(columns, most rows) of an outer-product tile: two vector registers of columns, and as many rows as
+    keep the accumulators (2 a row) in 3/4 of the register file, the rest for loaded values (AVX2: 16 x 6,
+    AVX-512: 32 x 12, NEON: 8 x 12; 32 x 14 measured slower than 32 x 6..12 on Zen 5, all within 5% of
+    each other). On a GPU, a thread's tile (GPU_TILE)."""
     if target.gpu:
         return GPU_TILE
-    return 2 * lanes, max((target.vector_registers - 4) // 2, 1)
+    return 2 * lanes, max(3 * target.vector_registers // 8, 1)
 
 
 def _rows(size: int, most: int) -> int:

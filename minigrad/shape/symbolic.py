@@ -131,6 +131,22 @@ class ModNode(Node):
         return self.a.evaluate(env) % self.divisor
 
 
+class MinNode(Node):
+    """min(a, bound): where the last block of a loop that does not divide its dim starts (lower.py)."""
+
+    def __init__(self, a: Node, bound: int):
+        self.a, self.bound = a, bound
+        self.min, self.max = min(a.min, bound), min(a.max, bound)
+
+    def render(self) -> str:
+        a = self.a.render()
+        return f"(({a})<{self.bound}?({a}):{self.bound})"
+
+    def evaluate(self, env: dict[str, Any]) -> Any:
+        value = self.a.evaluate(env)
+        return min(value, self.bound) if isinstance(value, int) else value.clip(max=self.bound)
+
+
 class SumNode(Node):
     def __init__(self, terms: Sequence[Node]):
         self.terms = tuple(terms)
