@@ -293,6 +293,7 @@ PACK_CASES = {  # name: (operand shapes, the contraction): matmul, transposed, b
     "matmul": ([(512, 520), (520, 528)], lambda x, w: x @ w),
     "odd sizes": ([(130, 200), (200, 144)], lambda x, w: x @ w),
     "awkward sizes": ([(1025, 67), (67, 1023)], lambda x, w: x @ w),
+    "long reduce": ([(40, 24576), (24576, 48)], lambda x, w: x @ w),
     "x.T @ w": ([(200, 130), (200, 144)], lambda x, w: x.T @ w),
     "batched": ([(3, 64, 96), (3, 96, 80)], lambda x, w: x @ w),
     "conv": ([(4, 8, 20, 20), (16, 8, 3, 3)], lambda x, w: x.conv2d(w, padding=1)),
@@ -302,22 +303,25 @@ PACK_CASES = {  # name: (operand shapes, the contraction): matmul, transposed, b
 @pytest.mark.parametrize("case", PACK_CASES)
 def test_packed_contractions_match_unpacked_and_unoptimized_ones(case):
     """opt.pack: the operand read along the columns of an outer-product tile is copied into a contiguous
-    array first (PACK=0: read in place); a tile that does not divide its dim overlaps its last block
-    (OVERLAP=0: a smaller tile); NOOPT=1: no rewrite at all. Same values forward and backward."""
+    array first (PACK=0: read in place), a long reduce in chunks (CHUNK=0: not packed); a tile that does
+    not divide its dim overlaps its last block (OVERLAP=0: a smaller tile); NOOPT=1: no rewrite at all.
+    Same values forward and backward."""
     shapes, fn = PACK_CASES[case]
     rng = np.random.default_rng(0)
-    values = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    values = [(rng.standard_normal(s) / np.sqrt(s[-1])).astype(np.float32) for s in shapes]  # sums near 1
     results = {}
-    for flags in ({}, {"PACK": 0}, {"OVERLAP": 0}, {"NOOPT": 1}):
+    for flags in ({}, {"PACK": 0}, {"OVERLAP": 0}, {"CHUNK": 0}, {"NOOPT": 1}):
         with Context(**flags):
             x, w = (Tensor(v, device="CPU", requires_grad=True) for v in values)
             out = fn(x, w)
             (out * out).mean().backward()
             results[str(flags)] = [out.numpy(), x.grad.numpy(), w.grad.numpy()]
+            source = _kernel_sources(fn(Tensor(values[0]), Tensor(values[1])))[-1]
             if case == "matmul":  # the forward kernel packs w's columns, unless PACK=0 or NOOPT=1
-                packed = "pack2[" in _kernel_sources(fn(Tensor(values[0]), Tensor(values[1])))[-1]
-                assert packed == ("PACK" not in flags and "NOOPT" not in flags), flags
-    for other in ("{'PACK': 0}", "{'OVERLAP': 0}", "{'NOOPT': 1}"):
+                assert ("pack2[" in source) == ("PACK" not in flags and "NOOPT" not in flags), flags
+            if case == "long reduce":  # 24576 floats x 8 columns pack in chunks (at most 1 MiB each)
+                assert ("partial[" in source) == (flags in ({}, {"OVERLAP": 0})), flags
+    for other in ("{'PACK': 0}", "{'OVERLAP': 0}", "{'CHUNK': 0}", "{'NOOPT': 1}"):
         for packed, plain in zip(results["{}"], results[other]):
             np.testing.assert_allclose(packed, plain, rtol=1e-4, atol=1e-4)
     torch_fn = (lambda x, w: torch.nn.functional.conv2d(x, w, padding=1)) if case == "conv" else fn
@@ -404,7 +408,7 @@ def test_transposed_copies_take_8_rows_a_step():
 
 def test_stream_lanes_match_the_row_tiled_reduce():
     """STREAM_LANES: a reduce with nothing to reuse takes 2 vector registers of lanes on one row; off, one
-    register of lanes on 2 rows (the vector width is the CPU target's: 8 floats with AVX2, 16 with AVX-512)."""
+    register of lanes on 2 rows (the CPU target's vector width: 8 floats with AVX2, 16 with AVX-512)."""
     from minigrad.codegen.pipeline import plan
     from minigrad.engine.schedule import create_schedule
 

@@ -105,6 +105,7 @@ def test_random_graph_matches_numpy(seed):
         "STREAM_LANES": int(rng.integers(0, 2)),
         "PACK": int(rng.integers(0, 2)),
         "OVERLAP": int(rng.integers(0, 2)),
+        "CHUNK": int(rng.integers(0, 2)),
         "VECTORIZE": int(rng.integers(0, 2)),
         "NOOPT": int(rng.random() < 0.3),
     }

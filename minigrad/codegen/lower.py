@@ -31,7 +31,7 @@ from typing import Any
 from minigrad.dtype import DType, dtypes
 from minigrad.helpers import getenv, prod
 from minigrad.ops import IOTA, REDUCE, AstNode, Op
-from minigrad.shape.symbolic import MinNode, Node, NumNode, Variable, and_nodes, lt, sum_node, variables
+from minigrad.shape.symbolic import MinNode, Node, NumNode, Variable, and_nodes, ge, lt, sum_node, variables
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,9 @@ class LoopNest:
     threads (GPUs): dim -> t. t threads of a work-group share the dim. In a global dim, thread l of the group
     takes elements `var*t*f + j*t + l` (neighbouring threads on neighbouring elements); in a reduce dim it
     sums every t-th element and the partial sums meet in local memory after the loop (opt.group).
-    tile (GPUs): > 0, the reduce dim runs in chunks of `tile` elements. Before each chunk the work-group
-    copies it, of every load broadcast along one of its two thread dims, into local memory (opt.tile).
+    tile: > 0, the reduce dim runs in chunks of `tile` elements. On a GPU, before each chunk the work-group
+    copies it, of every load broadcast along one of its two thread dims, into local memory (opt.tile). On
+    a CPU, each chunk is packed and swept by the rows in turn, the sums kept in an array (opt.pack).
     packed (CPUs): buffers whose loads read a copy made inside the column dim's loop, before the other
     global loops: [reduce elements][columns], contiguous (opt.pack)."""
 
@@ -260,7 +261,9 @@ class _Linearizer:
         return self.emitted[(node, copy_key)]
 
     def reduce_element(self) -> Node:
-        """The position of this iteration in the reduce, its dims flattened in loop order."""
+        """The position of this iteration in the reduce (in its chunk), its dims flattened in loop order."""
+        if self.nest.tile:
+            return self.tile_index
         dims = [d for d in self.nest.order if d in self.nest.reduce_axes]
         return sum_node(
             [
@@ -311,6 +314,8 @@ def _linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
     reduce_copies = _copies(nest, [d for d in nest.order if d in nest.reduce_axes])
     if nest.scatter:
         return _scatter(lin, ast, loops, name)
+    if nest.tile and nest.packed:
+        return _chunked(lin, ast, looped, loops, global_copies, name)
     packed_at = max((nest.order.index(d) for d in nest.packed.values()), default=-1)
     before_pack = {v.name for v, d in looped if nest.order.index(d) <= packed_at}
     lin.loops([loop for loop in global_loops if loop.var.name in before_pack])
@@ -398,12 +403,15 @@ def _pack(lin: _Linearizer, ast: AstNode) -> None:
     nest = lin.nest
     reduce_dims = [d for d in nest.order if d in nest.reduce_axes]
     reduce_loops = [Loop(lin.variables[d], nest.steps(d), True) for d in reduce_dims if nest.steps(d) > 1]
+    if nest.tile:  # this chunk only (_chunked)
+        reduce_loops = [Loop(lin.tile_index, nest.tile, True)]
+    elements = nest.tile or prod(nest.full_shape[d] for d in reduce_dims)
     opened = {loop.arg.var.name for loop in (i for i in lin.instrs if i.op == "LOOP")}
     for buffer, column in nest.packed.items():
         nodes = [n for n in ast.toposort() if n.op is Op.LOAD and n.arg[0] == buffer]
         width, dtype = nest.upcast[column], nodes[0].dtype
         array = f"pack{buffer}"
-        lin.emit(Instr("PRIVATE", dtype, (), (array, prod(nest.full_shape[d] for d in reduce_dims) * width)))
+        lin.emit(Instr("PRIVATE", dtype, (), (array, elements * width)))
         lin.loops(reduce_loops)
         for j in range(width):
             idxs = lin.idxs(reduced=True, copy={column: j})
@@ -419,6 +427,61 @@ def _pack(lin: _Linearizer, ast: AstNode) -> None:
             lin.emit(Instr("STORE", dtype, (value,), (array, lin.reduce_element() * width + j, NumNode(1))))
         lin.loops(reduce_loops, end=True)
         lin.packed.update({n: (array, column, width) for n in nodes})
+
+
+def _chunked(lin: _Linearizer, ast: AstNode, looped: list, loops: list[Loop], copies: list, name: str):
+    """A packed reduce too long to pack whole (opt.pack), on a CPU: per column tile, the reduce runs in
+    chunks; each chunk is packed, then every tile of rows sums it and adds the sum to its outputs' place
+    in an array of the thread ("partial"). After the last chunk, the rows are swept once more to apply
+    what follows the reduce and store. (No overlapping row tiles: a row would be added twice.)"""
+    nest = lin.nest
+    (r,) = [n for n in ast.toposort() if n.op in REDUCE]
+    column = next(iter(nest.packed.values()))
+    packed_at, width = nest.order.index(column), nest.upcast[column]
+    outer = [
+        loop for (v, d), loop in zip(looped, loops) if not loop.reduce and nest.order.index(d) <= packed_at
+    ]
+    inner = [
+        loop for (v, d), loop in zip(looped, loops) if not loop.reduce and nest.order.index(d) > packed_at
+    ]
+    (chunks,) = [loop for loop in loops if loop.reduce]
+    chunks = Loop(
+        chunks.var, chunks.size, reduce=False
+    )  # its body ends the sums (cstyle's accumulator spill)
+    inner_dims = [d for d in nest.order if d not in nest.reduce_axes and nest.order.index(d) > packed_at]
+
+    def slot(copy: dict) -> Node:  # the place of body copy `copy`'s output in the partial sums
+        idxs = lin.idxs(reduced=False, copy=copy)
+        sizes = [nest.full_shape[d] for d in inner_dims]
+        flat = sum_node([idxs[d] * prod(sizes[i + 1 :]) for i, d in enumerate(inner_dims)])
+        return flat * width + copy.get(column, 0)
+
+    lin.loops(outer)
+    lin.emit(Instr("PRIVATE", r.dtype, (), ("partial", prod(nest.full_shape[d] for d in inner_dims) * width)))
+    lin.emit(Instr("LOOP", None, (), chunks))
+    _pack(lin, ast)
+    lin.loops(inner)
+    accs = {_key(g): lin.emit(Instr("ACC", r.dtype, (), (r.op, 0))) for g in copies}
+    chunk = Loop(lin.tile_index, nest.tile, reduce=True)
+    lin.emit(Instr("LOOP", None, (), chunk))
+    for g in copies:
+        value = lin.value(r.srcs[0], reduced=True, copy=g)
+        lin.emit(Instr("UPDATE", r.dtype, (accs[_key(g)], value), r.op))
+    lin.emit(Instr("ENDLOOP", None, (), chunk))
+    for g in copies:  # the chunks before this one are in the array (none before the first)
+        before = lin.emit(Instr("LOAD", r.dtype, (), ("partial", slot(g), ge(chunks.var, 1))))
+        total = lin.emit(Instr("ALU", r.dtype, (accs[_key(g)], before), Op.ADD))
+        lin.emit(Instr("STORE", r.dtype, (total,), ("partial", slot(g), NumNode(1))))
+    lin.loops(inner, end=True)
+    lin.emit(Instr("ENDLOOP", None, (), chunks))
+    lin.loops(inner)
+    for g in copies:
+        lin.emitted[(r, _key(g))] = lin.emit(Instr("LOAD", r.dtype, (), ("partial", slot(g), NumNode(1))))
+        value = lin.value(ast.srcs[0], reduced=False, copy=g)
+        index, valid = ast.arg[1].expr_idxs(lin.idxs(reduced=False, copy=g))
+        lin.emit(Instr("STORE", ast.dtype, (value,), (ast.arg[0], index, valid)))
+    lin.loops(outer + inner, end=True)
+    return _kernel(lin, ast, name)
 
 
 def _stage(lin: _Linearizer, reduces: list[AstNode]) -> None:
