@@ -9,7 +9,7 @@ Each section prints one stage, in the order the data flows (../README.md, "How m
   2. the lazy graph of primitive ops: nothing has run yet                (lazy.py, ops.py)
   3. the nodes autograd added for the gradient                           (gradient.py)
   4. the schedule: which kernels, and why each buffer exists             (engine/schedule.py)
-  5. the linear IR of one kernel            (codegen/pipeline.py: lower.py, opt.py, target.py)
+  5. the linear IR of one kernel   (codegen/pipeline.py: lower.py, opt.py, target.py, linearize.py)
   6. its source in C, and in OpenCL C and CUDA C when those backends import (codegen/cstyle.py)
   7. the kernels running, with their times                               (runtime/, engine/realize.py)
   8. the results, checked against numpy
@@ -25,7 +25,7 @@ import numpy as np
 
 from minigrad import Context, Device, GlobalCounters, Tensor
 from minigrad.codegen.cstyle import C_LANGUAGE
-from minigrad.codegen.lower import format_ir, linearize
+from minigrad.codegen.linearize import format_ir, linearize
 from minigrad.codegen.pipeline import generate, plan
 from minigrad.codegen.target import Target
 from minigrad.engine.realize import print_graph, print_schedule

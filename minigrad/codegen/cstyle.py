@@ -1,6 +1,6 @@
 """Rendering: the linear IR as C-family source. One renderer, one small `Language` per dialect.
 
-In: a `LinearKernel` (codegen/lower.py) and a `Language`. Out: (function name, source, (global, local) size).
+In: a `LinearKernel` (codegen/linearize.py) and a `Language`. Out: (function name, source, (global, local) size).
 It is the last stage of codegen (codegen/pipeline.py calls lower, optimize, linearize, then this).
 A dialect differs from C only in what its `Language` says: the kernel's prefix, how buffers are declared,
 type names, the text of each op, and how global loops run. C is the first instance (`C_LANGUAGE`); the
@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from minigrad.codegen.lower import Instr, LinearKernel, Loop
+from minigrad.codegen.linearize import Instr, LinearKernel, Loop
 from minigrad.dtype import DType, dtypes
 from minigrad.helpers import getenv, prod
 from minigrad.ops import Op

@@ -334,7 +334,7 @@ def _share_gather_index(ast: AstNode, nest: LoopNest) -> LoopNest:
 
 def parallelize(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     """Mark the outermost global loop parallel when the kernel is big enough to share out."""
-    inner = set(nest.reduce_axes) | set(nest.scatter)  # scatter dims loop inside the reduce (lower.py)
+    inner = set(nest.reduce_axes) | set(nest.scatter)  # scatter dims loop inside the reduce (linearize.py)
     global_dims = [d for d in nest.order if d not in inner and nest.full_shape[d] > nest.upcast.get(d, 1)]
     if not getenv("THREADS", 1) or not global_dims or prod(nest.full_shape) < PARALLEL_MIN_WORK:
         return nest

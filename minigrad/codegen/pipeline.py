@@ -1,9 +1,9 @@
 """Codegen, its stages in order, from this one place. Each stage is its own module with one type in and out:
 
-    lower      codegen/lower.py    kernel AST           -> LoopNest (the plain loop nest)
-    optimize   codegen/opt.py      LoopNest + Target    -> LoopNest (named rewrites; NOOPT=1: none)
-    linearize  codegen/lower.py    AST + LoopNest       -> LinearKernel (the instructions)
-    render     codegen/cstyle.py   LinearKernel         -> source, in the backend's Language
+    lower      codegen/lower.py       kernel AST          -> LoopNest (the plain loop nest)
+    optimize   codegen/opt.py         LoopNest + Target   -> LoopNest (named rewrites; NOOPT=1: none)
+    linearize  codegen/linearize.py   AST + LoopNest      -> LinearKernel (the instructions)
+    render     codegen/cstyle.py      LinearKernel        -> source, in the backend's Language
 
 In: a kernel AST from the scheduler (engine/schedule.py), the backend's `Language` and `Target`. Out: the
 kernel's name, its source and its launch sizes, which the backend compiles and runs (device.py).
@@ -14,7 +14,8 @@ from __future__ import annotations
 import copy
 
 from minigrad.codegen.cstyle import Language, render
-from minigrad.codegen.lower import LoopNest, linearize, lower
+from minigrad.codegen.linearize import linearize
+from minigrad.codegen.lower import LoopNest, lower
 from minigrad.codegen.opt import optimize
 from minigrad.codegen.target import Target
 from minigrad.helpers import getenv

@@ -1,0 +1,532 @@
+"""Linearizing, codegen's third stage: a kernel AST in its (optimized) loop nest becomes a linear IR, a
+short list of instructions with explicit loops.
+
+In: a kernel AST and its `LoopNest` (codegen/lower.py, rewritten by codegen/opt.py). Out: a
+`LinearKernel`: its buffers and a flat list of `Instr`s that a renderer (cstyle.py) prints one line each.
+
+    for gidx0:                       LOOP   (global)
+      acc0 = 0                       ACC
+      for ridx1:                     LOOP   (reduce)
+        val0 = data1[gidx0*4+ridx1]  LOAD   (index from the ShapeTracker, simplified)
+        alu0 = val0 * val0           ALU
+        acc0 += alu0                 UPDATE
+                                     ENDLOOP
+      data0[gidx0] = acc0            STORE
+                                     ENDLOOP
+
+Everything under a REDUCE runs inside the reduce loops at the full shape; everything above it runs after
+them, at the output shape (reduce dimensions indexed at 0). Structurally equal AST nodes become one
+instruction (common subexpressions are computed once).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from minigrad.codegen.lower import LoopNest
+from minigrad.dtype import DType, dtypes
+from minigrad.helpers import getenv, prod
+from minigrad.ops import IOTA, REDUCE, AstNode, Op
+from minigrad.shape.symbolic import MinNode, Node, NumNode, Variable, and_nodes, ge, lt, sum_node, variables
+
+
+@dataclass(frozen=True)
+class Instr:
+    """One IR instruction. `srcs` are positions of earlier instructions in the list.
+
+    LOOP     arg: Loop                 ENDLOOP  arg: Loop
+    ACC      arg: (reduce Op, initial) UPDATE   srcs: (acc, value), arg: reduce Op
+    LOAD     arg: (buffer, index Node, valid Node)   buffer: a kernel argument's number, or a local array
+    STORE    srcs: (value,), arg: (buffer, index Node, valid Node)
+    LOCAL    arg: (name, size): an array shared by a work-group      BARRIER: wait for the work-group
+    PRIVATE  arg: (name, size): an array of one thread (a packed operand, opt.pack)
+    VLOAD    arg: (buffer, index, width): `width` elements at once    LANE  srcs: (vload,), arg: element
+    VSTORE   srcs: `width` values, arg: (buffer, index)             (from `vectorize`, GPUs only)
+    CONST    arg: the value            ALU      srcs: operands, arg: the Op (CAST: dtype gives the target)
+    INDEX    arg: a symbolic expression used as a value: a view's mask (bool), an IOTA's index (int)"""
+
+    op: str
+    dtype: DType | None
+    srcs: tuple[int, ...] = ()
+    arg: Any = None
+
+
+@dataclass(frozen=True)
+class Loop:
+    var: Variable
+    size: int
+    reduce: bool
+    parallel: bool = False  # run iterations on several threads (opt.py decides)
+    pick: int | None = None  # the instruction holding the one index the loop runs at, if any (opt.pick)
+
+
+@dataclass
+class LinearKernel:
+    name: str
+    buffers: list[tuple[int, DType, bool]]  # (buffer number, dtype, written)
+    instrs: list[Instr]
+    nest: LoopNest
+
+
+class _Linearizer:
+    """Walks the AST, appending instructions.
+
+    Pure instructions (loads, constants, arithmetic) are hash-consed: emitting one that already exists in
+    scope returns the existing one, so values shared by the copies of an upcast body (or written twice in
+    the AST) are computed once."""
+
+    def __init__(self, nest: LoopNest):
+        self.nest = nest
+        self.instrs: list[Instr] = []
+        self.scopes: list[dict[tuple, int]] = [{}]  # pure instructions visible here, innermost loop last
+        self.emitted: dict[tuple, int] = {}
+        self.variables: dict[int, Node] = {}
+        self.local_index = Variable("lidx", 0, nest.group_size - 1)  # the thread's place in its group
+        self.thread_index: dict[int, Node] = {}  # per shared dim, from lidx (the last dim the fastest)
+        inner = nest.group_size
+        for d in (d for d in nest.order if d in nest.threads):
+            inner //= nest.threads[d]
+            self.thread_index[d] = (self.local_index // inner) % nest.threads[d]
+        self.tile_index = Variable("tidx", 0, max(nest.tile - 1, 0))  # the element of a chunk (nest.tile)
+        self.staged: dict[AstNode, tuple[str, int, int]] = {}  # loads in local memory: (array, dim, row)
+        self.packed: dict[AstNode, tuple[str, int, int]] = {}  # packed loads: (array, column dim, width)
+        for d in nest.order:
+            steps = nest.steps(d)
+            prefix = "r" if d in nest.reduce_axes else "g"
+            # a loop of 0 steps (an empty dim) still needs its loop: the body must not run at all
+            self.variables[d] = (
+                Variable(f"{prefix}idx{d}", 0, max(steps - 1, 0)) if steps != 1 else NumNode(0)
+            )
+
+    def emit(self, instr: Instr) -> int:
+        key = None
+        if instr.op in ("LOAD", "CONST", "ALU", "INDEX"):
+            key = (instr.op, instr.dtype, instr.srcs, _arg_key(instr.arg))
+            for scope in self.scopes:
+                if key in scope:
+                    return scope[key]
+        self.instrs.append(instr)
+        if key is not None:
+            self.scopes[-1][key] = len(self.instrs) - 1
+        if instr.op == "LOOP":
+            self.scopes.append({})
+        elif instr.op == "ENDLOOP":  # values computed inside a loop are not visible after it
+            dropped = set(self.scopes.pop().values())
+            self.emitted = {k: v for k, v in self.emitted.items() if v not in dropped}
+        return len(self.instrs) - 1
+
+    def loops(self, loops: list[Loop], end: bool = False) -> None:  # open them; with `end`, close them
+        for loop in reversed(loops) if end else loops:
+            self.emit(Instr("ENDLOOP" if end else "LOOP", None, (), loop))
+
+    def idxs(self, reduced: bool, copy: dict[int, int]) -> list[Node]:
+        """The index of each dim in the body copy `copy` (dim -> j for upcast dims); reduce dims are 0 after
+        the reduce, and size-1 dims are always 0."""
+        out: list[Node] = []
+        for d in range(len(self.nest.full_shape)):
+            if d not in self.variables or (d in self.nest.reduce_axes and not reduced):
+                out.append(NumNode(0))
+            elif d in self.nest.overlap:  # the last block overlaps the one before: no bounds checks
+                start = MinNode(
+                    self.variables[d] * self.nest.block(d), self.nest.full_shape[d] - self.nest.block(d)
+                )
+                out.append(start + self.offset(d, copy))
+            else:
+                out.append(self.variables[d] * self.nest.block(d) + self.offset(d, copy))
+        return out
+
+    def offset(self, d: int, copy: dict[int, int]) -> Node:
+        """The element of dim d in its block, for body copy `copy` and this thread."""
+        if self.nest.tile and d in self.nest.reduce_axes:
+            return self.tile_index
+        return NumNode(copy.get(d, 0) * self.nest.threads.get(d, 1)) + self.thread_index.get(d, 0)
+
+    def value(self, node: AstNode, reduced: bool, copy: dict[int, int]) -> int:
+        """Emit `node` and its operands for one body copy; return its instruction number."""
+        copy_key = _key(copy)
+        for n in node.toposort(stop_at_reduce=True):  # a reduce's value is its accumulator
+            if (n, copy_key) in self.emitted:
+                continue
+            if n in self.staged:  # element (chunk index, offset along the array's dim) of a local array
+                array, d, row = self.staged[n]
+                index = self.tile_index * row + self.offset(d, copy)
+                result = self.emit(Instr("LOAD", n.dtype, (), (array, index, NumNode(1))))
+            elif n in self.packed:  # element (reduce element, column) of its packed copy
+                array, d, width = self.packed[n]
+                index = self.reduce_element() * width + copy.get(d, 0)
+                result = self.emit(Instr("LOAD", n.dtype, (), (array, index, NumNode(1))))
+            elif n.op in (Op.LOAD, Op.CONST):
+                index, valid = n.arg[1].expr_idxs(self.idxs(reduced, copy))
+                if n.op is Op.CONST:  # an IOTA (arange) is its element's own index
+                    iota = n.arg[0] == IOTA
+                    result = self.emit(
+                        Instr("INDEX" if iota else "CONST", n.dtype, (), index if iota else n.arg[0])
+                    )
+                    if not (valid.min == 1 and valid.max == 1):
+                        result = self._masked(result, valid, n)
+                else:
+                    result = self.emit(Instr("LOAD", n.dtype, (), (n.arg[0], index, valid)))
+            elif n.op in REDUCE:
+                raise RuntimeError("reduces are emitted by linearize(), not inline")
+            else:
+                srcs = tuple(self.emitted[(s, copy_key)] for s in n.srcs)
+                result = self.emit(Instr("ALU", n.dtype, srcs, n.op))
+            self.emitted[(n, copy_key)] = result
+        return self.emitted[(node, copy_key)]
+
+    def reduce_element(self) -> Node:
+        """The position of this iteration in the reduce (in its chunk), its dims flattened in loop order."""
+        if self.nest.tile:
+            return self.tile_index
+        dims = [d for d in self.nest.order if d in self.nest.reduce_axes]
+        return sum_node(
+            [
+                self.variables[d] * prod(self.nest.full_shape[e] for e in dims[i + 1 :])
+                for i, d in enumerate(dims)
+            ]
+        )
+
+    def _masked(self, const: int, valid: Node, node: AstNode) -> int:
+        """A constant seen through a padded view: the value inside the mask, 0 outside."""
+        zero = self.emit(Instr("CONST", node.dtype, (), 0))
+        condition = self.emit(Instr("INDEX", dtypes.bool, (), valid))
+        return self.emit(Instr("ALU", node.dtype, (condition, const, zero), Op.WHERE))
+
+
+def _arg_key(arg: Any) -> Any:
+    """A hashable stand-in for an instruction's arg (symbolic nodes by their rendered text)."""
+    if isinstance(arg, Node):
+        return arg.key
+    if isinstance(arg, tuple):
+        return tuple(_arg_key(a) for a in arg)
+    return "nan" if isinstance(arg, float) and arg != arg else (type(arg).__name__, arg)
+
+
+def _key(copy: dict[int, int]) -> tuple:
+    return tuple(sorted(copy.items()))
+
+
+def _copies(nest: LoopNest, dims: list[int]) -> list[dict[int, int]]:
+    """Every combination of body copies of the upcast dims among `dims`."""
+    combos: list[dict[int, int]] = [{}]
+    for d in dims:
+        combos = [{**c, d: j} for c in combos for j in range(nest.upcast.get(d, 1))]
+    return combos
+
+
+def _linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
+    """Emit the instructions of `ast` in the loop nest `nest` (see the module docstring)."""
+    lin = _Linearizer(nest)
+    looped = [(lin.variables[d], d) for d in nest.order if isinstance(lin.variables[d], Variable)]
+    loops = [Loop(v, nest.steps(d), d in nest.reduce_axes, d in nest.parallel_dims) for v, d in looped]
+    global_loops = [loop for loop in loops if not loop.reduce]
+    reduce_loops = [loop for loop in loops if loop.reduce]
+    # a packed operand's columns are copied innermost: consecutive statements then walk the columns (the
+    # order the compiler's SLP vectorizer joins), though the column loop runs outside the rows
+    global_dims = [d for d in nest.order if d not in nest.reduce_axes and d not in nest.packed.values()]
+    global_copies = _copies(nest, global_dims + [d for d in nest.order if d in nest.packed.values()])
+    reduce_copies = _copies(nest, [d for d in nest.order if d in nest.reduce_axes])
+    if nest.scatter:
+        return _scatter(lin, ast, loops, name)
+    if nest.tile and nest.packed:
+        return _chunked(lin, ast, looped, loops, global_copies, name)
+    packed_at = max((nest.order.index(d) for d in nest.packed.values()), default=-1)
+    before_pack = {v.name for v, d in looped if nest.order.index(d) <= packed_at}
+    lin.loops([loop for loop in global_loops if loop.var.name in before_pack])
+    if nest.packed:
+        _pack(lin, ast)
+    lin.loops([loop for loop in global_loops if loop.var.name not in before_pack])
+    reduces = list(dict.fromkeys(n for n in ast.toposort() if n.op in REDUCE))
+    accumulators = {}  # (reduce, global copy, reduce copy) -> ACC: each body copy accumulates on its own
+    for r in reduces:
+        initial = 0 if r.op is Op.REDUCE_SUM else "lowest"
+        for g in global_copies:
+            for rc in reduce_copies:
+                accumulators[(r, _key(g), _key(rc))] = lin.emit(Instr("ACC", r.dtype, (), (r.op, initial)))
+    if reduces:
+        for loop in reduce_loops:
+            d = next(d for v, d in looped if v is loop.var)
+            if d in nest.picks:  # the loop runs at e only (none when e is out of range)
+                loop = Loop(loop.var, loop.size, True, pick=lin.value(nest.picks[d], reduced=False, copy={}))
+            lin.emit(Instr("LOOP", None, (), loop))
+        if nest.tile:
+            _stage(lin, reduces)
+        for r in reduces:
+            for g in global_copies:
+                for rc in reduce_copies:
+                    value = lin.value(r.srcs[0], reduced=True, copy={**g, **rc})
+                    acc = accumulators[(r, _key(g), _key(rc))]
+                    lin.emit(Instr("UPDATE", r.dtype, (acc, value), r.op))
+        if nest.tile:  # the chunk's loop ends; nobody overwrites the arrays until every thread is done
+            lin.emit(Instr("ENDLOOP", None, (), Loop(lin.tile_index, nest.tile, reduce=True)))
+            lin.emit(Instr("BARRIER", None))
+        lin.loops(reduce_loops, end=True)
+        if nest.grouped:
+            _combine_group(lin, accumulators)
+        for r in reduces:  # after the loop, the reduce copies' accumulators combine into one value
+            combine = Op.ADD if r.op is Op.REDUCE_SUM else Op.MAX
+            for g in global_copies:
+                parts = [accumulators[(r, _key(g), _key(rc))] for rc in reduce_copies]
+                while len(parts) > 1:  # pairwise: a tree of adds, not a serial chain
+                    pairs = zip(parts[0::2], parts[1::2])
+                    combined = [lin.emit(Instr("ALU", r.dtype, pair, combine)) for pair in pairs]
+                    parts = combined + parts[len(parts) - len(parts) % 2 :]
+                lin.emitted[(r, _key(g))] = parts[0]
+    store = ast
+    for g in global_copies:
+        value = lin.value(store.srcs[0], reduced=False, copy=g)
+        index, valid = store.arg[1].expr_idxs(lin.idxs(reduced=False, copy=g))
+        if nest.grouped:  # every thread of the group holds the result; the first one stores it
+            valid = and_nodes([valid, lt(lin.local_index, 1)])
+        lin.emit(Instr("STORE", store.dtype, (value,), (store.arg[0], index, valid)))
+    lin.loops(global_loops, end=True)
+    return _kernel(lin, ast, name)
+
+
+def _kernel(lin: _Linearizer, ast: AstNode, name: str) -> LinearKernel:
+    buffers = {n.arg[0]: (n.arg[0], n.dtype, False) for n in ast.toposort() if n.op is Op.LOAD}
+    buffers[ast.arg[0]] = (ast.arg[0], ast.dtype, True)
+    return LinearKernel(name, sorted(buffers.values()), lin.instrs, lin.nest)
+
+
+def _scatter(lin: _Linearizer, store: AstNode, loops: list[Loop], name: str) -> LinearKernel:
+    """A sum stored as it is, whose terms are 0 unless each scatter dim's index equals its e (opt.pick):
+    the other global loops outside (each of their iterations owns its outputs), the output zeroed along the
+    scatter dims, then in the reduce loops each term added at the one place it goes."""
+    scattered = {lin.variables[d].name: e for d, e in lin.nest.scatter.items()}
+    outer = [loop for loop in loops if not loop.reduce and loop.var.name not in scattered]
+    inner = [loop for loop in loops if loop.var.name in scattered]
+    reduce_loops = [loop for loop in loops if loop.reduce]
+    place, dtype = (store.arg[0], *store.arg[1].expr_idxs(lin.idxs(reduced=False, copy={}))), store.dtype
+    lin.loops(outer + inner)
+    lin.emit(Instr("STORE", dtype, (lin.emit(Instr("CONST", dtype, (), 0)),), place))
+    lin.loops(inner, end=True)
+    lin.loops(reduce_loops)
+    picked = [Loop(v.var, v.size, True, pick=lin.value(scattered[v.var.name], True, {})) for v in inner]
+    lin.loops(picked)
+    term, old = lin.value(store.srcs[0].srcs[0], True, {}), lin.emit(Instr("LOAD", dtype, (), place))
+    lin.emit(Instr("STORE", dtype, (lin.emit(Instr("ALU", dtype, (old, term), Op.ADD)),), place))
+    lin.loops(outer + reduce_loops + picked, end=True)
+    return _kernel(lin, store, name)
+
+
+def _pack(lin: _Linearizer, ast: AstNode) -> None:
+    """Copy each packed buffer's columns of this step, for the whole reduce, into an array of the thread
+    (opt.pack): [reduce element][column], zeros where the view is padded. The global loops still to open
+    are dims the operand is broadcast along, so they index it at 0."""
+    nest = lin.nest
+    reduce_dims = [d for d in nest.order if d in nest.reduce_axes]
+    reduce_loops = [Loop(lin.variables[d], nest.steps(d), True) for d in reduce_dims if nest.steps(d) > 1]
+    if nest.tile:  # this chunk only (_chunked)
+        reduce_loops = [Loop(lin.tile_index, nest.tile, True)]
+    elements = nest.tile or prod(nest.full_shape[d] for d in reduce_dims)
+    opened = {loop.arg.var.name for loop in (i for i in lin.instrs if i.op == "LOOP")}
+    for buffer, column in nest.packed.items():
+        nodes = [n for n in ast.toposort() if n.op is Op.LOAD and n.arg[0] == buffer]
+        width, dtype = nest.upcast[column], nodes[0].dtype
+        array = f"pack{buffer}"
+        lin.emit(Instr("PRIVATE", dtype, (), (array, elements * width)))
+        lin.loops(reduce_loops)
+        for j in range(width):
+            idxs = lin.idxs(reduced=True, copy={column: j})
+            for d, variable in lin.variables.items():
+                if (
+                    d not in nest.reduce_axes
+                    and isinstance(variable, Variable)
+                    and variable.name not in opened
+                ):
+                    idxs[d] = NumNode(0)
+            index, valid = nodes[0].arg[1].expr_idxs(idxs)
+            value = lin.emit(Instr("LOAD", dtype, (), (buffer, index, valid)))
+            lin.emit(Instr("STORE", dtype, (value,), (array, lin.reduce_element() * width + j, NumNode(1))))
+        lin.loops(reduce_loops, end=True)
+        lin.packed.update({n: (array, column, width) for n in nodes})
+
+
+def _chunked(lin: _Linearizer, ast: AstNode, looped: list, loops: list[Loop], copies: list, name: str):
+    """A packed reduce too long to pack whole (opt.pack), on a CPU: per column tile, the reduce runs in
+    chunks; each chunk is packed, then every tile of rows sums it and adds the sum to its outputs' place
+    in an array of the thread ("partial"). After the last chunk, the rows are swept once more to apply
+    what follows the reduce and store. (No overlapping row tiles: a row would be added twice.)"""
+    nest = lin.nest
+    (r,) = [n for n in ast.toposort() if n.op in REDUCE]
+    column = next(iter(nest.packed.values()))
+    packed_at, width = nest.order.index(column), nest.upcast[column]
+    outer = [
+        loop for (v, d), loop in zip(looped, loops) if not loop.reduce and nest.order.index(d) <= packed_at
+    ]
+    inner = [
+        loop for (v, d), loop in zip(looped, loops) if not loop.reduce and nest.order.index(d) > packed_at
+    ]
+    (chunks,) = [loop for loop in loops if loop.reduce]
+    chunks = Loop(
+        chunks.var, chunks.size, reduce=False
+    )  # its body ends the sums (cstyle's accumulator spill)
+    inner_dims = [d for d in nest.order if d not in nest.reduce_axes and nest.order.index(d) > packed_at]
+
+    def slot(copy: dict) -> Node:  # the place of body copy `copy`'s output in the partial sums
+        idxs = lin.idxs(reduced=False, copy=copy)
+        sizes = [nest.full_shape[d] for d in inner_dims]
+        flat = sum_node([idxs[d] * prod(sizes[i + 1 :]) for i, d in enumerate(inner_dims)])
+        return flat * width + copy.get(column, 0)
+
+    lin.loops(outer)
+    lin.emit(Instr("PRIVATE", r.dtype, (), ("partial", prod(nest.full_shape[d] for d in inner_dims) * width)))
+    lin.emit(Instr("LOOP", None, (), chunks))
+    _pack(lin, ast)
+    lin.loops(inner)
+    accs = {_key(g): lin.emit(Instr("ACC", r.dtype, (), (r.op, 0))) for g in copies}
+    chunk = Loop(lin.tile_index, nest.tile, reduce=True)
+    lin.emit(Instr("LOOP", None, (), chunk))
+    for g in copies:
+        value = lin.value(r.srcs[0], reduced=True, copy=g)
+        lin.emit(Instr("UPDATE", r.dtype, (accs[_key(g)], value), r.op))
+    lin.emit(Instr("ENDLOOP", None, (), chunk))
+    for g in copies:  # the chunks before this one are in the array (none before the first)
+        before = lin.emit(Instr("LOAD", r.dtype, (), ("partial", slot(g), ge(chunks.var, 1))))
+        total = lin.emit(Instr("ALU", r.dtype, (accs[_key(g)], before), Op.ADD))
+        lin.emit(Instr("STORE", r.dtype, (total,), ("partial", slot(g), NumNode(1))))
+    lin.loops(inner, end=True)
+    lin.emit(Instr("ENDLOOP", None, (), chunks))
+    lin.loops(inner)
+    for g in copies:
+        lin.emitted[(r, _key(g))] = lin.emit(Instr("LOAD", r.dtype, (), ("partial", slot(g), NumNode(1))))
+        value = lin.value(ast.srcs[0], reduced=False, copy=g)
+        index, valid = ast.arg[1].expr_idxs(lin.idxs(reduced=False, copy=g))
+        lin.emit(Instr("STORE", ast.dtype, (value,), (ast.arg[0], index, valid)))
+    lin.loops(outer + inner, end=True)
+    return _kernel(lin, ast, name)
+
+
+def _stage(lin: _Linearizer, reduces: list[AstNode]) -> None:
+    """At the start of a chunk (nest.tile), the work-group copies it, of every load under the reduce that
+    moves along the reduce dim and along one thread dim only, into a local array [tile][block of that dim]
+    (a row longer by one where the copy runs along the reduce: no bank conflicts), neighbouring threads
+    on neighbouring addresses; then waits for all, and opens the chunk's loop (over `tidx`)."""
+    nest, size = lin.nest, lin.nest.group_size
+    k = next(d for d in nest.order if d in nest.reduce_axes)
+    for node in (n for r in reduces for n in r.srcs[0].toposort(stop_at_reduce=True) if n.op is Op.LOAD):
+        names = set().union(*map(variables, node.arg[1].expr_node("dim")))
+        along = [d for d in nest.threads if f"dim{d}" in names]
+        if len(along) != 1 or f"dim{k}" not in names or node in lin.staged:
+            continue
+        d, width, k_fast = along[0], lin.nest.block(along[0]), node.arg[1].real_strides()[k] == 1
+        lin.staged[node] = (array := f"tile{len(lin.staged)}", d, width + k_fast)
+        lin.emit(Instr("LOCAL", node.dtype, (), (array, nest.tile * (width + k_fast))))
+        for share in range(-(-width * nest.tile // size)):
+            element = lin.local_index + share * size
+            row, column = (
+                (element % nest.tile, element // nest.tile) if k_fast else (element // width, element % width)
+            )
+            idxs = lin.idxs(reduced=True, copy={})
+            idxs[d], idxs[k] = lin.variables[d] * width + column, lin.variables[k] * nest.tile + row
+            index, valid = node.arg[1].expr_idxs(idxs)
+            inside = lt(element, width * nest.tile)  # the last share may reach past the tile
+            value = lin.emit(Instr("LOAD", node.dtype, (), (node.arg[0], index, and_nodes([valid, inside]))))
+            lin.emit(Instr("STORE", node.dtype, (value,), (array, row * (width + k_fast) + column, inside)))
+    lin.emit(Instr("BARRIER", None))
+    lin.emit(Instr("LOOP", None, (), Loop(lin.tile_index, nest.tile, reduce=True)))
+
+
+def _combine_group(lin: _Linearizer, accumulators: dict) -> None:
+    """Each thread's partial result goes to a local array; after a barrier, every thread reduces the array
+    (the same value in all of them, so no second barrier is needed) into the accumulator read after it."""
+    size = lin.nest.group_size
+    for key, partial in accumulators.items():
+        lin.emit(Instr("LOCAL", key[0].dtype, (), (f"partial{partial}", size)))
+        lin.emit(Instr("STORE", key[0].dtype, (partial,), (f"partial{partial}", lin.local_index, NumNode(1))))
+    lin.emit(Instr("BARRIER", None))
+    for key, partial in list(accumulators.items()):
+        reduce = key[0]
+        total = lin.emit(Instr("ACC", reduce.dtype, (), lin.instrs[partial].arg))  # same op, same start
+        loop = Loop(Variable("lane", 0, size - 1), size, reduce=True)
+        lin.emit(Instr("LOOP", None, (), loop))
+        value = lin.emit(Instr("LOAD", reduce.dtype, (), (f"partial{partial}", loop.var, NumNode(1))))
+        lin.emit(Instr("UPDATE", reduce.dtype, (total, value), reduce.op))
+        lin.emit(Instr("ENDLOOP", None, (), loop))
+        accumulators[key] = total
+
+
+def vectorize(instrs: list[Instr], width: int) -> list[Instr]:
+    """Every `width` float32 LOADs (or STOREs) of one buffer in one block, at consecutive indices starting
+    at a multiple of `width`, become one vector access: a VLOAD where the first of them was, read through
+    LANEs, or a VSTORE where the last of them was. A GPU then moves 16 bytes per instruction, not 4."""
+    lanes = {p: (group, j) for group in _vector_groups(instrs, width) for j, p in enumerate(group)}
+    out: list[Instr] = []
+    where: dict[int, int] = {}  # old position -> new position
+    vectors: dict[tuple[int, ...], int] = {}  # a load group -> its VLOAD
+    for position, instr in enumerate(instrs):
+        group, lane = lanes.get(position, ((), 0))
+        if not group:
+            out.append(Instr(instr.op, instr.dtype, tuple(where[s] for s in instr.srcs), instr.arg))
+            where[position] = len(out) - 1
+        elif instr.op == "LOAD":
+            if group not in vectors:
+                buffer, index, _ = instrs[group[0]].arg
+                out.append(Instr("VLOAD", instr.dtype, (), (buffer, index, width)))
+                vectors[group] = len(out) - 1
+            out.append(Instr("LANE", instr.dtype, (vectors[group],), lane))
+            where[position] = len(out) - 1
+        elif position == max(group):  # a STORE group, written once all of its values exist
+            values = tuple(where[instrs[p].srcs[0]] for p in group)
+            out.append(Instr("VSTORE", instr.dtype, values, instrs[group[0]].arg[:2]))
+    return out
+
+
+def _vector_groups(instrs: list[Instr], width: int) -> list[tuple[int, ...]]:
+    """Positions of the accesses that `vectorize` joins, each group in element order."""
+    blocks: dict[tuple, dict[str, int]] = {}  # (block, op, buffer) -> {index: position}
+    block = 0
+    for position, instr in enumerate(instrs):
+        block += instr.op in ("LOOP", "ENDLOOP", "BARRIER")
+        if instr.op in ("LOAD", "STORE") and instr.dtype == dtypes.float32 and isinstance(instr.arg[0], int):
+            if instr.arg[2].min == 1:  # never masked
+                blocks.setdefault((block, instr.op, instr.arg[0]), {})[instr.arg[1].key] = position
+    groups = []
+    for accesses in blocks.values():
+        for position in accesses.values():
+            index = instrs[position].arg[1]
+            members = [accesses.get((index + j).key) for j in range(width)]
+            if (index % width).max == 0 and None not in members:
+                groups.append(tuple(members))
+    return groups
+
+
+def kernel_name(nest: LoopNest) -> str:
+    """A readable name: r_ for kernels with a reduce, E_ otherwise, then the full shape."""
+    prefix = "r" if nest.reduce_axes else "E"
+    return f"{prefix}_" + "_".join(str(s) for s in nest.full_shape) if nest.full_shape else f"{prefix}_scalar"
+
+
+def linearize(ast: AstNode, nest: LoopNest) -> LinearKernel:
+    """Stage 3 of codegen: the kernel's instructions in the (optimized) loop nest, vector accesses joined
+    where the nest asks for them. DEBUG=3 prints them."""
+    kernel = _linearize(ast, nest, kernel_name(nest))
+    if nest.vector_width:
+        kernel.instrs = vectorize(kernel.instrs, nest.vector_width)
+    if getenv("DEBUG") >= 3:
+        print(format_ir(kernel))
+    return kernel
+
+
+def format_ir(kernel: LinearKernel) -> str:
+    """The linear IR, one instruction a line, indented by loop depth (what DEBUG=3 prints)."""
+    lines, depth = [f"--- {kernel.name}: linear IR ---"], 0
+    for position, instr in enumerate(kernel.instrs):
+        depth -= instr.op == "ENDLOOP"
+        arg = instr.arg
+        if instr.op in ("LOOP", "ENDLOOP"):
+            pick = f" at {arg.pick} only" if arg.pick is not None else ""
+            arg = f"{arg.var.name} < {arg.size}{' reduce' * arg.reduce}{' parallel' * arg.parallel}{pick}"
+        elif instr.op in ("LOAD", "STORE"):  # a kernel argument (data1) or a local array (tile0)
+            buffer = f"data{arg[0]}" if isinstance(arg[0], int) else arg[0]
+            arg = f"{buffer}[{arg[1].render()}]" + ("" if arg[2].min == 1 else f" if {arg[2].render()}")
+        elif instr.op in ("VLOAD", "VSTORE"):
+            arg = f"data{arg[0]}[{arg[1].render()}...] x{len(instr.srcs) or arg[2]}"
+        elif instr.op == "INDEX":
+            arg = arg.render()
+        dtype = instr.dtype.name if instr.dtype is not None else ""
+        lines.append(f"{position:4d} {'  ' * depth}{instr.op:7s} {dtype:8s} {list(instr.srcs) or ''} {arg}")
+        depth += instr.op == "LOOP"
+    return "\n".join(lines)
