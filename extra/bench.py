@@ -276,31 +276,54 @@ def matmul(device: str, n: int):
     return fns, 2 * n**3, "GFLOPS"
 
 
-def conv2d(device: str, batch: int):
+def checked(fns: dict, outputs: dict) -> dict:
+    """`fns`, once each framework's outputs (`outputs[name]()`: arrays, computed by the timed function)
+    match torch's (to 1e-3, relative to each output's largest value: a long sum rounds differently):
+    a row must compute what a user computes before it is timed."""
+    if "torch" not in outputs:
+        return fns
+    expected = outputs["torch"]()
+    for name, get in outputs.items():
+        for i, (got, want) in enumerate(zip(get(), expected)):
+            scale = float(np.abs(want).max(initial=1.0))
+            np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * scale, err_msg=f"{name} output {i}")
+    return fns
+
+
+def conv2d(device: str, batch: int, backward: bool):
+    """conv2d(x, w, b, padding=1), its output realized; with `backward`, also the gradients of x, w and b
+    for an upstream gradient g (a loss (out * g).sum())."""
     rng = np.random.default_rng(0)
-    x, w = rng.standard_normal((batch, 32, 32, 32)).astype(np.float32), rng.standard_normal((64, 32, 3, 3))
-    w = w.astype(np.float32)
+    x, g = rng.standard_normal((batch, 32, 32, 32)), rng.standard_normal((batch, 64, 32, 32))
+    w, b = rng.standard_normal((64, 32, 3, 3)) / 17, rng.standard_normal(64)
+    x, g, w, b = (v.astype(np.float32) for v in (x, g, w, b))
+    results = {}
 
     def make(fw, dev):
         def step():
-            mx, mw = (
-                _param(fw, x, dev),
-                _param(fw, w, dev),
-            )
-            mx.conv2d(mw, padding=1).sum().backward()
-            fw.Tensor.realize(mx.grad, mw.grad)
+            mx, mw, mb = (_param(fw, v, dev) for v in (x, w, b))
+            out = mx.conv2d(mw, mb, padding=1)
+            if backward:
+                (out * fw.Tensor(g, device=dev)).sum().backward()
+            results[fw.__name__] = [out, mx.grad, mw.grad, mb.grad] if backward else [out]
+            fw.Tensor.realize(*results[fw.__name__])
 
         return step
 
     fns = for_each_framework(device, make)
+    outputs = {name: (lambda name=name: (fns[name](), [t.numpy() for t in results[name]])[1]) for name in fns}
     if torch:
 
         def torch_fn():
-            tx, tw = to_torch(x, requires_grad=True), to_torch(w, requires_grad=True)
-            torch.nn.functional.conv2d(tx, tw, padding=1).sum().backward()
+            tx, tw, tb = (to_torch(v, requires_grad=backward) for v in (x, w, b))
+            out = torch.nn.functional.conv2d(tx, tw, tb, padding=1)
+            if backward:
+                (out * to_torch(g)).sum().backward()
+            return [out, tx.grad, tw.grad, tb.grad] if backward else [out]
 
         fns["torch"] = torch_fn
-    return fns, 3 * 2 * batch * 64 * 32 * 32 * 32 * 9, "GFLOPS"
+        outputs["torch"] = lambda: [t.detach().cpu().numpy() for t in torch_fn()]
+    return checked(fns, outputs), (3 if backward else 1) * 2 * batch * 64 * 32 * 32 * 32 * 9, "GFLOPS"
 
 
 def _param(fw, value: np.ndarray, dev: str):
@@ -494,7 +517,8 @@ def main() -> None:
         ("matmul 1024^2", matmul(args.device, 128 if q else 1024)),
         ("matmul 2048^2", matmul(args.device, 128 if q else 2048)),
         *([("matmul 4096^2", matmul(args.device, 128 if q else 4096))] if gpu else []),
-        ("conv2d fwd+bwd b32 32->64 3x3 32^2", conv2d(args.device, 2 if q else 32)),
+        ("conv2d fwd b32 32->64 3x3 32^2", conv2d(args.device, 2 if q else 32, backward=False)),
+        ("conv2d fwd+bwd b32 32->64 3x3 32^2", conv2d(args.device, 2 if q else 32, backward=True)),
         ("MLP step 784-512-512-10 b128", mlp_step(args.device, 128)),
         ("MLP step 784-512-512-10, TinyJit", mlp_jit(args.device, [784, 512, 512, 10], 128)),
         ("tiny MLP 64-32-10 b16, TinyJit", mlp_jit(args.device, [64, 32, 10], 16)),

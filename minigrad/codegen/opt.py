@@ -41,6 +41,7 @@ ROWS_FACTOR = 8  # 8 independent accumulators hide the latency of the serial add
 DOT_TILES = (2, 4)  # with lanes: 2 outputs along the innermost broadcast dim, 4 along the next
 SHORT_TILES = (8, 4)  # a short reduce without lanes: 8 outputs for the vectorizer, 4 along the next
 SHORT_REDUCE = 32  # a contiguous reduce this short gains less from lanes than from reuse across outputs
+LANES_MIN_REDUCE = 16  # a reduce this short is not split into lanes: combining them costs more than they save
 GPU_TILE = (16, 6)  # a GPU thread's register tile: 96 accumulators, well under a thread's register file
 GPU_LANES = 8  # a GPU thread splits a reduce into 8 independent accumulators (latency, not SIMD width)
 GROUP_SIZES = (256, 128, 64, 32)  # threads that share one output's reduce, largest that divides the dim
@@ -186,21 +187,24 @@ def upcast(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     if not outer_product:
         # a dot-product form: loads are contiguous along the reduce, so the reduce is split into lanes
         size = nest.full_shape[inner_reduce]
-        stream = (
-            4 * lanes if target.gpu else 2 * lanes
-        )  # a CPU's exp() calls spill more lanes than 2 registers
+        stream = 4 * lanes if target.gpu else 2 * lanes  # (a CPU's exp() calls spill more than 2 registers)
         widths = (stream,) if not reused and getenv("STREAM_LANES", 1) else ()  # a row sum, one row at a time
         split = next((n for n in widths + (lanes, lanes // 2, 2) if size % n == 0 and size > n), lanes)
-        plan = [(inner_reduce, split)] if size > 2 * lanes else []  # 10 classes: a plain loop
-        plan += zip(
-            reversed(reused or ([] if widths else global_dims[-1:])), DOT_TILES if plan else SHORT_TILES
-        )
+        plan = [(inner_reduce, split)] if size > LANES_MIN_REDUCE else []  # 10 classes: a plain loop
+        tiled = list(reversed(reused or ([] if widths else global_dims[-1:])))
+        tiled.sort(key=lambda d: nest.full_shape[d] < 8)  # dims of 8 or more first (not a conv's 3 taps)
+        plan += zip(tiled, DOT_TILES if plan else SHORT_TILES)
     elif reused:
         # the innermost broadcast dim takes the columns; the rows go to a dim along which the operand
         # loaded along that one is broadcast, so each loaded vector feeds several accumulators
-        vector_dim = reused[-1]
+        # (the largest such dim a load walks contiguously: a conv's input gradient has 32 pixels along a row,
+        # not its 3 taps; the innermost broadcast dim where no load walks one)
+        walked = [d for d in reused if walks[d]]
+        vector_dim = max(reversed(walked), key=lambda d: nest.full_shape[d]) if walked else reused[-1]
         vector_loads = [s for s in strides if s[vector_dim] == 1]
-        others = [d for d in reversed(reused[:-1]) if any(s[d] == 0 for s in vector_loads)] or reused[-2:-1]
+        others = [d for d in reversed(reused) if d != vector_dim and any(s[d] == 0 for s in vector_loads)]
+        others = sorted(others, key=lambda d: -nest.full_shape[d])[:1]  # the largest: the most rows
+        others = others or [d for d in reversed(reused) if d != vector_dim][:1]
         cols, max_rows = _register_tile(target, lanes)
         size = nest.full_shape[vector_dim]  # two registers of columns, else one, else half of one
         if not (can_overlap and size > cols):
