@@ -11,7 +11,8 @@ import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "minigrad"
 CORE_LIMIT = 5000
-BACKEND_LIMIT = 200  # ops_cpu.py, the largest (192): OpenMP handling (wait policy, threads, runtime kept loaded) and its Target query
+# ops_cpu.py is the largest (192): OpenMP handling (wait policy, threads, runtime kept loaded), its Target query
+BACKEND_LIMIT = 200
 CORE = ("ops.py", "lazy.py", "shape", "engine", "codegen", "runtime", "device.py", "dtype.py", "helpers.py")
 
 

@@ -1,6 +1,7 @@
 """Rendering: the linear IR as C-family source. One renderer, one small `Language` per dialect.
 
-In: a `LinearKernel` (codegen/linearize.py) and a `Language`. Out: (function name, source, (global, local) size).
+In: a `LinearKernel` (codegen/linearize.py) and a `Language`. Out: (function name, source,
+(global, local) size).
 It is the last stage of codegen (codegen/pipeline.py calls lower, optimize, linearize, then this).
 A dialect differs from C only in what its `Language` says: the kernel's prefix, how buffers are declared,
 type names, the text of each op, and how global loops run. C is the first instance (`C_LANGUAGE`); the
