@@ -296,7 +296,7 @@ PACK_CASES = {  # name: (operand shapes, the contraction): matmul, transposed, b
     "long reduce": ([(40, 24576), (24576, 48)], lambda x, w: x @ w),
     "x.T @ w": ([(200, 130), (200, 144)], lambda x, w: x.T @ w),
     "batched": ([(3, 64, 96), (3, 96, 80)], lambda x, w: x @ w),
-    "conv": ([(4, 8, 20, 20), (16, 8, 3, 3)], lambda x, w: x.conv2d(w, padding=1)),
+    "conv": ([(4, 16, 20, 20), (16, 16, 3, 3)], lambda x, w: x.conv2d(w, padding=1)),
 }
 
 
@@ -315,6 +315,14 @@ def test_packed_contractions_match_unpacked_and_unoptimized_ones(case):
             x, w = (Tensor(v, device="CPU", requires_grad=True) for v in values)
             out = fn(x, w)
             (out * out).mean().backward()
+            if case == "conv":  # its weight gradient packs the upstream gradient, transposed: wide columns
+                from minigrad.codegen.pipeline import plan
+                from minigrad.engine.schedule import create_schedule
+
+                item = [i for i in create_schedule([w.grad.lazydata]) if i.ast.op.name == "STORE"][-1]
+                nest = plan(item.ast, Device["CPU"].target)
+                wide = bool(nest.packed) and nest.upcast.get(nest.columns, 1) >= 8
+                assert wide == (flags in ({}, {"OVERLAP": 0})), flags
             results[str(flags)] = [out.numpy(), x.grad.numpy(), w.grad.numpy()]
             source = _kernel_sources(fn(Tensor(values[0]), Tensor(values[1])))[-1]
             if case == "matmul":  # the forward kernel packs w's columns, unless PACK=0 or NOOPT=1

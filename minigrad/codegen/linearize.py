@@ -175,11 +175,17 @@ class _Linearizer:
             self.emitted[(n, copy_key)] = result
         return self.emitted[(node, copy_key)]
 
+    def chunk_dims(self) -> list[int]:
+        """The reduce dims one chunk of a chunked reduce loops over (all of them when not chunked)."""
+        dims = [d for d in self.nest.order if d in self.nest.reduce_axes]
+        looped = [d for d in dims if isinstance(self.variables[d], Variable)]
+        return [d for d in dims if d != looped[0]] if self.nest.chunked and looped else dims
+
     def reduce_element(self) -> Node:
         """The position of this iteration in the reduce (in its chunk), its dims flattened in loop order."""
         if self.nest.tile:
             return self.tile_index
-        dims = [d for d in self.nest.order if d in self.nest.reduce_axes]
+        dims = self.chunk_dims()
         return sum_node(
             [
                 self.variables[d] * prod(self.nest.full_shape[e] for e in dims[i + 1 :])
@@ -229,7 +235,7 @@ def _linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
     reduce_copies = _copies(nest, [d for d in nest.order if d in nest.reduce_axes])
     if nest.scatter:
         return _scatter(lin, ast, loops, name)
-    if nest.tile and nest.packed:
+    if nest.chunked:
         return _chunked(lin, ast, looped, loops, global_copies, name)
     packed_at = max((nest.order.index(d) for d in nest.packed.values()), default=-1)
     before_pack = {v.name for v, d in looped if nest.order.index(d) <= packed_at}
@@ -316,9 +322,9 @@ def _pack(lin: _Linearizer, ast: AstNode) -> None:
     (opt.pack): [reduce element][column], zeros where the view is padded. The global loops still to open
     are dims the operand is broadcast along, so they index it at 0."""
     nest = lin.nest
-    reduce_dims = [d for d in nest.order if d in nest.reduce_axes]
+    reduce_dims = lin.chunk_dims()  # (one chunk's, when chunked: _chunked)
     reduce_loops = [Loop(lin.variables[d], nest.steps(d), True) for d in reduce_dims if nest.steps(d) > 1]
-    if nest.tile:  # this chunk only (_chunked)
+    if nest.tile:  # this chunk of the one reduce dim only (_chunked)
         reduce_loops = [Loop(lin.tile_index, nest.tile, True)]
     elements = nest.tile or prod(nest.full_shape[d] for d in reduce_dims)
     opened = {loop.arg.var.name for loop in (i for i in lin.instrs if i.op == "LOOP")}
@@ -359,10 +365,9 @@ def _chunked(lin: _Linearizer, ast: AstNode, looped: list, loops: list[Loop], co
     inner = [
         loop for (v, d), loop in zip(looped, loops) if not loop.reduce and nest.order.index(d) > packed_at
     ]
-    (chunks,) = [loop for loop in loops if loop.reduce]
-    chunks = Loop(
-        chunks.var, chunks.size, reduce=False
-    )  # its body ends the sums (cstyle's accumulator spill)
+    first, *rest = [loop for loop in loops if loop.reduce]  # the chunks, and the loops of one chunk
+    chunks = Loop(first.var, first.size, reduce=False)  # its body ends the sums (cstyle's accumulator spill)
+    inside = [Loop(lin.tile_index, nest.tile, reduce=True)] if nest.tile else rest
     inner_dims = [d for d in nest.order if d not in nest.reduce_axes and nest.order.index(d) > packed_at]
 
     def slot(copy: dict) -> Node:  # the place of body copy `copy`'s output in the partial sums
@@ -377,12 +382,11 @@ def _chunked(lin: _Linearizer, ast: AstNode, looped: list, loops: list[Loop], co
     _pack(lin, ast)
     lin.loops(inner)
     accs = {_key(g): lin.emit(Instr("ACC", r.dtype, (), (r.op, 0))) for g in copies}
-    chunk = Loop(lin.tile_index, nest.tile, reduce=True)
-    lin.emit(Instr("LOOP", None, (), chunk))
+    lin.loops(inside)
     for g in copies:
         value = lin.value(r.srcs[0], reduced=True, copy=g)
         lin.emit(Instr("UPDATE", r.dtype, (accs[_key(g)], value), r.op))
-    lin.emit(Instr("ENDLOOP", None, (), chunk))
+    lin.loops(inside, end=True)
     for g in copies:  # the chunks before this one are in the array (none before the first)
         before = lin.emit(Instr("LOAD", r.dtype, (), ("partial", slot(g), ge(chunks.var, 1))))
         total = lin.emit(Instr("ALU", r.dtype, (accs[_key(g)], before), Op.ADD))

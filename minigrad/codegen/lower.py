@@ -46,6 +46,8 @@ class LoopNest:
     scatter: dict[int, AstNode] = field(default_factory=dict)  # global dim -> where each term goes (opt.pick)
     packed: dict[int, int] = field(default_factory=dict)  # buffer -> its column dim: copied first (opt.pack)
     overlap: set[int] = field(default_factory=set)  # upcast dims whose last block starts at size - factor
+    columns: int | None = None  # an outer product's column dim (opt.upcast), which opt.pack packs along
+    chunked: bool = False  # the reduce runs in chunks (tile > 0: of one dim; else one step of the first)
 
     @property
     def group_size(self) -> int:

@@ -41,6 +41,7 @@ ROWS_FACTOR = 8  # 8 independent accumulators hide the latency of the serial add
 DOT_TILES = (2, 4)  # with lanes: 2 outputs along the innermost broadcast dim, 4 along the next
 SHORT_TILES = (8, 4)  # a short reduce without lanes: 8 outputs for the vectorizer, 4 along the next
 SHORT_REDUCE = 32  # a contiguous reduce this short gains less from lanes than from reuse across outputs
+PACKED_MIN_TERMS = 256  # a transposing copy (opt._transposed_tile) pays back over sums this long or longer
 LANES_MIN_REDUCE = 16  # a reduce this short is not split into lanes: combining them costs more than they save
 GPU_TILE = (16, 6)  # a GPU thread's register tile: 96 accumulators, well under a thread's register file
 GPU_LANES = 8  # a GPU thread splits a reduce into 8 independent accumulators (latency, not SIMD width)
@@ -184,6 +185,10 @@ def upcast(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     one_operand = len(strides) == 1 or reuse_walks > 0
     short = bool(reused) and one_operand and nest.full_shape[inner_reduce] <= SHORT_REDUCE
     outer_product = walks[inner_reduce] <= reuse_walks or short
+    longest_walked = max((nest.full_shape[d] for d in reused if walks[d]), default=0)  # the would-be columns
+    narrow = not outer_product or longest_walked < lanes
+    transposed = _transposed_tile(nest, target, strides, reused) if narrow else None
+    outer_product = outer_product or transposed is not None
     if not outer_product:
         # a dot-product form: loads are contiguous along the reduce, so the reduce is split into lanes
         size = nest.full_shape[inner_reduce]
@@ -201,10 +206,13 @@ def upcast(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
         # not its 3 taps; the innermost broadcast dim where no load walks one)
         walked = [d for d in reused if walks[d]]
         vector_dim = max(reversed(walked), key=lambda d: nest.full_shape[d]) if walked else reused[-1]
+        vector_dim = transposed[0] if transposed else vector_dim
+        nest.columns = vector_dim
         vector_loads = [s for s in strides if s[vector_dim] == 1]
         others = [d for d in reversed(reused) if d != vector_dim and any(s[d] == 0 for s in vector_loads)]
         others = sorted(others, key=lambda d: -nest.full_shape[d])[:1]  # the largest: the most rows
         others = others or [d for d in reversed(reused) if d != vector_dim][:1]
+        others = [transposed[1]] if transposed else others
         cols, max_rows = _register_tile(target, lanes)
         size = nest.full_shape[vector_dim]  # two registers of columns, else one, else half of one
         if not (can_overlap and size > cols):
@@ -242,6 +250,26 @@ def upcast(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     return nest
 
 
+def _transposed_tile(nest: LoopNest, target: Target, strides: list, reused: list[int]) -> tuple | None:
+    """(columns, rows) of an outer product made by packing, for two loads that run contiguously only along
+    a short reduce dim (a conv's weight gradient: 32 pixels a row, 32768 terms a sum), where lanes pay
+    little (CPUs; PACK=0 or CHUNK=0: none). The columns go to the largest dim one load moves along and the
+    other is broadcast along; opt.pack copies that load's columns, transposed, per chunk of the reduce."""
+    inner = nest.order[-1]
+    if target.gpu or not (getenv("PACK", 1) and getenv("CHUNK", 1)) or len(strides) != 2:
+        return None
+    terms = prod(nest.full_shape[d] for d in nest.reduce_axes)
+    if nest.full_shape[inner] > SHORT_REDUCE or terms < PACKED_MIN_TERMS or any(None in s for s in strides):
+        return None
+    a, b = strides
+    along = {(x, y): [d for d in reused if x[d] and not y[d]] for x, y in ((a, b), (b, a))}
+    largest = {k: max(v, key=lambda d: nest.full_shape[d], default=None) for k, v in along.items()}
+    cols, rows = largest[(a, b)], largest[(b, a)]
+    if cols is None or rows is None:
+        return None
+    return (cols, rows) if nest.full_shape[cols] >= nest.full_shape[rows] else (rows, cols)
+
+
 def _register_tile(target: Target, lanes: int) -> tuple[int, int]:
     """(columns, most rows) of an outer-product tile: two vector registers of columns, and as many rows as
     keep the accumulators (2 a row) in 3/4 of the register file, the rest for loaded values (AVX2: 16 x 6,
@@ -276,7 +304,8 @@ def pack(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     for buffer, s in accesses:
         if sum(1 for b, _ in accesses if b == buffer) > 1:
             continue  # one view per packed buffer
-        columns = [d for d in nest.upcast if s[d] == 1 and d not in nest.reduce_axes]
+        column = nest.columns  # the operand that moves along the tile's columns (at any stride: copied)
+        columns = [column] if column in nest.upcast and s[column] not in (0, None) else []
         rows = [d for d in nest.upcast if d not in columns and s[d] == 0 and nest.steps(d) > 1]
         moves = [d for d in nest.order if s[d] != 0 and d not in reduce_dims]
         if len(columns) != 1 or not rows or None in s or set(nest.upcast) - {columns[0], *rows}:
@@ -300,21 +329,19 @@ def _chunk(ast: AstNode, nest: LoopNest, outer: list[int], width: int, budget: i
     reduces = [n for n in ast.toposort() if n.op in (Op.REDUCE_SUM, Op.REDUCE_MAX)]
     reduce_dims = [d for d in nest.order if d in nest.reduce_axes]
     inner = [d for d in nest.order if d not in outer and d not in nest.reduce_axes]
-    if (
-        not getenv("CHUNK", 1)
-        or len(reduces) != 1
-        or reduces[0].op is not Op.REDUCE_SUM
-        or len(reduce_dims) != 1
-    ):
+    if not getenv("CHUNK", 1) or len(reduces) != 1 or reduces[0].op is not Op.REDUCE_SUM:
         return False
-    length, itemsize = nest.full_shape[reduce_dims[0]], ast.dtype.itemsize
+    looped = [d for d in reduce_dims if nest.full_shape[d] > 1]
+    length, itemsize = nest.full_shape[looped[0]], ast.dtype.itemsize
     sizes = [c for c in range(budget // (width * itemsize), 255, -1) if length % c == 0]
-    if not sizes or prod(nest.full_shape[d] for d in inner) * width * itemsize > PACK_MAX_BYTES:
+    rest = prod(nest.full_shape[d] for d in looped[1:])  # several dims: a chunk is a step of the first
+    fits = rest * width * itemsize <= budget if len(looped) > 1 else bool(sizes)
+    if not fits or prod(nest.full_shape[d] for d in inner) * width * itemsize > PACK_MAX_BYTES:
         return False
     for d in nest.overlap & set(inner):  # a row in two tiles would be added twice: tiles that divide
         nest.upcast[d] = _rows(nest.full_shape[d], nest.upcast[d])
         nest.overlap.discard(d)
-    nest.tile = sizes[0]
+    nest.tile, nest.chunked = (sizes[0] if len(looped) == 1 else 0), True
     return True
 
 
