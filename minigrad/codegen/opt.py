@@ -202,15 +202,16 @@ def upcast(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     elif reused:
         # the innermost broadcast dim takes the columns; the rows go to a dim along which the operand
         # loaded along that one is broadcast, so each loaded vector feeds several accumulators
-        # (the largest such dim a load walks contiguously: a conv's input gradient has 32 pixels along a row,
-        # not its 3 taps; the innermost broadcast dim where no load walks one)
-        walked = [d for d in reused if walks[d]]
-        vector_dim = max(reversed(walked), key=lambda d: nest.full_shape[d]) if walked else reused[-1]
+        # (dims of 8 or more first: a conv's input gradient has 32 pixels along a row, not its 3 taps)
+        wide = [d for d in reused if nest.full_shape[d] >= 8]
+        walked_wide = [d for d in wide if walks[d]]
+        small = nest.full_shape[reused[-1]] < 8 and walked_wide
+        vector_dim = walked_wide[-1] if small else reused[-1]
         vector_dim = transposed[0] if transposed else vector_dim
         nest.columns = vector_dim
         vector_loads = [s for s in strides if s[vector_dim] == 1]
         others = [d for d in reversed(reused) if d != vector_dim and any(s[d] == 0 for s in vector_loads)]
-        others = sorted(others, key=lambda d: -nest.full_shape[d])[:1]  # the largest: the most rows
+        others = sorted(others, key=lambda d: nest.full_shape[d] < 8)[:1]  # innermost of 8 or more
         others = others or [d for d in reversed(reused) if d != vector_dim][:1]
         others = [transposed[1]] if transposed else others
         cols, max_rows = _register_tile(target, lanes)
