@@ -237,12 +237,11 @@ def _linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
         return _scatter(lin, ast, loops, name)
     if nest.chunked:
         return _chunked(lin, ast, looped, loops, global_copies, name)
-    packed_at = max((nest.order.index(d) for d in nest.packed.values()), default=-1)
-    before_pack = {v.name for v, d in looped if nest.order.index(d) <= packed_at}
-    lin.loops([loop for loop in global_loops if loop.var.name in before_pack])
+    outer, inner = _split_at_pack(nest, looped, loops)
+    lin.loops(outer)
     if nest.packed:
         _pack(lin, ast)
-    lin.loops([loop for loop in global_loops if loop.var.name not in before_pack])
+    lin.loops(inner)
     reduces = list(dict.fromkeys(n for n in ast.toposort() if n.op in REDUCE))
     accumulators = {}  # (reduce, global copy, reduce copy) -> ACC: each body copy accumulates on its own
     for r in reduces:
@@ -290,6 +289,15 @@ def _linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
     return _kernel(lin, ast, name)
 
 
+def _split_at_pack(nest: LoopNest, looped: list, loops: list[Loop]) -> tuple[list[Loop], list[Loop]]:
+    """The global loops up to a packed operand's column dim (the copy goes inside them), and the rest;
+    without a packed operand, none and all."""
+    packed_at = max((nest.order.index(d) for d in nest.packed.values()), default=-1)
+    globals_ = [(d, loop) for (_, d), loop in zip(looped, loops) if not loop.reduce]
+    outer = [loop for d, loop in globals_ if nest.order.index(d) <= packed_at]
+    return outer, [loop for d, loop in globals_ if nest.order.index(d) > packed_at]
+
+
 def _kernel(lin: _Linearizer, ast: AstNode, name: str) -> LinearKernel:
     buffers = {n.arg[0]: (n.arg[0], n.dtype, False) for n in ast.toposort() if n.op is Op.LOAD}
     buffers[ast.arg[0]] = (ast.arg[0], ast.dtype, True)
@@ -334,6 +342,7 @@ def _pack(lin: _Linearizer, ast: AstNode) -> None:
         array = f"pack{buffer}"
         lin.emit(Instr("PRIVATE", dtype, (), (array, elements * width)))
         lin.loops(reduce_loops)
+        element = lin.reduce_element()
         for j in range(width):
             idxs = lin.idxs(reduced=True, copy={column: j})
             for d, variable in lin.variables.items():
@@ -345,7 +354,7 @@ def _pack(lin: _Linearizer, ast: AstNode) -> None:
                     idxs[d] = NumNode(0)
             index, valid = nodes[0].arg[1].expr_idxs(idxs)
             value = lin.emit(Instr("LOAD", dtype, (), (buffer, index, valid)))
-            lin.emit(Instr("STORE", dtype, (value,), (array, lin.reduce_element() * width + j, NumNode(1))))
+            lin.emit(Instr("STORE", dtype, (value,), (array, element * width + j, NumNode(1))))
         lin.loops(reduce_loops, end=True)
         lin.packed.update({n: (array, column, width) for n in nodes})
 
@@ -359,12 +368,7 @@ def _chunked(lin: _Linearizer, ast: AstNode, looped: list, loops: list[Loop], co
     (r,) = [n for n in ast.toposort() if n.op in REDUCE]
     column = next(iter(nest.packed.values()))
     packed_at, width = nest.order.index(column), nest.upcast[column]
-    outer = [
-        loop for (v, d), loop in zip(looped, loops) if not loop.reduce and nest.order.index(d) <= packed_at
-    ]
-    inner = [
-        loop for (v, d), loop in zip(looped, loops) if not loop.reduce and nest.order.index(d) > packed_at
-    ]
+    outer, inner = _split_at_pack(nest, looped, loops)
     first, *rest = [loop for loop in loops if loop.reduce]  # the chunks, and the loops of one chunk
     chunks = Loop(first.var, first.size, reduce=False)  # its body ends the sums (cstyle's accumulator spill)
     inside = [Loop(lin.tile_index, nest.tile, reduce=True)] if nest.tile else rest

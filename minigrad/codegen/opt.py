@@ -12,13 +12,13 @@ the measurements behind each choice are in extra/BENCHMARKS.md ("How opt.py's he
     Every width comes from the device's Target (codegen/target.py). Outer product, when loads walk a
     global dim contiguously (`x @ W`, a conv) or the reduce is short: the innermost dim along which an
     input is broadcast takes two vector registers of outputs a thread and another dim as many rows as the
-    register file holds (AVX2: 16x6, AVX-512: 32x14, fewer where they do not divide), so each loaded
+    register file holds (AVX2: 16x6, AVX-512: 32x12; see `_register_tile` and OVERLAP), so each loaded
     value feeds several accumulators. Dot product, when loads walk the reduce (`g @ W.T`, row sums): the
     reduce splits into a vector register of lanes, combined after the loop, with 2x4 outputs at a time; a
     row sum streams one row at a time into 2 registers of lanes (STREAM_LANES=0). Special cases have
     their own switches: SECOND_TILE, GATHER_TILE.
   - pack (CPUs, PACK=0): an outer-product tile's column operand is first copied, per column tile, into a
-    contiguous array of the thread (see `pack`).
+    contiguous array of the thread, a long reduce in chunks (CHUNK=0; see `pack`, `_chunk`).
   - transpose (CPUs, TRANSPOSE=0): a big copy between layouts reads 8 consecutive addresses a step.
   - parallel (THREADS=0): run the outermost global loop on several threads.
   - vectorize (dialects with vector types, VECTORIZE=0): in a kernel without a reduce, each thread takes 4
@@ -323,10 +323,11 @@ def pack(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
 
 
 def _chunk(ast: AstNode, nest: LoopNest, outer: list[int], width: int, budget: int) -> bool:
-    """Cache blocking of a packed reduce too long to pack whole (CHUNK=0: off): a single sum runs in
-    chunks of the largest divisor of its length whose pack fits `budget`, the rows' running sums kept in
-    an array of the thread (lower._chunked). 512x16384x512: 72 -> 190 GFLOPS with AVX-512. False where it
-    cannot: several reduce dims or reduces, no divisor of 256 or more, or sums too big for the stack."""
+    """Cache blocking of a packed reduce too long to pack whole (CHUNK=0: off): a sum over one dim runs in
+    chunks of the largest divisor of its length whose pack fits `budget`; over several dims, a chunk is
+    one step of the first. The rows' running sums are kept in an array of the thread
+    (linearize._chunked). 512x16384x512: 80 -> 210 GFLOPS with AVX-512. False where it cannot: several
+    reduces, a chunk that does not fit (or no divisor of 256 or more), or sums too big for the stack."""
     reduces = [n for n in ast.toposort() if n.op in (Op.REDUCE_SUM, Op.REDUCE_MAX)]
     reduce_dims = [d for d in nest.order if d in nest.reduce_axes]
     inner = [d for d in nest.order if d not in outer and d not in nest.reduce_axes]

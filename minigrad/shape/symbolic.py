@@ -132,7 +132,7 @@ class ModNode(Node):
 
 
 class MinNode(Node):
-    """min(a, bound): where the last block of a loop that does not divide its dim starts (lower.py)."""
+    """min(a, bound): where the last block of a loop that does not divide its dim starts (linearize.py)."""
 
     def __init__(self, a: Node, bound: int):
         self.a, self.bound = a, bound
