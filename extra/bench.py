@@ -15,14 +15,17 @@ from C (OpenMP, all cores), and the float32 FLOP rate of a large BLAS matmul.
 import argparse
 import ctypes
 import functools
+import importlib
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from math import prod
 
 import numpy as np
+from bench_mlp import mlp_init, mlp_loss, param, sgd
 
 import minigrad
 from minigrad import Device
@@ -171,21 +174,42 @@ def synchronized(fn, name: str, device: str):
 # ---- workloads: each returns ({framework: function to time}, work per call, unit) ----------------------
 
 
-def elementwise_chain(device: str, n: int):
-    arrays = [np.random.default_rng(i).standard_normal(n).astype(np.float32) for i in range(3)]
+class Methods:
+    """The unary math of a tinygrad-style tensor (x.exp2()) called like numpy's and torch's (m.exp2(x))."""
 
-    def chain(a, b, c):  # numpy, torch, minigrad and tinygrad all read this
-        return ((((a + b) * c - a) * 0.5 + b) * c - 1.0).clip(-1, 1)
+    exp2, log2 = staticmethod(lambda x: x.exp2()), staticmethod(lambda x: x.log2())
+    sin, sqrt, relu = (
+        staticmethod(lambda x: x.sin()),
+        staticmethod(lambda x: x.sqrt()),
+        staticmethod(lambda x: x.relu()),
+    )
+
+
+class NumpyMath:
+    exp2, log2, sin, sqrt = np.exp2, np.log2, np.sin, np.sqrt
+    relu = staticmethod(lambda x: np.maximum(x, 0))
+
+
+CHAINS = {  # each reads three arrays; m is the framework's math (numpy, torch, Methods)
+    "8-op chain": lambda m, a, b, c: ((((a + b) * c - a) * 0.5 + b) * c - 1.0).clip(-1, 1),
+    "relu exp2 sqrt chain": lambda m, a, b, c: m.sqrt(m.exp2(m.relu(a * 1.5 + b) * c - a)),
+    "sqrt log2 sin chain": lambda m, a, b, c: m.sin(m.log2(m.sqrt(a * a + 1.0) + m.sin(b) * 0.5) * c),
+}
+
+
+def elementwise_chain(device: str, n: int, chain: str):
+    arrays = [np.random.default_rng(i).standard_normal(n).astype(np.float32) for i in range(3)]
+    fn = CHAINS[chain]
 
     def make(fw, dev):
         tensors = [fw.Tensor(x, device=dev).realize() for x in arrays]
-        return lambda: chain(*tensors).realize()
+        return lambda: fn(Methods, *tensors).realize()
 
-    fns = {"numpy": lambda: chain(*arrays), **for_each_framework(device, make)}
+    fns = {"numpy": lambda: fn(NumpyMath, *arrays), **for_each_framework(device, make)}
     if torch:
         t = [to_torch(x) for x in arrays]
-        fns["torch"] = lambda: chain(*t)
-    return fns, 4 * n * 4, "GB/s"  # bytes: three inputs read, one output written
+        fns["torch"] = lambda: fn(torch, *t)
+    return checked_results(fns), 4 * n * 4, "GB/s"  # bytes: three inputs read, one output written
 
 
 def reductions(device: str, n: int, kind: str):
@@ -206,7 +230,7 @@ def reductions(device: str, n: int, kind: str):
     if torch:
         tx = to_torch(x)
         fns["torch"] = (lambda: tx.sum(1)) if kind == "sum" else (lambda: tx.softmax(-1))
-    return fns, n * n * 4 * (1 if kind == "sum" else 2), "GB/s"
+    return checked_results(fns), n * n * 4 * (1 if kind == "sum" else 2), "GB/s"
 
 
 def gather_rows(device: str, rows: int, batch: int):
@@ -223,7 +247,7 @@ def gather_rows(device: str, rows: int, batch: int):
     if torch:
         tx, tidx = to_torch(x), to_torch(idx).long()
         fns["torch"] = lambda: tx[tidx]
-    return fns, 2 * batch * 784 * 4 + batch * 4, "GB/s"
+    return checked_results(fns), 2 * batch * 784 * 4 + batch * 4, "GB/s"
 
 
 def embedding_grad(device: str, rows: int, batch: int, dim: int = 64):
@@ -235,7 +259,7 @@ def embedding_grad(device: str, rows: int, batch: int, dim: int = 64):
     g = rng.standard_normal((batch, dim)).astype(np.float32)
 
     def make(fw, dev):
-        t = _param(fw, table, dev).realize()
+        t = param(fw, table, dev).realize()
         mi, mg = fw.Tensor(idx, device=dev).realize(), fw.Tensor(g, device=dev).realize()
 
         def step():
@@ -261,29 +285,57 @@ def embedding_grad(device: str, rows: int, batch: int, dim: int = 64):
     return fns, (rows + 2 * batch) * dim * 4 + batch * 4, "GB/s"
 
 
-def matmul(device: str, n: int):
+def matmul(device: str, m: int, k: int, n: int, batch: tuple = (), transpose: str = ""):
+    """a @ b of shapes batch+(m, k) and batch+(k, n). transpose "a" or "b": that operand is stored the other way
+    round and passed transposed (a.T @ b, a @ b.T): the kernel reads a strided view."""
     rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((n, n)).astype(np.float32), rng.standard_normal((n, n)).astype(np.float32)
+    a = rng.standard_normal(batch + ((k, m) if transpose == "a" else (m, k))).astype(np.float32)
+    b = rng.standard_normal(batch + ((n, k) if transpose == "b" else (k, n))).astype(np.float32)
+
+    def swap(x):  # the last two dims swapped, in numpy, torch, minigrad and tinygrad
+        return x.swapaxes(-1, -2) if isinstance(x, np.ndarray) else x.transpose(-1, -2)
+
+    def op(x, y):
+        return (swap(x) if transpose == "a" else x) @ (swap(y) if transpose == "b" else y)
 
     def make(fw, dev):
         ma, mb = fw.Tensor(a, device=dev).realize(), fw.Tensor(b, device=dev).realize()
-        return lambda: (ma @ mb).realize()
+        return lambda: op(ma, mb).realize()
 
-    fns = {"numpy": lambda: a @ b, **for_each_framework(device, make)}
+    fns = {"numpy": lambda: op(a, b), **for_each_framework(device, make)}
     if torch:
         ta, tb = to_torch(a), to_torch(b)
-        fns["torch"] = lambda: ta @ tb
-    return fns, 2 * n**3, "GFLOPS"
+        fns["torch"] = lambda: op(ta, tb)
+    return checked_results(fns), 2 * m * k * n * prod(batch), "GFLOPS"
 
 
-def checked(fns: dict, outputs: dict) -> dict:
+def as_numpy(result) -> list:
+    """A timed function's result (an array, a tensor of any framework, or a list of them) as numpy arrays."""
+    results = result if isinstance(result, (list, tuple)) else [result]
+    out = []
+    for r in results:
+        r = r.detach().cpu() if torch is not None and isinstance(r, torch.Tensor) else r
+        out.append(np.asarray(r.numpy() if hasattr(r, "numpy") else r))
+    return out
+
+
+def checked_results(fns: dict) -> dict:
+    """`fns`, once the results they return match torch's (numpy's without torch): see `checked`."""
+    reference = "torch" if "torch" in fns else "numpy"
+    outputs = {name: (lambda fn=fn: as_numpy(fn())) for name, fn in fns.items()}
+    return checked(fns, outputs, reference)
+
+
+def checked(fns: dict, outputs: dict, reference: str = "torch") -> dict:
     """`fns`, once each framework's outputs (`outputs[name]()`: arrays, computed by the timed function)
-    match torch's (to 1e-3, relative to each output's largest value: a long sum rounds differently):
+    match the reference's (to 1e-3, relative to each output's largest value: a long sum rounds differently):
     a row must compute what a user computes before it is timed."""
-    if "torch" not in outputs:
+    if reference not in outputs:
         return fns
-    expected = outputs["torch"]()
+    expected = outputs[reference]()
     for name, get in outputs.items():
+        if name == reference:  # computed once: a training step's second call starts from other weights
+            continue
         for i, (got, want) in enumerate(zip(get(), expected)):
             scale = float(np.abs(want).max(initial=1.0))
             np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * scale, err_msg=f"{name} output {i}")
@@ -301,7 +353,7 @@ def conv2d(device: str, batch: int, backward: bool):
 
     def make(fw, dev):
         def step():
-            mx, mw, mb = (_param(fw, v, dev) for v in (x, w, b))
+            mx, mw, mb = (param(fw, v, dev) for v in (x, w, b))
             out = mx.conv2d(mw, mb, padding=1)
             if backward:
                 (out * fw.Tensor(g, device=dev)).sum().backward()
@@ -326,35 +378,62 @@ def conv2d(device: str, batch: int, backward: bool):
     return checked(fns, outputs), (3 if backward else 1) * 2 * batch * 64 * 32 * 32 * 32 * 9, "GFLOPS"
 
 
-def _param(fw, value: np.ndarray, dev: str):
-    """A tensor that gets a gradient (tinygrad 0.14 gives one to every float tensor in the graph)."""
-    t = fw.Tensor(value, device=dev)
-    if hasattr(t, "requires_grad"):
-        t.requires_grad = True
-    return t
-
-
-def _mlp_init(sizes: list[int], batch: int):
+def conv_bn_relu_block(device: str, batch: int):
+    """conv 3x3 -> batchnorm (training) -> relu, twice, 32 channels at 32^2, forward and backward: the
+    output, the gradients of x and of every conv and batchnorm parameter, and the running statistics, all
+    realized. The upstream gradient is random (a loss (out * g).sum())."""
     rng = np.random.default_rng(0)
-    shapes = [s for a, b in zip(sizes, sizes[1:]) for s in ((a, b), (b,))]
-    init = [(rng.standard_normal(s) * 0.05).astype(np.float32) for s in shapes]
-    x = rng.standard_normal((batch, sizes[0])).astype(np.float32)
-    return init, x, rng.integers(0, sizes[-1], batch).astype(np.int32)
+    x, g = rng.standard_normal((batch, 32, 32, 32)), rng.standard_normal((batch, 32, 32, 32))
+    ws = [rng.standard_normal((32, 32, 3, 3)) / 17 for _ in range(2)]
+    x, g, *ws = (v.astype(np.float32) for v in (x, g, *ws))
+    results = {}
 
+    def make(fw, dev):
+        convs = [param(fw, w, dev).realize() for w in ws]
+        norms = [importlib.import_module(fw.__name__ + ".nn").BatchNorm2d(32) for _ in ws]
+        mg = fw.Tensor(g, device=dev).realize()
 
-def _mlp_loss(x, y, params):
-    """The same MLP and loss in minigrad and tinygrad (relu between linear layers)."""
-    h = x
-    for i in range(0, len(params), 2):
-        h = h.linear(params[i], params[i + 1])
-        h = h.relu() if i + 2 < len(params) else h
-    return h.sparse_categorical_crossentropy(y)
+        def step():
+            fw.Tensor.training = True
+            mx = param(fw, x, dev)
+            out = mx
+            for w, bn in zip(convs, norms):
+                out = bn(out.conv2d(w, padding=1)).relu()
+            (out * mg).sum().backward()
+            grads = (
+                [mx.grad] + [t.grad for t in convs] + [t.grad for bn in norms for t in (bn.weight, bn.bias)]
+            )
+            stats = [t for bn in norms for t in (bn.running_mean, bn.running_var)]
+            fw.Tensor.realize(out, *grads, *stats)
+            for t in convs + [t for bn in norms for t in (bn.weight, bn.bias)]:
+                t.grad = None
+            results[fw.__name__] = [out, *grads]
+            fw.Tensor.training = False
 
+        return step
 
-def _sgd(params) -> None:
-    for p in params:
-        p.assign(p.detach() - 0.01 * p.grad)
-        p.grad = None
+    fns = for_each_framework(device, make)
+    outputs = {name: (lambda name=name: (fns[name](), [t.numpy() for t in results[name]])[1]) for name in fns}
+    if torch:
+        tconvs = [to_torch(w, requires_grad=True) for w in ws]
+        tnorms = [torch.nn.BatchNorm2d(32).to(TORCH_DEVICE) for _ in ws]
+        tg = to_torch(g)
+
+        def torch_fn():
+            tx = to_torch(x, requires_grad=True)
+            out = tx
+            for w, bn in zip(tconvs, tnorms):
+                out = torch.relu(bn(torch.nn.functional.conv2d(out, w, padding=1)))
+            for t in tconvs + [t for bn in tnorms for t in bn.parameters()]:
+                t.grad = None
+            (out * tg).sum().backward()
+            return (
+                [out, tx.grad] + [t.grad for t in tconvs] + [t.grad for bn in tnorms for t in bn.parameters()]
+            )
+
+        fns["torch"] = torch_fn
+        outputs["torch"] = lambda: [t.detach().cpu().numpy() for t in torch_fn()]
+    return checked(fns, outputs), 2 * 3 * 2 * batch * 32 * 32 * 32 * 32 * 9, "GFLOPS"
 
 
 def _torch_mlp_step(init, x, y):
@@ -371,45 +450,48 @@ def _torch_mlp_step(init, x, y):
         opt.zero_grad()
         loss.backward()
         opt.step()
+        return loss
 
     return step
 
 
-def mlp_step(device: str, batch: int):
-    sizes = [784, 512, 512, 10]
-    init, x, y = _mlp_init(sizes, batch)
+def mlp_step(device: str, sizes: list[int], batch: int):
+    """An MLP's eager SGD step: build the graph, backward, update, realize the loss and the parameters.
+    The first step's loss is checked against torch's."""
+    init, x, y = mlp_init(sizes, batch)
 
     def make(fw, dev):
-        params = [_param(fw, p, dev).realize() for p in init]
+        params = [param(fw, p, dev).realize() for p in init]
         mx, my = fw.Tensor(x, device=dev).realize(), fw.Tensor(y, device=dev).realize()
 
         def step():
-            loss = _mlp_loss(mx, my, params)
+            loss = mlp_loss(mx, my, params)
             loss.backward()
-            _sgd(params)
+            sgd(params)
             fw.Tensor.realize(loss, *params)
+            return loss
 
         return step
 
     fns = for_each_framework(device, make)
     if torch:
         fns["torch"] = _torch_mlp_step(init, x, y)
-    return fns, 6 * batch * sum(a * b for a, b in zip(sizes, sizes[1:])), "GFLOPS"
+    return checked_results(fns), 6 * batch * sum(a * b for a, b in zip(sizes, sizes[1:])), "GFLOPS"
 
 
 def mlp_jit(device: str, sizes: list[int], batch: int):
     """An MLP's SGD step under TinyJit in minigrad and tinygrad (eager in torch): kernels, little Python."""
-    init, x, y = _mlp_init(sizes, batch)
+    init, x, y = mlp_init(sizes, batch)
 
     def make(fw, dev):
-        params = [_param(fw, p, dev).realize() for p in init]
+        params = [param(fw, p, dev).realize() for p in init]
         mx, my = fw.Tensor(x, device=dev).realize(), fw.Tensor(y, device=dev).realize()
 
         @fw.TinyJit
         def step(bx, by):
-            loss = _mlp_loss(bx, by, params)
+            loss = mlp_loss(bx, by, params)
             loss.backward()
-            _sgd(params)
+            sgd(params)
             return loss.realize(*params)
 
         return lambda: step(mx, my)
@@ -417,11 +499,12 @@ def mlp_jit(device: str, sizes: list[int], batch: int):
     fns = for_each_framework(device, make)
     if torch:
         fns["torch"] = _torch_mlp_step(init, x, y)
-    return fns, 6 * batch * sum(a * b for a, b in zip(sizes, sizes[1:])), "GFLOPS"
+    return checked_results(fns), 6 * batch * sum(a * b for a, b in zip(sizes, sizes[1:])), "GFLOPS"
 
 
 def graph_of_1000_ops(device: str, cached: bool):
-    """Build and realize a graph of about 1,000 ops on 16x16 data (so kernels cost nothing). Uncached: the
+    """Build and realize a graph of about 1,000 ops on 16x16 data (so kernels cost nothing; torch runs the same
+    ops eagerly, as users of either write them: per-op cost against per-op cost). Uncached: the
     schedule caches are off and the in-memory program caches are emptied first, so each call schedules,
     lowers and renders every kernel (the compiled binaries still come from each framework's disk cache)."""
 
@@ -454,7 +537,11 @@ def graph_of_1000_ops(device: str, cached: bool):
 
         return run
 
-    return for_each_framework(device, make), None, "-"
+    fns = for_each_framework(device, make)
+    if torch and cached:  # torch runs each op as it comes: the same 1,000 ops, eagerly
+        x = to_torch(np.linspace(-1, 1, 256, dtype=np.float32).reshape(16, 16))
+        fns["torch"] = lambda: build(x)
+    return checked_results(fns), None, "-"
 
 
 COLD_START = """
@@ -462,12 +549,12 @@ import sys
 import numpy as np
 fw = __import__(sys.argv[1])
 sys.path.insert(0, sys.argv[3])
-from bench import _mlp_init, _mlp_loss, _param, _sgd
-init, x, y = _mlp_init([784, 512, 512, 10], 128)
-params = [_param(fw, p, sys.argv[2]) for p in init]
-loss = _mlp_loss(fw.Tensor(x, device=sys.argv[2]), fw.Tensor(y, device=sys.argv[2]), params)
+from bench_mlp import mlp_init, mlp_loss, param, sgd
+init, x, y = mlp_init([784, 512, 512, 10], 128)
+params = [param(fw, p, sys.argv[2]) for p in init]
+loss = mlp_loss(fw.Tensor(x, device=sys.argv[2]), fw.Tensor(y, device=sys.argv[2]), params)
 loss.backward()
-_sgd(params)
+sgd(params)
 print(loss.realize(*params).item())
 """
 
@@ -508,23 +595,32 @@ def main() -> None:
         hardware = f"stream triad {bandwidth:.1f} GB/s, BLAS float32 matmul {peak:.1f} GFLOPS"
     versions = f"torch {torch.__version__ if torch else 'absent'}, tinygrad {TINYGRAD_VERSION}"
     print(f"hardware: {hardware} ({versions})")
+    d, small, conv_batch = args.device, 1 << (16 if q else 24), 2 if q else 32
+    mm = 128 if q else 1024  # the square matmuls' side (quick: all small)
     rows = [
-        ("elementwise 8-op chain, 3x16M", elementwise_chain(args.device, 1 << (16 if q else 24))),
-        ("sum axis 1, 4096^2", reductions(args.device, 256 if q else 4096, "sum")),
-        ("softmax -1, 4096^2", reductions(args.device, 256 if q else 4096, "softmax")),
-        ("gather 128 of 60000 rows, x[idx]", gather_rows(args.device, 600 if q else 60000, 128)),
-        ("embedding grad, 512 of 50000x64", embedding_grad(args.device, 500 if q else 50000, 512)),
-        ("matmul 1024^2", matmul(args.device, 128 if q else 1024)),
-        ("matmul 2048^2", matmul(args.device, 128 if q else 2048)),
-        *([("matmul 4096^2", matmul(args.device, 128 if q else 4096))] if gpu else []),
-        ("conv2d fwd b32 32->64 3x3 32^2", conv2d(args.device, 2 if q else 32, backward=False)),
-        ("conv2d fwd+bwd b32 32->64 3x3 32^2", conv2d(args.device, 2 if q else 32, backward=True)),
-        ("MLP step 784-512-512-10 b128", mlp_step(args.device, 128)),
-        ("MLP step 784-512-512-10, TinyJit", mlp_jit(args.device, [784, 512, 512, 10], 128)),
-        ("tiny MLP 64-32-10 b16, TinyJit", mlp_jit(args.device, [64, 32, 10], 16)),
-        ("1000-op graph: schedule + lower", graph_of_1000_ops(args.device, cached=False)),
-        ("1000-op graph seen again (cache)", graph_of_1000_ops(args.device, cached=True)),
-        *([] if q else [("cold start: first MLP step", cold_start(args.device))]),
+        *[(f"elementwise {c}, 3x16M", elementwise_chain(d, small, c)) for c in CHAINS],
+        ("sum axis 1, 4096^2", reductions(d, 256 if q else 4096, "sum")),
+        ("softmax -1, 4096^2", reductions(d, 256 if q else 4096, "softmax")),
+        ("gather 128 of 60000 rows, x[idx]", gather_rows(d, 600 if q else 60000, 128)),
+        ("embedding grad, 512 of 50000x64", embedding_grad(d, 500 if q else 50000, 512)),
+        ("matmul 1024^2", matmul(d, mm, mm, mm)),
+        ("matmul 2048^2", matmul(d, 2 * mm, 2 * mm, 2 * mm)),
+        *([("matmul 4096^2", matmul(d, 4 * mm, 4 * mm, 4 * mm))] if gpu else []),
+        ("matmul 1024^2, a.T @ b", matmul(d, mm, mm, mm, transpose="a")),
+        ("matmul 1024^2, a @ b.T", matmul(d, mm, mm, mm, transpose="b")),
+        ("matmul batched 16 x 256^2", matmul(d, mm // 4, mm // 4, mm // 4, batch=(16,))),
+        *[(f"matmul {n}^2", matmul(d, *(3 * (n if not q else 100 + n % 7,)))) for n in (1000, 1023, 1025)],
+        ("matmul 4097x64 @ 64x64", matmul(d, 4097 if not q else 257, 64, 64)),
+        ("conv2d fwd b32 32->64 3x3 32^2", conv2d(d, conv_batch, backward=False)),
+        ("conv2d fwd+bwd b32 32->64 3x3 32^2", conv2d(d, conv_batch, backward=True)),
+        ("conv-bn-relu x2 fwd+bwd b32 32ch 32^2", conv_bn_relu_block(d, conv_batch)),
+        ("MLP step 784-512-512-10 b128", mlp_step(d, [784, 512, 512, 10], 128)),
+        ("MLP step 784-512-512-10, TinyJit", mlp_jit(d, [784, 512, 512, 10], 128)),
+        ("tiny MLP 64-32-10 b16, eager", mlp_step(d, [64, 32, 10], 16)),
+        ("tiny MLP 64-32-10 b16, TinyJit", mlp_jit(d, [64, 32, 10], 16)),
+        ("1000-op graph: build + realize", graph_of_1000_ops(d, cached=True)),
+        ("1000-op graph, schedule caches off", graph_of_1000_ops(d, cached=False)),
+        *([] if q else [("cold start: first MLP step", cold_start(d))]),
     ]
     columns = ["numpy", "torch", "tinygrad"]
     print(

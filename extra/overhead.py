@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench import _mlp_init, _mlp_loss, _param, _sgd
+from bench_mlp import mlp_init, mlp_loss, param, sgd
 
 import minigrad
 from minigrad.device import Device
@@ -28,23 +28,23 @@ def main() -> None:
     parser.add_argument("--device", default=Device.DEFAULT)
     parser.add_argument("--steps", type=int, default=300)
     args = parser.parse_args()
-    init, x, y = _mlp_init([784, 512, 512, 10], 128)
-    params = [_param(minigrad, p, args.device).realize() for p in init]
+    init, x, y = mlp_init([784, 512, 512, 10], 128)
+    params = [param(minigrad, p, args.device).realize() for p in init]
     mx, my = (minigrad.Tensor(v, device=args.device).realize() for v in (x, y))
     for _ in range(3):  # compile every kernel and fill the schedule cache
-        loss = _mlp_loss(mx, my, params)
+        loss = mlp_loss(mx, my, params)
         loss.backward()
-        _sgd(params)
+        sgd(params)
         minigrad.Tensor.realize(loss, *params)
     Device[args.device].program.__call__ = lambda self, *args, **kwargs: 0.0  # no kernels: only Python
     best = dict.fromkeys(PARTS, float("inf"))
     for _ in range(args.steps):
         t0 = time.perf_counter()
-        loss = _mlp_loss(mx, my, params)
+        loss = mlp_loss(mx, my, params)
         t1 = time.perf_counter()
         loss.backward()
         t2 = time.perf_counter()
-        _sgd(params)
+        sgd(params)
         t3 = time.perf_counter()
         create_schedule([loss.lazydata] + [p.lazydata for p in params])  # what realize() repeats first
         t4 = time.perf_counter()

@@ -28,6 +28,8 @@ from minigrad.ops import Op
 def _max(a: str, b: str, dtype: DType) -> str:
     if dtypes.is_float(dtype):  # NaN wins, as in numpy and torch
         return f"(({a}>{b}||{a}!={a})?{a}:{b})"
+    if dtype == dtypes.bool:  # no branch: a `?:` on a comparison of random data mispredicts half the time
+        return f"({a}|{b})"
     return f"(({a}>{b})?{a}:{b})"
 
 
@@ -127,6 +129,12 @@ C_HELPERS = """static inline float mg_maxf(float a, float b) {
   ua.i = (ua.i & keep_a) | (ub.i & ~keep_a);
   return ua.f;
 }
+static inline float mg_wheref(bool c, float a, float b) {
+  union { float f; int i; } ua = {a}, ub = {b};
+  int keep_a = -(int)c;
+  ua.i = (ua.i & keep_a) | (ub.i & ~keep_a);
+  return ua.f;
+}
 static inline float mg_exp2f(float x) {
   float c = -mg_maxf(-mg_maxf(x, -150.0f), -129.0f);
   float r = rintf(c), f = c - r;
@@ -148,6 +156,7 @@ def _fast_float32(dtype: DType) -> bool:
 C_FAST_OPS = {
     Op.EXP2: lambda x, dtype: f"mg_exp2f({x})" if _fast_float32(dtype) else f"exp2({x})",
     Op.MAX: lambda a, b, dtype: f"mg_maxf({a},{b})" if _fast_float32(dtype) else _max(a, b, dtype),
+    Op.WHERE: lambda c, a, b, dtype: f"mg_wheref({c},{a},{b})" if _fast_float32(dtype) else f"({c}?{a}:{b})",
 }
 
 
