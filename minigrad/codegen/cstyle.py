@@ -123,6 +123,13 @@ class Language:
 # 7 (within 2 ulp of exp2). x is clamped to [-150, 129] first: -inf gives 0, inf gives inf, NaN stays NaN.
 # 2^i is two factors, so denormal results come out right and no exponent field overflows. FAST_MATH_C=0 uses
 # the ?: max and libm's exp2 instead.
+# log2 and sin likewise (libm's stay scalar: a sqrt-log2-sin chain ran at 5% of memory bandwidth, now ~100%).
+# log2: x = m * 2^e with m in [0.71, 1.41), log(m) = 2 atanh(t), t = (m-1)/(m+1), by its series to t^9; denormals
+# scaled by 2^23 first; 0, negatives, inf and NaN by selects. Within 2 ulp. sin: k = rint(x * 2/pi) and
+# r = x - k pi/2 in double (pi/2 in two parts: r keeps ~2^-53 |x| of absolute error, so sin of 1e9 is right to
+# 1e-7), sin or cos of r by Cephes' polynomials in float as k mod 4 says. |x| >= 1e15 has no right bit left
+# in a double reduction and gives 0 (libm: an exact reduction; FAST_MATH_C=0). k mod 4 is computed without
+# floor and int64 conversions, which GCC leaves scalar on AVX2.
 C_HELPERS = """static inline float mg_maxf(float a, float b) {
   union { float f; int i; } ua = {a}, ub = {b};
   int keep_a = -((a > b) | (a != a));
@@ -146,6 +153,36 @@ static inline float mg_exp2f(float x) {
   union { unsigned bits; float f; } b = {(unsigned)(i - half + 127) << 23};
   return p * a.f * b.f;
 }
+static inline float mg_log2f(float x) {
+  bool tiny = x < 1.17549435e-38f;
+  union { float f; int i; } u = {mg_wheref(tiny, x * 8388608.0f, x)};
+  int e = ((u.i >> 23) & 0xff) - 127 - 23 * (int)tiny;
+  u.i = (u.i & 0x7fffff) | 0x3f800000;
+  bool big = u.f > 1.41421356f;
+  float m = mg_wheref(big, u.f * 0.5f, u.f);
+  float t = (m - 1.0f) / (m + 1.0f), t2 = t * t;
+  float p = 0.11111111f;
+  p = p * t2 + 0.14285715f; p = p * t2 + 0.2f; p = p * t2 + 0.33333334f; p = p * t2 + 1.0f;
+  float r = (float)(e + big) + t * p * 2.88539008f;
+  r = mg_wheref(x == INFINITY, INFINITY, r);
+  r = mg_wheref(x == 0.0f, -INFINITY, r);
+  return mg_wheref((x < 0.0f) | (x != x), NAN, r);
+}
+static inline float mg_sinf(float x) {
+  double d = mg_wheref(fabsf(x) < 1e15f, x, 0.0f);  /* beyond 1e15 no bit of the reduction is right: 0 */
+  double k = rint(d * 0.63661977236758134308);
+  double r = (d - k * 1.57079632673412561417e+00) - k * 6.07710050650619224932e-11;
+  float q = (float)(k - 4.0 * rint(k * 0.25 - 0.375));  /* the quadrant, k mod 4 (no floor: it stays scalar) */
+  float s = (float)r, s2 = s * s;
+  float ps = -1.9515295891e-4f;
+  ps = ps * s2 + 8.3321608736e-3f; ps = ps * s2 - 1.6666654611e-1f; ps = ps * s * s2 + s;
+  float pc = 2.443315711809948e-5f;
+  pc = pc * s2 - 1.388731625493765e-3f; pc = pc * s2 + 4.166664568298827e-2f;
+  pc = pc * s2 * s2 - 0.5f * s2 + 1.0f;
+  float v = mg_wheref((q == 1.0f) | (q == 3.0f), pc, ps);
+  v = mg_wheref(q >= 2.0f, -v, v);
+  return mg_wheref(x - x != 0.0f, NAN, v);
+}
 """
 
 
@@ -155,6 +192,8 @@ def _fast_float32(dtype: DType) -> bool:
 
 C_FAST_OPS = {
     Op.EXP2: lambda x, dtype: f"mg_exp2f({x})" if _fast_float32(dtype) else f"exp2({x})",
+    Op.LOG2: lambda x, dtype: f"mg_log2f({x})" if _fast_float32(dtype) else f"log2({x})",
+    Op.SIN: lambda x, dtype: f"mg_sinf({x})" if _fast_float32(dtype) else f"sin({x})",
     Op.MAX: lambda a, b, dtype: f"mg_maxf({a},{b})" if _fast_float32(dtype) else _max(a, b, dtype),
     Op.WHERE: lambda c, a, b, dtype: f"mg_wheref({c},{a},{b})" if _fast_float32(dtype) else f"({c}?{a}:{b})",
 }

@@ -116,7 +116,7 @@ def keep_openmp_loaded(compile_library: Callable[[str], bytes]) -> ctypes.CDLL:
 
 wait_passively()  # before the first kernel library loads libgomp
 
-COMMON_FLAGS = ["-march=native", "-fopenmp", "-shared", "-fPIC", "-lm"]
+COMMON_FLAGS = ["-march=native", "-fno-math-errno", "-fopenmp", "-shared", "-fPIC", "-lm"]
 GCC_ONLY = ["-fvect-cost-model=dynamic", "-fschedule-insns", "-fsched-pressure"]
 OPTIMIZE_FLAGS = {"gcc": ["-O2", *GCC_ONLY], "clang": ["-O2"]}
 
