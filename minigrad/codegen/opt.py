@@ -36,7 +36,6 @@ from minigrad.ops import IOTA, AstNode, Op
 from minigrad.shape.symbolic import Variable, variables
 
 PARALLEL_MIN_WORK = 1 << 15  # below this many inner iterations, starting threads costs more than it saves
-SCALAR_ROWS_FACTOR = 4  # with scalar loads each value takes a register of its own: cols x 4 does not spill
 ROWS_FACTOR = 8  # 8 independent accumulators hide the latency of the serial adds
 DOT_TILES = (2, 4)  # with lanes: 2 outputs along the innermost broadcast dim, 4 along the next
 SHORT_TILES = (8, 4)  # a short reduce without lanes: 8 outputs for the vectorizer, 4 along the next
@@ -227,7 +226,9 @@ def upcast(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
         if others:  # values broadcast along the vector dim but consecutive along the other (x.T @ g)
             other = others[0]
             nest.scalar_buffers = {b for b, s in accesses if s[vector_dim] == 0 and s[other] == 1}
-            plan = plan if not nest.scalar_buffers else [plan[0], (other, SCALAR_ROWS_FACTOR)]
+            # each row's value takes a register of its own, beside its 2 accumulators (AVX2: 4 rows, AVX-512: 10)
+            scalar_rows = _rows(nest.full_shape[other], max((target.vector_registers - 2) // 3, 1))
+            plan = plan if not nest.scalar_buffers else [plan[0], (other, scalar_rows)]
     else:  # 8 rows; with no global dim (a full sum), lanes: one float32 accumulator stops at 2^24
         plan = [(d, ROWS_FACTOR) for d in global_dims[-1:]] or [(inner_reduce, lanes)]
     for dim, factor in plan:
