@@ -22,10 +22,19 @@ def test_bench_quick_prints_every_row():
         "softmax",
         "gather",
         "embedding",
+        "elementwise relu exp2 sqrt",
+        "elementwise sqrt log2 sin",
         "matmul 1024",
+        "matmul 1024^2, a.T @ b",
+        "matmul batched",
+        "matmul 1025",
+        "matmul 4097x64",
+        "conv2d fwd+bwd",
+        "conv-bn-relu",
         "MLP step",
+        "tiny MLP 64-32-10 b16, eager",
         "tiny MLP",
-        "1000-op graph",
+        "1000-op graph: build + realize",
     ):
         assert any(line.startswith(row) for line in lines), (row, result.stdout)
 
