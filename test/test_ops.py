@@ -677,6 +677,43 @@ def test_conv2d(device, kw):
     )
 
 
+def test_conv2d_with_left_right_top_bottom_padding(device):
+    check_op(
+        device,
+        [(2, 3, 6, 7), (4, 3, 3, 2), (4,)],
+        lambda x, w, b: F.conv2d(F.pad(x, (1, 2, 0, 1)), w, b, stride=(2, 1)),
+        lambda x, w, b: x.conv2d(w, b, padding=(1, 2, 0, 1), stride=(2, 1)),
+        atol=1e-5,
+        grad_atol=1e-3,
+    )
+
+
+@pytest.mark.parametrize("kw", CONV_CASES[1:], ids=[str(c) for c in CONV_CASES[1:]])
+def test_conv2d_gradients_by_rules_match_the_windowed_view(kw):
+    """CONV_GRAD_AS_CONV=0 differentiates the windowed view: first and second derivatives and the
+    forward-mode derivative agree with the rules' (library/conv.py)."""
+    import minigrad
+
+    groups = kw.get("groups", 1)
+    rng = np.random.default_rng(0)
+    x0, w0 = rng.standard_normal((2, 4, 7, 8)), rng.standard_normal((6, 4 // groups, 3, 3))
+    tangent = rng.standard_normal(x0.shape)
+
+    def derivatives():
+        x, w = Tensor(x0, requires_grad=True), Tensor(w0, requires_grad=True)
+        out = x.conv2d(w, **kw)
+        gx, gw = (out * out).sum().gradient(x, w)
+        (ggw,) = (gx * gx).sum().gradient(w)  # the input gradient, differentiated again
+        _, jv = minigrad.jvp(lambda a: a.conv2d(Tensor(w0), **kw), (Tensor(x0),), (Tensor(tangent),))
+        return [t.numpy() for t in (out, gx, gw, ggw, jv)]
+
+    with_rules = derivatives()
+    with Context(CONV_GRAD_AS_CONV=0):
+        through_view = derivatives()
+    for got, want in zip(with_rules, through_view):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+
+
 def test_conv2d_without_bias_and_1x1(device):
     check_op(device, [(1, 3, 5, 5), (2, 3, 1, 1)], lambda x, w: F.conv2d(x, w), lambda x, w: x.conv2d(w))
     check_op(

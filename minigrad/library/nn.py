@@ -11,6 +11,7 @@ import math
 from typing import TYPE_CHECKING, Sequence
 
 from minigrad.dtype import dtypes
+from minigrad.helpers import getenv
 from minigrad.library.shapes import Axis, IntPair
 
 if TYPE_CHECKING:
@@ -74,12 +75,16 @@ class NNOps:
         cout, cin_group, kh, kw = weight.shape
         if cin != cin_group * groups or cout % groups:
             raise ValueError(f"conv2d: input {self.shape}, {groups} groups, mismatches weight {weight.shape}")
-        x = self.pad(_conv_padding(padding)) if padding != 0 else self
-        windows = x._pool((kh, kw), _pair(stride), _pair(dilation))  # (N, Cin, OH, OW, kh, kw)
-        oh, ow = windows.shape[2:4]
-        windows = windows.reshape(batch, groups, 1, cin_group, oh, ow, kh, kw)
-        w = weight.reshape(1, groups, cout // groups, cin_group, 1, 1, kh, kw)
-        out = (windows * w).sum((3, 6, 7)).reshape(batch, cout, oh, ow)
+        from minigrad.library.conv import Conv2d, windowed_conv  # (conv.py imports tensor.py)
+
+        settings = (groups, _pair(stride), _pair(dilation))
+        pads = _conv_padding(padding)[2:]
+        if getenv("CONV_GRAD_AS_CONV", 1) and (self.requires_grad or weight.requires_grad):
+            out = Conv2d.apply(self, weight, *settings, pads)
+        else:
+            out = windowed_conv(
+                self.pad(((0, 0), (0, 0), *pads)) if padding != 0 else self, weight, *settings
+            )
         return out + bias.reshape(1, cout, 1, 1) if bias is not None else out
 
     def conv_transpose2d(
