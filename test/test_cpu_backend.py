@@ -416,6 +416,31 @@ def test_transposed_copies_take_8_rows_a_step():
         np.testing.assert_array_equal(results[0][1], expected)
 
 
+def test_lane_loop_matches_the_unrolled_lanes():
+    """LANE_LOOP: a row sum's lanes run as a loop over an array of running values (linearize._lane_loop);
+    off, unrolled. Sums, maxes, softmax and a sum of exp2 (the kernel it is for) agree, NaN and inf too."""
+    from minigrad.codegen.cstyle import C_LANGUAGE
+    from minigrad.codegen.pipeline import generate
+    from minigrad.engine.schedule import create_schedule
+
+    x = np.random.default_rng(0).standard_normal((33, 1000)).astype(np.float32)
+    x[3, 7], x[5, 2] = np.nan, np.inf
+    results = []
+    for flag in (1, 0):
+        with Context(LANE_LOOP=flag):
+            t = Tensor(x, device="CPU")
+            (item,) = create_schedule([t.exp2().sum(1).lazydata])[-1:]
+            source = generate(item.ast, C_LANGUAGE, Device["CPU"].target)[1]
+            assert ("for (int lane = 0;" in source) == bool(flag), source
+            results.append(
+                [t.sum(1).numpy(), t.max(1).numpy(), t.softmax(-1).numpy(), t.exp2().sum(1).numpy()]
+            )
+    for a, b, want in zip(results[0], results[1], [x.sum(1), x.max(1), None, np.exp2(x).sum(1)]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+        if want is not None:
+            np.testing.assert_allclose(a, want, rtol=1e-4, atol=1e-3)
+
+
 def test_stream_lanes_match_the_row_tiled_reduce():
     """STREAM_LANES: a reduce with nothing to reuse takes 2 vector registers of lanes on one row; off, one
     register of lanes on 2 rows (the CPU target's vector width: 8 floats with AVX2, 16 with AVX-512)."""

@@ -347,7 +347,13 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
         for number, dtype, _ in kernel.buffers
     )
     prefix = " ".join(
-        filter(None, [language.lanes_attribute if kernel.nest.upcast else "", language.kernel_prefix])
+        filter(
+            None,
+            [
+                language.lanes_attribute if kernel.nest.upcast and not kernel.nest.lane_loop else "",
+                language.kernel_prefix,
+            ],
+        )
     )
     source = f"{language.headers}\n{prefix} {kernel.name}({params}) {{\n" + "\n".join(lines) + "\n}\n"
     return kernel.name, source, launch

@@ -240,6 +240,11 @@ def upcast(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
         elif outer_product and dim == vector_dim and can_overlap and size > factor:
             nest.upcast[dim] = factor  # the last block of columns overlaps the one before
             nest.overlap.add(dim)
+    # a row sum's lanes as a loop over an array on a CPU (LANE_LOOP=0: unrolled): see linearize._lane_loop
+    lanes_only = not outer_product and list(nest.upcast) == [inner_reduce] and not reused
+    nest.lane_loop = (
+        lanes_only and not target.gpu and bool(getenv("STREAM_LANES", 1) and getenv("LANE_LOOP", 1))
+    )
     if rows_dim is not None and can_overlap and not nest.scalar_buffers:
         rows, size = nest.upcast.get(rows_dim, 1), nest.full_shape[rows_dim]
         # per step of the reduce a block loads its rows' values and 2 vectors of columns: the most rows
