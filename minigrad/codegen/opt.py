@@ -94,15 +94,18 @@ def pick(ast: AstNode, nest: LoopNest, gpu: bool = False) -> LoopNest:
 
 
 def reorder(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
-    """In a kernel without a reduce, put the global dim that most loads and the store walk with stride 1
-    innermost (REORDER=0 turns off): a transposed copy then reads or writes consecutive addresses. In a
+    """In a kernel without a reduce, put the global dim that the loads and the store walk with stride 1
+    innermost, counting each by the elements it reads (REORDER=0 turns off): a transposed copy then reads or writes consecutive addresses. In a
     reduce kernel, the same among its reduce dims (`x.T.sum()`: 178 -> 6 ms on 4096^2)."""
     reduce_dims = [d for d in nest.order if d in nest.reduce_axes]
     dims = reduce_dims or nest.order  # a reduce kernel's global dims keep their order: upcast picks them
     if not getenv("REORDER", 1) or len(dims) < 2:
         return nest
     strides = [s for _, s in _real_strides(ast, nest, (Op.LOAD,) if reduce_dims else (Op.LOAD, Op.STORE))]
-    score = {d: sum(1 for s in strides if s[d] in (1, -1)) for d in dims}
+    # each access counts by the elements it reads: a per-channel vector (32 values) broadcast over an image
+    # does not outvote the image (batchnorm's backward: 2.4 -> 0.24 ms on 32x32x32x32)
+    footprint = [prod(n for n, stride in zip(nest.full_shape, s) if stride != 0) for s in strides]
+    score = {d: sum(f for s, f in zip(strides, footprint) if s[d] in (1, -1)) for d in dims}
     best = max(dims, key=lambda d: (score[d], d))  # ties keep the last dim innermost
     nest.order = [d for d in nest.order if d != best] + [best]
     return nest
