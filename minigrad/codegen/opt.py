@@ -94,11 +94,12 @@ def pick(ast: AstNode, nest: LoopNest, gpu: bool = False) -> LoopNest:
 
 
 def reorder(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
-    """In a kernel without a reduce, put the global dim that the loads and the store walk with stride 1
-    innermost, counting each by the elements it reads (REORDER=0 turns off): a transposed copy then reads or writes consecutive addresses. In a
+    """In a kernel without a reduce (or whose reduce is picked, opt.pick), put the global dim that the loads
+    and the store walk with stride 1 innermost, counting each by the elements it reads (REORDER=0 turns off): a transposed copy then reads or writes consecutive addresses. In a
     reduce kernel, the same among its reduce dims (`x.T.sum()`: 178 -> 6 ms on 4096^2)."""
-    reduce_dims = [d for d in nest.order if d in nest.reduce_axes]
-    dims = reduce_dims or nest.order  # a reduce kernel's global dims keep their order: upcast picks them
+    reduce_dims = [d for d in nest.order if d in nest.reduce_axes and d not in nest.picks]
+    global_dims = [d for d in nest.order if d not in nest.reduce_axes]
+    dims = reduce_dims or global_dims  # a reduce kernel's global dims keep their order: upcast picks them
     if not getenv("REORDER", 1) or len(dims) < 2:
         return nest
     strides = [s for _, s in _real_strides(ast, nest, (Op.LOAD,) if reduce_dims else (Op.LOAD, Op.STORE))]
@@ -107,7 +108,12 @@ def reorder(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     footprint = [prod(n for n, stride in zip(nest.full_shape, s) if stride != 0) for s in strides]
     score = {d: sum(f for s, f in zip(strides, footprint) if s[d] in (1, -1)) for d in dims}
     best = max(dims, key=lambda d: (score[d], d))  # ties keep the last dim innermost
-    nest.order = [d for d in nest.order if d != best] + [best]
+    if reduce_dims:
+        nest.order = [d for d in nest.order if d != best] + [best]
+    else:  # the innermost global dim; a picked reduce dim (one index: opt.pick) stays after the global ones
+        nest.order = (
+            [d for d in global_dims if d != best] + [best] + [d for d in nest.order if d not in global_dims]
+        )
     return nest
 
 
@@ -408,7 +414,12 @@ def optimize(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     rewrites = (
         (reorder, *tiling, group, upcast) if target.gpu else (reorder, transpose, upcast, pack, parallelize)
     )
-    rewrites = rewrites if not (nest.picks or nest.scatter) else () if target.gpu else (parallelize,)
+    # a picked sum is an indexed copy: only its order (x[idx] of 128 rows of 784: rows read along) and,
+    # on a CPU, its threads
+    picked = (reorder,) if nest.picks and not nest.scatter else ()
+    rewrites = (
+        rewrites if not (nest.picks or nest.scatter) else picked if target.gpu else (*picked, parallelize)
+    )
     for rewrite in rewrites + ((vectorize,) if target.float4 else ()):
         nest = rewrite(ast, nest, target)
     return nest

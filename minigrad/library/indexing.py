@@ -127,8 +127,14 @@ class IndexingOps:
         rest = [d for d in range(self.ndim) if d not in dims]
         sizes = [self.shape[d] for d in dims]
         k, s = len(dims), len(index_shape)
-        x = self.permute(rest + dims)
-        x = x.reshape(x.shape[: len(rest)] + (1,) * s + tuple(sizes))
+        # the result is laid out as it is returned: numpy puts the index dims in place when they were
+        # adjacent, else first (computed in another order and permuted, x[idx] stored its rows strided)
+        adjacent = dims == list(range(dims[0], dims[0] + k))
+        before = [d for d in rest if adjacent and d < dims[0]]
+        after = [d for d in rest if d not in before]
+        x = self.permute(before + after + dims)
+        shape_of = lambda ds: tuple(self.shape[d] for d in ds)  # noqa: E731
+        x = x.reshape(shape_of(before) + (1,) * s + shape_of(after) + tuple(sizes))
         mask = None
         for i, (t, size) in enumerate(zip(indices, sizes)):
             t = t.cast(dtypes.int32)
@@ -136,15 +142,9 @@ class IndexingOps:
             positions = _positions(self, size).reshape((1,) * (s + i) + (size,) + (1,) * (k - i - 1))
             hit = t.reshape(index_shape + (1,) * k) == positions
             mask = hit if mask is None else mask & hit
-        picked = mask.reshape((1,) * len(rest) + mask.shape).where(x, 0)
-        picked = picked.sum(tuple(range(picked.ndim - k, picked.ndim))) if k else picked
-        # result is rest + index_shape; numpy puts index dims in place when they were adjacent
-        if dims == list(range(dims[0], dims[0] + k)):
-            order = (
-                list(range(dims[0])) + list(range(len(rest), len(rest) + s)) + list(range(dims[0], len(rest)))
-            )
-            return picked.permute(order)
-        return picked.permute(list(range(len(rest), len(rest) + s)) + list(range(len(rest))))
+        mask = mask.reshape((1,) * len(before) + index_shape + (1,) * len(after) + tuple(sizes))
+        picked = mask.where(x, 0)
+        return picked.sum(tuple(range(picked.ndim - k, picked.ndim))) if k else picked
 
     def gather(self, dim: int, index: "Tensor") -> "Tensor":
         """out[i][j][k] = self[i][index[i][j][k]][k] for dim=1 (torch.gather)."""
