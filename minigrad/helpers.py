@@ -42,7 +42,7 @@ def getenv(key: str, default=0):
 # environment variables that change generated code: compiled programs are cached per combination
 CODEGEN_SETTINGS = tuple(
     "NOOPT THREADS UPCAST REORDER GROUP VECTORIZE FAST_MATH_C PACK SECOND_TILE GATHER_TILE"
-    " STREAM_LANES TILE PICK SCATTER TRANSPOSE OVERLAP CHUNK LANE_LOOP".split()
+    " STREAM_LANES TILE PICK SCATTER TRANSPOSE OVERLAP CHUNK LANE_LOOP EPILOGUE_LOOP".split()
 )
 
 

@@ -416,6 +416,28 @@ def test_transposed_copies_take_8_rows_a_step():
         np.testing.assert_array_equal(results[0][1], expected)
 
 
+def test_epilogue_loop_matches_the_unrolled_epilogue():
+    """EPILOGUE_LOOP: what follows a register-tiled reduce (bias, relu) runs in a loop over the tile's rows
+    (linearize._epilogue_loop); off, unrolled per output. Same values, overlapping last tiles included."""
+    from minigrad.codegen.cstyle import C_LANGUAGE
+    from minigrad.codegen.pipeline import generate
+    from minigrad.engine.schedule import create_schedule
+
+    rng = np.random.default_rng(0)
+    a, b, bias = rng.standard_normal((100, 70)), rng.standard_normal((70, 90)), rng.standard_normal(90)
+    results = []
+    for flag in (1, 0):
+        with Context(EPILOGUE_LOOP=flag):
+            x, w, c = (Tensor(v.astype(np.float32), device="CPU") for v in (a, b, bias))
+            out = (x @ w + c).relu()
+            (item,) = create_schedule([out.lazydata])[-1:]
+            source = generate(item.ast, C_LANGUAGE, Device["CPU"].target)[1]
+            assert ("for (int row = 0;" in source) == bool(flag), source
+            results.append(out.numpy())
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_allclose(results[0], np.maximum(a @ b + bias, 0), rtol=1e-4, atol=1e-4)
+
+
 def test_lane_loop_matches_the_unrolled_lanes():
     """LANE_LOOP: a row sum's lanes run as a loop over an array of running values (linearize._lane_loop);
     off, unrolled. Sums, maxes, softmax and a sum of exp2 (the kernel it is for) agree, NaN and inf too."""

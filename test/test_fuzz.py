@@ -107,6 +107,7 @@ def test_random_graph_matches_numpy(seed):
         "OVERLAP": int(rng.integers(0, 2)),
         "CHUNK": int(rng.integers(0, 2)),
         "LANE_LOOP": int(rng.integers(0, 2)),
+        "EPILOGUE_LOOP": int(rng.integers(0, 2)),
         "VECTORIZE": int(rng.integers(0, 2)),
         "NOOPT": int(rng.random() < 0.3),
     }

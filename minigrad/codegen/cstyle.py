@@ -283,7 +283,12 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
             depth -= 1
             add("}")
             open_reduce_loops -= instr.arg.reduce
-            if instr.arg.reduce and open_reduce_loops == 0 and language.spill_accumulators:
+            if (
+                instr.arg.reduce
+                and open_reduce_loops == 0
+                and language.spill_accumulators
+                and not kernel.spilled
+            ):
                 _spill(accumulators, names, kernel, language, add)
         elif instr.op == "CONST":
             names[position] = language.literal(instr.arg, instr.dtype)
