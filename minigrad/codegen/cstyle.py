@@ -215,6 +215,9 @@ def _value_name(instr: Instr, position: int) -> str:
     return f"{prefix}{position}"
 
 
+_FENCE = '__asm__ volatile("" : : "r"({array}) : "memory");'  # the array's stores are not moved past here
+
+
 def _spill(
     accumulators: list[int], names: dict[int, str], kernel: LinearKernel, language: Language, add
 ) -> None:
@@ -228,7 +231,7 @@ def _spill(
     for i, position in enumerate(accumulators):
         add(f"{array}[{i}] = {names[position]};")
         names[position] = f"{array}[{i}]"
-    add(f'__asm__ volatile("" : : "r"({array}) : "memory");')
+    add(_FENCE.format(array=array))
 
 
 def _thread_indices(
@@ -314,6 +317,8 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
             add(f"{language.type_name(instr.dtype)} {instr.arg[0]}[{instr.arg[1]}];")
         elif instr.op == "BARRIER":
             add(language.barrier)
+        elif instr.op == "FENCE" and language.spill_accumulators:
+            add(_FENCE.format(array=instr.arg))
         elif instr.op == "LOAD":
             names[position] = _value_name(instr, position)
             buffer, index, valid = instr.arg
