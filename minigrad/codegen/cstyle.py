@@ -317,8 +317,8 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
             add(f"{language.type_name(instr.dtype)} {instr.arg[0]}[{instr.arg[1]}];")
         elif instr.op == "BARRIER":
             add(language.barrier)
-        elif instr.op == "FENCE" and language.spill_accumulators:
-            add(_FENCE.format(array=instr.arg))
+        elif instr.op == "FENCE":
+            add(_FENCE.format(array=instr.arg) if language.spill_accumulators else "")
         elif instr.op == "LOAD":
             names[position] = _value_name(instr, position)
             buffer, index, valid = instr.arg
