@@ -318,7 +318,8 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
         elif instr.op == "BARRIER":
             add(language.barrier)
         elif instr.op == "FENCE":
-            add(_FENCE.format(array=instr.arg) if language.spill_accumulators else "")
+            if language.spill_accumulators:  # (other dialects have no use for it)
+                add(_FENCE.format(array=instr.arg))
         elif instr.op == "LOAD":
             names[position] = _value_name(instr, position)
             buffer, index, valid = instr.arg
