@@ -90,7 +90,7 @@ def test_noopt_gives_the_same_results(name):
         "matmul": lambda: Tensor(a, device="CPU") @ Tensor(b, device="CPU"),
         # loads contiguous along the reduce: split into lane accumulators (opt.upcast), 96 = 12 x 8 lanes
         "matmul_dot_form": lambda: Tensor(a, device="CPU") @ Tensor(b.T.copy(), device="CPU").T,
-        # the broadcast input is read consecutively: its loads stay scalar (LoopNest.scalar_buffers)
+        # the broadcast input is read consecutively along the rows (x.T @ g)
         "matmul_a_transposed": lambda: Tensor(a.T.copy(), device="CPU").T @ Tensor(b, device="CPU"),
         # a dot-form reduce of 10: too short to split into lanes
         "ten_classes": lambda: Tensor(a[:, :10].copy(), device="CPU") @ Tensor(b[:10].copy(), device="CPU"),
@@ -126,23 +126,6 @@ def test_freed_buffers_are_reused_and_lru_0_turns_it_off():
         del second
         assert Device["CPU"].allocator._cache.get(4000, []) == []
         np.testing.assert_equal((x * 3).numpy(), np.arange(1000) * 3)
-
-
-def test_scalar_loads_are_rendered_behind_a_barrier():
-    """x.T @ g: values of x.T are broadcast along the tile's vector dim, consecutive along the other."""
-    from minigrad.codegen.cstyle import C_LANGUAGE
-    from minigrad.codegen.pipeline import generate
-    from minigrad.engine.schedule import create_schedule
-
-    x, g = Tensor.zeros(128, 64, device="CPU").realize(), Tensor.zeros(128, 32, device="CPU").realize()
-    (kernel,) = [item.ast for item in create_schedule([(x.T @ g).lazydata])]
-    _, source, _ = generate(kernel, C_LANGUAGE, Device["CPU"].target)
-    target = Device["CPU"].target  # each row's value in a register beside its 2 accumulators (AVX2: 4 rows)
-    rows = next(r for r in range(max((target.vector_registers - 2) // 3, 1), 0, -1) if 64 % r == 0)
-    assert source.count('__asm__("" : "+x"') == rows, source  # one load a row of the tile
-    with Context(UPCAST=0):
-        _, plain, _ = generate(kernel, C_LANGUAGE, Device["CPU"].target)
-    assert "+x" not in plain
 
 
 def test_kernels_past_2_to_the_31_elements_index_with_64_bits():

@@ -84,11 +84,6 @@ class Language:
     # iterations with strided loads and shuffles (x @ W.T, 128x512x512: 5 -> 69 GFLOPS; the relu backward
     # of a 2048x64x256 matmul in examples/tiny_gpt.py: 25 -> 0.9 ms).
     lanes_attribute: str = ""
-    # After a load from one of LoopNest.scalar_buffers ({name}: the value). In an outer-product tile each
-    # such value is broadcast to a whole vector of outputs; when the loaded values are consecutive (x.T @ g),
-    # GCC's SLP vectorizer joins them into one vector load and then pays two shuffles per value to take it
-    # apart again. An empty asm that "changes" the value hides where it came from.
-    scalar_barrier: str = ""
 
     def type_name(self, dtype: DType) -> str:
         return self.type_names[dtype]
@@ -206,7 +201,6 @@ C_LANGUAGE = Language(
     parallel_for="#pragma omp parallel for",
     spill_accumulators=True,
     lanes_attribute='__attribute__((optimize("no-tree-loop-vectorize")))',
-    scalar_barrier='__asm__("" : "+x"({name}));',  # "x": a vector register on x86-64 and on AArch64
 )
 
 
@@ -327,8 +321,6 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
             if not (valid.min == 1 and valid.max == 1):
                 read = f"({valid.render()})?{read}:{language.literal(0, instr.dtype)}"
             add(f"{language.type_name(instr.dtype)} {names[position]} = {read};")
-            if buffer in kernel.nest.scalar_buffers and language.scalar_barrier:
-                add(language.scalar_barrier.format(name=names[position]))
         elif instr.op == "VLOAD":
             names[position] = f"vec{position}"
             load = language.vector_load.format(ptr=_pointer(instr.arg))

@@ -41,7 +41,6 @@ class LoopNest:
     threads: dict[int, int] = field(default_factory=dict)
     tile: int = 0
     vector_width: int = 0  # > 0: consecutive float loads and stores become vector accesses (`vectorize`)
-    scalar_buffers: set[int] = field(default_factory=set)  # their loads stay scalar (Language.scalar_barrier)
     picks: dict[int, AstNode] = field(default_factory=dict)  # reduce dim -> the index it runs at (opt.pick)
     scatter: dict[int, AstNode] = field(default_factory=dict)  # global dim -> where each term goes (opt.pick)
     packed: dict[int, int] = field(default_factory=dict)  # buffer -> its column dim: copied first (opt.pack)

@@ -232,12 +232,6 @@ def upcast(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
             # upstream gradient): 8 rows of a dim the loads move along give 8 independent add chains
             moving = [d for d in global_dims if d != vector_dim and any(s[d] for s in strides)]
             plan += [(d, ROWS_FACTOR) for d in moving if nest.full_shape[d] % ROWS_FACTOR == 0][-1:]
-        if others:  # values broadcast along the vector dim but consecutive along the other (x.T @ g)
-            other = others[0]
-            nest.scalar_buffers = {b for b, s in accesses if s[vector_dim] == 0 and s[other] == 1}
-            # each row's value takes a register of its own, beside its 2 accumulators (AVX2: 4 rows, AVX-512: 10)
-            scalar_rows = _rows(nest.full_shape[other], max((target.vector_registers - 2) // 3, 1))
-            plan = plan if not nest.scalar_buffers else [plan[0], (other, scalar_rows)]
     else:  # 8 rows; with no global dim (a full sum), lanes: one float32 accumulator stops at 2^24
         plan = [(d, ROWS_FACTOR) for d in global_dims[-1:]] or [(inner_reduce, lanes)]
     for dim, factor in plan:
@@ -254,7 +248,7 @@ def upcast(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     nest.lane_loop = (
         lanes_only and not target.gpu and bool(getenv("STREAM_LANES", 1) and getenv("LANE_LOOP", 1))
     )
-    if rows_dim is not None and can_overlap and not nest.scalar_buffers:
+    if rows_dim is not None and can_overlap:
         rows, size = nest.upcast.get(rows_dim, 1), nest.full_shape[rows_dim]
         # per step of the reduce a block loads its rows' values and 2 vectors of columns: the most rows
         # with an overlapping last block, where that loads less than the most that divide (2048 rows with
@@ -317,7 +311,7 @@ def pack(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     tile. The array must fit in half the L2 cache and on the thread's stack (PACK_MAX_BYTES); a longer
     reduce is packed and swept in chunks that do (cache blocking, CHUNK=0: off, then no packing): see
     `_chunk`."""
-    if not getenv("PACK", 1) or target.gpu or nest.threads or nest.scalar_buffers:
+    if not getenv("PACK", 1) or target.gpu or nest.threads:
         return nest
     reduce_dims = [d for d in nest.order if d in nest.reduce_axes]
     if any(d in nest.upcast for d in reduce_dims):
