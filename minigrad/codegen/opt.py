@@ -261,15 +261,15 @@ def upcast(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
 
 
 def _transposed_tile(nest: LoopNest, target: Target, strides: list, reused: list[int]) -> tuple | None:
-    """(columns, rows) of an outer product made by packing, for two loads that run contiguously only along
-    a short reduce dim (a conv's weight gradient: 32 pixels a row, 32768 terms a sum), where lanes pay
-    little (CPUs; PACK=0 or CHUNK=0: none). The columns go to the largest dim one load moves along and the
-    other is broadcast along; opt.pack copies that load's columns, transposed, per chunk of the reduce."""
-    inner = nest.order[-1]
+    """(columns, rows) of an outer product made by packing, for two loads that run contiguously along the
+    reduce, not along the outputs: a conv's weight gradient (32 pixels a row, 32768 terms a sum), a @ b.T
+    (CPUs; PACK=0 or CHUNK=0: none, a dot product in lanes instead: a @ b.T 2048^2 59 -> 483 GFLOPS). The
+    columns go to the largest dim one load moves along and the other is broadcast along; opt.pack copies
+    that load's columns, transposed, per chunk of the reduce."""
     if target.gpu or not (getenv("PACK", 1) and getenv("CHUNK", 1)) or len(strides) != 2:
         return None
     terms = prod(nest.full_shape[d] for d in nest.reduce_axes)
-    if nest.full_shape[inner] > SHORT_REDUCE or terms < PACKED_MIN_TERMS or any(None in s for s in strides):
+    if terms < PACKED_MIN_TERMS or any(None in s for s in strides):
         return None
     a, b = strides
     along = {(x, y): [d for d in reused if x[d] and not y[d]] for x, y in ((a, b), (b, a))}
