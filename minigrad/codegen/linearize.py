@@ -295,10 +295,10 @@ def _linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
     copy_dims = global_dims + [d for d in nest.order if d in nest.packed.values()]
     upcast_dims = [d for d in copy_dims if nest.upcast.get(d, 1) > 1]
     epilogue = store.srcs[0].op not in REDUCE  # more than the sums stored as they are
-    looped = (
+    in_a_loop = (
         epilogue and len(upcast_dims) > 1 and len(global_copies) >= EPILOGUE_LOOP_COPIES and not nest.threads
     )
-    if reduces and looped and getenv("EPILOGUE_LOOP", 1):
+    if reduces and in_a_loop and getenv("EPILOGUE_LOOP", 1):
         _epilogue_loop(lin, store, reduces, global_copies, copy_dims)
     for g in global_copies if not lin.epilogue_looped else ():
         value = lin.value(store.srcs[0], reduced=False, copy=g)

@@ -17,15 +17,21 @@ from minigrad.function import Function, FunctionCtx
 from minigrad.tensor import Tensor
 
 
-def windowed_conv(x: Tensor, weight: Tensor, groups: int, stride: tuple, dilation: tuple) -> Tensor:
-    """conv2d of an already padded input as a windowed view times the weight, summed: the forward."""
-    batch, cin, _, _ = x.shape
+def windowed_conv(x: Tensor, weight: Tensor, groups: int, stride, dilation, pads) -> Tensor:
+    """conv2d as a windowed view of the padded input times the weight, summed: the forward."""
+    windows = _windows(x, weight.shape, groups, stride, dilation, pads)
+    batch, _, _, _, oh, ow, _, _ = windows.shape
     cout, cin_group, kh, kw = weight.shape
-    windows = x._pool((kh, kw), stride, dilation)  # (N, Cin, OH, OW, kh, kw)
-    oh, ow = windows.shape[2:4]
-    windows = windows.reshape(batch, groups, 1, cin_group, oh, ow, kh, kw)
     w = weight.reshape(1, groups, cout // groups, cin_group, 1, 1, kh, kw)
     return (windows * w).sum((3, 6, 7)).reshape(batch, cout, oh, ow)
+
+
+def _windows(x: Tensor, shape: tuple, groups: int, stride, dilation, pads) -> Tensor:
+    """The input, padded, as windows for a weight of `shape`: (N, groups, 1, Cin/groups, OH, OW, kh, kw)."""
+    _, cin_group, kh, kw = shape
+    padded = x.pad(((0, 0), (0, 0), *pads)) if any(p for pad in pads for p in pad) else x
+    windows = padded._pool((kh, kw), stride, dilation)  # (N, Cin, OH, OW, kh, kw)
+    return windows.reshape(x.shape[0], groups, 1, cin_group, *windows.shape[2:])
 
 
 class Conv2d(Function):
@@ -36,7 +42,7 @@ class Conv2d(Function):
     def forward(ctx: FunctionCtx, x: Tensor, weight: Tensor, groups: int, stride, dilation, pads):
         ctx.save_for_backward(x, weight)
         ctx.settings = (groups, stride, dilation, pads)
-        return windowed_conv(_padded(x, pads), weight, groups, stride, dilation)
+        return windowed_conv(x, weight, groups, stride, dilation, pads)
 
     @staticmethod
     def backward(ctx: FunctionCtx, grad: Tensor):
@@ -50,10 +56,6 @@ class Conv2d(Function):
     def jvp(ctx: FunctionCtx, tangent_x: Tensor, tangent_w: Tensor) -> Tensor:
         x, weight = ctx.saved_tensors
         return Conv2d.apply(tangent_x, weight, *ctx.settings) + Conv2d.apply(x, tangent_w, *ctx.settings)
-
-
-def _padded(x: Tensor, pads) -> Tensor:
-    return x.pad(((0, 0), (0, 0), *pads)) if any(p for pad in pads for p in pad) else x
 
 
 def _input_gradient(grad: Tensor, weight: Tensor, shape: tuple, groups: int, stride, dilation, pads):
@@ -86,10 +88,7 @@ def _signed_pad(size: int, before: int, after: int) -> tuple[tuple[int, int], sl
 def _weight_gradient(grad: Tensor, x: Tensor, shape: tuple, groups: int, stride, dilation, pads):
     """d(conv)/dweight: each tap's window of the input times the upstream gradient, summed over the batch
     and the output pixels."""
-    batch = x.shape[0]
-    cout, cin_group, kh, kw = shape
-    windows = _padded(x, pads)._pool((kh, kw), stride, dilation)
-    oh, ow = windows.shape[2:4]
-    windows = windows.reshape(batch, groups, 1, cin_group, oh, ow, kh, kw)
-    g = grad.reshape(batch, groups, cout // groups, 1, oh, ow, 1, 1)
+    windows = _windows(x, shape, groups, stride, dilation, pads)
+    batch, _, _, _, oh, ow, _, _ = windows.shape
+    g = grad.reshape(batch, groups, shape[0] // groups, 1, oh, ow, 1, 1)
     return (windows * g).sum((0, 4, 5)).reshape(shape)

@@ -77,14 +77,9 @@ class NNOps:
             raise ValueError(f"conv2d: input {self.shape}, {groups} groups, mismatches weight {weight.shape}")
         from minigrad.library.conv import Conv2d, windowed_conv  # (conv.py imports tensor.py)
 
-        settings = (groups, _pair(stride), _pair(dilation))
-        pads = _conv_padding(padding)[2:]
-        if getenv("CONV_GRAD_AS_CONV", 1) and (self.requires_grad or weight.requires_grad):
-            out = Conv2d.apply(self, weight, *settings, pads)
-        else:
-            out = windowed_conv(
-                self.pad(((0, 0), (0, 0), *pads)) if padding != 0 else self, weight, *settings
-            )
+        settings = (groups, _pair(stride), _pair(dilation), _conv_padding(padding)[2:])
+        by_rules = getenv("CONV_GRAD_AS_CONV", 1) and (self.requires_grad or weight.requires_grad)
+        out = Conv2d.apply(self, weight, *settings) if by_rules else windowed_conv(self, weight, *settings)
         return out + bias.reshape(1, cout, 1, 1) if bias is not None else out
 
     def conv_transpose2d(
