@@ -16,7 +16,7 @@ class DType:
     """One instance per type (the attributes of `dtypes`), so `==` is identity and hashing is by id: graph
     building compares dtypes on every op, and a dataclass's field-by-field `==` was 2-3% of an MLP step."""
 
-    priority: int  # promotion order: the result of mixing two dtypes is the one with higher priority
+    priority: int  # kind and width: bool 0, ints 1-4 by size, floats 7-9 (dtypes.promote)
     itemsize: int
     name: str
     np_name: str
@@ -25,6 +25,15 @@ class DType:
     @property
     def np(self) -> np.dtype:
         return np.dtype(self.np_name)
+
+    @property
+    def min(self):
+        """The lowest value (bool: False; floats: -inf), as tinygrad's `dtypes.int32.min`."""
+        return _limits(self)[0]
+
+    @property
+    def max(self):
+        return _limits(self)[1]
 
     def __repr__(self) -> str:
         return f"dtypes.{self.name}"
@@ -38,20 +47,26 @@ class dtypes:
 
     bool = DType(0, 1, "bool", "bool", "bool")
     uint8 = DType(1, 1, "uint8", "uint8", "unsigned char")
-    int8 = DType(2, 1, "int8", "int8", "signed char")
-    int32 = DType(4, 4, "int32", "int32", "int")
-    int64 = DType(5, 8, "int64", "int64", "long long")
+    int8 = DType(1, 1, "int8", "int8", "signed char")
+    uint16 = DType(2, 2, "uint16", "uint16", "unsigned short")
+    int16 = DType(2, 2, "int16", "int16", "short")
+    uint32 = DType(3, 4, "uint32", "uint32", "unsigned int")
+    int32 = DType(3, 4, "int32", "int32", "int")
+    uint64 = DType(4, 8, "uint64", "uint64", "unsigned long long")
+    int64 = DType(4, 8, "int64", "int64", "long long")
     float16 = DType(7, 2, "float16", "float16", "half")
     float32 = DType(8, 4, "float32", "float32", "float")
     float64 = DType(9, 8, "float64", "float64", "double")
-    half, float, double, int, long = float16, float32, float64, int32, int64
+    half, float, double, int, long, short = float16, float32, float64, int32, int64, int16
+    uchar, char, ushort, uint, ulong = uint8, int8, uint16, uint32, uint64
     default_float = float32
     default_int = int64  # as torch: Tensor([2**40]) keeps its value
 
     @staticmethod
     def all() -> tuple[DType, ...]:
         return tuple(
-            getattr(dtypes, name) for name in "bool uint8 int8 int32 int64 float16 float32 float64".split()
+            getattr(dtypes, name)
+            for name in "bool uint8 int8 uint16 int16 uint32 int32 uint64 int64 float16 float32 float64".split()
         )
 
     @staticmethod
@@ -60,7 +75,7 @@ class dtypes:
 
     @staticmethod
     def is_int(dtype: DType) -> bool:
-        return dtype in (dtypes.uint8, dtypes.int8, dtypes.int32, dtypes.int64)
+        return 0 < dtype.priority < dtypes.float16.priority
 
     @staticmethod
     def from_numpy(np_dtype) -> DType:
@@ -84,9 +99,33 @@ class dtypes:
         raise TypeError(f"cannot make a Tensor element from {type(value).__name__} {value!r}")
 
     @staticmethod
+    def is_unsigned(dtype: DType) -> bool:
+        return dtype.np_name.startswith("uint")
+
+    @staticmethod
     def promote(a: DType, b: DType) -> DType:
-        """The dtype of a binary op on `a` and `b` (the wider of the two, floats above ints)."""
-        return a if a.priority >= b.priority else b
+        """The dtype of a binary op on `a` and `b`, as torch: floats above ints above bool, the wider of
+        two of a kind; a signed and an unsigned int give a signed int that holds both (uint8 + int8 is
+        int16; uint64 + a signed int is int64)."""
+        if a is b:
+            return a
+        if not (dtypes.is_int(a) and dtypes.is_int(b)):  # a float or a bool: the higher kind and width wins
+            return a if a.priority > b.priority else b
+        if dtypes.is_unsigned(a) == dtypes.is_unsigned(b):
+            return a if a.itemsize >= b.itemsize else b
+        signed, unsigned = (b, a) if dtypes.is_unsigned(a) else (a, b)
+        if signed.itemsize > unsigned.itemsize:
+            return signed
+        return {1: dtypes.int16, 2: dtypes.int32}.get(unsigned.itemsize, dtypes.int64)
+
+
+def _limits(dtype: DType) -> tuple:
+    if dtype is dtypes.bool:
+        return False, True
+    if dtypes.is_float(dtype):
+        return -float("inf"), float("inf")
+    info = np.iinfo(dtype.np)
+    return int(info.min), int(info.max)
 
 
 def to_dtype(dtype) -> DType:

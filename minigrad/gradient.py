@@ -102,7 +102,8 @@ REVERSE_RULES: dict[Op, Callable[[LazyNode, LazyNode, tuple[bool, ...]], Grads]]
         grad.alu(Op.DIV, node.srcs[1]) if needed[0] else None,
         _mul(grad, node).alu(Op.DIV, node.srcs[1]).alu(Op.NEG) if needed[1] else None,
     ),
-    **dict.fromkeys((Op.CMPLT, Op.CMPEQ, Op.MOD), NO_GRADIENT),  # comparisons and integer remainders
+    # comparisons, integer remainders and bitwise logic
+    **dict.fromkeys((Op.CMPLT, Op.CMPEQ, Op.MOD, Op.AND, Op.OR, Op.XOR), NO_GRADIENT),
     # ternary
     Op.WHERE: _where_rule,
     # reduce
@@ -184,7 +185,7 @@ FORWARD_RULES: dict[Op, Callable[[LazyNode, Tangents], "LazyNode | None"]] = {
     Op.MUL: lambda node, t: _plus(_times(t[0], node.srcs[1]), _times(t[1], node.srcs[0])),
     Op.MAX: lambda node, t: _plus(*(_times(ti, share) for ti, share in zip(t, _max_shares(node)))),
     Op.DIV: _div_tangent,
-    **dict.fromkeys((Op.CMPLT, Op.CMPEQ, Op.MOD), NO_TANGENT),
+    **dict.fromkeys((Op.CMPLT, Op.CMPEQ, Op.MOD, Op.AND, Op.OR, Op.XOR), NO_TANGENT),
     # ternary
     Op.WHERE: _where_tangent,
     # reduce

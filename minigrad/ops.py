@@ -18,6 +18,8 @@ the scheduler turns graphs of them into kernels (engine/schedule.py); a backend 
 |            | MAX         | relu, clamp, maximum; composing it from CMPLT+WHERE doubles the work         |
 |            | CMPLT CMPEQ | produce bools; every other comparison composes from these two                |
 |            | MOD         | remainder, truncating as C does (fmod on floats)                             |
+|            | AND OR XOR  | bitwise logic on integers: no composition from arithmetic short of a loop    |
+|            |             | over the bits (shifts compose: x << n is x * 2**n)                           |
 |            | DIV         | a/b: truncating on ints, as C; exact on floats, where a*recip(b) is not      |
 |            |             | (1/b overflows for a subnormal b: 0/1e-40 gave NaN) and is off by an ulp     |
 | ternary    | WHERE       | selection without arithmetic (no 0*inf = nan when masking)                   |
@@ -61,7 +63,7 @@ class Op:
 # goes through a __getattr__ hook written in Python, 3x slower, and building a graph reads them on every op
 # (an eager MLP step's Python took 1.40 -> 1.31 ms).
 OP_NAMES = (
-    "EXP2 LOG2 SIN SQRT RECIP NEG CAST ADD MUL MAX CMPLT CMPEQ MOD DIV WHERE REDUCE_SUM REDUCE_MAX RESHAPE"
+    "EXP2 LOG2 SIN SQRT RECIP NEG CAST ADD MUL MAX CMPLT CMPEQ MOD DIV AND OR XOR WHERE REDUCE_SUM REDUCE_MAX RESHAPE"
     " PERMUTE EXPAND PAD SHRINK FLIP BUFFER CONST COPY CONTIGUOUS ASSIGN DETACH FUNCTION LOAD STORE"
 ).split()
 for _name in OP_NAMES:
@@ -69,7 +71,8 @@ for _name in OP_NAMES:
 
 
 UNARY = frozenset({Op.EXP2, Op.LOG2, Op.SIN, Op.SQRT, Op.RECIP, Op.NEG, Op.CAST})
-BINARY = frozenset({Op.ADD, Op.MUL, Op.MAX, Op.CMPLT, Op.CMPEQ, Op.MOD, Op.DIV})
+BINARY = frozenset({Op.ADD, Op.MUL, Op.MAX, Op.CMPLT, Op.CMPEQ, Op.MOD, Op.DIV, Op.AND, Op.OR, Op.XOR})
+BITWISE = frozenset({Op.AND, Op.OR, Op.XOR})
 TERNARY = frozenset({Op.WHERE})
 ELEMENTWISE = UNARY | BINARY | TERNARY
 REDUCE = frozenset({Op.REDUCE_SUM, Op.REDUCE_MAX})

@@ -25,23 +25,24 @@ from minigrad.gradient import differentiable_graph
 from minigrad.gradient import gradient as reverse_gradient
 from minigrad.helpers import prod
 from minigrad.lazy import LazyNode
+from minigrad.library.activations import ActivationOps
 from minigrad.library.indexing import IndexingOps
 from minigrad.library.math import MathOps
 from minigrad.library.movement import MovementOps
 from minigrad.library.nn import NNOps
 from minigrad.library.reduce import ReduceOps
-from minigrad.library.shapes import Operand, Scalar, Shape, _shape_args, broadcast_shape
+from minigrad.library.selection import SelectionOps
+from minigrad.library.shapes import DTypeArg, Operand, Scalar, Shape, _shape_args, broadcast_shape
 from minigrad.ops import Op
 
 DeviceArg = "str | None"
-DTypeArg = "DType | str | None"
 
 
 def _like(t: "Tensor", kwargs: dict) -> dict:
     return {"device": t.device, "dtype": t.dtype, **{k: v for k, v in kwargs.items() if v is not None}}
 
 
-class Tensor(MathOps, MovementOps, IndexingOps, ReduceOps, NNOps):
+class Tensor(MathOps, ActivationOps, MovementOps, IndexingOps, SelectionOps, ReduceOps, NNOps):
     """The face users see: data, construction, autograd and the elementwise primitives are here; the
     composed ops come from the op library's families (minigrad/library/), one base class each."""
 
@@ -307,6 +308,40 @@ class Tensor(MathOps, MovementOps, IndexingOps, ReduceOps, NNOps):
         return Tensor(out if (start, step) == (0, 1) else out * step + start, None, dtype, requires_grad)
 
     @staticmethod
+    def linspace(
+        start: Scalar,
+        stop: Scalar,
+        steps: int,
+        device: DeviceArg = None,
+        dtype: DTypeArg = None,
+        requires_grad: bool | None = None,
+    ) -> "Tensor":
+        """`steps` evenly spaced values from start to stop, both included; as torch, the first half counts up
+        from start and the second half down from stop, and integer dtypes truncate."""
+        dtype = to_dtype(dtype or dtypes.default_float)
+        if steps < 0:
+            raise ValueError(f"linspace: steps must be non-negative, got {steps}")
+        if dtype == dtypes.bool:
+            raise ValueError("linspace: bool is not a valid dtype")
+        i = Tensor.arange(steps, device=device, dtype=dtypes.float32)
+        step = (stop - start) / (steps - 1) if steps > 1 else 0.0
+        values = (i < steps / 2).where(start + step * i, stop - step * (steps - 1 - i))
+        return Tensor(values.cast(dtype), requires_grad=requires_grad)
+
+    @staticmethod
+    def logspace(
+        start: Scalar,
+        stop: Scalar,
+        steps: int,
+        base: float = 10.0,
+        device: DeviceArg = None,
+        dtype: DTypeArg = None,
+        requires_grad: bool | None = None,
+    ) -> "Tensor":
+        values = base ** Tensor.linspace(start, stop, steps, device=device)
+        return Tensor(values.cast(to_dtype(dtype or dtypes.default_float)), requires_grad=requires_grad)
+
+    @staticmethod
     def eye(
         n: int,
         m: int | None = None,
@@ -370,27 +405,22 @@ class Tensor(MathOps, MovementOps, IndexingOps, ReduceOps, NNOps):
         out.lazydata.arg = (out.lazydata.arg, lambda: _to_numpy(draw(), out.dtype))
         return out
 
-    @staticmethod
-    def zeros_like(t: "Tensor", **kwargs) -> "Tensor":
-        return Tensor.full_like(t, 0, **kwargs)
+    def zeros_like(self, **kwargs) -> "Tensor":
+        return self.full_like(0, **kwargs)
 
-    @staticmethod
-    def ones_like(t: "Tensor", **kwargs) -> "Tensor":
-        return Tensor.full_like(t, 1, **kwargs)
+    def ones_like(self, **kwargs) -> "Tensor":
+        return self.full_like(1, **kwargs)
 
-    @staticmethod
-    def full_like(t: "Tensor", fill_value: Scalar, **kwargs) -> "Tensor":
-        """A tensor of t's shape filled with `fill_value`. As in every `*_like`, the keywords are device,
-        dtype (both t's when not given, or None) and requires_grad."""
-        return Tensor.full(t.shape, fill_value, **_like(t, kwargs))
+    def full_like(self, fill_value: Scalar, **kwargs) -> "Tensor":
+        """A tensor of self's shape filled with `fill_value`. As in every `*_like`, the keywords are device,
+        dtype (both self's when not given, or None) and requires_grad."""
+        return Tensor.full(self.shape, fill_value, **_like(self, kwargs))
 
-    @staticmethod
-    def rand_like(t: "Tensor", **kwargs) -> "Tensor":
-        return Tensor.rand(*t.shape, **_like(t, kwargs))
+    def rand_like(self, **kwargs) -> "Tensor":
+        return Tensor.rand(*self.shape, **_like(self, kwargs))
 
-    @staticmethod
-    def randn_like(t: "Tensor", **kwargs) -> "Tensor":
-        return Tensor.randn(*t.shape, **_like(t, kwargs))
+    def randn_like(self, **kwargs) -> "Tensor":
+        return Tensor.randn(*self.shape, **_like(self, kwargs))
 
     # ---- modes ----------------------------------------------------------------------------------
 
@@ -532,12 +562,28 @@ class Tensor(MathOps, MovementOps, IndexingOps, ReduceOps, NNOps):
     def reciprocal(self) -> "Tensor":
         return self._float()._alu(Op.RECIP)
 
-    def div(self, other: Operand, reverse: bool = False) -> "Tensor":
+    def div(self, other: Operand, reverse: bool = False, rounding_mode: str | None = None) -> "Tensor":
+        """True division (ints give floats), or with rounding_mode "trunc" / "floor" rounded, as torch."""
+        if rounding_mode is not None:
+            return self._rounded_div(other, reverse, rounding_mode)
         if not reverse and isinstance(other, (int, float)) and not isinstance(other, bool):
             if 1e-30 < abs(other) < 1e30:  # 1/other is a normal float32: fold it into the constant
                 return self._float() * (1 / other)
         x, y = self._broadcasted(other, reverse)
         return x._float()._alu(Op.DIV, y._float())
+
+    def _rounded_div(self, other: Operand, reverse: bool, rounding_mode: str) -> "Tensor":
+        if rounding_mode not in ("trunc", "floor"):
+            raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
+        x, y = self._broadcasted(other, reverse)
+        if rounding_mode == "floor":
+            return x.floordiv(y)
+        return (x / y).trunc() if dtypes.is_float(x.dtype) else x._alu(Op.DIV, y)
+
+    def fmod(self, other: Operand) -> "Tensor":
+        """Remainder with the sign of the dividend (C's fmod, torch.fmod)."""
+        x, y = self._broadcasted(other)
+        return x._alu(Op.MOD, y)
 
     def maximum(self, other: Operand) -> "Tensor":
         x, y = self._broadcasted(other)
@@ -587,20 +633,45 @@ class Tensor(MathOps, MovementOps, IndexingOps, ReduceOps, NNOps):
     def logical_not(self) -> "Tensor":
         return self.bool()._alu(Op.CMPEQ, self._const(False, dtypes.bool))
 
-    def __and__(self, other: Operand) -> "Tensor":
-        x, y = self._broadcasted(other)
-        return x._alu(Op.MUL, y) if x.dtype == dtypes.bool else _bitwise_unsupported("&", x.dtype)
+    def _bitwise(self, op: Op, other: Operand, reverse: bool) -> "Tensor":
+        """& | ^ on integer tensors (AND, OR, XOR) and on bools (MUL, MAX, CMPEQ keep them 0/1)."""
+        x, y = self._broadcasted(other, reverse)
+        if x.dtype == dtypes.bool:
+            return x._alu(Op.MUL, y) if op is Op.AND else (x._alu(Op.MAX, y) if op is Op.OR else x != y)
+        if not dtypes.is_int(x.dtype):
+            raise TypeError(f"bitwise {op.name} needs integer or bool tensors, got {x.dtype.name}")
+        return x._alu(op, y)
 
-    def __or__(self, other: Operand) -> "Tensor":
-        x, y = self._broadcasted(other)
-        return x._alu(Op.MAX, y) if x.dtype == dtypes.bool else _bitwise_unsupported("|", x.dtype)
+    def bitwise_and(self, other: Operand, reverse: bool = False) -> "Tensor":
+        return self._bitwise(Op.AND, other, reverse)
 
-    def __xor__(self, other: Operand) -> "Tensor":
-        x, y = self._broadcasted(other)
-        return x != y if x.dtype == dtypes.bool else _bitwise_unsupported("^", x.dtype)
+    def bitwise_or(self, other: Operand, reverse: bool = False) -> "Tensor":
+        return self._bitwise(Op.OR, other, reverse)
 
-    def __invert__(self) -> "Tensor":
-        return self.logical_not() if self.dtype == dtypes.bool else _bitwise_unsupported("~", self.dtype)
+    def bitwise_xor(self, other: Operand, reverse: bool = False) -> "Tensor":
+        return self._bitwise(Op.XOR, other, reverse)
+
+    def bitwise_not(self) -> "Tensor":
+        if self.dtype == dtypes.bool:
+            return self.logical_not()
+        return self.bitwise_xor(-1 if not dtypes.is_unsigned(self.dtype) else 2 ** (8 * self.dtype.itemsize) - 1)
+
+    __invert__ = bitwise_not
+
+    def lshift(self, shift: Operand, reverse: bool = False) -> "Tensor":
+        """x << n as x * 2**n, in 64 bits and cast back: the bits shifted out are dropped, as in torch."""
+        x, n = self._broadcasted(shift, reverse)
+        _check_int_operands("<<", x)
+        wide = dtypes.uint64 if dtypes.is_unsigned(x.dtype) else dtypes.int64
+        return (x.cast(wide) * _power_of_two(n, wide)).cast(x.dtype)
+
+    def rshift(self, shift: Operand, reverse: bool = False) -> "Tensor":
+        """x >> n as floor division by 2**n (arithmetic: negative numbers stay negative), in 64 bits so
+        that 2**31 fits."""
+        x, n = self._broadcasted(shift, reverse)
+        _check_int_operands(">>", x)
+        wide = dtypes.uint64 if dtypes.is_unsigned(x.dtype) else dtypes.int64
+        return x.cast(wide).floordiv(_power_of_two(n, wide)).cast(x.dtype)
 
     def floordiv(self, other: Operand, reverse: bool = False) -> "Tensor":
         """Division rounding down (Python's //), from the truncating DIV. An int x // 0 is 0, as numpy."""
@@ -639,13 +710,17 @@ class Tensor(MathOps, MovementOps, IndexingOps, ReduceOps, NNOps):
         return one.where(1.0, invalid.where(math.nan, signed))
 
     def _pow_scalar(self, exponent: Scalar) -> "Tensor":
-        """x ** c: exact products for small integer powers, sqrt for 0.5, exp2/log2 otherwise."""
+        """x ** c: exact products for integer powers (by squaring), sqrt for 0.5, exp2/log2 otherwise. An
+        integer tensor stays integer for an integer c >= 0 (a negative one raises, as torch); a float c
+        makes it float."""
+        if isinstance(exponent, float) and not dtypes.is_float(self.dtype):
+            return self._float()._pow_scalar(exponent)
         if exponent == 0:  # 1 everywhere (nan ** 0 too), still in the graph with gradient 0, as torch
             return self._const(True, dtypes.bool).where(1, self)
-        if float(exponent).is_integer() and abs(exponent) <= 8:
-            result = self
-            for _ in range(int(abs(exponent)) - 1):
-                result = result * self
+        if float(exponent).is_integer() and (abs(exponent) <= 8 or not dtypes.is_float(self.dtype)):
+            if exponent < 0 and not dtypes.is_float(self.dtype):
+                raise RuntimeError(f"integers to negative integer powers are not allowed ({self.dtype.name})")
+            result = _power_by_squaring(self, int(abs(exponent)))
             return result.reciprocal() if exponent < 0 else result
         if exponent in (0.5, -0.5):  # as torch: sqrt and rsqrt (so (-0) ** -0.5 is -inf, (-inf) ** 0.5 NaN)
             return self.sqrt() if exponent > 0 else self.rsqrt()
@@ -692,8 +767,26 @@ def _check_ints_fit(array: np.ndarray, dtype: DType) -> None:
         raise OverflowError(f"Tensor: {bad} does not fit in {dtype.name} (range {info.min} to {info.max})")
 
 
-def _bitwise_unsupported(op: str, dtype: DType):
-    raise TypeError(f"operator {op} is only supported on bool tensors, got {dtype.name}")
+def _power_by_squaring(x: "Tensor", n: int) -> "Tensor":
+    """x ** n for an integer n >= 1 in about 2 log2(n) products."""
+    result, square = None, x
+    while n:
+        if n & 1:
+            result = square if result is None else result * square
+        n >>= 1
+        if n:
+            square = square * square
+    return result
+
+
+def _check_int_operands(op: str, x: "Tensor") -> None:
+    if not dtypes.is_int(x.dtype):
+        raise TypeError(f"operator {op} needs integer tensors, got {x.dtype.name}")
+
+
+def _power_of_two(n: "Tensor", dtype: DType) -> "Tensor":
+    """2**n for integer 0 <= n < 63, exact (a power of two is exact in float32), as `dtype`."""
+    return n.cast(dtypes.float32).exp2().cast(dtype)
 
 
 def _to_numpy(data: Any, dtype: DType | None) -> np.ndarray:
@@ -724,8 +817,9 @@ def _to_numpy(data: Any, dtype: DType | None) -> np.ndarray:
     return np.array(array, order="C")  # a private copy (ascontiguousarray would turn 0-d into 1-d)
 
 
-for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow"):  # t + 2 and, reflected, 2 + t
-    _method = getattr(Tensor, "div" if _name == "truediv" else _name)
+_OPERATORS = {"truediv": "div", "and": "bitwise_and", "or": "bitwise_or", "xor": "bitwise_xor"}
+for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "and", "or", "xor", "lshift", "rshift"):
+    _method = getattr(Tensor, _OPERATORS.get(_name, _name))  # t + 2 and, reflected, 2 + t
     setattr(Tensor, f"__{_name}__", _method)
     setattr(Tensor, f"__r{_name}__", partialmethod(_method, reverse=True))
 

@@ -248,7 +248,8 @@ def test_beam_neighbours_change_one_choice():
     for n in neighbours:
         changed = [f for f in ("order", "parallel_dims", "upcast") if getattr(n, f) != getattr(nest, f)]
         assert changed and np.prod(list(n.upcast.values())) <= MAX_TILE
-        assert all(n.full_shape[d] % f == 0 for d, f in n.upcast.items())
+        # a tile need not divide its dim where the last tile overlaps the one before (LoopNest.overlap)
+        assert all(n.full_shape[d] % f == 0 or d in n.overlap for d, f in n.upcast.items())
 
 
 def test_parallel_compile_gives_the_same_results(tmp_path):

@@ -53,6 +53,9 @@ C_CODE_FOR_OP: dict[Op, Callable[..., str]] = {
     Op.CMPEQ: lambda a, b, dtype: f"({a}=={b})",
     Op.MOD: lambda a, b, dtype: f"fmod({a},{b})" if dtypes.is_float(dtype) else _int_div(a, b, dtype, "%"),
     Op.DIV: lambda a, b, dtype: f"({a}/{b})" if dtypes.is_float(dtype) else _int_div(a, b, dtype),
+    Op.AND: lambda a, b, dtype: f"({a}&{b})",
+    Op.OR: lambda a, b, dtype: f"({a}|{b})",
+    Op.XOR: lambda a, b, dtype: f"({a}^{b})",
     Op.WHERE: lambda c, a, b, dtype: f"({c}?{a}:{b})",
 }
 

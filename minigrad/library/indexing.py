@@ -150,9 +150,9 @@ class IndexingOps:
         """out[i][j][k] = self[i][index[i][j][k]][k] for dim=1 (torch.gather)."""
         dim = normalize_axis(dim, self.ndim)
         if index.ndim != self.ndim:
-            raise ValueError(f"gather: index has {index.ndim} dims, the input {self.ndim} ({self.shape})")
+            raise RuntimeError(f"gather: index has {index.ndim} dims, the input {self.ndim} ({self.shape})")
         if any(index.shape[d] > self.shape[d] for d in range(self.ndim) if d != dim):
-            raise ValueError(f"gather: index {index.shape} exceeds input {self.shape} outside dim {dim}")
+            raise RuntimeError(f"gather: index {index.shape} exceeds input {self.shape} outside dim {dim}")
         if dtypes.is_float(index.dtype):
             raise TypeError(f"gather: index must be an integer tensor, got {index.dtype.name}")
         index._check_bounds(0, self.shape[dim], f"gather index for dim {dim} with size {self.shape[dim]}")

@@ -34,6 +34,24 @@ class MathOps:
     def log(self) -> "Tensor":
         return self.log2() * math.log(2)
 
+    def log10(self) -> "Tensor":
+        return self.log2() * math.log10(2)
+
+    def log1p(self) -> "Tensor":
+        """log(1 + x) without the rounding of 1 + x: log(u) * x / (u - 1), exact where u == 1 (Goldberg)."""
+        x = self._float()
+        u = 1 + x
+        plain = (u == 1) | u.isinf()
+        return (u == 1).where(x, plain.where(u.log(), u.log() * (x / plain.where(1.0, u - 1))))
+
+    def expm1(self) -> "Tensor":
+        """exp(x) - 1 without cancellation near 0: (u - 1) * x / log(u) with u = exp(x) (Kahan)."""
+        x = self._float()
+        u = x.exp()
+        plain = (u == 1) | (u - 1 == -1) | u.isinf()
+        ratio = (u - 1) * (x / plain.where(1.0, u.log()))
+        return (u == 1).where(x, plain.where(u - 1, ratio))
+
     def sqrt(self) -> "Tensor":
         return self._float()._alu(Op.SQRT)
 
@@ -48,6 +66,57 @@ class MathOps:
 
     def tan(self) -> "Tensor":
         return self.sin() / self.cos()
+
+    def atan(self) -> "Tensor":
+        """Cephes' reduction to |t| <= tan(pi/8) (through pi/4 + atan((x-1)/(x+1)) and pi/2 - atan(1/x)),
+        then an odd polynomial: within 2 ulp of torch."""
+        x = self._float()
+        a = x.abs()
+        big, mid = a > 2.414213562373095, a > 0.4142135623730950
+        t = big.where(-1 / a, mid.where((a - 1) / (a + 1), a))
+        offset = big.where(math.pi / 2, mid.where(math.pi / 4, 0.0))
+        z = t * t
+        poly = (((8.05374449538e-2 * z - 1.38776856032e-1) * z + 1.99777106478e-1) * z - 3.33329491539e-1) * z
+        result = offset + (t + t * poly)
+        return (x < 0).where(-result, result)
+
+    def asin(self) -> "Tensor":
+        x = self._float()
+        return (x / ((1 - x) * (1 + x)).sqrt()).atan()
+
+    def acos(self) -> "Tensor":
+        x = self._float()
+        return 2 * ((1 - x) / (1 + x)).sqrt().atan()
+
+    def atan2(self, other: Operand) -> "Tensor":
+        """The angle of the point (other, self), in (-pi, pi], as torch.atan2(self, other)."""
+        y, x = self._float()._broadcasted(other)
+        x = x._float()
+        angle = (y / x).atan()
+        signed_pi = x._const(math.pi).copysign(y)  # -pi where y is -0.0 too
+        angle = (x < 0).where(angle + signed_pi, angle)
+        # atan2(±0, -0) is ±pi and atan2(±0, +0) is ±0, as C and torch: the signs of the zeros decide
+        both_zero = (x == 0) & (y == 0)
+        return both_zero.where((x.reciprocal() < 0).where(signed_pi, y), angle)
+
+    def sinh(self) -> "Tensor":
+        return (self.exp() - (-self).exp()) * 0.5
+
+    def cosh(self) -> "Tensor":
+        return (self.exp() + (-self).exp()) * 0.5
+
+    def asinh(self) -> "Tensor":
+        a = self._float().abs()
+        result = _log_of_hypot_sum(a, a * a + 1)
+        return (self < 0).where(-result, result)
+
+    def acosh(self) -> "Tensor":
+        x = self._float()
+        return _log_of_hypot_sum(x, (x - 1) * (x + 1))
+
+    def atanh(self) -> "Tensor":
+        x = self._float()
+        return ((1 + x) / (1 - x)).log() * 0.5
 
     def square(self) -> "Tensor":
         return self * self
@@ -87,8 +156,30 @@ class MathOps:
     def isnan(self) -> "Tensor":
         return self != self
 
-    def isinf(self) -> "Tensor":
-        return self.abs() == math.inf if dtypes.is_float(self.dtype) else self._const(False, dtypes.bool)
+    def isinf(self, detect_positive: bool = True, detect_negative: bool = True) -> "Tensor":
+        if not dtypes.is_float(self.dtype):
+            return self._const(False, dtypes.bool)
+        found = self._const(False, dtypes.bool)
+        if detect_positive:
+            found = found | (self == math.inf)
+        if detect_negative:
+            found = found | (self == -math.inf)
+        return found
+
+    def isfinite(self) -> "Tensor":
+        return (self == self) & self.isinf().logical_not()
+
+    def isclose(self, other: Operand, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> "Tensor":
+        """|self - other| <= atol + rtol * |other|, elementwise, as torch (equal infinities are close)."""
+        other = self._to_tensor(other)
+        near = (self - other).abs() <= atol + rtol * other.abs()
+        close = (self == other) | (self.isfinite() & other.isfinite() & near)
+        if equal_nan:
+            close = close | (self.isnan() & other.isnan())
+        return close
+
+    def allclose(self, other: Operand, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> bool:
+        return bool(self.isclose(other, rtol, atol, equal_nan).all().item())
 
     def lerp(self, end: Operand, weight: Operand) -> "Tensor":
         return self + (end - self) * weight
@@ -96,7 +187,7 @@ class MathOps:
     def clip(self, min_: Scalar | None = None, max_: Scalar | None = None) -> "Tensor":
         """Clamp into [min_, max_]; the gradient is 1 inside, boundaries included (as torch)."""
         if min_ is None and max_ is None:
-            raise ValueError("clip needs at least one of min_ and max_")
+            raise RuntimeError("clip needs at least one of min_ and max_")
         out = self
         if min_ is not None:
             out = (out < min_).where(min_, out)
@@ -105,20 +196,6 @@ class MathOps:
         return out
 
     clamp = clip
-
-    # ---- activations ----------------------------------------------------------------------------
-
-    def relu(self) -> "Tensor":
-        """max(x, 0) with torch's edges: relu(nan) is nan, and the gradient at 0 is 0."""
-        return ((self > 0) | self.isnan()).where(self, 0)
-
-    def sigmoid(self) -> "Tensor":
-        """Stable: each branch only exponentiates a non-positive number, so nothing overflows."""
-        x = self._float()
-        positive = x >= 0
-        upper = 1 / (1 + (-positive.where(x, 0)).exp())
-        lower_exp = positive.where(0, x).exp()
-        return positive.where(upper, lower_exp / (1 + lower_exp))
 
     def tanh(self) -> "Tensor":
         return 2.0 * (2.0 * self).sigmoid() - 1.0
@@ -132,32 +209,23 @@ class MathOps:
         )
         return x.sign() * (1.0 - poly * (-(x * x)).exp())
 
-    def gelu(self, approximate: str = "none") -> "Tensor":
-        """torch's GELU: exact (erf) by default, `approximate="tanh"` for the tanh form."""
-        if approximate == "tanh":
-            return 0.5 * self * (1 + (math.sqrt(2 / math.pi) * (self + 0.044715 * self * self * self)).tanh())
-        return 0.5 * self * (1 + (self * (1 / math.sqrt(2))).erf())
+    def erfc(self) -> "Tensor":
+        return 1.0 - self.erf()
 
-    def silu(self) -> "Tensor":
-        return self * self.sigmoid()
+    def copysign(self, other: Operand) -> "Tensor":
+        """|self| with the sign of other (its sign bit: -0.0 counts as negative), as torch."""
+        x, y = self._float()._broadcasted(other)
+        negative = (y < 0) | ((y == 0) & (y._float().reciprocal() < 0))
+        return negative.where(-x.abs(), x.abs())
 
-    swish = silu
+    def logaddexp(self, other: Operand) -> "Tensor":
+        x, y = self._float()._broadcasted(other)
+        peak = x.maximum(y).detach()
+        peak = peak.isinf().where(0.0, peak)
+        return ((x - peak).exp() + (y - peak).exp()).log() + peak
 
-    def leaky_relu(self, neg_slope: float = 0.01) -> "Tensor":
-        return (self > 0).where(self, self * neg_slope)
 
-    def elu(self, alpha: float = 1.0) -> "Tensor":
-        # where(.., 0, self), not minimum(0): the slope at 0 is alpha, as torch (a tie of minimum halves it)
-        return (self > 0).where(self, alpha * ((self > 0).where(0, self).exp() - 1))
-
-    def softplus(self, beta: float = 1.0) -> "Tensor":
-        """log(1 + exp(beta*x)) / beta in the stable form max(z, 0) + log(1 + exp(-|z|))."""
-        z = self * beta
-        return (z.maximum(0) + (1 + (-z.abs()).exp()).log()) * (1 / beta)
-
-    def relu6(self) -> "Tensor":
-        return self.hardtanh(0.0, 6.0)
-
-    def hardtanh(self, min_val: float = -1.0, max_val: float = 1.0) -> "Tensor":
-        """Clamp into [min_val, max_val]; the gradient is 0 at the boundaries (torch; clip's is 1 there)."""
-        return ((self > min_val) & (self < max_val)).where(self, self.clip(min_val, max_val).detach())
+def _log_of_hypot_sum(a: "Tensor", square: "Tensor") -> "Tensor":
+    """log(a + sqrt(square)) for asinh and acosh; log(2a) where a * a would overflow (square ~ a * a)."""
+    huge = a > 2.0**60
+    return huge.where(a.log() + math.log(2), (a + huge.where(1.0, square).sqrt()).log())

@@ -34,7 +34,9 @@ class MovementOps:
         return self._wrap(self.lazydata.reshape(shape), self)
 
     def _resolve_shape(self, shape: tuple) -> Shape:
-        """A reshape's target with its -1 worked out and numpy integers made ints."""
+        """A reshape's target with its -1 worked out, None kept from self's shape (tinygrad) and numpy
+        integers made ints."""
+        shape = tuple(self.shape[i] if s is None and i < self.ndim else s for i, s in enumerate(shape))
         if sum(1 for s in shape if s == -1) > 1:
             raise ValueError(f"reshape: only one dimension can be -1, got {shape}")
         if any(not isinstance(s, (int, np.integer)) or s < -1 for s in shape):
@@ -51,10 +53,10 @@ class MovementOps:
     def permute(self, *order) -> "Tensor":
         order = tuple(order[0]) if len(order) == 1 and isinstance(order[0], (tuple, list)) else order
         if len(order) != self.ndim:
-            raise ValueError(f"permute: order {order} does not match {self.ndim} dimensions of {self.shape}")
+            raise RuntimeError(f"permute: order {order} does not match {self.ndim} dimensions of {self.shape}")
         order = tuple(normalize_axis(a, self.ndim) for a in order)
         if sorted(order) != list(range(self.ndim)):
-            raise ValueError(f"permute: {order} is not a permutation of the dimensions of {self.shape}")
+            raise RuntimeError(f"permute: {order} is not a permutation of the dimensions of {self.shape}")
         return self._wrap(self.lazydata.permute(order), self)
 
     def transpose(self, dim0: int = 1, dim1: int = 0) -> "Tensor":
@@ -90,9 +92,9 @@ class MovementOps:
     def squeeze(self, dim: int | None = None) -> "Tensor":
         if dim is None:
             return self.reshape(tuple(s for s in self.shape if s != 1))
+        dim = normalize_axis(dim, self.ndim)  # a 0-d tensor has dim 0 (and -1), as torch
         if self.ndim == 0:
             return self
-        dim = normalize_axis(dim, self.ndim)
         return self if self.shape[dim] != 1 else self.reshape(self.shape[:dim] + self.shape[dim + 1 :])
 
     def unsqueeze(self, dim: int) -> "Tensor":
@@ -137,7 +139,10 @@ class MovementOps:
 
     def flip(self, axis: int | Sequence[int]) -> "Tensor":
         axes = (axis,) if isinstance(axis, int) else tuple(axis)
-        return self._wrap(self.lazydata.flip(tuple(normalize_axis(a, self.ndim) for a in axes)), self)
+        axes = tuple(normalize_axis(a, self.ndim) for a in axes)
+        if len(set(axes)) != len(axes):
+            raise RuntimeError(f"flip: dim {axis} appears more than once")
+        return self._wrap(self.lazydata.flip(axes), self)
 
     def repeat(self, *repeats) -> "Tensor":
         repeats = _shape_args(repeats)
@@ -148,6 +153,82 @@ class MovementOps:
         expanded = tuple(v for r, s in zip(repeats, base.shape) for v in (r, s))
         out = base.reshape(interleaved).expand(expanded)
         return out.reshape(tuple(r * s for r, s in zip(repeats, base.shape)))
+
+    def repeat_interleave(self, repeats: int, dim: int | None = None) -> "Tensor":
+        """Each element `repeats` times in a row along dim (all elements, flattened, when dim is None)."""
+        x = self.flatten() if dim is None else self
+        dim = normalize_axis(0 if dim is None else dim, x.ndim)
+        shape = x.shape[: dim + 1] + (repeats,) + x.shape[dim + 1 :]
+        return x.unsqueeze(dim + 1).expand(shape).flatten(dim, dim + 1)
+
+    def roll(self, shifts: int | Sequence[int], dims: int | Sequence[int] | None = None) -> "Tensor":
+        """Elements shifted along dims, wrapping around (torch.roll); no dims: over the flattened tensor."""
+        shifts = (shifts,) if isinstance(shifts, int) else tuple(shifts)
+        if dims is None:
+            if len(shifts) != 1:
+                raise RuntimeError(f"roll: {len(shifts)} shifts need as many dims")
+            return self.flatten().roll(shifts, 0).reshape(self.shape)
+        dims = (dims,) if isinstance(dims, int) else tuple(dims)
+        if len(shifts) != len(dims):
+            raise RuntimeError(f"roll: shifts {shifts} and dims {dims} differ in length")
+        x = self
+        for shift, dim in zip(shifts, dims):
+            dim = normalize_axis(dim, self.ndim)
+            size = x.shape[dim]
+            if size:
+                shift %= size
+                x = x[(slice(None),) * dim + (slice(size - shift, None),)].cat(
+                    x[(slice(None),) * dim + (slice(0, size - shift),)], dim=dim
+                )
+        return x
+
+    def diagonal(self, offset: int = 0, dim1: int = 0, dim2: int = 1) -> "Tensor":
+        """The diagonal of dims dim1 and dim2 (above it for offset > 0), as a new last dim (torch)."""
+        a, b = normalize_axis(dim1, self.ndim), normalize_axis(dim2, self.ndim)
+        if a == b:
+            raise RuntimeError(f"diagonal: dim1 and dim2 are both {a}")
+        x = self.permute([d for d in range(self.ndim) if d not in (a, b)] + [a, b])
+        rows, cols = x.shape[-2:]
+        start_row, start_col = max(-offset, 0), max(offset, 0)
+        n = max(min(rows - start_row, cols - start_col), 0)
+        x = x[..., start_row : start_row + n, start_col : start_col + n]
+        return x.flatten(-2)[..., :: n + 1] if n else x.flatten(-2)
+
+    def diag(self) -> "Tensor":
+        """A 1-D tensor as the diagonal of a square matrix (zeros elsewhere); a matrix's diagonal."""
+        if self.ndim == 2:
+            return self.diagonal()
+        if self.ndim != 1:
+            raise RuntimeError(f"diag: expected a 1-D or 2-D tensor, got {self.shape}")
+        n = self.shape[0]
+        positions = type(self).arange(n, device=self.device, dtype=dtypes.int32)
+        return (positions.reshape(n, 1) == positions).where(self.reshape(1, n).expand(n, n), self._const(0))
+
+    def unfold(self, dim: int, size: int, step: int) -> "Tensor":
+        """Windows of `size` elements every `step` along dim, as a new last dim (torch.Tensor.unfold)."""
+        dim = normalize_axis(dim, self.ndim)
+        length = self.shape[dim] if self.ndim else 1
+        if step <= 0 or size < 0 or size > length:
+            raise RuntimeError(f"unfold: size {size} and step {step} do not fit dim {dim} of size {length}")
+        if size == 0:  # windows of nothing: a zero-size result of the right shape
+            windows = length // step + 1
+            empty = self.shrink([(0, 0) if d == dim else None for d in range(self.ndim)])
+            return empty.reshape(self.shape[:dim] + (windows,) + self.shape[dim + 1 :] + (0,))
+        return self._window(dim, size, step, 1)
+
+    def meshgrid(self, *others: "Tensor", indexing: str = "ij") -> list["Tensor"]:
+        """Coordinate grids from 1-D tensors (torch.meshgrid): "ij" (matrix) or "xy" (Cartesian) order."""
+        if indexing not in ("ij", "xy"):
+            raise ValueError(f"meshgrid: indexing must be 'ij' or 'xy', got {indexing!r}")
+        tensors = (self,) + _tensors_only("meshgrid", others)
+        shape = tuple(t.numel() for t in tensors)
+        if indexing == "xy" and len(tensors) > 1:
+            shape = (shape[1], shape[0]) + shape[2:]
+        grids = []
+        for i, t in enumerate(tensors):
+            at = (1 - i if i < 2 else i) if indexing == "xy" and len(tensors) > 1 else i
+            grids.append(t.reshape(tuple(-1 if d == at else 1 for d in range(len(shape)))).expand(shape))
+        return grids
 
     def cat(self, *others: "Tensor", dim: int = 0) -> "Tensor":
         tensors = (self,) + _tensors_only("cat", others)

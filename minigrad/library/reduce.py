@@ -15,7 +15,7 @@ import numpy as np
 from minigrad.dtype import dtypes
 from minigrad.helpers import getenv, normalize_axis, prod
 from minigrad.library.indexing import _positions
-from minigrad.library.shapes import Axis
+from minigrad.library.shapes import Axis, DTypeArg
 from minigrad.ops import Op
 
 SPLIT_MIN, SPLIT = 1 << 16, 1024  # sums longer than 2^16 go in steps of 1024 (_split_sum; SPLIT_SUM=0: off)
@@ -54,9 +54,11 @@ class ReduceOps:
         out = x.sum(-1)
         return out.reshape(tuple(1 if d in axes else s for d, s in enumerate(self.shape))) if keepdim else out
 
-    def sum(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
-        integer = dtypes.is_int(self.dtype) or self.dtype == dtypes.bool
-        x = self.cast(dtypes.int64) if integer else self  # integer sums are int64, as torch
+    def sum(self, axis: Axis = None, keepdim: bool = False, dtype: DTypeArg = None) -> "Tensor":
+        """Sum over `axis`; integer and bool sums are int64 (uint64 stays uint64), as torch, unless `dtype`."""
+        if dtype is None and (dtypes.is_int(self.dtype) or self.dtype == dtypes.bool):
+            dtype = dtypes.uint64 if self.dtype == dtypes.uint64 else dtypes.int64
+        x = self.cast(dtype) if dtype is not None else self
         return x._reduce(Op.REDUCE_SUM, axis, keepdim)
 
     def max(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
@@ -67,8 +69,8 @@ class ReduceOps:
     def min(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
         if self.dtype == dtypes.bool:
             return self.logical_not().max(axis, keepdim).logical_not()
-        if self.dtype == dtypes.uint8:
-            return 255 - (255 - self).max(axis, keepdim)
+        if dtypes.is_int(self.dtype):  # ~x is -x - 1: it never overflows (INT_MIN) and keeps unsigned order
+            return self.bitwise_not().max(axis, keepdim).bitwise_not()
         return -((-self).max(axis, keepdim))
 
     def mean(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
@@ -88,8 +90,33 @@ class ReduceOps:
         var = self.var(axis, keepdim, correction)
         return (var == 0).where(0.0, (var == 0).where(1.0, var).sqrt())
 
-    def prod(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
-        """Product as a tree of MULs over halves (exact with zeros and signs, unlike exp(sum(log)))."""
+    def var_mean(self, axis: Axis = None, keepdim: bool = False, correction: int = 1) -> tuple["Tensor", "Tensor"]:
+        return self.var(axis, keepdim, correction), self.mean(axis, keepdim)
+
+    def std_mean(self, axis: Axis = None, keepdim: bool = False, correction: int = 1) -> tuple["Tensor", "Tensor"]:
+        return self.std(axis, keepdim, correction), self.mean(axis, keepdim)
+
+    def norm(self, p: float = 2.0, axis: Axis = None, keepdim: bool = False) -> "Tensor":
+        """The vector p-norm over `axis` (torch.linalg.vector_norm): inf and -inf give max and min of |x|,
+        0 the count of nonzeros."""
+        a = self._float().abs()
+        if p == math.inf:
+            return a.max(axis, keepdim)
+        if p == -math.inf:
+            return a.min(axis, keepdim)
+        if p == 0:
+            return (a != 0).sum(axis, keepdim).cast(a.dtype)
+        if p == 2:
+            return a.square().sum(axis, keepdim).sqrt()
+        return a.pow(p).sum(axis, keepdim).pow(1 / p)
+
+    def prod(self, axis: Axis = None, keepdim: bool = False, dtype: DTypeArg = None) -> "Tensor":
+        """Product as a tree of MULs over halves (exact with zeros and signs, unlike exp(sum(log))); integer
+        products are int64, as torch, unless `dtype`."""
+        if dtype is None and (dtypes.is_int(self.dtype) or self.dtype == dtypes.bool):
+            dtype = dtypes.uint64 if self.dtype == dtypes.uint64 else dtypes.int64
+        if dtype is not None and self.cast(dtype) is not self:
+            return self.cast(dtype).prod(axis, keepdim)
         axes = self._axes(axis)
         x = self.permute([d for d in range(self.ndim) if d not in axes] + list(axes))
         kept = x.shape[: self.ndim - len(axes)]
@@ -147,24 +174,54 @@ class ReduceOps:
             out if keepdim else out.reshape(tuple(s for d, s in enumerate(x.shape) if d not in x._axes(axis)))
         )
 
-    def cumsum(self, axis: int = 0) -> "Tensor":
-        """Running sum along `axis`: a masked sum against a lower-triangular pattern."""
+    def _scan(self, axis: int, fill, combine) -> "Tensor":
+        """A running reduction along `axis`: row i reduces (with `combine` over the last dim) the elements
+        at positions <= i, the others replaced by `fill` (a masked reduce against a triangular pattern)."""
         axis = normalize_axis(axis, self.ndim)
         x = self.transpose(axis, -1) if self.ndim else self.reshape(1)
         n = x.shape[-1]
         take = _positions(self, n).reshape(n, 1) >= _positions(self, n)
-        out = take.where(x.unsqueeze(-2), 0).sum(-1)
+        out = combine(take.where(x.unsqueeze(-2), fill))
         return out.transpose(axis, -1) if self.ndim else out.reshape(())
+
+    def cumsum(self, axis: int = 0) -> "Tensor":
+        return self._scan(axis, 0, lambda x: x.sum(-1))
+
+    def cumprod(self, axis: int = 0) -> "Tensor":
+        return self._scan(axis, 1, lambda x: x.prod(-1))
+
+    def cummax(self, axis: int = 0) -> tuple["Tensor", "Tensor"]:
+        """(running max, the index where it was found: the last of equal maxima, as torch)."""
+        values = self._scan(axis, self.dtype.min, lambda x: x.max(-1))
+        return values, self._running_index(axis, values)
+
+    def cummin(self, axis: int = 0) -> tuple["Tensor", "Tensor"]:
+        values = self._scan(axis, self.dtype.max, lambda x: x.min(-1))
+        return values, self._running_index(axis, values)
+
+    def _running_index(self, axis: int, values: "Tensor") -> "Tensor":
+        """For each position i along axis: the last j <= i with self[j] == values[i] (int64)."""
+        axis = normalize_axis(axis, self.ndim)
+        x = (self.transpose(axis, -1) if self.ndim else self.reshape(1)).detach()
+        v = (values.transpose(axis, -1) if self.ndim else values.reshape(1)).detach()
+        n = x.shape[-1]
+        j = _positions(self, n)
+        found = (j <= j.reshape(n, 1)) & ((x.unsqueeze(-2) == v.unsqueeze(-1)) | (x != x).unsqueeze(-2))
+        index = found.where(j, -1).max(-1).cast(dtypes.int64)
+        return index.transpose(axis, -1) if self.ndim else index.reshape(())
+
+    def logcumsumexp(self, axis: int = 0) -> "Tensor":
+        return self._float()._scan(axis, -math.inf, lambda x: x.logsumexp(-1))
 
     def tril(self, diagonal: int = 0) -> "Tensor":
         rows, cols = self.shape[-2:]
         keep = _positions(self, rows).reshape(rows, 1) + diagonal >= _positions(self, cols)
-        return keep.where(self, 0)
+        return keep.where(self, self._const(0))  # self's dtype: tril of bool stays bool
 
     def triu(self, diagonal: int = 0) -> "Tensor":
         rows, cols = self.shape[-2:]
         keep = _positions(self, rows).reshape(rows, 1) + diagonal <= _positions(self, cols)
-        return keep.where(self, 0)
+        return keep.where(self, self._const(0))
 
     # ---- linear algebra -------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import numpy as np
 Scalar = bool | int | float
 Operand = "Tensor | Scalar"  # what binary ops accept on either side
 Axis = "int | Sequence[int] | None"  # one axis, several, or all
+DTypeArg = "DType | str | None"  # a DType or its name (dtype.to_dtype)
 IntPair = "int | Sequence[int]"  # a size given once for both spatial dims, or per dim
 Shape = tuple[int, ...]
 

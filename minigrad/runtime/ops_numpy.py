@@ -38,6 +38,7 @@ NUMPY_CODE_FOR_OP = {
     Op.NEG: lambda x: np.logical_not(x) if x.dtype == np.bool_ else np.negative(x),
     Op.ADD: np.add, Op.MUL: np.multiply, Op.MAX: np.maximum, Op.CMPLT: np.less, Op.CMPEQ: np.equal,
     Op.MOD: np.fmod, Op.DIV: _divide, Op.WHERE: np.where,
+    Op.AND: np.bitwise_and, Op.OR: np.bitwise_or, Op.XOR: np.bitwise_xor,
 }  # fmt: skip
 
 

@@ -29,6 +29,7 @@ except ImportError as e:  # the device is reported unavailable with this reason
     ) from e
 
 OPENCL_TYPES = {dtypes.bool: "uchar", dtypes.uint8: "uchar", dtypes.int8: "char", dtypes.int64: "long"}
+OPENCL_TYPES |= {dtypes.uint16: "ushort", dtypes.uint32: "uint", dtypes.uint64: "ulong"}
 OPENCL_LANGUAGE = Language(
     name="OpenCL",
     headers="#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n",

@@ -1,0 +1,92 @@
+"""Activations: relu, sigmoid, gelu, silu and the rest of torch.nn.functional's pointwise nonlinearities.
+
+In: Tensors. Out: Tensors. The methods of one mixin class that `Tensor` (tensor.py) inherits: `self` is
+always a Tensor (this module cannot import tensor.py). Each is composed of math.py's ops; where torch's
+gradient at a kink differs from what the composition would give, the docstring says which side wins.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from minigrad.tensor import Tensor
+
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772, 1.0507009873554805
+
+
+class ActivationOps:
+    __slots__ = ()
+
+    def relu(self) -> "Tensor":
+        """max(x, 0) with torch's edges: relu(nan) is nan, and the gradient at 0 is 0."""
+        return ((self > 0) | self.isnan()).where(self, 0)
+
+    def sigmoid(self) -> "Tensor":
+        """Stable: each branch only exponentiates a non-positive number, so nothing overflows."""
+        x = self._float()
+        positive = x >= 0
+        upper = 1 / (1 + (-positive.where(x, 0)).exp())
+        lower_exp = positive.where(0, x).exp()
+        return positive.where(upper, lower_exp / (1 + lower_exp))
+
+    def logsigmoid(self) -> "Tensor":
+        return -(-self).softplus()
+
+    def hardsigmoid(self) -> "Tensor":
+        """relu6(x + 3) / 6; the gradient is 0 at -3 and 3, as torch."""
+        return (self + 3).relu6() / 6
+
+    def gelu(self, approximate: str = "none") -> "Tensor":
+        """torch's GELU: exact (erf) by default, `approximate="tanh"` for the tanh form."""
+        if approximate == "tanh":
+            return 0.5 * self * (1 + (math.sqrt(2 / math.pi) * (self + 0.044715 * self * self * self)).tanh())
+        return 0.5 * self * (1 + (self * (1 / math.sqrt(2))).erf())
+
+    def quick_gelu(self) -> "Tensor":
+        return self * (self * 1.702).sigmoid()
+
+    def silu(self) -> "Tensor":
+        return self * self.sigmoid()
+
+    swish = silu
+
+    def hardswish(self) -> "Tensor":
+        return self * (self + 3).relu6() * (1 / 6)
+
+    def mish(self) -> "Tensor":
+        return self * self.softplus().tanh()
+
+    def leaky_relu(self, neg_slope: float = 0.01) -> "Tensor":
+        return (self > 0).where(self, self * neg_slope)
+
+    leakyrelu = leaky_relu  # tinygrad's name
+
+    def elu(self, alpha: float = 1.0) -> "Tensor":
+        # where(.., 0, self), not minimum(0): the slope at 0 is alpha, as torch (a tie of minimum halves it)
+        return (self > 0).where(self, alpha * ((self > 0).where(0, self).exp() - 1))
+
+    def celu(self, alpha: float = 1.0) -> "Tensor":
+        return (self > 0).where(self, alpha * (((self > 0).where(0, self) / alpha).exp() - 1))
+
+    def selu(self) -> "Tensor":
+        return SELU_SCALE * self.elu(SELU_ALPHA)
+
+    def softplus(self, beta: float = 1.0) -> "Tensor":
+        """log(1 + exp(beta*x)) / beta in the stable form max(z, 0) + log(1 + exp(-|z|))."""
+        z = self * beta
+        return (z.maximum(0) + (1 + (-z.abs()).exp()).log()) * (1 / beta)
+
+    def softsign(self) -> "Tensor":
+        return self / (1 + self.abs())
+
+    def relu6(self) -> "Tensor":
+        return self.hardtanh(0.0, 6.0)
+
+    def hardtanh(self, min_val: float = -1.0, max_val: float = 1.0) -> "Tensor":
+        """Clamp into [min_val, max_val]; the gradient is 0 at the boundaries (torch; clip's is 1 there)."""
+        return ((self > min_val) & (self < max_val)).where(self, self.clip(min_val, max_val).detach())
+
+    def softmin(self, axis: int = -1) -> "Tensor":
+        return (-self).softmax(axis)

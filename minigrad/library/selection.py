@@ -1,0 +1,170 @@
+"""Selection: sort, argsort, topk, scatter, scatter_reduce, masked_fill, masked_select, nonzero.
+
+In: Tensors. Out: Tensors. The methods of one mixin class that `Tensor` (tensor.py) inherits: `self` is
+always a Tensor (this module cannot import tensor.py).
+
+Where an element goes depends on values here, and every op is still composed of the primitives: a sort
+ranks each element against every other of its row (a comparison of the row with itself, n x n), then
+picks the element of each rank; a scatter compares its index with the positions of the target dim (a
+one-hot mask) and reduces over the source. Both cost n^2 work per row: fine for the rows of a model
+(vocabularies, top-k), slow for sorting millions. Only nonzero and masked_select, whose result's *shape*
+depends on values, read the data back to the host.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from minigrad.dtype import dtypes
+from minigrad.helpers import normalize_axis
+from minigrad.library.indexing import _positions
+
+if TYPE_CHECKING:
+    from minigrad.tensor import Tensor
+
+SCATTER_REDUCES = ("sum", "prod", "mean", "amax", "amin")
+
+
+class SelectionOps:
+    __slots__ = ()
+
+    # ---- sorting --------------------------------------------------------------------------------
+
+    def sort(self, dim: int = -1, descending: bool = False, stable: bool = True) -> tuple["Tensor", "Tensor"]:
+        """(values, indices) along `dim`, stable (equal values keep their order); NaN sorts as the largest,
+        as torch. Indices are int64."""
+        dim = normalize_axis(dim, self.ndim)
+        x = self.transpose(dim, -1) if self.ndim else self.reshape(1)
+        n = x.shape[-1]
+        ranks = _ranks(x, descending)  # (..., n): where each element goes
+        picks = ranks.unsqueeze(-2) == _positions(self, n).reshape(n, 1)  # (..., rank, element)
+        values = picks.where(x.unsqueeze(-2), 0).sum(-1).cast(x.dtype)
+        indices = picks.where(_positions(self, n).cast(dtypes.int64), 0).sum(-1)
+        if not self.ndim:
+            return values.reshape(()), indices.reshape(())
+        return values.transpose(dim, -1), indices.transpose(dim, -1)
+
+    def argsort(self, dim: int = -1, descending: bool = False, stable: bool = True) -> "Tensor":
+        return self.sort(dim, descending, stable)[1]
+
+    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> tuple["Tensor", "Tensor"]:
+        """The k largest (or smallest) values along `dim` and their indices, in sorted order."""
+        dim = normalize_axis(dim, self.ndim)
+        size = self.shape[dim] if self.ndim else 1
+        if not 0 <= k <= size:
+            raise RuntimeError(f"topk: k ({k}) is out of range for dim {dim} of size {size}")
+        values, indices = self.sort(dim, descending=largest)
+        if not self.ndim:
+            return values, indices
+        keep = [(0, k) if d == dim else None for d in range(self.ndim)]
+        return values.shrink(keep), indices.shrink(keep)
+
+    # ---- scatter --------------------------------------------------------------------------------
+
+    def scatter(self, dim: int, index: "Tensor", src: "Tensor | float", reduce: str | None = None) -> "Tensor":
+        """out[index[i][j][k]][j][k] = src[i][j][k] for dim=0 (torch.scatter); where several go to one place
+        the last one wins. reduce="add" / "multiply" combine them with self instead."""
+        if reduce is not None:
+            modes = {"add": "sum", "multiply": "prod"}
+            if reduce not in modes:
+                raise ValueError(f"scatter: reduce must be 'add' or 'multiply', got {reduce!r}")
+            return self.scatter_reduce(dim, index, src, modes[reduce])
+        dim, index, src = self._scatter_operands(dim, index, src)
+        n, m = self.shape[dim], index.shape[-1]
+        hits = index.unsqueeze(-1) == _positions(self, n)  # (..., m, n): source j goes to target t
+        order = _positions(self, m).reshape(m, 1)
+        last = hits.where(order, -1).max(-2, keepdim=True)  # the last source of each target
+        value = (hits & (order == last)).where(src.unsqueeze(-1), 0).sum(-2).cast(self.dtype)
+        return self._scatter_back(dim, index, hits.any(-2), value)
+
+    def scatter_reduce(
+        self, dim: int, index: "Tensor", src: "Tensor", reduce: str, include_self: bool = True
+    ) -> "Tensor":
+        """Combine every src value sent to one place with `reduce` (sum, prod, mean, amax, amin), and with
+        self's value there too unless include_self=False (torch.scatter_reduce)."""
+        if reduce not in SCATTER_REDUCES:
+            raise ValueError(f"scatter_reduce: reduce must be one of {SCATTER_REDUCES}, got {reduce!r}")
+        dim, index, src = self._scatter_operands(dim, index, src)
+        hits = index.unsqueeze(-1) == _positions(self, self.shape[dim])
+        spread = src.unsqueeze(-1)
+        low, high = (-float("inf"), float("inf")) if dtypes.is_float(self.dtype) else (self.dtype.min, self.dtype.max)
+        fills = {"sum": 0, "mean": 0, "prod": 1, "amax": low, "amin": high}
+        picked = hits.where(spread, fills[reduce])
+        if reduce in ("sum", "mean"):
+            value = picked.sum(-2)
+        elif reduce == "prod":
+            value = picked.prod(-2)
+        else:
+            value = picked.max(-2) if reduce == "amax" else picked.min(-2)
+        target = self._scatter_region(dim, index)
+        if include_self:
+            combine = {"sum": target.add, "mean": target.add, "prod": target.mul}
+            value = combine[reduce](value) if reduce in combine else (
+                value.maximum(target) if reduce == "amax" else value.minimum(target))
+        if reduce == "mean":
+            count = hits.sum(-2) + (1 if include_self else 0)
+            value = value / count.maximum(1)
+            value = value if dtypes.is_float(self.dtype) else value.floor()
+        return self._scatter_back(dim, index, hits.any(-2), value.cast(self.dtype))
+
+    def _scatter_operands(self, dim: int, index: "Tensor", src) -> tuple[int, "Tensor", "Tensor"]:
+        """The dim, and index and src with that dim moved last (src cut to index's shape); shapes checked as
+        torch does."""
+        dim = normalize_axis(dim, self.ndim)
+        if not isinstance(src, type(self)):  # a scalar: the value for every index
+            src = type(self).full(index.shape, src, dtype=self.dtype, device=self.device)
+        if index.ndim != self.ndim or src.ndim != self.ndim:
+            raise RuntimeError(
+                f"scatter: index {index.shape}, src {src.shape} and self {self.shape} need one number of dims"
+            )
+        if any(index.shape[d] > src.shape[d] or (d != dim and index.shape[d] > self.shape[d]) for d in range(self.ndim)):
+            raise RuntimeError(f"scatter: index {index.shape} is larger than src {src.shape} or self {self.shape}")
+        if not dtypes.is_int(index.dtype):
+            raise RuntimeError(f"scatter: index must be an integer tensor, got {index.dtype.name}")
+        index._check_bounds(0, self.shape[dim], f"scatter index for dim {dim} with size {self.shape[dim]}")
+        src = src.shrink([(0, s) for s in index.shape]).cast(self.dtype)
+        return dim, index.transpose(dim, -1), src.transpose(dim, -1)
+
+    def _scatter_region(self, dim: int, index: "Tensor") -> "Tensor":
+        """The part of self that index's shape covers (all of `dim`), with dim last."""
+        sizes = index.transpose(dim, -1).shape  # back to self's order
+        return self.shrink([None if d == dim else (0, sizes[d]) for d in range(self.ndim)]).transpose(dim, -1)
+
+    def _scatter_back(self, dim: int, index: "Tensor", hit: "Tensor", value: "Tensor") -> "Tensor":
+        """self with `value` where `hit` (both over index's region, dim last)."""
+        region_shape = hit.transpose(dim, -1).shape
+        pads = [(0, full - part) for full, part in zip(self.shape, region_shape)]
+        hit, value = hit.transpose(dim, -1).pad(pads, value=False), value.transpose(dim, -1).pad(pads)
+        return hit.where(value, self)
+
+    # ---- masks ----------------------------------------------------------------------------------
+
+    def masked_fill(self, mask: "Tensor", value) -> "Tensor":
+        return mask.where(value, self)
+
+    def masked_select(self, mask: "Tensor") -> "Tensor":
+        """The elements where `mask` (broadcast with self) is True, as a 1-D tensor. Its length depends on
+        the mask's values: the mask is read back to the host."""
+        shape = np.broadcast_shapes(self.shape, mask.shape)
+        return self.expand(shape).flatten()[mask.expand(shape).flatten()]
+
+    def nonzero(self) -> "Tensor":
+        """The (N, ndim) int64 indices of the nonzero elements, in row-major order (torch.nonzero). N depends
+        on the values: they are read back to the host."""
+        found = np.argwhere(self.numpy().reshape(self.shape) != 0)
+        return type(self)(found.reshape(-1, self.ndim).astype(np.int64), device=self.device)
+
+
+def _ranks(x: "Tensor", descending: bool) -> "Tensor":
+    """Where each element of the last dim goes in a stable sort: the number of elements before it (smaller
+    ones, and equal ones at earlier positions). NaN counts as larger than every number, as in torch."""
+    n = x.shape[-1]
+    a, b = x.unsqueeze(-1), x.unsqueeze(-2)  # a: the element ranked, b: every other
+    a_nan, b_nan = a != a, b != b
+    before = (b > a) if descending else (b < a)
+    before = before | ((b_nan & ~a_nan) if descending else (a_nan & ~b_nan))
+    equal = (a == b) | (a_nan & b_nan)
+    earlier = _positions(x, n) < _positions(x, n).reshape(n, 1)  # [i, j]: j comes before i
+    return (before | (equal & earlier)).sum(-1)
