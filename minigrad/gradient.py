@@ -85,9 +85,8 @@ REVERSE_RULES: dict[Op, Callable[[LazyNode, LazyNode, tuple[bool, ...]], Grads]]
     # unary
     Op.EXP2: lambda node, grad, _: (_mul(grad, _scale(node, math.log(2))),),
     Op.LOG2: lambda node, grad, _: (_mul(grad, _scale(node.srcs[0], math.log(2)).alu(Op.RECIP)),),
-    Op.SIN: lambda node, grad, _: (
-        _mul(grad, node.srcs[0].alu(Op.ADD, node.const_like(math.pi / 2)).alu(Op.SIN)),
-    ),
+    Op.SIN: lambda node, grad, _: (_mul(grad, node.srcs[0].alu(Op.COS)),),
+    Op.COS: lambda node, grad, _: (_mul(grad, node.srcs[0].alu(Op.SIN).alu(Op.NEG)),),
     Op.SQRT: lambda node, grad, _: (_mul(grad, _scale(node, 2).alu(Op.RECIP)),),
     Op.RECIP: lambda node, grad, _: (_mul(grad, _mul(node, node).alu(Op.NEG)),),
     Op.NEG: lambda node, grad, _: (grad.alu(Op.NEG),),
@@ -175,7 +174,8 @@ FORWARD_RULES: dict[Op, Callable[[LazyNode, Tangents], "LazyNode | None"]] = {
     # unary: the tangent times the derivative
     Op.EXP2: lambda node, t: _times(t[0], _scale(node, math.log(2))),
     Op.LOG2: lambda node, t: _times(t[0], _scale(node.srcs[0], math.log(2)).alu(Op.RECIP)),
-    Op.SIN: lambda node, t: _times(t[0], node.srcs[0].alu(Op.ADD, node.const_like(math.pi / 2)).alu(Op.SIN)),
+    Op.SIN: lambda node, t: _times(t[0], node.srcs[0].alu(Op.COS)),
+    Op.COS: lambda node, t: _times(t[0], node.srcs[0].alu(Op.SIN).alu(Op.NEG)),
     Op.SQRT: lambda node, t: _times(t[0], _scale(node, 2).alu(Op.RECIP)),
     Op.RECIP: lambda node, t: _times(t[0], _mul(node, node).alu(Op.NEG)),
     Op.NEG: _linear(lambda node, t: t.alu(Op.NEG)),

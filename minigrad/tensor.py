@@ -583,6 +583,8 @@ class Tensor(MathOps, ActivationOps, MovementOps, IndexingOps, SelectionOps, Red
     def fmod(self, other: Operand) -> "Tensor":
         """Remainder with the sign of the dividend (C's fmod, torch.fmod)."""
         x, y = self._broadcasted(other)
+        if dtypes.is_float(x.dtype):
+            return x - (x / y).trunc() * y
         return x._alu(Op.MOD, y)
 
     def maximum(self, other: Operand) -> "Tensor":
@@ -639,7 +641,7 @@ class Tensor(MathOps, ActivationOps, MovementOps, IndexingOps, SelectionOps, Red
         if x.dtype == dtypes.bool:
             return x._alu(Op.MUL, y) if op is Op.AND else (x._alu(Op.MAX, y) if op is Op.OR else x != y)
         if not dtypes.is_int(x.dtype):
-            raise TypeError(f"bitwise {op.name} needs integer or bool tensors, got {x.dtype.name}")
+            raise RuntimeError(f"bitwise {op.name} needs integer or bool tensors, got {x.dtype.name}")
         return x._alu(op, y)
 
     def bitwise_and(self, other: Operand, reverse: bool = False) -> "Tensor":
@@ -691,6 +693,9 @@ class Tensor(MathOps, ActivationOps, MovementOps, IndexingOps, SelectionOps, Red
         remainder = x._alu(Op.MOD, y)
         fix = (remainder != 0) & ((remainder < 0) != (y < 0))
         return fix.where(remainder + y, remainder)
+
+    remainder = mod  # torch's names
+    floor_divide = floordiv
 
     def pow(self, exponent: Operand, reverse: bool = False) -> "Tensor":
         if not reverse and not isinstance(exponent, Tensor):

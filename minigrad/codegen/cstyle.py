@@ -43,6 +43,7 @@ C_CODE_FOR_OP: dict[Op, Callable[..., str]] = {
     Op.EXP2: lambda x, dtype: f"exp2({x})",
     Op.LOG2: lambda x, dtype: f"log2({x})",
     Op.SIN: lambda x, dtype: f"sin({x})",
+    Op.COS: lambda x, dtype: f"cos({x})",
     Op.SQRT: lambda x, dtype: f"sqrt({x})",
     Op.RECIP: lambda x, dtype: f"(1/{x})",
     Op.NEG: lambda x, dtype: f"(!{x})" if dtype == dtypes.bool else f"(-{x})",
@@ -127,7 +128,7 @@ class Language:
 # r = x - k pi/2 in double (pi/2 in two parts: r keeps ~2^-53 |x| of absolute error, so sin of 1e9 is right to
 # 1e-7), sin or cos of r by Cephes' polynomials in float as k mod 4 says. |x| >= 1e15 has no right bit left
 # in a double reduction and gives 0 (libm: an exact reduction; FAST_MATH_C=0). k mod 4 is computed without
-# floor and int64 conversions, which GCC leaves scalar on AVX2.
+# floor and int64 conversions, which GCC leaves scalar on AVX2. cos is the same with k + 1.
 C_HELPERS = """static inline float mg_maxf(float a, float b) {
   union { float f; int i; } ua = {a}, ub = {b};
   int keep_a = -((a > b) | (a != a));
@@ -166,10 +167,11 @@ static inline float mg_log2f(float x) {
   r = mg_wheref(x == 0.0f, -INFINITY, r);
   return mg_wheref((x < 0.0f) | (x != x), NAN, r);
 }
-static inline float mg_sinf(float x) {
+static inline float mg_sinf(float x, double shift) {  /* sin(x + shift * pi/2): shift 1 gives cos */
   double d = mg_wheref(fabsf(x) < 1e15f, x, 0.0f);  /* beyond 1e15 no bit of the reduction is right: 0 */
   double k = rint(d * 0.63661977236758134308);
   double r = (d - k * 1.57079632673412561417e+00) - k * 6.07710050650619224932e-11;
+  k += shift;
   float q = (float)(k - 4.0 * rint(k * 0.25 - 0.375));  /* the quadrant, k mod 4 (no floor: it stays scalar) */
   float s = (float)r, s2 = s * s;
   float ps = -1.9515295891e-4f;
@@ -191,7 +193,8 @@ def _fast_float32(dtype: DType) -> bool:
 C_FAST_OPS = {
     Op.EXP2: lambda x, dtype: f"mg_exp2f({x})" if _fast_float32(dtype) else f"exp2({x})",
     Op.LOG2: lambda x, dtype: f"mg_log2f({x})" if _fast_float32(dtype) else f"log2({x})",
-    Op.SIN: lambda x, dtype: f"mg_sinf({x})" if _fast_float32(dtype) else f"sin({x})",
+    Op.SIN: lambda x, dtype: f"mg_sinf({x}, 0.0)" if _fast_float32(dtype) else f"sin({x})",
+    Op.COS: lambda x, dtype: f"mg_sinf({x}, 1.0)" if _fast_float32(dtype) else f"cos({x})",
     Op.MAX: lambda a, b, dtype: f"mg_maxf({a},{b})" if _fast_float32(dtype) else _max(a, b, dtype),
     Op.WHERE: lambda c, a, b, dtype: f"mg_wheref({c},{a},{b})" if _fast_float32(dtype) else f"({c}?{a}:{b})",
 }

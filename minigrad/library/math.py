@@ -62,7 +62,7 @@ class MathOps:
         return self._float()._alu(Op.SIN)
 
     def cos(self) -> "Tensor":
-        return ((math.pi / 2) - self._float()).sin()
+        return self._float()._alu(Op.COS)
 
     def tan(self) -> "Tensor":
         return self.sin() / self.cos()

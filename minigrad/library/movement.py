@@ -194,15 +194,18 @@ class MovementOps:
         x = x[..., start_row : start_row + n, start_col : start_col + n]
         return x.flatten(-2)[..., :: n + 1] if n else x.flatten(-2)
 
-    def diag(self) -> "Tensor":
-        """A 1-D tensor as the diagonal of a square matrix (zeros elsewhere); a matrix's diagonal."""
+    def diag(self, diagonal: int = 0) -> "Tensor":
+        """A 1-D tensor as diagonal number `diagonal` of a square matrix (zeros elsewhere); a matrix's
+        diagonal number `diagonal` (above the main one when positive)."""
         if self.ndim == 2:
-            return self.diagonal()
+            return self.diagonal(diagonal)
         if self.ndim != 1:
             raise RuntimeError(f"diag: expected a 1-D or 2-D tensor, got {self.shape}")
         n = self.shape[0]
         positions = type(self).arange(n, device=self.device, dtype=dtypes.int32)
-        return (positions.reshape(n, 1) == positions).where(self.reshape(1, n).expand(n, n), self._const(0))
+        square = (positions.reshape(n, 1) == positions).where(self.reshape(1, n).expand(n, n), self._const(0))
+        k = abs(diagonal)
+        return square.pad(((0, k), (k, 0)) if diagonal >= 0 else ((k, 0), (0, k)))
 
     def unfold(self, dim: int, size: int, step: int) -> "Tensor":
         """Windows of `size` elements every `step` along dim, as a new last dim (torch.Tensor.unfold)."""

@@ -1,0 +1,357 @@
+"""The ops added for porting code from torch and tinygrad (issue 31), forward and backward against torch 2.13
+(CPU), on every available device: math, activations, bitwise ops, integer dtypes and promotion, scans, sorting
+and selection, movement, creation, and the rejections torch makes."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from minigrad import Tensor, dtypes
+from test.helpers import check_op
+
+# ---- elementwise math and activations -----------------------------------------------------------
+
+UNARY = {
+    "asin": (torch.asin, Tensor.asin, -0.95, 0.95),
+    "acos": (torch.acos, Tensor.acos, -0.95, 0.95),
+    "atan": (torch.atan, Tensor.atan, -8, 8),
+    "sinh": (torch.sinh, Tensor.sinh, -4, 4),
+    "cosh": (torch.cosh, Tensor.cosh, -4, 4),
+    "asinh": (torch.asinh, Tensor.asinh, -8, 8),
+    "acosh": (torch.acosh, Tensor.acosh, 1.1, 8),
+    "atanh": (torch.atanh, Tensor.atanh, -0.9, 0.9),
+    "log10": (torch.log10, Tensor.log10, 0.1, 8),
+    "log1p": (torch.log1p, Tensor.log1p, -0.9, 4),
+    "expm1": (torch.expm1, Tensor.expm1, -3, 3),
+    "erf": (torch.erf, Tensor.erf, -3, 3),
+    "erfc": (torch.erfc, Tensor.erfc, -3, 3),
+    "hardsigmoid": (F.hardsigmoid, Tensor.hardsigmoid, -4, 4),
+    "logsigmoid": (F.logsigmoid, Tensor.logsigmoid, -6, 6),
+    "quick_gelu": (lambda x: x * torch.sigmoid(1.702 * x), Tensor.quick_gelu, -3, 3),
+    "hardswish": (F.hardswish, Tensor.hardswish, -4, 4),
+    "mish": (F.mish, Tensor.mish, -4, 4),
+    "celu": (lambda x: F.celu(x, 0.7), lambda x: x.celu(0.7), -3, 3),
+    "selu": (F.selu, Tensor.selu, -3, 3),
+    "softsign": (F.softsign, Tensor.softsign, -3, 3),
+    "softplus_beta": (lambda x: F.softplus(x, beta=2.0), lambda x: x.softplus(2.0), -5, 5),
+    "leakyrelu_alias": (lambda x: F.leaky_relu(x, 0.1), lambda x: x.leakyrelu(0.1), -2, 2),
+    "hardtanh_range": (lambda x: F.hardtanh(x, -0.5, 1.5), lambda x: x.hardtanh(-0.5, 1.5), -2, 2),
+    "softmin": (lambda x: F.softmin(x, dim=1), lambda x: x.softmin(1), -3, 3),
+}
+
+
+@pytest.mark.parametrize("name", UNARY)
+def test_unary(device, name):
+    torch_fn, minigrad_fn, low, high = UNARY[name]
+    check_op(device, [(3, 5)], torch_fn, minigrad_fn, low=low, high=high, grad_atol=1e-3)
+
+
+BINARY = {
+    "atan2": (torch.atan2, Tensor.atan2),
+    "copysign": (torch.copysign, Tensor.copysign),
+    "logaddexp": (torch.logaddexp, Tensor.logaddexp),
+    "fmod": (torch.fmod, Tensor.fmod),
+    "div_trunc": (
+        lambda a, b: torch.div(a, b, rounding_mode="trunc"),
+        lambda a, b: a.div(b, rounding_mode="trunc"),
+    ),
+    "div_floor": (
+        lambda a, b: torch.div(a, b, rounding_mode="floor"),
+        lambda a, b: a.div(b, rounding_mode="floor"),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", BINARY)
+def test_binary(device, name):
+    torch_fn, minigrad_fn = BINARY[name]
+    rng = np.random.default_rng(1)
+    a = rng.uniform(-4, 4, (4, 6)).astype(np.float32)
+    b = rng.choice([-1, 1], (4, 6)) * rng.uniform(0.5, 3, (4, 6)).astype(np.float32)
+    check_op(device, None, torch_fn, minigrad_fn, values=[a, b.astype(np.float32)])
+
+
+def test_atan2_signed_zeros_and_quadrants(device):
+    y = np.array([0.0, -0.0, 0.0, -0.0, 1, -1, 1, -1], np.float32)
+    x = np.array([0.0, 0.0, -0.0, -0.0, -1, -1, 0, 0], np.float32)
+    check_op(device, None, torch.atan2, Tensor.atan2, values=[y, x], forward_only=True)
+
+
+def test_integer_division_modes(device):
+    a = np.array([7, -7, 7, -7, 0, 5], np.int32)
+    b = np.array([2, 2, -2, -2, 3, -5], np.int32)
+    for mode in ["trunc", "floor"]:
+        check_op(
+            device,
+            None,
+            lambda x, y: torch.div(x, y, rounding_mode=mode),
+            lambda x, y: x.div(y, rounding_mode=mode),
+            values=[a, b],
+        )
+    check_op(device, None, torch.fmod, Tensor.fmod, values=[a, b])
+    check_op(device, None, torch.remainder, Tensor.remainder, values=[a, b])
+    check_op(device, None, torch.floor_divide, Tensor.floor_divide, values=[a, b])
+
+
+def test_isinf_isfinite_isclose(device):
+    values = np.array([1.0, np.inf, -np.inf, np.nan, 0.0, -2.5], np.float32)
+    x, tx = Tensor(values, device=device), torch.tensor(values)
+    cases = [({}, torch.isinf), ({"detect_negative": False}, torch.isposinf)]
+    cases.append(({"detect_positive": False}, torch.isneginf))
+    for kwargs, torch_fn in cases:
+        np.testing.assert_array_equal(x.isinf(**kwargs).numpy(), torch_fn(tx).numpy())
+    np.testing.assert_array_equal(x.isfinite().numpy(), torch.isfinite(tx).numpy())
+    other = np.array([1.0 + 1e-7, np.inf, np.inf, np.nan, 1e-9, -2.4], np.float32)
+    np.testing.assert_array_equal(
+        x.isclose(Tensor(other, device=device)).numpy(), torch.isclose(tx, torch.tensor(other)).numpy()
+    )
+    assert Tensor([1.0, 2.0], device=device).allclose(Tensor([1.0, 2.0 + 1e-7], device=device))
+    assert not Tensor([1.0, 2.0], device=device).allclose(Tensor([1.0, 2.1], device=device))
+
+
+def test_cos_range_reduction_large_arguments(device):
+    x = np.array([1e7, -3e6, 12345.678, 1e4 + 0.5, 100.0], np.float32)
+    check_op(device, None, torch.cos, Tensor.cos, values=[x], forward_only=True, atol=1e-5)
+    check_op(device, None, torch.sin, Tensor.sin, values=[x], forward_only=True, atol=1e-5)
+
+
+# ---- bitwise ops, integer dtypes and promotion ----------------------------------------------------
+
+BITWISE = {
+    "and": lambda a, b: a & b,
+    "or": lambda a, b: a | b,
+    "xor": lambda a, b: a ^ b,
+    "not": lambda a, b: ~a,
+    "lshift": lambda a, b: a << 3,
+    "rshift": lambda a, b: a >> 2,
+    "rand": lambda a, b: 12 & a,
+    "ror": lambda a, b: 5 | a,
+}
+
+
+@pytest.mark.parametrize("name", BITWISE)
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint8, np.int8])
+def test_bitwise(device, name, dtype):
+    rng = np.random.default_rng(2)
+    low = 0 if np.issubdtype(dtype, np.unsignedinteger) else -50
+    a, b = (rng.integers(low, 50, (3, 7)).astype(dtype) for _ in range(2))
+    check_op(device, None, BITWISE[name], values=[a, b])
+
+
+@pytest.mark.parametrize("name", ["and", "or", "xor", "not"])
+def test_bitwise_bool(device, name):
+    rng = np.random.default_rng(3)
+    a, b = (rng.integers(0, 2, (9,)).astype(bool) for _ in range(2))
+    check_op(device, None, BITWISE[name], values=[a, b])
+
+
+def test_bitwise_rejects_floats(device):
+    x = Tensor([1.0, 2.0], device=device)
+    with pytest.raises(RuntimeError, match="float"):
+        x & x
+    with pytest.raises(RuntimeError, match="float"):
+        ~x
+
+
+INT_DTYPES = ["uint8", "int8", "int16", "uint16", "int32", "uint32", "int64", "uint64"]
+
+
+@pytest.mark.parametrize("name", INT_DTYPES)
+def test_integer_dtypes_round_trip_and_arithmetic(device, name):
+    dt = getattr(dtypes, name)
+    values = np.array([0, 1, 7, dt.max // 3, dt.max], dtype=dt.np)
+    x = Tensor(values, device=device)
+    assert x.dtype == dt
+    np.testing.assert_array_equal(x.numpy(), values)
+    np.testing.assert_array_equal((x // 2).numpy(), values // 2)
+    np.testing.assert_array_equal((x.max()).numpy(), values.max())
+    if dt.min < 0:
+        small = np.array([-5, -1, 0, 3], dt.np)
+        np.testing.assert_array_equal((Tensor(small, device=device) * 3).numpy(), small * 3)
+
+
+def test_promotion_table_matches_torch():
+    names = ["bool", "uint8", "int8", "int16", "int32", "int64", "float32", "float64"]
+    for a in names:
+        for b in names:
+            x = Tensor.ones(2, dtype=getattr(dtypes, a)) + Tensor.ones(2, dtype=getattr(dtypes, b))
+            tx = torch.ones(2, dtype=getattr(torch, a)) + torch.ones(2, dtype=getattr(torch, b))
+            assert str(tx.dtype) == f"torch.{x.dtype.name}", (a, b, x.dtype, tx.dtype)
+
+
+def test_result_dtypes_as_torch(device):
+    ints = Tensor([[1, 2], [3, 4]], dtype=dtypes.int32, device=device)
+    assert ints.sum().dtype == dtypes.int64
+    assert ints.prod().dtype == dtypes.int64
+    assert ints.sum(dtype=dtypes.int32).dtype == dtypes.int32
+    assert ints.cumsum(0).dtype == dtypes.int64
+    assert (ints < 3).dtype == dtypes.bool
+    assert (ints / 2).dtype == dtypes.float32
+    assert Tensor([[True, False]], device=device).tril().dtype == dtypes.bool
+    assert (Tensor([[True, True]], device=device).triu()).dtype == dtypes.bool
+    assert (ints**2).dtype == dtypes.int32 and (ints**0.5).dtype == dtypes.float32
+    np.testing.assert_array_equal((ints**3).numpy(), np.array([[1, 8], [27, 64]]))
+    with pytest.raises(RuntimeError, match="negative"):
+        ints ** -1
+
+
+# ---- reductions and scans --------------------------------------------------------------------------
+
+SCANS = {
+    "cumsum": (lambda x: torch.cumsum(x, 1), lambda x: x.cumsum(1)),
+    "cumprod": (lambda x: torch.cumprod(x, 1), lambda x: x.cumprod(1)),
+    "cummax": (lambda x: torch.cummax(x, 0).values, lambda x: x.cummax(0)[0]),
+    "cummin": (lambda x: torch.cummin(x, 1).values, lambda x: x.cummin(1)[0]),
+    "cummax_indices": (lambda x: torch.cummax(x, 1).indices, lambda x: x.cummax(1)[1]),
+    "logcumsumexp": (lambda x: torch.logcumsumexp(x, 1), lambda x: x.logcumsumexp(1)),
+    "var_mean": (lambda x: torch.var_mean(x, 1)[0], lambda x: x.var_mean(1)[0]),
+    "std_mean": (lambda x: torch.std_mean(x, 0)[1], lambda x: x.std_mean(0)[1]),
+    "norm_2": (lambda x: torch.linalg.vector_norm(x, 2, 1), lambda x: x.norm(2, 1)),
+    "norm_1": (lambda x: torch.linalg.vector_norm(x, 1), lambda x: x.norm(1)),
+    "prod": (lambda x: torch.prod(x, 1), lambda x: x.prod(1)),
+}
+
+
+@pytest.mark.parametrize("name", SCANS)
+def test_scan_and_reduction(device, name):
+    torch_fn, minigrad_fn = SCANS[name]
+    check_op(device, [(4, 6)], torch_fn, minigrad_fn, low=0.3, high=2)
+
+
+def test_scans_of_integers_and_ties(device):
+    values = np.array([[3, 1, 3, 2, 5, 5], [-1, -1, 0, 4, 2, 4]], np.int32)
+    for fn in [lambda x: x.cumsum(1), lambda x: x.cummax(1)[1], lambda x: x.cummin(1)[1]]:
+        check_op(device, None, fn, values=[values])
+
+
+# ---- sorting and selection ---------------------------------------------------------------------------
+
+SELECTION = {
+    "sort": (lambda x: torch.sort(x, 1)[0], lambda x: x.sort(1)[0]),
+    "sort_desc_indices": (
+        lambda x: torch.sort(x, 0, descending=True)[1],
+        lambda x: x.sort(0, descending=True)[1],
+    ),
+    "argsort": (lambda x: torch.argsort(x, 1), lambda x: x.argsort(1)),
+    "topk": (lambda x: torch.topk(x, 3, 1)[0], lambda x: x.topk(3, 1)[0]),
+    "topk_smallest_indices": (
+        lambda x: torch.topk(x, 2, 0, largest=False)[1],
+        lambda x: x.topk(2, 0, largest=False)[1],
+    ),
+    "masked_fill": (lambda x: x.masked_fill(x > 0.5, -1.0), lambda x: x.masked_fill(x > 0.5, -1.0)),
+    "masked_select": (lambda x: x.masked_select(x > 0), lambda x: x.masked_select(x > 0)),
+    "nonzero": (lambda x: (x > 0).nonzero(), lambda x: (x > 0).nonzero()),
+    "roll": (lambda x: torch.roll(x, (1, -2), (0, 1)), lambda x: x.roll((1, -2), (0, 1))),
+    "diagonal": (lambda x: torch.diagonal(x, 1), lambda x: x.diagonal(1)),
+    "diag_of_vector": (lambda x: torch.diag(x[0], -1), lambda x: x[0].diag(-1)),
+    "diag_of_matrix": (lambda x: torch.diag(x, 2), lambda x: x.diag(2)),
+    "unfold": (lambda x: x.unfold(1, 2, 2), lambda x: x.unfold(1, 2, 2)),
+    "repeat_interleave": (lambda x: x.repeat_interleave(2, 0), lambda x: x.repeat_interleave(2, 0)),
+    "tril": (lambda x: torch.tril(x, -1), lambda x: x.tril(-1)),
+}
+
+
+@pytest.mark.parametrize("name", SELECTION)
+def test_selection(device, name):
+    torch_fn, minigrad_fn = SELECTION[name]
+    check_op(device, [(4, 6)], torch_fn, minigrad_fn)
+
+
+def test_sort_is_stable_and_puts_nan_last(device):
+    values = np.array([[2.0, 1.0, 2.0, np.nan, 1.0, 0.0]], np.float32)
+    for descending in [False, True]:
+        check_op(
+            device,
+            None,
+            lambda x: torch.sort(x, descending=descending, stable=True)[1],
+            lambda x: x.sort(descending=descending)[1],
+            values=[values],
+        )
+
+
+def test_scatter_and_scatter_reduce(device):
+    rng = np.random.default_rng(4)
+    index = rng.integers(0, 4, (3, 5)).astype(np.int64)
+    src = rng.uniform(-2, 2, (3, 5)).astype(np.float32)
+    base = rng.uniform(-2, 2, (4, 5)).astype(np.float32)
+    check_op(
+        device,
+        None,
+        lambda b, s: b.scatter_add(0, torch.tensor(index), s),
+        lambda b, s: b.scatter(0, Tensor(index, device=device), s, reduce="add"),
+        values=[base, src],
+    )
+    for reduce in ["sum", "prod", "mean", "amax", "amin"]:
+        for include_self in [True, False]:
+            check_op(
+                device,
+                None,
+                lambda b, s: b.scatter_reduce(0, torch.tensor(index), s, reduce, include_self=include_self),
+                lambda b, s: b.scatter_reduce(
+                    0, Tensor(index, device=device), s, reduce, include_self=include_self
+                ),
+                values=[base, src],
+                forward_only=reduce in ("amax", "amin"),
+            )
+    unique = np.array([[0, 1, 2, 3, 0], [3, 2, 1, 0, 1]], np.int64)  # no repeated target: gradient defined
+    check_op(
+        device,
+        None,
+        lambda b, s: b.scatter(0, torch.tensor(unique), s[:2]),
+        lambda b, s: b.scatter(0, Tensor(unique, device=device), s[:2]),
+        values=[base, src],
+    )
+
+
+# ---- creation and movement ---------------------------------------------------------------------------
+
+
+def test_linspace_logspace_meshgrid(device):
+    for start, end, steps in [(0, 1, 5), (-3.5, 7.25, 11), (2, 2, 1), (5, -5, 4), (0, 1, 0)]:
+        np.testing.assert_allclose(
+            Tensor.linspace(start, end, steps, device=device).numpy(),
+            torch.linspace(start, end, steps).numpy(),
+            rtol=1e-6,
+            atol=1e-6,
+        )
+    np.testing.assert_allclose(
+        Tensor.logspace(-2, 2, 9, base=3.0, device=device).numpy(),
+        torch.logspace(-2, 2, 9, base=3.0).numpy(),
+        rtol=1e-5,
+    )
+    a, b = Tensor.arange(3, device=device), Tensor.arange(4, device=device)
+    for indexing in ["ij", "xy"]:
+        ours = Tensor.meshgrid(a, b, indexing=indexing)
+        theirs = torch.meshgrid(torch.arange(3), torch.arange(4), indexing=indexing)
+        for m, t in zip(ours, theirs):
+            np.testing.assert_array_equal(m.numpy(), t.numpy())
+
+
+def test_like_methods(device):
+    x = Tensor.ones(2, 3, dtype=dtypes.int16, device=device)
+    assert x.full_like(7).dtype == dtypes.int16 and x.full_like(7).numpy().tolist() == [[7] * 3] * 2
+    assert x.zeros_like().shape == (2, 3) and x.ones_like(dtype=dtypes.float32).dtype == dtypes.float32
+
+
+def test_zero_size_dims(device):
+    check_op(device, [(0, 4)], lambda x: x.cumsum(1))
+    check_op(device, [(3, 0)], lambda x: torch.sort(x, 1)[0], lambda x: x.sort(1)[0])
+    check_op(device, [(0, 3)], lambda x: x.roll(1, 0), lambda x: x.roll(1, 0))
+
+
+# ---- rejections as torch -------------------------------------------------------------------------------
+
+
+def test_rejections_as_torch(device):
+    scalar = Tensor(2.0, device=device)
+    with pytest.raises(IndexError):
+        scalar.squeeze(10)
+    with pytest.raises(RuntimeError, match="repeated|twice|more than once"):
+        Tensor.ones(2, 3, device=device).flip((0, 0))
+    with pytest.raises(RuntimeError):
+        Tensor.ones(2, 3, device=device).clip(None, None)
+    with pytest.raises(RuntimeError):
+        Tensor.ones(2, 3, device=device).permute(0, 0)
+    with pytest.raises(RuntimeError, match="dims|dimensions"):
+        Tensor.ones(2, 3, device=device).gather(0, Tensor([[[0]]], device=device))
