@@ -701,18 +701,9 @@ class Tensor(MathOps, ActivationOps, MovementOps, IndexingOps, SelectionOps, Red
         if not reverse and not isinstance(exponent, Tensor):
             return self._pow_scalar(exponent)
         base, exponent = self._broadcasted(exponent, reverse)
-        a, b = base._float(), exponent._float()
-        zero, is_int = a == 0, b == b.trunc()
-        # |a|^b through exp2/log2; a == 0 is a constant (through log2(0) every derivative would be NaN)
-        magnitude = (b * zero.where(1.0, a.abs()).log2()).exp2()
-        magnitude = zero.where((b > 0).where(0.0, (b < 0).where(math.inf, math.nan)), magnitude)
-        negative = (a < 0) | (zero & (a.reciprocal() < 0))  # the sign bit, -0 included
-        odd = is_int & ((b.abs() % 2) == 1)
-        signed = (negative & odd).where(-magnitude, magnitude)
-        invalid = (a < 0) & (a > -math.inf) & b.isinf().logical_not() & is_int.logical_not()
-        # C's pow is 1 where exp2/log2 give NaN: a ** 0 for a in (0, inf, nan), 1 ** nan, (-1) ** inf
-        one = magnitude.isnan() & ((b == 0) | (a == 1) | ((a == -1) & b.isinf()))
-        return one.where(1.0, invalid.where(math.nan, signed))
+        from minigrad.library.power import Pow  # (power.py imports tensor.py)
+
+        return Pow.apply(base._float(), exponent._float())
 
     def _pow_scalar(self, exponent: Scalar) -> "Tensor":
         """x ** c: exact products for integer powers (by squaring), sqrt for 0.5, exp2/log2 otherwise. An
