@@ -84,7 +84,9 @@ class _UserRule:
         self.name = function.__name__
 
     def vjp(self, grad: LazyNode, needed: tuple[bool, ...]) -> tuple[LazyNode | None, ...]:
-        wanted = iter(needed)  # what the gradient walk needs (it may differentiate tensors without requires_grad)
+        wanted = iter(
+            needed
+        )  # what the gradient walk needs (it may differentiate tensors without requires_grad)
         self.ctx.needs_input_grad = tuple(isinstance(a, Tensor) and next(wanted) for a in self.args)
         grads = self.function.backward(self.ctx, Tensor._from_node(grad, requires_grad=True))
         grads = tuple(grads) if isinstance(grads, (tuple, list)) else (grads,)

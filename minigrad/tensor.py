@@ -656,7 +656,9 @@ class Tensor(MathOps, ActivationOps, MovementOps, IndexingOps, SelectionOps, Red
     def bitwise_not(self) -> "Tensor":
         if self.dtype == dtypes.bool:
             return self.logical_not()
-        return self.bitwise_xor(-1 if not dtypes.is_unsigned(self.dtype) else 2 ** (8 * self.dtype.itemsize) - 1)
+        return self.bitwise_xor(
+            -1 if not dtypes.is_unsigned(self.dtype) else 2 ** (8 * self.dtype.itemsize) - 1
+        )
 
     __invert__ = bitwise_not
 
@@ -814,7 +816,20 @@ def _to_numpy(data: Any, dtype: DType | None) -> np.ndarray:
 
 
 _OPERATORS = {"truediv": "div", "and": "bitwise_and", "or": "bitwise_or", "xor": "bitwise_xor"}
-for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "and", "or", "xor", "lshift", "rshift"):
+for _name in (
+    "add",
+    "sub",
+    "mul",
+    "truediv",
+    "floordiv",
+    "mod",
+    "pow",
+    "and",
+    "or",
+    "xor",
+    "lshift",
+    "rshift",
+):
     _method = getattr(Tensor, _OPERATORS.get(_name, _name))  # t + 2 and, reflected, 2 + t
     setattr(Tensor, f"__{_name}__", _method)
     setattr(Tensor, f"__r{_name}__", partialmethod(_method, reverse=True))

@@ -37,7 +37,7 @@ def test_invalid_axes_name_the_axis(device):
     ):
         with pytest.raises(ValueError, match="axis .* out of range"):
             bad()
-    with pytest.raises(ValueError, match="not a permutation"):
+    with pytest.raises(RuntimeError, match="not a permutation"):  # as torch
         x.permute(0, 0)
 
 
@@ -65,7 +65,7 @@ def test_unsupported_dtypes():
         Tensor(np.array([1 + 2j]))
     with pytest.raises(TypeError, match="cannot make a Tensor from"):
         Tensor({"a": 1})
-    with pytest.raises(TypeError, match="only supported on bool"):
+    with pytest.raises(RuntimeError, match="needs integer or bool tensors, got float32"):  # as torch
         Tensor([1.0]) & Tensor([2.0])
 
 
@@ -112,7 +112,7 @@ def test_misc_value_errors(device):
         x.cat(Tensor.ones(2, 2, device=device))
     with pytest.raises(ValueError, match="item"):
         x.item()
-    with pytest.raises(ValueError, match="conv2d"):
+    with pytest.raises(RuntimeError, match="conv2d"):
         Tensor.ones(1, 3, 5, 5, device=device).conv2d(Tensor.ones(2, 4, 3, 3, device=device))
     with pytest.raises(ValueError, match="shape"):
         Tensor.ones(-1, device=device)

@@ -193,7 +193,7 @@ def test_result_dtypes_as_torch(device):
     assert (ints**2).dtype == dtypes.int32 and (ints**0.5).dtype == dtypes.float32
     np.testing.assert_array_equal((ints**3).numpy(), np.array([[1, 8], [27, 64]]))
     with pytest.raises(RuntimeError, match="negative"):
-        ints ** -1
+        ints**-1
 
 
 # ---- reductions and scans --------------------------------------------------------------------------
@@ -355,3 +355,101 @@ def test_rejections_as_torch(device):
         Tensor.ones(2, 3, device=device).permute(0, 0)
     with pytest.raises(RuntimeError, match="dims|dimensions"):
         Tensor.ones(2, 3, device=device).gather(0, Tensor([[[0]]], device=device))
+
+
+# ---- convolutions and pooling of any rank ------------------------------------------------------------
+
+CONVS = {
+    "conv1d": ([(2, 4, 11), (6, 2, 3)], lambda x, w: F.conv1d(x, w, groups=2, stride=2, padding=1), None),
+    "conv1d_flat_padding": (
+        [(1, 2, 7), (3, 2, 2)],
+        lambda x, w: F.conv1d(F.pad(x, (2, 1)), w),
+        lambda x, w: x.conv2d(w, padding=(2, 1)),
+    ),
+    "conv3d": (
+        [(1, 2, 5, 4, 6), (3, 2, 3, 2, 3)],
+        lambda x, w: F.conv3d(x, w, padding=1, dilation=(1, 2, 1)),
+        lambda x, w: x.conv2d(w, padding=1, dilation=(1, 2, 1)),
+    ),
+    "conv_transpose1d": (
+        [(2, 4, 5), (4, 3, 3)],
+        lambda x, w: F.conv_transpose1d(x, w, stride=2, padding=1, output_padding=1),
+        lambda x, w: x.conv_transpose2d(w, stride=2, padding=1, output_padding=1),
+    ),
+    "conv_transpose3d": (
+        [(1, 2, 3, 4, 3), (2, 2, 2, 3, 2)],
+        lambda x, w: F.conv_transpose3d(x, w, stride=(2, 1, 2), groups=2),
+        lambda x, w: x.conv_transpose2d(w, stride=(2, 1, 2), groups=2),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", CONVS)
+def test_conv_any_rank(device, name):
+    shapes, torch_fn, minigrad_fn = CONVS[name]
+    minigrad_fn = minigrad_fn or (lambda x, w: x.conv2d(w, groups=2, stride=2, padding=1))
+    check_op(device, shapes, torch_fn, minigrad_fn, atol=1e-5, grad_atol=1e-4)
+
+
+POOLS = {
+    "max_ceil": (
+        (1, 2, 6, 7),
+        lambda x: F.max_pool2d(x, 3, stride=2, padding=1, ceil_mode=True),
+        lambda x: x.max_pool2d(3, stride=2, padding=1, ceil_mode=True),
+    ),
+    "avg_ceil_not_counted": (
+        (1, 2, 6, 7),
+        lambda x: F.avg_pool2d(x, (3, 2), stride=3, padding=1, ceil_mode=True, count_include_pad=False),
+        lambda x: x.avg_pool2d((3, 2), stride=3, padding=1, ceil_mode=True, count_include_pad=False),
+    ),
+    "avg_ceil_counted": (
+        (1, 1, 5, 5),
+        lambda x: F.avg_pool2d(x, 3, stride=3, padding=1, ceil_mode=True),
+        lambda x: x.avg_pool2d(3, stride=3, padding=1, ceil_mode=True),
+    ),
+    "avg_pool1d": (
+        (2, 3, 9),
+        lambda x: F.avg_pool1d(x, 3, 2, padding=1),
+        lambda x: x.avg_pool2d((3,), 2, padding=1),
+    ),
+    "max_pool3d": (
+        (1, 2, 5, 6, 4),
+        lambda x: F.max_pool3d(x, 2, stride=(1, 2, 2), padding=1),
+        lambda x: x.max_pool2d((2, 2, 2), stride=(1, 2, 2), padding=1),
+    ),
+    "avg_pool3d": (
+        (1, 1, 7, 7, 7),
+        lambda x: F.avg_pool3d(x, 3, stride=2, padding=1, count_include_pad=False),
+        lambda x: x.avg_pool2d((3, 3, 3), stride=2, padding=1, count_include_pad=False),
+    ),
+    "max_indices": (
+        (2, 2, 7, 7),
+        lambda x: F.max_pool2d(x, 2, stride=2, ceil_mode=True, return_indices=True)[1],
+        lambda x: x.max_pool2d(2, stride=2, ceil_mode=True, return_indices=True)[1],
+    ),
+    "max_unpool2d": (
+        (1, 2, 6, 6),
+        lambda x: F.max_unpool2d(*F.max_pool2d(x, 2, return_indices=True), 2),
+        lambda x: x.max_pool2d(2, return_indices=True)[0].max_unpool2d(
+            x.max_pool2d(2, return_indices=True)[1], 2
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", POOLS)
+def test_pooling_modes(device, name):
+    shape, torch_fn, minigrad_fn = POOLS[name]
+    check_op(device, [shape], torch_fn, minigrad_fn)
+
+
+def test_max_pool_of_integers_keeps_dtype(device):
+    values = np.arange(-20, 16, dtype=np.int32).reshape(1, 1, 6, 6)
+    check_op(
+        device,
+        None,
+        lambda x: F.max_pool2d(x.float(), 2, padding=1).int(),
+        lambda x: x.max_pool2d(2, padding=1),
+        values=[values],
+    )
+    assert Tensor(values, device=device).max_pool2d(2, padding=1).dtype == dtypes.int32

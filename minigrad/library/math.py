@@ -169,7 +169,9 @@ class MathOps:
     def isfinite(self) -> "Tensor":
         return (self == self) & self.isinf().logical_not()
 
-    def isclose(self, other: Operand, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> "Tensor":
+    def isclose(
+        self, other: Operand, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False
+    ) -> "Tensor":
         """|self - other| <= atol + rtol * |other|, elementwise, as torch (equal infinities are close)."""
         other = self._to_tensor(other)
         near = (self - other).abs() <= atol + rtol * other.abs()
@@ -178,7 +180,9 @@ class MathOps:
             close = close | (self.isnan() & other.isnan())
         return close
 
-    def allclose(self, other: Operand, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> bool:
+    def allclose(
+        self, other: Operand, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False
+    ) -> bool:
         return bool(self.isclose(other, rtol, atol, equal_nan).all().item())
 
     def lerp(self, end: Operand, weight: Operand) -> "Tensor":

@@ -53,7 +53,9 @@ class MovementOps:
     def permute(self, *order) -> "Tensor":
         order = tuple(order[0]) if len(order) == 1 and isinstance(order[0], (tuple, list)) else order
         if len(order) != self.ndim:
-            raise RuntimeError(f"permute: order {order} does not match {self.ndim} dimensions of {self.shape}")
+            raise RuntimeError(
+                f"permute: order {order} does not match {self.ndim} dimensions of {self.shape}"
+            )
         order = tuple(normalize_axis(a, self.ndim) for a in order)
         if sorted(order) != list(range(self.ndim)):
             raise RuntimeError(f"permute: {order} is not a permutation of the dimensions of {self.shape}")

@@ -31,7 +31,7 @@ class NNOps:
             raise ValueError(f"kernel size {kernel}, stride {stride}, dilation {dilation}: all must be >= 1")
         outputs = (n - dilation * (kernel - 1) - 1) // stride + 1
         if outputs <= 0:
-            raise ValueError(f"window of {kernel} taps (dilation {dilation}) does not fit in size {n}")
+            raise RuntimeError(f"window of {kernel} taps (dilation {dilation}) does not fit in size {n}")
         order = [d for d in range(self.ndim) if d != axis] + [axis]
         x = self.permute(order)
         batch = x.shape[:-1]
@@ -68,19 +68,47 @@ class NNOps:
         dilation: IntPair = 1,
         padding: IntPair = 0,
     ) -> "Tensor":
-        """2-D convolution as torch's F.conv2d: input (N, Cin, H, W), weight (Cout, Cin/groups, kh, kw)."""
-        if self.ndim != 4 or weight.ndim != 4:
-            raise ValueError(f"conv2d: expected a 4-D input and weight, got {self.shape} and {weight.shape}")
-        batch, cin, _, _ = self.shape
-        cout, cin_group, kh, kw = weight.shape
-        if cin != cin_group * groups or cout % groups:
-            raise ValueError(f"conv2d: input {self.shape}, {groups} groups, mismatches weight {weight.shape}")
-        from minigrad.library.conv import Conv2d, windowed_conv  # (conv.py imports tensor.py)
+        """Convolution as torch's F.conv1d/conv2d/conv3d, by the weight's rank: input (N, Cin, *spatial),
+        weight (Cout, Cin/groups, *kernel). padding: an int, one per spatial dim, or F.pad's flat
+        (last_before, last_after, ...)."""
+        dims = weight.ndim - 2
+        if dims < 1 or self.ndim != weight.ndim:
+            raise RuntimeError(f"conv2d: input {self.shape} and weight {weight.shape} need equal ranks >= 3")
+        cout, cin_group = weight.shape[:2]
+        if self.shape[1] != cin_group * groups or cout % groups:
+            raise RuntimeError(
+                f"conv2d: input {self.shape}, {groups} groups, mismatches weight {weight.shape}"
+            )
+        pads = _pool_padding(padding, dims)
+        stride, dilation = _per_dim(stride, dims, "stride"), _per_dim(dilation, dims, "dilation")
+        if dims == 1:  # as a 2-D convolution of height 1
+            out = self.unsqueeze(2).conv2d(
+                weight.unsqueeze(2), None, groups, (1, *stride), (1, *dilation), ((0, 0), *pads)
+            )
+            out = out.squeeze(2)
+        elif dims == 2:
+            from minigrad.library.conv import Conv2d, windowed_conv  # (conv.py imports tensor.py)
 
-        settings = (groups, _pair(stride), _pair(dilation), _conv_padding(padding)[2:])
-        by_rules = getenv("CONV_GRAD_AS_CONV", 1) and (self.requires_grad or weight.requires_grad)
-        out = Conv2d.apply(self, weight, *settings) if by_rules else windowed_conv(self, weight, *settings)
-        return out + bias.reshape(1, cout, 1, 1) if bias is not None else out
+            settings = (groups, stride, dilation, pads)
+            by_rules = getenv("CONV_GRAD_AS_CONV", 1) and (self.requires_grad or weight.requires_grad)
+            out = (
+                Conv2d.apply(self, weight, *settings) if by_rules else windowed_conv(self, weight, *settings)
+            )
+        else:
+            out = self._conv_by_windows(weight, groups, stride, dilation, pads)
+        return out + bias.reshape(1, cout, *[1] * dims) if bias is not None else out
+
+    def _conv_by_windows(self, weight: "Tensor", groups: int, stride, dilation, pads) -> "Tensor":
+        """Any-rank convolution as windows of the padded input times the weight, summed (3-D and up)."""
+        dims = weight.ndim - 2
+        cout, cin_group, *kernel = weight.shape
+        x = self.pad(((0, 0), (0, 0), *pads))
+        windows = x._pool(kernel, stride, dilation)  # (N, Cin, *out, *kernel)
+        out = windows.shape[2 : 2 + dims]
+        windows = windows.reshape(self.shape[0], groups, 1, cin_group, *out, *kernel)
+        w = weight.reshape(1, groups, cout // groups, cin_group, *[1] * dims, *kernel)
+        reduced = (3, *range(4 + dims, 4 + 2 * dims))
+        return (windows * w).sum(reduced).reshape(self.shape[0], cout, *out)
 
     def conv_transpose2d(
         self,
@@ -92,29 +120,35 @@ class NNOps:
         padding: IntPair = 0,
         output_padding: IntPair = 0,
     ) -> "Tensor":
-        """Transposed convolution as torch: weight (Cin, Cout/groups, kh, kw).
+        """Transposed convolution as torch's F.conv_transpose1d/2d/3d: weight (Cin, Cout/groups, *kernel).
 
         Computed as a stride-1 convolution of the input with stride-1 zeros inserted between its pixels."""
-        if self.ndim != 4 or weight.ndim != 4:
-            raise ValueError(
-                f"conv_transpose2d: expected 4-D input and weight, got {self.shape} and {weight.shape}"
+        dims = weight.ndim - 2
+        if dims < 1 or self.ndim != weight.ndim:
+            raise RuntimeError(
+                f"conv_transpose2d: input {self.shape} and weight {weight.shape} need equal ranks"
             )
-        batch, cin, h, w_ = self.shape
-        if weight.shape[0] != cin or cin % groups:
-            raise ValueError(f"conv_transpose2d: input {self.shape} does not match weight {weight.shape}")
-        (sh, sw), (dh, dw), (ph, pw), (oph, opw) = map(_pair, (stride, dilation, padding, output_padding))
-        _, cout_group, kh, kw = weight.shape
+        cin, cout_group, *kernel = weight.shape
+        if self.shape[1] != cin or cin % groups:
+            raise RuntimeError(f"conv_transpose2d: input {self.shape} does not match weight {weight.shape}")
+        stride, dilation = _per_dim(stride, dims, "stride"), _per_dim(dilation, dims, "dilation")
+        padding, output_padding = (
+            _per_dim(padding, dims, "padding"),
+            _per_dim(output_padding, dims, "padding"),
+        )
         x = self
-        if sh > 1 or sw > 1:  # put stride-1 zeros between input pixels
-            x = x.reshape(batch, cin, h, 1, w_, 1).pad(
-                ((0, 0), (0, 0), (0, 0), (0, sh - 1), (0, 0), (0, sw - 1))
-            )
-            x = x.reshape(batch, cin, h * sh, w_ * sw)[:, :, : (h - 1) * sh + 1, : (w_ - 1) * sw + 1]
-        full_h, full_w = dh * (kh - 1), dw * (kw - 1)
-        x = x.pad(((0, 0), (0, 0), (full_h - ph, full_h - ph + oph), (full_w - pw, full_w - pw + opw)))
-        w = weight.reshape(groups, cin // groups, cout_group, kh, kw).transpose(1, 2)
-        w = w.reshape(groups * cout_group, cin // groups, kh, kw).flip((2, 3))
-        return x.conv2d(w, bias, groups=groups, dilation=(dh, dw))
+        for axis, s in enumerate(stride, start=2):  # put s-1 zeros between input pixels along each dim
+            if s > 1:
+                n = x.shape[axis]
+                x = x.unsqueeze(axis + 1)
+                x = x.pad([None] * (axis + 1) + [(0, s - 1)] + [None] * (x.ndim - axis - 2))
+                x = x.flatten(axis, axis + 1)
+                x = x.shrink([None] * axis + [(0, (n - 1) * s + 1)] + [None] * (x.ndim - axis - 1))
+        reach = [d * (k - 1) for d, k in zip(dilation, kernel)]
+        x = x.pad(((0, 0), (0, 0), *[(r - p, r - p + o) for r, p, o in zip(reach, padding, output_padding)]))
+        w = weight.reshape(groups, cin // groups, cout_group, *kernel).transpose(1, 2)
+        w = w.reshape(groups * cout_group, cin // groups, *kernel).flip(tuple(range(2, 2 + dims)))
+        return x.conv2d(w, bias, groups=groups, dilation=dilation)
 
     def max_pool2d(
         self,
@@ -122,11 +156,23 @@ class NNOps:
         stride: IntPair | None = None,
         dilation: IntPair = 1,
         padding: IntPair = 0,
-    ) -> "Tensor":
-        kernel = _pair(kernel_size)
-        x = self.pad(_conv_padding(padding), value=-math.inf) if padding != 0 else self
-        windows = x._pool(kernel, _pair(stride if stride is not None else kernel), _pair(dilation))
-        return windows.max((-2, -1))
+        ceil_mode: bool = False,
+        return_indices: bool = False,
+    ) -> "Tensor | tuple[Tensor, Tensor]":
+        """Max over windows of the last len(kernel_size) dims (2 for an int), as torch's max_pool1d/2d/3d.
+        return_indices: also the flat index in each input plane of each maximum (int64)."""
+        kernel = _per_dim(kernel_size, 2 if isinstance(kernel_size, int) else len(kernel_size), "kernel_size")
+        lowest = -math.inf if dtypes.is_float(self.dtype) else self.dtype.min
+        windows = self._pool_windows(kernel, stride, dilation, padding, ceil_mode, lowest)
+        kernel_axes = tuple(range(-len(kernel), 0))
+        if not return_indices:
+            return windows.max(kernel_axes)
+        flat = windows.flatten(-len(kernel), -1)
+        spatial = self.shape[-len(kernel) :]
+        positions = type(self).arange(math.prod(spatial), device=self.device).reshape(spatial)
+        positions = positions._pool_windows(kernel, stride, dilation, padding, ceil_mode, -1)
+        positions = positions.flatten(-len(kernel), -1).expand(flat.shape)
+        return flat.max(-1), positions.gather(-1, flat.argmax(-1).unsqueeze(-1)).squeeze(-1)
 
     def avg_pool2d(
         self,
@@ -134,12 +180,71 @@ class NNOps:
         stride: IntPair | None = None,
         dilation: IntPair = 1,
         padding: IntPair = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
     ) -> "Tensor":
-        """Average over windows; padding zeros count in the average (torch's count_include_pad=True)."""
-        kernel = _pair(kernel_size)
-        x = self.pad(_conv_padding(padding)) if padding != 0 else self
-        windows = x._pool(kernel, _pair(stride if stride is not None else kernel), _pair(dilation))
-        return windows.mean((-2, -1))
+        """Average over windows of the last len(kernel_size) dims, as torch's avg_pool1d/2d/3d: the padding
+        counts in the divisor when count_include_pad; the extra windows of ceil_mode never do."""
+        kernel = _per_dim(kernel_size, 2 if isinstance(kernel_size, int) else len(kernel_size), "kernel_size")
+        windows = self._pool_windows(kernel, stride, dilation, padding, ceil_mode, 0.0)
+        kernel_axes = tuple(range(-len(kernel), 0))
+        if padding == 0 and not ceil_mode:
+            return windows.mean(kernel_axes)
+        ones = type(self).ones(*self.shape[-len(kernel) :], device=self.device)
+        inside = 1.0 if count_include_pad else 0.0
+        counts = ones._pool_windows(kernel, stride, dilation, padding, ceil_mode, 0.0, inside)
+        return windows.sum(kernel_axes) / counts.sum(kernel_axes)
+
+    def _pool_windows(self, kernel, stride, dilation, padding, ceil_mode, value, inside=None) -> "Tensor":
+        """The windows (..., *out, *kernel) over the last len(kernel) dims of self padded by `padding` with
+        `value`, and for ceil_mode with `value` again at the end, so that a last partial window is kept
+        (unless it would start in the padding). inside: pad by `padding` with this value instead."""
+        dims = len(kernel)
+        stride = _per_dim(stride if stride is not None else kernel, dims, "stride")
+        dilation = _per_dim(dilation, dims, "dilation")
+        pads = _pool_padding(padding, dims)
+        extra = []
+        for n, k, s, d, (before, after) in zip(self.shape[-dims:], kernel, stride, dilation, pads):
+            if min(k, s, d) < 1:
+                raise ValueError(f"kernel size {k}, stride {s}, dilation {d}: all must be >= 1")
+            reach, total = d * (k - 1) + 1, n + before + after
+            outputs = (total - reach + (s - 1 if ceil_mode else 0)) // s + 1
+            if ceil_mode and (outputs - 1) * s >= n + before:  # a window may not start in the end padding
+                outputs -= 1
+            extra.append(max(0, (outputs - 1) * s + reach - total))
+        batch = [(0, 0)] * (self.ndim - dims)
+        x = self
+        if any(p for pair in pads for p in pair):
+            x = x.pad(batch + list(pads), value=value if inside is None else inside)
+        if any(extra):
+            x = x.pad(batch + [(0, e) for e in extra], value=value)
+        return x._pool(kernel, stride, dilation)
+
+    def max_unpool2d(
+        self,
+        indices: "Tensor",
+        kernel_size: IntPair = (2, 2),
+        stride: IntPair | None = None,
+        dilation: IntPair = 1,
+        padding: IntPair = 0,
+        output_size: Sequence[int] | None = None,
+    ) -> "Tensor":
+        """The inverse of max_pool2d(return_indices=True): each value put at its index in a zero plane."""
+        dims = 2 if isinstance(kernel_size, int) else len(kernel_size)
+        kernel = _per_dim(kernel_size, dims, "kernel_size")
+        stride = _per_dim(stride if stride is not None else kernel, dims, "stride")
+        dilation, padding = _per_dim(dilation, dims, "dilation"), _per_dim(padding, dims, "padding")
+        if output_size is None:
+            spatial = self.shape[-dims:]
+            output_size = [
+                (n - 1) * s - 2 * p + d * (k - 1) + 1
+                for n, s, p, d, k in zip(spatial, stride, padding, dilation, kernel)
+            ]
+        output_size = tuple(output_size)[-dims:]
+        batch = self.shape[:-dims]
+        flat_values, flat_indices = self.flatten(-dims, -1), indices.flatten(-dims, -1)
+        plane = type(self).zeros(*batch, math.prod(output_size), device=self.device, dtype=self.dtype)
+        return plane.scatter(-1, flat_indices, flat_values).reshape(*batch, *output_size)
 
     def dropout(self, p: float = 0.5) -> "Tensor":
         if not 0 <= p <= 1:
@@ -249,16 +354,27 @@ def _clamped_log(p: "Tensor") -> "Tensor":
     return positive.where(positive.where(p, 1.0).log(), -100.0).maximum(-100)
 
 
-def _pair(value: int | Sequence[int]) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+def _per_dim(value: int | Sequence[int], dims: int, name: str) -> tuple[int, ...]:
+    """An int for every spatial dim, or one per dim."""
+    if isinstance(value, int):
+        return (value,) * dims
+    if len(value) != dims:
+        raise ValueError(f"{name} {tuple(value)}: expected an int or {dims} values, one per spatial dim")
+    return tuple(int(v) for v in value)
 
 
-def _conv_padding(padding: int | Sequence[int]) -> tuple:
-    """conv padding: int, (ph, pw), or flat (left, right, top, bottom) as PyTorch's F.pad."""
+def _pool_padding(padding: int | Sequence, dims: int) -> tuple[tuple[int, int], ...]:
+    """Padding of the spatial dims as (before, after) pairs from an int, one int per dim, the pairs
+    themselves, or F.pad's flat (last_before, last_after, second_last_before, ...)."""
     if isinstance(padding, int):
-        return ((0, 0), (0, 0), (padding, padding), (padding, padding))
-    if len(padding) == 2:
-        return ((0, 0), (0, 0), (padding[0], padding[0]), (padding[1], padding[1]))
-    if len(padding) == 4:
-        return ((0, 0), (0, 0), (padding[2], padding[3]), (padding[0], padding[1]))
-    raise ValueError(f"padding must be an int, (ph, pw) or (left, right, top, bottom), got {padding}")
+        return ((padding, padding),) * dims
+    padding = tuple(padding)
+    if len(padding) == dims and all(isinstance(p, (tuple, list)) for p in padding):
+        return tuple((int(a), int(b)) for a, b in padding)
+    if len(padding) == dims:
+        return tuple((int(p), int(p)) for p in padding)
+    if len(padding) == 2 * dims:
+        return tuple((int(padding[2 * i]), int(padding[2 * i + 1])) for i in reversed(range(dims)))
+    raise ValueError(
+        f"padding {padding}: expected an int, {dims} values, or {2 * dims} for (before, after) pairs"
+    )

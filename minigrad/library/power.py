@@ -39,7 +39,10 @@ class Pow(Function):
     def backward(ctx: FunctionCtx, grad: Tensor):
         a, b = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
-        return (grad * _base_slope(a, b) if need_a else None, grad * _exponent_slope(a, b) if need_b else None)
+        return (
+            grad * _base_slope(a, b) if need_a else None,
+            grad * _exponent_slope(a, b) if need_b else None,
+        )
 
     @staticmethod
     def jvp(ctx: FunctionCtx, tangent_a: Tensor, tangent_b: Tensor) -> Tensor:

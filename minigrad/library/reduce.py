@@ -90,10 +90,14 @@ class ReduceOps:
         var = self.var(axis, keepdim, correction)
         return (var == 0).where(0.0, (var == 0).where(1.0, var).sqrt())
 
-    def var_mean(self, axis: Axis = None, keepdim: bool = False, correction: int = 1) -> tuple["Tensor", "Tensor"]:
+    def var_mean(
+        self, axis: Axis = None, keepdim: bool = False, correction: int = 1
+    ) -> tuple["Tensor", "Tensor"]:
         return self.var(axis, keepdim, correction), self.mean(axis, keepdim)
 
-    def std_mean(self, axis: Axis = None, keepdim: bool = False, correction: int = 1) -> tuple["Tensor", "Tensor"]:
+    def std_mean(
+        self, axis: Axis = None, keepdim: bool = False, correction: int = 1
+    ) -> tuple["Tensor", "Tensor"]:
         return self.std(axis, keepdim, correction), self.mean(axis, keepdim)
 
     def norm(self, p: float = 2.0, axis: Axis = None, keepdim: bool = False) -> "Tensor":

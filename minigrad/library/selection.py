@@ -49,7 +49,9 @@ class SelectionOps:
     def argsort(self, dim: int = -1, descending: bool = False, stable: bool = True) -> "Tensor":
         return self.sort(dim, descending, stable)[1]
 
-    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> tuple["Tensor", "Tensor"]:
+    def topk(
+        self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True
+    ) -> tuple["Tensor", "Tensor"]:
         """The k largest (or smallest) values along `dim` and their indices, in sorted order."""
         dim = normalize_axis(dim, self.ndim)
         size = self.shape[dim] if self.ndim else 1
@@ -63,7 +65,9 @@ class SelectionOps:
 
     # ---- scatter --------------------------------------------------------------------------------
 
-    def scatter(self, dim: int, index: "Tensor", src: "Tensor | float", reduce: str | None = None) -> "Tensor":
+    def scatter(
+        self, dim: int, index: "Tensor", src: "Tensor | float", reduce: str | None = None
+    ) -> "Tensor":
         """out[index[i][j][k]][j][k] = src[i][j][k] for dim=0 (torch.scatter); where several go to one place
         the last one wins. reduce="add" / "multiply" combine them with self instead."""
         if reduce is not None:
@@ -89,7 +93,9 @@ class SelectionOps:
         dim, index, src = self._scatter_operands(dim, index, src)
         hits = index.unsqueeze(-1) == _positions(self, self.shape[dim])
         spread = src.unsqueeze(-1)
-        low, high = (-float("inf"), float("inf")) if dtypes.is_float(self.dtype) else (self.dtype.min, self.dtype.max)
+        low, high = (
+            (-float("inf"), float("inf")) if dtypes.is_float(self.dtype) else (self.dtype.min, self.dtype.max)
+        )
         fills = {"sum": 0, "mean": 0, "prod": 1, "amax": low, "amin": high}
         picked = hits.where(spread, fills[reduce])
         if reduce in ("sum", "mean"):
@@ -101,8 +107,11 @@ class SelectionOps:
         target = self._scatter_region(dim, index)
         if include_self:
             combine = {"sum": target.add, "mean": target.add, "prod": target.mul}
-            value = combine[reduce](value) if reduce in combine else (
-                value.maximum(target) if reduce == "amax" else value.minimum(target))
+            value = (
+                combine[reduce](value)
+                if reduce in combine
+                else (value.maximum(target) if reduce == "amax" else value.minimum(target))
+            )
         if reduce == "mean":
             count = hits.sum(-2) + (1 if include_self else 0)
             value = value / count.maximum(1)
@@ -119,8 +128,13 @@ class SelectionOps:
             raise RuntimeError(
                 f"scatter: index {index.shape}, src {src.shape} and self {self.shape} need one number of dims"
             )
-        if any(index.shape[d] > src.shape[d] or (d != dim and index.shape[d] > self.shape[d]) for d in range(self.ndim)):
-            raise RuntimeError(f"scatter: index {index.shape} is larger than src {src.shape} or self {self.shape}")
+        if any(
+            index.shape[d] > src.shape[d] or (d != dim and index.shape[d] > self.shape[d])
+            for d in range(self.ndim)
+        ):
+            raise RuntimeError(
+                f"scatter: index {index.shape} is larger than src {src.shape} or self {self.shape}"
+            )
         if not dtypes.is_int(index.dtype):
             raise RuntimeError(f"scatter: index must be an integer tensor, got {index.dtype.name}")
         index._check_bounds(0, self.shape[dim], f"scatter index for dim {dim} with size {self.shape[dim]}")
