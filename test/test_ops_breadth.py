@@ -453,3 +453,64 @@ def test_max_pool_of_integers_keeps_dtype(device):
         values=[values],
     )
     assert Tensor(values, device=device).max_pool2d(2, padding=1).dtype == dtypes.int32
+
+
+# ---- pad modes and losses -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_pad_modes(device, mode):
+    for padding in [(2, 1), (1, 2, 0, 3), (-1, 2, 2, -1)]:
+        check_op(
+            device,
+            [(2, 4, 5)],
+            lambda x: F.pad(x, padding, mode=mode),
+            lambda x: x.pad(padding, mode=mode),
+        )
+    with pytest.raises(NotImplementedError):
+        Tensor.ones(2, 3, device=device).pad((1, 1), mode="typo")
+
+
+def test_losses(device):
+    rng = np.random.default_rng(5)
+    target = rng.integers(0, 5, (6,)).astype(np.int64)
+    target[1] = 2
+    weight = rng.uniform(0.2, 2, (5,)).astype(np.float32)
+    for reduction in ["mean", "sum", "none"]:
+        check_op(
+            device,
+            [(6, 5)],
+            lambda x: F.nll_loss(
+                F.log_softmax(x, 1),
+                torch.tensor(target),
+                torch.tensor(weight),
+                reduction=reduction,
+                ignore_index=2,
+            ),
+            lambda x: x.log_softmax(1).nll_loss(
+                Tensor(target, device=device), Tensor(weight, device=device), 2, reduction
+            ),
+        )
+        check_op(
+            device,
+            [(6, 5), (6, 5)],
+            lambda x, y: F.binary_cross_entropy_with_logits(
+                x, y.clip(0, 1), reduction=reduction, pos_weight=torch.tensor(weight)
+            ),
+            lambda x, y: x.binary_crossentropy_logits(y.clip(0, 1), reduction, Tensor(weight, device=device)),
+        )
+        check_op(
+            device,
+            [(6, 5), (6, 5)],
+            lambda x, y: F.binary_cross_entropy(x.sigmoid(), y.clip(0, 1), reduction=reduction),
+            lambda x, y: x.sigmoid().binary_crossentropy(y.clip(0, 1), reduction),
+        )
+    target3 = rng.integers(0, 4, (2, 3, 3)).astype(np.int64)
+    check_op(
+        device,
+        [(2, 3, 3, 4)],
+        lambda x: F.cross_entropy(x.permute(0, 3, 1, 2), torch.tensor(target3), reduction="sum"),
+        lambda x: x.sparse_categorical_crossentropy(Tensor(target3, device=device), reduction="sum"),
+    )
+    for p, dim in [(2.0, 1), (1.0, 0), (3.0, 1)]:
+        check_op(device, [(4, 5)], lambda x: F.normalize(x, p=p, dim=dim), lambda x: x.normalize(p, dim))

@@ -103,10 +103,13 @@ class MovementOps:
         dim = normalize_axis(dim, self.ndim + 1)
         return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
 
-    def pad(self, padding: Sequence, value: Scalar = 0.0) -> "Tensor":
+    def pad(self, padding: Sequence, value: Scalar = 0.0, mode: str = "constant") -> "Tensor":
         """Pad with `value`. `padding` is ((before, after), ...) per dim (None = no pad), or PyTorch's flat
-        (last_before, last_after, second_last_before, ...). Negative amounts crop."""
+        (last_before, last_after, second_last_before, ...). Negative amounts crop. mode: 'constant', or
+        'reflect', 'replicate', 'circular' (torch's: the new elements mirror, repeat the edge or wrap)."""
         pairs = self._padding_pairs(padding)
+        if mode != "constant":
+            return self._pad_by_index(pairs, mode)
         crop = tuple((max(0, -b), s - max(0, -a)) for (b, a), s in zip(pairs, self.shape))
         x = self.shrink(crop) if any(c != (0, s) for c, s in zip(crop, self.shape)) else self
         grow = tuple((max(0, b), max(0, a)) for b, a in pairs)
@@ -116,6 +119,28 @@ class MovementOps:
         inside = x._const(True, dtypes.bool)
         inside = self._from_node(inside.lazydata.pad(grow), False)
         return inside.where(padded, value)
+
+    def _pad_by_index(self, pairs: tuple[tuple[int, int], ...], mode: str) -> "Tensor":
+        """reflect/replicate/circular padding: element j of a padded dim is element source(j - before) of the
+        input, gathered as slices of contiguous runs (flipped where they run backwards)."""
+        x = self
+        for axis, ((before, after), n) in enumerate(zip(pairs, self.shape)):
+            if before == after == 0:
+                continue
+            sources = _padded_sources(n, before, after, mode)
+            if not sources:
+                x = x.shrink([None] * axis + [(0, 0)] + [None] * (x.ndim - axis - 1))
+                continue
+            pieces, start = [], 0
+            for end in range(1, len(sources) + 1):
+                run = sources[start:end]
+                if end == len(sources) or not _is_run(run + [sources[end]]):
+                    low, high = min(run), max(run) + 1
+                    piece = x.shrink([None] * axis + [(low, high)] + [None] * (x.ndim - axis - 1))
+                    pieces.append(piece.flip(axis) if len(run) > 1 and run[1] < run[0] else piece)
+                    start = end
+            x = pieces[0].cat(*pieces[1:], dim=axis) if len(pieces) > 1 else pieces[0]
+        return x
 
     def _padding_pairs(self, padding: Sequence) -> tuple[tuple[int, int], ...]:
         if all(isinstance(p, (int, np.integer)) for p in padding):
@@ -294,3 +319,36 @@ def _tensors_only(op: str, values: Sequence) -> tuple[Tensor, ...]:
         if not isinstance(value, Tensor):
             raise TypeError(f"{op}: expected Tensors, got {type(value).__name__} {value!r} at position {i}")
     return tuple(values)
+
+
+def _padded_sources(n: int, before: int, after: int, mode: str) -> list[int]:
+    """The input index each element of a padded dim copies, as torch's modes: reflect and replicate index
+    the whole input; circular wraps around what negative amounts leave of it."""
+    if mode == "circular":
+        low, high = max(0, -before), n - max(0, -after)
+        before, after = max(0, before), max(0, after)
+        if max(before, after) > high - low:
+            raise RuntimeError(
+                f"pad: circular padding ({before}, {after}) must be at most the dim's size {n}"
+            )
+        return [low + (j - before) % (high - low) for j in range(high - low + before + after)]
+    positions = range(-before, n + after)
+    if mode == "reflect":
+        if max(before, after) >= n:
+            raise RuntimeError(
+                f"pad: reflect padding ({before}, {after}) must be less than the dim's size {n}"
+            )
+        return [-i if i < 0 else 2 * (n - 1) - i if i >= n else i for i in positions]
+    if mode == "replicate":
+        if n == 0:
+            raise RuntimeError("pad: replicate padding of an empty dim")
+        return [min(max(i, 0), n - 1) for i in positions]
+    raise NotImplementedError(
+        f"pad: mode {mode!r} is not one of 'constant', 'reflect', 'replicate', 'circular'"
+    )
+
+
+def _is_run(indices: list[int]) -> bool:
+    """Whether indices step by +1 throughout, or by -1 throughout."""
+    steps = {b - a for a, b in zip(indices, indices[1:])}
+    return len(steps) <= 1 and steps <= {1, -1}

@@ -278,10 +278,37 @@ class NNOps:
         return hot.cast(dtypes.int64)
 
     def sparse_categorical_crossentropy(
-        self, Y: "Tensor", ignore_index: int = -1, label_smoothing: float = 0.0
+        self, Y: "Tensor", ignore_index: int = -1, label_smoothing: float = 0.0, reduction: str = "mean"
     ) -> "Tensor":
-        """Mean cross-entropy of logits `self` (N, C) against class indices `Y` (N,), as tinygrad."""
-        return self.cross_entropy(Y, ignore_index=ignore_index, label_smoothing=label_smoothing)
+        """Cross-entropy of logits `self` (..., C), classes on the last dim as tinygrad, against class indices
+        `Y` (...)."""
+        x = self.permute(0, self.ndim - 1, *range(1, self.ndim - 1)) if self.ndim > 2 else self
+        return x.cross_entropy(
+            Y, reduction=reduction, label_smoothing=label_smoothing, ignore_index=ignore_index
+        )
+
+    def nll_loss(
+        self, Y: "Tensor", weight: "Tensor | None" = None, ignore_index: int = -100, reduction: str = "mean"
+    ) -> "Tensor":
+        """torch's F.nll_loss: minus the log-probability `self` (N, C, ...) of each class index in Y (N, ...),
+        times weight[Y]; 'mean' divides by the weights' sum over the targets not ignored."""
+        axis = 1 if self.ndim > 1 else 0
+        classes = self.shape[axis]
+        expected = self.shape[:axis] + self.shape[axis + 1 :]
+        if Y.shape != expected or dtypes.is_float(Y.dtype):
+            raise RuntimeError(
+                f"nll_loss: targets {Y.shape} {Y.dtype.name}, expected class indices of shape {expected}"
+            )
+        class_shape = (classes,) + (1,) * (self.ndim - axis - 1)
+        hot = Y.unsqueeze(axis) == type(self).arange(classes, device=self.device, dtype=Y.dtype).reshape(
+            class_shape
+        )
+        picked = hot.where(self, 0).sum(axis)
+        weights = (Y != ignore_index).float()
+        if weight is not None:
+            weights = weights * hot.where(weight.reshape(class_shape), 0).sum(axis)
+        loss = -picked * weights
+        return _reduced(loss, reduction, "nll_loss", weights.sum())
 
     def cross_entropy(
         self, Y: "Tensor", reduction: str = "mean", label_smoothing: float = 0.0, ignore_index: int = -100
@@ -292,12 +319,12 @@ class NNOps:
         classes = self.shape[axis]
         if dtypes.is_float(Y.dtype):
             if Y.shape != self.shape:
-                raise ValueError(f"cross_entropy: probabilities {Y.shape} must match logits {self.shape}")
+                raise RuntimeError(f"cross_entropy: probabilities {Y.shape} must match logits {self.shape}")
             target, keep, count = Y, None, None
         else:
             expected = self.shape[:axis] + self.shape[axis + 1 :]
             if Y.shape != expected:
-                raise ValueError(
+                raise RuntimeError(
                     f"cross_entropy: class targets have shape {Y.shape}, expected {expected} "
                     f"for logits {self.shape}"
                 )
@@ -324,13 +351,23 @@ class NNOps:
             raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
         return loss.sum() / count if count is not None else loss.mean()
 
-    def binary_crossentropy(self, Y: "Tensor") -> "Tensor":
-        """Mean BCE of probabilities `self` against targets `Y`; logs clamped at -100 as torch."""
-        return -(Y * _clamped_log(self) + (1 - Y) * _clamped_log(1 - self)).mean()
+    def binary_crossentropy(self, Y: "Tensor", reduction: str = "mean") -> "Tensor":
+        """BCE of probabilities `self` against targets `Y`; logs clamped at -100 as torch."""
+        loss = -(Y * _clamped_log(self) + (1 - Y) * _clamped_log(1 - self))
+        return _reduced(loss, reduction, "binary_crossentropy")
 
-    def binary_crossentropy_logits(self, Y: "Tensor") -> "Tensor":
-        """Mean BCE of logits, in the stable form max(x, 0) - x*y + log(1 + exp(-|x|))."""
-        return (self.maximum(0) - self * Y + (1 + (-self.abs()).exp()).log()).mean()
+    def binary_crossentropy_logits(
+        self, Y: "Tensor", reduction: str = "mean", pos_weight: "Tensor | None" = None
+    ) -> "Tensor":
+        """BCE of logits in the stable form (1 - y) x + (1 + (pos_weight - 1) y) (log(1 + exp(-|x|)) + max(-x, 0));
+        pos_weight weighs the positive targets of each class (the last dim)."""
+        softplus_neg = (1 + (-self.abs()).exp()).log() + (-self).maximum(0)
+        scale = 1 if pos_weight is None else 1 + (pos_weight - 1) * Y
+        return _reduced((1 - Y) * self + scale * softplus_neg, reduction, "binary_crossentropy_logits")
+
+    def normalize(self, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> "Tensor":
+        """self divided by its p-norm along dim, at least eps (torch's F.normalize)."""
+        return self / self.norm(p, dim, keepdim=True).maximum(eps)
 
     def scaled_dot_product_attention(
         self, key: "Tensor", value: "Tensor", attn_mask: "Tensor | None" = None, is_causal: bool = False
@@ -345,6 +382,17 @@ class NNOps:
                 attn_mask.where(scores, -math.inf) if attn_mask.dtype == dtypes.bool else scores + attn_mask
             )
         return scores.softmax(-1).matmul(value)
+
+
+def _reduced(loss: "Tensor", reduction: str, name: str, total: "Tensor | None" = None) -> "Tensor":
+    """A loss per element, reduced as torch's `reduction=`: 'none', 'sum', or 'mean' (over `total`)."""
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    if reduction != "mean":
+        raise ValueError(f"{name}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    return loss.sum() / total if total is not None else loss.mean()
 
 
 def _clamped_log(p: "Tensor") -> "Tensor":
