@@ -574,7 +574,7 @@ class Tensor(MathOps, ActivationOps, MovementOps, IndexingOps, SelectionOps, Red
 
     def _rounded_div(self, other: Operand, reverse: bool, rounding_mode: str) -> "Tensor":
         if rounding_mode not in ("trunc", "floor"):
-            raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
+            raise RuntimeError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
         x, y = self._broadcasted(other, reverse)
         if rounding_mode == "floor":
             return x.floordiv(y)

@@ -514,3 +514,20 @@ def test_losses(device):
     )
     for p, dim in [(2.0, 1), (1.0, 0), (3.0, 1)]:
         check_op(device, [(4, 5)], lambda x: F.normalize(x, p=p, dim=dim), lambda x: x.normalize(p, dim))
+
+
+def test_fixed_size_selection_on_device(device):
+    t = Tensor([[0, 1, 2], [3, 4, 5]], device=device)
+    mask = Tensor([[True, False, True], [False, True, True]], device=device)
+    assert t.masked_select(mask, size=3).numpy().tolist() == [0, 2, 4]
+    assert t.masked_select(mask, size=6, fill_value=-1).numpy().tolist() == [0, 2, 4, 5, -1, -1]
+    assert t.nonzero(size=6).numpy().tolist() == [[0, 1], [0, 2], [1, 0], [1, 1], [1, 2], [-1, -1]]
+    assert t.nonzero(size=6).dtype == dtypes.int64
+
+
+def test_index_with_tuples_and_nested_lists(device):
+    values = np.arange(60, dtype=np.float32).reshape(3, 4, 5)
+    check_op(device, None, lambda x: x[(1, 0), :, (2, 3)], values=[values])
+    check_op(device, None, lambda x: x[[[0], [2]], (1, 3)], values=[values])
+    with pytest.raises(IndexError, match="out of bounds"):
+        Tensor(values, device=device)[1, 4]

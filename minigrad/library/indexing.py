@@ -27,7 +27,7 @@ class IndexingOps:
     def __getitem__(self, index: Any) -> "Tensor":
         """numpy-style indexing: ints, slices (any step), None, ..., and integer tensors (gather)."""
         items = list(index) if isinstance(index, tuple) else [index]
-        items = [_host_index(i, self) if isinstance(i, (list, np.ndarray)) else i for i in items]
+        items = [_host_index(i, self) if isinstance(i, (list, tuple, np.ndarray)) else i for i in items]
         items = [
             _Mask(i.numpy()) if isinstance(i, type(self)) and i.dtype == dtypes.bool else i for i in items
         ]
@@ -61,7 +61,7 @@ class IndexingOps:
                 out_shape.append(size)
             elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
                 if not -size <= item < size:
-                    raise IndexError(f"index {item} is out of range for dim {dim} with size {size}")
+                    raise IndexError(f"index {item} is out of bounds for dim {dim} with size {size}")
                 x = x._slice_dim(dim, item % size, item % size + 1, 1)
             elif isinstance(item, slice):
                 start, stop, step = item.indices(size)

@@ -38,7 +38,7 @@ class MovementOps:
         integers made ints."""
         shape = tuple(self.shape[i] if s is None and i < self.ndim else s for i, s in enumerate(shape))
         if sum(1 for s in shape if s == -1) > 1:
-            raise ValueError(f"reshape: only one dimension can be -1, got {shape}")
+            raise RuntimeError(f"reshape: only one dimension can be -1, got {shape}")
         if any(not isinstance(s, (int, np.integer)) or s < -1 for s in shape):
             raise ValueError(f"reshape: invalid shape {shape}")
         if -1 in shape:
@@ -249,7 +249,7 @@ class MovementOps:
     def meshgrid(self, *others: "Tensor", indexing: str = "ij") -> list["Tensor"]:
         """Coordinate grids from 1-D tensors (torch.meshgrid): "ij" (matrix) or "xy" (Cartesian) order."""
         if indexing not in ("ij", "xy"):
-            raise ValueError(f"meshgrid: indexing must be 'ij' or 'xy', got {indexing!r}")
+            raise RuntimeError(f"meshgrid: indexing must be 'ij' or 'xy', got {indexing!r}")
         tensors = (self,) + _tensors_only("meshgrid", others)
         shape = tuple(t.numel() for t in tensors)
         if indexing == "xy" and len(tensors) > 1:
@@ -282,6 +282,8 @@ class MovementOps:
         )
         if not tensors:
             raise ValueError("stack: expected a non-empty list of Tensors")
+        if any(isinstance(t, (list, tuple)) for t in tensors):
+            raise ValueError("stack: expected Tensors as arguments, or one list of them, not a mix")
         tensors = _tensors_only("stack", tensors)
         if len({t.shape for t in tensors}) > 1:
             raise ValueError(f"stack: all tensors need one shape, got {[t.shape for t in tensors]}")

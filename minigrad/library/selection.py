@@ -13,6 +13,8 @@ depends on values, read the data back to the host.
 
 from __future__ import annotations
 
+import math
+
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -89,7 +91,7 @@ class SelectionOps:
         """Combine every src value sent to one place with `reduce` (sum, prod, mean, amax, amin), and with
         self's value there too unless include_self=False (torch.scatter_reduce)."""
         if reduce not in SCATTER_REDUCES:
-            raise ValueError(f"scatter_reduce: reduce must be one of {SCATTER_REDUCES}, got {reduce!r}")
+            raise RuntimeError(f"scatter_reduce: reduce must be one of {SCATTER_REDUCES}, got {reduce!r}")
         dim, index, src = self._scatter_operands(dim, index, src)
         hits = index.unsqueeze(-1) == _positions(self, self.shape[dim])
         spread = src.unsqueeze(-1)
@@ -158,17 +160,42 @@ class SelectionOps:
     def masked_fill(self, mask: "Tensor", value) -> "Tensor":
         return mask.where(value, self)
 
-    def masked_select(self, mask: "Tensor") -> "Tensor":
-        """The elements where `mask` (broadcast with self) is True, as a 1-D tensor. Its length depends on
-        the mask's values: the mask is read back to the host."""
+    def masked_select(self, mask: "Tensor", size: int | None = None, fill_value=0) -> "Tensor":
+        """The elements where `mask` (broadcast with self) is True, as a 1-D tensor. Without `size` its length
+        depends on the mask's values, which are read back to the host; with it, the first `size` such
+        elements, padded with fill_value, all on the device."""
         shape = np.broadcast_shapes(self.shape, mask.shape)
-        return self.expand(shape).flatten()[mask.expand(shape).flatten()]
+        values, flags = self.expand(shape).flatten(), mask.expand(shape).flatten()
+        if size is None:
+            return values[flags]
+        hits = _first_hits(flags, size)  # (size, n)
+        picked = hits.where(values, 0).sum(-1).cast(self.dtype)
+        return hits.any(-1).where(picked, picked._const(fill_value))
 
-    def nonzero(self) -> "Tensor":
-        """The (N, ndim) int64 indices of the nonzero elements, in row-major order (torch.nonzero). N depends
-        on the values: they are read back to the host."""
-        found = np.argwhere(self.numpy().reshape(self.shape) != 0)
-        return type(self)(found.reshape(-1, self.ndim).astype(np.int64), device=self.device)
+    def nonzero(self, size: int | None = None, fill_value=-1) -> "Tensor":
+        """The (N, ndim) int64 indices of the nonzero elements, in row-major order (torch.nonzero). Without
+        `size`, N depends on the values, which are read back to the host; with it, N = size, padded with
+        fill_value, all on the device."""
+        if size is None:
+            found = np.argwhere(self.numpy().reshape(self.shape) != 0)
+            return type(self)(found.reshape(-1, self.ndim).astype(np.int64), device=self.device)
+        hits = _first_hits(self.flatten() != 0, size)
+        flat = hits.where(_positions(self, hits.shape[-1]).cast(dtypes.int64), 0).sum(-1)
+        strides = [math.prod(self.shape[d + 1 :]) for d in range(self.ndim)]
+        coords = [(flat // stride) % n for stride, n in zip(strides, self.shape)]
+        found = hits.any(-1)
+        fill = found._const(int(fill_value), dtypes.int64)
+        columns = [found.where(c, fill).unsqueeze(-1) for c in coords]
+        if not columns:
+            return type(self).zeros(size, 0, dtype=dtypes.int64, device=self.device)
+        return columns[0].cat(*columns[1:], dim=-1)
+
+
+def _first_hits(flags: "Tensor", size: int) -> "Tensor":
+    """(size, n) bools: [k, i] is True where element i is the k-th True of the 1-D `flags`."""
+    rank = flags.cast(dtypes.int64).cumsum(0) - 1
+    slots = type(flags).arange(size, device=flags.device, dtype=dtypes.int64).unsqueeze(-1)
+    return flags & (rank == slots)
 
 
 def _ranks(x: "Tensor", descending: bool) -> "Tensor":
