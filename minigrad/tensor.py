@@ -382,6 +382,46 @@ class Tensor(MathOps, ActivationOps, MovementOps, IndexingOps, SelectionOps, Red
         return Tensor._random(device, dtype, requires_grad, "uniform", low, high, _shape_args(shape))
 
     @staticmethod
+    def normal(*shape, mean: float = 0.0, std: float = 1.0, **kwargs) -> "Tensor":
+        """Normal samples of mean and std; kwargs: device, dtype, requires_grad."""
+        return Tensor._random(
+            kwargs.get("device"),
+            kwargs.get("dtype"),
+            kwargs.get("requires_grad"),
+            "normal",
+            mean,
+            std,
+            _shape_args(shape),
+        )
+
+    @staticmethod
+    def scaled_uniform(*shape, **kwargs) -> "Tensor":
+        """Uniform in [-1, 1) / sqrt(numel), as tinygrad."""
+        shape = _shape_args(shape)
+        return Tensor.uniform(*shape, low=-1.0, high=1.0, **kwargs) * prod(shape) ** -0.5
+
+    @staticmethod
+    def glorot_uniform(*shape, **kwargs) -> "Tensor":
+        """Xavier/Glorot uniform: bound sqrt(6 / (fan_out + fan_in)), fan_out the first dim."""
+        shape = _shape_args(shape)
+        bound = math.sqrt(6 / (shape[0] + prod(shape[1:]))) if shape else 1.0
+        return Tensor.uniform(*shape, low=-bound, high=bound, **kwargs)
+
+    @staticmethod
+    def kaiming_uniform(*shape, a: float = 0.01, **kwargs) -> "Tensor":
+        """He uniform for a leaky relu of slope a: bound sqrt(3) * gain / sqrt(fan_in), fan_in = prod(shape[1:])."""
+        shape = _shape_args(shape)
+        bound = math.sqrt(3.0) * math.sqrt(2.0 / (1 + a**2)) / math.sqrt(max(1, prod(shape[1:])))
+        return Tensor.uniform(*shape, low=-bound, high=bound, **kwargs)
+
+    @staticmethod
+    def kaiming_normal(*shape, a: float = 0.01, **kwargs) -> "Tensor":
+        """He normal for a leaky relu of slope a: std gain / sqrt(fan_in)."""
+        shape = _shape_args(shape)
+        std = math.sqrt(2.0 / (1 + a**2)) / math.sqrt(max(1, prod(shape[1:])))
+        return Tensor.normal(*shape, mean=0.0, std=std, **kwargs)
+
+    @staticmethod
     def randint(
         *shape,
         low: int = 0,
@@ -779,7 +819,7 @@ def _power_by_squaring(x: "Tensor", n: int) -> "Tensor":
 
 def _check_int_operands(op: str, x: "Tensor") -> None:
     if not dtypes.is_int(x.dtype):
-        raise TypeError(f"operator {op} needs integer tensors, got {x.dtype.name}")
+        raise RuntimeError(f"operator {op} needs integer tensors, got {x.dtype.name}")
 
 
 def _power_of_two(n: "Tensor", dtype: DType) -> "Tensor":

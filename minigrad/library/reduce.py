@@ -184,6 +184,8 @@ class ReduceOps:
         axis = normalize_axis(axis, self.ndim)
         x = self.transpose(axis, -1) if self.ndim else self.reshape(1)
         n = x.shape[-1]
+        if n == 0:  # nothing to run over: an empty result of self's shape
+            return self
         take = _positions(self, n).reshape(n, 1) >= _positions(self, n)
         out = combine(take.where(x.unsqueeze(-2), fill))
         return out.transpose(axis, -1) if self.ndim else out.reshape(())
@@ -209,6 +211,8 @@ class ReduceOps:
         x = (self.transpose(axis, -1) if self.ndim else self.reshape(1)).detach()
         v = (values.transpose(axis, -1) if self.ndim else values.reshape(1)).detach()
         n = x.shape[-1]
+        if n == 0:
+            return self.cast(dtypes.int64)
         j = _positions(self, n)
         found = (j <= j.reshape(n, 1)) & ((x.unsqueeze(-2) == v.unsqueeze(-1)) | (x != x).unsqueeze(-2))
         index = found.where(j, -1).max(-1).cast(dtypes.int64)
@@ -233,11 +237,13 @@ class ReduceOps:
         """Matrix product with numpy's rules for 1-D operands and broadcast batch dims: a MUL and a SUM."""
         x, w = self, self._to_tensor(other)
         if x.ndim == 0 or w.ndim == 0:
-            raise ValueError(f"matmul: both operands need at least 1 dimension, got {x.shape} and {w.shape}")
+            raise RuntimeError(
+                f"matmul: both operands need at least 1 dimension, got {x.shape} and {w.shape}"
+            )
         x2 = x.unsqueeze(0) if x.ndim == 1 else x
         w2 = w.unsqueeze(-1) if w.ndim == 1 else w
         if x2.shape[-1] != w2.shape[-2]:
-            raise ValueError(
+            raise RuntimeError(
                 f"matmul: shapes {x.shape} and {w.shape} do not match ({x2.shape[-1]} != {w2.shape[-2]})"
             )
         out = (x2.unsqueeze(-2) * w2.transpose(-1, -2).unsqueeze(-3)).sum(-1)
