@@ -26,6 +26,7 @@ from minigrad.gradient import gradient as reverse_gradient
 from minigrad.helpers import prod
 from minigrad.lazy import LazyNode
 from minigrad.library.activations import ActivationOps
+from minigrad.library.einsum import EinsumOps
 from minigrad.library.indexing import IndexingOps
 from minigrad.library.math import MathOps
 from minigrad.library.movement import MovementOps
@@ -42,7 +43,7 @@ def _like(t: "Tensor", kwargs: dict) -> dict:
     return {"device": t.device, "dtype": t.dtype, **{k: v for k, v in kwargs.items() if v is not None}}
 
 
-class Tensor(MathOps, ActivationOps, MovementOps, IndexingOps, SelectionOps, ReduceOps, NNOps):
+class Tensor(MathOps, ActivationOps, MovementOps, IndexingOps, SelectionOps, ReduceOps, EinsumOps, NNOps):
     """The face users see: data, construction, autograd and the elementwise primitives are here; the
     composed ops come from the op library's families (minigrad/library/), one base class each."""
 

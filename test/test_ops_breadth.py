@@ -531,3 +531,64 @@ def test_index_with_tuples_and_nested_lists(device):
     check_op(device, None, lambda x: x[[[0], [2]], (1, 3)], values=[values])
     with pytest.raises(IndexError, match="out of bounds"):
         Tensor(values, device=device)[1, 4]
+
+
+# ---- einsum, attention, initializers --------------------------------------------------------------------
+
+EINSUMS = {
+    "ij,jk->ik": [(3, 4), (4, 5)],
+    "bij,bjk": [(2, 3, 4), (2, 4, 5)],
+    "ii->i": [(4, 4)],
+    "ii": [(4, 4)],
+    "i,j->ij": [(3,), (5,)],
+    "...id,...jd->...ij": [(2, 3, 4), (2, 5, 4)],
+    "i...j,ji...->...": [(3, 2, 4), (4, 3, 2)],
+    "pqrs,tuqvr->pstuv": [(2, 3, 4, 2), (2, 2, 3, 2, 4)],
+    "->": [()],
+}
+
+
+@pytest.mark.parametrize("formula", EINSUMS)
+def test_einsum(device, formula):
+    shapes = EINSUMS[formula]
+    check_op(
+        device,
+        shapes,
+        lambda *xs: torch.einsum(formula, *xs),
+        lambda *xs: Tensor.einsum(formula, *xs),
+        atol=1e-5,
+    )
+
+
+def test_einsum_errors(device):
+    a, b = Tensor.ones(3, 4, device=device), Tensor.ones(5, 6, device=device)
+    with pytest.raises(RuntimeError, match="sizes 4 and 5"):
+        Tensor.einsum("ij,jk->ik", a, b)
+    with pytest.raises(RuntimeError, match="operands"):
+        Tensor.einsum("ij,jk->ik", a)
+
+
+def test_attention_gqa_and_causal(device):
+    check_op(
+        device,
+        [(1, 4, 3, 8), (1, 2, 5, 8), (1, 2, 5, 8)],
+        lambda q, k, v: F.scaled_dot_product_attention(q, k, v, enable_gqa=True),
+        lambda q, k, v: q.scaled_dot_product_attention(k, v, enable_gqa=True),
+        atol=1e-5,
+    )
+    q = Tensor.ones(1, 2, 3, 4, device=device)
+    with pytest.raises(RuntimeError, match="not both"):
+        q.scaled_dot_product_attention(q, q, attn_mask=Tensor.ones(3, 3, dtype=dtypes.bool), is_causal=True)
+
+
+def test_initializers(device):
+    Tensor.manual_seed(0)
+    w = Tensor.kaiming_uniform(64, 32, device=device).numpy()
+    bound = np.sqrt(3) * np.sqrt(2 / (1 + 0.01**2)) / np.sqrt(32)
+    assert w.shape == (64, 32) and np.abs(w).max() <= bound and np.abs(w).max() > 0.9 * bound
+    n = Tensor.normal(200, 200, mean=1.0, std=2.0, device=device).numpy()
+    assert abs(n.mean() - 1.0) < 0.05 and abs(n.std() - 2.0) < 0.05
+    assert Tensor.kaiming_normal(8, 4, device=device).shape == (8, 4)
+    assert Tensor.glorot_uniform(8, 4, device=device).shape == (8, 4)
+    with pytest.raises(ValueError):
+        Tensor.normal(-3, 2)

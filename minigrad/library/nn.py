@@ -370,9 +370,25 @@ class NNOps:
         return self / self.norm(p, dim, keepdim=True).maximum(eps)
 
     def scaled_dot_product_attention(
-        self, key: "Tensor", value: "Tensor", attn_mask: "Tensor | None" = None, is_causal: bool = False
+        self,
+        key: "Tensor",
+        value: "Tensor",
+        attn_mask: "Tensor | None" = None,
+        is_causal: bool = False,
+        enable_gqa: bool = False,
     ) -> "Tensor":
-        """softmax(q k^T / sqrt(d) + mask) v with q = self; a bool mask marks the positions to keep."""
+        """softmax(q k^T / sqrt(d) + mask) v with q = self; a bool mask marks the positions to keep.
+        enable_gqa: key and value have fewer heads (dim -3), each shared by a group of the query's."""
+        if is_causal and attn_mask is not None:
+            raise RuntimeError("scaled_dot_product_attention: give is_causal or attn_mask, not both")
+        if enable_gqa and key.ndim >= 3 and key.shape[-3] != self.shape[-3]:
+            heads, kv_heads = self.shape[-3], key.shape[-3]
+            if heads % kv_heads:
+                raise RuntimeError(
+                    f"scaled_dot_product_attention: {heads} query heads in groups of {kv_heads}"
+                )
+            key = key.repeat_interleave(heads // kv_heads, -3)
+            value = value.repeat_interleave(heads // kv_heads, -3)
         scores = self.matmul(key.transpose(-2, -1)) * (1 / math.sqrt(self.shape[-1]))
         if is_causal:
             keep = type(self).ones(*scores.shape[-2:], device=self.device, dtype=dtypes.bool).tril()
