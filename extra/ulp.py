@@ -58,7 +58,9 @@ def ulp_errors(ours: np.ndarray, reference: np.ndarray) -> np.ndarray:
     special = ~np.isfinite(reference) | ~np.isfinite(ours)
     same_special = (np.isnan(ours) & np.isnan(reference)) | (ours == reference)
     spacing = np.spacing(np.abs(reference).astype(np.float32)).astype(np.float64)
-    errors = np.abs(ours.astype(np.float64) - reference.astype(np.float64)) / np.where(spacing > 0, spacing, 1)
+    errors = np.abs(ours.astype(np.float64) - reference.astype(np.float64)) / np.where(
+        spacing > 0, spacing, 1
+    )
     return np.where(special, np.where(same_special, 0.0, np.inf), errors)
 
 

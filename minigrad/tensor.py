@@ -200,6 +200,14 @@ class Tensor(MathOps, ActivationOps, MovementOps, IndexingOps, SelectionOps, Red
         """A copy in a buffer of its own (differentiable, as torch.clone)."""
         return self._wrap(self.lazydata.contiguous(copy=True), self)
 
+    def bitcast(self, dtype: DType | str) -> "Tensor":
+        """The same bytes read as `dtype` of the same size (torch's view(dtype)). There is no op for it: the
+        tensor is realized and reinterpreted on the host, so the result has no gradient."""
+        dtype = to_dtype(dtype)
+        if dtype.itemsize != self.dtype.itemsize:
+            raise RuntimeError(f"bitcast: {self.dtype.name} and {dtype.name} differ in size")
+        return Tensor(self.numpy().view(dtype.np), device=self.device)
+
     def cast(self, dtype: DType | str) -> "Tensor":
         dtype = to_dtype(dtype)
         if dtype == self.dtype:

@@ -592,3 +592,11 @@ def test_initializers(device):
     assert Tensor.glorot_uniform(8, 4, device=device).shape == (8, 4)
     with pytest.raises(ValueError):
         Tensor.normal(-3, 2)
+
+
+def test_bitcast(device):
+    values = np.array([[1.0, -2.5], [np.inf, 0.0]], np.float32)
+    out = Tensor(values, device=device).bitcast(dtypes.int32)
+    assert out.dtype == dtypes.int32 and out.numpy().tolist() == values.view(np.int32).tolist()
+    with pytest.raises(RuntimeError, match="size"):
+        Tensor(values, device=device).bitcast(dtypes.int64)

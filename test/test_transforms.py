@@ -22,6 +22,7 @@ def _where(condition, a, b):
 # that has a forward rule (test_cases_reach_every_primitive_op)
 CASES = {
     "exp2_log2_sin": (lambda x: x.exp2() + (x * x + 1).log2() + x.sin(), [(6,)]),
+    "cos": (lambda x: x.cos() * x, [(6,)]),
     "sqrt_recip_neg": (lambda x: (x * x + 1).sqrt() / (x + 3) - x + (x * x + 1).reciprocal(), [(6,)]),
     "max_where_cmp": (
         lambda x, y: x.maximum(y) + _where(x < y, x * 2, y) * (x == y).logical_not(),
@@ -88,7 +89,7 @@ def test_cases_reach_every_primitive_op(device):
         _, primals, _ = _inputs(shapes, device)
         seen |= {node.op for node in toposort([fn(*primals).lazydata])}
     seen |= {Op.CAST, Op.COPY}  # test_jvp_through_a_cast_and_a_copy
-    no_tangent = {Op.CMPLT, Op.CMPEQ, Op.MOD, Op.ASSIGN, Op.DETACH, Op.FUNCTION}
+    no_tangent = {Op.CMPLT, Op.CMPEQ, Op.MOD, Op.AND, Op.OR, Op.XOR, Op.ASSIGN, Op.DETACH, Op.FUNCTION}
     assert set(FORWARD_RULES) == set(REVERSE_RULES)
     assert set(FORWARD_RULES) - no_tangent <= seen, set(FORWARD_RULES) - no_tangent - seen
 

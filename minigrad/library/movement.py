@@ -277,13 +277,13 @@ class MovementOps:
 
     @staticmethod
     def stack(*tensors: "Tensor", dim: int = 0) -> "Tensor":
+        if len(tensors) > 1 and any(isinstance(t, (list, tuple)) for t in tensors):
+            raise ValueError("stack: expected Tensors as arguments, or one list of them, not a mix")
         tensors = (
             tuple(tensors[0]) if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)) else tensors
         )
         if not tensors:
             raise ValueError("stack: expected a non-empty list of Tensors")
-        if any(isinstance(t, (list, tuple)) for t in tensors):
-            raise ValueError("stack: expected Tensors as arguments, or one list of them, not a mix")
         tensors = _tensors_only("stack", tensors)
         if len({t.shape for t in tensors}) > 1:
             raise ValueError(f"stack: all tensors need one shape, got {[t.shape for t in tensors]}")
