@@ -600,3 +600,26 @@ def test_bitcast(device):
     assert out.dtype == dtypes.int32 and out.numpy().tolist() == values.view(np.int32).tolist()
     with pytest.raises(RuntimeError, match="size"):
         Tensor(values, device=device).bitcast(dtypes.int64)
+
+
+INTERPOLATIONS = {
+    "linear": ((2, 3, 7), (12,), dict(mode="linear")),
+    "linear_corners": ((2, 3, 7), (4,), dict(mode="linear", align_corners=True)),
+    "bilinear": ((1, 2, 5, 6), (8, 3), dict(mode="bilinear")),
+    "trilinear_corners": ((1, 1, 3, 4, 5), (5, 2, 7), dict(mode="trilinear", align_corners=True)),
+    "nearest": ((1, 2, 5, 6), (9, 4), dict(mode="nearest")),
+    "nearest_exact": ((1, 2, 5, 6), (9, 4), dict(mode="nearest-exact")),
+}
+
+
+@pytest.mark.parametrize("name", INTERPOLATIONS)
+def test_interpolate(device, name):
+    shape, size, kwargs = INTERPOLATIONS[name]
+    ours = {**kwargs, "mode": "linear" if "linear" in kwargs["mode"] else kwargs["mode"]}
+    check_op(
+        device,
+        [shape],
+        lambda x: F.interpolate(x, size=size, **kwargs),
+        lambda x: x.interpolate(size, **ours),
+        atol=1e-5,
+    )

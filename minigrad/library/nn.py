@@ -8,6 +8,8 @@ always a Tensor, and new tensors are made through `type(self)` (this module cann
 from __future__ import annotations
 
 import math
+
+import numpy as np
 from typing import TYPE_CHECKING, Sequence
 
 from minigrad.dtype import dtypes
@@ -246,6 +248,19 @@ class NNOps:
         plane = type(self).zeros(*batch, math.prod(output_size), device=self.device, dtype=self.dtype)
         return plane.scatter(-1, flat_indices, flat_values).reshape(*batch, *output_size)
 
+    def interpolate(self, size: Sequence[int], mode: str = "linear", align_corners: bool = False) -> "Tensor":
+        """Resize the last len(size) dims, as torch's F.interpolate: 'linear' (bilinear, trilinear by the
+        number of dims), 'nearest' or 'nearest-exact'. Each dim is a product with a constant (out, in) matrix
+        of weights, so gradients flow to the input."""
+        x = self._float()
+        for axis, m in zip(range(self.ndim - len(size), self.ndim), size):
+            weights = _resize_weights(x.shape[axis], int(m), mode, align_corners)
+            matrix = type(self)(weights, device=self.device, dtype=x.dtype)
+            x = x.transpose(axis, -1).matmul(matrix.transpose(0, 1)).transpose(axis, -1)
+        if x.dtype == self.dtype:
+            return x
+        return (x.round() if mode == "linear" else x).cast(self.dtype)  # integer images stay integer, rounded
+
     def dropout(self, p: float = 0.5) -> "Tensor":
         if not 0 <= p <= 1:
             raise ValueError(f"dropout probability must be in [0, 1], got {p}")
@@ -416,6 +431,29 @@ def _clamped_log(p: "Tensor") -> "Tensor":
     in float32 gave NaN gradients through log(0)."""
     positive = p > 0
     return positive.where(positive.where(p, 1.0).log(), -100.0).maximum(-100)
+
+
+def _resize_weights(n: int, m: int, mode: str, align_corners: bool) -> np.ndarray:
+    """(m, n) float32 weights: output position j of a resized dim reads input positions as torch's modes."""
+    j = np.arange(m, dtype=np.float32)
+    weights = np.zeros((m, n), np.float32)
+    scale = np.float32(n) / np.float32(m)
+    if mode in ("nearest", "nearest-exact"):
+        offset = np.float32(0.5) if mode == "nearest-exact" else np.float32(0)
+        weights[np.arange(m), np.minimum(np.floor((j + offset) * scale).astype(np.int64), n - 1)] = 1
+        return weights
+    if mode != "linear":
+        raise NotImplementedError(f"interpolate: mode {mode!r} is not 'linear', 'nearest' or 'nearest-exact'")
+    if align_corners:
+        source = j * np.float32((n - 1) / (m - 1)) if m > 1 else np.zeros(m, np.float32)
+    else:
+        source = np.maximum((j + np.float32(0.5)) * scale - np.float32(0.5), 0)
+    low = np.minimum(np.floor(source).astype(np.int64), n - 1)
+    high = np.minimum(low + 1, n - 1)
+    fraction = source - low
+    np.add.at(weights, (np.arange(m), low), 1 - fraction)
+    np.add.at(weights, (np.arange(m), high), fraction)
+    return weights
 
 
 def _per_dim(value: int | Sequence[int], dims: int, name: str) -> tuple[int, ...]:
