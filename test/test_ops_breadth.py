@@ -623,3 +623,8 @@ def test_interpolate(device, name):
         lambda x: x.interpolate(size, **ours),
         atol=1e-5,
     )
+
+
+def test_matmul_gradient_with_a_zero_size_dim(device):
+    check_op(device, [(3, 0), (0, 4)], torch.matmul, Tensor.matmul)
+    check_op(device, [(0, 3), (3, 4)], torch.matmul, Tensor.matmul)
