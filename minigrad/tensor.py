@@ -391,17 +391,15 @@ class Tensor(MathOps, ActivationOps, MovementOps, IndexingOps, SelectionOps, Red
         return Tensor._random(device, dtype, requires_grad, "uniform", low, high, _shape_args(shape))
 
     @staticmethod
-    def normal(*shape, mean: float = 0.0, std: float = 1.0, **kwargs) -> "Tensor":
-        """Normal samples of mean and std; kwargs: device, dtype, requires_grad."""
-        return Tensor._random(
-            kwargs.get("device"),
-            kwargs.get("dtype"),
-            kwargs.get("requires_grad"),
-            "normal",
-            mean,
-            std,
-            _shape_args(shape),
-        )
+    def normal(
+        *shape,
+        mean: float = 0.0,
+        std: float = 1.0,
+        device: DeviceArg = None,
+        dtype: DTypeArg = None,
+        requires_grad: bool | None = None,
+    ) -> "Tensor":
+        return Tensor._random(device, dtype, requires_grad, "normal", mean, std, _shape_args(shape))
 
     @staticmethod
     def scaled_uniform(*shape, **kwargs) -> "Tensor":

@@ -163,7 +163,7 @@ class NNOps:
     ) -> "Tensor | tuple[Tensor, Tensor]":
         """Max over windows of the last len(kernel_size) dims (2 for an int), as torch's max_pool1d/2d/3d.
         return_indices: also the flat index in each input plane of each maximum (int64)."""
-        kernel = _per_dim(kernel_size, 2 if isinstance(kernel_size, int) else len(kernel_size), "kernel_size")
+        kernel = _kernel(kernel_size)
         lowest = -math.inf if dtypes.is_float(self.dtype) else self.dtype.min
         windows = self._pool_windows(kernel, stride, dilation, padding, ceil_mode, lowest)
         kernel_axes = tuple(range(-len(kernel), 0))
@@ -187,7 +187,7 @@ class NNOps:
     ) -> "Tensor":
         """Average over windows of the last len(kernel_size) dims, as torch's avg_pool1d/2d/3d: the padding
         counts in the divisor when count_include_pad; the extra windows of ceil_mode never do."""
-        kernel = _per_dim(kernel_size, 2 if isinstance(kernel_size, int) else len(kernel_size), "kernel_size")
+        kernel = _kernel(kernel_size)
         windows = self._pool_windows(kernel, stride, dilation, padding, ceil_mode, 0.0)
         kernel_axes = tuple(range(-len(kernel), 0))
         if padding == 0 and not ceil_mode:
@@ -232,8 +232,8 @@ class NNOps:
         output_size: Sequence[int] | None = None,
     ) -> "Tensor":
         """The inverse of max_pool2d(return_indices=True): each value put at its index in a zero plane."""
-        dims = 2 if isinstance(kernel_size, int) else len(kernel_size)
-        kernel = _per_dim(kernel_size, dims, "kernel_size")
+        kernel = _kernel(kernel_size)
+        dims = len(kernel)
         stride = _per_dim(stride if stride is not None else kernel, dims, "stride")
         dilation, padding = _per_dim(dilation, dims, "dilation"), _per_dim(padding, dims, "padding")
         if output_size is None:
@@ -454,6 +454,11 @@ def _resize_weights(n: int, m: int, mode: str, align_corners: bool) -> np.ndarra
     np.add.at(weights, (np.arange(m), low), 1 - fraction)
     np.add.at(weights, (np.arange(m), high), fraction)
     return weights
+
+
+def _kernel(kernel_size: int | Sequence[int]) -> tuple[int, ...]:
+    """A pooling kernel: an int is square over 2 dims (the `2d` of the names), a sequence gives the rank."""
+    return _per_dim(kernel_size, 2 if isinstance(kernel_size, int) else len(kernel_size), "kernel_size")
 
 
 def _per_dim(value: int | Sequence[int], dims: int, name: str) -> tuple[int, ...]:
