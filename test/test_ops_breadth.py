@@ -533,6 +533,59 @@ def test_index_with_tuples_and_nested_lists(device):
         Tensor(values, device=device)[1, 4]
 
 
+SETITEM = [  # (index as torch takes it, value); lists become integer tensors
+    ((1,), 7.0),
+    ((slice(None), 2), -1.0),
+    ((slice(None, None, 2), slice(1, 5, 3)), [[1.0, 2.0]]),
+    ((Ellipsis, 0), 3.0),
+    (([0, 2],), 9.0),
+    (([3, 0], [1, 5]), [1.0, 2.0]),
+    ((slice(1, 3), [0, 5]), [[5.0], [6.0]]),
+    (([True, False, True, False],), 4.0),
+    ((0, None, slice(1, 3)), [[[8.0, 9.0]]]),
+]
+
+
+@pytest.mark.parametrize("index, value", SETITEM, ids=[str(i) for i in range(len(SETITEM))])
+def test_setitem(device, index, value):
+    """t[index] = v as torch: every index form, forward; gradients reach v and the elements not overwritten."""
+    start = np.arange(24, dtype=np.float32).reshape(4, 6)
+    as_torch = tuple(torch.tensor(i) if isinstance(i, list) else i for i in index)
+    as_minigrad = tuple(Tensor(i, device=device) if isinstance(i, list) else i for i in index)
+    expected = torch.tensor(start, requires_grad=True)
+    v_torch = torch.tensor(value, requires_grad=True)
+    out = expected * 1  # a non-leaf, as in-place ops on leaves that need grad are refused
+    out[as_torch] = v_torch
+    (out * out).sum().backward()
+    x = Tensor(start, device=device, requires_grad=True)
+    v = Tensor(value, device=device, requires_grad=True)
+    y = x * 1
+    y[as_minigrad] = v
+    (y * y).sum().backward()
+    np.testing.assert_array_equal(y.numpy(), out.detach().numpy())
+    np.testing.assert_allclose(x.grad.numpy(), expected.grad.numpy())
+    np.testing.assert_allclose(v.grad.numpy(), v_torch.grad.numpy())
+
+
+def test_setitem_in_place_dtypes_and_errors(device):
+    x = Tensor(np.zeros((3, 4), np.int32), device=device).realize()
+    alias = x
+    x[1, ::-2] = 2.7  # cast to int32 as torch; a negative step (numpy's semantics; torch has none)
+    expected = np.zeros((3, 4), np.int32)
+    expected[1, ::-2] = 2
+    np.testing.assert_array_equal(alias.numpy(), expected)
+    assert x.dtype == dtypes.int32
+    x[Tensor([0, 2, 0], device=device)] = Tensor([[1], [2], [3]], device=device)  # a repeat: the last wins
+    assert x.numpy()[:, 0].tolist() == [3, 0, 2]
+    leaf = Tensor.ones(3, device=device, requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf"):
+        leaf[0] = 2.0
+    with pytest.raises(IndexError):
+        x[3] = 1
+    with pytest.raises(IndexError):
+        x[Tensor([0, 5], device=device)] = 1
+
+
 # ---- einsum, attention, initializers --------------------------------------------------------------------
 
 EINSUMS = {

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from minigrad.dtype import dtypes
+from minigrad.gradient import REVERSE_RULES
 from minigrad.helpers import getenv, normalize_axis
 from minigrad.library.shapes import broadcast_shape
 
@@ -72,6 +73,29 @@ class IndexingOps:
             dim += 1
         x = x.reshape(out_shape)
         return x._gather_tensor_indices(tensor_dims, tensor_indices) if tensor_indices else x
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        """t[index] = value, in place (through assign): value is cast to t's dtype and broadcast to the
+        selection. ints, slices, None and ... select distinct elements: the value is put in place by undoing
+        the selection's views. Integer tensors, lists and masks may repeat an element: a scatter of flat
+        positions, where the last write wins (torch leaves repeats undefined)."""
+        if not isinstance(value, type(self)):
+            value = type(self)(value, device=self.device, dtype=self.dtype)
+        holder = type(self)._from_node(self.lazydata.alias(), requires_grad=False)
+        selected = holder[index]
+        value = value.cast(self.dtype)
+        while value.ndim > selected.ndim and value.shape[0] == 1:  # torch drops leading 1s
+            value = value.reshape(value.shape[1:])
+        value = value._broadcast_to(selected.shape)
+        if _has_tensor_index(index):
+            flat = type(self).arange(self.numel(), device=self.device, dtype=dtypes.int32)
+            positions = flat.reshape(self.shape)[index].flatten()
+            new = self.flatten().scatter(0, positions, value.flatten()).reshape(self.shape)
+        else:
+            ones = type(self).ones(*selected.shape, device=self.device, dtype=dtypes.bool)
+            hit = _unview(selected, holder, ones)
+            new = hit.where(_unview(selected, holder, value), self)
+        self.assign(new)
 
     def _check_bounds(self, low: int, high: int, what: str) -> None:
         """Raise IndexError unless every value of this integer tensor is in [low, high). Reads the values,
@@ -180,6 +204,22 @@ def _host_index(index: list | np.ndarray, like: Tensor) -> Tensor | _Mask:
     if array.dtype.kind not in "iu":
         raise IndexError(f"indices must be integers or bools, got {array.dtype} from {index!r}")
     return type(like)(array, device=like.device)
+
+
+def _has_tensor_index(index: Any) -> bool:
+    """Does an index hold a tensor, list or array (anything that can name one element twice)?"""
+    items = index if isinstance(index, tuple) else (index,)
+    return any(not isinstance(i, (int, np.integer, slice)) and i is not None and i is not Ellipsis for i in items)
+
+
+def _unview(view: Tensor, base: Tensor, value: Tensor) -> Tensor:
+    """`value` (shaped as `view`) put where view's elements sit in base's shape, 0 elsewhere: each movement
+    op from view back to base undone by its reverse-mode rule (pad for shrink, shrink for pad, ...)."""
+    node, placed = view.lazydata, value.lazydata
+    while node is not base.lazydata:
+        (placed,) = REVERSE_RULES[node.op](node, placed, (True,))
+        node = node.srcs[0]
+    return type(value)._from_node(placed, requires_grad=value.requires_grad)
 
 
 def _positions(like: Tensor, n: int) -> Tensor:
