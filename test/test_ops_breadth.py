@@ -471,6 +471,7 @@ def test_pad_modes(device, mode):
         Tensor.ones(2, 3, device=device).pad((1, 1), mode="typo")
 
 
+@pytest.mark.filterwarnings("ignore:reduction. 'mean' divides")
 def test_losses(device):
     rng = np.random.default_rng(5)
     target = rng.integers(0, 5, (6,)).astype(np.int64)
@@ -505,6 +506,56 @@ def test_losses(device):
             lambda x, y: F.binary_cross_entropy(x.sigmoid(), y.clip(0, 1), reduction=reduction),
             lambda x, y: x.sigmoid().binary_crossentropy(y.clip(0, 1), reduction),
         )
+        for smoothing, ignore in [(0.0, -100), (0.2, 2)]:
+            check_op(
+                device,
+                [(6, 5)],
+                lambda x: F.cross_entropy(
+                    x,
+                    torch.tensor(target),
+                    torch.tensor(weight),
+                    ignore_index=ignore,
+                    reduction=reduction,
+                    label_smoothing=smoothing,
+                ),
+                lambda x: x.cross_entropy(
+                    Tensor(target, device=device), reduction, smoothing, ignore, Tensor(weight, device=device)
+                ),
+            )
+        for name, kwargs in [
+            ("mse_loss", {}),
+            ("l1_loss", {}),
+            ("smooth_l1_loss", {"beta": 0.5}),
+            ("smooth_l1_loss", {"beta": 0.0}),
+            ("huber_loss", {"delta": 0.7}),
+        ]:
+            check_op(
+                device,
+                [(6, 5), (6, 5)],
+                lambda x, y: getattr(F, name)(x, y, reduction=reduction, **kwargs),
+                lambda x, y: getattr(x, name)(y, reduction, *kwargs.values()),
+            )
+    for reduction in ["mean", "sum", "none", "batchmean"]:
+        check_op(
+            device,
+            [(6, 5), (6, 5)],
+            lambda x, y: F.kl_div(F.log_softmax(x, 1), y.softmax(1), reduction=reduction),
+            lambda x, y: x.log_softmax(1).kl_div(y.softmax(1), reduction),
+        )
+        check_op(
+            device,
+            [(6, 5), (6, 5)],
+            lambda x, y: F.kl_div(x, F.log_softmax(y, 1), reduction=reduction, log_target=True),
+            lambda x, y: x.kl_div(y.log_softmax(1), reduction, log_target=True),
+        )
+    zero_target = np.array([[0.0, 0.5, 0.5]], np.float32)
+    check_op(
+        device,
+        None,
+        lambda x: F.kl_div(x, torch.tensor(zero_target), reduction="sum"),
+        lambda x: x.kl_div(Tensor(zero_target, device=device), "sum"),
+        values=[np.log(np.array([[0.2, 0.3, 0.5]], np.float32))],
+    )
     target3 = rng.integers(0, 4, (2, 3, 3)).astype(np.int64)
     check_op(
         device,

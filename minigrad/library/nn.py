@@ -326,12 +326,19 @@ class NNOps:
         return _reduced(loss, reduction, "nll_loss", weights.sum())
 
     def cross_entropy(
-        self, Y: "Tensor", reduction: str = "mean", label_smoothing: float = 0.0, ignore_index: int = -100
+        self,
+        Y: "Tensor",
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+        ignore_index: int = -100,
+        weight: "Tensor | None" = None,
     ) -> "Tensor":
-        """torch.nn.functional.cross_entropy: classes on dim 1; Y holds class indices or probabilities."""
+        """torch.nn.functional.cross_entropy: classes on dim 1; Y holds class indices or probabilities;
+        weight (C,) weighs each class, and 'mean' over class indices divides by the targets' weights."""
         axis = 1 if self.ndim > 1 else 0
         log_probs = self.log_softmax(axis)
         classes = self.shape[axis]
+        class_weight = None if weight is None else weight.reshape((classes,) + (1,) * (self.ndim - axis - 1))
         if dtypes.is_float(Y.dtype):
             if Y.shape != self.shape:
                 raise RuntimeError(f"cross_entropy: probabilities {Y.shape} must match logits {self.shape}")
@@ -348,9 +355,15 @@ class NNOps:
             # an ignore_index that is no class (-100) matches no column of `hot`: its rows pick nothing and
             # the hot entries count the others, so no mask is built (8 fewer nodes in every training step)
             keep = Y != ignore_index if label_smoothing or 0 <= ignore_index < classes else None
-            count = (keep if keep is not None else hot).sum().float()
+            if class_weight is not None:
+                counted = target if keep is None else target & keep.unsqueeze(axis)
+                count = counted.where(class_weight, 0).sum()
+            else:
+                count = (keep if keep is not None else hot).sum().float()
         if label_smoothing:
             target = target.float() * (1 - label_smoothing) + label_smoothing / classes
+        if class_weight is not None:
+            target = target.where(class_weight, 0) if target.dtype == dtypes.bool else target * class_weight
         if target.dtype == dtypes.bool:  # class indices: pick the target's log-probability
             picked = target.where(log_probs, 0)
         else:  # probabilities: weigh each class; a -inf logit with target 0 adds 0 (not 0 * -inf)
@@ -358,13 +371,7 @@ class NNOps:
         loss = -picked.sum(axis)
         if keep is not None:
             loss = keep.where(loss, 0)
-        if reduction == "none":
-            return loss
-        if reduction == "sum":
-            return loss.sum()
-        if reduction != "mean":
-            raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-        return loss.sum() / count if count is not None else loss.mean()
+        return _reduced(loss, reduction, "cross_entropy", count)
 
     def binary_crossentropy(self, Y: "Tensor", reduction: str = "mean") -> "Tensor":
         """BCE of probabilities `self` against targets `Y`; logs clamped at -100 as torch."""
@@ -379,6 +386,39 @@ class NNOps:
         softplus_neg = (1 + (-self.abs()).exp()).log() + (-self).maximum(0)
         scale = 1 if pos_weight is None else 1 + (pos_weight - 1) * Y
         return _reduced((1 - Y) * self + scale * softplus_neg, reduction, "binary_crossentropy_logits")
+
+    def mse_loss(self, target: "Tensor", reduction: str = "mean") -> "Tensor":
+        return _reduced((self - target).square(), reduction, "mse_loss")
+
+    def l1_loss(self, target: "Tensor", reduction: str = "mean") -> "Tensor":
+        return _reduced((self - target).abs(), reduction, "l1_loss")
+
+    def smooth_l1_loss(self, target: "Tensor", reduction: str = "mean", beta: float = 1.0) -> "Tensor":
+        """0.5 d² / beta where |d| < beta, else |d| - beta / 2 (torch's F.smooth_l1_loss); beta 0 is L1."""
+        diff = (self - target).abs()
+        if beta == 0:
+            return _reduced(diff, reduction, "smooth_l1_loss")
+        return _reduced(
+            (diff < beta).where(0.5 * diff.square() / beta, diff - 0.5 * beta), reduction, "smooth_l1_loss"
+        )
+
+    def huber_loss(self, target: "Tensor", reduction: str = "mean", delta: float = 1.0) -> "Tensor":
+        """0.5 d² where |d| < delta, else delta (|d| - delta / 2): smooth L1 scaled by delta."""
+        diff = (self - target).abs()
+        loss = (diff < delta).where(0.5 * diff.square(), delta * (diff - 0.5 * delta))
+        return _reduced(loss, reduction, "huber_loss")
+
+    def kl_div(self, target: "Tensor", reduction: str = "mean", log_target: bool = False) -> "Tensor":
+        """torch's F.kl_div with log-probabilities `self`: target (log target - self), 0 where target is 0.
+        reduction 'batchmean' divides the sum by the batch size (dim 0)."""
+        if log_target:
+            loss = target.exp() * (target - self)
+        else:
+            positive = target > 0
+            loss = positive.where(target * (positive.where(target, 1).log() - self), 0)
+        if reduction == "batchmean":
+            return loss.sum() / (self.shape[0] if self.ndim else 1)
+        return _reduced(loss, reduction, "kl_div")
 
     def normalize(self, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> "Tensor":
         """self divided by its p-norm along dim, at least eps (torch's F.normalize)."""
