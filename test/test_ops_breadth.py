@@ -304,6 +304,37 @@ def test_scatter_and_scatter_reduce(device):
     )
 
 
+@pytest.mark.parametrize(
+    "values",
+    [[3, 1, 2, 3, 1, 5], [[2.0, float("nan")], [2.0, 1.0]], [True, False, True], []],
+    ids=["ints", "nan", "bools", "empty"],
+)
+def test_unique(device, values):
+    array = np.array(values, dtype=np.float32 if values == [] else None)
+    out, inverse, counts = Tensor(array, device=device).unique(return_inverse=True, return_counts=True)
+    expected = torch.unique(torch.tensor(array), return_inverse=True, return_counts=True)
+    for got, want in zip((out, inverse, counts), expected):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+        assert got.dtype.name == str(want.dtype).removeprefix("torch.")
+    np.testing.assert_array_equal(Tensor(array, device=device).unique().numpy(), expected[0].numpy())
+
+
+def test_multinomial(device):
+    Tensor.manual_seed(0)
+    weights = Tensor([[1.0, 2.0, 3.0, 4.0], [0.0, 5.0, 0.0, 5.0]], device=device)
+    draws = weights.multinomial(4000, replacement=True).numpy()
+    assert draws.shape == (2, 4000) and draws.dtype == np.int64
+    np.testing.assert_allclose(np.bincount(draws[0], minlength=4) / 4000, [0.1, 0.2, 0.3, 0.4], atol=0.03)
+    assert set(draws[1].tolist()) == {1, 3}  # never a class of weight 0
+    rows = Tensor([[1.0, 2.0, 3.0, 4.0]] * 2000, device=device).multinomial(4).numpy()
+    assert (np.sort(rows, axis=1) == np.arange(4)).all()  # without replacement: a permutation per row
+    np.testing.assert_allclose(np.bincount(rows[:, 0]) / 2000, [0.1, 0.2, 0.3, 0.4], atol=0.04)
+    assert Tensor([0.0, 1.0, 0.0], device=device).multinomial(1).numpy().tolist() == [1]
+    for bad, match in [([-1.0, 2.0], "non-negative"), ([0.0, 0.0], "sums to 0"), ([[1.0]], "cannot draw 2")]:
+        with pytest.raises(RuntimeError, match=match):
+            Tensor(bad, device=device).multinomial(2 if match == "cannot draw 2" else 1)
+
+
 # ---- creation and movement ---------------------------------------------------------------------------
 
 

@@ -65,6 +65,63 @@ class SelectionOps:
         keep = [(0, k) if d == dim else None for d in range(self.ndim)]
         return values.shrink(keep), indices.shrink(keep)
 
+    def unique(
+        self,
+        sorted: bool = True,
+        return_inverse: bool = False,
+        return_counts: bool = False,
+        dim: int | None = None,
+    ) -> "Tensor | tuple[Tensor, ...]":
+        """The distinct values of the flattened tensor in ascending order (torch.unique), and optionally the
+        index of each element's value (shaped as self) and the count of each value, both int64. NaNs are
+        each distinct. How many values there are depends on the data: one number is read back to the host."""
+        if dim is not None:
+            raise NotImplementedError(
+                "unique(dim=...) is not supported: unique over the flattened tensor only"
+            )
+        values, order = self.flatten().sort()
+        n = values.shape[0]
+        first = type(self).ones(min(n, 1), dtype=dtypes.bool, device=self.device)  # where a new value starts
+        first = first.cat(values[1:] != values[:-1])
+        group = first.cast(dtypes.int64).cumsum(0) - 1  # each sorted element's place among the distinct
+        count = int(group[-1].item()) + 1 if n else 0
+        results = [values.masked_select(first, size=count)]
+        if return_inverse:
+            zeros = type(self).zeros(n, dtype=dtypes.int64, device=self.device)
+            results.append(zeros.scatter(0, order, group).reshape(self.shape))
+        if return_counts:
+            slots = type(self).arange(count, dtype=dtypes.int64, device=self.device).unsqueeze(-1)
+            results.append((group == slots).sum(-1))
+        return results[0] if len(results) == 1 else tuple(results)
+
+    def multinomial(self, num_samples: int = 1, replacement: bool = False) -> "Tensor":
+        """num_samples class indices (int64) drawn with probabilities proportional to the weights on the last
+        dim, for a 1-D tensor or each row of a 2-D one (torch.multinomial). With replacement: the inverse CDF
+        of uniform draws. Without: the num_samples largest of log(w) + Gumbel noise, which draws classes one
+        after another, each in proportion to the weights of those left. The weights are checked on the host."""
+        if self.ndim not in (1, 2):
+            raise RuntimeError(f"multinomial: weights must be 1-D or 2-D, got shape {self.shape}")
+        classes = self.shape[-1]
+        if num_samples <= 0 or (not replacement and num_samples > classes):
+            raise RuntimeError(
+                f"multinomial: cannot draw {num_samples} samples from {classes} classes "
+                f"{'with' if replacement else 'without'} replacement"
+            )
+        weights = self if self.ndim == 2 else self.unsqueeze(0)
+        _check_weights(weights.numpy(), num_samples, replacement)
+        rows = weights.shape[0]
+        if replacement:
+            cdf = weights.float().cumsum(-1)
+            cdf = cdf / cdf[:, -1:]
+            draws = type(self).rand(rows, num_samples, 1, device=self.device)
+            picked = (cdf.unsqueeze(1) <= draws).sum(-1).minimum(classes - 1)
+        else:
+            noise = -(-type(self).rand(rows, classes, device=self.device).log()).log()
+            keys = (weights > 0).where(weights.float().log() + noise, -math.inf)
+            picked = keys.topk(num_samples, -1)[1]
+        picked = picked.cast(dtypes.int64)
+        return picked if self.ndim == 2 else picked.reshape(num_samples)
+
     # ---- scatter --------------------------------------------------------------------------------
 
     def scatter(
@@ -78,6 +135,8 @@ class SelectionOps:
                 raise ValueError(f"scatter: reduce must be 'add' or 'multiply', got {reduce!r}")
             return self.scatter_reduce(dim, index, src, modes[reduce])
         dim, index, src = self._scatter_operands(dim, index, src)
+        if index.numel() == 0:
+            return self
         n, m = self.shape[dim], index.shape[-1]
         hits = index.unsqueeze(-1) == _positions(self, n)  # (..., m, n): source j goes to target t
         order = _positions(self, m).reshape(m, 1)
@@ -189,6 +248,18 @@ class SelectionOps:
         if not columns:
             return type(self).zeros(size, 0, dtype=dtypes.int64, device=self.device)
         return columns[0].cat(*columns[1:], dim=-1)
+
+
+def _check_weights(weights: np.ndarray, num_samples: int, replacement: bool) -> None:
+    """Raise as torch does for weights that are no distribution (negative, inf, NaN, all zero in a row), or
+    too few positive ones to draw without replacement."""
+    if not np.isfinite(weights).all() or (weights < 0).any():
+        raise RuntimeError("multinomial: weights must be finite and non-negative")
+    positive = (weights > 0).sum(-1)
+    if (positive == 0).any():
+        raise RuntimeError("multinomial: a row of weights sums to 0")
+    if not replacement and (positive < num_samples).any():
+        raise RuntimeError(f"multinomial: fewer than {num_samples} classes with positive weight")
 
 
 def _first_hits(flags: "Tensor", size: int) -> "Tensor":
