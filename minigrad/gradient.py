@@ -84,6 +84,7 @@ def NO_GRADIENT(node: LazyNode, grad: LazyNode, needed: tuple) -> Grads:
 REVERSE_RULES: dict[Op, Callable[[LazyNode, LazyNode, tuple[bool, ...]], Grads]] = {
     # unary
     Op.EXP2: lambda node, grad, _: (_mul(grad, _scale(node, math.log(2))),),
+    Op.EXP: lambda node, grad, _: (_mul(grad, node),),
     Op.LOG2: lambda node, grad, _: (_mul(grad, _scale(node.srcs[0], math.log(2)).alu(Op.RECIP)),),
     Op.SIN: lambda node, grad, _: (_mul(grad, node.srcs[0].alu(Op.COS)),),
     Op.COS: lambda node, grad, _: (_mul(grad, node.srcs[0].alu(Op.SIN).alu(Op.NEG)),),
@@ -173,6 +174,7 @@ def _div_tangent(node: LazyNode, t: Tangents) -> LazyNode | None:
 FORWARD_RULES: dict[Op, Callable[[LazyNode, Tangents], "LazyNode | None"]] = {
     # unary: the tangent times the derivative
     Op.EXP2: lambda node, t: _times(t[0], _scale(node, math.log(2))),
+    Op.EXP: lambda node, t: _times(t[0], node),
     Op.LOG2: lambda node, t: _times(t[0], _scale(node.srcs[0], math.log(2)).alu(Op.RECIP)),
     Op.SIN: lambda node, t: _times(t[0], node.srcs[0].alu(Op.COS)),
     Op.COS: lambda node, t: _times(t[0], node.srcs[0].alu(Op.SIN).alu(Op.NEG)),

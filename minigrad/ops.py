@@ -7,7 +7,10 @@ the scheduler turns graphs of them into kernels (engine/schedule.py); a backend 
 
 | group      | op          | why it is primitive                                                          |
 |------------|-------------|------------------------------------------------------------------------------|
-| unary      | EXP2        | exp, sigmoid, tanh, pow are exp2 of a scaled input; hardware has exp2        |
+| unary      | EXP2        | 2^x: pow composes from it; hardware has exp2                                 |
+|            | EXP         | e^x: as exp2(x log2 e) it was 60 ulp off at |x| = 88 (the product's rounding |
+|            |             | scaled by 88); an exact reduction composed of primitives took 24 nodes and |
+|            |             | twice the kernel time in every softmax. sigmoid, tanh, sinh compose from it  |
 |            | LOG2        | log is log2 times a constant; hardware has log2                              |
 |            | SIN COS     | tan composes from them; cos as sin(pi/2 - x) is not: the float32 subtraction |
 |            |             | rounds away the argument's low bits (cos(1e7) gave -0.650, not -0.907)       |
@@ -64,14 +67,14 @@ class Op:
 # goes through a __getattr__ hook written in Python, 3x slower, and building a graph reads them on every op
 # (an eager MLP step's Python took 1.40 -> 1.31 ms).
 OP_NAMES = (
-    "EXP2 LOG2 SIN COS SQRT RECIP NEG CAST ADD MUL MAX CMPLT CMPEQ MOD DIV AND OR XOR WHERE REDUCE_SUM REDUCE_MAX RESHAPE"
+    "EXP2 EXP LOG2 SIN COS SQRT RECIP NEG CAST ADD MUL MAX CMPLT CMPEQ MOD DIV AND OR XOR WHERE REDUCE_SUM REDUCE_MAX RESHAPE"
     " PERMUTE EXPAND PAD SHRINK FLIP BUFFER CONST COPY CONTIGUOUS ASSIGN DETACH FUNCTION LOAD STORE"
 ).split()
 for _name in OP_NAMES:
     setattr(Op, _name, Op(_name))
 
 
-UNARY = frozenset({Op.EXP2, Op.LOG2, Op.SIN, Op.COS, Op.SQRT, Op.RECIP, Op.NEG, Op.CAST})
+UNARY = frozenset({Op.EXP2, Op.EXP, Op.LOG2, Op.SIN, Op.COS, Op.SQRT, Op.RECIP, Op.NEG, Op.CAST})
 BINARY = frozenset({Op.ADD, Op.MUL, Op.MAX, Op.CMPLT, Op.CMPEQ, Op.MOD, Op.DIV, Op.AND, Op.OR, Op.XOR})
 BITWISE = frozenset({Op.AND, Op.OR, Op.XOR})
 TERNARY = frozenset({Op.WHERE})

@@ -209,7 +209,9 @@ def _host_index(index: list | np.ndarray, like: Tensor) -> Tensor | _Mask:
 def _has_tensor_index(index: Any) -> bool:
     """Does an index hold a tensor, list or array (anything that can name one element twice)?"""
     items = index if isinstance(index, tuple) else (index,)
-    return any(not isinstance(i, (int, np.integer, slice)) and i is not None and i is not Ellipsis for i in items)
+    return any(
+        not isinstance(i, (int, np.integer, slice)) and i is not None and i is not Ellipsis for i in items
+    )
 
 
 def _unview(view: Tensor, base: Tensor, value: Tensor) -> Tensor:

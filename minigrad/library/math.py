@@ -29,7 +29,7 @@ class MathOps:
         return self._float()._alu(Op.LOG2)
 
     def exp(self) -> "Tensor":
-        return (self._float() * (1 / math.log(2))).exp2()
+        return self._float()._alu(Op.EXP)
 
     def log(self) -> "Tensor":
         return self.log2() * math.log(2)

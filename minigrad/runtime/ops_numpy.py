@@ -34,7 +34,7 @@ def _reduce_max(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
 
 
 NUMPY_CODE_FOR_OP = {
-    Op.EXP2: np.exp2, Op.LOG2: np.log2, Op.SIN: np.sin, Op.COS: np.cos, Op.SQRT: np.sqrt, Op.RECIP: np.reciprocal,
+    Op.EXP2: np.exp2, Op.EXP: np.exp, Op.LOG2: np.log2, Op.SIN: np.sin, Op.COS: np.cos, Op.SQRT: np.sqrt, Op.RECIP: np.reciprocal,
     Op.NEG: lambda x: np.logical_not(x) if x.dtype == np.bool_ else np.negative(x),
     Op.ADD: np.add, Op.MUL: np.multiply, Op.MAX: np.maximum, Op.CMPLT: np.less, Op.CMPEQ: np.equal,
     Op.MOD: np.fmod, Op.DIV: _divide, Op.WHERE: np.where,
