@@ -33,6 +33,7 @@ from minigrad.library.movement import MovementOps
 from minigrad.library.nn import NNOps
 from minigrad.library.reduce import ReduceOps
 from minigrad.library.selection import SelectionOps
+from minigrad.library.transcendental import TranscendentalOps
 from minigrad.library.shapes import DTypeArg, Operand, Scalar, Shape, _shape_args, broadcast_shape
 from minigrad.ops import Op
 
@@ -43,7 +44,17 @@ def _like(t: "Tensor", kwargs: dict) -> dict:
     return {"device": t.device, "dtype": t.dtype, **{k: v for k, v in kwargs.items() if v is not None}}
 
 
-class Tensor(MathOps, ActivationOps, MovementOps, IndexingOps, SelectionOps, ReduceOps, EinsumOps, NNOps):
+class Tensor(
+    MathOps,
+    TranscendentalOps,
+    ActivationOps,
+    MovementOps,
+    IndexingOps,
+    SelectionOps,
+    ReduceOps,
+    EinsumOps,
+    NNOps,
+):
     """The face users see: data, construction, autograd and the elementwise primitives are here; the
     composed ops come from the op library's families (minigrad/library/), one base class each."""
 

@@ -37,21 +37,6 @@ class MathOps:
     def log10(self) -> "Tensor":
         return self.log2() * math.log10(2)
 
-    def log1p(self) -> "Tensor":
-        """log(1 + x) without the rounding of 1 + x: log(u) * x / (u - 1), exact where u == 1 (Goldberg)."""
-        x = self._float()
-        u = 1 + x
-        plain = (u == 1) | u.isinf()
-        return (u == 1).where(x, plain.where(u.log(), u.log() * (x / plain.where(1.0, u - 1))))
-
-    def expm1(self) -> "Tensor":
-        """exp(x) - 1 without cancellation near 0: (u - 1) * x / log(u) with u = exp(x) (Kahan)."""
-        x = self._float()
-        u = x.exp()
-        plain = (u == 1) | (u - 1 == -1) | u.isinf()
-        ratio = (u - 1) * (x / plain.where(1.0, u.log()))
-        return (u == 1).where(x, plain.where(u - 1, ratio))
-
     def sqrt(self) -> "Tensor":
         return self._float()._alu(Op.SQRT)
 
@@ -80,14 +65,6 @@ class MathOps:
         result = offset + (t + t * poly)
         return (x < 0).where(-result, result)
 
-    def asin(self) -> "Tensor":
-        x = self._float()
-        return (x / ((1 - x) * (1 + x)).sqrt()).atan()
-
-    def acos(self) -> "Tensor":
-        x = self._float()
-        return 2 * ((1 - x) / (1 + x)).sqrt().atan()
-
     def atan2(self, other: Operand) -> "Tensor":
         """The angle of the point (other, self), in (-pi, pi], as torch.atan2(self, other)."""
         y, x = self._float()._broadcasted(other)
@@ -98,25 +75,6 @@ class MathOps:
         # atan2(±0, -0) is ±pi and atan2(±0, +0) is ±0, as C and torch: the signs of the zeros decide
         both_zero = (x == 0) & (y == 0)
         return both_zero.where((x.reciprocal() < 0).where(signed_pi, y), angle)
-
-    def sinh(self) -> "Tensor":
-        return (self.exp() - (-self).exp()) * 0.5
-
-    def cosh(self) -> "Tensor":
-        return (self.exp() + (-self).exp()) * 0.5
-
-    def asinh(self) -> "Tensor":
-        a = self._float().abs()
-        result = _log_of_hypot_sum(a, a * a + 1)
-        return (self < 0).where(-result, result)
-
-    def acosh(self) -> "Tensor":
-        x = self._float()
-        return _log_of_hypot_sum(x, (x - 1) * (x + 1))
-
-    def atanh(self) -> "Tensor":
-        x = self._float()
-        return ((1 + x) / (1 - x)).log() * 0.5
 
     def square(self) -> "Tensor":
         return self * self
@@ -201,21 +159,6 @@ class MathOps:
 
     clamp = clip
 
-    def tanh(self) -> "Tensor":
-        return 2.0 * (2.0 * self).sigmoid() - 1.0
-
-    def erf(self) -> "Tensor":
-        """Abramowitz & Stegun 7.1.26 (max error 1.5e-7)."""
-        x = self._float()
-        t = 1.0 / (1.0 + 0.3275911 * x.abs())
-        poly = t * (
-            0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
-        )
-        return x.sign() * (1.0 - poly * (-(x * x)).exp())
-
-    def erfc(self) -> "Tensor":
-        return 1.0 - self.erf()
-
     def copysign(self, other: Operand) -> "Tensor":
         """|self| with the sign of other (its sign bit: -0.0 counts as negative), as torch."""
         x, y = self._float()._broadcasted(other)
@@ -227,9 +170,3 @@ class MathOps:
         peak = x.maximum(y).detach()
         peak = peak.isinf().where(0.0, peak)
         return ((x - peak).exp() + (y - peak).exp()).log() + peak
-
-
-def _log_of_hypot_sum(a: "Tensor", square: "Tensor") -> "Tensor":
-    """log(a + sqrt(square)) for asinh and acosh; log(2a) where a * a would overflow (square ~ a * a)."""
-    huge = a > 2.0**60
-    return huge.where(a.log() + math.log(2), (a + huge.where(1.0, square).sqrt()).log())
