@@ -2,6 +2,7 @@
 
 In: nothing (a leaf module). Out: `DType` records and the `dtypes` namespace, used by every stage.
 A DType knows its name, size in bytes, its numpy equivalent (host data) and its C name (codegen).
+bfloat16 has no numpy type: its host data are the uint16 bit patterns (to_bfloat16 / from_bfloat16).
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ class dtypes:
     int32 = DType(3, 4, "int32", "int32", "int")
     uint64 = DType(4, 8, "uint64", "uint64", "unsigned long long")
     int64 = DType(4, 8, "int64", "int64", "long long")
-    float16 = DType(7, 2, "float16", "float16", "half")
+    # 16-bit floats: computed in float registers, stored as 16 bits (codegen/cstyle.py HALF_FLOATS)
+    float16 = DType(7, 2, "float16", "float16", "float")
+    bfloat16 = DType(7, 2, "bfloat16", "uint16", "float")  # host data: the bits (numpy has no bfloat16)
     float32 = DType(8, 4, "float32", "float32", "float")
     float64 = DType(9, 8, "float64", "float64", "double")
     half, float, double, int, long, short = float16, float32, float64, int32, int64, int16
@@ -66,7 +69,9 @@ class dtypes:
     def all() -> tuple[DType, ...]:
         return tuple(
             getattr(dtypes, name)
-            for name in "bool uint8 int8 uint16 int16 uint32 int32 uint64 int64 float16 float32 float64".split()
+            for name in (
+                "bool uint8 int8 uint16 int16 uint32 int32 uint64 int64 float16 bfloat16 float32 float64".split()
+            )
         )
 
     @staticmethod
@@ -109,6 +114,8 @@ class dtypes:
         int16; uint64 + a signed int is int64)."""
         if a is b:
             return a
+        if {a, b} == {dtypes.float16, dtypes.bfloat16}:  # neither holds the other (torch: float32)
+            return dtypes.float32
         if not (dtypes.is_int(a) and dtypes.is_int(b)):  # a float or a bool: the higher kind and width wins
             return a if a.priority > b.priority else b
         if dtypes.is_unsigned(a) == dtypes.is_unsigned(b):
@@ -117,6 +124,19 @@ class dtypes:
         if signed.itemsize > unsigned.itemsize:
             return signed
         return {1: dtypes.int16, 2: dtypes.int32}.get(unsigned.itemsize, dtypes.int64)
+
+
+def to_bfloat16(values: np.ndarray) -> np.ndarray:
+    """The bfloat16 bit patterns (uint16) nearest to `values`, ties to even; NaN stays a (quiet) NaN."""
+    bits = np.asarray(values, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+    nan = (bits & 0x7FFFFFFF) > 0x7F800000
+    return np.where(nan, ((bits >> 16) | 0x40).astype(np.uint16), rounded)
+
+
+def from_bfloat16(bits: np.ndarray) -> np.ndarray:
+    """float32 values of bfloat16 bit patterns (exact)."""
+    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
 def _limits(dtype: DType) -> tuple:

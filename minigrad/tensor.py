@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Iterator
 import numpy as np
 
 from minigrad.device import Device
-from minigrad.dtype import DType, dtypes, to_dtype
+from minigrad.dtype import DType, dtypes, from_bfloat16, to_bfloat16, to_dtype
 from minigrad.engine.realize import REALIZE_LOCK
 from minigrad.engine.realize import realize as realize_nodes
 from minigrad.gradient import differentiable_graph
@@ -79,9 +79,10 @@ class Tensor(
         else:
             device = Device.canonicalize(device) if device is not None else Device.DEFAULT
             array = _to_numpy(data, dtype)
-            if not Device[device].supports_dtype(dtypes.from_numpy(array.dtype)):
-                raise TypeError(f"device {device} does not support dtype {array.dtype}")
-            node = LazyNode.buffer(array, array.shape, dtypes.from_numpy(array.dtype), device)
+            element = dtype or dtypes.from_numpy(array.dtype)  # (bfloat16's host array holds its bits)
+            if not Device[device].supports_dtype(element):
+                raise TypeError(f"device {device} does not support dtype {element.name}")
+            node = LazyNode.buffer(array, array.shape, element, device)
         self.lazydata: LazyNode = node
         self.grad: Tensor | None = None
         self.roots: tuple = ()
@@ -184,7 +185,7 @@ class Tensor(
             data = node.realized.numpy().reshape(self.shape)
         if node is self.lazydata:
             self._forget_history()
-        return data
+        return from_bfloat16(data) if self.dtype is dtypes.bfloat16 else data  # numpy has no bfloat16
 
     def item(self) -> Scalar:
         if self.numel() != 1:
@@ -217,7 +218,11 @@ class Tensor(
         dtype = to_dtype(dtype)
         if dtype.itemsize != self.dtype.itemsize:
             raise RuntimeError(f"bitcast: {self.dtype.name} and {dtype.name} differ in size")
-        return Tensor(self.numpy().view(dtype.np), device=self.device)
+        data = self.numpy()
+        data = to_bfloat16(data) if self.dtype is dtypes.bfloat16 else data
+        if dtype is dtypes.bfloat16:
+            return Tensor(from_bfloat16(data.view(np.uint16)), device=self.device, dtype=dtype)
+        return Tensor(data.view(dtype.np), device=self.device)
 
     def cast(self, dtype: DType | str) -> "Tensor":
         dtype = to_dtype(dtype)
@@ -238,6 +243,9 @@ class Tensor(
 
     def half(self) -> "Tensor":
         return self.cast(dtypes.float16)
+
+    def bfloat16(self) -> "Tensor":
+        return self.cast(dtypes.bfloat16)
 
     def assign(self, value: "Tensor | Scalar | np.ndarray") -> "Tensor":
         """Overwrite this tensor's data with `value` (same shape, dtype and device), in place."""
@@ -866,8 +874,11 @@ def _to_numpy(data: Any, dtype: DType | None) -> np.ndarray:
         array = array.astype(defaults[array.dtype.kind].np) if array.dtype.kind in defaults else array
     else:
         raise TypeError(f"cannot make a Tensor from {type(data).__name__}")
-    if dtype is not None:
-        array = array.astype(dtype.np)
+    if dtype is dtypes.bfloat16:
+        array = to_bfloat16(array)
+    elif dtype is not None:
+        with np.errstate(over="ignore"):  # a float too large for float16 becomes inf, as torch (no warning)
+            array = array.astype(dtype.np)
     else:
         dtypes.from_numpy(array.dtype)  # raises TypeError for unsupported numpy dtypes
     return np.array(array, order="C")  # a private copy (ascontiguousarray would turn 0-d into 1-d)

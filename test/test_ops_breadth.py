@@ -229,6 +229,76 @@ def test_result_dtypes_as_torch(device):
         ints**-1
 
 
+# ---- 16-bit floats: stored as such, computed in float32 -------------------------------------------------
+
+HALF_FLOATS = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@pytest.mark.parametrize("name", HALF_FLOATS)
+def test_16bit_float_conversions_are_exact(device, name):
+    """Every 16-bit pattern reads as torch reads it; float32 values round to nearest even as torch rounds
+    them (subnormals, ties, overflow to inf, NaN)."""
+    bits = np.arange(65536, dtype=np.uint16)
+    ours = Tensor(bits, device=device).bitcast(name).float().numpy()
+    expected = torch.tensor(bits.view(np.int16)).view(HALF_FLOATS[name]).float().numpy()
+    np.testing.assert_array_equal(ours, expected)
+    rng = np.random.default_rng(0)
+    values = np.concatenate(
+        [
+            rng.normal(size=2000) * 10.0 ** rng.integers(-9, 6, 2000),
+            [65504, 65519.99, 65520, 1e6, 6e-8, 2.98e-8, 2.99e-8, 1 + 2**-11, 1 + 3 * 2**-11, np.inf, np.nan],
+            [1 + 2**-8, 1 + 3 * 2**-8, 3.4e38, -0.0, 1e-40],
+        ]
+    ).astype(np.float32)
+    ours = Tensor(values, device=device).cast(name).float().numpy()
+    expected = torch.tensor(values).to(HALF_FLOATS[name]).float().numpy()
+    np.testing.assert_array_equal(ours, expected)
+    assert Tensor(values, device=device, dtype=name).numpy().tolist() == pytest.approx(
+        expected.tolist(), nan_ok=True
+    )
+
+
+@pytest.mark.parametrize("name", HALF_FLOATS)
+def test_16bit_float_arithmetic_as_torch(device, name):
+    """Each op's result is rounded to the type (as torch's CPU ops); sums accumulate in float32; results
+    keep the dtype; gradients flow in it."""
+    rng = np.random.default_rng(1)
+    a, b = rng.uniform(-3, 3, (2, 64, 48)).astype(np.float32)
+    ta, tb = torch.tensor(a).to(HALF_FLOATS[name]), torch.tensor(b).to(HALF_FLOATS[name])
+    x, y = Tensor(a, device=device).cast(name), Tensor(b, device=device).cast(name)
+    exact = {  # correctly rounded in float32 and then to 16 bits: equal to torch's bit for bit
+        "mul_add": (lambda p, q: p * q + 1.25 * p, lambda p, q: p * q + 1.25 * p),
+        "div": (lambda p, q: p / (q.abs() + 0.5), lambda p, q: p / (q.abs() + 0.5)),
+        "relu_max": (lambda p, q: p.relu().maximum(q), lambda p, q: p.relu().maximum(q)),
+    }
+    for fn, torch_fn in exact.values():
+        out = fn(x, y)
+        assert out.dtype.name == name
+        np.testing.assert_array_equal(out.float().numpy(), torch_fn(ta, tb).float().numpy())
+    tolerance = 2e-3 if name == "float16" else 1.6e-2  # a 16-bit float's rounding, a few times
+    for fn, torch_fn in [
+        (lambda p: p.exp(), torch.exp),
+        (lambda p: p.sigmoid(), torch.sigmoid),
+        (lambda p: p.sum(1), lambda p: p.sum(1)),
+        (lambda p: p.softmax(-1), lambda p: p.softmax(-1)),
+        (lambda p: p @ p.transpose(-1, -2), lambda p: p @ p.transpose(-1, -2)),
+    ]:
+        np.testing.assert_allclose(
+            fn(x).float().numpy(), torch_fn(ta).float().numpy(), rtol=tolerance, atol=tolerance
+        )
+    assert (x + Tensor(a, device=device)).dtype == dtypes.float32
+    assert (x + 1).dtype.name == name
+    assert (
+        Tensor([1.0], device=device, dtype="float16") + Tensor([1.0], device=device, dtype="bfloat16")
+    ).dtype == dtypes.float32
+    leaf = Tensor(a[0], device=device, dtype=name, requires_grad=True)
+    (leaf * leaf).sum().backward()
+    t_leaf = torch.tensor(a[0]).to(HALF_FLOATS[name]).requires_grad_()
+    (t_leaf * t_leaf).sum().backward()
+    assert leaf.grad.dtype.name == name
+    np.testing.assert_array_equal(leaf.grad.float().numpy(), t_leaf.grad.float().numpy())
+
+
 # ---- reductions and scans --------------------------------------------------------------------------
 
 SCANS = {

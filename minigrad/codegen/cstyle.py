@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from minigrad.codegen.linearize import Instr, LinearKernel, Loop
-from minigrad.dtype import DType, dtypes
+import numpy as np
+
+from minigrad.dtype import DType, dtypes, from_bfloat16, to_bfloat16
 from minigrad.helpers import getenv, prod
 from minigrad.ops import Op
 
@@ -62,6 +64,39 @@ C_CODE_FOR_OP: dict[Op, Callable[..., str]] = {
 }
 
 
+# 16-bit floats, by the tag of their helpers: a buffer holds the bits (unsigned short), a value is a float
+# rounded to the type after every op (as torch computes each op in float and rounds its result); sums
+# accumulate in float. Converting needs the float's bits: a dialect gives mg_bits, mg_float and MG_FN (how
+# it declares a helper function) in Language.bitcasts, or has no 16-bit floats. Rounding is to nearest even; the smallest float16s
+# (subnormals) are rounded by float addition itself: a + 0.5 has its last bit at 2^-24.
+HALF_FLOATS = {dtypes.float16: "f16", dtypes.bfloat16: "bf16"}
+HALF_HELPERS = """MG_FN float mg_f16_to_float(unsigned short h) {
+  unsigned int sign = (unsigned int)(h & 0x8000u) << 16, exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
+  float subnormal = (float)mantissa * 5.9604644775390625e-08f;
+  unsigned int bits = exponent == 31u ? 0x7f800000u | (mantissa << 13) : ((exponent + 112u) << 23) | (mantissa << 13);
+  return mg_float((exponent == 0u ? mg_bits(subnormal) : bits) | sign);
+}
+MG_FN unsigned short mg_float_to_f16(float f) {
+  unsigned int x = mg_bits(f), sign = (x >> 16) & 0x8000u, a = x & 0x7fffffffu;
+  unsigned int normal = (a - (112u << 23) + 0xfffu + ((a >> 13) & 1u)) >> 13;
+  unsigned int subnormal = mg_bits(mg_float(a) + 0.5f) - 0x3f000000u;
+  unsigned int h = a > 0x7f800000u ? 0x7e00u : a >= 0x477ff000u ? 0x7c00u : a < 0x38800000u ? subnormal : normal;
+  return (unsigned short)(h | sign);
+}
+MG_FN float mg_bf16_to_float(unsigned short b) { return mg_float((unsigned int)b << 16); }
+MG_FN unsigned short mg_float_to_bf16(float f) {
+  unsigned int x = mg_bits(f), rounded = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
+  return (unsigned short)((x & 0x7fffffffu) > 0x7f800000u ? (x >> 16) | 0x40u : rounded);
+}
+MG_FN float mg_round_f16(float f) { return mg_f16_to_float(mg_float_to_f16(f)); }
+MG_FN float mg_round_bf16(float f) { return mg_bf16_to_float(mg_float_to_bf16(f)); }
+"""
+C_BITCASTS = """#define MG_FN static inline
+static inline unsigned int mg_bits(float f) { union { float f; unsigned int u; } v = {f}; return v.u; }
+static inline float mg_float(unsigned int u) { union { unsigned int u; float f; } v = {u}; return v.f; }
+"""
+
+
 @dataclass(frozen=True)
 class Language:
     name: str
@@ -89,9 +124,13 @@ class Language:
     # iterations with strided loads and shuffles (x @ W.T, 128x512x512: 5 -> 69 GFLOPS; the relu backward
     # of a 2048x64x256 matmul in examples/tiny_gpt.py: 25 -> 0.9 ms).
     lanes_attribute: str = ""
+    bitcasts: str = ""  # defines mg_bits(float), mg_float(unsigned int) and MG_FN; "" = no 16-bit floats
 
     def type_name(self, dtype: DType) -> str:
         return self.type_names[dtype]
+
+    def buffer_type(self, dtype: DType) -> str:
+        return "unsigned short" if dtype in HALF_FLOATS else self.type_names[dtype]
 
     def literal(self, value: float | int | bool, dtype: DType) -> str:
         """A constant in source form, typed so that C does no surprising promotion."""
@@ -102,7 +141,7 @@ class Language:
                 return f"(({self.type_name(dtype)})NAN)"
             if math.isinf(value):
                 return f"({'-' if value < 0 else ''}({self.type_name(dtype)}){self.infinity})"
-            text = repr(float(value))
+            text = repr(_representable(float(value), dtype))
             return f"{text}f" if dtype == dtypes.float32 else f"(({self.type_name(dtype)}){text})"
         return f"(({self.type_name(dtype)}){int(value)})"
 
@@ -218,6 +257,7 @@ C_LANGUAGE = Language(
     parallel_for="#pragma omp parallel for",
     spill_accumulators=True,
     lanes_attribute='__attribute__((optimize("no-tree-loop-vectorize")))',
+    bitcasts=C_BITCASTS,
 )
 
 
@@ -275,6 +315,7 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
     def add(text: str) -> None:
         lines.append("  " * depth + text)
 
+    buffer_dtypes = {number: dtype for number, dtype, _ in kernel.buffers}
     reach = [i.arg[1].max for i in kernel.instrs if i.op in ("LOAD", "STORE", "VLOAD", "VSTORE")]
     reach.append(prod(kernel.nest.full_shape))  # bounds the loops and a mask's limits; past 2^31 - 1: 64 bits
     int_type = language.type_name(dtypes.int64) if max(reach, default=0) >= 2**31 - 1 else "int"
@@ -335,6 +376,8 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
             names[position] = _value_name(instr, position)
             buffer, index, valid = instr.arg
             read = f"{_buffer_name(buffer)}[{index.render()}]"
+            if instr.dtype in HALF_FLOATS and isinstance(buffer, int):
+                read = f"mg_{HALF_FLOATS[instr.dtype]}_to_float({read})"
             if not (valid.min == 1 and valid.max == 1):
                 read = f"({valid.render()})?{read}:{language.literal(0, instr.dtype)}"
             add(f"{language.type_name(instr.dtype)} {names[position]} = {read};")
@@ -355,15 +398,20 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
             else:
                 operand_dtype = kernel.instrs[instr.srcs[-1]].dtype
                 expression = language.code_for_op[instr.arg](*srcs, operand_dtype)
+            if instr.dtype in HALF_FLOATS:  # every op's result is rounded to the 16-bit type
+                expression = f"mg_round_{HALF_FLOATS[instr.dtype]}({expression})"
             add(f"{language.type_name(instr.dtype)} {names[position]} = {expression};")
         elif instr.op == "STORE":
             buffer, index, valid = instr.arg
-            store = f"{_buffer_name(buffer)}[{index.render()}] = {srcs[0]};"
+            value = srcs[0]
+            if isinstance(buffer, int) and buffer_dtypes[buffer] in HALF_FLOATS:
+                value = f"mg_float_to_{HALF_FLOATS[buffer_dtypes[buffer]]}({value})"
+            store = f"{_buffer_name(buffer)}[{index.render()}] = {value};"
             add(store if valid.min == 1 else f"if ({valid.render()}) {store}")
         else:
             raise RuntimeError(f"cannot render IR instruction {instr.op}")
     params = ", ".join(
-        f"{language.buffer_prefix}{language.type_name(dtype)}* data{number}"
+        f"{language.buffer_prefix}{language.buffer_type(dtype)}* data{number}"
         for number, dtype, _ in kernel.buffers
     )
     prefix = " ".join(
@@ -375,8 +423,22 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
             ],
         )
     )
-    source = f"{language.headers}\n{prefix} {kernel.name}({params}) {{\n" + "\n".join(lines) + "\n}\n"
+    headers = language.headers
+    if any(d in HALF_FLOATS for d in buffer_dtypes.values()) or any(
+        i.dtype in HALF_FLOATS for i in kernel.instrs
+    ):
+        headers += language.bitcasts + HALF_HELPERS
+    source = f"{headers}\n{prefix} {kernel.name}({params}) {{\n" + "\n".join(lines) + "\n}\n"
     return kernel.name, source, launch
+
+
+def _representable(value: float, dtype: DType) -> float:
+    """The value a constant has in its type: a 16-bit float's constant is rounded to it."""
+    if dtype == dtypes.float16:
+        return float(np.float16(value))
+    if dtype == dtypes.bfloat16:
+        return float(from_bfloat16(to_bfloat16(np.float32(value))))
+    return value
 
 
 def _buffer_name(buffer: int | str) -> str:

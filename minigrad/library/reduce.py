@@ -59,6 +59,8 @@ class ReduceOps:
         if dtype is None and (dtypes.is_int(self.dtype) or self.dtype == dtypes.bool):
             dtype = dtypes.uint64 if self.dtype == dtypes.uint64 else dtypes.int64
         x = self.cast(dtype) if dtype is not None else self
+        if _is_16bit_float(x.dtype):  # accumulated in float32 and rounded once, as torch
+            return x.float()._reduce(Op.REDUCE_SUM, axis, keepdim).cast(x.dtype)
         return x._reduce(Op.REDUCE_SUM, axis, keepdim)
 
     def max(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
@@ -246,7 +248,10 @@ class ReduceOps:
             raise RuntimeError(
                 f"matmul: shapes {x.shape} and {w.shape} do not match ({x2.shape[-1]} != {w2.shape[-2]})"
             )
+        half = _is_16bit_float(x2.dtype) and x2.dtype == w2.dtype  # products and sums in float32, as torch
+        x2, w2 = (x2.float(), w2.float()) if half else (x2, w2)
         out = (x2.unsqueeze(-2) * w2.transpose(-1, -2).unsqueeze(-3)).sum(-1)
+        out = out.cast(x.dtype) if half else out
         if x.ndim == 1:
             out = out.squeeze(-2)
         if w.ndim == 1:
@@ -259,3 +264,8 @@ class ReduceOps:
         """`self @ weight + bias` with weight shaped (in, out), as tinygrad (nn.Linear passes weight.T)."""
         out = self * weight if weight.ndim == 1 else self.matmul(weight)
         return out + bias if bias is not None else out
+
+
+def _is_16bit_float(dtype) -> bool:
+    """float16 and bfloat16: their sums and products accumulate in float32."""
+    return dtypes.is_float(dtype) and dtype.itemsize == 2

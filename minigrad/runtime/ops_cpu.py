@@ -45,7 +45,7 @@ from minigrad.device import (
     host_cores,
     simd_from_macros,
 )
-from minigrad.dtype import DType, dtypes
+from minigrad.dtype import DType
 
 # ---- OpenMP: how kernel threads wait, how many there are, and a runtime kept loaded ----
 # OpenMP reads OMP_WAIT_POLICY once, when libgomp loads (with the first kernel library). Its default, spinning
@@ -246,4 +246,4 @@ class CpuDevice(Backend):
         super().__init__("CPU", CpuAllocator(), language, compiler, CpuProgram, target)
 
     def supports_dtype(self, dtype: DType) -> bool:
-        return dtype != dtypes.float16  # C has no portable half type with math functions
+        return True  # float16 and bfloat16: stored in 16 bits, computed in float (codegen/cstyle.py)

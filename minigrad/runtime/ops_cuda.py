@@ -7,7 +7,7 @@ import time
 
 from minigrad.codegen.cstyle import Language
 from minigrad.device import Allocator, Backend, Compiler, Program, Target
-from minigrad.dtype import DType, dtypes
+from minigrad.dtype import DType
 from minigrad.helpers import getenv
 
 try:
@@ -26,6 +26,8 @@ CUDA_LANGUAGE = Language(
     barrier="__syncthreads();",
     vector_load="*((float4*)({ptr}))",
     vector_store="*((float4*)({ptr})) = make_float4({values})",
+    bitcasts="#define MG_FN static __device__ inline\n#define mg_bits(f) __float_as_uint(f)\n"
+    "#define mg_float(u) __uint_as_float(u)\n",
 )
 
 
@@ -138,4 +140,4 @@ class CudaDevice(Backend):
         check(driver.cuCtxSynchronize())
 
     def supports_dtype(self, dtype: DType) -> bool:
-        return dtype != dtypes.float16  # cuda_fp16.h is not part of NVRTC
+        return True  # float16 and bfloat16: stored in 16 bits, computed in float (codegen/cstyle.py)

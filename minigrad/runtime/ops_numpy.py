@@ -15,6 +15,7 @@ import functools
 import numpy as np
 
 from minigrad.device import IOTA, Backend, Compiler, HostAllocator, Op, Program
+from minigrad.dtype import dtypes, from_bfloat16, to_bfloat16
 
 
 def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -62,22 +63,26 @@ def load(flat: np.ndarray, st) -> np.ndarray:
 
 
 def _evaluate(node, srcs: list[np.ndarray], buffers: tuple[np.ndarray, ...]) -> np.ndarray:
-    """The value of one AST node, given the values of its sources."""
-    dtype, op = node.dtype.np, node.op
+    """The value of one AST node, given the values of its sources. A bfloat16 value is a float32 array
+    rounded to bfloat16 (its buffer holds the bits)."""
+    op = node.op
+    dtype = np.dtype(np.float32) if node.dtype is dtypes.bfloat16 else node.dtype.np  # the arrays' type
     if op is Op.LOAD:
-        return load(_typed(buffers[node.arg[0]], dtype), node.arg[1])
+        values = load(_typed(buffers[node.arg[0]], node.dtype.np), node.arg[1])
+        return from_bfloat16(values) if node.dtype is dtypes.bfloat16 else values
     if op is Op.CONST:
         value, st = node.arg
         index, valid = _indices(st)
         value = index if value == IOTA else np.array(value, dtype=dtype)  # IOTA: its own index
-        return np.where(valid, value, np.zeros((), dtype=dtype)).astype(dtype, copy=False)
-    if op is Op.REDUCE_SUM:
-        return np.sum(srcs[0], axis=node.arg, keepdims=True, dtype=dtype)
-    if op is Op.REDUCE_MAX:
-        return _reduce_max(srcs[0], node.arg)
-    if op is Op.CAST:
-        return srcs[0].astype(dtype)
-    return np.asarray(NUMPY_CODE_FOR_OP[op](*srcs)).astype(dtype, copy=False)
+        result = np.where(valid, value, np.zeros((), dtype=dtype))
+    elif op is Op.REDUCE_SUM:
+        result = np.sum(srcs[0], axis=node.arg, keepdims=True, dtype=dtype)
+    elif op is Op.REDUCE_MAX:
+        result = _reduce_max(srcs[0], node.arg)
+    else:
+        result = NUMPY_CODE_FOR_OP[op](*srcs) if op is not Op.CAST else srcs[0]
+    result = np.asarray(result).astype(dtype, copy=False)
+    return from_bfloat16(to_bfloat16(result)) if node.dtype is dtypes.bfloat16 else result
 
 
 class NumpyProgram(Program):
@@ -93,7 +98,8 @@ class NumpyProgram(Program):
                     continue
                 index, valid = _indices(node.arg[1])
                 out = _typed(buffers[node.arg[0]], node.dtype.np)
-                out[index[valid]] = np.broadcast_to(srcs[0], valid.shape)[valid]
+                value = to_bfloat16(srcs[0]) if node.dtype is dtypes.bfloat16 else srcs[0]
+                out[index[valid]] = np.broadcast_to(value, valid.shape)[valid]
         return None
 
 

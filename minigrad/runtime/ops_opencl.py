@@ -5,13 +5,13 @@ device buffers. It uses the first device, over every platform, that builds and r
 (Debian's `pocl-opencl-icd` gives a CPU one, PoCL); MINIGRAD_OPENCL_PLATFORM (a platform's number or part
 of its name) or pyopencl's PYOPENCL_CTX ("platform:device") chooses instead. Global loops are work-items
 (`get_global_id(0)`); the runtime picks the work-group size.
-bool lives in `uchar` buffers (OpenCL kernels cannot take `bool*`); half needs cl_khr_fp16, double
-cl_khr_fp64: a device without the extension does not support that dtype.
+bool lives in `uchar` buffers (OpenCL kernels cannot take `bool*`); float16 and bfloat16 in `unsigned short`
+ones, computed in float (no extension needed); double needs cl_khr_fp64, without which a device does not
+support that dtype.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 
@@ -43,6 +43,7 @@ OPENCL_LANGUAGE = Language(
     barrier="barrier(CLK_LOCAL_MEM_FENCE);",
     vector_load="vload4(0, {ptr})",
     vector_store="vstore4((float4)({values}), 0, {ptr})",
+    bitcasts="#define MG_FN static inline\n#define mg_bits(f) as_uint(f)\n#define mg_float(u) as_float(u)\n",
 )
 
 
@@ -138,10 +139,6 @@ class OpenclDevice(Backend):
             compute_units=cl_device.max_compute_units,
             local_memory_bytes=cl_device.local_mem_size,
         )
-        if self.supports_dtype(dtypes.float16):
-            language = dataclasses.replace(
-                language, headers=language.headers + "#pragma OPENCL EXTENSION cl_khr_fp16 : enable\n"
-            )
 
         class OpenclProgram(Program):
             def __init__(self, name: str, binary: bytes):
@@ -168,7 +165,7 @@ class OpenclDevice(Backend):
         self.queue.finish()
 
     def supports_dtype(self, dtype: DType) -> bool:
-        extension = {dtypes.float16: "cl_khr_fp16", dtypes.float64: "cl_khr_fp64"}.get(dtype)
+        extension = {dtypes.float64: "cl_khr_fp64"}.get(dtype)  # (16-bit floats are computed in float)
         return extension is None or extension in self.cl_device.extensions
 
     def report(self) -> list[str]:
