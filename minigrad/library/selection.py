@@ -185,6 +185,10 @@ class SelectionOps:
         dim = normalize_axis(dim, self.ndim)
         if not isinstance(src, type(self)):  # a scalar: the value for every index
             src = type(self).full(index.shape, src, dtype=self.dtype, device=self.device)
+        elif src.dtype != self.dtype:
+            raise RuntimeError(
+                f"scatter: src is {src.dtype.name} but self is {self.dtype.name}; they must match"
+            )
         if index.ndim != self.ndim or src.ndim != self.ndim:
             raise RuntimeError(
                 f"scatter: index {index.shape}, src {src.shape} and self {self.shape} need one number of dims"

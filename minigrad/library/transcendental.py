@@ -117,16 +117,17 @@ class TranscendentalOps:
         return small.where(_odd(xs, ASINH), (x < 0).where(-far, far))
 
     def acosh(self) -> "Tensor":
-        """log1p(t + sqrt(2t + t^2)) with t = x - 1 (exact) below 2; log(2x - 1/(x + sqrt(x^2 - 1))) to 2^28;
-        log(x) + log 2 above; NaN below 1."""
+        """log1p(t + sqrt(t (t + 2))) with t = x - 1 (exact) below 2; log(2x - 1/(x + sqrt(x^2 - 1))) to 2^28;
+        log(x) + log 2 above. Below 1 the first form is NaN by itself, and its derivative is torch's formula
+        1 / sqrt(x^2 - 1) (finite below -1, as torch's), until t^2 would overflow."""
         x = self._float()
         low, huge = x < 2, x > 2.0**28
         t = low.where(x, 1.0) - 1
-        near = (t + (2 * t + t * t).sqrt()).log1p()
+        near = (t + (t * (t + 2)).sqrt()).log1p()
         m = (low | huge).where(2.0, x)
         mid = (2 * m - 1 / (m + (m * m - 1).sqrt())).log()
         far = huge.where(huge.where(x, 1.0).log() + LN2, mid)
-        return (x < 1).where(math.nan, low.where(near, far))
+        return (x < -(2.0**60)).where(math.nan, low.where(near, far))
 
     def atanh(self) -> "Tensor":
         """x + x^3 P(x^2) for |x| < 0.5; log1p(2a / (1 - a)) / 2 beyond (1 - a is exact there)."""
