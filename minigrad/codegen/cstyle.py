@@ -393,8 +393,9 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
             names[position] = _value_name(instr, position)
             if instr.arg is Op.CAST and instr.dtype == dtypes.bool:
                 expression = f"({srcs[0]}!=0)"  # not a C cast: OpenCL keeps bools in uchar buffers
-            elif instr.arg is Op.CAST:
-                expression = f"({language.type_name(instr.dtype)})({srcs[0]})"
+            elif instr.arg is Op.CAST:  # a bool through int: GCC 12 vectorizes no bool -> float conversion
+                via_int = "(int)" if kernel.instrs[instr.srcs[0]].dtype == dtypes.bool else ""
+                expression = f"({language.type_name(instr.dtype)})({via_int}{srcs[0]})"
             else:
                 operand_dtype = kernel.instrs[instr.srcs[-1]].dtype
                 expression = language.code_for_op[instr.arg](*srcs, operand_dtype)
