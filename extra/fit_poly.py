@@ -43,6 +43,14 @@ def _erfc_exponent(center: float):
     return lambda u: np.log(erfc(1 / (u + center)) / (u + center)) + 1 / (u + center) ** 2 + 0.5625
 
 
+def _log_remainder(z):
+    """R(z) / z for the C helper mg_log2f: log(1 + f) = f - f^2/2 + s (f^2/2 + R), s = f / (2 + f), z = s^2."""
+    s = np.sqrt(z)
+    f = 2 * s / (1 - s)
+    half_square = 0.5 * f * f
+    return ((np.log((1 + s) / (1 - s)) - f + half_square) / s - half_square) / z
+
+
 ERFC_PARTS = [(0.84, 2.5), (2.5, 10.5)]
 FITS = {  # name: (target, low, high, degree)
     "TANH": (odd(np.tanh), 1e-5, 0.625**2, 4),  # tanh(x) = x + x z P(z) for |x| < 0.625
@@ -53,6 +61,8 @@ FITS = {  # name: (target, low, high, degree)
     "EXPM1": (lambda x: (np.expm1(x) - x) / x**2, -0.5, 0.5, 6),  # expm1(x) = x + x^2 P(x), |x| < 0.5
     "LOG1P": (lambda x: (np.log1p(x) - x) / x**2, -0.2, 0.3, 7),  # log1p(x) = x + x^2 P(x)
     "ERF": (lambda z: erf(np.sqrt(z)) / np.sqrt(z) - 1, 1e-8, 0.84**2, 5),  # erf(x) = x + x P(z), |x| < 0.84
+    # codegen/cstyle.py's mg_log2f: R(z) = z P(z) for |s| <= (sqrt(2) - 1) / (sqrt(2) + 1)
+    "LOG_REMAINDER": (_log_remainder, 1e-6, ((2**0.5 - 1) / (2**0.5 + 1)) ** 2, 3),
 }
 for i, (low, high) in enumerate(ERFC_PARTS):
     center = 0.5 * (1 / low + 1 / high)

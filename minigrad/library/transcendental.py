@@ -81,6 +81,14 @@ class TranscendentalOps:
         correction = finite.where((small.where(0.0, x) - (safe - 1)) / safe, 0.0)
         return small.where(xs + xs * xs * _poly(xs, LOG1P), u.log() + correction)
 
+    def log10(self) -> "Tensor":
+        """log2(x) log10(2); for 0.8 < x < 1.3, where log10 is near 0 and log2's error large against it,
+        log1p's polynomial of x - 1 (exact there) over ln 10."""
+        x = self._float()
+        near = (x > 0.8) & (x < 1.3)
+        t = near.where(x, 1.0) - 1
+        return near.where((t + t * t * _poly(t, LOG1P)) * (1 / math.log(10)), x.log2() * math.log10(2))
+
     def sinh(self) -> "Tensor":
         """x + x^3 P(x^2) for |x| < 1; beyond, h - 1/(4h) with h = e^|x| / 2 (finite up to |x| = 89.4)."""
         x = self._float()
