@@ -95,3 +95,20 @@ def test_safe_load_rejects_a_file_that_is_not_safetensors(tmp_path):
     (tmp_path / "junk").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
     with pytest.raises(ValueError, match="junk is not a valid safetensors file: the header is not JSON"):
         safe_load(tmp_path / "junk")
+
+
+def test_bfloat16_and_float16_round_trip_through_torch_safetensors(tmp_path, device):
+    """BF16 and F16 entries load with their dtype on every device, bit for bit, and save back as such."""
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    torch = pytest.importorskip("torch")
+    values = torch.tensor([1.0, -2.5, 3.0e38, 1e-40, 0.1, float("inf")])
+    tensors = {"bf16": values.to(torch.bfloat16), "f16": values[[0, 1, 4, 5]].to(torch.float16)}
+    safetensors_torch.save_file(tensors, str(tmp_path / "theirs"))
+    ours = safe_load(tmp_path / "theirs", device=device)
+    for name, tensor in tensors.items():
+        assert ours[name].dtype.name == str(tensor.dtype).removeprefix("torch.")
+        np.testing.assert_array_equal(ours[name].float().numpy(), tensor.float().numpy())
+    safe_save(ours, tmp_path / "ours")
+    back = safetensors_torch.load_file(str(tmp_path / "ours"))
+    for name, tensor in tensors.items():
+        assert back[name].dtype == tensor.dtype and torch.equal(back[name], tensor)

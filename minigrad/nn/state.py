@@ -21,13 +21,14 @@ from typing import Any
 import numpy as np
 
 from minigrad.device import Device
-from minigrad.dtype import dtypes
+from minigrad.dtype import dtypes, from_bfloat16, to_bfloat16
 from minigrad.tensor import Tensor
 
 # safetensors' dtype codes for the dtypes minigrad stores
 SAFETENSORS_DTYPES = {
     dtypes.float32: "F32",
     dtypes.float16: "F16",
+    dtypes.bfloat16: "BF16",
     dtypes.float64: "F64",
     dtypes.int32: "I32",
     dtypes.int64: "I64",
@@ -92,7 +93,9 @@ def safe_save(state_dict: dict[str, Tensor], path: str | os.PathLike, metadata: 
     for name, tensor in state_dict.items():
         if tensor.dtype not in SAFETENSORS_DTYPES:
             raise TypeError(f"safe_save: {name} has dtype {tensor.dtype.name}, which safetensors cannot hold")
-        blob = np.ascontiguousarray(tensor.numpy()).astype(tensor.dtype.np.newbyteorder("<")).tobytes()
+        data = tensor.numpy()
+        data = to_bfloat16(data) if tensor.dtype is dtypes.bfloat16 else data  # (numpy() gave float32)
+        blob = np.ascontiguousarray(data).astype(tensor.dtype.np.newbyteorder("<")).tobytes()
         header[name] = {
             "dtype": SAFETENSORS_DTYPES[tensor.dtype],
             "shape": list(tensor.shape),
@@ -113,21 +116,19 @@ MAX_HEADER_BYTES = 100 << 20  # as the safetensors package
 
 def safe_load(path: str | os.PathLike, device: str | None = None) -> dict[str, Tensor]:
     """The tensors of a safetensors file, validated as strictly as the safetensors package does: a bad
-    file raises ValueError naming it and the problem. float16 stays float16 where the device holds it
-    and is promoted to float32 elsewhere; bfloat16 is promoted to float32 (minigrad has no bfloat16)."""
+    file raises ValueError naming it and the problem. Each tensor keeps its dtype (float16 and bfloat16
+    too) where the device holds it, and is promoted to float32 where it does not."""
     entries, body, _ = _read_header(path, pathlib.Path(path).read_bytes())
-    half_ok = Device[device or Device.DEFAULT].supports_dtype(dtypes.float16)
+    backend = Device[device or Device.DEFAULT]
     state: dict[str, Tensor] = {}
     for name, (code, shape, begin, end) in entries.items():
-        raw = body[begin:end]
-        if code == "BF16":  # the top half of a float32's bits
-            array = (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(np.float32)
-        else:
-            array = np.frombuffer(raw, dtype=FROM_SAFETENSORS[code].np.newbyteorder("<"))
+        dtype = FROM_SAFETENSORS[code]
+        array = np.frombuffer(body[begin:end], dtype=dtype.np.newbyteorder("<"))
         array = array.reshape(shape).astype(array.dtype.newbyteorder("="))
-        if array.dtype == np.float16 and not half_ok:
-            array = array.astype(np.float32)
-        state[name] = Tensor(array, device=device)
+        array = from_bfloat16(array) if dtype is dtypes.bfloat16 else array  # bits -> float32, exactly
+        state[name] = Tensor(
+            array, device=device, dtype=dtype if backend.supports_dtype(dtype) else dtypes.float32
+        )
     return state
 
 
@@ -173,14 +174,14 @@ def _read_header(path: Any, data: bytes) -> tuple[dict[str, tuple], memoryview, 
         if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
             raise bad(f"{name!r} must have exactly dtype, shape and data_offsets, got {info!r}"[:300])
         code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-        if code not in FROM_SAFETENSORS and code != "BF16":
-            raise bad(f"{name!r} has dtype {code!r}; known: {sorted(FROM_SAFETENSORS) + ['BF16']}")
+        if code not in FROM_SAFETENSORS:
+            raise bad(f"{name!r} has dtype {code!r}; known: {sorted(FROM_SAFETENSORS)}")
         if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
             raise bad(f"{name!r} has shape {shape!r}, not a list of non-negative integers")
         if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_count(o) for o in offsets):
             raise bad(f"{name!r} has data_offsets {offsets!r}, not [begin, end] as non-negative integers")
         begin, end = offsets
-        itemsize = 2 if code == "BF16" else FROM_SAFETENSORS[code].itemsize
+        itemsize = FROM_SAFETENSORS[code].itemsize
         if not begin <= end <= len(body):
             raise bad(f"{name!r} has data_offsets {offsets} outside the {len(body)} bytes of data")
         if end - begin != math.prod(shape) * itemsize:
