@@ -437,7 +437,7 @@ def test_safe_load_reads_half_precision_and_metadata_from_the_safetensors_packag
     save_file(tensors, str(path), metadata={"format": "pt"})
     state = safe_load(path)
     assert state["h"].tolist() == [0.5, -2.0] and state["b"].tolist() == [1.5, -2.25]
-    assert state["b"].dtype == dtypes.float32 and state["i"].tolist() == [2**40]
+    assert state["b"].dtype == dtypes.bfloat16 and state["i"].tolist() == [2**40]
     assert safe_load_metadata(path) == {"format": "pt"}
     safe_save({"w": state["b"]}, path, metadata={"step": "3"})
     assert safe_load_metadata(path) == {"step": "3"} and safe_load(path)["w"].tolist() == [1.5, -2.25]

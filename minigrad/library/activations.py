@@ -24,12 +24,11 @@ class ActivationOps:
         return ((self > 0) | self.isnan()).where(self, 0)
 
     def sigmoid(self) -> "Tensor":
-        """Stable: each branch only exponentiates a non-positive number, so nothing overflows."""
+        """1 / (1 + e^-x), torch's formula (so its roundings are torch's), down to x = -88; below, where e^-x
+        overflows and its derivative would be inf / inf, e^x (sigmoid is e^x to float precision there)."""
         x = self._float()
-        positive = x >= 0
-        upper = 1 / (1 + (-positive.where(x, 0)).exp())
-        lower_exp = positive.where(0, x).exp()
-        return positive.where(upper, lower_exp / (1 + lower_exp))
+        tail = x < -88
+        return tail.where(tail.where(x, 0.0).exp(), 1 / (1 + (-tail.where(0.0, x)).exp()))
 
     def logsigmoid(self) -> "Tensor":
         return -(-self).softplus()
