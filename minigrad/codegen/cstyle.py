@@ -70,23 +70,29 @@ C_CODE_FOR_OP: dict[Op, Callable[..., str]] = {
 # it declares a helper function) in Language.bitcasts, or has no 16-bit floats. Rounding is to nearest even; the smallest float16s
 # (subnormals) are rounded by float addition itself: a + 0.5 has its last bit at 2^-24.
 HALF_FLOATS = {dtypes.float16: "f16", dtypes.bfloat16: "bf16"}
-HALF_HELPERS = """MG_FN float mg_f16_to_float(unsigned short h) {
+HALF_HELPERS = """MG_FN unsigned int mg_select(bool c, unsigned int a, unsigned int b) {  /* c ? a : b without a branch */
+  unsigned int keep_a = 0u - (unsigned int)c;
+  return (a & keep_a) | (b & ~keep_a);
+}
+MG_FN float mg_f16_to_float(unsigned short h) {
   unsigned int sign = (unsigned int)(h & 0x8000u) << 16, exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
-  float subnormal = (float)mantissa * 5.9604644775390625e-08f;
-  unsigned int bits = exponent == 31u ? 0x7f800000u | (mantissa << 13) : ((exponent + 112u) << 23) | (mantissa << 13);
-  return mg_float((exponent == 0u ? mg_bits(subnormal) : bits) | sign);
+  float subnormal = (float)(int)mantissa * 5.9604644775390625e-08f;
+  unsigned int bits = ((exponent + 112u) << 23) | (mantissa << 13);
+  bits = mg_select(exponent == 31u, 0x7f800000u | (mantissa << 13), bits);
+  return mg_float(mg_select(exponent == 0u, mg_bits(subnormal), bits) | sign);
 }
 MG_FN unsigned short mg_float_to_f16(float f) {
   unsigned int x = mg_bits(f), sign = (x >> 16) & 0x8000u, a = x & 0x7fffffffu;
-  unsigned int normal = (a - (112u << 23) + 0xfffu + ((a >> 13) & 1u)) >> 13;
-  unsigned int subnormal = mg_bits(mg_float(a) + 0.5f) - 0x3f000000u;
-  unsigned int h = a > 0x7f800000u ? 0x7e00u : a >= 0x477ff000u ? 0x7c00u : a < 0x38800000u ? subnormal : normal;
+  unsigned int h = (a - (112u << 23) + 0xfffu + ((a >> 13) & 1u)) >> 13;
+  h = mg_select(a < 0x38800000u, mg_bits(mg_float(a) + 0.5f) - 0x3f000000u, h);
+  h = mg_select(a >= 0x477ff000u, 0x7c00u, h);
+  h = mg_select(a > 0x7f800000u, 0x7e00u, h);
   return (unsigned short)(h | sign);
 }
 MG_FN float mg_bf16_to_float(unsigned short b) { return mg_float((unsigned int)b << 16); }
 MG_FN unsigned short mg_float_to_bf16(float f) {
   unsigned int x = mg_bits(f), rounded = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
-  return (unsigned short)((x & 0x7fffffffu) > 0x7f800000u ? (x >> 16) | 0x40u : rounded);
+  return (unsigned short)mg_select((x & 0x7fffffffu) > 0x7f800000u, (x >> 16) | 0x40u, rounded);
 }
 MG_FN float mg_round_f16(float f) { return mg_f16_to_float(mg_float_to_f16(f)); }
 MG_FN float mg_round_bf16(float f) { return mg_bf16_to_float(mg_float_to_bf16(f)); }
@@ -240,7 +246,8 @@ static inline float mg_sinf(float x, double shift) {  /* sin(x + shift * pi/2): 
 
 
 def _fast_float32(dtype: DType) -> bool:
-    return dtype == dtypes.float32 and bool(getenv("FAST_MATH_C", 1))
+    """Is this value a float in a register (float32, and the 16-bit floats computed in float)?"""
+    return (dtype == dtypes.float32 or dtype in HALF_FLOATS) and bool(getenv("FAST_MATH_C", 1))
 
 
 C_FAST_OPS = {
