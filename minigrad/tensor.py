@@ -196,7 +196,10 @@ class Tensor(
         return self.numpy().tolist()
 
     def to(self, device: str) -> "Tensor":
+        """This tensor on `device`: itself when it is there already (as torch)."""
         device = Device.canonicalize(device)
+        if device == self.device:
+            return self
         out = self._wrap(self.lazydata.copy_to(device), self)
         if self.grad is not None:
             out.grad = self.grad.to(device)
@@ -272,6 +275,23 @@ class Tensor(
             self._requires_grad = True
         self._replace_node(node)
         return self
+
+    def _in_place(self, op, other: "Tensor | Scalar") -> "Tensor":
+        """`self op= other` (+=, *=, @=, ...): the result written into this tensor (assign), so that every
+        name for it sees the new value, as in torch; inside TinyJit the write is replayed. The result must
+        keep self's shape, and its dtype must cast back without changing kind (an int tensor += 0.5 is a
+        RuntimeError, as torch's)."""
+        result = op(self, other)
+        if result.shape != self.shape:
+            raise RuntimeError(
+                f"in-place op: the result's shape {result.shape} differs from the tensor's {self.shape}"
+            )
+        kinds = [0 if d == dtypes.bool else 2 if dtypes.is_float(d) else 1 for d in (result.dtype, self.dtype)]
+        if kinds[0] > kinds[1]:
+            raise RuntimeError(
+                f"in-place op: a {result.dtype.name} result cannot be written into a {self.dtype.name} tensor"
+            )
+        return self.assign(result.cast(self.dtype))
 
     # ---- construction ---------------------------------------------------------------------------
 
@@ -902,6 +922,8 @@ for _name in (
     _method = getattr(Tensor, _OPERATORS.get(_name, _name))  # t + 2 and, reflected, 2 + t
     setattr(Tensor, f"__{_name}__", _method)
     setattr(Tensor, f"__r{_name}__", partialmethod(_method, reverse=True))
+    setattr(Tensor, f"__i{_name}__", partialmethod(Tensor._in_place, _method))
+Tensor.__imatmul__ = partialmethod(Tensor._in_place, Tensor.matmul)
 
 
 class no_grad(contextlib.ContextDecorator):

@@ -7,9 +7,10 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 import minigrad
-from minigrad import GlobalCounters, Tensor, dtypes
+from minigrad import GlobalCounters, Tensor, TinyJit, dtypes, no_grad
 
 
 def test_construction_from_python_and_numpy(device):
@@ -184,3 +185,78 @@ def test_debug_1_prints_one_line_per_kernel():
     )
     kernel_lines = [line for line in result.stdout.splitlines() if line.startswith("***")]
     assert len(kernel_lines) == 2 and "GFLOPS" in kernel_lines[0], result.stdout + result.stderr
+
+
+# ---- in-place operators ---------------------------------------------------------------------------------
+
+IN_PLACE = {
+    "+=": lambda a, b: a.__iadd__(b),
+    "-=": lambda a, b: a.__isub__(b),
+    "*=": lambda a, b: a.__imul__(b),
+    "/=": lambda a, b: a.__itruediv__(b),
+    "//=": lambda a, b: a.__ifloordiv__(b),
+    "%=": lambda a, b: a.__imod__(b),
+    "**=": lambda a, b: a.__ipow__(b),
+    "@=": lambda a, b: a.__imatmul__(b),
+    "&=": lambda a, b: a.__iand__(b),
+    "|=": lambda a, b: a.__ior__(b),
+    "^=": lambda a, b: a.__ixor__(b),
+    "<<=": lambda a, b: a.__ilshift__(b),
+    ">>=": lambda a, b: a.__irshift__(b),
+}
+
+
+@pytest.mark.parametrize("op", IN_PLACE)
+@pytest.mark.parametrize("realized", [False, True], ids=["lazy", "realized"])
+def test_in_place_operators_update_every_alias(device, op, realized):
+    """`x op= y` changes x itself, as torch: another name for x sees the new value."""
+    integer = op in ("&=", "|=", "^=", "<<=", ">>=", "//=", "%=")
+    start = np.array([[5, 7], [12, 3]]) if integer else np.array([[1.5, -2.0], [0.5, 3.0]], np.float32)
+    other = np.array([[2, 1], [3, 2]]) if integer else np.array([[2.0, 0.5], [-1.5, 1.25]], np.float32)
+    x = Tensor(start, device=device)
+    if realized:
+        x.realize()
+    alias = x
+    result = IN_PLACE[op](x, Tensor(other, device=device))
+    expected = torch.tensor(start)
+    if op == "@=":  # torch has no in-place matmul: compare with the product
+        expected = expected @ torch.tensor(other)
+    else:
+        IN_PLACE[op](expected, torch.tensor(other))
+    assert result is alias and x.dtype.name == str(expected.dtype).removeprefix("torch.")
+    np.testing.assert_allclose(alias.numpy(), expected.numpy(), rtol=1e-6)
+
+
+def test_in_place_operators_follow_torchs_rules(device):
+    with pytest.raises(RuntimeError, match="int64"):
+        x = Tensor([1, 2], device=device)
+        x += 0.5  # a float result cannot go into an int tensor
+    with pytest.raises(RuntimeError, match="shape"):
+        x = Tensor([1.0, 2.0], device=device)
+        x += Tensor([[1.0, 2.0], [3.0, 4.0]], device=device)
+    leaf = Tensor([1.0, 2.0], device=device, requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf"):
+        leaf += 1
+    with no_grad():
+        leaf -= 1  # an optimizer's update: allowed
+    assert leaf.numpy().tolist() == [0.0, 1.0]
+    x = Tensor([1.0, 2.0], device=device, requires_grad=True)
+    y = x * 3
+    y += x * x  # on a tensor in the graph: the gradient flows through, as torch's
+    y.sum().backward()
+    assert x.grad.numpy().tolist() == [5.0, 7.0]
+    assert x.to(x.device) is x
+
+
+def test_in_place_update_inside_tinyjit_is_replayed(device):
+    counter = Tensor([0.0], device=device).realize()
+
+    @TinyJit
+    def step():
+        nonlocal counter
+        counter += 1
+        return counter
+
+    for _ in range(5):
+        step()
+    assert counter.numpy().tolist() == [5.0]
