@@ -59,9 +59,28 @@ def codegen_settings() -> tuple:
     return tuple(getenv(name, -1) for name in CODEGEN_SETTINGS)
 
 
+# every name minigrad reads with getenv (test_readme checks the list): Context refuses any other
+SETTINGS = frozenset(
+    (
+        "ALLOC_CACHE_MB BEAM BEAM_ROUNDS BOUNDS_CHECK CACHE_MB CHUNK CONV_GRAD_AS_CONV CUDA_PTX DEBUG DEVICE "
+        "DISABLE_COMPILER_CACHE EPILOGUE_LOOP FAST_MATH_C GATHER_TILE GRAPH GROUP JIT_CACHE_SIZE KERNEL_OPS "
+        "LANE_LOOP LRU NOOPT OVERLAP PACK PARALLEL_COMPILE PICK PROGRAM_CACHE_SIZE REORDER SCATTER "
+        "SCHEDULE_CACHE SCHEDULE_CACHE_SIZE SECOND_TILE SPLIT_BROADCAST SPLIT_RECOMPUTE SPLIT_SUM "
+        "STREAM_LANES THREADS TILE TRANSPOSE UPCAST VECTORIZE"
+    ).split()
+)
+
+
 @contextlib.contextmanager
 def Context(**values) -> Iterator[None]:
-    """Temporarily override configuration: `with Context(DEBUG=2, NOOPT=1): ...`."""
+    """Temporarily override configuration: `with Context(DEBUG=2, NOOPT=1): ...`. A name minigrad does not
+    read raises ValueError (a misspelled switch would otherwise change nothing, silently)."""
+    unknown = sorted(set(values) - SETTINGS)
+    if unknown:
+        hint = "; training mode is `with Tensor.train():`" if "TRAINING" in unknown else ""
+        raise ValueError(
+            f"Context: unknown setting {', '.join(unknown)}{hint} (known: {' '.join(sorted(SETTINGS))})"
+        )
     _overrides.append(values)
     codegen_settings.cache_clear()
     try:

@@ -286,7 +286,9 @@ class Tensor(
             raise RuntimeError(
                 f"in-place op: the result's shape {result.shape} differs from the tensor's {self.shape}"
             )
-        kinds = [0 if d == dtypes.bool else 2 if dtypes.is_float(d) else 1 for d in (result.dtype, self.dtype)]
+        kinds = [
+            0 if d == dtypes.bool else 2 if dtypes.is_float(d) else 1 for d in (result.dtype, self.dtype)
+        ]
         if kinds[0] > kinds[1]:
             raise RuntimeError(
                 f"in-place op: a {result.dtype.name} result cannot be written into a {self.dtype.name} tensor"

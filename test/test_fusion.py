@@ -96,13 +96,8 @@ def test_mlp_sgd_step_kernel_count(device, batch):
     x = realized(batch, 784, device=device)
     y = Tensor(rng.integers(0, 10, batch).astype(np.int32), device=device).realize()
     w1, b1, w2, b2, w3, b3 = params
-    with Context(PACK_MATMUL=0):  # fusion alone: at batch 128 the panel matmuls add 5 copies (tensor.py)
-        loss = (
-            ((x.linear(w1, b1).relu()).linear(w2, b2).relu())
-            .linear(w3, b3)
-            .sparse_categorical_crossentropy(y)
-        )
-        loss.backward()
+    loss = ((x.linear(w1, b1).relu()).linear(w2, b2).relu()).linear(w3, b3).sparse_categorical_crossentropy(y)
+    loss.backward()
     for p in params:
         p.assign(p.detach() - 0.01 * p.grad)
     GlobalCounters.reset()

@@ -123,7 +123,7 @@ TILE_CASES = {  # (768, 48) @ (48, 768): 144 work-groups of 64x64 outputs (opt.t
 def run_tiled(device: str, name: str, tile: int) -> tuple[np.ndarray, list[str]]:
     rng = np.random.default_rng(3)
     a, b, c = (rng.standard_normal(s).astype(np.float32) for s in ((768, 48), (48, 768), (768,)))
-    with Context(TILE=tile, PACK_MATMUL=0):
+    with Context(TILE=tile):
         out = TILE_CASES[name](*(Tensor(x, device=device) for x in (a, b, c)))
         source = sources(device, out) if device != "NUMPY" else []
         return out.numpy(), source
@@ -145,8 +145,7 @@ def test_cuda_tiles_big_matmuls_and_nvrtc_compiles_them():
     from minigrad.runtime.ops_cuda import CUDA_LANGUAGE, CudaCompiler
 
     a = Tensor(np.ones((2048, 2048), np.float32), device="NUMPY")
-    with Context(PACK_MATMUL=0):  # the CUDA device does not pack (panel_min)
-        ast = [i for i in create_schedule([(a @ a).lazydata]) if i.ast.op.name == "STORE"][0].ast
+    ast = [i for i in create_schedule([(a @ a).lazydata]) if i.ast.op.name == "STORE"][0].ast
     name, source, (global_size, local_size) = generate(ast, CUDA_LANGUAGE, H100)
     assert "__shared__ float tile0" in source and "__syncthreads();" in source
     assert local_size == (256,) and global_size == (256 * 256,), "16x16 blocks of 128x128 outputs"

@@ -67,6 +67,22 @@ def test_readme_walks_through_the_whole_backend_file():
     assert not missing, f"lines of ops_opencl.py the README does not walk through: {missing}"
 
 
+def test_context_knows_exactly_the_settings_minigrad_reads():
+    """helpers.SETTINGS is every name the code reads with getenv; Context refuses the others by name."""
+    from minigrad.helpers import SETTINGS, Context
+
+    code = "\n".join(p.read_text() for p in (ROOT / "minigrad").rglob("*.py"))
+    assert SETTINGS == set(re.findall(r'getenv\("([A-Z_0-9]+)"', code))
+    with pytest.raises(ValueError, match="unknown setting PACK_MATMUL"):
+        with Context(PACK_MATMUL=0):
+            pass
+    with pytest.raises(ValueError, match="Tensor.train"):
+        with Context(TRAINING=1):
+            pass
+    with Context(DEBUG=0, NOOPT=1):
+        pass
+
+
 def test_every_environment_variable_is_documented():
     code = "\n".join(p.read_text() for p in (ROOT / "minigrad").rglob("*.py"))
     names = set(re.findall(r'getenv\("([A-Z_0-9]+)"', code)) | set(
