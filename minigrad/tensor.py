@@ -10,6 +10,7 @@ through lazy.py's primitive ops, so it can be differentiated (gradient.py) and r
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import math
 import weakref
 from functools import partialmethod
@@ -23,7 +24,7 @@ from minigrad.engine.realize import REALIZE_LOCK
 from minigrad.engine.realize import realize as realize_nodes
 from minigrad.gradient import differentiable_graph
 from minigrad.gradient import gradient as reverse_gradient
-from minigrad.helpers import prod
+from minigrad.helpers import normalize_axis, prod
 from minigrad.lazy import LazyNode
 from minigrad.library.activations import ActivationOps
 from minigrad.library.einsum import EinsumOps
@@ -139,6 +140,14 @@ class Tensor(
 
     def numel(self) -> int:
         return prod(self.shape)
+
+    def size(self, dim: int | None = None) -> "Shape | int":
+        """The shape, or the size of one dim (torch's size())."""
+        return self.shape if dim is None else self.shape[normalize_axis(dim, self.ndim)]
+
+    def element_size(self) -> int:
+        """Bytes per element."""
+        return self.dtype.itemsize
 
     def __len__(self) -> int:
         if not self.shape:
@@ -483,6 +492,25 @@ class Tensor(
         return Tensor._random(
             device, dtype or dtypes.default_int, requires_grad, "integers", low, high, _shape_args(shape)
         )
+
+    @staticmethod
+    def randperm(
+        n: int, device: DeviceArg = None, dtype: DTypeArg = None, requires_grad: bool | None = None
+    ) -> "Tensor":
+        """0 .. n-1 in a random order (int64 unless dtype=)."""
+        if n < 0:
+            raise ValueError(f"randperm: n must be >= 0, got {n}")
+        return Tensor._random(device, dtype or dtypes.int64, requires_grad, "permutation", n)
+
+    @staticmethod
+    def from_blob(ptr: int, shape: Shape, dtype: DTypeArg = None, device: DeviceArg = None) -> "Tensor":
+        """A tensor with a copy of the host memory at address `ptr` (shape and dtype as given; tinygrad's
+        from_blob shares the memory, this one copies it)."""
+        dtype = to_dtype(dtype) if dtype is not None else dtypes.default_float
+        shape = _shape_args((shape,) if isinstance(shape, (tuple, list)) else (shape,))
+        raw = (ctypes.c_char * (prod(shape) * dtype.itemsize)).from_address(ptr)
+        array = np.frombuffer(bytes(raw), dtype=dtype.np).reshape(shape)
+        return Tensor(from_bfloat16(array) if dtype is dtypes.bfloat16 else array, device=device, dtype=dtype)
 
     @staticmethod
     def _random(device: DeviceArg, dtype: DTypeArg, requires_grad, method: str, *args, **kwargs) -> "Tensor":
@@ -878,7 +906,12 @@ def _power_of_two(n: "Tensor", dtype: DType) -> "Tensor":
 def _to_numpy(data: Any, dtype: DType | None) -> np.ndarray:
     """Host data for a new Tensor: Python ints become int64, floats float32, bools bool (unless dtype=). A
     Python int that the requested integer dtype cannot hold raises, as torch (numpy would wrap it)."""
-    if isinstance(data, np.ndarray):
+    if data is None:  # an empty tensor, as tinygrad's Tensor(None)
+        array = np.zeros(0, dtype=np.float32)
+    elif isinstance(data, (bytes, bytearray)):  # the bytes themselves: uint8, or reinterpreted as dtype
+        array = np.frombuffer(data, dtype=(dtype or dtypes.uint8).np).copy()
+        array = from_bfloat16(array) if dtype is dtypes.bfloat16 else array
+    elif isinstance(data, np.ndarray):
         array = data
     elif isinstance(data, (bool, int, float, np.generic)):
         scalar = data.item() if isinstance(data, np.generic) else data

@@ -260,3 +260,26 @@ def test_in_place_update_inside_tinyjit_is_replayed(device):
     for _ in range(5):
         step()
     assert counter.numpy().tolist() == [5.0]
+
+
+def test_factories_and_sizes_of_tinygrad_and_torch(device):
+    Tensor.manual_seed(3)
+    perm = Tensor.randperm(50, device=device)
+    assert perm.dtype == dtypes.int64 and sorted(perm.numpy().tolist()) == list(range(50))
+    assert perm.numpy().tolist() != list(range(50))
+    assert Tensor.randperm(0, device=device).shape == (0,)
+    assert Tensor(None, device=device).shape == (0,)
+    raw = Tensor(b"\x01\xff", device=device)
+    assert raw.dtype == dtypes.uint8 and raw.numpy().tolist() == [1, 255]
+    floats = np.array([1.5, -2.0], np.float32)
+    assert Tensor(floats.tobytes(), device=device, dtype="float32").numpy().tolist() == [1.5, -2.0]
+    blob = np.arange(6, dtype=np.int32)
+    from_blob = Tensor.from_blob(blob.ctypes.data, (2, 3), dtype=dtypes.int32, device=device)
+    blob[0] = 100  # a copy: later writes do not show
+    assert from_blob.numpy().tolist() == [[0, 1, 2], [3, 4, 5]]
+    x, t = Tensor.ones(2, 3, device=device), torch.ones(2, 3)
+    assert x.size() == tuple(t.size()) and x.size(-1) == t.size(-1) and x.element_size() == t.element_size()
+    assert Tensor.ones(2, device=device, dtype="float16").element_size() == 2
+    assert x.shrink_to(1, None).shape == (1, 3) and x.pad_to((3, 4)).numpy().sum() == 6
+    with pytest.raises(ValueError):
+        x.pad_to(1, 3)

@@ -164,6 +164,24 @@ class MovementOps:
                 raise ValueError(f"shrink: bounds {bounds} are outside shape {self.shape}")
         return self._wrap(self.lazydata.shrink(bounds), self)
 
+    def shrink_to(self, *shape) -> "Tensor":
+        """The first shape[d] elements of each dim (None keeps a dim whole), as tinygrad."""
+        sizes = self._target_sizes(shape, "shrink_to")
+        return self.shrink([None if n is None else (0, n) for n in sizes])
+
+    def pad_to(self, *shape) -> "Tensor":
+        """Zeros appended to each dim up to shape[d] (None keeps a dim), as tinygrad."""
+        sizes = self._target_sizes(shape, "pad_to")
+        if any(n is not None and n < s for n, s in zip(sizes, self.shape)):
+            raise ValueError(f"pad_to: shape {sizes} is smaller than the tensor's {self.shape}")
+        return self.pad([None if n is None else (0, n - s) for n, s in zip(sizes, self.shape)])
+
+    def _target_sizes(self, shape: tuple, name: str) -> tuple:
+        sizes = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        if len(sizes) != self.ndim:
+            raise ValueError(f"{name}: {len(sizes)} sizes for a tensor of shape {self.shape}")
+        return sizes
+
     def flip(self, axis: int | Sequence[int]) -> "Tensor":
         axes = (axis,) if isinstance(axis, int) else tuple(axis)
         axes = tuple(normalize_axis(a, self.ndim) for a in axes)
