@@ -11,7 +11,8 @@ launches directly: no graph building, no scheduling, no compiling.
 
 Each input signature has its own recording, so a new shape or dtype just records again; so does a new
 pattern of inputs sharing one buffer (`f(a, a)`, then `f(a, b)`). The JIT_CACHE_SIZE (default 16) most
-recently used recordings are kept. Every replay
+recently used recordings are kept. `TinyJit(fn, prune=True)` drops from the recording the kernels that do
+not depend on the inputs (their results, computed while recording, are reused), as tinygrad's. Every replay
 writes its results into newly allocated buffers: the outputs of two calls never alias. Buffers the
 function writes in place (parameters updated by `assign`) are written again on every replay, as they
 should be. What a replay does not redo is Python: `.grad` attributes and other Tensors the function
@@ -64,6 +65,16 @@ def _aliasing(buffers: list[Buffer]) -> tuple[int, ...]:
     return tuple(first.setdefault(id(b), i) for i, b in enumerate(buffers))
 
 
+def _depending_on(inputs: list[Buffer], runs: list[realize.CapturedRun]) -> list[realize.CapturedRun]:
+    """The runs whose results depend on the inputs (or on new random numbers), in order."""
+    dependent, kept = {id(b) for b in inputs}, []
+    for run in runs:
+        if run.redraw is not None or any(id(b) in dependent for b in run.buffers[run.outputs :]):
+            dependent.update(id(b) for b in run.buffers[: run.outputs])
+            kept.append(run)
+    return kept
+
+
 @dataclass(frozen=True)
 class _Result:
     buffer: Buffer
@@ -83,8 +94,8 @@ def _buffer(t: Tensor) -> Buffer:
 
 
 class TinyJit:
-    def __init__(self, fn: Callable):
-        self.fn = fn
+    def __init__(self, fn: Callable, prune: bool = False):
+        self.fn, self.prune = fn, prune
         self.calls = LRU(lambda: 1024)  # calls seen per input signature (recording starts at the second)
         self.recordings = LRU(lambda: getenv("JIT_CACHE_SIZE", 16))  # the latest signatures' recordings
         functools.update_wrapper(self, fn)
@@ -109,6 +120,7 @@ class TinyJit:
             return self._run(args, kwargs)
         with realize.capturing() as runs:
             out = self._run(args, kwargs)
+        runs = _depending_on([_buffer(t) for t in inputs], runs) if self.prune else runs
         outputs = _map(out, lambda t: _Result(_buffer(t), t.shape), "the return value")
         fresh = {id(b) for run in runs for b in run.fresh}
         returned: list[_Result] = []
@@ -135,6 +147,8 @@ class TinyJit:
                 if id(b) in recording.results:
                     swap[id(b)] = Buffer(b.device, b.size, b.dtype)
             buffers = [swap.get(id(b), b) for b in run.buffers]
+            GlobalCounters.global_ops += run.ops
+            GlobalCounters.global_mem += run.mem
             if run.program is None:
                 buffers[0].copyin(run.redraw() if run.redraw else buffers[1].numpy())
                 continue

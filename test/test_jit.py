@@ -157,3 +157,43 @@ def test_batchnorm_running_statistics_update_on_every_replay():
     assert jitted[2] == eager[2] == 6
     np.testing.assert_allclose(jitted[0], eager[0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(jitted[1], eager[1], rtol=1e-5, atol=1e-6)
+
+
+def test_inputs_sharing_a_buffer_record_apart(device):
+    """f(a, a) records kernels that read one buffer twice: f(b, c) later must not reuse them."""
+    add = TinyJit(lambda a, b: a + b)
+    same = Tensor([10.0, 10.0], device=device).realize()
+    for _ in range(3):
+        assert add(same, same).numpy().tolist() == [20.0, 20.0]
+    for _ in range(3):
+        out = add(Tensor([10.0, 10.0], device=device), Tensor([100.0, 100.0], device=device))
+        assert out.numpy().tolist() == [110.0, 110.0]
+
+
+def test_global_counters_count_replays_too(device):
+    from minigrad import GlobalCounters
+
+    step = TinyJit(lambda x: (x * 2 + 1).sum(0))
+    x = Tensor.ones(64, 32, device=device).realize()
+    seen = []
+    for _ in range(4):
+        GlobalCounters.reset()
+        step(x)
+        seen.append((GlobalCounters.kernel_count, GlobalCounters.global_ops, GlobalCounters.global_mem))
+    assert seen[0][0] >= 1 and len(set(seen)) == 1, seen
+
+
+def test_prune_drops_kernels_that_do_not_depend_on_the_inputs(device):
+    from minigrad import GlobalCounters
+
+    w = Tensor.ones(8, 8, device=device).realize()
+    kernels = {}
+    for prune in (False, True):
+        jitted = TinyJit(lambda x: x @ (w @ w), prune=prune)  # w @ w: the same on every call
+        for i in range(4):
+            x = Tensor.full((8, 8), float(i), device=device).realize()
+            GlobalCounters.reset()
+            out = jitted(x)
+            assert out.numpy()[0, 0] == 64.0 * i
+        kernels[prune] = GlobalCounters.kernel_count
+    assert kernels[True] == kernels[False] - 1

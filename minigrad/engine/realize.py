@@ -36,12 +36,16 @@ from minigrad.ops import ELEMENTWISE, REDUCE, AstNode, Op
 class CapturedRun:
     """One launch recorded for TinyJit (jit.py): `program` run on `buffers` (outputs first), or, when
     `program` is None, a copy of buffers[1] into buffers[0], or of `redraw()`'s new random numbers.
-    `fresh`: the outputs it allocated (not written in place by an ASSIGN)."""
+    `fresh`: the outputs it allocated (not written in place by an ASSIGN). `ops` and `mem`: what it adds to
+    GlobalCounters, on every replay too."""
 
     program: Any
     buffers: list[Buffer]
     fresh: list[Buffer]
     redraw: Any = None
+    ops: int = 0
+    mem: int = 0
+    outputs: int = 1  # how many of `buffers` it writes (the first ones)
 
 
 REALIZE_LOCK = threading.RLock()  # held while a schedule is made and run (see the module docstring)
@@ -159,7 +163,9 @@ def _copy(node: LazyNode, src: LazyNode) -> None:
     GlobalCounters.global_mem += node.realized.nbytes
     runs = _capture.get()
     if runs is not None:
-        runs.append(CapturedRun(None, [node.realized, src.realized], [node.realized]))
+        runs.append(
+            CapturedRun(None, [node.realized, src.realized], [node.realized], mem=node.realized.nbytes)
+        )
 
 
 def _run_kernel(item: ScheduleItem, beam: int, debug: int) -> None:
@@ -176,12 +182,12 @@ def _run_kernel(item: ScheduleItem, beam: int, debug: int) -> None:
     )
     start = time.perf_counter()
     elapsed = program.launch(buffers, wait=debug >= 1) or time.perf_counter() - start
+    ops, mem = _count_ops(item.ast), sum(b.nbytes for b in buffers)  # arithmetic ops, bytes moved
     runs = _capture.get()
     if runs is not None:  # (before _set_outputs, which turns a written ASSIGN into a plain buffer)
         fresh = [b for node, b in zip(item.outputs, outputs) if node.op is not Op.ASSIGN]
-        runs.append(CapturedRun(program, buffers, fresh))
+        runs.append(CapturedRun(program, buffers, fresh, ops=ops, mem=mem, outputs=len(outputs)))
     _set_outputs(item, outputs)
-    ops, mem = _count_ops(item.ast), sum(b.nbytes for b in buffers)  # arithmetic ops, bytes moved
     GlobalCounters.kernel_count += 1
     GlobalCounters.global_ops += ops
     GlobalCounters.global_mem += mem
