@@ -241,3 +241,75 @@ def test_batchnorm_running_statistics_are_buffers_not_parameters():
 def test_optimizer_needs_parameters():
     with pytest.raises(ValueError, match="no parameters"):
         optim.SGD([Tensor.ones(3, requires_grad=False)])
+
+
+# ---- more layers, each against torch's, forward and input gradients --------------------------------------
+
+LAYERS = {
+    "conv1d_same": (
+        lambda: nn.Conv1d(4, 6, 3, padding="same"),
+        lambda: torch.nn.Conv1d(4, 6, 3, padding="same"),
+        (2, 4, 9),
+    ),
+    "conv2d_same_dilated": (
+        lambda: nn.Conv2d(4, 6, (2, 3), padding="same", dilation=2),
+        lambda: torch.nn.Conv2d(4, 6, (2, 3), padding="same", dilation=2),
+        (2, 4, 7, 8),
+    ),
+    "conv2d_valid": (
+        lambda: nn.Conv2d(4, 6, 3, padding="valid", stride=2),
+        lambda: torch.nn.Conv2d(4, 6, 3, padding="valid", stride=2),
+        (2, 4, 7, 8),
+    ),
+    "conv_transpose1d": (
+        lambda: nn.ConvTranspose1d(4, 6, 3, stride=2, padding=1, output_padding=1),
+        lambda: torch.nn.ConvTranspose1d(4, 6, 3, stride=2, padding=1, output_padding=1),
+        (2, 4, 5),
+    ),
+    "conv_transpose2d": (
+        lambda: nn.ConvTranspose2d(4, 6, 3, stride=2, groups=2),
+        lambda: torch.nn.ConvTranspose2d(4, 6, 3, stride=2, groups=2),
+        (2, 4, 5, 5),
+    ),
+    "group_norm": (lambda: nn.GroupNorm(2, 6), lambda: torch.nn.GroupNorm(2, 6), (3, 6, 4, 4)),
+    "instance_norm": (
+        lambda: nn.InstanceNorm(6),
+        lambda: torch.nn.InstanceNorm2d(6, affine=True),
+        (3, 6, 4, 4),
+    ),
+    "rms_norm": (lambda: nn.RMSNorm(8), lambda: torch.nn.RMSNorm(8), (3, 5, 8)),
+}
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_layer_matches_torch(device, name):
+    make, make_torch, shape = LAYERS[name]
+    ours, theirs = make(), make_torch()
+    for attribute in ("weight", "bias"):
+        if getattr(ours, attribute, None) is not None:
+            value = getattr(theirs, attribute).detach().numpy()
+            setattr(ours, attribute, Tensor(value, device=device, requires_grad=True))
+    x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    tx, mx = torch.tensor(x, requires_grad=True), Tensor(x, device=device, requires_grad=True)
+    expected, out = theirs(tx), ours(mx)
+    cotangent = np.random.default_rng(1).normal(size=tuple(expected.shape)).astype(np.float32)
+    (expected * torch.tensor(cotangent)).sum().backward()
+    (out * Tensor(cotangent, device=device)).sum().backward()
+    np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), atol=2e-5, rtol=1e-4)
+    np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), atol=2e-5, rtol=1e-4)
+    np.testing.assert_allclose(ours.weight.grad.numpy(), theirs.weight.grad.numpy(), atol=5e-5, rtol=1e-4)
+
+
+def test_layer_norm_2d_normalizes_each_pixel_over_channels(device):
+    x = np.random.default_rng(2).normal(size=(2, 6, 3, 3)).astype(np.float32)
+    expected = torch.nn.functional.layer_norm(torch.tensor(x).permute(0, 2, 3, 1), (6,)).permute(0, 3, 1, 2)
+    np.testing.assert_allclose(
+        nn.LayerNorm2d(6)(Tensor(x, device=device)).numpy(), expected.numpy(), atol=2e-5
+    )
+
+
+def test_conv_padding_strings_are_checked():
+    with pytest.raises(ValueError, match="'valid' or 'same'"):
+        nn.Conv2d(2, 2, 3, padding="full")
+    with pytest.raises(ValueError, match="stride 1"):
+        nn.Conv1d(2, 2, 3, padding="same", stride=2)

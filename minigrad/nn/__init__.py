@@ -1,4 +1,5 @@
-"""Layers: Linear, Conv2d, BatchNorm2d (alias BatchNorm), LayerNorm, Embedding.
+"""Layers: Linear, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, BatchNorm2d (alias BatchNorm),
+LayerNorm, Embedding; the other norms are in nn/norms.py (GroupNorm, InstanceNorm, LayerNorm2d, RMSNorm).
 
 In: hyperparameters (sizes, eps, ...). Out: callable objects, `layer(x) -> Tensor`, whose parameters are
 plain Tensor attributes (`weight`, `bias`, and BatchNorm's running statistics), so that nn/state.py finds
@@ -32,29 +33,93 @@ class Linear:
 
 
 class Conv2d:
-    """2-D convolution of (N, C_in, H, W) images; weight (C_out, C_in / groups, kh, kw)."""
+    """Convolution of (N, C_in, *spatial) inputs with weight (C_out, C_in / groups, *kernel): 2-D here, 1-D
+    as Conv1d. padding: an int, one per dim, 'valid' (none) or 'same' (the output keeps the input's size,
+    stride 1; an odd total puts the extra element after, as torch)."""
+
+    dims = 2
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: int | tuple[int, int],
+        kernel_size: int | tuple[int, ...],
         stride: int = 1,
-        padding: int | tuple = 0,
+        padding: int | tuple | str = 0,
         dilation: int = 1,
         groups: int = 1,
         bias: bool = True,
     ):
         if in_channels % groups or out_channels % groups:
-            raise ValueError(f"Conv2d: groups={groups} must divide {in_channels} and {out_channels} channels")
-        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
-        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
-        fan_in = in_channels // groups * kh * kw
-        self.weight = _uniform(out_channels, in_channels // groups, kh, kw, fan_in=fan_in)
+            raise ValueError(
+                f"{type(self).__name__}: groups={groups} must divide {in_channels} and {out_channels} channels"
+            )
+        kernel = (kernel_size,) * self.dims if isinstance(kernel_size, int) else tuple(kernel_size)
+        self.stride, self.dilation, self.groups = stride, dilation, groups
+        self.padding = _conv_padding(padding, kernel, stride, dilation, type(self).__name__)
+        fan_in = in_channels // groups * math.prod(kernel)
+        self.weight = _uniform(out_channels, in_channels // groups, *kernel, fan_in=fan_in)
         self.bias = _uniform(out_channels, fan_in=fan_in) if bias else None
 
     def __call__(self, x: Tensor) -> Tensor:
         return x.conv2d(self.weight, self.bias, self.groups, self.stride, self.dilation, self.padding)
+
+
+class Conv1d(Conv2d):
+    dims = 1
+
+
+class ConvTranspose2d:
+    """Transposed convolution (the gradient of a convolution), weight (C_in, C_out / groups, *kernel) as
+    torch's; 1-D as ConvTranspose1d."""
+
+    dims = 2
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, ...],
+        stride: int = 1,
+        padding: int = 0,
+        output_padding: int = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: int = 1,
+    ):
+        kernel = (kernel_size,) * self.dims if isinstance(kernel_size, int) else tuple(kernel_size)
+        self.stride, self.padding, self.output_padding = stride, padding, output_padding
+        self.groups, self.dilation = groups, dilation
+        fan_in = out_channels // groups * math.prod(kernel)  # torch's: the weight's dim 1 and kernel
+        self.weight = _uniform(in_channels, out_channels // groups, *kernel, fan_in=fan_in)
+        self.bias = _uniform(out_channels, fan_in=fan_in) if bias else None
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return x.conv_transpose2d(
+            self.weight, self.bias, self.groups, self.stride, self.dilation, self.padding, self.output_padding
+        )
+
+
+class ConvTranspose1d(ConvTranspose2d):
+    dims = 1
+
+
+def _conv_padding(padding, kernel: tuple, stride, dilation, name: str):
+    """A convolution's padding as conv2d takes it; the strings 'valid' and 'same' as torch reads them."""
+    if not isinstance(padding, str):
+        return padding
+    if padding == "valid":
+        return 0
+    if padding != "same":
+        raise ValueError(f"{name}: padding must be an int, a tuple, 'valid' or 'same', got {padding!r}")
+    if stride != 1:
+        raise ValueError(f"{name}: padding='same' needs stride 1, got stride {stride}")
+    dilations = (dilation,) * len(kernel) if isinstance(dilation, int) else tuple(dilation)
+    flat = []
+    for k, d in reversed(list(zip(kernel, dilations))):  # F.pad's order: the last dim first
+        total = d * (k - 1)
+        flat += [total // 2, total - total // 2]
+    return tuple(flat)
 
 
 class BatchNorm2d:
@@ -139,3 +204,6 @@ class Embedding:
 
 
 __all__ = ["Linear", "Conv2d", "BatchNorm2d", "BatchNorm", "LayerNorm", "Embedding"]
+
+
+from minigrad.nn.norms import GroupNorm, InstanceNorm, LayerNorm2d, RMSNorm  # noqa: E402
