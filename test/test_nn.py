@@ -303,9 +303,10 @@ def test_layer_matches_torch(device, name):
 def test_layer_norm_2d_normalizes_each_pixel_over_channels(device):
     x = np.random.default_rng(2).normal(size=(2, 6, 3, 3)).astype(np.float32)
     expected = torch.nn.functional.layer_norm(torch.tensor(x).permute(0, 2, 3, 1), (6,)).permute(0, 3, 1, 2)
-    np.testing.assert_allclose(
-        nn.LayerNorm2d(6)(Tensor(x, device=device)).numpy(), expected.numpy(), atol=2e-5
-    )
+    layer = nn.LayerNorm2d(6)
+    layer.weight, layer.bias = Tensor.ones(6, device=device), Tensor.zeros(6, device=device)
+    out = layer(Tensor(x, device=device))
+    np.testing.assert_allclose(out.numpy(), expected.numpy(), atol=2e-5)
 
 
 def test_conv_padding_strings_are_checked():
