@@ -135,6 +135,18 @@ OPTIMIZERS = {
         lambda p: optim.AdamW(p, lr=0.01, weight_decay=0.1),
         lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1),
     ),
+    "rmsprop": (lambda p: optim.RMSprop(p, lr=0.01), lambda p: torch.optim.RMSprop(p, lr=0.01)),
+    "rmsprop_centered_momentum_wd": (
+        lambda p: optim.RMSprop(p, lr=0.01, alpha=0.9, momentum=0.8, centered=True, weight_decay=0.05),
+        lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, momentum=0.8, centered=True, weight_decay=0.05),
+    ),
+    "adagrad": (lambda p: optim.Adagrad(p, lr=0.1), lambda p: torch.optim.Adagrad(p, lr=0.1)),
+    "adagrad_decay_wd_initial": (
+        lambda p: optim.Adagrad(p, lr=0.1, lr_decay=0.05, weight_decay=0.02, initial_accumulator_value=0.3),
+        lambda p: torch.optim.Adagrad(
+            p, lr=0.1, lr_decay=0.05, weight_decay=0.02, initial_accumulator_value=0.3
+        ),
+    ),
 }
 
 

@@ -1,4 +1,5 @@
-"""Optimizers: SGD (momentum, nesterov, weight decay), Adam and AdamW, with PyTorch's update rules.
+"""Optimizers: SGD (momentum, nesterov, weight decay), Adam, AdamW, RMSprop and Adagrad, with PyTorch's
+update rules.
 
 In: the parameters (Tensors) and hyperparameters. Out: `step()` updates every parameter in place from its
 `.grad`; `zero_grad()` clears the gradients. Tensors given with requires_grad=False (BatchNorm's running
@@ -133,4 +134,63 @@ class AdamW(Adam):
         super().__init__(params, lr, b1, b2, eps, weight_decay)
 
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
+class RMSprop(Optimizer):
+    """torch's RMSprop: a running mean of g^2 (alpha) divides the step; `centered` subtracts the square of
+    the running mean of g; `momentum` accumulates the divided steps."""
+
+    def __init__(self, params, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
+        super().__init__(params, lr)
+        self.alpha, self.eps, self.weight_decay = alpha, eps, weight_decay
+        self.momentum, self.centered = momentum, centered
+        zeros = lambda: [Tensor.zeros(*p.shape, device=p.device, dtype=p.dtype) for p in self.params]  # noqa: E731
+        self.square_avg = zeros()
+        self.grad_avg = zeros() if centered else []
+        self.momentum_buffer = zeros() if momentum else []
+        self.buffers = self.square_avg + self.grad_avg + self.momentum_buffer
+
+    def _update(self, i: int, p: Tensor, g: Tensor) -> Tensor:
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        square_avg = self.square_avg[i].assign(
+            self.alpha * self.square_avg[i] + (1 - self.alpha) * g.square()
+        )
+        if self.centered:
+            grad_avg = self.grad_avg[i].assign(self.alpha * self.grad_avg[i] + (1 - self.alpha) * g)
+            average = (square_avg - grad_avg.square()).sqrt() + self.eps
+        else:
+            average = square_avg.sqrt() + self.eps
+        step = g / average
+        if self.momentum:
+            step = self.momentum_buffer[i].assign(self.momentum * self.momentum_buffer[i] + step)
+        return p - self._lr_for(p) * step
+
+
+class Adagrad(Optimizer):
+    """torch's Adagrad: the step divided by the root of the sum of all past g^2; the learning rate decays
+    as lr / (1 + (t - 1) lr_decay), t counted on the device."""
+
+    def __init__(
+        self, params, lr=0.01, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10
+    ):
+        super().__init__(params, lr)
+        self.lr_decay, self.weight_decay, self.eps = lr_decay, weight_decay, eps
+        self.sums = [
+            Tensor.full(p.shape, initial_accumulator_value, device=p.device, dtype=p.dtype)
+            for p in self.params
+        ]
+        self.t = Tensor.zeros((), device=self.params[0].device)
+        self.buffers = [self.t, *self.sums]
+
+    def schedule_step(self) -> list[Tensor]:
+        self.t.assign(self.t + 1)
+        return super().schedule_step()
+
+    def _update(self, i: int, p: Tensor, g: Tensor) -> Tensor:
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        total = self.sums[i].assign(self.sums[i] + g.square())
+        lr = self._lr_for(p) / (1 + (self.t.to(p.device).cast(p.dtype) - 1) * self.lr_decay)
+        return p - lr * g / (total.sqrt() + self.eps)
+
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad"]
