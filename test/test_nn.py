@@ -6,7 +6,7 @@ import torch
 
 from minigrad import Context, Device, Tensor, nn
 from minigrad.helpers import GlobalCounters
-from minigrad.nn import optim
+from minigrad.nn import lr_scheduler, optim
 from minigrad.nn.state import get_parameters, get_state_dict
 
 
@@ -326,3 +326,81 @@ def test_conv_padding_strings_are_checked():
         nn.Conv2d(2, 2, 3, padding="full")
     with pytest.raises(ValueError, match="stride 1"):
         nn.Conv1d(2, 2, 3, padding="same", stride=2)
+
+
+# ---- learning-rate schedules and gradient clipping -------------------------------------------------------
+
+SCHEDULES = {
+    "step": (lambda o: lr_scheduler.StepLR(o, 3, 0.5), lambda o: torch.optim.lr_scheduler.StepLR(o, 3, 0.5)),
+    "multistep": (
+        lambda o: lr_scheduler.MultiStepLR(o, [2, 5, 6], 0.3),
+        lambda o: torch.optim.lr_scheduler.MultiStepLR(o, [2, 5, 6], 0.3),
+    ),
+    "cosine": (
+        lambda o: lr_scheduler.CosineAnnealingLR(o, 7, eta_min=0.001),
+        lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, 7, eta_min=0.001),
+    ),
+    "one_cycle": (
+        lambda o: lr_scheduler.OneCycleLR(o, max_lr=0.05, total_steps=12),
+        lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.05, total_steps=12, cycle_momentum=False),
+    ),
+}
+
+
+@pytest.mark.parametrize("optimizer", ["sgd_momentum_wd", "adam", "rmsprop", "adagrad"])
+@pytest.mark.parametrize("name", SCHEDULES)
+def test_schedule_matches_torch_with_every_optimizer(name, optimizer):
+    make, make_torch = OPTIMIZERS[optimizer]
+    schedule, torch_schedule = SCHEDULES[name]
+    rng = np.random.default_rng(4)
+    w0, x = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((8, 4)).astype(np.float32)
+    w, tw = Tensor(w0, requires_grad=True), torch.tensor(w0, requires_grad=True)
+    opt, topt = make([w]), make_torch([tw])
+    sched, tsched = schedule(opt), torch_schedule(topt)
+    for _ in range(11):
+        assert sched.get_last_lr()[0] == pytest.approx(tsched.get_last_lr()[0], rel=1e-9, abs=1e-12)
+        opt.zero_grad()
+        (Tensor(x) @ w).tanh().square().mean().backward()
+        opt.step()
+        sched.step()
+        topt.zero_grad()
+        (torch.from_numpy(x) @ tw).tanh().square().mean().backward()
+        topt.step()
+        tsched.step()
+    # Adam divides by sqrt(v): where a gradient is tiny, float32 noise moves a weight by ~1e-6
+    np.testing.assert_allclose(w.numpy(), tw.detach().numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_cosine_warm_up_climbs_linearly_first():
+    opt = optim.SGD([Tensor.ones(2, requires_grad=True)], lr=0.4)
+    sched = lr_scheduler.CosineAnnealingLR(opt, T_max=4, warmup=4)
+    rates = [sched.get_last_lr()[0]] + [(sched.step(), sched.get_last_lr()[0])[1] for _ in range(8)]
+    assert rates[:4] == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    assert rates[4:] == pytest.approx([0.4 * (1 + np.cos(np.pi * t / 4)) / 2 for t in range(5)])
+
+
+def test_reduce_on_plateau_matches_torch():
+    metrics = [1.0, 0.9, 0.95, 0.95, 0.95, 0.89, 0.9, 0.9, 0.9, 0.9, 0.9, 0.5, 0.6, 0.6, 0.6, 0.6]
+    w, tw = Tensor.ones(2, requires_grad=True), torch.ones(2, requires_grad=True)
+    opt, topt = optim.SGD([w], lr=1.0), torch.optim.SGD([tw], lr=1.0)
+    sched = lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2, cooldown=1, min_lr=0.2)
+    tsched = torch.optim.lr_scheduler.ReduceLROnPlateau(topt, factor=0.5, patience=2, cooldown=1, min_lr=0.2)
+    for metric in metrics:
+        sched.step(metric)
+        tsched.step(metric)
+        assert sched.get_last_lr()[0] == pytest.approx(tsched.get_last_lr()[0])
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, float("inf")])
+def test_clip_grad_norm_matches_torch(device, norm_type):
+    rng = np.random.default_rng(5)
+    values = [rng.standard_normal(s).astype(np.float32) for s in ((3, 4), (5,))]
+    ours = [Tensor(v, device=device, requires_grad=True) for v in values]
+    theirs = [torch.tensor(v, requires_grad=True) for v in values]
+    sum((p * p * 3).sum() for p in ours).backward()
+    sum((p * p * 3).sum() for p in theirs).backward()
+    total = optim.clip_grad_norm_(ours, 1.5, norm_type)
+    expected = torch.nn.utils.clip_grad_norm_(theirs, 1.5, norm_type)
+    assert total.item() == pytest.approx(expected.item(), rel=1e-5)
+    for p, t in zip(ours, theirs):
+        np.testing.assert_allclose(p.grad.numpy(), t.grad.numpy(), rtol=1e-5, atol=1e-7)

@@ -15,6 +15,8 @@ an SGD step with a decaying lr took 400 ms instead of 1).
 
 from __future__ import annotations
 
+import math
+
 from minigrad.dtype import dtypes
 from minigrad.tensor import Tensor
 
@@ -193,4 +195,20 @@ class Adagrad(Optimizer):
         return p - lr * g / (total.sqrt() + self.eps)
 
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad"]
+def clip_grad_norm_(params: list[Tensor], max_norm: float, norm_type: float = 2.0) -> Tensor:
+    """Scale the gradients of `params` so that their joint norm is at most max_norm (torch's, with its 1e-6
+    in the denominator); returns the norm before clipping. Lazy: nothing is read back to the host."""
+    grads = [p for p in params if p.grad is not None]
+    if not grads:
+        return Tensor(0.0)
+    norms = Tensor.stack([p.grad.detach().float().norm(norm_type) for p in grads])
+    total = norms.max() if norm_type == math.inf else norms.norm(norm_type)
+    scale = (max_norm / (total + 1e-6)).minimum(1.0)
+    for p in grads:
+        clipped = p.grad * scale.to(p.grad.device).cast(p.grad.dtype)
+        clipped.roots = p.grad.roots  # the losses the optimizer's step realizes with the update
+        p.grad = clipped
+    return total
+
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "clip_grad_norm_"]
