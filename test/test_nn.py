@@ -435,3 +435,24 @@ def test_training_resumes_exactly_from_a_checkpoint_with_optimizer_state(tmp_pat
     load_state_dict({"opt": new_opt}, {k: v for k, v in state.items() if k.startswith("opt.")})
     train(resumed, new_opt, 3)
     np.testing.assert_array_equal(resumed.numpy(), straight.numpy())
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_lstm_matches_torch(device, batch_first):
+    torch.manual_seed(0)
+    theirs = torch.nn.LSTM(5, 4, num_layers=2, batch_first=batch_first)
+    ours = nn.LSTM(5, 4, num_layers=2, batch_first=batch_first)
+    for name, value in theirs.state_dict().items():
+        setattr(ours, name, Tensor(value.numpy(), device=device, requires_grad=True))
+    x = np.random.default_rng(7).normal(size=(3, 6, 5)).astype(np.float32)  # (seq, batch) or (batch, seq)
+    tx, mx = torch.tensor(x, requires_grad=True), Tensor(x, device=device, requires_grad=True)
+    expected, (h, c) = theirs(tx)
+    out, (mh, mc) = ours(mx)
+    for got, want in [(out, expected), (mh, h), (mc, c)]:
+        np.testing.assert_allclose(got.numpy(), want.detach().numpy(), atol=1e-5)
+    (expected.sum() + c.sum()).backward()
+    (out.sum() + mc.sum()).backward()
+    np.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), atol=1e-5)
+    np.testing.assert_allclose(ours.weight_hh_l1.grad.numpy(), theirs.weight_hh_l1.grad.numpy(), atol=1e-5)
+    cell = nn.LSTMCell(5, 4)
+    assert cell.weight_ih.shape == (16, 5) and np.abs(cell.weight_ih.numpy()).max() <= 0.5

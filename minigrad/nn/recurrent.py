@@ -1,0 +1,83 @@
+"""Recurrent layers: LSTMCell and LSTM over it, as torch's (same parameter names and initialisation).
+
+In: sizes. Out: `LSTMCell(x, (h, c)) -> (h, c)` for one step and `LSTM(x, (h0, c0)) -> (output, (h_n, c_n))`
+over a sequence (dim 0, or dim 1 with batch_first). The loop over time is Python: each step adds its ops
+to one lazy graph, which is scheduled and fused as a whole when the output is realized.
+"""
+
+from __future__ import annotations
+
+import math
+
+from minigrad.tensor import Tensor
+
+
+class LSTMCell:
+    """One step: gates = x W_ih^T + b_ih + h W_hh^T + b_hh, split into input, forget, cell and output gates
+    (in that order, as torch); c' = f c + i g, h' = o tanh(c')."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True):
+        self.hidden_size = hidden_size
+        bound = 1 / math.sqrt(hidden_size)
+        uniform = lambda *shape: Tensor.uniform(*shape, low=-bound, high=bound, requires_grad=True)  # noqa: E731
+        self.weight_ih = uniform(4 * hidden_size, input_size)
+        self.weight_hh = uniform(4 * hidden_size, hidden_size)
+        self.bias_ih = uniform(4 * hidden_size) if bias else None
+        self.bias_hh = uniform(4 * hidden_size) if bias else None
+
+    def __call__(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        if state is None:
+            zeros = Tensor.zeros(*x.shape[:-1], self.hidden_size, device=x.device, dtype=x.dtype)
+            state = (zeros, zeros)
+        h, c = state
+        gates = x.linear(self.weight_ih.T, self.bias_ih) + h.linear(self.weight_hh.T, self.bias_hh)
+        i, f, g, o = gates.chunk(4, -1)
+        c = f.sigmoid() * c + i.sigmoid() * g.tanh()
+        return o.sigmoid() * c.tanh(), c
+
+
+class LSTM:
+    """Stacked LSTM layers over a sequence; the parameters of layer k are weight_ih_l{k}, weight_hh_l{k},
+    bias_ih_l{k}, bias_hh_l{k}, as torch's (so that state dicts interchange)."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+    ):
+        self.hidden_size, self.num_layers, self.batch_first = hidden_size, num_layers, batch_first
+        for k in range(num_layers):
+            cell = LSTMCell(input_size if k == 0 else hidden_size, hidden_size, bias)
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                setattr(self, f"{name}_l{k}", getattr(cell, name))
+
+    def _cell(self, k: int) -> LSTMCell:
+        cell = LSTMCell.__new__(LSTMCell)
+        cell.hidden_size = self.hidden_size
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            setattr(cell, name, getattr(self, f"{name}_l{k}"))
+        return cell
+
+    def __call__(
+        self, x: Tensor, state: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        x = x.transpose(0, 1) if self.batch_first else x
+        if state is None:
+            zeros = Tensor.zeros(
+                self.num_layers, x.shape[1], self.hidden_size, device=x.device, dtype=x.dtype
+            )
+            state = (zeros, zeros)
+        final_h, final_c = [], []
+        for k in range(self.num_layers):
+            cell, h, c, outputs = self._cell(k), state[0][k], state[1][k], []
+            for t in range(x.shape[0]):
+                h, c = cell(x[t], (h, c))
+                outputs.append(h)
+            x = Tensor.stack(outputs)
+            final_h.append(h)
+            final_c.append(c)
+        x = x.transpose(0, 1) if self.batch_first else x
+        return x, (Tensor.stack(final_h), Tensor.stack(final_c))
