@@ -1,6 +1,7 @@
 """Tensor construction, inspection, transfer, dtypes and device selection."""
 
 import gc
+import operator
 import os
 import subprocess
 import sys
@@ -190,19 +191,19 @@ def test_debug_1_prints_one_line_per_kernel():
 # ---- in-place operators ---------------------------------------------------------------------------------
 
 IN_PLACE = {
-    "+=": lambda a, b: a.__iadd__(b),
-    "-=": lambda a, b: a.__isub__(b),
-    "*=": lambda a, b: a.__imul__(b),
-    "/=": lambda a, b: a.__itruediv__(b),
-    "//=": lambda a, b: a.__ifloordiv__(b),
-    "%=": lambda a, b: a.__imod__(b),
-    "**=": lambda a, b: a.__ipow__(b),
-    "@=": lambda a, b: a.__imatmul__(b),
-    "&=": lambda a, b: a.__iand__(b),
-    "|=": lambda a, b: a.__ior__(b),
-    "^=": lambda a, b: a.__ixor__(b),
-    "<<=": lambda a, b: a.__ilshift__(b),
-    ">>=": lambda a, b: a.__irshift__(b),
+    "+=": operator.iadd,
+    "-=": operator.isub,
+    "*=": operator.imul,
+    "/=": operator.itruediv,
+    "//=": operator.ifloordiv,
+    "%=": operator.imod,
+    "**=": operator.ipow,
+    "@=": operator.imatmul,
+    "&=": operator.iand,
+    "|=": operator.ior,
+    "^=": operator.ixor,
+    "<<=": operator.ilshift,
+    ">>=": operator.irshift,
 }
 
 
