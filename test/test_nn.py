@@ -135,6 +135,10 @@ OPTIMIZERS = {
         lambda p: optim.AdamW(p, lr=0.01, weight_decay=0.1),
         lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1),
     ),
+    "lamb_as_adamw": (
+        lambda p: optim.LAMB(p, lr=0.01, eps=1e-8, weight_decay=0.1, adam=True),
+        lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1),
+    ),
     "rmsprop": (lambda p: optim.RMSprop(p, lr=0.01), lambda p: torch.optim.RMSprop(p, lr=0.01)),
     "rmsprop_centered_momentum_wd": (
         lambda p: optim.RMSprop(p, lr=0.01, alpha=0.9, momentum=0.8, centered=True, weight_decay=0.05),
@@ -456,3 +460,66 @@ def test_lstm_matches_torch(device, batch_first):
     np.testing.assert_allclose(ours.weight_hh_l1.grad.numpy(), theirs.weight_hh_l1.grad.numpy(), atol=1e-5)
     cell = nn.LSTMCell(5, 4)
     assert cell.weight_ih.shape == (16, 5) and np.abs(cell.weight_ih.numpy()).max() <= 0.5
+
+
+def _reference_lamb(w, grads, lr, b1, b2, eps, wd, adam):
+    """LAMB in float64 numpy (You et al.; tinygrad's arrangement): one weight, a gradient per step."""
+    m, v, w = np.zeros_like(w), np.zeros_like(w), w.astype(np.float64)
+    for t, g in enumerate(grads, start=1):
+        g = g(w)
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+        step = (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps) + wd * w
+        r1, r2 = np.linalg.norm(w), np.linalg.norm(step)
+        ratio = 1.0 if adam or r1 == 0 or r2 == 0 else r1 / r2
+        w = w - lr * ratio * step
+    return w
+
+
+def _reference_muon(w, grads, lr, momentum, wd, steps, coefficients):
+    def orthogonalize(x):
+        if x.shape[0] > x.shape[1]:
+            return orthogonalize(x.T).T
+        x = x / (np.linalg.norm(x) + 1e-7)
+        for _ in range(steps):
+            gram = x @ x.T
+            x = sum(c * np.linalg.matrix_power(gram, k) @ x for k, c in enumerate(coefficients))
+        return x
+
+    buffer, w = np.zeros_like(w, dtype=np.float64), w.astype(np.float64)
+    for g in grads:
+        g = g(w)
+        buffer = momentum * buffer + g
+        update = orthogonalize(g + momentum * buffer)
+        w = w * (1 - lr * wd) - lr * update
+    return w
+
+
+@pytest.mark.parametrize("adam", [False, True])
+def test_lamb_matches_its_definition(device, adam):
+    rng = np.random.default_rng(8)
+    w0, x = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((8, 4)).astype(np.float32)
+    target = rng.standard_normal((8, 3)).astype(np.float32)
+    gradient = lambda w: 2 * x.T @ (x @ w - target) / target.size  # noqa: E731  (of the mean squared error)
+    w = Tensor(w0, device=device, requires_grad=True)
+    opt = optim.LAMB([w], lr=0.05, weight_decay=0.1, adam=adam)
+    for _ in range(10):
+        opt.zero_grad()
+        ((Tensor(x, device=device) @ w - Tensor(target, device=device)).square().mean()).backward()
+        opt.step()
+    expected = _reference_lamb(w0, [gradient] * 10, 0.05, 0.9, 0.999, 1e-6, 0.1, adam)
+    np.testing.assert_allclose(w.numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_muon_matches_its_definition(device):
+    rng = np.random.default_rng(9)
+    w0, x = rng.standard_normal((5, 3)).astype(np.float32), rng.standard_normal((8, 5)).astype(np.float32)
+    target = rng.standard_normal((8, 3)).astype(np.float32)
+    gradient = lambda w: 2 * x.T @ (x @ w - target) / target.size  # noqa: E731
+    w = Tensor(w0, device=device, requires_grad=True)
+    opt = optim.Muon([w], lr=0.02, weight_decay=0.1)
+    for _ in range(10):
+        opt.zero_grad()
+        ((Tensor(x, device=device) @ w - Tensor(target, device=device)).square().mean()).backward()
+        opt.step()
+    expected = _reference_muon(w0, [gradient] * 10, 0.02, 0.95, 0.1, 5, (3.4445, -4.775, 2.0315))
+    np.testing.assert_allclose(w.numpy(), expected, rtol=1e-4, atol=1e-5)

@@ -1,5 +1,5 @@
 """Optimizers: SGD (momentum, nesterov, weight decay), Adam, AdamW, RMSprop and Adagrad, with PyTorch's
-update rules.
+update rules; LAMB and Muon as tinygrad's.
 
 In: the parameters (Tensors) and hyperparameters. Out: `step()` updates every parameter in place from its
 `.grad`; `zero_grad()` clears the gradients. Tensors given with requires_grad=False (BatchNorm's running
@@ -195,6 +195,82 @@ class Adagrad(Optimizer):
         return p - lr * g / (total.sqrt() + self.eps)
 
 
+class LAMB(Optimizer):
+    """Adam's step scaled per tensor by the trust ratio ||p|| / ||step|| (1 where either is 0), weight
+    decay added to the step (You et al. 2019, as tinygrad's LAMB); adam=True leaves the ratio out, which is
+    AdamW."""
+
+    def __init__(self, params, lr=0.001, b1=0.9, b2=0.999, eps=1e-6, weight_decay=0.0, adam=False):
+        super().__init__(params, lr)
+        self.b1, self.b2, self.eps, self.weight_decay, self.adam = b1, b2, eps, weight_decay, adam
+        device = self.params[0].device
+        self.b1_t, self.b2_t = Tensor.ones((), device=device), Tensor.ones((), device=device)
+        self.m = [Tensor.zeros(*p.shape, device=p.device, dtype=p.dtype) for p in self.params]
+        self.v = [Tensor.zeros(*p.shape, device=p.device, dtype=p.dtype) for p in self.params]
+        self.buffers = [self.b1_t, self.b2_t, *self.m, *self.v]
+
+    def schedule_step(self) -> list[Tensor]:
+        self.b1_t.assign(self.b1_t * self.b1)
+        self.b2_t.assign(self.b2_t * self.b2)
+        return super().schedule_step()
+
+    def _update(self, i: int, p: Tensor, g: Tensor) -> Tensor:
+        m = self.m[i].assign(self.b1 * self.m[i] + (1 - self.b1) * g)
+        v = self.v[i].assign(self.b2 * self.v[i] + (1 - self.b2) * g.square())
+        step = (m / (1 - self.b1_t)) / ((v / (1 - self.b2_t)).sqrt() + self.eps) + self.weight_decay * p
+        if not self.adam:
+            weight_norm, step_norm = p.square().sum().sqrt(), step.square().sum().sqrt()
+            ratio = ((weight_norm > 0) & (step_norm > 0)).where(weight_norm / step_norm, 1.0)
+            step = step * ratio
+        return p - self._lr_for(p) * step
+
+
+class Muon(Optimizer):
+    """SGD with (nesterov) momentum whose step is orthogonalized: the momentum, as a (rows, -1) matrix, is
+    pushed toward U V^T of its SVD by ns_steps Newton-Schulz iterations of an odd polynomial (Jordan et al.,
+    as tinygrad's Muon); weight decay p *= 1 - lr * weight_decay after the momentum (tinygrad's computes
+    that product and drops it: its weight_decay has no effect)."""
+
+    def __init__(
+        self,
+        params,
+        lr=0.001,
+        momentum=0.95,
+        weight_decay=0.1,
+        ns_steps=5,
+        ns_coefficients=(3.4445, -4.775, 2.0315),
+        nesterov=True,
+    ):
+        super().__init__(params, lr)
+        self.momentum, self.weight_decay, self.nesterov = momentum, weight_decay, nesterov
+        self.ns_steps, self.ns_coefficients = ns_steps, ns_coefficients
+        self.buffers = [Tensor.zeros(*p.shape, device=p.device, dtype=p.dtype) for p in self.params]
+
+    def _update(self, i: int, p: Tensor, g: Tensor) -> Tensor:
+        if self.momentum:
+            velocity = self.buffers[i].assign(self.momentum * self.buffers[i] + g)
+            g = g + self.momentum * velocity if self.nesterov else velocity
+        g = newton_schulz(g.reshape(g.shape[0], -1), self.ns_steps, self.ns_coefficients).reshape(g.shape)
+        if self.weight_decay:
+            p = p * (1 - self._lr_for(p) * self.weight_decay)
+        return p - self._lr_for(p) * g
+
+
+def newton_schulz(x: Tensor, steps: int, coefficients: tuple[float, ...], eps: float = 1e-7) -> Tensor:
+    """`steps` iterations of X <- sum_k c_k (X X^T)^k X from X = x / ||x||_F (the wider orientation: a tall
+    matrix is done transposed), for Muon."""
+    if x.shape[-2] > x.shape[-1]:
+        return newton_schulz(x.transpose(-2, -1), steps, coefficients, eps).transpose(-2, -1)
+    x = x / (x.square().sum((-2, -1), keepdim=True).sqrt() + eps)
+    for _ in range(steps):
+        gram, term, total = x @ x.transpose(-2, -1), x, x * coefficients[0]
+        for c in coefficients[1:]:
+            term = gram @ term
+            total = total + c * term
+        x = total
+    return x
+
+
 def clip_grad_norm_(params: list[Tensor], max_norm: float, norm_type: float = 2.0) -> Tensor:
     """Scale the gradients of `params` so that their joint norm is at most max_norm (torch's, with its 1e-6
     in the denominator); returns the norm before clipping. Lazy: nothing is read back to the host."""
@@ -211,4 +287,4 @@ def clip_grad_norm_(params: list[Tensor], max_norm: float, norm_type: float = 2.
     return total
 
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "clip_grad_norm_"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "LAMB", "Muon", "clip_grad_norm_"]
