@@ -523,3 +523,40 @@ def test_muon_matches_its_definition(device):
         opt.step()
     expected = _reference_muon(w0, [gradient] * 10, 0.02, 0.95, 0.1, 5, (3.4445, -4.775, 2.0315))
     np.testing.assert_allclose(w.numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_multihead_attention_matches_torch(device, batch_first):
+    torch.manual_seed(1)
+    theirs = torch.nn.MultiheadAttention(8, 2, batch_first=batch_first)
+    ours = nn.MultiheadAttention(8, 2, batch_first=batch_first)
+    for name, value in theirs.state_dict().items():
+        owner, attribute = (
+            (ours.out_proj, name.split(".")[1]) if name.startswith("out_proj") else (ours, name)
+        )
+        setattr(owner, attribute, Tensor(value.numpy(), device=device, requires_grad=True))
+    rng = np.random.default_rng(10)
+    q, kv = (rng.normal(size=s).astype(np.float32) for s in ((3, 4, 8), (5, 4, 8)))  # (length, batch, E)
+    if batch_first:
+        q, kv = np.ascontiguousarray(q.transpose(1, 0, 2)), np.ascontiguousarray(kv.transpose(1, 0, 2))
+    causal = np.tril(np.ones((3, 5), bool))
+    tq, tkv = torch.tensor(q, requires_grad=True), torch.tensor(kv)
+    expected, weights = theirs(tq, tkv, tkv, attn_mask=torch.tensor(~causal))  # torch: True = masked out
+    mq = Tensor(q, device=device, requires_grad=True)
+    mkv = Tensor(kv, device=device)
+    out, our_weights = ours(mq, mkv, mkv, attn_mask=Tensor(causal, device=device))
+    np.testing.assert_allclose(out.numpy(), expected.detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(our_weights.numpy(), weights.detach().numpy(), atol=1e-5)
+    expected.sum().backward()
+    out.sum().backward()
+    np.testing.assert_allclose(mq.grad.numpy(), tq.grad.numpy(), atol=1e-5)
+
+
+def test_batchnorm_along_another_axis(device):
+    x = np.random.default_rng(11).normal(size=(2, 3, 4)).astype(np.float32)
+    weight, bias = np.arange(1, 5, dtype=np.float32), np.arange(4, dtype=np.float32)
+    mean, invstd = x.mean((0, 1)), 1 / np.sqrt(x.var((0, 1)) + 1e-5)
+    out = Tensor(x, device=device).batchnorm(
+        *(Tensor(a, device=device) for a in (weight, bias, mean, invstd)), axis=-1
+    )
+    np.testing.assert_allclose(out.numpy(), (x - mean) * invstd * weight + bias, atol=1e-5)

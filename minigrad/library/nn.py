@@ -13,7 +13,7 @@ import numpy as np
 from typing import TYPE_CHECKING, Sequence
 
 from minigrad.dtype import dtypes
-from minigrad.helpers import getenv
+from minigrad.helpers import getenv, normalize_axis
 from minigrad.library.shapes import Axis, IntPair
 
 if TYPE_CHECKING:
@@ -274,14 +274,21 @@ class NNOps:
         return centered * ((centered * centered).mean(axis, keepdim=True) + eps).rsqrt()
 
     def batchnorm(
-        self, weight: "Tensor | None", bias: "Tensor | None", mean: "Tensor", invstd: "Tensor"
+        self,
+        weight: "Tensor | None",
+        bias: "Tensor | None",
+        mean: "Tensor",
+        invstd: "Tensor",
+        axis: int | tuple[int, ...] = 1,
     ) -> "Tensor":
-        """(x - mean) * invstd * weight + bias, with per-channel (dim 1) parameters."""
-        shape = (1, -1) + (1,) * (self.ndim - 2)
+        """(x - mean) * invstd * weight + bias, the parameters laid along `axis` (the channel dim, 1 by
+        default, or several dims), as tinygrad's."""
+        axes = tuple(normalize_axis(a, self.ndim) for a in ((axis,) if isinstance(axis, int) else axis))
+        shape = tuple(s if d in axes else 1 for d, s in enumerate(self.shape))
         x = self - mean.reshape(shape)
         if weight is not None:
             x = x * weight.reshape(shape)
-        x = x * (invstd.reshape(shape) if invstd.ndim == 1 else invstd)
+        x = x * (invstd.reshape(shape) if invstd.ndim == len(axes) else invstd)
         return x + bias.reshape(shape) if bias is not None else x
 
     def one_hot(self, num_classes: int = -1) -> "Tensor":

@@ -1,6 +1,6 @@
 """Layers: Linear, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, BatchNorm2d (alias BatchNorm),
 LayerNorm, Embedding; the other norms are in nn/norms.py (GroupNorm, InstanceNorm, LayerNorm2d, RMSNorm),
-LSTMCell and LSTM in nn/recurrent.py.
+LSTMCell, LSTM and MultiheadAttention in nn/recurrent.py.
 
 In: hyperparameters (sizes, eps, ...). Out: callable objects, `layer(x) -> Tensor`, whose parameters are
 plain Tensor attributes (`weight`, `bias`, and BatchNorm's running statistics), so that nn/state.py finds
@@ -208,4 +208,4 @@ __all__ = ["Linear", "Conv2d", "BatchNorm2d", "BatchNorm", "LayerNorm", "Embeddi
 
 
 from minigrad.nn.norms import GroupNorm, InstanceNorm, LayerNorm2d, RMSNorm  # noqa: E402
-from minigrad.nn.recurrent import LSTM, LSTMCell  # noqa: E402
+from minigrad.nn.recurrent import LSTM, LSTMCell, MultiheadAttention  # noqa: E402

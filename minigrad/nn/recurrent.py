@@ -1,4 +1,5 @@
-"""Recurrent layers: LSTMCell and LSTM over it, as torch's (same parameter names and initialisation).
+"""Sequence layers: LSTMCell, LSTM over it, and MultiheadAttention, as torch's (same parameter names and
+initialisation).
 
 In: sizes. Out: `LSTMCell(x, (h, c)) -> (h, c)` for one step and `LSTM(x, (h0, c0)) -> (output, (h_n, c_n))`
 over a sequence (dim 0, or dim 1 with batch_first). The loop over time is Python: each step adds its ops
@@ -81,3 +82,53 @@ class LSTM:
             final_c.append(c)
         x = x.transpose(0, 1) if self.batch_first else x
         return x, (Tensor.stack(final_h), Tensor.stack(final_c))
+
+
+class MultiheadAttention:
+    """torch's nn.MultiheadAttention (same parameter names): query, key and value projected by the rows of
+    in_proj_weight, split into num_heads heads, scaled dot-product attention, out_proj. Returns (output,
+    weights averaged over the heads, or None with need_weights=False). attn_mask: bool (True = may attend,
+    as scaled_dot_product_attention; torch's bool mask means the opposite) or additive floats."""
+
+    def __init__(self, embed_dim: int, num_heads: int, bias: bool = True, batch_first: bool = False):
+        if embed_dim % num_heads:
+            raise ValueError(f"MultiheadAttention: {num_heads} heads do not divide embed_dim {embed_dim}")
+        self.embed_dim, self.num_heads, self.batch_first = embed_dim, num_heads, batch_first
+        bound = math.sqrt(6 / (embed_dim + 3 * embed_dim))  # torch's xavier_uniform_ of (3E, E)
+        self.in_proj_weight = Tensor.uniform(
+            3 * embed_dim, embed_dim, low=-bound, high=bound, requires_grad=True
+        )
+        self.in_proj_bias = Tensor.zeros(3 * embed_dim, requires_grad=True) if bias else None
+        from minigrad.nn import Linear  # (nn/__init__.py imports this module)
+
+        self.out_proj = Linear(embed_dim, embed_dim, bias)
+        if bias:
+            self.out_proj.bias = Tensor.zeros(embed_dim, requires_grad=True)
+
+    def __call__(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        attn_mask: Tensor | None = None,
+        need_weights: bool = True,
+    ) -> tuple[Tensor, Tensor | None]:
+        if not self.batch_first:  # (L, N, E) -> (N, L, E)
+            query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
+        e, heads = self.embed_dim, self.num_heads
+        weights = self.in_proj_weight.chunk(3, 0)
+        biases = self.in_proj_bias.chunk(3, 0) if self.in_proj_bias is not None else (None,) * 3
+        q, k, v = (
+            x.linear(w.T, b).reshape(x.shape[0], x.shape[1], heads, e // heads).transpose(1, 2)
+            for x, w, b in zip((query, key, value), weights, biases)
+        )
+        scores = q.matmul(k.transpose(-2, -1)) * (1 / math.sqrt(e // heads))
+        if attn_mask is not None:
+            scores = (
+                attn_mask.where(scores, -math.inf) if attn_mask.dtype.name == "bool" else scores + attn_mask
+            )
+        attention = scores.softmax(-1)
+        out = attention.matmul(v).transpose(1, 2).reshape(query.shape[0], query.shape[1], e)
+        out = self.out_proj(out)
+        out = out if self.batch_first else out.transpose(0, 1)
+        return out, (attention.mean(1) if need_weights else None)
