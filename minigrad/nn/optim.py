@@ -195,24 +195,14 @@ class Adagrad(Optimizer):
         return p - lr * g / (total.sqrt() + self.eps)
 
 
-class LAMB(Optimizer):
+class LAMB(Adam):
     """Adam's step scaled per tensor by the trust ratio ||p|| / ||step|| (1 where either is 0), weight
     decay added to the step (You et al. 2019, as tinygrad's LAMB); adam=True leaves the ratio out, which is
-    AdamW."""
+    AdamW. Adam's moments and bias corrections."""
 
     def __init__(self, params, lr=0.001, b1=0.9, b2=0.999, eps=1e-6, weight_decay=0.0, adam=False):
-        super().__init__(params, lr)
-        self.b1, self.b2, self.eps, self.weight_decay, self.adam = b1, b2, eps, weight_decay, adam
-        device = self.params[0].device
-        self.b1_t, self.b2_t = Tensor.ones((), device=device), Tensor.ones((), device=device)
-        self.m = [Tensor.zeros(*p.shape, device=p.device, dtype=p.dtype) for p in self.params]
-        self.v = [Tensor.zeros(*p.shape, device=p.device, dtype=p.dtype) for p in self.params]
-        self.buffers = [self.b1_t, self.b2_t, *self.m, *self.v]
-
-    def schedule_step(self) -> list[Tensor]:
-        self.b1_t.assign(self.b1_t * self.b1)
-        self.b2_t.assign(self.b2_t * self.b2)
-        return super().schedule_step()
+        super().__init__(params, lr, b1, b2, eps, weight_decay)
+        self.adam = adam
 
     def _update(self, i: int, p: Tensor, g: Tensor) -> Tensor:
         m = self.m[i].assign(self.b1 * self.m[i] + (1 - self.b1) * g)
