@@ -71,23 +71,29 @@ SETTINGS = frozenset(
 )
 
 
+# settings that are state, not environment variables: name -> a function that sets the value and returns
+# one that restores the old (tensor.py registers TRAINING, which is Tensor.training, as Tensor.train() sets)
+CONTEXT_HOOKS: dict[str, Callable[[Any], Callable[[], None]]] = {}
+
+
 @contextlib.contextmanager
 def Context(**values) -> Iterator[None]:
-    """Temporarily override configuration: `with Context(DEBUG=2, NOOPT=1): ...`. A name minigrad does not
-    read raises ValueError (a misspelled switch would otherwise change nothing, silently)."""
-    unknown = sorted(set(values) - SETTINGS)
+    """Temporarily override configuration: `with Context(DEBUG=2, NOOPT=1, TRAINING=1): ...`. A name minigrad
+    does not read raises ValueError (a misspelled switch would otherwise change nothing, silently)."""
+    unknown = sorted(set(values) - SETTINGS - set(CONTEXT_HOOKS))
     if unknown:
-        hint = "; training mode is `with Tensor.train():`" if "TRAINING" in unknown else ""
-        raise ValueError(
-            f"Context: unknown setting {', '.join(unknown)}{hint} (known: {' '.join(sorted(SETTINGS))})"
-        )
-    _overrides.append(values)
+        known = " ".join(sorted(SETTINGS | set(CONTEXT_HOOKS)))
+        raise ValueError(f"Context: unknown setting {', '.join(unknown)} (known: {known})")
+    restores = [CONTEXT_HOOKS[name](value) for name, value in values.items() if name in CONTEXT_HOOKS]
+    _overrides.append({name: value for name, value in values.items() if name not in CONTEXT_HOOKS})
     codegen_settings.cache_clear()
     try:
         yield
     finally:
         _overrides.pop()
         codegen_settings.cache_clear()
+        for restore in reversed(restores):
+            restore()
 
 
 class GlobalCounters:

@@ -24,7 +24,7 @@ from minigrad.engine.realize import REALIZE_LOCK
 from minigrad.engine.realize import realize as realize_nodes
 from minigrad.gradient import differentiable_graph
 from minigrad.gradient import gradient as reverse_gradient
-from minigrad.helpers import normalize_axis, prod
+from minigrad.helpers import CONTEXT_HOOKS, normalize_axis, prod
 from minigrad.lazy import LazyNode
 from minigrad.library.activations import ActivationOps
 from minigrad.library.einsum import EinsumOps
@@ -959,6 +959,15 @@ for _name in (
     setattr(Tensor, f"__r{_name}__", partialmethod(_method, reverse=True))
     setattr(Tensor, f"__i{_name}__", partialmethod(Tensor._in_place, _method))
 Tensor.__imatmul__ = partialmethod(Tensor._in_place, Tensor.matmul)
+
+
+def _set_training(value: Any) -> Any:
+    """Context(TRAINING=1): Tensor.training for the block, as `with Tensor.train():`."""
+    previous, Tensor.training = Tensor.training, bool(value)
+    return lambda: setattr(Tensor, "training", previous)
+
+
+CONTEXT_HOOKS["TRAINING"] = _set_training
 
 
 class no_grad(contextlib.ContextDecorator):

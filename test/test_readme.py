@@ -76,11 +76,15 @@ def test_context_knows_exactly_the_settings_minigrad_reads():
     with pytest.raises(ValueError, match="unknown setting PACK_MATMUL"):
         with Context(PACK_MATMUL=0):
             pass
-    with pytest.raises(ValueError, match="Tensor.train"):
-        with Context(TRAINING=1):
-            pass
-    with Context(DEBUG=0, NOOPT=1):
-        pass
+    from minigrad import Tensor
+
+    assert not Tensor.training
+    with Context(TRAINING=1, DEBUG=0):  # training mode, as `with Tensor.train():`
+        assert Tensor.training
+        with Context(TRAINING=0):
+            assert not Tensor.training
+        assert Tensor.training
+    assert not Tensor.training
 
 
 def test_every_environment_variable_is_documented():
