@@ -81,17 +81,15 @@ class IndexingOps:
         positions, where the last write wins (torch leaves repeats undefined)."""
         if not isinstance(value, type(self)):
             value = type(self)(value, device=self.device, dtype=self.dtype)
-        holder = type(self)._from_node(self.lazydata.alias(), requires_grad=False)
-        selected = holder[index]
-        value = value.cast(self.dtype)
-        while value.ndim > selected.ndim and value.shape[0] == 1:  # torch drops leading 1s
-            value = value.reshape(value.shape[1:])
-        value = value._broadcast_to(selected.shape)
         if _has_tensor_index(index):
             flat = type(self).arange(self.numel(), device=self.device, dtype=dtypes.int32)
-            positions = flat.reshape(self.shape)[index].flatten()
-            new = self.flatten().scatter(0, positions, value.flatten()).reshape(self.shape)
+            positions = flat.reshape(self.shape)[index]
+            value = _fitted(value.cast(self.dtype), positions.shape)
+            new = self.flatten().scatter(0, positions.flatten(), value.flatten()).reshape(self.shape)
         else:
+            holder = type(self)._from_node(self.lazydata.alias(), requires_grad=False)
+            selected = holder[index]
+            value = _fitted(value.cast(self.dtype), selected.shape)
             ones = type(self).ones(*selected.shape, device=self.device, dtype=dtypes.bool)
             hit = _unview(selected, holder, ones)
             new = hit.where(_unview(selected, holder, value), self)
@@ -212,6 +210,13 @@ def _has_tensor_index(index: Any) -> bool:
     return any(
         not isinstance(i, (int, np.integer, slice)) and i is not None and i is not Ellipsis for i in items
     )
+
+
+def _fitted(value: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """value broadcast to a selection's shape, its leading 1s dropped first (as torch's setitem)."""
+    while value.ndim > len(shape) and value.shape[0] == 1:
+        value = value.reshape(value.shape[1:])
+    return value._broadcast_to(shape)
 
 
 def _unview(view: Tensor, base: Tensor, value: Tensor) -> Tensor:
