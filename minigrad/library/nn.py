@@ -451,6 +451,10 @@ class NNOps:
                 )
             key = key.repeat_interleave(heads // kv_heads, -3)
             value = value.repeat_interleave(heads // kv_heads, -3)
+        return self._attention_weights(key, attn_mask, is_causal).matmul(value)
+
+    def _attention_weights(self, key: "Tensor", attn_mask: "Tensor | None", is_causal: bool) -> "Tensor":
+        """softmax(q k^T / sqrt(d) + mask) with q = self (nn.MultiheadAttention returns them too)."""
         scores = self.matmul(key.transpose(-2, -1)) * (1 / math.sqrt(self.shape[-1]))
         if is_causal:
             keep = type(self).ones(*scores.shape[-2:], device=self.device, dtype=dtypes.bool).tril()
@@ -459,7 +463,7 @@ class NNOps:
             scores = (
                 attn_mask.where(scores, -math.inf) if attn_mask.dtype == dtypes.bool else scores + attn_mask
             )
-        return scores.softmax(-1).matmul(value)
+        return scores.softmax(-1)
 
 
 def _reduced(loss: "Tensor", reduction: str, name: str, total: "Tensor | None" = None) -> "Tensor":

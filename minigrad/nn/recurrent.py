@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from minigrad.nn import Linear  # (defined before nn/__init__.py imports this module)
 from minigrad.tensor import Tensor
 
 
@@ -30,11 +31,19 @@ class LSTMCell:
         if state is None:
             zeros = Tensor.zeros(*x.shape[:-1], self.hidden_size, device=x.device, dtype=x.dtype)
             state = (zeros, zeros)
-        h, c = state
-        gates = x.linear(self.weight_ih.T, self.bias_ih) + h.linear(self.weight_hh.T, self.bias_hh)
-        i, f, g, o = gates.chunk(4, -1)
-        c = f.sigmoid() * c + i.sigmoid() * g.tanh()
-        return o.sigmoid() * c.tanh(), c
+        return _lstm_step(x, state, (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh))
+
+
+WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def _lstm_step(x: Tensor, state: tuple[Tensor, Tensor], weights: tuple) -> tuple[Tensor, Tensor]:
+    """One LSTM step with the weights (weight_ih, weight_hh, bias_ih, bias_hh)."""
+    (h, c), (weight_ih, weight_hh, bias_ih, bias_hh) = state, weights
+    gates = x.linear(weight_ih.T, bias_ih) + h.linear(weight_hh.T, bias_hh)
+    i, f, g, o = gates.chunk(4, -1)
+    c = f.sigmoid() * c + i.sigmoid() * g.tanh()
+    return o.sigmoid() * c.tanh(), c
 
 
 class LSTM:
@@ -52,15 +61,8 @@ class LSTM:
         self.hidden_size, self.num_layers, self.batch_first = hidden_size, num_layers, batch_first
         for k in range(num_layers):
             cell = LSTMCell(input_size if k == 0 else hidden_size, hidden_size, bias)
-            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            for name in WEIGHTS:
                 setattr(self, f"{name}_l{k}", getattr(cell, name))
-
-    def _cell(self, k: int) -> LSTMCell:
-        cell = LSTMCell.__new__(LSTMCell)
-        cell.hidden_size = self.hidden_size
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-            setattr(cell, name, getattr(self, f"{name}_l{k}"))
-        return cell
 
     def __call__(
         self, x: Tensor, state: tuple[Tensor, Tensor] | None = None
@@ -73,9 +75,10 @@ class LSTM:
             state = (zeros, zeros)
         final_h, final_c = [], []
         for k in range(self.num_layers):
-            cell, h, c, outputs = self._cell(k), state[0][k], state[1][k], []
+            weights = tuple(getattr(self, f"{name}_l{k}") for name in WEIGHTS)
+            h, c, outputs = state[0][k], state[1][k], []
             for t in range(x.shape[0]):
-                h, c = cell(x[t], (h, c))
+                h, c = _lstm_step(x[t], (h, c), weights)
                 outputs.append(h)
             x = Tensor.stack(outputs)
             final_h.append(h)
@@ -99,8 +102,6 @@ class MultiheadAttention:
             3 * embed_dim, embed_dim, low=-bound, high=bound, requires_grad=True
         )
         self.in_proj_bias = Tensor.zeros(3 * embed_dim, requires_grad=True) if bias else None
-        from minigrad.nn import Linear  # (nn/__init__.py imports this module)
-
         self.out_proj = Linear(embed_dim, embed_dim, bias)
         if bias:
             self.out_proj.bias = Tensor.zeros(embed_dim, requires_grad=True)
@@ -122,12 +123,7 @@ class MultiheadAttention:
             x.linear(w.T, b).reshape(x.shape[0], x.shape[1], heads, e // heads).transpose(1, 2)
             for x, w, b in zip((query, key, value), weights, biases)
         )
-        scores = q.matmul(k.transpose(-2, -1)) * (1 / math.sqrt(e // heads))
-        if attn_mask is not None:
-            scores = (
-                attn_mask.where(scores, -math.inf) if attn_mask.dtype.name == "bool" else scores + attn_mask
-            )
-        attention = scores.softmax(-1)
+        attention = q._attention_weights(k, attn_mask, is_causal=False)  # scaled_dot_product_attention's
         out = attention.matmul(v).transpose(1, 2).reshape(query.shape[0], query.shape[1], e)
         out = self.out_proj(out)
         out = out if self.batch_first else out.transpose(0, 1)
