@@ -2,7 +2,7 @@
 
 In: nothing (a leaf module). Out: `DType` records and the `dtypes` namespace, used by every stage.
 A DType knows its name, size in bytes, its numpy equivalent (host data) and its C name (codegen).
-bfloat16 has no numpy type: its host data are the uint16 bit patterns (to_bfloat16 / from_bfloat16).
+bfloat16 has no numpy type: its host data are the uint16 bit patterns (to_storage / from_storage convert).
 """
 
 from __future__ import annotations
@@ -137,6 +137,20 @@ def to_bfloat16(values: np.ndarray) -> np.ndarray:
 def from_bfloat16(bits: np.ndarray) -> np.ndarray:
     """float32 values of bfloat16 bit patterns (exact)."""
     return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+def to_storage(values, dtype: DType) -> np.ndarray:
+    """Host values as a buffer of `dtype` holds them: cast to its numpy type (a float too large for float16
+    becomes inf, as torch, without numpy's warning), or bfloat16's bits."""
+    if dtype is dtypes.bfloat16:
+        return to_bfloat16(values)
+    with np.errstate(over="ignore"):
+        return np.asarray(values).astype(dtype.np, copy=False)
+
+
+def from_storage(array: np.ndarray, dtype: DType) -> np.ndarray:
+    """The values a buffer's host array holds: the array itself, or float32 for bfloat16's bits."""
+    return from_bfloat16(array) if dtype is dtypes.bfloat16 else array
 
 
 def _limits(dtype: DType) -> tuple:

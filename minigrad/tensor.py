@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Iterator
 import numpy as np
 
 from minigrad.device import Device
-from minigrad.dtype import DType, dtypes, from_bfloat16, to_bfloat16, to_dtype
+from minigrad.dtype import DType, dtypes, from_storage, to_dtype, to_storage
 from minigrad.engine.realize import REALIZE_LOCK
 from minigrad.engine.realize import realize as realize_nodes
 from minigrad.gradient import differentiable_graph
@@ -194,7 +194,7 @@ class Tensor(
             data = node.realized.numpy().reshape(self.shape)
         if node is self.lazydata:
             self._forget_history()
-        return from_bfloat16(data) if self.dtype is dtypes.bfloat16 else data  # numpy has no bfloat16
+        return from_storage(data, self.dtype)  # (bfloat16: float32 values; numpy has no bfloat16)
 
     def item(self) -> Scalar:
         if self.numel() != 1:
@@ -230,11 +230,8 @@ class Tensor(
         dtype = to_dtype(dtype)
         if dtype.itemsize != self.dtype.itemsize:
             raise RuntimeError(f"bitcast: {self.dtype.name} and {dtype.name} differ in size")
-        data = self.numpy()
-        data = to_bfloat16(data) if self.dtype is dtypes.bfloat16 else data
-        if dtype is dtypes.bfloat16:
-            return Tensor(from_bfloat16(data.view(np.uint16)), device=self.device, dtype=dtype)
-        return Tensor(data.view(dtype.np), device=self.device)
+        bits = to_storage(self.numpy(), self.dtype).view(dtype.np)
+        return Tensor(from_storage(bits, dtype), device=self.device, dtype=dtype)
 
     def cast(self, dtype: DType | str) -> "Tensor":
         dtype = to_dtype(dtype)
@@ -510,7 +507,7 @@ class Tensor(
         shape = _shape_args((shape,) if isinstance(shape, (tuple, list)) else (shape,))
         raw = (ctypes.c_char * (prod(shape) * dtype.itemsize)).from_address(ptr)
         array = np.frombuffer(bytes(raw), dtype=dtype.np).reshape(shape)
-        return Tensor(from_bfloat16(array) if dtype is dtypes.bfloat16 else array, device=device, dtype=dtype)
+        return Tensor(from_storage(array, dtype), device=device, dtype=dtype)
 
     @staticmethod
     def _random(device: DeviceArg, dtype: DTypeArg, requires_grad, method: str, *args, **kwargs) -> "Tensor":
@@ -910,7 +907,7 @@ def _to_numpy(data: Any, dtype: DType | None) -> np.ndarray:
         array = np.zeros(0, dtype=np.float32)
     elif isinstance(data, (bytes, bytearray)):  # the bytes themselves: uint8, or reinterpreted as dtype
         array = np.frombuffer(data, dtype=(dtype or dtypes.uint8).np).copy()
-        array = from_bfloat16(array) if dtype is dtypes.bfloat16 else array
+        array = from_storage(array, dtype or dtypes.uint8)
     elif isinstance(data, np.ndarray):
         array = data
     elif isinstance(data, (bool, int, float, np.generic)):
@@ -929,11 +926,8 @@ def _to_numpy(data: Any, dtype: DType | None) -> np.ndarray:
         array = array.astype(defaults[array.dtype.kind].np) if array.dtype.kind in defaults else array
     else:
         raise TypeError(f"cannot make a Tensor from {type(data).__name__}")
-    if dtype is dtypes.bfloat16:
-        array = to_bfloat16(array)
-    elif dtype is not None:
-        with np.errstate(over="ignore"):  # a float too large for float16 becomes inf, as torch (no warning)
-            array = array.astype(dtype.np)
+    if dtype is not None:
+        array = to_storage(array, dtype)
     else:
         dtypes.from_numpy(array.dtype)  # raises TypeError for unsupported numpy dtypes
     return np.array(array, order="C")  # a private copy (ascontiguousarray would turn 0-d into 1-d)

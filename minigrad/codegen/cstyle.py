@@ -245,19 +245,19 @@ static inline float mg_sinf(float x, double shift) {  /* sin(x + shift * pi/2): 
 """
 
 
-def _fast_float32(dtype: DType) -> bool:
+def _fast_float(dtype: DType) -> bool:
     """Is this value a float in a register (float32, and the 16-bit floats computed in float)?"""
     return (dtype == dtypes.float32 or dtype in HALF_FLOATS) and bool(getenv("FAST_MATH_C", 1))
 
 
 C_FAST_OPS = {
-    Op.EXP2: lambda x, dtype: f"mg_exp2f({x})" if _fast_float32(dtype) else f"exp2({x})",
-    Op.EXP: lambda x, dtype: f"mg_expf({x})" if _fast_float32(dtype) else f"exp({x})",
-    Op.LOG2: lambda x, dtype: f"mg_log2f({x})" if _fast_float32(dtype) else f"log2({x})",
-    Op.SIN: lambda x, dtype: f"mg_sinf({x}, 0.0)" if _fast_float32(dtype) else f"sin({x})",
-    Op.COS: lambda x, dtype: f"mg_sinf({x}, 1.0)" if _fast_float32(dtype) else f"cos({x})",
-    Op.MAX: lambda a, b, dtype: f"mg_maxf({a},{b})" if _fast_float32(dtype) else _max(a, b, dtype),
-    Op.WHERE: lambda c, a, b, dtype: f"mg_wheref({c},{a},{b})" if _fast_float32(dtype) else f"({c}?{a}:{b})",
+    Op.EXP2: lambda x, dtype: f"mg_exp2f({x})" if _fast_float(dtype) else f"exp2({x})",
+    Op.EXP: lambda x, dtype: f"mg_expf({x})" if _fast_float(dtype) else f"exp({x})",
+    Op.LOG2: lambda x, dtype: f"mg_log2f({x})" if _fast_float(dtype) else f"log2({x})",
+    Op.SIN: lambda x, dtype: f"mg_sinf({x}, 0.0)" if _fast_float(dtype) else f"sin({x})",
+    Op.COS: lambda x, dtype: f"mg_sinf({x}, 1.0)" if _fast_float(dtype) else f"cos({x})",
+    Op.MAX: lambda a, b, dtype: f"mg_maxf({a},{b})" if _fast_float(dtype) else _max(a, b, dtype),
+    Op.WHERE: lambda c, a, b, dtype: f"mg_wheref({c},{a},{b})" if _fast_float(dtype) else f"({c}?{a}:{b})",
 }
 
 

@@ -207,5 +207,5 @@ class Embedding:
 __all__ = ["Linear", "Conv2d", "BatchNorm2d", "BatchNorm", "LayerNorm", "Embedding"]
 
 
-from minigrad.nn.norms import GroupNorm, InstanceNorm, LayerNorm2d, RMSNorm  # noqa: E402
-from minigrad.nn.recurrent import LSTM, LSTMCell, MultiheadAttention  # noqa: E402
+from minigrad.nn.norms import GroupNorm, InstanceNorm, LayerNorm2d, RMSNorm  # noqa: E402, F401
+from minigrad.nn.recurrent import LSTM, LSTMCell, MultiheadAttention  # noqa: E402, F401

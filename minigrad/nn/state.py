@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from minigrad.device import Device
-from minigrad.dtype import dtypes, from_bfloat16, to_bfloat16
+from minigrad.dtype import dtypes, from_storage, to_storage
 from minigrad.tensor import Tensor
 
 # safetensors' dtype codes for the dtypes minigrad stores
@@ -93,8 +93,7 @@ def safe_save(state_dict: dict[str, Tensor], path: str | os.PathLike, metadata: 
     for name, tensor in state_dict.items():
         if tensor.dtype not in SAFETENSORS_DTYPES:
             raise TypeError(f"safe_save: {name} has dtype {tensor.dtype.name}, which safetensors cannot hold")
-        data = tensor.numpy()
-        data = to_bfloat16(data) if tensor.dtype is dtypes.bfloat16 else data  # (numpy() gave float32)
+        data = to_storage(tensor.numpy(), tensor.dtype)  # (bfloat16: numpy() gave float32, this the bits)
         blob = np.ascontiguousarray(data).astype(tensor.dtype.np.newbyteorder("<")).tobytes()
         header[name] = {
             "dtype": SAFETENSORS_DTYPES[tensor.dtype],
@@ -125,7 +124,7 @@ def safe_load(path: str | os.PathLike, device: str | None = None) -> dict[str, T
         dtype = FROM_SAFETENSORS[code]
         array = np.frombuffer(body[begin:end], dtype=dtype.np.newbyteorder("<"))
         array = array.reshape(shape).astype(array.dtype.newbyteorder("="))
-        array = from_bfloat16(array) if dtype is dtypes.bfloat16 else array  # bits -> float32, exactly
+        array = from_storage(array, dtype)  # bfloat16: bits -> float32, exactly
         state[name] = Tensor(
             array, device=device, dtype=dtype if backend.supports_dtype(dtype) else dtypes.float32
         )

@@ -15,7 +15,7 @@ import functools
 import numpy as np
 
 from minigrad.device import IOTA, Backend, Compiler, HostAllocator, Op, Program
-from minigrad.dtype import dtypes, from_bfloat16, to_bfloat16
+from minigrad.dtype import dtypes, from_storage, to_storage
 
 
 def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -68,8 +68,7 @@ def _evaluate(node, srcs: list[np.ndarray], buffers: tuple[np.ndarray, ...]) -> 
     op = node.op
     dtype = np.dtype(np.float32) if node.dtype is dtypes.bfloat16 else node.dtype.np  # the arrays' type
     if op is Op.LOAD:
-        values = load(_typed(buffers[node.arg[0]], node.dtype.np), node.arg[1])
-        return from_bfloat16(values) if node.dtype is dtypes.bfloat16 else values
+        return from_storage(load(_typed(buffers[node.arg[0]], node.dtype.np), node.arg[1]), node.dtype)
     if op is Op.CONST:
         value, st = node.arg
         index, valid = _indices(st)
@@ -81,8 +80,7 @@ def _evaluate(node, srcs: list[np.ndarray], buffers: tuple[np.ndarray, ...]) -> 
         result = _reduce_max(srcs[0], node.arg)
     else:
         result = NUMPY_CODE_FOR_OP[op](*srcs) if op is not Op.CAST else srcs[0]
-    result = np.asarray(result).astype(dtype, copy=False)
-    return from_bfloat16(to_bfloat16(result)) if node.dtype is dtypes.bfloat16 else result
+    return from_storage(to_storage(result, node.dtype), node.dtype)  # (bfloat16: rounded to it)
 
 
 class NumpyProgram(Program):
@@ -98,8 +96,8 @@ class NumpyProgram(Program):
                     continue
                 index, valid = _indices(node.arg[1])
                 out = _typed(buffers[node.arg[0]], node.dtype.np)
-                value = to_bfloat16(srcs[0]) if node.dtype is dtypes.bfloat16 else srcs[0]
-                out[index[valid]] = np.broadcast_to(value, valid.shape)[valid]
+                value = np.broadcast_to(to_storage(srcs[0], node.dtype), valid.shape)
+                out[index[valid]] = value[valid]
         return None
 
 
