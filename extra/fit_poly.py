@@ -51,7 +51,18 @@ def _log_remainder(z):
     return ((np.log((1 + s) / (1 - s)) - f + half_square) / s - half_square) / z
 
 
-ERFC_PARTS = [(0.84, 2.5), (2.5, 10.5)]
+def _acosh_remainder(t):
+    """acosh(1 + t) / sqrt(2t), acosh in its cancellation-free form."""
+    return np.log1p(t + np.sqrt(t * (t + 2))) / np.sqrt(2 * t)
+
+
+def _cot_remainder(z):
+    """(1/r - cot(r)) / r with z = r^2: cot(r) = 1/r - r P(z)."""
+    r = np.sqrt(z)
+    return (1 / r - 1 / np.tan(r)) / r
+
+
+ERFC_PARTS = [(0.84, 1.25), (1.25, 2.5), (2.5, 10.5)]
 FITS = {  # name: (target, low, high, degree)
     "TANH": (odd(np.tanh), 1e-5, 0.625**2, 4),  # tanh(x) = x + x z P(z) for |x| < 0.625
     "SINH": (odd(np.sinh), 1e-5, 1.0, 3),  # |x| < 1
@@ -60,6 +71,9 @@ FITS = {  # name: (target, low, high, degree)
     "ASIN": (odd(np.arcsin), 1e-8, 0.25, 5),  # |x| < 0.5
     "EXPM1": (lambda x: (np.expm1(x) - x) / x**2, -0.5, 0.5, 6),  # expm1(x) = x + x^2 P(x), |x| < 0.5
     "LOG1P": (lambda x: (np.log1p(x) - x) / x**2, -0.2, 0.3, 7),  # log1p(x) = x + x^2 P(x)
+    "TAN": (odd(np.tan), 1e-9, 1.0001 * (np.pi / 4) ** 2, 6),  # |x| <= pi/4
+    "COT": (_cot_remainder, 1e-9, 1.0001 * (np.pi / 4) ** 2, 6),  # cot(x) = 1/x - x P(z), |x| <= pi/4
+    "ACOSH": (_acosh_remainder, 1e-9, 1.0, 7),  # acosh(1 + t) = sqrt(2t) P(t), 0 <= t < 1
     "ERF": (lambda z: erf(np.sqrt(z)) / np.sqrt(z) - 1, 1e-8, 0.84**2, 5),  # erf(x) = x + x P(z), |x| < 0.84
     # codegen/cstyle.py's mg_log2f: R(z) = z P(z) for |s| <= (sqrt(2) - 1) / (sqrt(2) + 1)
     "LOG_REMAINDER": (_log_remainder, 1e-6, ((2**0.5 - 1) / (2**0.5 + 1)) ** 2, 3),
@@ -70,8 +84,14 @@ for i, (low, high) in enumerate(ERFC_PARTS):
 
 
 if __name__ == "__main__":
-    for i, (low, high) in enumerate(ERFC_PARTS):
-        print(f"ERFC_{i} for x in [{low}, {high}]: center {0.5 * (1 / low + 1 / high)!r}")
     for name, (target, low, high, degree) in FITS.items():
+        if name.startswith("ERFC_"):
+            continue
         coefficients = ", ".join(f"{float(np.float32(c)):.9g}" for c in fit(target, low, high, degree))
         print(f"{name} = ({coefficients})")
+    print("ERFC_TAIL = (  # (from x, center of u = 1/x - center, coefficients)")
+    for i, (low, high) in enumerate(ERFC_PARTS):
+        target, u_low, u_high, degree = FITS[f"ERFC_{i}"]
+        coefficients = ", ".join(f"{float(np.float32(c)):.9g}" for c in fit(target, u_low, u_high, degree))
+        print(f"    ({low}, {0.5 * (1 / low + 1 / high)!r}, ({coefficients})),")
+    print(")")

@@ -24,11 +24,13 @@ class ActivationOps:
         return ((self > 0) | self.isnan()).where(self, 0)
 
     def sigmoid(self) -> "Tensor":
-        """1 / (1 + e^-x), torch's formula (so its roundings are torch's), down to x = -88; below, where e^-x
-        overflows and its derivative would be inf / inf, e^x (sigmoid is e^x to float precision there)."""
+        """1 / (1 + e^-x), torch's formula (so its roundings are torch's), down to x = -ln 2^24; below, where
+        1 + e^-x is a tie that rounds to even (torch's result is 2 ulp off there) and later overflows, the
+        series e^x - e^2x, which is sigmoid to float precision."""
         x = self._float()
-        tail = x < -88
-        return tail.where(tail.where(x, 0.0).exp(), 1 / (1 + (-tail.where(0.0, x)).exp()))
+        tail = x < -16.635532
+        t = tail.where(x, 0.0).exp()
+        return tail.where(t - t * t, 1 / (1 + (-tail.where(0.0, x)).exp()))
 
     def logsigmoid(self) -> "Tensor":
         return -(-self).softplus()

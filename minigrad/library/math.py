@@ -16,6 +16,8 @@ from minigrad.ops import Op
 if TYPE_CHECKING:
     from minigrad.tensor import Tensor
 
+HALF_PI_LOW = -4.371139006309477e-08  # pi/2 - float32(pi/2)
+
 
 class MathOps:
     __slots__ = ()
@@ -46,9 +48,6 @@ class MathOps:
     def cos(self) -> "Tensor":
         return self._float()._alu(Op.COS)
 
-    def tan(self) -> "Tensor":
-        return self.sin() / self.cos()
-
     def atan(self) -> "Tensor":
         """Cephes' reduction to |t| <= tan(pi/8) (through pi/4 + atan((x-1)/(x+1)) and pi/2 - atan(1/x)),
         then an odd polynomial: within 2 ulp of torch."""
@@ -57,9 +56,10 @@ class MathOps:
         big, mid = a > 2.414213562373095, a > 0.4142135623730950
         t = big.where(-1 / a, mid.where((a - 1) / (a + 1), a))
         offset = big.where(math.pi / 2, mid.where(math.pi / 4, 0.0))
+        offset_low = big.where(HALF_PI_LOW, mid.where(HALF_PI_LOW / 2, 0.0))  # what float32 pi/2 lacks
         z = t * t
         poly = (((8.05374449538e-2 * z - 1.38776856032e-1) * z + 1.99777106478e-1) * z - 3.33329491539e-1) * z
-        result = offset + (t + t * poly)
+        result = offset + (t + (t * poly + offset_low))
         return (x < 0).where(-result, result)
 
     def atan2(self, other: Operand) -> "Tensor":

@@ -22,38 +22,79 @@ if TYPE_CHECKING:
 TANH = (-0.333333284, 0.133327931, -0.0538540035, 0.0210099276, -0.00611310452)
 SINH = (0.166666672, 0.00833333936, 0.000198380993, 2.80629843e-06)
 ASINH = (-0.166666672, 0.0749997422, -0.04463052, 0.0301617943, -0.0205525178, 0.00997772068)
+TAN = (0.333333343, 0.133331403, 0.0540128723, 0.0214857608, 0.0104090814, 0.000509403006, 0.00422435487)
+COT = (
+    0.333333373,
+    0.0222192053,
+    0.00217319792,
+    -0.000180260889,
+    0.0012448146,
+    -0.00175902934,
+    0.000951250433,
+)
+# pi/2 in 10-bit parts and a float32 rest: k * part is exact for k < 2^14
+HALF_PI_PARTS = (1.5703125, 0.00048351287841796875, 3.1385570764541626e-07, 6.07710062827671e-11)
+ACOSH = (
+    1,
+    -0.0833332986,
+    0.0187491924,
+    -0.00557351252,
+    0.00186992576,
+    -0.000630471681,
+    0.000174727073,
+    -2.67041232e-05,
+)
 ATANH = (0.333333343, 0.199999556, 0.14288491, 0.110473268, 0.0977896526, 0.0399550498, 0.157573789)
 ASIN = (0.166666657, 0.07500121, 0.0445907749, 0.0311996769, 0.0166868754, 0.0344441533)
 EXPM1 = (0.5, 0.166666672, 0.0416666679, 0.00833318196, 0.00138886087, 0.000199621427, 2.49570076e-05)
 LOG1P = (-0.5, 0.333333641, -0.250001013, 0.19994922, -0.166521564, 0.145009607, -0.132047832, 0.0880483389)
 ERF = (0.128379166, -0.376125842, 0.11282856, -0.0268084425, 0.00506127719, -0.000637638208)
-ERFC_SPLIT = 2.5  # erfc's tail has one polynomial in 1/x - center on [0.84, 2.5] and one on [2.5, 10.5]
-ERFC_NEAR = (
-    0.7952380952380953,
+# erfc's tail: (from x, center, P) with erfc(x) = e^(-x^2 - 0.5625 + P(1/x - center)) / x up to the next part
+ERFC_TAIL = (
     (
-        -0.212782145,
-        -0.362810105,
-        -0.0132083269,
-        0.0723967105,
-        -0.0658520684,
-        0.0442630164,
-        -0.0220089629,
-        -0.00227924017,
-        0.014668121,
+        0.84,
+        0.9952380952380953,
+        (
+            -0.285385907,
+            -0.361200929,
+            0.0174434409,
+            0.0340423211,
+            -0.0334812254,
+            0.0229756981,
+            -0.0129609518,
+            0.00567672541,
+            -0.00116529153,
+        ),
     ),
-)
-ERFC_FAR = (
-    0.24761904761904763,
     (
-        -0.0384668522,
-        -0.216392994,
-        -0.332296461,
-        0.330619186,
-        -0.0212337915,
-        -0.401167005,
-        0.588116407,
-        -0.0370582119,
-        -1.09700823,
+        1.25,
+        0.6000000000000001,
+        (
+            -0.143099472,
+            -0.347056359,
+            -0.0744048655,
+            0.143589973,
+            -0.119803347,
+            0.0639232099,
+            -0.00291620917,
+            -0.0537599586,
+            0.08041545,
+        ),
+    ),
+    (
+        2.5,
+        0.24761904761904763,
+        (
+            -0.0384668522,
+            -0.216392994,
+            -0.332296461,
+            0.330619186,
+            -0.0212337915,
+            -0.401167005,
+            0.588116407,
+            -0.0370582119,
+            -1.09700823,
+        ),
     ),
 )
 LN2 = math.log(2)
@@ -88,6 +129,26 @@ class TranscendentalOps:
         near = (x > 0.8) & (x < 1.3)
         t = near.where(x, 1.0) - 1
         return near.where((t + t * t * _poly(t, LOG1P)) * (1 / math.log(10)), x.log2() * math.log10(2))
+
+    def tan(self) -> "Tensor":
+        """tan(r) + r_low (1 + tan(r)^2) with x = k pi/2 + r + r_low, r + r_low exact to float precision
+        (Cody-Waite: pi/2 in parts whose products with k are exact; the last subtraction's rounding error
+        kept as r_low); tan(r) = r + r^3 P(r^2) for even k, -cot(r) = r P'(r^2) - 1/r for odd k (not
+        -1/tan(r), whose rounding a reciprocal can double). sin(x) / cos(x) beyond |x| = 16384."""
+        x = self._float()
+        near = _magnitude(x) <= 16384
+        xs = near.where(x, 0.0)
+        k = ((xs * (2 / math.pi) + 12582912.0) - 12582912.0).detach()  # 1.5 * 2^23: rounds to an integer
+        r = (xs - k * HALF_PI_PARTS[0]) - k * HALF_PI_PARTS[1]  # exact
+        r, low = _two_sum(r, -k * HALF_PI_PARTS[2])
+        r, lower = _two_sum(r, -k * HALF_PI_PARTS[3])
+        r_low = low + lower
+        z = r * r
+        odd = (k - 2 * ((k * 0.5 + 12582912.0) - 12582912.0)) != 0  # k/2 ends in .5: rounds away from k/2
+        ro = odd.where(r, 1.0)
+        value = odd.where(ro * _poly(ro * ro, COT) - 1 / ro, r + r * z * _poly(z, TAN))
+        xf = near.where(1.0, x)
+        return _signed_zero(x, near.where(value + r_low * (1 + value * value), xf.sin() / xf.cos()))
 
     def sinh(self) -> "Tensor":
         """x + x^3 P(x^2) for |x| < 1; beyond, h - 1/(4h) with h = e^|x| / 2 (finite up to |x| = 89.4)."""
@@ -127,17 +188,19 @@ class TranscendentalOps:
         return small.where(_odd(xs, ASINH), (x < 0).where(-far, far))
 
     def acosh(self) -> "Tensor":
-        """log1p(t + sqrt(t (t + 2))) with t = x - 1 (exact) below 2; log(2x - 1/(x + sqrt(x^2 - 1))) to 2^28;
-        log(x) + log 2 above. Below 1 the first form is NaN by itself, and its derivative is torch's formula
+        """sqrt(2t) P(t) with t = x - 1 (exact) below 2; log(2x - 1/(x + sqrt(x^2 - 1))) to 2^28; log(x) + log 2
+        above. Below 1, log1p(t + sqrt(t (t + 2))), NaN by itself, whose derivative is torch's formula
         1 / sqrt(x^2 - 1) (finite below -1, as torch's), until t^2 would overflow."""
         x = self._float()
-        low, huge = x < 2, x > 2.0**28
-        t = low.where(x, 1.0) - 1
-        near = (t + (t * (t + 2)).sqrt()).log1p()
+        below, low, huge = x < 1, x < 2, x > 2.0**28
+        t = below.where(x, 1.0) - 1
+        nan = (t + (t * (t + 2)).sqrt()).log1p()
+        t = (below | ~low).where(0.5, x - 1)
+        near = (2 * t).sqrt() * _poly(t, ACOSH)
         m = (low | huge).where(2.0, x)
         mid = (2 * m - 1 / (m + (m * m - 1).sqrt())).log()
         far = huge.where(huge.where(x, 1.0).log() + LN2, mid)
-        return (x < -(2.0**60)).where(math.nan, low.where(near, far))
+        return (x < -(2.0**60)).where(math.nan, below.where(nan, low.where(near, far)))
 
     def atanh(self) -> "Tensor":
         """x + x^3 P(x^2) for |x| < 0.5; log1p(2a / (1 - a)) / 2 beyond (1 - a is exact there)."""
@@ -235,12 +298,41 @@ def _asin_far(a: "Tensor") -> "Tensor":
 
 
 def _erfc_tail(a: "Tensor") -> "Tensor":
-    """erfc(a) for a >= 0.84: e^(-z^2 - 0.5625) e^((z - a)(z + a) + P(1/a)) / a, with z = a rounded to a
-    multiple of 2^-8 (its square is exact, so e^(-a^2) keeps all its bits) and a capped at 10.5, where erfc
-    underflows to 0."""
+    """erfc(a) for a >= 0.84, a capped at 10.5 (where erfc underflows to 0): e^(-a^2 - 0.5625 + P(1/a)) / a
+    with one rounding of the exponent, undone. a^2 = z^2 + (a - z)(a + z) where z is a rounded to a multiple
+    of 2^-8, so -z^2 - 0.5625 is exact; the exponent's small rest is added to it, and the two additions'
+    rounding errors (found exactly, as a + b - s) multiply the result as 1 + error."""
     c = a.minimum(10.5)
     z = ((c + 49152.0) - 49152.0).detach()  # 1.5 * 2^15: adding and subtracting it rounds to 2^-8
-    near = c < ERFC_SPLIT
-    u = 1 / c - near.where(ERFC_NEAR[0], ERFC_FAR[0])
-    p = near.where(_poly(u, ERFC_NEAR[1]), _poly(u, ERFC_FAR[1]))
-    return (-z * z - 0.5625).exp() * ((z - c) * (z + c) + p).exp() / c
+    p = _pieces(c, 1 / c, ERFC_TAIL)
+    rest, rest_error = _two_sum((z - c) * (z + c), p)
+    exact = -z * z - 0.5625
+    exponent = exact + rest  # |exact| > |rest|: its rounding error is rest - (exponent - exact)
+    error = (rest - (exponent - exact)) + rest_error
+    y = exponent.exp() / c
+    return y + y * error
+
+
+def _pieces(x: "Tensor", v: "Tensor", table) -> "Tensor":
+    """P(v - center), P the polynomial of the last row of `table` (rows of (from x, center, coefficients))
+    that x has reached: one Horner's rule over coefficients chosen by where."""
+
+    def chosen(values: list[float]) -> "Tensor":
+        value = values[0]
+        for row, other in zip(table[1:], values[1:]):
+            value = (x >= row[0]).where(other, value)
+        return value
+
+    u = v - chosen([row[1] for row in table])
+    degree = len(table[0][2]) - 1
+    result = chosen([row[2][degree] for row in table])
+    for k in reversed(range(degree)):
+        result = result * u + chosen([row[2][k] for row in table])
+    return result
+
+
+def _two_sum(a: "Tensor", b: "Tensor") -> tuple["Tensor", "Tensor"]:
+    """(s, e) with s = a + b rounded and e its rounding error exactly (Knuth's TwoSum, any magnitudes)."""
+    s = a + b
+    b_part = s - a
+    return s, (a - (s - b_part)) + (b - b_part)
