@@ -14,11 +14,21 @@ from minigrad.device import Device
 from minigrad.dtype import dtypes
 from minigrad.function import Function, FunctionCtx
 from minigrad.helpers import Context, GlobalCounters, getenv
-from minigrad.jit import TinyJit
+from minigrad.jit import TinyJit, Variable
 from minigrad.tensor import Tensor, no_grad
 from minigrad.transforms import checkpoint, grad, hvp, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp
 
 __version__ = "0.1.0"
-__all__ = ["Tensor", "dtypes", "Device", "TinyJit", "no_grad", "getenv", "Context", "GlobalCounters"]
+__all__ = [
+    "Tensor",
+    "dtypes",
+    "Device",
+    "TinyJit",
+    "Variable",
+    "no_grad",
+    "getenv",
+    "Context",
+    "GlobalCounters",
+]
 __all__ += ["Function", "FunctionCtx", "checkpoint"]  # user-defined derivatives (function.py, transforms.py)
 __all__ += ["grad", "value_and_grad", "vjp", "jvp", "hvp", "jacrev", "jacfwd", "jacobian"]  # transforms.py

@@ -300,6 +300,10 @@ def self_test(backend: Backend) -> None:
 _PREFERENCE = ("CUDA", "CPU", "OPENCL", "NUMPY")  # tried in this order for Device.DEFAULT
 
 
+# tinygrad's names for the same devices (its C backend was CLANG, its OpenCL one GPU and then CL)
+TINYGRAD_DEVICE_NAMES = {"CLANG": "CPU", "GPU": "OPENCL", "CL": "OPENCL"}
+
+
 class _DeviceRegistry:
     """`Device["NUMPY"]` opens (once) and returns that backend; `Device.DEFAULT` is the default name."""
 
@@ -316,6 +320,7 @@ class _DeviceRegistry:
         if not isinstance(name, str):
             raise TypeError(f"a device name must be a string, got {type(name).__name__} {name!r}")
         canonical = name.split(":")[0].upper()
+        canonical = TINYGRAD_DEVICE_NAMES.get(canonical, canonical)
         if canonical not in self.known:
             raise ValueError(f"unknown device {name!r}; known devices are {self.known}")
         return canonical

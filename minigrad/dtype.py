@@ -126,6 +126,9 @@ class dtypes:
         return {1: dtypes.int16, 2: dtypes.int32}.get(unsigned.itemsize, dtypes.int64)
 
 
+DTYPES_DICT = {dtype.name: dtype for dtype in dtypes.all()}  # every dtype by name (tinygrad's table)
+
+
 def to_bfloat16(values: np.ndarray) -> np.ndarray:
     """The bfloat16 bit patterns (uint16) nearest to `values`, ties to even; NaN stays a (quiet) NaN."""
     bits = np.asarray(values, dtype=np.float32).view(np.uint32).astype(np.uint64)
@@ -162,6 +165,10 @@ def _limits(dtype: DType) -> tuple:
     return int(info.min), int(info.max)
 
 
+class DTypeError(TypeError, AttributeError):
+    """Not a dtype at all: a TypeError, as torch raises, and an AttributeError, as tinygrad's lookup raises."""
+
+
 def to_dtype(dtype) -> DType:
     """Accept a DType, a numpy dtype or a name like "float32"; raise TypeError for anything else."""
     if isinstance(dtype, DType):
@@ -169,8 +176,7 @@ def to_dtype(dtype) -> DType:
     if isinstance(dtype, str) and hasattr(dtypes, dtype) and isinstance(getattr(dtypes, dtype), DType):
         return getattr(dtypes, dtype)
     try:
-        return dtypes.from_numpy(dtype)
-    except TypeError:
-        raise
+        np.dtype(dtype)
     except Exception:
-        raise TypeError(f"unsupported dtype {dtype!r}") from None
+        raise DTypeError(f"not a dtype: {dtype!r}") from None
+    return dtypes.from_numpy(dtype)  # a numpy dtype minigrad lacks raises TypeError naming it

@@ -81,6 +81,15 @@ class _Result:
     shape: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class _Freed:
+    """Where an intermediate buffer was before free_intermediates(): the next replay allocates it again."""
+
+    device: str
+    size: int
+    dtype: Any
+
+
 @dataclass
 class _Recording:
     runs: list[realize.CapturedRun]
@@ -88,9 +97,46 @@ class _Recording:
     outputs: Any  # the returned structure, each Tensor replaced by a _Result
     results: set[int]  # ids of the returned buffers that a recorded kernel allocated
 
+    def free_intermediates(self) -> None:
+        """Let go of the buffers that only carry values from one recorded kernel to the next (tinygrad's
+        CapturedJit.free_intermediates): their memory is freed once nothing else holds them, and the next
+        replay allocates them again. Inputs, results and buffers updated in place are kept."""
+        freed: dict[int, _Freed] = {}
+        for run in self.runs:
+            for b in run.fresh:
+                if id(b) not in self.results and isinstance(b, Buffer):
+                    freed[id(b)] = _Freed(b.device, b.size, b.dtype)
+        self._substitute(freed)
+
+    def allocate(self) -> None:
+        """Allocate again what free_intermediates() let go of."""
+        placeholders = {id(b): b for run in self.runs for b in run.fresh if isinstance(b, _Freed)}
+        self._substitute({i: Buffer(f.device, f.size, f.dtype) for i, f in placeholders.items()})
+
+    def _substitute(self, new: dict[int, Any]) -> None:
+        for run in self.runs:
+            run.buffers = [new.get(id(b), b) for b in run.buffers]
+            run.fresh = [new.get(id(b), b) for b in run.fresh]
+
 
 def _buffer(t: Tensor) -> Buffer:
     return t.lazydata.base.realized
+
+
+class Variable:
+    """tinygrad's symbolic integer argument of a jitted function, as far as minigrad has one: minigrad has no
+    symbolic shapes, so `Variable("start", 0, n).bind(3)` checks the range and is the int 3, and TinyJit
+    captures once per value (a non-tensor argument is part of its key)."""
+
+    def __init__(self, name: str, vmin: int, vmax: int):
+        if vmin > vmax:
+            raise ValueError(f"Variable {name!r}: min {vmin} is above max {vmax}")
+        self.name, self.min, self.max = name, vmin, vmax
+
+    def bind(self, value: int) -> int:
+        if not self.min <= value <= self.max:
+            raise ValueError(f"Variable {self.name!r}: {value} is outside [{self.min}, {self.max}]")
+        return int(value)
 
 
 class TinyJit:
@@ -99,6 +145,16 @@ class TinyJit:
         self.calls = LRU(lambda: 1024)  # calls seen per input signature (recording starts at the second)
         self.recordings = LRU(lambda: getenv("JIT_CACHE_SIZE", 16))  # the latest signatures' recordings
         functools.update_wrapper(self, fn)
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Callable:
+        """As a method's decorator: the jit called with the instance first (part of the capture's key, so
+        each instance has its own recordings)."""
+        return self if obj is None else functools.partial(self.__call__, obj)
+
+    @property
+    def captured(self) -> _Recording | None:
+        """The latest recording (None before the second call with one signature)."""
+        return next(reversed(self.recordings.values()), None)
 
     def reset(self) -> None:
         """Forget every recording (after changing something the function reads but does not take)."""
@@ -141,6 +197,7 @@ class TinyJit:
         return out
 
     def _replay(self, recording: _Recording, inputs: list[Buffer]) -> Any:
+        recording.allocate()
         swap = {id(old): new for old, new in zip(recording.inputs, inputs)}
         for run in recording.runs:
             for b in run.fresh:

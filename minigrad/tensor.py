@@ -214,6 +214,12 @@ class Tensor(
             out.grad = self.grad.to(device)
         return out
 
+    def to_(self, device: str) -> "Tensor":
+        """Move this tensor to `device` in place (tinygrad's): every alias sees it there."""
+        moved = self.to(device)
+        self.lazydata, self.grad = moved.lazydata, moved.grad
+        return self
+
     def detach(self) -> "Tensor":
         return Tensor._from_node(self.lazydata.detach(), requires_grad=False)
 
@@ -866,16 +872,18 @@ _ASSIGN_RULE = _AssignRule()
 
 def _check_ints_fit(array: np.ndarray, dtype: DType) -> None:
     """Raise OverflowError when `dtype` is an integer type that cannot hold an int in `array` (Python data,
-    which numpy would silently wrap around on conversion)."""
+    which numpy would silently wrap around on conversion). As torch, an unsigned type takes negatives down to
+    -max, wrapped around (Tensor([-1], dtype=uint8) is 255)."""
     if not dtypes.is_int(dtype) or array.size == 0 or array.dtype.kind not in "iuO":
         return
     values = array.reshape(-1)
     if array.dtype == object:
         values = [v for v in values if isinstance(v, int) and not isinstance(v, bool)] or [0]
     info, low, high = np.iinfo(dtype.np), int(min(values)), int(max(values))
-    if low < info.min or high > info.max:
-        bad = low if low < info.min else high
-        raise OverflowError(f"Tensor: {bad} does not fit in {dtype.name} (range {info.min} to {info.max})")
+    lowest = -int(info.max) if dtypes.is_unsigned(dtype) else int(info.min)
+    if low < lowest or high > info.max:
+        bad = low if low < lowest else high
+        raise OverflowError(f"Tensor: {bad} does not fit in {dtype.name} (range {lowest} to {info.max})")
 
 
 def _power_by_squaring(x: "Tensor", n: int) -> "Tensor":

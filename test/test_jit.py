@@ -197,3 +197,50 @@ def test_prune_drops_kernels_that_do_not_depend_on_the_inputs(device):
             assert out.numpy()[0, 0] == 64.0 * i
         kernels[prune] = GlobalCounters.kernel_count
     assert kernels[True] == kernels[False] - 1
+
+
+def test_jit_as_a_method_decorator_records_per_instance(device):
+    class Shift:
+        def __init__(self, by: float):
+            self.by = Tensor.full((3,), by, device=device).realize()
+
+        @TinyJit
+        def __call__(self, x: Tensor) -> Tensor:
+            return x + self.by
+
+    one, ten = Shift(1.0), Shift(10.0)
+    for i in range(4):
+        x = Tensor.full((3,), float(i), device=device).realize()
+        assert one(x).tolist() == [i + 1.0] * 3 and ten(x).tolist() == [i + 10.0] * 3
+
+
+def test_free_intermediates_gives_memory_back_and_replays_stay_right(device):
+    from minigrad import GlobalCounters
+
+    @TinyJit
+    def f(x: Tensor) -> Tensor:
+        t1 = (x * 2).contiguous().realize()
+        t2 = (t1 + 1).contiguous().realize()
+        return t2.sum().realize()
+
+    for i in range(3):
+        assert f(Tensor.full((1000,), float(i), device=device)).item() == 1000 * (2 * i + 1)
+    before = GlobalCounters.mem_used
+    f.captured.free_intermediates()
+    assert before - GlobalCounters.mem_used >= 2 * 1000 * 4  # t1 and t2
+    for i in range(3, 5):
+        assert f(Tensor.full((1000,), float(i), device=device)).item() == 1000 * (2 * i + 1)
+
+
+def test_a_bound_variable_is_its_value_and_checks_its_range(device):
+    from minigrad import Variable
+
+    @TinyJit
+    def window(x: Tensor, start: int) -> Tensor:
+        return x.shrink(((start, start + 2),)).contiguous()
+
+    x = Tensor.arange(10, device=device).realize()
+    for start in (0, 3, 3, 3, 5):
+        assert window(x, Variable("start", 0, 8).bind(start)).tolist() == [start, start + 1]
+    with pytest.raises(ValueError, match="outside"):
+        Variable("start", 0, 8).bind(9)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from minigrad import Context, Device, Tensor, nn
+from minigrad import Context, Device, Tensor, dtypes, nn
 from minigrad.helpers import GlobalCounters
 from minigrad.nn import lr_scheduler, optim
 from minigrad.nn.state import get_parameters, get_state_dict
@@ -173,6 +173,31 @@ def test_optimizer_matches_torch_over_10_steps(device, name):
         topt.step()
     np.testing.assert_allclose(w.numpy(), tw.detach().numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(b.numpy(), tb.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["adam", "adagrad"])
+def test_optimizer_counters_stay_float32_under_a_float16_default(name):
+    """b2^t rounded to float16 made Adam's steps 1.3% short: the step counters and learning rate are float32
+    whatever dtypes.default_float is."""
+    make, make_torch = OPTIMIZERS[name]
+    w0 = np.random.default_rng(2).standard_normal((2, 3)).astype(np.float32)
+    old, dtypes.default_float = dtypes.default_float, dtypes.float16
+    try:
+        w = Tensor(w0, requires_grad=True)
+        opt = make([w])
+        for _ in range(3):
+            opt.zero_grad()
+            w.square().sum().backward()
+            opt.step()
+    finally:
+        dtypes.default_float = old
+    tw = torch.tensor(w0, requires_grad=True)
+    topt = make_torch([tw])
+    for _ in range(3):
+        topt.zero_grad()
+        tw.square().sum().backward()
+        topt.step()
+    np.testing.assert_allclose(w.numpy(), tw.detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["sgd_momentum_wd", "adamw"])

@@ -321,7 +321,7 @@ def test_python_ints_are_int64_and_never_wrap(device):
     assert Tensor([1, 2], device=device).dtype == dtypes.int64 and Tensor(3).dtype == dtypes.int64
     assert Tensor([1, 2], device=device, dtype=dtypes.int32).sum().dtype == dtypes.int64
     assert (Tensor([2**40], device=device) * 3).tolist() == [3 * 2**40]
-    for value, dtype in ((2**40, dtypes.int32), (-1, dtypes.uint8), (256, dtypes.uint8), (2**70, None)):
+    for value, dtype in ((2**40, dtypes.int32), (-256, dtypes.uint8), (256, dtypes.uint8), (2**70, None)):
         with pytest.raises(OverflowError, match="does not fit"):
             Tensor([value], device=device, dtype=dtype)
 

@@ -63,7 +63,7 @@ def test_load_state_dict_names_every_problem():
     message = str(error.value)
     assert "missing keys: ['layers.0.bias']" in message
     assert "unexpected keys: ['layers.9.weight']" in message
-    assert "layers.1.weight: model (2, 3), state dict (5, 5)" in message
+    assert "Shape mismatch in layer `layers.1.weight`: Expected shape (2, 3), but found (5, 5)" in message
     del state["layers.1.weight"], state["layers.9.weight"]
     load_state_dict(net, {k: v for k, v in state.items() if k != "layers.1.weight"}, strict=False)
 

@@ -282,5 +282,44 @@ def test_factories_and_sizes_of_tinygrad_and_torch(device):
     assert x.size() == tuple(t.size()) and x.size(-1) == t.size(-1) and x.element_size() == t.element_size()
     assert Tensor.ones(2, device=device, dtype="float16").element_size() == 2
     assert x.shrink_to(1, None).shape == (1, 3) and x.pad_to((3, 4)).numpy().sum() == 6
+    assert x.pad_to(None, 4, value=-1).numpy()[:, 3].tolist() == [-1.0, -1.0]
     with pytest.raises(ValueError):
         x.pad_to(1, 3)
+
+
+def test_errors_are_the_exception_types_torch_and_tinygrad_raise(device):
+    """Not a dtype: TypeError (torch) and AttributeError (tinygrad); a shape of non-ints: TypeError (torch)
+    and ValueError (tinygrad)."""
+    for error in (TypeError, AttributeError):
+        with pytest.raises(error, match="not a dtype"):
+            Tensor([3], device=device, dtype="typo")
+        with pytest.raises(error):
+            Tensor([3], device=device, dtype=(dtypes.int32,))
+    for error in (TypeError, ValueError):
+        with pytest.raises(error, match="shape must be ints"):
+            Tensor.zeros((2, 2), 2, device=device)
+        with pytest.raises(error):
+            Tensor.rand((128, 128), 0.0, 0.01, device=device)
+
+
+def test_dtype_table_and_tinygrad_device_names():
+    from minigrad.dtype import DTYPES_DICT
+
+    assert DTYPES_DICT["float32"] is dtypes.float32 and set(DTYPES_DICT.values()) == set(dtypes.all())
+    assert minigrad.Device.canonicalize("CLANG") == "CPU" and minigrad.Device.canonicalize("gpu") == "OPENCL"
+
+
+def test_unsigned_ints_take_negatives_as_torch(device):
+    """torch.tensor([-1], dtype=uint8) is 255; -256 does not fit."""
+    data = [-1, 0, 1, 255, -255]
+    expected = torch.tensor(data, dtype=torch.uint8).tolist()
+    assert Tensor(data, device=device, dtype=dtypes.uint8).tolist() == expected
+    with pytest.raises(OverflowError, match="does not fit"):
+        Tensor([-256], device=device, dtype=dtypes.uint8)
+
+
+def test_to_in_place_moves_every_alias(device):
+    other = "NUMPY" if device != "NUMPY" else "CPU"
+    x = Tensor([1.0, 2.0], device=device)
+    alias = x
+    assert x.to_(other) is x and alias.device == other and alias.tolist() == [1.0, 2.0]

@@ -169,12 +169,12 @@ class MovementOps:
         sizes = self._target_sizes(shape, "shrink_to")
         return self.shrink([None if n is None else (0, n) for n in sizes])
 
-    def pad_to(self, *shape) -> "Tensor":
-        """Zeros appended to each dim up to shape[d] (None keeps a dim), as tinygrad."""
+    def pad_to(self, *shape, value: Scalar = 0.0) -> "Tensor":
+        """`value` appended to each dim up to shape[d] (None keeps a dim), as tinygrad."""
         sizes = self._target_sizes(shape, "pad_to")
         if any(n is not None and n < s for n, s in zip(sizes, self.shape)):
             raise ValueError(f"pad_to: shape {sizes} is smaller than the tensor's {self.shape}")
-        return self.pad([None if n is None else (0, n - s) for n, s in zip(sizes, self.shape)])
+        return self.pad([None if n is None else (0, n - s) for n, s in zip(sizes, self.shape)], value)
 
     def _target_sizes(self, shape: tuple, name: str) -> tuple:
         sizes = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape

@@ -18,12 +18,16 @@ IntPair = "int | Sequence[int]"  # a size given once for both spatial dims, or p
 Shape = tuple[int, ...]
 
 
+class ShapeError(TypeError, ValueError):
+    """A shape that is not ints: a TypeError, as torch raises, and a ValueError, as tinygrad raises."""
+
+
 def _shape_args(shape: Sequence) -> Shape:
     """Accept `f(2, 3)` and `f((2, 3))` alike."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
     if not all(isinstance(s, (int, np.integer)) for s in shape):
-        raise TypeError(f"a shape must be ints, got {shape}")
+        raise ShapeError(f"a shape must be ints, got {shape}")
     if any(s < 0 for s in shape):
         raise ValueError(f"a shape cannot have negative sizes, got {tuple(shape)}")
     return tuple(int(s) for s in shape)

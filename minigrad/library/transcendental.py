@@ -1,5 +1,5 @@
 """The float32 transcendentals beyond the primitives, composed to stay within a few ulp of torch over their
-whole range: expm1 log1p sinh cosh tanh asinh acosh atanh asin acos erf erfc.
+whole range: tan expm1 log1p sinh cosh tanh asinh acosh atanh asin acos erf erfc.
 
 In: Tensors. Out: Tensors. The methods of one mixin class that `Tensor` (tensor.py) inherits: `self` is
 always a Tensor, and new tensors are made through `type(self)` (this module cannot import tensor.py).

@@ -27,9 +27,12 @@ class Optimizer:
         self.params = [p for p in unique if p.requires_grad is not False]
         if not self.params:
             raise ValueError("optimizer got no parameters that require gradients")
-        # float64 parameters get a float64 learning rate: rounded to float32, 0.1 would be 0.10000000149
-        dtype = dtypes.float64 if any(p.dtype == dtypes.float64 for p in self.params) else dtypes.float32
-        self._lr_tensor = Tensor.zeros((), device=self.params[0].device, dtype=dtype).contiguous()
+        # the learning rate and step counters: float32 whatever the default float (b2^t in float16 is 2% off);
+        # float64 with a float64 parameter (0.1 rounded to float32 would be 0.10000000149)
+        self.scalar_dtype = (
+            dtypes.float64 if any(p.dtype == dtypes.float64 for p in self.params) else dtypes.float32
+        )
+        self._lr_tensor = Tensor.zeros((), device=self.params[0].device, dtype=self.scalar_dtype).contiguous()
         self.lr = lr
         for p in self.params:
             p.requires_grad = True
@@ -105,7 +108,7 @@ class Adam(Optimizer):
         self.b1, self.b2, self.eps, self.weight_decay = b1, b2, eps, weight_decay
         device = self.params[0].device
         # b1**t and b2**t, kept on the device so that the kernels do not change with t
-        self.b1_t, self.b2_t = Tensor.ones((), device=device), Tensor.ones((), device=device)
+        self.b1_t, self.b2_t = (Tensor.ones((), device=device, dtype=self.scalar_dtype) for _ in range(2))
         self.m = [Tensor.zeros(*p.shape, device=p.device, dtype=p.dtype) for p in self.params]
         self.v = [Tensor.zeros(*p.shape, device=p.device, dtype=p.dtype) for p in self.params]
         self.buffers = [self.b1_t, self.b2_t, *self.m, *self.v]
@@ -180,7 +183,7 @@ class Adagrad(Optimizer):
             Tensor.full(p.shape, initial_accumulator_value, device=p.device, dtype=p.dtype)
             for p in self.params
         ]
-        self.t = Tensor.zeros((), device=self.params[0].device)
+        self.t = Tensor.zeros((), device=self.params[0].device, dtype=self.scalar_dtype)
         self.buffers = [self.t, *self.sums]
 
     def schedule_step(self) -> list[Tensor]:

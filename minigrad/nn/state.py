@@ -68,14 +68,15 @@ def load_state_dict(obj: Any, state_dict: dict[str, Tensor], strict: bool = True
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
     mismatched = [
-        f"{k}: model {own[k].shape}, state dict {tuple(state_dict[k].shape)}"
+        f"Shape mismatch in layer `{k}`: Expected shape {own[k].shape}, but found {tuple(state_dict[k].shape)} "
+        "in state dict."
         for k in sorted(set(own) & set(state_dict))
         if tuple(own[k].shape) != tuple(state_dict[k].shape)
     ]
     if mismatched or (strict and (missing or unexpected)):
         problems = [f"missing keys: {missing}"] if missing else []
         problems += [f"unexpected keys: {unexpected}"] if unexpected else []
-        problems += [f"shape mismatches: {mismatched}"] if mismatched else []
+        problems += mismatched
         raise ValueError("load_state_dict: " + "; ".join(problems))
     for name in set(own) & set(state_dict):
         target, value = own[name], state_dict[name]
