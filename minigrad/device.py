@@ -151,6 +151,20 @@ class Program:
         raise NotImplementedError
 
 
+class Renderer:
+    """A backend's renderer: kernel AST (and optionally a loop nest) -> (function name, source, launch sizes).
+    `supported_dtypes()` answers tinygrad's capability query: the dtypes the backend's buffers can hold."""
+
+    def __init__(self, render: Callable[[Any, Any], tuple[str, Any, Any]], backend: "Backend"):
+        self.render, self.backend = render, backend
+
+    def __call__(self, ast: Any, nest: Any = None) -> tuple[str, Any, Any]:
+        return self.render(ast, nest)
+
+    def supported_dtypes(self) -> list[DType]:
+        return [dtype for dtype in dtypes.all() if self.backend.supports_dtype(dtype)]
+
+
 class Backend:
     """Everything the engine needs from one device."""
 
@@ -171,8 +185,9 @@ class Backend:
         self.name, self.allocator, self.compiler, self.program = name, allocator, compiler, program
         self.target = target  # the hardware as the optimizer sees it (codegen/target.py)
         self.language = language if isinstance(language, Language) else None
-        self.renderer = (
-            (lambda ast, nest=None: generate(ast, language, target, nest)) if self.language else language
+        self.renderer = Renderer(
+            (lambda ast, nest=None: generate(ast, language, target, nest)) if self.language else language,
+            self,
         )
         self._programs: LRU = LRU(lambda: getenv("PROGRAM_CACHE_SIZE", 512))  # loaded programs
         self._compiled: dict[Any, tuple] = {}  # compiled by precompile(), not loaded yet

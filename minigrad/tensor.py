@@ -969,7 +969,17 @@ def _set_training(value: Any) -> Any:
     return lambda: setattr(Tensor, "training", previous)
 
 
+def _set_default_float(value: Any) -> Any:
+    """Context(DEFAULT_FLOAT=dtypes.float16): the dtype of float tensors made from Python data, for the block."""
+    dtype = to_dtype(value)
+    if not dtypes.is_float(dtype):
+        raise TypeError(f"Context: DEFAULT_FLOAT must be a float dtype, got {dtype.name}")
+    previous, dtypes.default_float = dtypes.default_float, dtype
+    return lambda: setattr(dtypes, "default_float", previous)
+
+
 CONTEXT_HOOKS["TRAINING"] = _set_training
+CONTEXT_HOOKS["DEFAULT_FLOAT"] = _set_default_float
 
 
 class no_grad(contextlib.ContextDecorator):

@@ -533,6 +533,24 @@ def test_lamb_matches_its_definition(device, adam):
         opt.step()
     expected = _reference_lamb(w0, [gradient] * 10, 0.05, 0.9, 0.999, 1e-6, 0.1, adam)
     np.testing.assert_allclose(w.numpy(), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(w.numpy(), LAMB_BY_TINYGRAD_0_14[adam], rtol=0, atol=1e-5)
+
+
+# what tinygrad 0.14's LAMB gives for test_lamb_matches_its_definition (pip install tinygrad==0.14.0; TRAINING=1)
+LAMB_BY_TINYGRAD_0_14 = {
+    False: [
+        [-1.1703217029571533, -1.360421061515808, -0.7304567694664001],
+        [-0.7546166181564331, -1.619244933128357, -0.31426337361335754],
+        [-1.2377253770828247, 0.2861482799053192, 0.35317668318748474],
+        [0.7751001119613647, 0.17992304265499115, -0.5390586256980896],
+    ],
+    True: [
+        [-1.229772686958313, -1.361956238746643, -0.8174691200256348],
+        [-0.7307946681976318, -1.7164580821990967, -0.3514266014099121],
+        [-1.246036410331726, 0.37020793557167053, 0.4351426064968109],
+        [0.8570062518119812, 0.25847363471984863, -0.487682580947876],
+    ],
+}
 
 
 def test_muon_matches_its_definition(device):
@@ -548,6 +566,17 @@ def test_muon_matches_its_definition(device):
         opt.step()
     expected = _reference_muon(w0, [gradient] * 10, 0.02, 0.95, 0.1, 5, (3.4445, -4.775, 2.0315))
     np.testing.assert_allclose(w.numpy(), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(w.numpy(), MUON_BY_TINYGRAD_0_14, rtol=0, atol=1e-5)
+
+
+# what tinygrad 0.14's Muon gives for test_muon_matches_its_definition (pip install tinygrad==0.14.0; TRAINING=1)
+MUON_BY_TINYGRAD_0_14 = [
+    [-0.7210929989814758, 0.21577970683574677, -1.5855112075805664],
+    [0.5969755053520203, 1.1399413347244263, -0.45858249068260193],
+    [0.3080778121948242, 0.18032239377498627, -0.3954518139362335],
+    [-0.8604372143745422, -1.9392337799072266, 1.2483224868774414],
+    [0.01860399916768074, 2.3359882831573486, 0.6605278849601746],
+]
 
 
 @pytest.mark.parametrize("batch_first", [False, True])

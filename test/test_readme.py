@@ -85,6 +85,14 @@ def test_context_knows_exactly_the_settings_minigrad_reads():
             assert not Tensor.training
         assert Tensor.training
     assert not Tensor.training
+    from minigrad import dtypes
+
+    with Context(DEFAULT_FLOAT=dtypes.float16):  # tinygrad's switch for the default float
+        assert Tensor([1.5]).dtype == dtypes.float16 and Tensor.ones(2).dtype == dtypes.float16
+    assert Tensor([1.5]).dtype == dtypes.float32
+    with pytest.raises(TypeError, match="DEFAULT_FLOAT must be a float"):
+        with Context(DEFAULT_FLOAT=dtypes.int32):
+            pass
 
 
 def test_every_environment_variable_is_documented():

@@ -307,6 +307,8 @@ def test_dtype_table_and_tinygrad_device_names():
 
     assert DTYPES_DICT["float32"] is dtypes.float32 and set(DTYPES_DICT.values()) == set(dtypes.all())
     assert minigrad.Device.canonicalize("CLANG") == "CPU" and minigrad.Device.canonicalize("gpu") == "OPENCL"
+    for name in ("CPU", "NUMPY"):  # tinygrad's capability query
+        assert set(minigrad.Device[name].renderer.supported_dtypes()) == set(dtypes.all())
 
 
 def test_unsigned_ints_take_negatives_as_torch(device):
