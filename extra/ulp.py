@@ -28,6 +28,9 @@ FUNCTIONS = {
     "sin": ("sin", torch.sin, (1e-6, 1e7), True),
     "cos": ("cos", torch.cos, (1e-6, 1e7), True),
     "tan": ("tan", torch.tan, (1e-6, 1e4), True),
+    "sin wide": ("sin", torch.sin, (1e-6, 3e38), True),  # the whole float32 range
+    "cos wide": ("cos", torch.cos, (1e-6, 3e38), True),
+    "tan wide": ("tan", torch.tan, (1e-6, 3e38), True),
     "asin": ("asin", torch.asin, (1e-6, 1.0), True),
     "acos": ("acos", torch.acos, (1e-6, 1.0), True),
     "atan": ("atan", torch.atan, (1e-6, 1e30), True),

@@ -127,7 +127,7 @@ ULP = _load_ulp_tool()
 # tan rounds twice (sin / cos); erfc's tail multiplies two exps; sigmoid divides by 1 + e^-x (torch's own
 # is 2.4 ulp from the truth there) and acosh near 1 goes through log1p (torch's: 1.9 ulp); NUMPY's own np.exp
 # is up to 2 ulp from torch's, which expm1 and sinh inherit there
-ULP_LIMITS: dict[str, int] = {}  # every function within 2 ulp of torch
+ULP_LIMITS = {"tan wide": 3}  # the rest within 2 ulp of torch; tan beyond 16384 is sin/cos (OPENCL: 3)
 
 
 @pytest.mark.parametrize("name", ULP.FUNCTIONS)

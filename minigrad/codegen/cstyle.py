@@ -131,6 +131,8 @@ class Language:
     # of a 2048x64x256 matmul in examples/tiny_gpt.py: 25 -> 0.9 ms).
     lanes_attribute: str = ""
     bitcasts: str = ""  # defines mg_bits(float), mg_float(unsigned int) and MG_FN; "" = no 16-bit floats
+    # sin and cos are the MG_SIN macro: a fast kernel for |x| <= 16384 and an exact rerun (see _trig_rerun)
+    trig_rerun: bool = False
 
     def type_name(self, dtype: DType) -> str:
         return self.type_names[dtype]
@@ -174,10 +176,11 @@ class Language:
 # s = f / (2 + f) and R fitted by extra/fit_poly.py; f - f^2/2 is split into 12 high bits and the rest, so
 # that its product with 1/ln 2 (also split) loses nothing (the split of fdlibm's log2f). Denormals scaled by
 # 2^23 first; 0, negatives, inf and NaN by selects. Within 1 ulp of torch. sin: k = rint(x * 2/pi) and
-# r = x - k pi/2 in double (pi/2 in two parts: r keeps ~2^-53 |x| of absolute error, so sin of 1e9 is right to
-# 1e-7), sin or cos of r by Cephes' polynomials in float as k mod 4 says. |x| >= 1e15 has no right bit left
-# in a double reduction and gives 0 (libm: an exact reduction; FAST_MATH_C=0). k mod 4 is computed without
-# floor and int64 conversions, which GCC leaves scalar on AVX2. cos is the same with k + 1.
+# x = k pi/2 + r + low in float (pi/2 in 10-bit parts, whose products with k < 2^14 are exact, the last two
+# subtractions' rounding kept in low), sin or cos of r by Cephes' polynomials as k mod 4 says, plus low times
+# the other: within 1 ulp of libm for |x| <= 16384, in float only (8 lanes on AVX2; a reduction in double ran
+# at 4, and the sqrt-log2-sin chain 1.55x slower). A larger |x| is noted by the kernel, which then runs again
+# with libm's sinf and cosf and their exact reduction (render's _trig_rerun). cos is sin with k + 1.
 C_HELPERS = """static inline float mg_maxf(float a, float b) {
   union { float f; int i; } ua = {a}, ub = {b};
   int keep_a = -((a > b) | (a != a));
@@ -226,21 +229,29 @@ static inline float mg_log2f(float x) {
   r = mg_wheref(x == 0.0f, -INFINITY, r);
   return mg_wheref((x < 0.0f) | (x != x), NAN, r);
 }
-static inline float mg_sinf(float x, double shift) {  /* sin(x + shift * pi/2): shift 1 gives cos */
-  double d = mg_wheref(fabsf(x) < 1e15f, x, 0.0f);  /* beyond 1e15 no bit of the reduction is right: 0 */
-  double k = rint(d * 0.63661977236758134308);
-  double r = (d - k * 1.57079632673412561417e+00) - k * 6.07710050650619224932e-11;
+static inline float mg_sum_error(float a, float b, float s) {  /* a + b - s exactly, s = a + b rounded */
+  float b_part = s - a;
+  return (a - (s - b_part)) + (b - b_part);
+}
+static inline float mg_sinf(float x, float shift) {  /* sin(x + shift * pi/2) for |x| <= 16384 (MG_SIN) */
+  float k = rintf(x * 0.636619772f);
+  float r = (x - k * 0x1.92p+0f) - k * 0x1.fbp-12f;  /* exact: pi/2 in 10-bit parts, k < 2^14 */
+  float part = -k * 0x1.51p-22f, s = r + part, low = mg_sum_error(r, part, s);
+  part = -k * 0x1.0b4612p-34f, r = s + part, low += mg_sum_error(s, part, r);
   k += shift;
-  float q = (float)(k - 4.0 * rint(k * 0.25 - 0.375));  /* the quadrant, k mod 4 (no floor: it stays scalar) */
-  float s = (float)r, s2 = s * s;
+  float q = k - 4.0f * rintf(k * 0.25f - 0.375f);  /* the quadrant, k mod 4 */
+  float s2 = r * r;
   float ps = -1.9515295891e-4f;
-  ps = ps * s2 + 8.3321608736e-3f; ps = ps * s2 - 1.6666654611e-1f; ps = ps * s * s2 + s;
+  ps = ps * s2 + 8.3321608736e-3f; ps = ps * s2 - 1.6666654611e-1f; ps = ps * r * s2 + r;
   float pc = 2.443315711809948e-5f;
   pc = pc * s2 - 1.388731625493765e-3f; pc = pc * s2 + 4.166664568298827e-2f;
   pc = pc * s2 * s2 - 0.5f * s2 + 1.0f;
-  float v = mg_wheref((q == 1.0f) | (q == 3.0f), pc, ps);
-  v = mg_wheref(q >= 2.0f, -v, v);
-  return mg_wheref(x - x != 0.0f, NAN, v);
+  bool odd = (q == 1.0f) | (q == 3.0f);  /* sin(r + low) = sin r + low cos r, cos(r + low) = cos r - low sin r */
+  float v = mg_wheref(odd, pc - low * ps, ps + low * pc);
+  return mg_wheref(q >= 2.0f, -v, v);
+}
+static inline float mg_sinf_exact(float x, float shift) {  /* libm's, with its exact reduction (any x) */
+  return shift == 0.0f ? sinf(x) : cosf(x);
 }
 """
 
@@ -254,8 +265,8 @@ C_FAST_OPS = {
     Op.EXP2: lambda x, dtype: f"mg_exp2f({x})" if _fast_float(dtype) else f"exp2({x})",
     Op.EXP: lambda x, dtype: f"mg_expf({x})" if _fast_float(dtype) else f"exp({x})",
     Op.LOG2: lambda x, dtype: f"mg_log2f({x})" if _fast_float(dtype) else f"log2({x})",
-    Op.SIN: lambda x, dtype: f"mg_sinf({x}, 0.0)" if _fast_float(dtype) else f"sin({x})",
-    Op.COS: lambda x, dtype: f"mg_sinf({x}, 1.0)" if _fast_float(dtype) else f"cos({x})",
+    Op.SIN: lambda x, dtype: f"MG_SIN({x}, 0.0f)" if _fast_float(dtype) else f"sin({x})",
+    Op.COS: lambda x, dtype: f"MG_SIN({x}, 1.0f)" if _fast_float(dtype) else f"cos({x})",
     Op.MAX: lambda a, b, dtype: f"mg_maxf({a},{b})" if _fast_float(dtype) else _max(a, b, dtype),
     Op.WHERE: lambda c, a, b, dtype: f"mg_wheref({c},{a},{b})" if _fast_float(dtype) else f"({c}?{a}:{b})",
 }
@@ -269,6 +280,7 @@ C_LANGUAGE = Language(
     spill_accumulators=True,
     lanes_attribute='__attribute__((optimize("no-tree-loop-vectorize")))',
     bitcasts=C_BITCASTS,
+    trig_rerun=True,
 )
 
 
@@ -435,6 +447,8 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
             ],
         )
     )
+    if language.trig_rerun and any("MG_SIN(" in line for line in lines):
+        lines = _trig_rerun(lines, kernel, language)
     headers = language.headers
     if any(d in HALF_FLOATS for d in buffer_dtypes.values()) or any(
         i.dtype in HALF_FLOATS for i in kernel.instrs
@@ -442,6 +456,33 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
         headers += language.bitcasts + HALF_HELPERS
     source = f"{headers}\n{prefix} {kernel.name}({params}) {{\n" + "\n".join(lines) + "\n}\n"
     return kernel.name, source, launch
+
+
+def _trig_rerun(lines: list[str], kernel: LinearKernel, language: Language) -> list[str]:
+    """The kernel body twice around sin and cos: first with the fast mg_sinf (float arithmetic, so 8 lanes
+    on AVX2, exact for |x| <= 16384), which also notes whether any argument was larger; then, only if one
+    was, again with libm's exact sinf and cosf. A kernel whose output is one of its inputs (an ASSIGN such
+    as x.assign(x.sin())) cannot run twice: when the pointers say so, only the exact body runs.
+    FAST_MATH_C=0 renders libm's sin and cos directly."""
+    stores = {i.arg[0] for i in kernel.instrs if i.op in ("STORE", "VSTORE") and isinstance(i.arg[0], int)}
+    loads = {i.arg[0] for i in kernel.instrs if i.op in ("LOAD", "VLOAD") and isinstance(i.arg[0], int)}
+    aliases = [f"((void*)data{o} == (void*)data{i})" for o in sorted(stores) for i in sorted(loads - {o})]
+    fast = [
+        line.replace(language.parallel_for, f"{language.parallel_for} reduction(|:mg_wide)") for line in lines
+    ]
+    return [
+        f"  int mg_wide = {' | '.join(aliases) or '0'};  /* an output that is an input: the exact body only */",
+        "  if (!mg_wide) {",
+        "#define MG_SIN(x, s) (mg_wide |= fabsf(x) > 16384.0f, mg_sinf(x, s))",
+        *fast,
+        "#undef MG_SIN",
+        "  }",
+        "  if (mg_wide) {",
+        "#define MG_SIN(x, s) mg_sinf_exact(x, s)",
+        *lines,
+        "#undef MG_SIN",
+        "  }",
+    ]
 
 
 def _representable(value: float, dtype: DType) -> float:
