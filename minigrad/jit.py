@@ -96,6 +96,7 @@ class _Recording:
     inputs: list[Buffer]  # the input tensors' buffers while recording, in flattening order
     outputs: Any  # the returned structure, each Tensor replaced by a _Result
     results: set[int]  # ids of the returned buffers that a recorded kernel allocated
+    freed: bool = False  # free_intermediates() ran since the last replay
 
     def free_intermediates(self) -> None:
         """Let go of the buffers that only carry values from one recorded kernel to the next (tinygrad's
@@ -107,9 +108,13 @@ class _Recording:
                 if id(b) not in self.results and isinstance(b, Buffer):
                     freed[id(b)] = _Freed(b.device, b.size, b.dtype)
         self._substitute(freed)
+        self.freed = True
 
     def allocate(self) -> None:
-        """Allocate again what free_intermediates() let go of."""
+        """Allocate again what free_intermediates() let go of (nothing to do on most replays)."""
+        if not self.freed:
+            return
+        self.freed = False
         placeholders = {id(b): b for run in self.runs for b in run.fresh if isinstance(b, _Freed)}
         self._substitute({i: Buffer(f.device, f.size, f.dtype) for i, f in placeholders.items()})
 

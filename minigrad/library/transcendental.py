@@ -132,8 +132,8 @@ class TranscendentalOps:
 
     def tan(self) -> "Tensor":
         """tan(r) + r_low (1 + tan(r)^2) with x = k pi/2 + r + r_low, r + r_low exact to float precision
-        (Cody-Waite: pi/2 in parts whose products with k are exact; the last subtraction's rounding error
-        kept as r_low); tan(r) = r + r^3 P(r^2) for even k, -cot(r) = r P'(r^2) - 1/r for odd k (not
+        (Cody-Waite: pi/2 in parts whose products with k are exact; the last two subtractions' rounding
+        errors kept as r_low); tan(r) = r + r^3 P(r^2) for even k, -cot(r) = r P'(r^2) - 1/r for odd k (not
         -1/tan(r), whose rounding a reciprocal can double). sin(x) / cos(x) beyond |x| = 16384."""
         x = self._float()
         near = _magnitude(x) <= 16384
