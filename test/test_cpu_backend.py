@@ -1,5 +1,6 @@
 """The CPU backend: its on-disk kernel cache, its errors, and optimizations that do not change results."""
 
+import ctypes
 import os
 import pathlib
 import subprocess
@@ -209,6 +210,26 @@ def test_a_kernel_writing_its_own_input_is_not_rerun():
         x = Tensor(data, device="CPU").realize()
         x.assign(x.sin()).realize()
         np.testing.assert_allclose(x.numpy(), np.sin(data.astype(np.float64)), rtol=1e-6)
+
+
+def test_kernels_compiled_together_share_one_library_and_keep_their_errors():
+    """Compiler.compile_together: one gcc run for several kernels (a repeated name renamed); when the whole
+    does not compile, each alone, so the error is the bad kernel's own."""
+    from minigrad.runtime.ops_cpu import CpuProgram
+
+    compiler = Device["CPU"].compiler
+    source = "void {name}(float* out) {{ out[0] = {value}; }}"
+    kernels = [("k", source.format(name="k", value="1.0f")), ("k", source.format(name="k", value="2.0f"))]
+    compiled = compiler.compile_together(kernels)
+    assert compiled[0][0] == "k" and compiled[1][0] != "k" and compiled[0][1] == compiled[1][1]
+    for (name, binary), expected in zip(compiled, (1.0, 2.0)):
+        out, program = np.zeros(1, np.float32), CpuProgram(name, binary)  # (its library lives with it)
+        program.function.argtypes = [ctypes.c_void_p]
+        program.function(out.ctypes.data)
+        assert out[0] == expected
+    with pytest.raises(RuntimeError, match="could not compile") as error:
+        compiler.compile_together([kernels[0], ("bad", "void bad(float* out) { out[0] = nope; }")])
+    assert "void bad" in str(error.value)
 
 
 def test_fast_math_c_max_is_identical_and_rendered_as_a_bit_select():

@@ -256,6 +256,11 @@ static inline float mg_sinf_exact(float x, float shift) {  /* libm's, with its e
 """
 
 
+def _guarded(macro: str, text: str) -> str:
+    """Definitions that several kernels' sources may repeat in one compile (ops_cpu.compile_together)."""
+    return f"#ifndef {macro}\n#define {macro}\n{text}\n#endif\n"
+
+
 def _fast_float(dtype: DType) -> bool:
     """Is this value a float in a register (float32, and the 16-bit floats computed in float)?"""
     return (dtype == dtypes.float32 or dtype in HALF_FLOATS) and bool(getenv("FAST_MATH_C", 1))
@@ -286,7 +291,7 @@ C_FAST_OPS = {
 
 C_LANGUAGE = Language(
     name="C",
-    headers="#include <math.h>\n#include <stdbool.h>\n" + C_HELPERS,
+    headers="#include <math.h>\n#include <stdbool.h>\n" + _guarded("MG_C_HELPERS", C_HELPERS),
     code_for_op={**C_CODE_FOR_OP, **C_FAST_OPS},
     parallel_for="#pragma omp parallel for",
     spill_accumulators=True,
@@ -465,7 +470,7 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
     if any(d in HALF_FLOATS for d in buffer_dtypes.values()) or any(
         i.dtype in HALF_FLOATS for i in kernel.instrs
     ):
-        headers += language.bitcasts + HALF_HELPERS
+        headers += _guarded("MG_HALF_HELPERS", language.bitcasts + HALF_HELPERS)
     source = f"{headers}\n{prefix} {kernel.name}({params}) {{\n" + "\n".join(lines) + "\n}\n"
     return kernel.name, source, launch
 

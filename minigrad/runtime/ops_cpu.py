@@ -147,6 +147,8 @@ def _cpu_flags() -> str:
 
 
 class ClangStyleCompiler(Compiler):
+    joinable = True  # C functions in one library: one gcc run for several kernels (Compiler.compile_together)
+
     def __init__(self):
         self.cc, *user_flags = find_compiler()  # $CC's own arguments go last, so that they win
         version = subprocess.run([self.cc, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
