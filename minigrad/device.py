@@ -114,9 +114,8 @@ class Compiler:
     they are loaded, size-capped), keyed by the source and `cache_key` (the compiler and its flags)."""
 
     cache_key: str = ""  # set by compilers whose output depends on more than the source
-    joinable = (
-        False  # C-family sources that compile as one binary, one after the other (their helpers guarded)
-    )
+    # C-family sources that compile as one binary, one after the other (their helpers guarded)
+    joinable = False
 
     def compile(self, source: Any) -> Any:
         raise NotImplementedError

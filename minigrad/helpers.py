@@ -84,16 +84,17 @@ def Context(**values) -> Iterator[None]:
     if unknown:
         known = " ".join(sorted(SETTINGS | set(CONTEXT_HOOKS)))
         raise ValueError(f"Context: unknown setting {', '.join(unknown)} (known: {known})")
-    restores = [CONTEXT_HOOKS[name](value) for name, value in values.items() if name in CONTEXT_HOOKS]
-    _overrides.append({name: value for name, value in values.items() if name not in CONTEXT_HOOKS})
-    codegen_settings.cache_clear()
-    try:
-        yield
-    finally:
-        _overrides.pop()
+    with contextlib.ExitStack() as restores:  # a hook's restore runs even if a later hook raises
+        for name, value in values.items():
+            if name in CONTEXT_HOOKS:
+                restores.callback(CONTEXT_HOOKS[name](value))
+        _overrides.append({name: value for name, value in values.items() if name not in CONTEXT_HOOKS})
         codegen_settings.cache_clear()
-        for restore in reversed(restores):
-            restore()
+        try:
+            yield
+        finally:
+            _overrides.pop()
+            codegen_settings.cache_clear()
 
 
 class GlobalCounters:

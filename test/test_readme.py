@@ -91,8 +91,9 @@ def test_context_knows_exactly_the_settings_minigrad_reads():
         assert Tensor([1.5]).dtype == dtypes.float16 and Tensor.ones(2).dtype == dtypes.float16
     assert Tensor([1.5]).dtype == dtypes.float32
     with pytest.raises(TypeError, match="DEFAULT_FLOAT must be a float"):
-        with Context(DEFAULT_FLOAT=dtypes.int32):
+        with Context(TRAINING=1, DEFAULT_FLOAT=dtypes.int32):
             pass
+    assert not Tensor.training  # the hook that ran before the failing one was undone
 
 
 def test_every_environment_variable_is_documented():

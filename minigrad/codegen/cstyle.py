@@ -257,7 +257,7 @@ static inline float mg_sinf_exact(float x, float shift) {  /* libm's, with its e
 
 
 def _guarded(macro: str, text: str) -> str:
-    """Definitions that several kernels' sources may repeat in one compile (ops_cpu.compile_together)."""
+    """Definitions that several kernels' sources may repeat in one compile (Compiler.compile_together)."""
     return f"#ifndef {macro}\n#define {macro}\n{text}\n#endif\n"
 
 
@@ -484,9 +484,8 @@ def _trig_rerun(lines: list[str], kernel: LinearKernel, language: Language) -> l
     stores = {i.arg[0] for i in kernel.instrs if i.op in ("STORE", "VSTORE") and isinstance(i.arg[0], int)}
     loads = {i.arg[0] for i in kernel.instrs if i.op in ("LOAD", "VLOAD") and isinstance(i.arg[0], int)}
     aliases = [f"((void*)data{o} == (void*)data{i})" for o in sorted(stores) for i in sorted(loads - {o})]
-    fast = [
-        line.replace(language.parallel_for, f"{language.parallel_for} reduction(|:mg_wide)") for line in lines
-    ]
+    pragma = language.parallel_for
+    fast = [line.replace(pragma, f"{pragma} reduction(|:mg_wide)") for line in lines] if pragma else lines
     return [
         f"  int mg_wide = {' | '.join(aliases) or '0'};  /* an output that is an input: the exact body only */",
         "  if (!mg_wide) {",

@@ -49,6 +49,10 @@ class Optimizer:
         self._lr_tensor.assign(Tensor(self._lr, device=self._lr_tensor.device, dtype=self._lr_tensor.dtype))
         self._lr_tensor.realize()  # now, in place: a TinyJit replay reads this buffer
 
+    def _zeros(self) -> list[Tensor]:
+        """A zero state tensor per parameter: its shape, device and dtype."""
+        return [Tensor.zeros(*p.shape, device=p.device, dtype=p.dtype) for p in self.params]
+
     def _lr_for(self, p: Tensor) -> Tensor:
         """The learning rate as a tensor p's update can read (same device and dtype)."""
         return self._lr_tensor.to(p.device).cast(p.dtype)
@@ -87,7 +91,7 @@ class SGD(Optimizer):
             raise ValueError("SGD: nesterov momentum needs momentum > 0")
         self.momentum, self.weight_decay, self.nesterov = momentum, weight_decay, nesterov
         if momentum:
-            self.buffers = [Tensor.zeros(*p.shape, device=p.device, dtype=p.dtype) for p in self.params]
+            self.buffers = self._zeros()
 
     def _update(self, i: int, p: Tensor, g: Tensor) -> Tensor:
         if self.weight_decay:
@@ -109,8 +113,7 @@ class Adam(Optimizer):
         device = self.params[0].device
         # b1**t and b2**t, kept on the device so that the kernels do not change with t
         self.b1_t, self.b2_t = (Tensor.ones((), device=device, dtype=self.scalar_dtype) for _ in range(2))
-        self.m = [Tensor.zeros(*p.shape, device=p.device, dtype=p.dtype) for p in self.params]
-        self.v = [Tensor.zeros(*p.shape, device=p.device, dtype=p.dtype) for p in self.params]
+        self.m, self.v = self._zeros(), self._zeros()
         self.buffers = [self.b1_t, self.b2_t, *self.m, *self.v]
 
     def schedule_step(self) -> list[Tensor]:
@@ -147,10 +150,9 @@ class RMSprop(Optimizer):
         super().__init__(params, lr)
         self.alpha, self.eps, self.weight_decay = alpha, eps, weight_decay
         self.momentum, self.centered = momentum, centered
-        zeros = lambda: [Tensor.zeros(*p.shape, device=p.device, dtype=p.dtype) for p in self.params]  # noqa: E731
-        self.square_avg = zeros()
-        self.grad_avg = zeros() if centered else []
-        self.momentum_buffer = zeros() if momentum else []
+        self.square_avg = self._zeros()
+        self.grad_avg = self._zeros() if centered else []
+        self.momentum_buffer = self._zeros() if momentum else []
         self.buffers = self.square_avg + self.grad_avg + self.momentum_buffer
 
     def _update(self, i: int, p: Tensor, g: Tensor) -> Tensor:
@@ -237,7 +239,7 @@ class Muon(Optimizer):
         super().__init__(params, lr)
         self.momentum, self.weight_decay, self.nesterov = momentum, weight_decay, nesterov
         self.ns_steps, self.ns_coefficients = ns_steps, ns_coefficients
-        self.buffers = [Tensor.zeros(*p.shape, device=p.device, dtype=p.dtype) for p in self.params]
+        self.buffers = self._zeros()
 
     def _update(self, i: int, p: Tensor, g: Tensor) -> Tensor:
         if self.momentum:
