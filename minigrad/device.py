@@ -93,6 +93,11 @@ class Allocator:
     def copyout(self, dest: memoryview, buf: Any) -> None:
         raise NotImplementedError
 
+    def host_bytes(self, buf: Any) -> np.ndarray | None:
+        """The buffer's memory as a uint8 numpy array sharing it, where device memory is this process's
+        memory (a library such as MPI can then read and write it with no copy); None elsewhere."""
+        return None
+
 
 class HostAllocator(Allocator):
     """Memory in this process: a numpy byte array per buffer (NUMPY), or any object exporting its bytes."""
@@ -105,6 +110,9 @@ class HostAllocator(Allocator):
 
     def copyout(self, dest: memoryview, buf: Any) -> None:
         np.frombuffer(dest, dtype=np.uint8)[:] = np.frombuffer(buf, dtype=np.uint8)
+
+    def host_bytes(self, buf: Any) -> np.ndarray | None:
+        return buf
 
 
 class Compiler:
@@ -286,6 +294,12 @@ class Buffer:
         if self.size:
             self.allocator.copyout(memoryview(out.view(np.uint8)), self._buf)
         return out
+
+    def host_view(self) -> np.ndarray | None:
+        """The elements as a numpy array sharing the buffer's memory (host devices), else None. Writing
+        through it bypasses `version`: only for a buffer no lazy node has read yet."""
+        raw = self.allocator.host_bytes(self._buf)
+        return None if raw is None else raw[: self.nbytes].view(self.dtype.np)
 
     def __del__(self) -> None:
         if hasattr(self, "_buf"):

@@ -236,6 +236,9 @@ class CpuAllocator(HostAllocator):
     def copyout(self, dest: memoryview, buf) -> None:
         np.frombuffer(dest, dtype=np.uint8)[:] = buf.array
 
+    def host_bytes(self, buf) -> np.ndarray:
+        return buf.array
+
 
 class CpuDevice(Backend):
     max_buffers = 1024  # ctypes passes at most 1,024 arguments to a C function
