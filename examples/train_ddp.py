@@ -16,7 +16,7 @@ import time
 import numpy as np
 from tqdm import trange
 
-from minigrad import Device, Tensor, distributed, nn
+from minigrad import Context, Device, Tensor, distributed, nn
 from minigrad.nn import optim
 from minigrad.nn.state import get_parameters, get_state_dict, load_state_dict, safe_load, safe_save
 
@@ -35,6 +35,7 @@ class MLP:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default=None, help="default: minigrad's default device")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch", type=int, default=64, help="examples per step, over all ranks")
     parser.add_argument("--hidden", type=int, default=128)
@@ -44,10 +45,11 @@ def main() -> None:
 
     distributed.init()  # first: ranks on one machine split its cores before the CPU device opens
     rank, size = distributed.rank(), distributed.world_size()
-    device = Device.DEFAULT
+    device = args.device or Device.DEFAULT
     Tensor.manual_seed(0)
     x_train, y_train, x_test, y_test = load_data()
-    model = MLP(args.hidden)
+    with Context(DEVICE=device):
+        model = MLP(args.hidden)
     params = get_parameters(model)
     for p in params:
         p.assign(distributed.broadcast(p))  # every rank starts from rank 0's weights
@@ -60,7 +62,9 @@ def main() -> None:
         with Tensor.train():
             opt.zero_grad()
             logits = model(Tensor(x_train[batch], device=device))
-            loss = logits.sparse_categorical_crossentropy(Tensor(y_train[batch], device=device), reduction="sum")
+            loss = logits.sparse_categorical_crossentropy(
+                Tensor(y_train[batch], device=device), reduction="sum"
+            )
             (loss / args.batch).backward()
             distributed.sync_gradients(params, op="sum")
             opt.step()
@@ -69,7 +73,9 @@ def main() -> None:
             compiled = time.perf_counter()
         elif step % 50 == 0 or step == args.steps:
             rate = (step - 1) / (time.perf_counter() - compiled)
-            bar.set_postfix(loss=f"{distributed.all_reduce(loss).item() / args.batch:.4f}", steps_per_s=f"{rate:.1f}")
+            bar.set_postfix(
+                loss=f"{distributed.all_reduce(loss).item() / args.batch:.4f}", steps_per_s=f"{rate:.1f}"
+            )
     Tensor.realize(*params)
     rate = (args.steps - 1) / (time.perf_counter() - compiled) if args.steps > 1 else 0.0
 

@@ -16,6 +16,7 @@ from minigrad.function import Function, FunctionCtx
 from minigrad.helpers import Context, GlobalCounters, getenv
 from minigrad.jit import TinyJit, Variable
 from minigrad.tensor import Tensor, no_grad
+from minigrad import distributed  # noqa: E402 (data parallelism over MPI; mpi4py loads on init())
 from minigrad.transforms import checkpoint, grad, hvp, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp
 
 __version__ = "0.1.0"

@@ -106,14 +106,12 @@ def all_reduce(t: Tensor, op: str = "sum") -> Tensor:
     _check_agree("all_reduce", {"the tensor": _describe(t)}, world)
     wire = _wire_dtype(t.dtype)
     landing = _Landing(t.numel(), wire, t.device)
-    send = _values(t, wire)
+    send = _host_values(_contiguous(t, wire).realize())
     if world.size == 1:
         np.copyto(landing.array, send)
     else:
         world.comm.Allreduce(send, landing.array, mpi_op)
-    if op == "mean":
-        landing.array /= world.size
-    return landing.tensor().reshape(t.shape).cast(t.dtype)
+    return _finish(landing.tensor().reshape(t.shape), op, world).cast(t.dtype)
 
 
 def broadcast(t: Tensor, root: int = 0) -> Tensor:
@@ -126,7 +124,7 @@ def broadcast(t: Tensor, root: int = 0) -> Tensor:
     wire = _wire_dtype(t.dtype)
     landing = _Landing(t.numel(), wire, t.device)
     if world.rank == root:
-        np.copyto(landing.array, _values(t, wire))
+        np.copyto(landing.array, _host_values(_contiguous(t, wire).realize()))
     if world.size > 1:
         world.comm.Bcast(landing.array, root=root)
     return landing.tensor().reshape(t.shape).cast(t.dtype)
@@ -151,23 +149,23 @@ def sync_gradients(params: Iterable[Tensor], op: str = "mean", bucket_mb: float 
     buckets = _buckets([grads[i] for i in sorted(grads, reverse=True)], bucket_mb * 2**20)
     requests, landings = [], []
     for bucket in buckets:
-        bucket[0].realize(*bucket[1:])  # the kernels these gradients need, and no others
         wire = _wire_dtype(bucket[0].dtype)
+        values = [_contiguous(g, wire) for g in bucket]
+        values[0].realize(*values[1:])  # the kernels these gradients need, and no others
         landing = _Landing(sum(g.numel() for g in bucket), wire, bucket[0].device)
         offset = 0
-        for g in bucket:
-            landing.array[offset : offset + g.numel()] = _values(g, wire)
-            offset += g.numel()
+        for v in values:
+            landing.array[offset : offset + v.numel()] = _host_values(v)
+            offset += v.numel()
         requests.append(world.comm.Iallreduce(world.mpi.IN_PLACE, landing.array, _reduction(op, wire, world)))
         landings.append(landing)
         world.mpi.Request.Testall(requests)  # lets MPI move the buckets started so far
     world.mpi.Request.Waitall(requests)
     for bucket, landing in zip(buckets, landings):
-        if op == "mean":
-            landing.array /= world.size
         flat, offset = landing.tensor(), 0
         for g in bucket:
-            g._replace_node(flat[offset : offset + g.numel()].reshape(g.shape).cast(g.dtype).lazydata)
+            reduced = _finish(flat[offset : offset + g.numel()].reshape(g.shape), op, world)
+            g._replace_node(reduced.cast(g.dtype).lazydata)
             offset += g.numel()
 
 
@@ -193,12 +191,24 @@ class _Landing:
         return Tensor._from_node(LazyNode.from_buffer(self.buffer, (size,), self.wire, self.device))
 
 
-def _values(t: Tensor, wire: DType) -> np.ndarray:
-    """`t`'s elements, flat, as `wire` dtype: the device buffer itself where MPI can read it, else a copy."""
-    t = t.detach().cast(wire).contiguous().realize()
+def _contiguous(t: Tensor, wire: DType) -> Tensor:
+    """`t` as `wire` dtype in a buffer of its own, in order (a view, say a transposed gradient, is written
+    in order by the kernel that computes it, not copied afterwards)."""
+    return t.detach().cast(wire).contiguous()
+
+
+def _host_values(t: Tensor) -> np.ndarray:
+    """A realized contiguous `t`'s elements, flat: its device buffer itself where MPI can read it, else a
+    host copy."""
     node = t.lazydata
     view = None if node.is_view or node.realized is None else node.realized.host_view()
     return view if view is not None else t.numpy().reshape(-1)
+
+
+def _finish(total: Tensor, op: str, world: World) -> Tensor:
+    """The result of `op` from what MPI computed: a mean divides the sum (lazily: the division fuses into
+    the kernel that reads it)."""
+    return total / world.size if op == "mean" else total
 
 
 def _wire_dtype(dtype: DType) -> DType:
