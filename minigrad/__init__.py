@@ -17,7 +17,20 @@ from minigrad.helpers import Context, GlobalCounters, getenv
 from minigrad.jit import TinyJit, Variable
 from minigrad.tensor import Tensor, no_grad
 from minigrad import distributed  # noqa: E402 (data parallelism over MPI; mpi4py loads on init())
-from minigrad.transforms import checkpoint, grad, hvp, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp
+from minigrad.transforms import (
+    checkpoint,
+    grad,
+    hessian,
+    hvp,
+    jacfwd,
+    jacobian,
+    jacrev,
+    jvp,
+    linearize,
+    value_and_grad,
+    vjp,
+    vmap,
+)
 
 __version__ = "0.1.0"
 __all__ = [
@@ -33,3 +46,4 @@ __all__ = [
 ]
 __all__ += ["Function", "FunctionCtx", "checkpoint"]  # user-defined derivatives (function.py, transforms.py)
 __all__ += ["grad", "value_and_grad", "vjp", "jvp", "hvp", "jacrev", "jacfwd", "jacobian"]  # transforms.py
+__all__ += ["hessian", "linearize", "vmap"]  # transforms.py, batching.py

@@ -32,6 +32,14 @@ _serials = itertools.count()
 _by_serial = operator.attrgetter("serial")
 
 
+class Placeholder:
+    """The data of a BUFFER leaf that stands for values that exist only inside a transform (vmap's one
+    example of a batch): realizing it raises RuntimeError with `message`."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
 class LazyNode:
     __slots__ = tuple(
         "op srcs arg dtype device st shape _base _buffer _version serial leaf_of __weakref__".split()

@@ -9,7 +9,11 @@ are realized like any other graph (fused with the forward pass) and can be diffe
 | grad, value_and_grad, vjp  | reverse              | one backward walk                                 |
 | jvp                        | forward              | one forward walk; no reverse rule runs            |
 | hvp                        | forward-over-reverse | jvp of grad: the Hessian is never formed          |
-| jacrev, jacfwd, jacobian   | reverse / forward    | one walk per output element / per input element   |
+| jacrev, jacfwd, jacobian   | reverse / forward    | one walk, batched by vmap over the output's /     |
+|                            |                      | input's elements (one-hot seeds)                  |
+| hessian                    | forward-over-reverse | jacfwd of jacrev                                  |
+| linearize                  | forward              | f once; each jvp_fn call one forward-rule graph   |
+| vmap (batching.py)         | batching             | one graph over the whole batch                    |
 | checkpoint                 | reverse, recomputing | f runs again in the backward pass                 |
 
     >>> from minigrad import Tensor, grad, jvp
@@ -28,8 +32,8 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Sequence
 
-import numpy as np
 
+from minigrad.batching import vmap
 from minigrad.dtype import dtypes
 from minigrad.engine.realize import release_after_use
 from minigrad.gradient import gradient, tangent
@@ -111,45 +115,67 @@ def _matching(values: list[Tensor], like: list[Tensor], name: str, what: str) ->
     return [v.cast(t.dtype) for v, t in zip(values, like)]
 
 
-def _one_hot(k: int, like: Tensor) -> Tensor:
-    """1 at flat position k, 0 elsewhere, with like's shape, dtype and device. Host data, not a constant
-    in the kernel: the Jacobian's walks then share their compiled kernels."""
-    flat = np.zeros(like.numel(), dtype=like.dtype.np)
-    flat[k] = 1
-    return Tensor(flat.reshape(like.shape), device=like.device)
-
-
 # ---- reverse mode -------------------------------------------------------------------------------------
 
 
-def value_and_grad(f: Callable, argnums: Argnums = 0) -> Callable:
+def value_and_grad(f: Callable, argnums: Argnums = 0, has_aux: bool = False) -> Callable:
     """A function returning (f(*args), gradient of f with respect to args[argnums]). f must return a
-    one-element Tensor; each gradient has the structure of its argument (a tuple of them for a tuple)."""
+    one-element Tensor; each gradient has the structure of its argument (a tuple of them for a tuple).
+    has_aux: f returns (output, aux), and the result is ((output, aux), gradient), as JAX's."""
 
     @functools.wraps(f)
-    def value_and_grad_f(*args: Any, **kwargs: Any) -> tuple[Tensor, Any]:
+    def value_and_grad_f(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
         nums = _argnums(argnums, len(args), "grad")
         args = _aliased(args, nums, "grad")
         with _recording():
-            out = f(*args, **kwargs)
+            out, aux = _split_aux(f(*args, **kwargs), has_aux, "grad")
         if not isinstance(out, Tensor) or out.numel() != 1:
             got = out.shape if isinstance(out, Tensor) else type(out).__name__
             raise ValueError(f"grad: f must return a one-element Tensor, got {got}; use vjp or jacrev")
         wrt = [_leaves(args[i]) for i in nums]
         flat = _reverse([out], [Tensor.ones_like(out)], [t for ts in wrt for t in ts])
-        grads, start = [], 0
-        for i, ts in zip(nums, wrt):
-            grads.append(_rebuild(args[i], flat[start : start + len(ts)]))
-            start += len(ts)
-        return out, grads[0] if isinstance(argnums, int) else tuple(grads)
+        grads = _per_argument(flat, [args[i] for i in nums])
+        grads = grads[0] if isinstance(argnums, int) else tuple(grads)
+        return ((out, _detached(aux)) if has_aux else out), grads
 
     return value_and_grad_f
 
 
-def grad(f: Callable, argnums: Argnums = 0) -> Callable:
-    """The gradient of the one-element output of f with respect to args[argnums] (see value_and_grad)."""
-    value_and_grad_f = value_and_grad(f, argnums)
-    return functools.wraps(f)(lambda *args, **kwargs: value_and_grad_f(*args, **kwargs)[1])
+def grad(f: Callable, argnums: Argnums = 0, has_aux: bool = False) -> Callable:
+    """The gradient of the one-element output of f with respect to args[argnums] (see value_and_grad);
+    with has_aux, (gradient, aux) as torch.func's and JAX's."""
+    value_and_grad_f = value_and_grad(f, argnums, has_aux)
+
+    @functools.wraps(f)
+    def grad_f(*args: Any, **kwargs: Any) -> Any:
+        value, grads = value_and_grad_f(*args, **kwargs)
+        return (grads, value[1]) if has_aux else grads
+
+    return grad_f
+
+
+def _split_aux(result: Any, has_aux: bool, name: str) -> tuple[Any, Any]:
+    """(output, aux) of a function called with has_aux (which must return a pair), else (result, None)."""
+    if not has_aux:
+        return result, None
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise TypeError(f"{name}: with has_aux=True, f must return a pair (output, aux)")
+    return result[0], result[1]
+
+
+def _detached(aux: Any) -> Any:
+    """aux as f returned it, its Tensors cut from the graph the transform traced (as JAX's)."""
+    return map_leaves(aux, lambda t: t.detach(), Tensor, "aux")
+
+
+def _per_argument(flat: list[Tensor], structures: list[Any]) -> list[Any]:
+    """`flat` (one entry per Tensor inside `structures`, in order) regrouped as each structure."""
+    out, start = [], 0
+    for structure in structures:
+        n = len(_leaves(structure))
+        out.append(_rebuild(structure, flat[start : start + n]))
+        start += n
+    return out
 
 
 def vjp(f: Callable, *primals: Any) -> tuple[Any, Callable]:
@@ -162,13 +188,7 @@ def vjp(f: Callable, *primals: Any) -> tuple[Any, Callable]:
 
     def vjp_fn(cotangents: Any) -> tuple:
         cots = _matching(_leaves(cotangents, "vjp: the cotangent"), outputs, "vjp", "cotangents")
-        flat = _reverse(outputs, cots, _leaves(args))
-        results, start = [], 0
-        for a in args:
-            n = len(_leaves(a))
-            results.append(_rebuild(a, flat[start : start + n]))
-            start += n
-        return tuple(results)
+        return tuple(_per_argument(_reverse(outputs, cots, _leaves(args)), list(args)))
 
     return out, vjp_fn
 
@@ -198,62 +218,133 @@ def hvp(f: Callable, primals: Sequence, vectors: Sequence) -> tuple:
     return jvp(grad_f, primals, tuple(vectors))[1]
 
 
-# ---- full Jacobians ----------------------------------------------------------------------------------
+# ---- full Jacobians, on vmap ---------------------------------------------------------------------
 
 
-def _jacobian_setup(f: Callable, args: tuple, argnums: Argnums, name: str):
+def _jacobian_setup(f: Callable, args: tuple, argnums: Argnums, has_aux: bool, name: str):
+    """Trace f on aliases of args[argnums]: (the aliased arguments differentiated, f's output, aux)."""
     nums = _argnums(argnums, len(args), name)
     args = _aliased(args, nums, name)
-    wrt = [args[i] for i in nums]
-    if not all(isinstance(t, Tensor) for t in wrt):
-        raise TypeError(f"{name}: the arguments to differentiate must be Tensors")
     with _recording():
-        out = f(*args)
-    if not isinstance(out, Tensor):
-        raise TypeError(f"{name}: f must return one Tensor, got {type(out).__name__}")
-    return wrt, out
+        out, aux = _split_aux(f(*args), has_aux, name)
+    _leaves(out, f"{name}: the output")
+    return [args[i] for i in nums], out, aux
 
 
-def _finish(jacobians: list[Tensor], argnums: Argnums) -> Any:
-    return jacobians[0] if isinstance(argnums, int) else tuple(jacobians)
+def _basis(like: list[Tensor]) -> list[Tensor]:
+    """The identity over every element of `like` together, cut into one batch of seeds per Tensor:
+    seed j has shape (total,) + like[j].shape and row k is 1 at the k-th element of all of them."""
+    total = sum(t.numel() for t in like)
+    eye, seeds, start = Tensor.eye(total, device=like[0].device if like else None), [], 0
+    for t in like:
+        columns = eye[:, start : start + t.numel()] if total else eye
+        seeds.append(columns.reshape((total,) + t.shape).cast(t.dtype).to(t.device))
+        start += t.numel()
+    return seeds
 
 
-def _reverse_jacobians(wrt: list[Tensor], out: Tensor) -> list[Tensor]:
-    rows = [_reverse([out], [_one_hot(k, out)], wrt) for k in range(out.numel())]
-    return [Tensor.stack(*[r[j] for r in rows]).reshape(out.shape + t.shape) for j, t in enumerate(wrt)]
+def _assemble(blocks: list[list[Tensor]], outputs: Any, wrt: list[Any], argnums: Argnums) -> Any:
+    """torch.func's structure from blocks[i][j] (output leaf i, input leaf j; its elements in the order of
+    o.shape + x.shape): output structure outside, then one entry per argnum (a tuple when argnums is one),
+    then each argument's structure."""
+    inputs, per_output = [x for arg in wrt for x in _leaves(arg)], []
+    for o, row in zip(_leaves(outputs), blocks):
+        grouped = _per_argument([b.reshape(o.shape + x.shape) for b, x in zip(row, inputs)], wrt)
+        per_output.append(grouped[0] if isinstance(argnums, int) else tuple(grouped))
+    return _rebuild_any(outputs, per_output)
 
 
-def _forward_jacobians(wrt: list[Tensor], out: Tensor) -> list[Tensor]:
-    jacobians = []
-    for j, t in enumerate(wrt):
-        columns = []
-        for k in range(t.numel()):
-            seeds = [_one_hot(k, t) if i == j else Tensor.zeros_like(x) for i, x in enumerate(wrt)]
-            columns.append(_forward([out], wrt, seeds)[0])
-        jacobians.append(Tensor.stack(*columns, dim=-1).reshape(out.shape + t.shape))
-    return jacobians
+def _rebuild_any(structure: Any, values: list[Any]) -> Any:
+    """`structure` with its Tensors replaced, in order, by `values` (which need not be Tensors)."""
+    it = iter(values)
+    return map_leaves(structure, lambda _: next(it), Tensor, "the output")
 
 
-def jacrev(f: Callable, argnums: Argnums = 0) -> Callable:
-    """The full Jacobian by reverse mode: one backward walk per output element. Shape out.shape + in.shape."""
-    return lambda *args: _finish(_reverse_jacobians(*_jacobian_setup(f, args, argnums, "jacrev")), argnums)
+def _reverse_jacobian(wrt: list[Any], out: Any, argnums: Argnums) -> Any:
+    """One backward graph, batched by vmap over every output element at once (one-hot cotangents)."""
+    outputs, inputs = _leaves(out), [x for arg in wrt for x in _leaves(arg)]
+    rows = vmap(lambda *seeds: tuple(_reverse(outputs, list(seeds), inputs)))(*_basis(outputs))
+    blocks, start = [], 0  # rows[j]: (outputs' elements,) + input j's shape
+    for o in outputs:
+        blocks.append([r[start : start + o.numel()] for r in rows])
+        start += o.numel()
+    return _assemble(blocks, out, wrt, argnums)
 
 
-def jacfwd(f: Callable, argnums: Argnums = 0) -> Callable:
-    """The full Jacobian by forward mode: one forward walk per input element. Shape out.shape + in.shape."""
-    return lambda *args: _finish(_forward_jacobians(*_jacobian_setup(f, args, argnums, "jacfwd")), argnums)
+def _forward_jacobian(wrt: list[Any], out: Any, argnums: Argnums) -> Any:
+    """One forward-rule graph, batched by vmap over every input element at once (one-hot tangents)."""
+    outputs, inputs = _leaves(out), [x for arg in wrt for x in _leaves(arg)]
+    batched = vmap(lambda *seeds: tuple(_forward(outputs, inputs, list(seeds))), out_axes=-1)
+    columns = batched(*_basis(inputs))  # columns[i]: output i's shape + (inputs' elements,)
+    blocks = []
+    for c in columns:
+        row, start = [], 0
+        for x in inputs:
+            row.append(c[..., start : start + x.numel()])
+            start += x.numel()
+        blocks.append(row)
+    return _assemble(blocks, out, wrt, argnums)
+
+
+def jacrev(f: Callable, argnums: Argnums = 0, has_aux: bool = False) -> Callable:
+    """The Jacobian of f by reverse mode, as torch.func.jacrev: one backward graph, batched over every
+    output element at once by vmap. f may take and return lists, tuples and dicts of Tensors; the result
+    for an output o and an input x has shape o.shape + x.shape. has_aux: f returns (output, aux), and the
+    result is (jacobian, aux)."""
+
+    def jacrev_f(*args: Any) -> Any:
+        wrt, out, aux = _jacobian_setup(f, args, argnums, has_aux, "jacrev")
+        jac = _reverse_jacobian(wrt, out, argnums)
+        return (jac, _detached(aux)) if has_aux else jac
+
+    return jacrev_f
+
+
+def jacfwd(f: Callable, argnums: Argnums = 0, has_aux: bool = False) -> Callable:
+    """The Jacobian of f by forward mode, as torch.func.jacfwd: one forward-rule graph, batched over every
+    input element at once by vmap. Structures, shapes and has_aux as jacrev."""
+
+    def jacfwd_f(*args: Any) -> Any:
+        wrt, out, aux = _jacobian_setup(f, args, argnums, has_aux, "jacfwd")
+        jac = _forward_jacobian(wrt, out, argnums)
+        return (jac, _detached(aux)) if has_aux else jac
+
+    return jacfwd_f
 
 
 def jacobian(f: Callable, argnums: Argnums = 0) -> Callable:
-    """The full Jacobian, by forward mode when the inputs have fewer elements than the output (fewer
-    walks), by reverse mode otherwise."""
+    """The full Jacobian, by forward mode when the inputs have fewer elements than the outputs, by
+    reverse mode otherwise (the other one's batch would be larger)."""
 
     def jacobian_f(*args: Any) -> Any:
-        wrt, out = _jacobian_setup(f, args, argnums, "jacobian")
-        forward = sum(t.numel() for t in wrt) < out.numel()
-        return _finish((_forward_jacobians if forward else _reverse_jacobians)(wrt, out), argnums)
+        wrt, out, _ = _jacobian_setup(f, args, argnums, False, "jacobian")
+        n_in = sum(t.numel() for arg in wrt for t in _leaves(arg))
+        forward = n_in < sum(t.numel() for t in _leaves(out))
+        return (_forward_jacobian if forward else _reverse_jacobian)(wrt, out, argnums)
 
     return jacobian_f
+
+
+def hessian(f: Callable, argnums: Argnums = 0) -> Callable:
+    """The Hessian of scalar f, forward over reverse (jacfwd of jacrev), as torch.func.hessian: for one
+    argnum, shape x.shape + x.shape; for a tuple of argnums, a nested tuple H[i][j] = d2f / dx_i dx_j."""
+    return jacfwd(jacrev(f, argnums), argnums)
+
+
+def linearize(f: Callable, *primals: Any) -> tuple[Any, Callable]:
+    """(f(*primals), jvp_fn) as jax.linearize: f runs once; jvp_fn(*tangents) (shaped like primals) gives
+    the output's tangent at primals, by the forward rules over the graph f recorded, without running f."""
+    args = _aliased(primals, range(len(primals)), "linearize")
+    inputs = _leaves(args)
+    with _recording():
+        out = f(*args)
+    outputs = _leaves(out, "linearize: the output")
+
+    def jvp_fn(*tangents: Any) -> Any:
+        seeds = _matching(_leaves(tangents, "linearize: the tangents"), inputs, "linearize", "tangents")
+        return _rebuild(out, _forward(outputs, inputs, seeds))
+
+    return out, jvp_fn
 
 
 # ---- checkpointing -----------------------------------------------------------------------------------
@@ -327,4 +418,17 @@ def checkpoint(f: Callable) -> Callable:
     return checkpointed
 
 
-__all__ = ["grad", "value_and_grad", "vjp", "jvp", "hvp", "jacrev", "jacfwd", "jacobian", "checkpoint"]
+__all__ = [
+    "grad",
+    "value_and_grad",
+    "vjp",
+    "jvp",
+    "hvp",
+    "jacrev",
+    "jacfwd",
+    "jacobian",
+    "hessian",
+    "linearize",
+    "checkpoint",
+    "vmap",
+]

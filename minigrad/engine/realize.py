@@ -28,7 +28,7 @@ from minigrad.device import Buffer, Device
 from minigrad.engine import graph, search
 from minigrad.engine.schedule import ScheduleItem, create_schedule
 from minigrad.helpers import GlobalCounters, getenv, prod
-from minigrad.lazy import LazyNode, toposort
+from minigrad.lazy import LazyNode, Placeholder, toposort
 from minigrad.ops import ELEMENTWISE, REDUCE, AstNode, Op
 
 
@@ -96,8 +96,11 @@ def _realize(nodes: list[LazyNode]) -> None:
 
 
 def _check_not_overwritten(schedule: list[ScheduleItem]) -> None:
-    """A leaf whose buffer an assign() overwrote cannot be recomputed: say so before anything runs."""
+    """A leaf whose buffer an assign() overwrote cannot be recomputed, and a transform's placeholder has no
+    data: say so before anything runs."""
     for item in schedule:
+        if item.ast.op is Op.BUFFER and isinstance(item.outputs[0].arg, Placeholder):
+            raise RuntimeError(item.outputs[0].arg.message)
         if item.ast.op is Op.BUFFER and item.outputs[0].overwritten:
             node = item.outputs[0]
             raise RuntimeError(

@@ -1,0 +1,193 @@
+"""vmap: a function of one example becomes a function of a batch, by one batching rule per primitive op.
+
+In: a Python function `f` of Tensors, `in_axes` (which axis of each argument is the batch) and `out_axes`.
+Out: a function that takes batched arguments and returns f's results with a batch axis, computed as one
+graph over the whole batch (no Python loop over its elements).
+
+How it works, an interpreter in three steps:
+  1. trace: f runs once on stand-ins for one example (placeholders: BUFFER nodes that can never be
+     realized, so f asking for data, `.item()` or `.numpy()`, is an error rather than a silently wrong
+     value). This records f's lazy graph, including any gradient graph f builds (vmap of grad).
+  2. batch: the graph is walked from the placeholders forward. A node none of whose sources depends on a
+     placeholder is kept as it is (weights from a closure, constants); every other node is rebuilt by
+     `BATCHING_RULES[op]` from its sources' batched versions, which all carry the batch as axis 0.
+  3. each output's batch axis moves to its `out_axes` entry (an output that does not depend on the batch
+     is broadcast over it).
+
+The rules, one per primitive op (ops.py), with B the batch size and "lift" making an unbatched source
+batched by broadcasting it over a new axis 0:
+  | op                                           | batched as                                     |
+  |----------------------------------------------|------------------------------------------------|
+  | unary, binary, WHERE, CAST                   | the same op on the lifted sources              |
+  | REDUCE_SUM, REDUCE_MAX                       | the same reduce, axes + 1                      |
+  | RESHAPE, EXPAND                              | to (B,) + shape                                |
+  | PERMUTE                                      | (0,) + (axis + 1 for each axis)                |
+  | PAD, SHRINK                                  | nothing done to axis 0, then the same bounds   |
+  | FLIP                                         | axes + 1                                       |
+  | CONTIGUOUS, DETACH, COPY                     | the same op                                    |
+  | BUFFER, CONST                                | never batched (no sources)                     |
+  | ASSIGN, FUNCTION on a batched value          | an error (in-place writes; user derivative rules) |
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+from minigrad.helpers import Context, map_leaves
+from minigrad.lazy import LazyNode, Placeholder, toposort
+from minigrad.ops import BINARY, MOVEMENT, TERNARY, UNARY, Op
+from minigrad.tensor import Tensor
+
+Axes = int | None | Sequence[int | None]
+_UNSET = object()  # in_dims / out_dims not given (None is a value: not batched)
+
+
+# ---- the rules ---------------------------------------------------------------------------------------
+
+
+def _lift(source: LazyNode, batched: LazyNode | None, size: int) -> LazyNode:
+    """`source` with the batch as axis 0: its batched version, or itself broadcast over the batch."""
+    if batched is not None:
+        return batched
+    return source.reshape((1,) + source.shape).expand((size,) + source.shape)
+
+
+def _elementwise(node: LazyNode, srcs: list[LazyNode], size: int) -> LazyNode:
+    if node.op is Op.CAST:
+        return srcs[0].cast(node.dtype)
+    return srcs[0].alu(node.op, *srcs[1:])
+
+
+def _shifted(axes: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(a + 1 for a in axes)
+
+
+def _refuse(node: LazyNode, srcs: list[LazyNode], size: int) -> LazyNode:
+    why = {
+        Op.ASSIGN: "an in-place write (assign, +=) into a tensor",
+        Op.FUNCTION: "a custom Function (or checkpoint), whose derivative rules know one example's shapes,",
+    }[node.op]
+    raise NotImplementedError(f"vmap: {why} cannot take a batched value; apply it outside vmap")
+
+
+BATCHING_RULES: dict[Op, Callable[[LazyNode, list[LazyNode], int], LazyNode]] = {
+    **{op: _elementwise for op in UNARY | BINARY | TERNARY},
+    Op.REDUCE_SUM: lambda node, srcs, size: srcs[0].reduce(node.op, _shifted(node.arg)),
+    Op.REDUCE_MAX: lambda node, srcs, size: srcs[0].reduce(node.op, _shifted(node.arg)),
+    Op.RESHAPE: lambda node, srcs, size: srcs[0].reshape((size,) + node.shape),
+    Op.EXPAND: lambda node, srcs, size: srcs[0].expand((size,) + node.shape),
+    Op.PERMUTE: lambda node, srcs, size: srcs[0].permute((0,) + _shifted(node.arg)),
+    Op.PAD: lambda node, srcs, size: srcs[0].pad(((0, 0),) + node.arg),
+    Op.SHRINK: lambda node, srcs, size: srcs[0].shrink(((0, size),) + node.arg),
+    Op.FLIP: lambda node, srcs, size: srcs[0].flip(_shifted(node.arg)),
+    Op.CONTIGUOUS: lambda node, srcs, size: srcs[0].contiguous(),
+    Op.DETACH: lambda node, srcs, size: srcs[0].detach(),
+    Op.COPY: lambda node, srcs, size: srcs[0].copy_to(node.device),
+    Op.ASSIGN: _refuse,
+    Op.FUNCTION: _refuse,
+}
+assert MOVEMENT <= BATCHING_RULES.keys()
+
+
+def batch_graph(outputs: list[LazyNode], inputs: dict[int, LazyNode], size: int) -> list[LazyNode | None]:
+    """Each output rebuilt over the batch (batch axis 0), or None where it does not depend on `inputs`
+    (placeholder id -> the batched value it stands for)."""
+    batched = dict(inputs)
+    for node in toposort(outputs):
+        if id(node) in batched or not any(id(s) in batched for s in node.srcs):
+            continue
+        srcs = [_lift(s, batched.get(id(s)), size) for s in node.srcs]
+        batched[id(node)] = BATCHING_RULES[node.op](node, srcs, size)
+    return [batched.get(id(node)) for node in outputs]
+
+
+# ---- vmap --------------------------------------------------------------------------------------------
+
+
+def _per_argument(axes: Axes, nargs: int, name: str) -> tuple[int | None, ...]:
+    if axes is None or isinstance(axes, int):
+        return (axes,) * nargs
+    axes = tuple(axes)
+    if len(axes) != nargs:
+        raise ValueError(f"vmap: {name}={axes} has {len(axes)} entries for {nargs} arguments (or outputs)")
+    if not all(a is None or isinstance(a, int) for a in axes):
+        raise TypeError(f"vmap: each entry of {name} must be an int or None, got {axes}")
+    return axes
+
+
+def _stand_in(t: Tensor, axis: int, size_of: dict) -> Tensor:
+    """A placeholder for one example of `t` (batched along `axis`); records the batched value."""
+    if not -t.ndim <= axis < t.ndim:
+        raise ValueError(f"vmap: in_axes {axis} is out of range for an argument of shape {t.shape}")
+    axis %= t.ndim
+    moved = t.permute(axis, *[d for d in range(t.ndim) if d != axis])
+    shape = moved.shape[1:]
+    message = (
+        "vmap: f asked for the data of a value that depends on the batched input (.item(), .numpy(), "
+        "bool(), or an op that reads data back, such as nonzero or a checked index); a batched function "
+        "cannot branch on one example's values"
+    )
+    node = LazyNode.buffer(Placeholder(message), shape, t.dtype, t.device)
+    size_of[id(node)] = (moved.shape[0], moved.lazydata)
+    return Tensor._from_node(node, requires_grad=t.requires_grad)
+
+
+def vmap(
+    f: Callable, in_axes: Axes = 0, out_axes: Axes = 0, *, in_dims: Any = _UNSET, out_dims: Any = _UNSET
+) -> Callable:
+    """f mapped over a batch axis of its arguments (JAX's vmap; torch.func's names in_dims and out_dims
+    are accepted for in_axes and out_axes).
+
+    in_axes: for each positional argument, the axis that holds the batch, or None for an argument that is
+    the same for every example (one int or None: every argument). Tensors inside lists, tuples and dicts
+    of an argument share its entry. out_axes: where each output (f may return a Tensor or a tuple) gets
+    the batch axis. Nested vmap, vmap of grad (per-example gradients) and grad of vmap all work."""
+
+    in_axes = in_axes if in_dims is _UNSET else in_dims
+    out_axes = out_axes if out_dims is _UNSET else out_dims
+
+    @functools.wraps(f)
+    def vmapped(*args: Any) -> Any:
+        axes = _per_argument(in_axes, len(args), "in_axes")
+        batched: dict[int, tuple[int, LazyNode]] = {}
+        traced = [
+            a if axis is None else map_leaves(a, lambda t, ax=axis: _stand_in(t, ax, batched), Tensor, "vmap")
+            for a, axis in zip(args, axes)
+        ]
+        sizes = {size for size, _ in batched.values()}
+        if not batched:
+            raise ValueError("vmap: no argument is batched (every in_axes entry is None, or no Tensors)")
+        if len(sizes) > 1:
+            raise ValueError(f"vmap: the batched arguments have different batch sizes {sorted(sizes)}")
+        size = sizes.pop()
+        with Context(BOUNDS_CHECK=0):  # an index check would read one example's indices back
+            out = f(*traced)
+        results = [out] if isinstance(out, Tensor) else list(out) if isinstance(out, tuple) else None
+        if results is None or not all(isinstance(r, Tensor) for r in results):
+            raise TypeError(f"vmap: f must return a Tensor or a tuple of Tensors, got {type(out).__name__}")
+        inputs = {key: node for key, (_, node) in batched.items()}
+        nodes = batch_graph([r.lazydata for r in results], inputs, size)
+        moved = [
+            _move_batch(r, node, size, axis)
+            for r, node, axis in zip(results, nodes, _per_argument(out_axes, len(results), "out_axes"))
+        ]
+        return moved[0] if isinstance(out, Tensor) else tuple(moved)
+
+    return vmapped
+
+
+def _move_batch(result: Tensor, node: LazyNode | None, size: int, axis: int | None) -> Tensor:
+    """The batched result with its batch axis at `axis` (an unbatched one broadcast over the batch)."""
+    if axis is None:
+        if node is not None:
+            raise ValueError("vmap: out_axes None for an output that depends on the batched inputs")
+        return result
+    node = _lift(result.lazydata, node, size)
+    ndim = len(node.shape)
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"vmap: out_axes {axis} is out of range for an output of {ndim} dims")
+    axis %= ndim
+    order = list(range(1, ndim))
+    order.insert(axis, 0)
+    return Tensor._from_node(node.permute(tuple(order)), requires_grad=result.requires_grad)
