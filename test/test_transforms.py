@@ -245,3 +245,61 @@ def test_transform_errors_name_the_problem(device):
         minigrad.jvp(lambda a: a * 2, (x,), (Tensor([1.0, 2.0, 3.0], device=device),))
     with pytest.raises(ValueError, match="cotangents"):
         minigrad.vjp(lambda a: a * 2, x)[1]((Tensor([1.0, 2.0], device=device), x))
+
+
+# ---- derivatives at exactly 0, where piecewise formulas have their seams -------------------------------
+
+AT_ZERO = {
+    "erf": (lambda v: v.erf(), torch.erf),
+    "softplus": (lambda v: v.softplus(), torch.nn.functional.softplus),
+    "softplus beta 2": (lambda v: v.softplus(2.0), lambda t: torch.nn.functional.softplus(t, 2.0)),
+    "logsigmoid": (lambda v: v.logsigmoid(), torch.nn.functional.logsigmoid),
+    "gelu": (lambda v: v.gelu(), torch.nn.functional.gelu),
+    "gelu tanh": (
+        lambda v: v.gelu(approximate="tanh"),
+        lambda t: torch.nn.functional.gelu(t, approximate="tanh"),
+    ),
+    "bce with logits, y = 1": (
+        lambda v: v.binary_crossentropy_logits(Tensor([1.0], device=v.device)),
+        lambda t: torch.nn.functional.binary_cross_entropy_with_logits(t, torch.tensor([1.0])),
+    ),
+    "bce with logits, y = 0.3": (
+        lambda v: v.binary_crossentropy_logits(Tensor([0.3], device=v.device)),
+        lambda t: torch.nn.functional.binary_cross_entropy_with_logits(t, torch.tensor([0.3])),
+    ),
+    "atan": (lambda v: v.atan(), torch.atan),
+    "expm1": (lambda v: v.expm1(), torch.expm1),
+    "sinh": (lambda v: v.sinh(), torch.sinh),
+    "tan": (lambda v: v.tan(), torch.tan),
+    "elu alpha 2": (lambda v: v.elu(2.0), lambda t: torch.nn.functional.elu(t, 2.0)),
+    "celu alpha 2": (lambda v: v.celu(2.0), lambda t: torch.nn.functional.celu(t, 2.0)),
+    "selu": (lambda v: v.selu(), torch.nn.functional.selu),
+    "smooth_l1": (
+        lambda v: v.smooth_l1_loss(Tensor([0.0], device=v.device)),
+        lambda t: torch.nn.functional.smooth_l1_loss(t, torch.tensor([0.0])),
+    ),
+    "huber": (
+        lambda v: v.huber_loss(Tensor([0.0], device=v.device)),
+        lambda t: torch.nn.functional.huber_loss(t, torch.tensor([0.0])),
+    ),
+    "mish": (lambda v: v.mish(), torch.nn.functional.mish),
+    "silu": (lambda v: v.silu(), torch.nn.functional.silu),
+}
+
+
+@pytest.mark.parametrize("name", list(AT_ZERO))
+def test_first_second_and_third_derivatives_at_zero_as_torch(device, name):
+    f, tf = AT_ZERO[name]
+    ours, theirs = [lambda v: f(v).sum()], [lambda t: tf(t).sum()]
+    for _ in range(3):  # the derivatives (as sums, so each stays a scalar function of x)
+        ours.append(lambda v, g=ours[-1]: minigrad.grad(g)(v).sum())
+        theirs.append(lambda t, g=theirs[-1]: torch.func.grad(g)(t).sum())
+    orders = 2 if name in ("huber", "smooth_l1") else 3  # piecewise quadratics: no third derivative
+    x, tx = Tensor([0.0], device=device), torch.tensor([0.0])
+    got = [ours[k](x) for k in range(1, orders + 1)]
+    Tensor.realize(*got)  # one schedule: the graphs of all orders compile together
+    for k, value in enumerate(got, start=1):
+        want = theirs[k](tx).numpy()
+        np.testing.assert_allclose(
+            value.numpy(), want, atol=1e-5, rtol=1e-5, err_msg=f"{name}: derivative {k}"
+        )

@@ -65,19 +65,32 @@ class ActivationOps:
     leakyrelu = leaky_relu  # tinygrad's name
 
     def elu(self, alpha: float = 1.0) -> "Tensor":
-        # where(.., 0, self), not minimum(0): the slope at 0 is alpha, as torch (a tie of minimum halves it)
-        return (self > 0).where(self, alpha * ((self > 0).where(0, self).exp() - 1))
+        """x where x > 0, alpha (e^x - 1) below; at 0 itself alpha x: torch's derivatives there, slope
+        alpha (not halved, as a tie of minimum would) and second derivative 0."""
+        positive = self > 0
+        below = alpha * positive.where(0, self).expm1()
+        return positive.where(self, (self == 0).where(alpha * self, below))
 
     def celu(self, alpha: float = 1.0) -> "Tensor":
-        return (self > 0).where(self, alpha * (((self > 0).where(0, self) / alpha).exp() - 1))
+        """x where x > 0, alpha (e^(x/alpha) - 1) below; x itself at 0 (torch's slope 1, second derivative 0)."""
+        positive = self > 0
+        below = alpha * (positive.where(0, self) / alpha).expm1()
+        return positive.where(self, (self == 0).where(self, below))
 
     def selu(self) -> "Tensor":
         return SELU_SCALE * self.elu(SELU_ALPHA)
 
     def softplus(self, beta: float = 1.0) -> "Tensor":
-        """log(1 + exp(beta*x)) / beta in the stable form max(z, 0) + log(1 + exp(-|z|))."""
+        """log(1 + exp(z)) / beta, z = beta*x, as z + log1p(exp(-z)) where z > 0 and log1p(exp(z))
+        elsewhere: two smooth pieces, so every derivative is exact at 0 too (max(z, 0) + log1p(exp(-|z|))
+        has kinks there whose second derivatives cancel, and softplus''(0) came out 0, not 0.25). Each
+        piece sees only the inputs it serves (0 otherwise): the other one's exp(z) never overflows into a
+        NaN gradient."""
         z = self * beta
-        return (z.maximum(0) + (1 + (-z.abs()).exp()).log()) * (1 / beta)
+        positive = z > 0
+        above, below = positive.where(z, 0.0), positive.where(0.0, z)
+        smooth = positive.where(above + (-above).exp().log1p(), below.exp().log1p())
+        return smooth * (1 / beta)
 
     def softsign(self) -> "Tensor":
         return self / (1 + self.abs())

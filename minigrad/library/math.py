@@ -52,9 +52,10 @@ class MathOps:
         """Cephes' reduction to |t| <= tan(pi/8) (through pi/4 + atan((x-1)/(x+1)) and pi/2 - atan(1/x)),
         then an odd polynomial: within 2 ulp of torch."""
         x = self._float()
-        a = x.abs()
+        a = (x < 0).where(-x, x)  # |x| with slope 1 at 0 (abs() has 0 there: atan'(0) came out 0)
         big, mid = a > 2.414213562373095, a > 0.4142135623730950
-        t = big.where(-1 / a, mid.where((a - 1) / (a + 1), a))
+        a_big = big.where(a, 1.0)  # -1/a only where it is taken: 1/0's infinite slope made atan'(0) NaN
+        t = big.where(-1 / a_big, mid.where((a - 1) / (a + 1), a))
         offset = big.where(math.pi / 2, mid.where(math.pi / 4, 0.0))
         offset_low = big.where(HALF_PI_LOW, mid.where(HALF_PI_LOW / 2, 0.0))  # what float32 pi/2 lacks
         z = t * t

@@ -388,9 +388,9 @@ class NNOps:
     def binary_crossentropy_logits(
         self, Y: "Tensor", reduction: str = "mean", pos_weight: "Tensor | None" = None
     ) -> "Tensor":
-        """BCE of logits in the stable form (1 - y) x + (1 + (pos_weight - 1) y) (log(1 + exp(-|x|)) + max(-x, 0));
-        pos_weight weighs the positive targets of each class (the last dim)."""
-        softplus_neg = (1 + (-self.abs()).exp()).log() + (-self).maximum(0)
+        """BCE of logits as (1 - y) x + (1 + (pos_weight - 1) y) softplus(-x) (stable, and smooth at 0: its
+        Hessian there is torch's 0.25); pos_weight weighs the positive targets of each class (the last dim)."""
+        softplus_neg = (-self).softplus()
         scale = 1 if pos_weight is None else 1 + (pos_weight - 1) * Y
         return _reduced((1 - Y) * self + scale * softplus_neg, reduction, "binary_crossentropy_logits")
 
@@ -402,17 +402,18 @@ class NNOps:
 
     def smooth_l1_loss(self, target: "Tensor", reduction: str = "mean", beta: float = 1.0) -> "Tensor":
         """0.5 d² / beta where |d| < beta, else |d| - beta / 2 (torch's F.smooth_l1_loss); beta 0 is L1."""
-        diff = (self - target).abs()
+        signed = self - target
+        diff = signed.abs()
         if beta == 0:
             return _reduced(diff, reduction, "smooth_l1_loss")
-        return _reduced(
-            (diff < beta).where(0.5 * diff.square() / beta, diff - 0.5 * beta), reduction, "smooth_l1_loss"
-        )
+        quadratic = 0.5 * signed.square() / beta  # of d, not |d|: |d|'s slope 0 at 0 made the Hessian 0 there
+        return _reduced((diff < beta).where(quadratic, diff - 0.5 * beta), reduction, "smooth_l1_loss")
 
     def huber_loss(self, target: "Tensor", reduction: str = "mean", delta: float = 1.0) -> "Tensor":
         """0.5 d² where |d| < delta, else delta (|d| - delta / 2): smooth L1 scaled by delta."""
-        diff = (self - target).abs()
-        loss = (diff < delta).where(0.5 * diff.square(), delta * (diff - 0.5 * delta))
+        signed = self - target
+        diff = signed.abs()
+        loss = (diff < delta).where(0.5 * signed.square(), delta * (diff - 0.5 * delta))
         return _reduced(loss, reduction, "huber_loss")
 
     def kl_div(self, target: "Tensor", reduction: str = "mean", log_target: bool = False) -> "Tensor":

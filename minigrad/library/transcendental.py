@@ -108,7 +108,8 @@ class TranscendentalOps:
         x = self._float()
         small = _magnitude(x) < 0.5
         xs = small.where(x, 0.0)
-        return small.where(_signed_zero(xs, xs + xs * xs * _poly(xs, EXPM1)), x.exp() - 1)
+        poly = _poly(xs, EXPM1)
+        return small.where(_signed_zero(xs, xs + xs * xs * poly, xs * (1 + xs * poly)), x.exp() - 1)
 
     def log1p(self) -> "Tensor":
         """x + x^2 P(x) for -0.2 < x < 0.3; beyond, log(u) with u = 1 + x, plus (x - (u - 1)) / u for the
@@ -146,9 +147,11 @@ class TranscendentalOps:
         z = r * r
         odd = (k - 2 * ((k * 0.5 + 12582912.0) - 12582912.0)) != 0  # k/2 ends in .5: rounds away from k/2
         ro = odd.where(r, 1.0)
-        value = odd.where(ro * _poly(ro * ro, COT) - 1 / ro, r + r * z * _poly(z, TAN))
+        tan_poly = _poly(z, TAN)
+        value = odd.where(ro * _poly(ro * ro, COT) - 1 / ro, r + r * z * tan_poly)
         xf = near.where(1.0, x)
-        return _signed_zero(x, near.where(value + r_low * (1 + value * value), xf.sin() / xf.cos()))
+        value = near.where(value + r_low * (1 + value * value), xf.sin() / xf.cos())
+        return _signed_zero(x, value, r * (1 + z * tan_poly))  # at 0: k = 0, r = x
 
     def sinh(self) -> "Tensor":
         """x + x^3 P(x^2) for |x| < 1; beyond, h - 1/(4h) with h = e^|x| / 2 (finite up to |x| = 89.4)."""
@@ -275,12 +278,15 @@ def _poly(x: "Tensor", coefficients: Sequence[float]) -> "Tensor":
 def _odd(x: "Tensor", coefficients: Sequence[float]) -> "Tensor":
     """x + x^3 P(x^2): an odd function near 0, its first term exact."""
     z = x * x
-    return _signed_zero(x, x + x * z * _poly(z, coefficients))
+    poly = _poly(z, coefficients)
+    return _signed_zero(x, x + x * z * poly, x * (1 + z * poly))
 
 
-def _signed_zero(x: "Tensor", value: "Tensor") -> "Tensor":
-    """value, but x itself where x is 0: -0.0 + 0.0 rounds to +0.0, and f(-0.0) is -0.0 for these f."""
-    return (x == 0).where(x, value)
+def _signed_zero(x: "Tensor", value: "Tensor", factored: "Tensor") -> "Tensor":
+    """value, but `factored` (the same function as x * q(x)) where x is 0: value's x + ... rounds -0.0 to
+    +0.0, and f(-0.0) is -0.0 for these f; x * q(x) keeps the sign, and every derivative at 0 (x itself
+    would make all but the first 0: expm1''(0) came out 0, not 1)."""
+    return (x == 0).where(factored, value)
 
 
 def _half_exp(a: "Tensor") -> "Tensor":
