@@ -23,13 +23,18 @@ result; its derivatives come from your methods, in backward(), gradient() and ev
     >>> x.grad.numpy().round(4)
     array([1.    , 2.7183], dtype=float32)
 
+forward may return a tuple of Tensors: backward then gets one gradient per output (zeros for an output
+the result does not depend on, or None after `ctx.set_materialize_grads(False)`, as torch) and jvp returns
+one tangent per output.
+
 Backward builds Tensor ops on `grad`, so its result can be differentiated again when those ops depend on
-the inputs (saved inputs keep their graph; values computed inside forward do not).
+the inputs: saved inputs keep their graph, and a saved output stands for the Function's result (as torch:
+its derivative is this Function's own rule again); other values computed inside forward are constants.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from minigrad.lazy import LazyNode
 from minigrad.tensor import Tensor, no_grad
@@ -42,9 +47,14 @@ class FunctionCtx:
     def __init__(self, args: tuple):
         self.saved_tensors: tuple[Tensor, ...] = ()
         self.needs_input_grad = tuple(isinstance(a, Tensor) and bool(a.requires_grad) for a in args)
+        self.materialize_grads = True
 
     def save_for_backward(self, *tensors: Tensor) -> None:
         self.saved_tensors = tensors
+
+    def set_materialize_grads(self, value: bool) -> None:
+        """False: backward gets None, not zeros, for the outputs the result does not depend on."""
+        self.materialize_grads = value
 
 
 class Function:
@@ -61,34 +71,51 @@ class Function:
         raise NotImplementedError("a Function subclass defines backward(ctx, grad_out)")
 
     @classmethod
-    def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
+    def apply(cls, *args: Any, **kwargs: Any) -> Any:
         ctx = FunctionCtx(args)
         inputs = [a for a in args if isinstance(a, Tensor)]
         with no_grad():
             out = cls.forward(ctx, *args, **kwargs)
-        if not isinstance(out, Tensor):
-            raise TypeError(f"{cls.__name__}.forward must return one Tensor, not {type(out).__name__}")
+        outs = out if isinstance(out, tuple) else (out,)
+        if not outs or not all(isinstance(o, Tensor) for o in outs):
+            raise TypeError(
+                f"{cls.__name__}.forward must return a Tensor or a tuple of them, not {out!r:.80}"
+            )
         if not inputs:
             return out
-        node = out.lazydata.custom_rule(
-            tuple(t.lazydata for t in inputs), _UserRule(cls, ctx, args, inputs, out.shape)
+        rule = _UserRule(cls, ctx, args, inputs, [o.shape for o in outs])
+        results = []
+        for i, o in enumerate(outs):
+            node = o.lazydata.custom_rule(tuple(t.lazydata for t in inputs), _Output(rule, i))
+            results.append(inputs[0]._wrap(node, *inputs))
+        rule.nodes = [r.lazydata for r in results]
+        # a saved output stands for the result: differentiating backward goes through this Function again
+        ctx.saved_tensors = tuple(
+            next((r for o, r in zip(outs, results) if t is o), t) for t in ctx.saved_tensors
         )
-        return inputs[0]._wrap(node, *inputs)
+        return results[0] if isinstance(out, Tensor) else tuple(results)
 
 
 class _UserRule:
-    """The rule object a FUNCTION node carries (gradient.py calls vjp and jvp with lazy nodes)."""
+    """What one call of a Function leaves for the derivative walks: its ctx, arguments and output nodes."""
 
-    def __init__(self, function: type[Function], ctx: FunctionCtx, args: tuple, inputs: list[Tensor], shape):
-        self.function, self.ctx, self.args, self.inputs, self.shape = function, ctx, args, inputs, shape
-        self.name = function.__name__
+    def __init__(self, function: type[Function], ctx: FunctionCtx, args: tuple, inputs: list[Tensor], shapes):
+        self.function, self.ctx, self.args, self.inputs, self.shapes = function, ctx, args, inputs, shapes
+        self.name, self.nodes = function.__name__, []
 
-    def vjp(self, grad: LazyNode, needed: tuple[bool, ...]) -> tuple[LazyNode | None, ...]:
-        wanted = iter(
-            needed
-        )  # what the gradient walk needs (it may differentiate tensors without requires_grad)
+    def vjp(
+        self, index: int, grad: LazyNode, needed: tuple[bool, ...], grad_of: Callable
+    ) -> tuple[LazyNode | None, ...]:
+        """The inputs' gradients for all outputs at once, returned for the output the walk reaches first
+        (the last one with a gradient: the walk goes in reverse creation order, and every output's gradient
+        is complete by then); the others return None."""
+        later = [grad_of(node) for node in self.nodes[index + 1 :]]
+        if any(g is not None for g in later):
+            return (None,) * len(self.inputs)
+        out_grads = [grad_of(node) for node in self.nodes[:index]] + [grad] + later
+        wanted = iter(needed)  # what the walk needs (it may differentiate tensors without requires_grad)
         self.ctx.needs_input_grad = tuple(isinstance(a, Tensor) and next(wanted) for a in self.args)
-        grads = self.function.backward(self.ctx, Tensor._from_node(grad, requires_grad=True))
+        grads = self.function.backward(self.ctx, *[self._seed(g, i) for i, g in enumerate(out_grads)])
         grads = tuple(grads) if isinstance(grads, (tuple, list)) else (grads,)
         if len(grads) == len(self.args) != len(self.inputs):  # one per argument, as torch: keep the Tensors'
             grads = tuple(g for g, a in zip(grads, self.args) if isinstance(a, Tensor))
@@ -101,7 +128,15 @@ class _UserRule:
             self._checked(g, x.shape, "backward", i) for i, (g, x) in enumerate(zip(grads, self.inputs))
         )
 
-    def jvp(self, tangents: tuple[LazyNode | None, ...]) -> LazyNode | None:
+    def _seed(self, grad: LazyNode | None, index: int) -> Tensor | None:
+        """Output `index`'s gradient as backward gets it: zeros (or None) where the result ignores it."""
+        if grad is None:
+            if not self.ctx.materialize_grads:
+                return None
+            grad = self.nodes[index].const_like(0.0)
+        return Tensor._from_node(grad, requires_grad=True)
+
+    def jvp(self, index: int, tangents: tuple[LazyNode | None, ...]) -> LazyNode | None:
         if self.function.jvp is None:
             raise RuntimeError(
                 f"{self.name} has no forward-mode rule: define jvp(ctx, *tangents) on it to use it under "
@@ -109,7 +144,11 @@ class _UserRule:
             )
         zeros = [t if t is not None else x.lazydata.const_like(0.0) for t, x in zip(tangents, self.inputs)]
         out = self.function.jvp(self.ctx, *[Tensor._from_node(t, requires_grad=True) for t in zeros])
-        return self._checked(out, self.shape, "jvp", 0)
+        if len(self.shapes) > 1:
+            if not isinstance(out, (tuple, list)) or len(out) != len(self.shapes):
+                raise ValueError(f"{self.name}.jvp must return {len(self.shapes)} tangents, one per output")
+            out = out[index]
+        return self._checked(out, self.shapes[index], "jvp", index)
 
     def _checked(self, value: Any, shape: tuple[int, ...], method: str, i: int) -> LazyNode | None:
         if value is None:
@@ -118,3 +157,16 @@ class _UserRule:
             got = value.shape if isinstance(value, Tensor) else type(value).__name__
             raise ValueError(f"{self.name}.{method}: result {i} is {got}, expected a Tensor of shape {shape}")
         return value.lazydata
+
+
+class _Output:
+    """The rule of a FUNCTION node: output `index` of one Function call (gradient.py calls vjp and jvp)."""
+
+    def __init__(self, rule: _UserRule, index: int):
+        self.rule, self.index, self.name = rule, index, rule.name
+
+    def vjp(self, grad: LazyNode, needed: tuple[bool, ...], grad_of: Callable = lambda node: None) -> tuple:
+        return self.rule.vjp(self.index, grad, needed, grad_of)
+
+    def jvp(self, tangents: tuple[LazyNode | None, ...]) -> LazyNode | None:
+        return self.rule.jvp(self.index, tangents)

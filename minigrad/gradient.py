@@ -235,7 +235,11 @@ def gradient(
         if grad is None or not node.srcs or id(node) not in leads_to_target:
             continue
         needed = tuple([id(src) in leads_to_target for src in node.srcs])
-        for src, src_grad in zip(node.srcs, REVERSE_RULES[node.op](node, grad, needed)):
+        if node.op is Op.FUNCTION:  # a Function with several outputs reads the others' gradients too
+            src_grads = (None, *node.arg.vjp(grad, needed[1:], lambda other: grads.get(id(other))))
+        else:
+            src_grads = REVERSE_RULES[node.op](node, grad, needed)
+        for src, src_grad in zip(node.srcs, src_grads):
             if src_grad is not None:
                 src_grad = src_grad.cast(src.dtype)
                 grads[id(src)] = src_grad if id(src) not in grads else grads[id(src)].alu(Op.ADD, src_grad)

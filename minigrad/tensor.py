@@ -860,7 +860,7 @@ class _AssignRule:
 
     name = "assign"
 
-    def vjp(self, grad: LazyNode, needed: tuple[bool]) -> tuple[LazyNode]:
+    def vjp(self, grad: LazyNode, needed: tuple[bool], grad_of=None) -> tuple[LazyNode]:
         return (grad,)
 
     def jvp(self, tangents: tuple) -> LazyNode | None:

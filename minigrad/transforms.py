@@ -383,7 +383,7 @@ class _Recompute:
             Tensor._rng.bit_generator.state = now
         return [a for a in args if isinstance(a, Tensor)], out
 
-    def vjp(self, grad_node: LazyNode, needed: tuple[bool, ...]) -> tuple[LazyNode | None, ...]:
+    def vjp(self, grad_node: LazyNode, needed: tuple[bool, ...], grad_of=None) -> tuple[LazyNode | None, ...]:
         fresh, out = self._rerun()
         grads = gradient([out.lazydata], _nodes(fresh), [grad_node])
         computed = [g for g in grads if g is not None]
