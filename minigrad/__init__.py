@@ -17,6 +17,7 @@ from minigrad.helpers import Context, GlobalCounters, getenv
 from minigrad.jit import TinyJit, Variable
 from minigrad.tensor import Tensor, no_grad
 from minigrad import distributed  # noqa: E402 (data parallelism over MPI; mpi4py loads on init())
+from minigrad import linalg  # noqa: E402 (torch.linalg's decompositions, composed of primitive ops)
 from minigrad.transforms import (
     checkpoint,
     grad,

@@ -15,7 +15,8 @@ in one place (`_KernelPlanner`); every other node is inlined into the kernels th
                     source of a COPY and an ASSIGN's value that reads other elements of its target;
   R3 padded view    a node read through a padded view: its value outside the pad must be 0, not f(0);
   R4 reduce reuse   a node that contains a reduce, read by another reduce or through a view that is not a
-                    plain reshape (the result is needed in another loop nest); and, when a reduce's result
+                    plain reshape (the result is needed in another loop nest), or read in two orders
+                    (x + x.T: one kernel builds its reduce in one order); and, when a reduce's result
                     is needed by several kernels, the node where its uses fan out (so the reduce runs once);
   R5 one reduce     a kernel holds one reduce loop nest: a second reduce reaching it gets its own kernel;
   R6 broadcast      an elementwise node (not a load, nor a comparison with an arange, which opt.pick folds)
@@ -205,6 +206,9 @@ class _KernelPlanner:
             ):
                 changed |= self._mark(node, "R4 reduce result read by a reduce or through a view")
                 contains[id(node)] = False
+            elif contains[id(node)] and self._read_in_two_orders(node):
+                changed |= self._mark(node, "R4 reduce result read in two orders (x + x.T)")
+                contains[id(node)] = False
         if changed or self._broadcast_rule(contains) or self._recompute_rule(members) or self._size_rule():
             return True
         for kernel_reduces in reduces.values():
@@ -270,6 +274,15 @@ class _KernelPlanner:
                     changed |= self._mark(source, f"R9 kernel size: over {max_ops} ops or the buffer limit")
                 ops[id(node)], reads[id(node)] = frozenset({id(node)}), frozenset(direct)
         return changed
+
+    def _read_in_two_orders(self, node: LazyNode) -> bool:
+        """Is a reduce's result read both in order and permuted (or in two permutations)? One kernel
+        builds its reduce in one order only."""
+        orders = {
+            None if _is_reshape(st, node.st.size) else _as_permutation(st, node.shape)
+            for _, st in self.consumers[id(node)]
+        }
+        return len(orders) > 1
 
     @staticmethod
     def _fits(node: LazyNode, consumer: LazyNode, st: ShapeTracker) -> bool:

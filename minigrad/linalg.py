@@ -1,0 +1,319 @@
+"""Linear algebra as torch.linalg: solve, inv, det, slogdet, cholesky, qr, eigh.
+
+In: Tensors of shape (..., n, n) (qr: (..., m, n)), batched over the leading dims. Out: Tensors, with
+gradients (backward and every transform) from the primitive ops they are made of.
+
+Every algorithm is a loop, unrolled in Python over the matrix size n, of whole-tensor primitive ops: a step
+updates all rows (and all matrices of the batch) at once, and selecting a row or a column is a multiply by
+a one-hot mask. Nothing runs on the host, so they run on every device, and their derivatives are the
+derivatives of the steps (no hand-written rules, except eigh's, see there). The graphs grow with n
+(about n steps of a few ops each; eigh's Jacobi sweeps about n^2 per sweep): meant for the small and
+medium matrices of models, not for n in the thousands.
+
+  LU with partial pivoting (P A = L U; pivot: the largest |entry| of the column, first on ties, as LAPACK)
+      solve, inv, det, slogdet
+  Cholesky-Banachiewicz, column by column                      cholesky
+  Householder reflections (LAPACK's signs: R's diagonal is -sign(a) |column|)   qr (reduced)
+  cyclic Jacobi rotations, eigenvalues sorted ascending          eigh
+
+Errors as torch's: a singular matrix in solve or inv, and a matrix that is not positive-definite in
+cholesky, raise (the check reads the pivots back); det and slogdet of a singular matrix give 0 and
+(0, -inf). cholesky and eigh read the lower triangle, as torch's, and their gradient is the symmetric one.
+"""
+
+from __future__ import annotations
+
+from minigrad.dtype import dtypes
+from minigrad.function import Function
+from minigrad.tensor import Tensor
+
+JACOBI_SWEEPS = 12  # at most; each sweep squares the off-diagonal's size once it is small (quadratic)
+
+
+# ---- helpers -----------------------------------------------------------------------------------------
+
+
+def _square(A: Tensor, name: str) -> int:
+    if A.ndim < 2 or A.shape[-1] != A.shape[-2]:
+        raise RuntimeError(f"linalg.{name}: A must be batches of square matrices, but they are {A.shape}")
+    if not dtypes.is_float(A.dtype):
+        raise RuntimeError(f"linalg.{name}: expected a floating-point tensor, got {A.dtype.name}")
+    return A.shape[-1]
+
+
+def _basis(n: int, k: int, like: Tensor) -> Tensor:
+    """e_k: 1 at position k of n (a constant in the kernel: no buffer)."""
+    return (Tensor.arange(n, device=like.device) == k).cast(like.dtype)
+
+
+def _row(M: Tensor, k: int) -> Tensor:
+    """Row k of each matrix, (..., n)."""
+    return M[..., k, :]
+
+
+def _column(M: Tensor, k: int) -> Tensor:
+    """Column k of each matrix, (..., n)."""
+    return M[..., :, k]
+
+
+def _lower_symmetric(A: Tensor) -> Tensor:
+    """The symmetric matrix of A's lower triangle (what torch's cholesky and eigh read), whose gradient
+    is the symmetric part of what flows back, split evenly between A[i, j] and A[j, i] as torch's."""
+    lower = A.tril() + A.tril(-1).transpose(-1, -2)
+    symmetric = (A + A.transpose(-1, -2)) * 0.5
+    return lower.detach() + (symmetric - symmetric.detach())  # lower's value, symmetric's derivative
+
+
+def _raise_if(condition: Tensor, message: str) -> None:
+    """Raise RuntimeError(message) when any element of `condition` is True (reads it back)."""
+    if condition.numel() and bool(condition.any().item()):
+        raise RuntimeError(message)
+
+
+# ---- LU: solve, inv, det, slogdet --------------------------------------------------------------------
+
+
+def _lu(A: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """P A = L U with partial pivoting, unrolled over the columns. Returns (P, L, U, sign of P)."""
+    n = A.shape[-1]
+    rows = Tensor.arange(n, device=A.device)
+    U, L = A, Tensor.zeros(*A.shape, device=A.device, dtype=A.dtype)
+    P = Tensor.eye(n, device=A.device, dtype=A.dtype).expand(*A.shape)
+    sign = Tensor.ones(*A.shape[:-2], device=A.device, dtype=A.dtype)
+    for k in range(n):
+        candidates = (rows >= k).where(_column(U, k).abs(), -1.0)  # rows above k are done
+        pivot_row = candidates.argmax(-1).unsqueeze(-1)  # (..., 1)
+        is_k, is_p = (rows == k).unsqueeze(-1), (rows == pivot_row).unsqueeze(-1)  # (..., n, 1)
+        U, L, P = (_swap_rows(M, is_k, is_p) for M in (U, L, P))
+        sign = (pivot_row.squeeze(-1) == k).where(sign, -sign)
+        pivot = U[..., k : k + 1, k]  # (..., 1): 0 only when the whole column below is 0 (singular)
+        pivot = (pivot == 0).where(1.0, pivot)  # then nothing to eliminate, and no 0/0
+        factors = (rows > k).where(_column(U, k) / pivot, 0.0)  # (..., n): below the pivot
+        U = U - factors.unsqueeze(-1) * _row(U, k).unsqueeze(-2)
+        L = L + factors.unsqueeze(-1) * _basis(n, k, A)
+    return P, L + Tensor.eye(n, device=A.device, dtype=A.dtype), U, sign
+
+
+def _swap_rows(M: Tensor, is_k: Tensor, is_p: Tensor) -> Tensor:
+    """M with rows k and p exchanged (is_k, is_p: (..., n, 1) masks of them; the same row: unchanged)."""
+    row_k, row_p = (M * is_k).sum(-2, keepdim=True), (M * is_p).sum(-2, keepdim=True)
+    return is_k.where(row_p, is_p.where(row_k, M))
+
+
+def _diagonal(M: Tensor) -> Tensor:
+    return M.diagonal(0, -2, -1)
+
+
+def _substitute(L: Tensor, U: Tensor, B: Tensor) -> Tensor:
+    """X with L U X = B (L unit lower, U upper triangular; B (..., n, k)): forward, then back substitution."""
+    n = L.shape[-1]
+    y = []
+    for i in range(n):
+        value = B[..., i, :]
+        for j in range(i):
+            value = value - L[..., i, j : j + 1] * y[j]
+        y.append(value)
+    x: list[Tensor | None] = [None] * n
+    for i in reversed(range(n)):
+        value = y[i]
+        for j in range(i + 1, n):
+            value = value - U[..., i, j : j + 1] * x[j]
+        x[i] = value / U[..., i, i : i + 1]
+    return Tensor.stack(*x, dim=-2)
+
+
+def solve(A: Tensor, B: Tensor) -> Tensor:
+    """X with A X = B, as torch.linalg.solve: B is (..., n, k), or (..., n) for one vector per matrix."""
+    n = _square(A, "solve")
+    vector = B.ndim == A.ndim - 1 and B.shape[-1] == n
+    rhs = B.unsqueeze(-1) if vector else B
+    if rhs.shape[-2] != n:
+        raise RuntimeError(f"linalg.solve: A {A.shape} and B {B.shape} do not fit: B needs {n} rows")
+    batch = _broadcast_batch(A.shape[:-2], rhs.shape[:-2], "solve")
+    A = A.expand(*batch, n, n)
+    rhs = rhs.expand(*batch, *rhs.shape[-2:]).cast(A.dtype)
+    P, L, U, _ = _lu(A)
+    _raise_if(_diagonal(U) == 0, "linalg.solve: The solver failed because the input matrix is singular.")
+    X = _substitute(L, U, P @ rhs)
+    return X.squeeze(-1) if vector else X
+
+
+def _broadcast_batch(a: tuple, b: tuple, name: str) -> tuple:
+    """The batch shape that batch shapes a and b broadcast to."""
+    ndim = max(len(a), len(b))
+    a, b = (1,) * (ndim - len(a)) + tuple(a), (1,) * (ndim - len(b)) + tuple(b)
+    if any(x != y and 1 not in (x, y) for x, y in zip(a, b)):
+        raise RuntimeError(f"linalg.{name}: batch shapes {a} and {b} do not broadcast")
+    return tuple(max(x, y) for x, y in zip(a, b))
+
+
+def inv(A: Tensor) -> Tensor:
+    """A^-1, as torch.linalg.inv (a singular matrix raises)."""
+    n = _square(A, "inv")
+    P, L, U, _ = _lu(A)
+    message = "linalg.inv: The inversion could not be completed because the input matrix is singular."
+    _raise_if(_diagonal(U) == 0, message)
+    return _substitute(L, U, P.cast(A.dtype) @ Tensor.eye(n, device=A.device, dtype=A.dtype))
+
+
+def det(A: Tensor) -> Tensor:
+    """The determinant, as torch.linalg.det: the product of U's diagonal times the sign of P."""
+    n = _square(A, "det")
+    if n == 0:
+        return Tensor.ones(*A.shape[:-2], device=A.device, dtype=A.dtype)
+    _, _, U, sign = _lu(A)
+    product = U[..., 0, 0]
+    for i in range(1, n):
+        product = product * U[..., i, i]
+    return sign * product
+
+
+def slogdet(A: Tensor) -> tuple[Tensor, Tensor]:
+    """(sign, log|det|), as torch.linalg.slogdet: a singular matrix gives (0, -inf)."""
+    _square(A, "slogdet")
+    _, _, U, sign = _lu(A)
+    pivots = _diagonal(U)
+    return sign * pivots.sign().prod(-1), pivots.abs().log().sum(-1)
+
+
+# ---- cholesky, qr ------------------------------------------------------------------------------------
+
+
+def cholesky(A: Tensor, upper: bool = False) -> Tensor:
+    """L (lower triangular, positive diagonal) with L L^T = A, as torch.linalg.cholesky (upper=True: L^T);
+    reads A's lower triangle; raises when A is not positive-definite."""
+    n = _square(A, "cholesky")
+    A = _lower_symmetric(A)
+    rows, diagonal = Tensor.arange(n, device=A.device), []
+    L = Tensor.zeros(*A.shape, device=A.device, dtype=A.dtype)
+    for j in range(n):
+        rest = _column(A, j) - (L * _row(L, j).unsqueeze(-2)).sum(-1)  # A[:, j] - sum_k L[:, k] L[j, k]
+        d = rest[..., j : j + 1]
+        diagonal.append(d)
+        root = (d > 0).where(d, 1.0).sqrt()  # a non-positive pivot raises below, NaN-free until then
+        column = (rows > j).where(rest / root, (rows == j).where(root, 0.0))
+        L = L + column.unsqueeze(-1) * _basis(n, j, A)
+    if n:
+        failed = Tensor.cat(*diagonal, dim=-1) <= 0
+        if failed.numel() and bool(failed.any().item()):
+            order = int(failed.reshape(-1, n).numpy().any(0).argmax()) + 1
+            raise RuntimeError(
+                "linalg.cholesky: The factorization could not be completed because the input is not "
+                f"positive-definite (the leading minor of order {order} is not positive-definite)."
+            )
+    return L.transpose(-1, -2) if upper else L
+
+
+def qr(A: Tensor, mode: str = "reduced") -> tuple[Tensor, Tensor]:
+    """(Q, R) with A = Q R, as torch.linalg.qr: Householder reflections with LAPACK's signs, so Q and R
+    equal torch's. mode "reduced" (Q: (..., m, k), R: (..., k, n), k = min(m, n)) or "complete"."""
+    if A.ndim < 2 or not dtypes.is_float(A.dtype):
+        raise RuntimeError(
+            f"linalg.qr: A must be batches of float matrices, but it is {A.shape} {A.dtype.name}"
+        )
+    if mode not in ("reduced", "complete"):
+        raise RuntimeError(
+            f"qr received unrecognized mode '{mode}' but expected one of 'reduced' or 'complete'"
+        )
+    m, n = A.shape[-2:]
+    k = min(m, n)
+    rows = Tensor.arange(m, device=A.device)
+    R, Q = A, Tensor.eye(m, device=A.device, dtype=A.dtype).expand(*A.shape[:-2], m, m)
+    for j in range(k):
+        x = (rows >= j).where(_column(R, j), 0.0)  # (..., m): the column from row j down
+        alpha = x[..., j : j + 1]
+        below = ((rows > j).where(x, 0.0) ** 2).sum(-1, keepdim=True)
+        norm = (alpha * alpha + below).sqrt()
+        beta = -(alpha >= 0).where(norm, -norm)  # -sign(alpha) |x|, sign(0) = +1 (LAPACK's dlarfg)
+        v = x - beta * _basis(m, j, A)  # H = I - 2 v v^T / v^T v maps x to beta e_j
+        vv = (v * v).sum(-1, keepdim=True)
+        reflect = below > 0  # nothing below the diagonal: no reflection (H = I, as LAPACK)
+        scale = reflect.where(2 / reflect.where(vv, 1.0), 0.0)
+        R = R - (scale * v).unsqueeze(-1) * (v.unsqueeze(-2) @ R)
+        Q = Q - (Q @ v.unsqueeze(-1)) * (scale * v).unsqueeze(-2)
+    if mode == "reduced":
+        return Q[..., :, :k], R[..., :k, :].triu()
+    return Q, R.triu()
+
+
+# ---- eigh --------------------------------------------------------------------------------------------
+
+
+def _jacobi(A: Tensor, sweeps: int) -> tuple[Tensor, Tensor]:
+    """Cyclic Jacobi: rotate pairs (p, q) to zero A[p, q]; returns (eigenvalues unsorted, V)."""
+    n = A.shape[-1]
+    V = Tensor.eye(n, device=A.device, dtype=A.dtype).expand(*A.shape)
+    for _ in range(sweeps):
+        off_diagonal = (A * A).sum((-2, -1)) - (_diagonal(A) ** 2).sum(-1)
+        if n < 2 or bool((off_diagonal <= 1e-14 * (A * A).sum((-2, -1))).all().item()):
+            break  # converged (quadratically: a sweep or two after the rotations get small)
+        for p in range(n - 1):
+            for q in range(p + 1, n):
+                app, aqq, apq = A[..., p, p : p + 1], A[..., q, q : q + 1], A[..., p, q : q + 1]
+                zero = apq == 0
+                theta = (aqq - app) / (2 * zero.where(1.0, apq))
+                t = theta.sign() / (theta.abs() + (theta * theta + 1).sqrt())  # the smaller root
+                t = zero.where(0.0, (theta == 0).where(1.0, t))
+                c = 1 / (t * t + 1).sqrt()
+                s = t * c
+                # realized at each step: the next reads this A at several views, and inlining a chain
+                # of such steps into one kernel would repeat each step's work for every view
+                A = _rotate(A, p, q, c, s).realize()
+                V = _rotate_columns(V, p, q, c, s).realize()
+    return _diagonal(A), V
+
+
+def _rotate_columns(M: Tensor, p: int, q: int, c: Tensor, s: Tensor) -> Tensor:
+    """M J for the rotation J in the (p, q) plane: columns p and q mixed."""
+    n = M.shape[-1]
+    e_p, e_q = _basis(n, p, M), _basis(n, q, M)
+    col_p, col_q = _column(M, p).unsqueeze(-1), _column(M, q).unsqueeze(-1)
+    c, s = c.unsqueeze(-1), s.unsqueeze(-1)
+    new_p, new_q = c * col_p - s * col_q, s * col_p + c * col_q
+    return M + (new_p - col_p) * e_p + (new_q - col_q) * e_q
+
+
+def _rotate(A: Tensor, p: int, q: int, c: Tensor, s: Tensor) -> Tensor:
+    """J^T A J (rows, then columns)."""
+    return _rotate_columns(_rotate_columns(A.transpose(-1, -2), p, q, c, s).transpose(-1, -2), p, q, c, s)
+
+
+class _Eigh(Function):
+    """eigh with the analytic derivative (differentiating the Jacobi iterations is slow and inexact):
+    for A = V diag(w) V^T, dA = V (diag(gw) + F o (V^T gV)) V^T with F_ij = 1 / (w_j - w_i), symmetrized."""
+
+    @staticmethod
+    def forward(ctx, A: Tensor) -> tuple[Tensor, Tensor]:
+        w, V = _jacobi(A, JACOBI_SWEEPS)
+        order = w.argsort(-1)
+        w = w.gather(-1, order)
+        V = V.gather(-1, order.unsqueeze(-2).expand(*V.shape))
+        w, V = w.contiguous(), V.contiguous()
+        ctx.save_for_backward(w, V)
+        return w, V
+
+    @staticmethod
+    def backward(ctx, g_w: Tensor, g_V: Tensor) -> Tensor:
+        w, V = ctx.saved_tensors
+        gap = w.unsqueeze(-2) - w.unsqueeze(-1)  # [i, j]: w_j - w_i
+        n = w.shape[-1]
+        off = 1 - Tensor.eye(n, device=w.device, dtype=w.dtype)
+        F = off / (gap + (1 - off))  # 0 on the diagonal
+        inner = (V.transpose(-1, -2) @ g_V) * F + g_w.unsqueeze(-1) * Tensor.eye(
+            n, device=w.device, dtype=w.dtype
+        )
+        grad = V @ inner @ V.transpose(-1, -2)
+        return (grad + grad.transpose(-1, -2)) * 0.5
+
+
+def eigh(A: Tensor, UPLO: str = "L") -> tuple[Tensor, Tensor]:
+    """(eigenvalues ascending, eigenvectors as columns) of a symmetric matrix, as torch.linalg.eigh (reads
+    the lower triangle; UPLO="U": the upper). Each eigenvector's sign is unspecified, as in torch."""
+    _square(A, "eigh")
+    if UPLO not in ("L", "U"):
+        raise RuntimeError(f"Expected UPLO argument to be 'L' or 'U', but got {UPLO}")
+    A = _lower_symmetric(A if UPLO == "L" else A.transpose(-1, -2))
+    return _Eigh.apply(A)
+
+
+__all__ = ["solve", "inv", "det", "slogdet", "cholesky", "qr", "eigh"]
