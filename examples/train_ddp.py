@@ -16,21 +16,11 @@ import time
 import numpy as np
 from tqdm import trange
 
-from minigrad import Context, Device, Tensor, distributed, nn
+from minigrad import Context, Device, Tensor, distributed
 from minigrad.nn import optim
 from minigrad.nn.state import get_parameters, get_state_dict, load_state_dict, safe_load, safe_save
 
-from mlp_digits import load_data
-
-
-class MLP:
-    def __init__(self, hidden: int):
-        self.layers = [nn.Linear(64, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, 10)]
-
-    def __call__(self, x: Tensor) -> Tensor:
-        for layer in self.layers[:-1]:
-            x = layer(x).relu()
-        return self.layers[-1](x)
+from mlp_digits import MLP, load_data
 
 
 def main() -> None:
