@@ -26,7 +26,9 @@ batched by broadcasting it over a new axis 0:
   | FLIP                                         | axes + 1                                       |
   | CONTIGUOUS, DETACH, COPY                     | the same op                                    |
   | BUFFER, CONST                                | never batched (no sources)                     |
-  | ASSIGN, FUNCTION on a batched value          | an error (in-place writes; user derivative rules) |
+  | FUNCTION (a Function, checkpoint)            | its value batched; its derivative rules run on    |
+  |                                              | one example's placeholders, their graphs batched  |
+  | ASSIGN on a batched value                    | an error (an in-place write)                      |
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def _lift(source: LazyNode, batched: LazyNode | None, size: int) -> LazyNode:
     return source.reshape((1,) + source.shape).expand((size,) + source.shape)
 
 
-def _elementwise(node: LazyNode, srcs: list[LazyNode], size: int) -> LazyNode:
+def _elementwise(node: LazyNode, srcs: list[LazyNode], size: int, walk: "_Walk") -> LazyNode:
     if node.op is Op.CAST:
         return srcs[0].cast(node.dtype)
     return srcs[0].alu(node.op, *srcs[1:])
@@ -63,42 +65,96 @@ def _shifted(axes: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(a + 1 for a in axes)
 
 
-def _refuse(node: LazyNode, srcs: list[LazyNode], size: int) -> LazyNode:
-    why = {
-        Op.ASSIGN: "an in-place write (assign, +=) into a tensor",
-        Op.FUNCTION: "a custom Function (or checkpoint), whose derivative rules know one example's shapes,",
-    }[node.op]
-    raise NotImplementedError(f"vmap: {why} cannot take a batched value; apply it outside vmap")
+def _refuse_assign(node: LazyNode, srcs: list[LazyNode], size: int, walk: "_Walk") -> LazyNode:
+    raise NotImplementedError(
+        "vmap: an in-place write (assign, +=) into a tensor cannot take a batched value; apply it outside vmap"
+    )
 
 
-BATCHING_RULES: dict[Op, Callable[[LazyNode, list[LazyNode], int], LazyNode]] = {
+def _function(node: LazyNode, srcs: list[LazyNode], size: int, walk: "_Walk") -> LazyNode:
+    """A FUNCTION node (a Function such as conv2d's, or checkpoint): its value batched as any graph, its
+    derivative rules batched when they run (_BatchedRule)."""
+    return srcs[0].custom_rule(tuple(srcs[1:]), _BatchedRule(node, size, walk))
+
+
+BATCHING_RULES: dict[Op, Callable[[LazyNode, list[LazyNode], int, "_Walk"], LazyNode]] = {
     **{op: _elementwise for op in UNARY | BINARY | TERNARY},
-    Op.REDUCE_SUM: lambda node, srcs, size: srcs[0].reduce(node.op, _shifted(node.arg)),
-    Op.REDUCE_MAX: lambda node, srcs, size: srcs[0].reduce(node.op, _shifted(node.arg)),
-    Op.RESHAPE: lambda node, srcs, size: srcs[0].reshape((size,) + node.shape),
-    Op.EXPAND: lambda node, srcs, size: srcs[0].expand((size,) + node.shape),
-    Op.PERMUTE: lambda node, srcs, size: srcs[0].permute((0,) + _shifted(node.arg)),
-    Op.PAD: lambda node, srcs, size: srcs[0].pad(((0, 0),) + node.arg),
-    Op.SHRINK: lambda node, srcs, size: srcs[0].shrink(((0, size),) + node.arg),
-    Op.FLIP: lambda node, srcs, size: srcs[0].flip(_shifted(node.arg)),
-    Op.CONTIGUOUS: lambda node, srcs, size: srcs[0].contiguous(),
-    Op.DETACH: lambda node, srcs, size: srcs[0].detach(),
-    Op.COPY: lambda node, srcs, size: srcs[0].copy_to(node.device),
-    Op.ASSIGN: _refuse,
-    Op.FUNCTION: _refuse,
+    Op.REDUCE_SUM: lambda node, srcs, size, walk: srcs[0].reduce(node.op, _shifted(node.arg)),
+    Op.REDUCE_MAX: lambda node, srcs, size, walk: srcs[0].reduce(node.op, _shifted(node.arg)),
+    Op.RESHAPE: lambda node, srcs, size, walk: srcs[0].reshape((size,) + node.shape),
+    Op.EXPAND: lambda node, srcs, size, walk: srcs[0].expand((size,) + node.shape),
+    Op.PERMUTE: lambda node, srcs, size, walk: srcs[0].permute((0,) + _shifted(node.arg)),
+    Op.PAD: lambda node, srcs, size, walk: srcs[0].pad(((0, 0),) + node.arg),
+    Op.SHRINK: lambda node, srcs, size, walk: srcs[0].shrink(((0, size),) + node.arg),
+    Op.FLIP: lambda node, srcs, size, walk: srcs[0].flip(_shifted(node.arg)),
+    Op.CONTIGUOUS: lambda node, srcs, size, walk: srcs[0].contiguous(),
+    Op.DETACH: lambda node, srcs, size, walk: srcs[0].detach(),
+    Op.COPY: lambda node, srcs, size, walk: srcs[0].copy_to(node.device),
+    Op.ASSIGN: _refuse_assign,
+    Op.FUNCTION: _function,
 }
 assert MOVEMENT <= BATCHING_RULES.keys()
+
+
+class _Walk:
+    """What batch_graph knows: the batched version of each node it rebuilt (by id), and the nodes it
+    walked, kept alive so that those ids stay theirs (a FUNCTION's rules batch later graphs with it)."""
+
+    def __init__(self, inputs: dict[int, LazyNode]):
+        self.batched, self.seen = dict(inputs), []
+
+
+class _BatchedRule:
+    """The derivative rules of a batched FUNCTION node (torch.func's generate_vmap_rule): the original
+    rule runs on placeholders for one example's cotangent (or tangents), and the graph it returns is batched
+    by the same walk that batched the forward graph."""
+
+    def __init__(self, node: LazyNode, size: int, walk: _Walk):
+        self.node, self.size, self.walk, self.name = node, size, walk, node.arg.name
+        if len(getattr(getattr(node.arg, "rule", None), "shapes", ())) > 1:
+            raise NotImplementedError(f"vmap: {self.name}, a Function with several outputs, under vmap")
+
+    def _batched(self, results: list[LazyNode | None], seeds: dict[int, LazyNode]) -> list[LazyNode | None]:
+        walk = _Walk({**self.walk.batched, **seeds})
+        walk.seen = self.walk.seen
+        done = _walk([r for r in results if r is not None], walk, self.size)
+        it = iter(done)
+        return [None if r is None else _lift(r, next(it), self.size) for r in results]
+
+    def vjp(self, grad: LazyNode, needed: tuple[bool, ...], grad_of=None) -> tuple[LazyNode | None, ...]:
+        seed = LazyNode.buffer(
+            Placeholder("vmap: a cotangent placeholder"), self.node.shape, grad.dtype, grad.device
+        )
+        grads = self.node.arg.vjp(seed, needed)
+        return tuple(self._batched(list(grads), {id(seed): grad}))
+
+    def jvp(self, tangents: tuple[LazyNode | None, ...]) -> LazyNode | None:
+        seeds = [
+            None
+            if t is None
+            else LazyNode.buffer(Placeholder("vmap: a tangent placeholder"), x.shape, t.dtype, t.device)
+            for t, x in zip(tangents, self.node.srcs[1:])
+        ]
+        out = self.node.arg.jvp(tuple(seeds))
+        given = {id(p): t for p, t in zip(seeds, tangents) if p is not None}
+        return self._batched([out], given)[0]
 
 
 def batch_graph(outputs: list[LazyNode], inputs: dict[int, LazyNode], size: int) -> list[LazyNode | None]:
     """Each output rebuilt over the batch (batch axis 0), or None where it does not depend on `inputs`
     (placeholder id -> the batched value it stands for)."""
-    batched = dict(inputs)
-    for node in toposort(outputs):
+    return _walk(outputs, _Walk(inputs), size)
+
+
+def _walk(outputs: list[LazyNode], walk: _Walk, size: int) -> list[LazyNode | None]:
+    batched = walk.batched
+    order = toposort(outputs)
+    walk.seen.append(order)
+    for node in order:
         if id(node) in batched or not any(id(s) in batched for s in node.srcs):
             continue
         srcs = [_lift(s, batched.get(id(s)), size) for s in node.srcs]
-        batched[id(node)] = BATCHING_RULES[node.op](node, srcs, size)
+        batched[id(node)] = BATCHING_RULES[node.op](node, srcs, size, walk)
     return [batched.get(id(node)) for node in outputs]
 
 

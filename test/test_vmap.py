@@ -219,3 +219,30 @@ def test_grad_and_value_and_grad_with_aux(device):
     np.testing.assert_allclose(g.numpy(), t_g.numpy(), **TOL)
     with pytest.raises(TypeError, match="must return a pair"):
         minigrad.grad(lambda v: v.sum(), has_aux=True)(mx)
+
+
+def test_functions_with_their_own_rules_under_vmap(device):
+    """conv2d is a Function (its own derivative rules) and checkpoint a FUNCTION node: their values batch as
+    any graph, their rules run on one example's placeholders and are batched too."""
+    x, w = values((4, 2, 5, 5), (3, 2, 3, 3))
+    (mx, mw), (tx, tw) = both(device, x, w)
+    loss = lambda weight, xi: xi.unsqueeze(0).conv2d(weight, padding=1).relu().sum()  # noqa: E731
+    t_loss = lambda weight, xi: torch.nn.functional.conv2d(xi.unsqueeze(0), weight, padding=1).relu().sum()  # noqa: E731
+    want = torch.vmap(torch.func.grad(t_loss), in_dims=(None, 0))(tw, tx)
+    got = minigrad.vmap(minigrad.grad(loss), in_axes=(None, 0))(mw, mx)  # per-example gradients
+    np.testing.assert_allclose(got.numpy(), want.numpy(), **TOL)
+    summed = minigrad.grad(lambda weight: minigrad.vmap(lambda xi: loss(weight, xi))(mx).sum())(mw)
+    np.testing.assert_allclose(summed.numpy(), want.sum(0).numpy(), atol=1e-4, rtol=1e-4)
+    _, tangent = minigrad.jvp(
+        lambda xs: minigrad.vmap(lambda xi: xi.unsqueeze(0).conv2d(mw, padding=1))(xs),
+        (mx,),
+        (Tensor.ones_like(mx),),
+    )
+    t_tangent = torch.func.jvp(
+        lambda xs: torch.nn.functional.conv2d(xs, tw, padding=1), (tx,), (torch.ones_like(tx),)
+    )[1]
+    np.testing.assert_allclose(tangent.numpy().reshape(t_tangent.shape), t_tangent.numpy(), **TOL)
+    f = minigrad.checkpoint(lambda a: (a.sin() * a).sum())
+    got = minigrad.vmap(minigrad.grad(f))(mx[:, 0, 0])
+    a = x[:, 0, 0]
+    np.testing.assert_allclose(got.numpy(), np.sin(a) + a * np.cos(a), **TOL)
