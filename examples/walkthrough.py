@@ -16,6 +16,8 @@ Each section prints one stage, in the order the data flows (../README.md, "How m
   9. --steps more steps of gradient descent, which the caches answer
 
     python examples/walkthrough.py [--device CPU] [--steps 3]
+
+To click through the same stages in a browser: python -m minigrad viz examples/walkthrough.py (minigrad/viz.py).
 """
 
 import argparse

@@ -1,6 +1,7 @@
 """`python -m minigrad`: what this machine offers minigrad; `python -m minigrad cache`: the kernel cache.
 
-In: nothing, or `cache --info` / `cache --clear` (`--clear-cache` is the old spelling of the latter).
+In: nothing, or `cache --info` / `cache --clear` (`--clear-cache` is the old spelling of the latter), or
+`viz SCRIPT.py [-o OUT.html]` (minigrad/viz.py: a page that shows the graph, schedule and kernels of a run).
 Out: a report on stdout: the version, each device with its compiler or the reason it does not open here
 (no compiler, no OpenCL platform, no GPU), the default device, and where the kernel cache is and how big.
 """
@@ -43,6 +44,11 @@ def devices_report() -> None:
 
 
 def main(argv: list[str]) -> None:
+    if argv[:1] == ["viz"]:
+        from minigrad import viz
+
+        viz.main(argv[1:])
+        return
     if argv[:1] == ["cache"]:
         parser = argparse.ArgumentParser(prog="python -m minigrad cache", description="the kernel cache")
         action = parser.add_mutually_exclusive_group()

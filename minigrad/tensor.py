@@ -24,7 +24,8 @@ from minigrad.engine.realize import REALIZE_LOCK
 from minigrad.engine.realize import realize as realize_nodes
 from minigrad.gradient import differentiable_graph
 from minigrad.gradient import gradient as reverse_gradient
-from minigrad.helpers import CONTEXT_HOOKS, normalize_axis, prod
+from minigrad import viz
+from minigrad.helpers import CONTEXT_HOOKS, getenv, normalize_axis, prod
 from minigrad.lazy import LazyNode
 from minigrad.library.activations import ActivationOps
 from minigrad.library.einsum import EinsumOps
@@ -579,6 +580,8 @@ class Tensor(
                 "backward() on a tensor that does not require grad: no input of it was created "
                 "with requires_grad=True"
             )
+        if getenv("VIZ"):  # the viewer shows the nodes made from here on as the backward pass
+            viz.phase("backward")
         root_grad = self._root_gradient(gradient)
         graph = differentiable_graph([self.lazydata])
         found = [(n, ref()) for n in graph for ref in n.leaf_of]  # the leaves this graph reaches
@@ -593,6 +596,8 @@ class Tensor(
             grad_tensor.roots = leaf.grad.roots if leaf.grad is not None else ()
             grad_tensor.roots += (weakref.ref(self),)  # realized with the update: optim.Optimizer.step
             leaf.grad = grad_tensor
+        if getenv("VIZ"):
+            viz.phase("forward")
         return self
 
     def _root_gradient(self, gradient: "Tensor | None") -> "Tensor":

@@ -404,6 +404,13 @@ def vectorize(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
 def optimize(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     """Every rewrite in order, for the hardware `target` describes (codegen/target.py)."""
     nest = pick(ast, nest, target.gpu)
+    for rewrite in rewrites_for(nest, target):
+        nest = rewrite(ast, nest, target)
+    return nest
+
+
+def rewrites_for(nest: LoopNest, target: Target) -> tuple:
+    """The rewrites `optimize` applies after `pick`, in order (the viewer shows the nest after each)."""
     tiling = (tile,) if getenv("TILE", int(target.local_tiles)) else ()
     rewrites = (
         (reorder, *tiling, group, upcast) if target.gpu else (reorder, transpose, upcast, pack, parallelize)
@@ -414,6 +421,4 @@ def optimize(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     rewrites = (
         rewrites if not (nest.picks or nest.scatter) else picked if target.gpu else (*picked, parallelize)
     )
-    for rewrite in rewrites + ((vectorize,) if target.float4 else ()):
-        nest = rewrite(ast, nest, target)
-    return nest
+    return rewrites + ((vectorize,) if target.float4 else ())

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from minigrad.device import Buffer, Device
+from minigrad import viz
 from minigrad.engine import graph, search
 from minigrad.engine.schedule import ScheduleItem, create_schedule
 from minigrad.helpers import GlobalCounters, getenv, prod
@@ -89,9 +90,14 @@ def _realize(nodes: list[LazyNode]) -> None:
     if getenv("GRAPH"):
         graph.write(nodes, schedule)
     _check_not_overwritten(schedule)
+    if getenv("VIZ"):
+        viz.realize_started(nodes, schedule)
     kernels = [item for item in schedule if item.ast.op is Op.STORE and prod(item.outputs[0].shape) > 0]
+    start = time.perf_counter()
     for device in {item.outputs[0].device for item in kernels}:  # new kernels compile on several threads
         Device[device].precompile([item.ast for item in kernels if item.outputs[0].device == device])
+    if getenv("VIZ"):  # (the batch's time, shared by its kernels: they compile together)
+        viz.compiled(time.perf_counter() - start, len(kernels))
     run_schedule(schedule, keep=nodes)
 
 
@@ -178,13 +184,16 @@ def _run_kernel(item: ScheduleItem, beam: int, debug: int) -> None:
         _set_outputs(item, outputs)
         return
     buffers = outputs + [node.realized for node in item.inputs]
+    fetch = time.perf_counter()
     program = (
         search.program_for(item.ast, backend, item.outputs, buffers)
         if beam
         else backend.get_program(item.ast)
     )
     start = time.perf_counter()
-    elapsed = program.launch(buffers, wait=debug >= 1) or time.perf_counter() - start
+    elapsed = program.launch(buffers, wait=debug >= 1 or getenv("VIZ")) or time.perf_counter() - start
+    if getenv("VIZ"):
+        viz.kernel_ran(item, program, elapsed, start - fetch)
     ops, mem = _count_ops(item.ast), sum(b.nbytes for b in buffers)  # arithmetic ops, bytes moved
     runs = _capture.get()
     if runs is not None:  # (before _set_outputs, which turns a written ASSIGN into a plain buffer)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import math
 
+from minigrad import viz
 from minigrad.dtype import dtypes
+from minigrad.helpers import getenv
 from minigrad.tensor import Tensor
 
 
@@ -71,7 +73,12 @@ class Optimizer:
         losses = {id(t): t for g in grads for t in (ref() for ref in g.roots) if t is not None}
         for g in grads:
             g.roots = ()  # computed now: a later step need not realize them again
-        Tensor.realize(*losses.values(), *self.schedule_step())
+        if getenv("VIZ"):  # the viewer shows the update's nodes as the optimizer step
+            viz.phase("optimizer step")
+        updates = self.schedule_step()
+        if getenv("VIZ"):
+            viz.phase("forward")
+        Tensor.realize(*losses.values(), *updates)
 
     def schedule_step(self) -> list[Tensor]:
         """The lazy update (assigns) of every parameter and buffer, not yet realized."""
