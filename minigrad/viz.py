@@ -336,9 +336,11 @@ def main(argv: list[str]) -> None:
     output = pathlib.Path(options.output or pathlib.Path(options.script).with_suffix(".html").name)
     sys.argv = [options.script, *options.args]
     start = time.perf_counter()
-    with Context(VIZ=1):
-        runpy.run_path(options.script, run_name="__main__")
-    output.write_text(build_page(pathlib.Path(options.script).name))
+    try:
+        with Context(VIZ=1):
+            runpy.run_path(options.script, run_name="__main__")
+    finally:  # a script that fails still gets the page of what it computed until then
+        output.write_text(build_page(pathlib.Path(options.script).name))
     kernels = sum(len(r["kernels"]) for r in _realizes)
     print(
         f"viz: {len(_realizes)} realizes, {kernels} kernels -> {output} ({time.perf_counter() - start:.1f} s)"
