@@ -133,6 +133,8 @@ class _KernelPlanner:
             for src in node.srcs:
                 if id(src.base) in self.consumers:
                     self.consumers[id(src.base)].append((node, src.st))
+        # each node's sources' bases in the graph (the rules below walk these on every pass)
+        self.sources = {id(n): [s.base for s in n.srcs if id(s.base) in self.consumers] for n in self.order}
         self.reasons: dict[int, str] = {}
         for t in targets:
             if not _is_leaf(t.base):
@@ -176,12 +178,12 @@ class _KernelPlanner:
                 members[id(node)].add(id(root))
                 if node.op in REDUCE:
                     reduces[id(root)].append(node)
-                stack += [s.base for s in node.srcs if id(s.base) in members and not self.owns_buffer(s.base)]
+                stack += [b for b in self.sources[id(node)] if not self.owns_buffer(b)]
         return members, reduces
 
     def _contains_reduce(self, node: LazyNode, contains: dict[int, bool]) -> bool:
         """Does `node`'s kernel-to-be contain a reduce, given the buffers decided so far?"""
-        inlined = [s.base for s in node.srcs if id(s.base) in contains and not self.owns_buffer(s.base)]
+        inlined = [b for b in self.sources[id(node)] if id(b) in contains and not self.owns_buffer(b)]
         return node.op in REDUCE or any(contains[id(b)] for b in inlined)
 
     def _dynamic_rules(self) -> bool:
@@ -226,13 +228,13 @@ class _KernelPlanner:
                 under_reduce.update(id(s.base) for s in node.srcs if id(s.base) in self.consumers)
         changed = False
         for node in self.order:
-            if node.op not in ELEMENTWISE or self.owns_buffer(node) or contains[id(node)] or _picks(node):
+            if node.op not in ELEMENTWISE or self.owns_buffer(node) or contains[id(node)]:
                 continue
             if any(
                 (consumer.op in REDUCE or id(consumer) in under_reduce)
                 and st.size >= max(BROADCAST * node.st.size, BROADCAST_READS)
                 for consumer, st in self.consumers[id(node)]
-            ):
+            ) and not _picks(node):
                 changed |= self._mark(node, "R6 elementwise work read through a broadcast in a reduce")
         return changed
 
@@ -244,7 +246,7 @@ class _KernelPlanner:
         cost: dict[int, int] = {}
         changed = False
         for node in self.order:
-            inlined = [s.base for s in node.srcs if id(s.base) in cost and not self.owns_buffer(s.base)]
+            inlined = [b for b in self.sources[id(node)] if not self.owns_buffer(b)]
             cost[id(node)] = min(1 + sum(cost[id(b)] for b in inlined), 1 << 30)
             fans_out = len({id(c) for c, _ in self.consumers[id(node)]}) > 1
             if cost[id(node)] > RECOMPUTE_OPS and len(members[id(node)]) > 1 and fans_out:
@@ -264,7 +266,7 @@ class _KernelPlanner:
         for node in self.order:
             if node.device not in limits:
                 limits[node.device] = Device[node.device].max_buffers - 1  # one argument is the output
-            inlined = [s.base for s in node.srcs if id(s.base) in ops and not self.owns_buffer(s.base)]
+            inlined = [b for b in self.sources[id(node)] if not self.owns_buffer(b)]
             direct = {id(s.base) for s in node.srcs if s.base.op is not Op.CONST}
             buffers = frozenset(direct - {id(b) for b in inlined})
             ops[id(node)] = frozenset({id(node)}).union(*(ops[id(b)] for b in inlined))
