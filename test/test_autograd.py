@@ -213,3 +213,52 @@ def test_a_step_realizes_the_losses_its_gradients_came_from():
     assert loss.lazydata.base.realized is not None and w.grad.roots == ()
     np.testing.assert_allclose(loss.item(), 5.0)
     np.testing.assert_allclose(w.numpy(), [0.8, 1.6])
+
+
+@pytest.mark.parametrize("kind", ["int", "slice", "mask", "tensor"])
+def test_setitem_gradients_as_torch(device, kind):
+    """x[i] = v on a tensor in the graph: the other elements' gradients flow to x, the written ones to v."""
+    values = np.array([1.0, 2.0, 3.0, 4.0], dtype=np.float32)
+    written = [10.0] if kind == "int" else [10.0, 20.0]
+    x, v = (
+        Tensor(values, device=device, requires_grad=True),
+        Tensor(written, device=device, requires_grad=True),
+    )
+    tx, tv = torch.tensor(values, requires_grad=True), torch.tensor(written, requires_grad=True)
+    index = {
+        "int": (1, 1),
+        "slice": (slice(1, 3), slice(1, 3)),
+        "mask": (Tensor([True, False, True, False], device=device), torch.tensor([True, False, True, False])),
+        "tensor": (Tensor([0, 3], device=device), torch.tensor([0, 3])),
+    }[kind]
+    y, ty = x * 2, (tx * 2).clone()
+    y[index[0]] = (v[0] if kind == "int" else v) * 3
+    ty[index[1]] = (tv[0] if kind == "int" else tv) * 3
+    weights = np.array([1.0, 2.0, 3.0, 4.0], dtype=np.float32)
+    (y * Tensor(weights, device=device)).sum().backward()
+    (ty * torch.tensor(weights)).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy())
+    np.testing.assert_allclose(v.grad.numpy(), tv.grad.numpy())
+
+
+def test_in_place_add_on_a_non_leaf_and_assign_gradients_as_torch(device):
+    x, tx = (
+        Tensor([1.0, 2.0], device=device, requires_grad=True),
+        torch.tensor([1.0, 2.0], requires_grad=True),
+    )
+    y, ty = x * 3, tx * 3
+    y += x * x
+    ty += tx * tx
+    y.sum().backward()
+    ty.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy())
+    w, tw = (
+        Tensor([3.0, 4.0], device=device, requires_grad=True),
+        torch.tensor([3.0, 4.0], requires_grad=True),
+    )
+    z, tz = (Tensor([1.0, 2.0], device=device) * 1).contiguous(), torch.tensor([1.0, 2.0]) * 1
+    z.assign(w * 2)
+    tz.copy_(tw * 2)
+    (z * z).sum().backward()
+    (tz * tz).sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), tw.grad.numpy())
