@@ -303,3 +303,28 @@ def test_first_second_and_third_derivatives_at_zero_as_torch(device, name):
         np.testing.assert_allclose(
             value.numpy(), want, atol=1e-5, rtol=1e-5, err_msg=f"{name}: derivative {k}"
         )
+
+
+@pytest.mark.slow
+def test_grad_through_a_2000_step_scalar_recurrence():
+    """x = sin(x) * 0.9 + 0.1 (the audit's), and x = x + 0.001 sin(x), whose derivative stays near 1 over
+    2,000 steps: one long chain each, which the scheduler cuts into kernels of at most KERNEL_OPS ops (R9)
+    instead of one gigantic kernel."""
+
+    def run(step, x):
+        for _ in range(2000):
+            x = step(x)
+        return x
+
+    contracting = lambda x: x.sin() * 0.9 + 0.1  # noqa: E731
+    slow = lambda x: x + x.sin() * 0.001  # noqa: E731
+    value, grad, derivative = np.float64(0.3), minigrad.grad(lambda x: run(slow, x).sum()), 1.0
+    for _ in range(2000):
+        derivative *= 1 + 0.001 * np.cos(value)
+        value = value + 0.001 * np.sin(value)
+    np.testing.assert_allclose(grad(Tensor([0.3])).numpy()[0], derivative, rtol=1e-4)
+    reference = np.float64(0.3)
+    for _ in range(2000):
+        reference = np.sin(reference) * 0.9 + 0.1
+    fixed_point = minigrad.value_and_grad(lambda x: run(contracting, x).sum())(Tensor([0.3]))[0]
+    np.testing.assert_allclose(fixed_point.item(), reference, rtol=1e-5)
