@@ -122,3 +122,16 @@ def test_train_ddp_example_reaches_one_process_accuracy():
     accuracy = [float(r.stdout.split("test accuracy ")[1].split("%")[0]) for r in (one, two)]
     assert accuracy[0] > 85 and abs(accuracy[0] - accuracy[1]) <= 0.6, accuracy  # one digit in 360 may differ
     assert two.stdout.count("test accuracy") == 1  # printed by rank 0 only
+
+
+def test_host_buffers_go_to_mpi_without_a_copy():
+    """CPU and NUMPY buffers are host memory: MPI reads the tensor's own buffer and writes the new one's."""
+    for device in ("CPU", "NUMPY"):
+        t = Tensor([1.0, 2.0, 3.0], device=device).realize()
+        own = t.lazydata.realized.host_view()
+        assert np.shares_memory(distributed._host_values(t), own)
+        landing = distributed._Landing(3, dtypes.float32, device)
+        assert np.shares_memory(landing.array, landing.tensor().lazydata.realized.host_view())
+    landing = distributed._Landing(3, dtypes.float32, "NUMPY")
+    landing.array[:] = [4.0, 5.0, 6.0]  # what MPI would write lands in the result tensor
+    assert landing.tensor().tolist() == [4.0, 5.0, 6.0]
