@@ -111,8 +111,6 @@ class _BatchedRule:
 
     def __init__(self, node: LazyNode, size: int, walk: _Walk):
         self.node, self.size, self.walk, self.name = node, size, walk, node.arg.name
-        if len(getattr(getattr(node.arg, "rule", None), "shapes", ())) > 1:
-            raise NotImplementedError(f"vmap: {self.name}, a Function with several outputs, under vmap")
 
     def _batched(self, results: list[LazyNode | None], seeds: dict[int, LazyNode]) -> list[LazyNode | None]:
         walk = _Walk({**self.walk.batched, **seeds})
@@ -122,11 +120,23 @@ class _BatchedRule:
         return [None if r is None else _lift(r, next(it), self.size) for r in results]
 
     def vjp(self, grad: LazyNode, needed: tuple[bool, ...], grad_of=None) -> tuple[LazyNode | None, ...]:
-        seed = LazyNode.buffer(
-            Placeholder("vmap: a cotangent placeholder"), self.node.shape, grad.dtype, grad.device
-        )
-        grads = self.node.arg.vjp(seed, needed)
-        return tuple(self._batched(list(grads), {id(seed): grad}))
+        """One placeholder cotangent per output of the call that has a gradient (a Function with several
+        outputs reads its siblings' through grad_of), the original rule on them, its graph batched."""
+        siblings = getattr(getattr(self.node.arg, "rule", None), "nodes", None) or [self.node]
+        seeds, given = {}, {}
+        for original in siblings:
+            batched = self.walk.batched.get(id(original))
+            g = (
+                grad
+                if original is self.node
+                else (grad_of(batched) if grad_of and batched is not None else None)
+            )
+            if g is not None:
+                message = "vmap: a cotangent placeholder"
+                seeds[id(original)] = LazyNode.buffer(Placeholder(message), original.shape, g.dtype, g.device)
+                given[id(seeds[id(original)])] = g
+        grads = self.node.arg.vjp(seeds[id(self.node)], needed, lambda other: seeds.get(id(other)))
+        return tuple(self._batched(list(grads), given))
 
     def jvp(self, tangents: tuple[LazyNode | None, ...]) -> LazyNode | None:
         seeds = [

@@ -246,3 +246,16 @@ def test_functions_with_their_own_rules_under_vmap(device):
     got = minigrad.vmap(minigrad.grad(f))(mx[:, 0, 0])
     a = x[:, 0, 0]
     np.testing.assert_allclose(got.numpy(), np.sin(a) + a * np.cos(a), **TOL)
+
+
+def test_a_function_with_two_outputs_under_vmap(device):
+    from test.test_function import SinCos
+
+    x = values((4, 3))[0]
+    mx = Tensor(x, device=device)
+    f = lambda r: (lambda s, c: (s * 2 + c * 3).sum())(*SinCos.apply(r))  # noqa: E731
+    want = 2 * np.cos(x) - 3 * np.sin(x)
+    np.testing.assert_allclose(minigrad.vmap(minigrad.grad(f))(mx).numpy(), want, **TOL)
+    np.testing.assert_allclose(minigrad.grad(lambda xs: minigrad.vmap(f)(xs).sum())(mx).numpy(), want, **TOL)
+    only_cos = minigrad.grad(lambda xs: minigrad.vmap(lambda r: SinCos.apply(r)[1].sum())(xs).sum())(mx)
+    np.testing.assert_allclose(only_cos.numpy(), -np.sin(x), **TOL)  # the other output's gradient: zeros
