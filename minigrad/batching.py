@@ -171,7 +171,7 @@ def _walk(outputs: list[LazyNode], walk: _Walk, size: int) -> list[LazyNode | No
 # ---- vmap --------------------------------------------------------------------------------------------
 
 
-def _per_argument(axes: Axes, nargs: int, name: str) -> tuple[int | None, ...]:
+def _axes_for(axes: Axes, nargs: int, name: str) -> tuple[int | None, ...]:
     if axes is None or isinstance(axes, int):
         return (axes,) * nargs
     axes = tuple(axes)
@@ -215,7 +215,7 @@ def vmap(
 
     @functools.wraps(f)
     def vmapped(*args: Any) -> Any:
-        axes = _per_argument(in_axes, len(args), "in_axes")
+        axes = _axes_for(in_axes, len(args), "in_axes")
         batched: dict[int, tuple[int, LazyNode]] = {}
         traced = [
             a if axis is None else map_leaves(a, lambda t, ax=axis: _stand_in(t, ax, batched), Tensor, "vmap")
@@ -236,7 +236,7 @@ def vmap(
         nodes = batch_graph([r.lazydata for r in results], inputs, size)
         moved = [
             _move_batch(r, node, size, axis)
-            for r, node, axis in zip(results, nodes, _per_argument(out_axes, len(results), "out_axes"))
+            for r, node, axis in zip(results, nodes, _axes_for(out_axes, len(results), "out_axes"))
         ]
         return moved[0] if isinstance(out, Tensor) else tuple(moved)
 

@@ -77,6 +77,13 @@ def _shrink_rule(node: LazyNode, grad: LazyNode, needed: tuple) -> Grads:
     return (grad.pad(tuple((begin, s - end) for (begin, end), s in zip(node.arg, node.srcs[0].shape))),)
 
 
+def _function_rule(node: LazyNode, grad: LazyNode, needed: tuple, grad_of=lambda other: None) -> Grads:
+    """A FUNCTION node's own rule (a Function, checkpoint, assign): nothing for the value it wraps, then
+    the rule's gradients. grad_of(node) reads the gradient of another output of the same call (a Function
+    with several outputs runs its backward once, with all of them)."""
+    return (None, *node.arg.vjp(grad, needed[1:], grad_of))
+
+
 def NO_GRADIENT(node: LazyNode, grad: LazyNode, needed: tuple) -> Grads:
     return tuple(None for _ in node.srcs)
 
@@ -120,7 +127,7 @@ REVERSE_RULES: dict[Op, Callable[[LazyNode, LazyNode, tuple[bool, ...]], Grads]]
     Op.CONTIGUOUS: lambda node, grad, _: (grad,),
     Op.COPY: lambda node, grad, _: (grad.copy_to(node.srcs[0].device),),
     **dict.fromkeys((Op.ASSIGN, Op.DETACH), NO_GRADIENT),
-    Op.FUNCTION: lambda node, grad, needed: (None, *node.arg.vjp(grad, needed[1:])),
+    Op.FUNCTION: _function_rule,
 }
 
 
@@ -235,10 +242,9 @@ def gradient(
         if grad is None or not node.srcs or id(node) not in leads_to_target:
             continue
         needed = tuple([id(src) in leads_to_target for src in node.srcs])
-        if node.op is Op.FUNCTION:  # a Function with several outputs reads the others' gradients too
-            src_grads = (None, *node.arg.vjp(grad, needed[1:], lambda other: grads.get(id(other))))
-        else:
-            src_grads = REVERSE_RULES[node.op](node, grad, needed)
+        # a FUNCTION's rule may read the gradients of the other outputs of its call (a Function with several)
+        extra = (lambda other: grads.get(id(other)),) if node.op is Op.FUNCTION else ()
+        src_grads = REVERSE_RULES[node.op](node, grad, needed, *extra)
         for src, src_grad in zip(node.srcs, src_grads):
             if src_grad is not None:
                 src_grad = src_grad.cast(src.dtype)

@@ -32,7 +32,6 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Sequence
 
-
 from minigrad.batching import vmap
 from minigrad.dtype import dtypes
 from minigrad.engine.realize import release_after_use
@@ -57,8 +56,8 @@ def _leaves(structure: Any, where: str = "a value") -> list[Tensor]:
     return found
 
 
-def _rebuild(structure: Any, values: list[Tensor]) -> Any:
-    """`structure` with its Tensors replaced, in order, by `values`."""
+def _rebuild(structure: Any, values: list[Any]) -> Any:
+    """`structure` with its Tensors replaced, in order, by `values` (Tensors, or Jacobian structures)."""
     it = iter(values)
     return map_leaves(structure, lambda _: next(it), Tensor, "a value")
 
@@ -251,13 +250,7 @@ def _assemble(blocks: list[list[Tensor]], outputs: Any, wrt: list[Any], argnums:
     for o, row in zip(_leaves(outputs), blocks):
         grouped = _per_argument([b.reshape(o.shape + x.shape) for b, x in zip(row, inputs)], wrt)
         per_output.append(grouped[0] if isinstance(argnums, int) else tuple(grouped))
-    return _rebuild_any(outputs, per_output)
-
-
-def _rebuild_any(structure: Any, values: list[Any]) -> Any:
-    """`structure` with its Tensors replaced, in order, by `values` (which need not be Tensors)."""
-    it = iter(values)
-    return map_leaves(structure, lambda _: next(it), Tensor, "the output")
+    return _rebuild(outputs, per_output)
 
 
 def _reverse_jacobian(wrt: list[Any], out: Any, argnums: Argnums) -> Any:

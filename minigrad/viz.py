@@ -59,7 +59,7 @@ def realize_started(roots: list, schedule: list) -> None:
 
     owner = _owners(schedule)
     nodes = lazy.toposort(roots, stop=lambda n: n.realized is not None)
-    kernels = []
+    kernels, kernel_index = [], {}  # kernel_index: id(output node) -> its kernel's number
     for item in schedule:
         if item.ast.op is not Op.STORE:
             continue
@@ -76,11 +76,9 @@ def realize_started(roots: list, schedule: list) -> None:
             "compile_s": 0.0,
             "run_s": None,
         }
+        kernel_index[id(out)] = len(kernels)
         kernels.append(record)
         _pending[id(item)] = record
-    kernel_index = {
-        id(item.outputs[0]): k for k, item in enumerate(i for i in schedule if i.ast.op is Op.STORE)
-    }
     info = {
         f"n{id(n)}": {
             "op": n.op.name,

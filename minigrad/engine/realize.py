@@ -24,8 +24,8 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from minigrad.device import Buffer, Device
 from minigrad import viz
+from minigrad.device import Buffer, Device
 from minigrad.engine import graph, search
 from minigrad.engine.schedule import ScheduleItem, create_schedule
 from minigrad.helpers import GlobalCounters, getenv, prod
@@ -191,8 +191,9 @@ def _run_kernel(item: ScheduleItem, beam: int, debug: int) -> None:
         else backend.get_program(item.ast)
     )
     start = time.perf_counter()
-    elapsed = program.launch(buffers, wait=debug >= 1 or getenv("VIZ")) or time.perf_counter() - start
-    if getenv("VIZ"):
+    viewed = getenv("VIZ")
+    elapsed = program.launch(buffers, wait=debug >= 1 or viewed) or time.perf_counter() - start
+    if viewed:
         viz.kernel_ran(item, program, elapsed, start - fetch)
     ops, mem = _count_ops(item.ast), sum(b.nbytes for b in buffers)  # arithmetic ops, bytes moved
     runs = _capture.get()
