@@ -664,6 +664,13 @@ class Tensor(
         """Self as a floating-point tensor (transcendental ops on ints work in float, like torch)."""
         return self if dtypes.is_float(self.dtype) else self.cast(dtypes.default_float)
 
+    def _wide(self) -> "Tensor":
+        """Self (a float tensor) in float64 where its device has float64, else self: for a formula whose
+        float32 roundings add up (pow, tan of large x), computed wide and rounded once with .cast(dtype)."""
+        if self.dtype.itemsize < 8 and Device[self.device].supports_dtype(dtypes.float64):
+            return self.cast(dtypes.float64)
+        return self
+
     # ---- primitive elementwise ------------------------------------------------------------------
 
     def add(self, other: Operand, reverse: bool = False) -> "Tensor":

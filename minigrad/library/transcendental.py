@@ -135,7 +135,8 @@ class TranscendentalOps:
         """tan(r) + r_low (1 + tan(r)^2) with x = k pi/2 + r + r_low, r + r_low exact to float precision
         (Cody-Waite: pi/2 in parts whose products with k are exact; the last two subtractions' rounding
         errors kept as r_low); tan(r) = r + r^3 P(r^2) for even k, -cot(r) = r P'(r^2) - 1/r for odd k (not
-        -1/tan(r), whose rounding a reciprocal can double). sin(x) / cos(x) beyond |x| = 16384."""
+        -1/tan(r), whose rounding a reciprocal can double). Beyond |x| = 16384 sin(x) / cos(x), in float64
+        where the device has it (in float32 the two roundings of sin and cos add up to 3 ulp)."""
         x = self._float()
         near = _magnitude(x) <= 16384
         xs = near.where(x, 0.0)
@@ -149,8 +150,8 @@ class TranscendentalOps:
         ro = odd.where(r, 1.0)
         tan_poly = _poly(z, TAN)
         value = odd.where(ro * _poly(ro * ro, COT) - 1 / ro, r + r * z * tan_poly)
-        xf = near.where(1.0, x)
-        value = near.where(value + r_low * (1 + value * value), xf.sin() / xf.cos())
+        xf = near.where(1.0, x)._wide()
+        value = near.where(value + r_low * (1 + value * value), (xf.sin() / xf.cos()).cast(x.dtype))
         return _signed_zero(x, value, r * (1 + z * tan_poly))  # at 0: k = 0, r = x
 
     def sinh(self) -> "Tensor":
