@@ -7,17 +7,17 @@ Every algorithm is a loop, unrolled in Python over the matrix size n, of whole-t
 updates all rows (and all matrices of the batch) at once, and selecting a row or a column is a multiply by
 a one-hot mask. Nothing runs on the host, so they run on every device, and their derivatives are the
 derivatives of the steps (no hand-written rules, except eigh's, see there). The graphs grow with n
-(about n steps of a few ops each; eigh's Jacobi sweeps about n^2 per sweep): meant for the small and
+(about n steps of a few ops each; eigh: n rounds per sweep, each a few matmuls): meant for the small and
 medium matrices of models, not for n in the thousands.
 
   LU with partial pivoting (P A = L U; pivot: the largest |entry| of the column, first on ties, as LAPACK)
       solve, inv, det, slogdet
   Cholesky-Banachiewicz, column by column                      cholesky
   Householder reflections (LAPACK's signs: R's diagonal is -sign(a) |column|)   qr (reduced)
-  cyclic Jacobi rotations, eigenvalues sorted ascending          eigh
+  parallel Jacobi rotations (round-robin pairs), sorted ascending eigh
 
 Errors as torch's: a singular matrix in solve or inv, and a matrix that is not positive-definite in
-cholesky, raise (the check reads the pivots back); det and slogdet of a singular matrix give 0 and
+cholesky, raise (the check reads the pivots back, so not inside vmap); det and slogdet of a singular matrix give 0 and
 (0, -inf). cholesky and eigh read the lower triangle, as torch's, and their gradient is the symmetric one.
 """
 
@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from minigrad.dtype import dtypes
 from minigrad.function import Function
+from minigrad.lazy import Placeholder, toposort
+from minigrad.ops import Op
 from minigrad.tensor import Tensor
 
 JACOBI_SWEEPS = 12  # at most; each sweep squares the off-diagonal's size once it is small (quadratic)
@@ -64,9 +66,17 @@ def _lower_symmetric(A: Tensor) -> Tensor:
     return lower.detach() + (symmetric - symmetric.detach())  # lower's value, symmetric's derivative
 
 
+def _readable(t: Tensor) -> bool:
+    """Can t's data be read now? Not while vmap traces a function with stand-ins for one example, whose
+    values do not exist: there the checks that read data back are skipped (a singular matrix then gives
+    inf or NaN, as torch's *_ex functions), and eigh runs a fixed number of sweeps."""
+    nodes = toposort([t.lazydata], stop=lambda node: node.realized is not None)
+    return not any(node.op is Op.BUFFER and isinstance(node.arg, Placeholder) for node in nodes)
+
+
 def _raise_if(condition: Tensor, message: str) -> None:
-    """Raise RuntimeError(message) when any element of `condition` is True (reads it back)."""
-    if condition.numel() and bool(condition.any().item()):
+    """Raise RuntimeError(message) when any element of `condition` is True (reads it back, when it can)."""
+    if condition.numel() and _readable(condition) and bool(condition.any().item()):
         raise RuntimeError(message)
 
 
@@ -195,7 +205,7 @@ def cholesky(A: Tensor, upper: bool = False) -> Tensor:
         L = L + column.unsqueeze(-1) * _basis(n, j, A)
     if n:
         failed = Tensor.cat(*diagonal, dim=-1) <= 0
-        if failed.numel() and bool(failed.any().item()):
+        if failed.numel() and _readable(failed) and bool(failed.any().item()):
             order = int(failed.reshape(-1, n).numpy().any(0).argmax()) + 1
             raise RuntimeError(
                 "linalg.cholesky: The factorization could not be completed because the input is not "
@@ -240,42 +250,68 @@ def qr(A: Tensor, mode: str = "reduced") -> tuple[Tensor, Tensor]:
 
 
 def _jacobi(A: Tensor, sweeps: int) -> tuple[Tensor, Tensor]:
-    """Cyclic Jacobi: rotate pairs (p, q) to zero A[p, q]; returns (eigenvalues unsorted, V)."""
+    """Parallel cyclic Jacobi: each sweep visits every pair (p, q) once, in n - 1 (n even) or n (n odd)
+    rounds of disjoint pairs (a round-robin tournament), and a round rotates all its pairs at once:
+    A <- J^T A J, V <- V J. The round's pairing is data (a permutation matrix), not constants in the
+    kernels, so every round runs the same compiled kernels. Returns (eigenvalues unsorted, V)."""
     n = A.shape[-1]
     V = Tensor.eye(n, device=A.device, dtype=A.dtype).expand(*A.shape)
+    rounds = [_pairing(pairs, n, A) for pairs in _tournament(n)]
+    eager = _readable(A)  # inside vmap: a fixed number of sweeps, each round a kernel boundary
     for _ in range(sweeps):
-        off_diagonal = (A * A).sum((-2, -1)) - (_diagonal(A) ** 2).sum(-1)
-        if n < 2 or bool((off_diagonal <= 1e-14 * (A * A).sum((-2, -1))).all().item()):
-            break  # converged (quadratically: a sweep or two after the rotations get small)
-        for p in range(n - 1):
-            for q in range(p + 1, n):
-                app, aqq, apq = A[..., p, p : p + 1], A[..., q, q : q + 1], A[..., p, q : q + 1]
-                zero = apq == 0
-                theta = (aqq - app) / (2 * zero.where(1.0, apq))
-                t = theta.sign() / (theta.abs() + (theta * theta + 1).sqrt())  # the smaller root
-                t = zero.where(0.0, (theta == 0).where(1.0, t))
-                c = 1 / (t * t + 1).sqrt()
-                s = t * c
-                # realized at each step: the next reads this A at several views, and inlining a chain
-                # of such steps into one kernel would repeat each step's work for every view
-                A = _rotate(A, p, q, c, s).realize()
-                V = _rotate_columns(V, p, q, c, s).realize()
+        if eager:
+            off_diagonal = (A * A).sum((-2, -1)) - (_diagonal(A) ** 2).sum(-1)
+            if n < 2 or bool((off_diagonal <= 1e-14 * (A * A).sum((-2, -1))).all().item()):
+                break  # converged (quadratically: a sweep or two after the rotations get small)
+        for partner, first, paired in rounds:
+            J = _rotations(A, partner, first, paired)
+            # a kernel boundary at each round: the next round reads A at several views, and inlining a
+            # chain of rounds into one kernel would repeat each round's work for every view
+            A, V = (J.transpose(-1, -2) @ A @ J), V @ J
+            A, V = (A.realize(), V.realize()) if eager else (A.clone(), V.clone())
     return _diagonal(A), V
 
 
-def _rotate_columns(M: Tensor, p: int, q: int, c: Tensor, s: Tensor) -> Tensor:
-    """M J for the rotation J in the (p, q) plane: columns p and q mixed."""
-    n = M.shape[-1]
-    e_p, e_q = _basis(n, p, M), _basis(n, q, M)
-    col_p, col_q = _column(M, p).unsqueeze(-1), _column(M, q).unsqueeze(-1)
-    c, s = c.unsqueeze(-1), s.unsqueeze(-1)
-    new_p, new_q = c * col_p - s * col_q, s * col_p + c * col_q
-    return M + (new_p - col_p) * e_p + (new_q - col_q) * e_q
+def _tournament(n: int) -> list[list[tuple[int, int]]]:
+    """The rounds of a round-robin over n players (circle method; with n odd, one sits out each round)."""
+    players = list(range(n + n % 2))  # player n (n odd) is "sits out"
+    rounds = []
+    for _ in range(len(players) - 1):
+        half = len(players) // 2
+        pairs = [(players[i], players[-1 - i]) for i in range(half)]
+        rounds.append([(min(p, q), max(p, q)) for p, q in pairs if max(p, q) < n])
+        players = [players[0], players[-1]] + players[1:-1]
+    return rounds
 
 
-def _rotate(A: Tensor, p: int, q: int, c: Tensor, s: Tensor) -> Tensor:
-    """J^T A J (rows, then columns)."""
-    return _rotate_columns(_rotate_columns(A.transpose(-1, -2), p, q, c, s).transpose(-1, -2), p, q, c, s)
+def _pairing(pairs: list[tuple[int, int]], n: int, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """One round as data: the partner permutation matrix (i -> partner of i, itself when it sits out),
+    +1 for the first of each pair and -1 for the second, and 1 where the index is paired."""
+    partner = [[0.0] * n for _ in range(n)]
+    first, paired = [0.0] * n, [0.0] * n
+    for i in range(n):
+        partner[i][i] = 1.0
+    for p, q in pairs:
+        partner[p][p] = partner[q][q] = 0.0
+        partner[p][q] = partner[q][p] = 1.0
+        first[p], first[q], paired[p], paired[q] = 1.0, -1.0, 1.0, 1.0
+    return tuple(Tensor(x, device=like.device, dtype=like.dtype).realize() for x in (partner, first, paired))
+
+
+def _rotations(A: Tensor, partner: Tensor, first: Tensor, paired: Tensor) -> Tensor:
+    """J with J^T A J zero at every (p, q) of the round: J[p, p] = J[q, q] = c, J[p, q] = s, J[q, p] = -s,
+    the classic rotation (the smaller root t = tan angle); index i carries t for the pair seen from i, so
+    t at q is -t at p. Identity rows where an index sits out or A[p, q] is already 0."""
+    diagonal = _diagonal(A)
+    own = (A * partner).sum(-1)  # A[i, partner(i)]
+    across = (partner * diagonal.unsqueeze(-2)).sum(-1)  # A[partner(i), partner(i)]
+    zero = (own == 0) | (paired == 0)
+    theta = (across - diagonal) / (2 * zero.where(1.0, own))
+    t = theta.sign() / (theta.abs() + (theta * theta + 1).sqrt())
+    t = zero.where(0.0, (theta == 0).where(first, t))
+    c = 1 / (t * t + 1).sqrt()
+    eye = Tensor.eye(A.shape[-1], device=A.device, dtype=A.dtype)
+    return c.unsqueeze(-1) * eye + (t * c).unsqueeze(-1) * partner
 
 
 class _Eigh(Function):
