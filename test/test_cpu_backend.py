@@ -332,6 +332,9 @@ PACK_CASES = {  # name: (operand shapes, the contraction): matmul, transposed, b
     "x.T @ w": ([(200, 130), (200, 144)], lambda x, w: x.T @ w),
     "batched": ([(3, 64, 96), (3, 96, 80)], lambda x, w: x @ w),
     "conv": ([(4, 16, 20, 20), (16, 16, 3, 3)], lambda x, w: x.conv2d(w, padding=1)),
+    # the column operand also read after the reduce (the epilogue): not packed (its loads there read the
+    # pack at the reduce's index, out of scope: the kernel did not compile)
+    "read after the reduce": ([(64, 64), (64,)], lambda x, v: x @ v.unsqueeze(0).expand(64, 64) + v),
 }
 
 

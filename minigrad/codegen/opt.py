@@ -317,9 +317,11 @@ def pack(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     if any(d in nest.upcast for d in reduce_dims):
         return nest
     accesses = _real_strides(ast, nest, (Op.LOAD,))
+    # a buffer also read after the reduce (its epilogue) is not packed: the copy holds the reduce's elements
+    outside = {n.arg[0] for n in ast.toposort(stop_at_reduce=True) if n.op is Op.LOAD}
     for buffer, s in accesses:
-        if sum(1 for b, _ in accesses if b == buffer) > 1:
-            continue  # one view per packed buffer
+        if sum(1 for b, _ in accesses if b == buffer) > 1 or buffer in outside:
+            continue  # one view per packed buffer, read only inside the reduce
         column = nest.columns  # the operand that moves along the tile's columns (at any stride: copied)
         columns = [column] if column in nest.upcast and s[column] not in (0, None) else []
         rows = [d for d in nest.upcast if d not in columns and s[d] == 0 and nest.steps(d) > 1]
