@@ -5,7 +5,9 @@ gradients (backward and every transform) from the primitive ops they are made of
 
 Every algorithm is a loop, unrolled in Python over the matrix size n, of whole-tensor primitive ops: a step
 updates all rows (and all matrices of the batch) at once, and selecting a row or a column is a multiply by
-a one-hot mask. Nothing runs on the host, so they run on every device, and their derivatives are the
+a one-hot mask. The masks of step k are data (small buffers), not constants, so every step runs the same
+compiled kernels; outside vmap each step is realized before the next is built (one graph n steps deep
+would be scheduled and compiled as a whole). Nothing runs on the host, so they run on every device, and their derivatives are the
 derivatives of the steps (no hand-written rules, except eigh's, see there). The graphs grow with n
 (about n steps of a few ops each; eigh: n rounds per sweep, each a few matmuls): meant for the small and
 medium matrices of models, not for n in the thousands.
@@ -43,21 +45,6 @@ def _square(A: Tensor, name: str) -> int:
     return A.shape[-1]
 
 
-def _basis(n: int, k: int, like: Tensor) -> Tensor:
-    """e_k: 1 at position k of n (a constant in the kernel: no buffer)."""
-    return (Tensor.arange(n, device=like.device) == k).cast(like.dtype)
-
-
-def _row(M: Tensor, k: int) -> Tensor:
-    """Row k of each matrix, (..., n)."""
-    return M[..., k, :]
-
-
-def _column(M: Tensor, k: int) -> Tensor:
-    """Column k of each matrix, (..., n)."""
-    return M[..., :, k]
-
-
 def _lower_symmetric(A: Tensor) -> Tensor:
     """The symmetric matrix of A's lower triangle (what torch's cholesky and eigh read), whose gradient
     is the symmetric part of what flows back, split evenly between A[i, j] and A[j, i] as torch's."""
@@ -83,6 +70,21 @@ def _raise_if(condition: Tensor, message: str) -> None:
 # ---- LU: solve, inv, det, slogdet --------------------------------------------------------------------
 
 
+def _steps(n: int, like: Tensor) -> list[tuple[Tensor, Tensor]]:
+    """For each step k of an algorithm over rows: (e_k, rows > k) as float data, not as constants in the
+    kernels, so that every step's kernels are the same program (compiled once, not n times)."""
+    steps = []
+    for k in range(n):
+        e_k, after = [float(i == k) for i in range(n)], [float(i > k) for i in range(n)]
+        steps.append(tuple(Tensor(x, device=like.device, dtype=like.dtype).realize() for x in (e_k, after)))
+    return steps
+
+
+def _pick(M: Tensor, e_k: Tensor, axis: int) -> Tensor:
+    """Row (axis -2) or column (axis -1) k of each matrix as (..., n): a product with e_k, summed."""
+    return (M * (e_k.unsqueeze(-1) if axis == -2 else e_k)).sum(axis)
+
+
 def _lu(A: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """P A = L U with partial pivoting, unrolled over the columns. Returns (P, L, U, sign of P)."""
     n = A.shape[-1]
@@ -90,17 +92,21 @@ def _lu(A: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     U, L = A, Tensor.zeros(*A.shape, device=A.device, dtype=A.dtype)
     P = Tensor.eye(n, device=A.device, dtype=A.dtype).expand(*A.shape)
     sign = Tensor.ones(*A.shape[:-2], device=A.device, dtype=A.dtype)
-    for k in range(n):
-        candidates = (rows >= k).where(_column(U, k).abs(), -1.0)  # rows above k are done
-        pivot_row = candidates.argmax(-1).unsqueeze(-1)  # (..., 1)
-        is_k, is_p = (rows == k).unsqueeze(-1), (rows == pivot_row).unsqueeze(-1)  # (..., n, 1)
-        U, L, P = (_swap_rows(M, is_k, is_p) for M in (U, L, P))
-        sign = (pivot_row.squeeze(-1) == k).where(sign, -sign)
-        pivot = U[..., k : k + 1, k]  # (..., 1): 0 only when the whole column below is 0 (singular)
+    eager = _readable(A)
+    for e_k, after in _steps(n, A):
+        if eager:  # each step's kernels the same programs, run at once (not one graph n steps deep)
+            U, L, P, sign = U.realize(), L.realize(), P.realize(), sign.realize()
+        candidates = (after + e_k > 0).where(_pick(U, e_k, -1).abs(), -1.0)  # rows above k are done
+        is_p = rows == candidates.argmax(-1).unsqueeze(-1)  # (..., n): the pivot row
+        is_k = e_k > 0
+        U, L, P = (_swap_rows(M, is_k.unsqueeze(-1), is_p.unsqueeze(-1)) for M in (U, L, P))
+        sign = (is_p & is_k).any(-1).where(sign, -sign)
+        row = _pick(U, e_k, -2)  # (..., n): row k, now the pivot's
+        pivot = (row * e_k).sum(-1, keepdim=True)  # 0 only when the whole column below is 0 (singular)
         pivot = (pivot == 0).where(1.0, pivot)  # then nothing to eliminate, and no 0/0
-        factors = (rows > k).where(_column(U, k) / pivot, 0.0)  # (..., n): below the pivot
-        U = U - factors.unsqueeze(-1) * _row(U, k).unsqueeze(-2)
-        L = L + factors.unsqueeze(-1) * _basis(n, k, A)
+        factors = after * _pick(U, e_k, -1) / pivot  # (..., n): below the pivot
+        U = U - factors.unsqueeze(-1) * row.unsqueeze(-2)
+        L = L + factors.unsqueeze(-1) * e_k
     return P, L + Tensor.eye(n, device=A.device, dtype=A.dtype), U, sign
 
 
@@ -115,21 +121,21 @@ def _diagonal(M: Tensor) -> Tensor:
 
 
 def _substitute(L: Tensor, U: Tensor, B: Tensor) -> Tensor:
-    """X with L U X = B (L unit lower, U upper triangular; B (..., n, k)): forward, then back substitution."""
-    n = L.shape[-1]
-    y = []
-    for i in range(n):
-        value = B[..., i, :]
-        for j in range(i):
-            value = value - L[..., i, j : j + 1] * y[j]
-        y.append(value)
-    x: list[Tensor | None] = [None] * n
-    for i in reversed(range(n)):
-        value = y[i]
-        for j in range(i + 1, n):
-            value = value - U[..., i, j : j + 1] * x[j]
-        x[i] = value / U[..., i, i : i + 1]
-    return Tensor.stack(*x, dim=-2)
+    """X with L U X = B (L unit lower, U upper triangular; B (..., n, k)): forward substitution, then back
+    substitution, a row of the solution per step (the rows not yet solved are 0 and drop out)."""
+    steps = _steps(L.shape[-1], L)
+    Y = B * 0
+    eager = _readable(B) and _readable(L)
+    for e_i, _ in steps:
+        Y = Y.realize() if eager else Y
+        solved = B - L @ Y  # row i: B[i] - sum over j < i of L[i, j] Y[j]
+        Y = Y + e_i.unsqueeze(-1) * solved
+    X, diagonal = Y * 0, _diagonal(U).unsqueeze(-1)
+    for e_i, _ in reversed(steps):
+        X = X.realize() if eager else X
+        solved = (Y - U @ X) / diagonal  # row i: (Y[i] - sum over j > i of U[i, j] X[j]) / U[i, i]
+        X = X + e_i.unsqueeze(-1) * solved
+    return X
 
 
 def solve(A: Tensor, B: Tensor) -> Tensor:
@@ -194,15 +200,16 @@ def cholesky(A: Tensor, upper: bool = False) -> Tensor:
     reads A's lower triangle; raises when A is not positive-definite."""
     n = _square(A, "cholesky")
     A = _lower_symmetric(A)
-    rows, diagonal = Tensor.arange(n, device=A.device), []
+    diagonal, eager = [], _readable(A)
     L = Tensor.zeros(*A.shape, device=A.device, dtype=A.dtype)
-    for j in range(n):
-        rest = _column(A, j) - (L * _row(L, j).unsqueeze(-2)).sum(-1)  # A[:, j] - sum_k L[:, k] L[j, k]
-        d = rest[..., j : j + 1]
+    for e_j, after in _steps(n, A):
+        L = L.realize() if eager else L  # each column's kernels the same programs (see _lu)
+        rest = _pick(A, e_j, -1) - (L * _pick(L, e_j, -2).unsqueeze(-2)).sum(-1)  # A[:, j] - L L[j]^T
+        d = (rest * e_j).sum(-1, keepdim=True)
         diagonal.append(d)
         root = (d > 0).where(d, 1.0).sqrt()  # a non-positive pivot raises below, NaN-free until then
-        column = (rows > j).where(rest / root, (rows == j).where(root, 0.0))
-        L = L + column.unsqueeze(-1) * _basis(n, j, A)
+        column = after * rest / root + e_j * root  # (..., n): L's column j
+        L = L + column.unsqueeze(-1) * e_j
     if n:
         failed = Tensor.cat(*diagonal, dim=-1) <= 0
         if failed.numel() and _readable(failed) and bool(failed.any().item()):
@@ -227,15 +234,16 @@ def qr(A: Tensor, mode: str = "reduced") -> tuple[Tensor, Tensor]:
         )
     m, n = A.shape[-2:]
     k = min(m, n)
-    rows = Tensor.arange(m, device=A.device)
     R, Q = A, Tensor.eye(m, device=A.device, dtype=A.dtype).expand(*A.shape[:-2], m, m)
-    for j in range(k):
-        x = (rows >= j).where(_column(R, j), 0.0)  # (..., m): the column from row j down
-        alpha = x[..., j : j + 1]
-        below = ((rows > j).where(x, 0.0) ** 2).sum(-1, keepdim=True)
+    eager = _readable(A)
+    for (e_row, after), (e_column, _) in zip(_steps(m, A), _steps(n, A)):  # the first k = min(m, n)
+        R, Q = (R.realize(), Q.realize()) if eager else (R, Q)  # each step the same programs (see _lu)
+        x = (after + e_row) * _pick(R, e_column, -1)  # (..., m): column j from row j down
+        alpha = (x * e_row).sum(-1, keepdim=True)
+        below = ((after * x) ** 2).sum(-1, keepdim=True)
         norm = (alpha * alpha + below).sqrt()
         beta = -(alpha >= 0).where(norm, -norm)  # -sign(alpha) |x|, sign(0) = +1 (LAPACK's dlarfg)
-        v = x - beta * _basis(m, j, A)  # H = I - 2 v v^T / v^T v maps x to beta e_j
+        v = x - beta * e_row  # H = I - 2 v v^T / v^T v maps x to beta e_j
         vv = (v * v).sum(-1, keepdim=True)
         reflect = below > 0  # nothing below the diagonal: no reflection (H = I, as LAPACK)
         scale = reflect.where(2 / reflect.where(vv, 1.0), 0.0)
