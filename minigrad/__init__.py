@@ -18,9 +18,11 @@ from minigrad.jit import TinyJit, Variable
 from minigrad.tensor import Tensor, no_grad
 from minigrad import distributed  # noqa: E402 (data parallelism over MPI; mpi4py loads on init())
 from minigrad import linalg  # noqa: E402 (torch.linalg's decompositions, composed of primitive ops)
+from minigrad.nn.state import functional_call
 from minigrad.transforms import (
     checkpoint,
     grad,
+    grad_and_value,
     hessian,
     hvp,
     jacfwd,
@@ -47,4 +49,5 @@ __all__ = [
 ]
 __all__ += ["Function", "FunctionCtx", "checkpoint"]  # user-defined derivatives (function.py, transforms.py)
 __all__ += ["grad", "value_and_grad", "vjp", "jvp", "hvp", "jacrev", "jacfwd", "jacobian"]  # transforms.py
-__all__ += ["hessian", "linearize", "vmap"]  # transforms.py, batching.py
+__all__ += ["hessian", "linearize", "vmap", "grad_and_value"]  # transforms.py, batching.py
+__all__ += ["functional_call"]  # a model's tensors swapped for a call (nn/state.py), as torch.func's

@@ -34,14 +34,13 @@ batched by broadcasting it over a new axis 0:
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from minigrad.helpers import Context, map_leaves
 from minigrad.lazy import LazyNode, Placeholder, toposort
 from minigrad.ops import BINARY, MOVEMENT, TERNARY, UNARY, Op
 from minigrad.tensor import Tensor
 
-Axes = int | None | Sequence[int | None]
 _UNSET = object()  # in_dims / out_dims not given (None is a value: not batched)
 
 
@@ -171,15 +170,21 @@ def _walk(outputs: list[LazyNode], walk: _Walk, size: int) -> list[LazyNode | No
 # ---- vmap --------------------------------------------------------------------------------------------
 
 
-def _axes_for(axes: Axes, nargs: int, name: str) -> tuple[int | None, ...]:
+def _leaf_axes(value: Any, axes: Any, name: str) -> list[int | None]:
+    """The batch axis of each Tensor in `value` (in map_leaves' order): `axes` is an int or None for all of
+    them, or a structure of lists, tuples and dicts that matches value's down to where it holds one."""
     if axes is None or isinstance(axes, int):
-        return (axes,) * nargs
-    axes = tuple(axes)
-    if len(axes) != nargs:
-        raise ValueError(f"vmap: {name}={axes} has {len(axes)} entries for {nargs} arguments (or outputs)")
-    if not all(a is None or isinstance(a, int) for a in axes):
-        raise TypeError(f"vmap: each entry of {name} must be an int or None, got {axes}")
-    return axes
+        found: list = []
+        map_leaves(value, found.append, Tensor, "vmap")
+        return [axes] * len(found)
+    if isinstance(axes, (list, tuple)) and isinstance(value, (list, tuple)) and len(axes) == len(value):
+        return [axis for v, a in zip(value, axes) for axis in _leaf_axes(v, a, name)]
+    if isinstance(axes, dict) and isinstance(value, dict) and set(axes) == set(value):
+        return [axis for key in value for axis in _leaf_axes(value[key], axes[key], name)]
+    raise ValueError(
+        f"vmap: {name} {axes!r} does not match the structure of the value it describes "
+        f"({type(value).__name__}{f' of {len(value)}' if isinstance(value, (list, tuple, dict)) else ''})"
+    )
 
 
 def _stand_in(t: Tensor, axis: int, size_of: dict) -> Tensor:
@@ -200,27 +205,51 @@ def _stand_in(t: Tensor, axis: int, size_of: dict) -> Tensor:
 
 
 def vmap(
-    f: Callable, in_axes: Axes = 0, out_axes: Axes = 0, *, in_dims: Any = _UNSET, out_dims: Any = _UNSET
+    f: Callable,
+    in_axes: Any = 0,
+    out_axes: Any = 0,
+    *,
+    in_dims: Any = _UNSET,
+    out_dims: Any = _UNSET,
+    randomness: str = "error",
+    chunk_size: int | None = None,
 ) -> Callable:
     """f mapped over a batch axis of its arguments (JAX's vmap; torch.func's names in_dims and out_dims
     are accepted for in_axes and out_axes).
 
     in_axes: for each positional argument, the axis that holds the batch, or None for an argument that is
-    the same for every example (one int or None: every argument). Tensors inside lists, tuples and dicts
-    of an argument share its entry. out_axes: where each output (f may return a Tensor or a tuple) gets
-    the batch axis. Nested vmap, vmap of grad (per-example gradients) and grad of vmap all work."""
+    the same for every example (one int or None: every argument). An entry may also be a structure of
+    lists, tuples and dicts matching its argument's, with an axis per Tensor. Keyword arguments are passed
+    to f as they are, unbatched (as torch.func). f may return a Tensor or lists, tuples and dicts of them;
+    out_axes: one axis for every output, or a structure matching f's result. Nested vmap, vmap of grad
+    (per-example gradients) and grad of vmap all work.
+
+    chunk_size (torch.func's) is accepted and does not change the result: the whole batch is one graph.
+    randomness: torch.func's "error", "different" or "same"; random tensors made inside f are drawn once
+    and shared by every example (torch's "same"), so "different" raises."""
 
     in_axes = in_axes if in_dims is _UNSET else in_dims
     out_axes = out_axes if out_dims is _UNSET else out_dims
+    if randomness not in ("error", "different", "same"):
+        raise ValueError(f"vmap: randomness must be 'error', 'different' or 'same', got {randomness!r}")
+    if randomness == "different":
+        raise NotImplementedError("vmap: randomness='different' is not supported (random values are shared)")
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"vmap: chunk_size must be None or a positive int, got {chunk_size!r}")
 
     @functools.wraps(f)
-    def vmapped(*args: Any) -> Any:
-        axes = _axes_for(in_axes, len(args), "in_axes")
+    def vmapped(*args: Any, **kwargs: Any) -> Any:
+        per_argument = in_axes is not None and not isinstance(in_axes, int)
+        if per_argument and len(in_axes) != len(args):
+            raise ValueError(f"vmap: in_axes={in_axes} has {len(in_axes)} entries for {len(args)} arguments")
+        axes = iter(_leaf_axes(args, tuple(in_axes) if per_argument else in_axes, "in_axes"))
         batched: dict[int, tuple[int, LazyNode]] = {}
-        traced = [
-            a if axis is None else map_leaves(a, lambda t, ax=axis: _stand_in(t, ax, batched), Tensor, "vmap")
-            for a, axis in zip(args, axes)
-        ]
+
+        def stand_in(t: Tensor) -> Tensor:
+            axis = next(axes)
+            return t if axis is None else _stand_in(t, axis, batched)
+
+        traced = map_leaves(args, stand_in, Tensor, "vmap")
         sizes = {size for size, _ in batched.values()}
         if not batched:
             raise ValueError("vmap: no argument is batched (every in_axes entry is None, or no Tensors)")
@@ -228,19 +257,33 @@ def vmap(
             raise ValueError(f"vmap: the batched arguments have different batch sizes {sorted(sizes)}")
         size = sizes.pop()
         with Context(BOUNDS_CHECK=0):  # an index check would read one example's indices back
-            out = f(*traced)
-        results = [out] if isinstance(out, Tensor) else list(out) if isinstance(out, tuple) else None
-        if results is None or not all(isinstance(r, Tensor) for r in results):
-            raise TypeError(f"vmap: f must return a Tensor or a tuple of Tensors, got {type(out).__name__}")
+            out = f(*traced, **kwargs)
+        results: list[Tensor] = []
+        map_leaves(out, results.append, Tensor, "vmap: f's result")
+        if not results or not _only_tensors(out):
+            raise TypeError(
+                f"vmap: f must return a Tensor, or lists, tuples or dicts of Tensors, got {type(out).__name__}"
+            )
         inputs = {key: node for key, (_, node) in batched.items()}
         nodes = batch_graph([r.lazydata for r in results], inputs, size)
-        moved = [
-            _move_batch(r, node, size, axis)
-            for r, node, axis in zip(results, nodes, _axes_for(out_axes, len(results), "out_axes"))
-        ]
-        return moved[0] if isinstance(out, Tensor) else tuple(moved)
+        moved = iter(
+            [
+                _move_batch(r, node, size, axis)
+                for r, node, axis in zip(results, nodes, _leaf_axes(out, out_axes, "out_axes"))
+            ]
+        )
+        return map_leaves(out, lambda _: next(moved), Tensor, "vmap")
 
     return vmapped
+
+
+def _only_tensors(value: Any) -> bool:
+    """Whether every leaf of lists, tuples and dicts in `value` is a Tensor."""
+    if isinstance(value, (list, tuple)):
+        return all(_only_tensors(v) for v in value)
+    if isinstance(value, dict):
+        return all(_only_tensors(v) for v in value.values())
+    return isinstance(value, Tensor)
 
 
 def _move_batch(result: Tensor, node: LazyNode | None, size: int, axis: int | None) -> Tensor:

@@ -153,6 +153,18 @@ def grad(f: Callable, argnums: Argnums = 0, has_aux: bool = False) -> Callable:
     return grad_f
 
 
+def grad_and_value(f: Callable, argnums: Argnums = 0, has_aux: bool = False) -> Callable:
+    """torch.func's order of value_and_grad: (gradient, value), with has_aux (gradient, (value, aux))."""
+    value_and_grad_f = value_and_grad(f, argnums, has_aux)
+
+    @functools.wraps(f)
+    def grad_and_value_f(*args: Any, **kwargs: Any) -> Any:
+        value, grads = value_and_grad_f(*args, **kwargs)
+        return grads, value
+
+    return grad_and_value_f
+
+
 def _split_aux(result: Any, has_aux: bool, name: str) -> tuple[Any, Any]:
     """(output, aux) of a function called with has_aux (which must return a pair), else (result, None)."""
     if not has_aux:
@@ -279,11 +291,14 @@ def _forward_jacobian(wrt: list[Any], out: Any, argnums: Argnums) -> Any:
     return _assemble(blocks, out, wrt, argnums)
 
 
-def jacrev(f: Callable, argnums: Argnums = 0, has_aux: bool = False) -> Callable:
+def jacrev(
+    f: Callable, argnums: Argnums = 0, has_aux: bool = False, *, chunk_size: int | None = None
+) -> Callable:
     """The Jacobian of f by reverse mode, as torch.func.jacrev: one backward graph, batched over every
     output element at once by vmap. f may take and return lists, tuples and dicts of Tensors; the result
     for an output o and an input x has shape o.shape + x.shape. has_aux: f returns (output, aux), and the
-    result is (jacobian, aux)."""
+    result is (jacobian, aux). chunk_size is accepted as vmap's (the same result)."""
+    vmap(f, chunk_size=chunk_size)  # validates it
 
     def jacrev_f(*args: Any) -> Any:
         wrt, out, aux = _jacobian_setup(f, args, argnums, has_aux, "jacrev")
@@ -293,9 +308,12 @@ def jacrev(f: Callable, argnums: Argnums = 0, has_aux: bool = False) -> Callable
     return jacrev_f
 
 
-def jacfwd(f: Callable, argnums: Argnums = 0, has_aux: bool = False) -> Callable:
+def jacfwd(
+    f: Callable, argnums: Argnums = 0, has_aux: bool = False, *, randomness: str = "error"
+) -> Callable:
     """The Jacobian of f by forward mode, as torch.func.jacfwd: one forward-rule graph, batched over every
-    input element at once by vmap. Structures, shapes and has_aux as jacrev."""
+    input element at once by vmap. Structures, shapes and has_aux as jacrev; randomness as vmap's."""
+    vmap(f, randomness=randomness)  # validates it
 
     def jacfwd_f(*args: Any) -> Any:
         wrt, out, aux = _jacobian_setup(f, args, argnums, has_aux, "jacfwd")

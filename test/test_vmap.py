@@ -133,8 +133,57 @@ def test_vmap_errors_are_clear():
         minigrad.vmap(lambda a, b: a, in_axes=(0,))(x, x)
     with pytest.raises(ValueError, match="out_axes None for an output that depends"):
         minigrad.vmap(lambda a: a, out_axes=None)(x)
-    with pytest.raises(TypeError, match="must return a Tensor or a tuple"):
-        minigrad.vmap(lambda a: [a])(x)
+    with pytest.raises(TypeError, match="must return a Tensor, or lists, tuples or dicts of Tensors"):
+        minigrad.vmap(lambda a: (a, 1))(x)
+    with pytest.raises(ValueError, match="does not match the structure"):
+        minigrad.vmap(lambda p: p[0], in_axes=((0, 0, 0),))((x, x))
+    with pytest.raises(NotImplementedError, match="randomness='different'"):
+        minigrad.vmap(lambda a: a, randomness="different")
+    with pytest.raises(ValueError, match="chunk_size"):
+        minigrad.vmap(lambda a: a, chunk_size=0)
+
+
+def test_pytree_arguments_and_results_kwargs_and_torch_func_options(device):
+    """in_dims as a structure per argument, results as lists/dicts with out_dims structures, keyword
+    arguments passed through unbatched, chunk_size and randomness="same" accepted: as torch.func.vmap."""
+    (a, b), (ta, tb) = both(device, *values((3, 4), (4, 3)))
+
+    def f(pair, scale=1.0):
+        return {"sum": (pair[0] + pair[1]) * scale, "parts": [pair[0], pair[1].exp()]}
+
+    kwargs = dict(in_dims=((0, 1),), out_dims={"sum": 1, "parts": [0, 1]})
+    ours = minigrad.vmap(f, chunk_size=2, randomness="same", **kwargs)((a, b), scale=3.0)
+    theirs = torch.func.vmap(f, chunk_size=2, randomness="same", **kwargs)((ta, tb), scale=3.0)
+    assert set(ours) == {"sum", "parts"} and isinstance(ours["parts"], list)
+    for got, want in zip([ours["sum"], *ours["parts"]], [theirs["sum"], *theirs["parts"]]):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), **TOL)
+
+
+def test_per_example_gradients_of_a_model_through_functional_call(device):
+    """torch.func's recipe: vmap(grad(loss of functional_call(model, params, x)), in_dims=(None, 0, 0))."""
+    Tensor.manual_seed(0)
+    with minigrad.Context(DEVICE=device):
+        model = nn.Linear(4, 3)
+    tmodel = torch.nn.Linear(4, 3)
+    params = {name: t for name, t in nn.state.get_state_dict(model).items()}
+    tparams = {name: torch.tensor(t.numpy()) for name, t in params.items()}
+    (x, y), (tx, ty) = both(device, *values((5, 4), (5, 3)))
+
+    def loss(p, xi, yi, m=model, call=minigrad.functional_call):
+        return ((call(m, p, (xi.unsqueeze(0),)) - yi) ** 2).sum()
+
+    def tloss(p, xi, yi):
+        return ((torch.func.functional_call(tmodel, p, (xi.unsqueeze(0),)) - yi) ** 2).sum()
+
+    ours = minigrad.vmap(minigrad.grad(loss), in_axes=(None, 0, 0))(params, x, y)
+    theirs = torch.func.vmap(torch.func.grad(tloss), in_dims=(None, 0, 0))(tparams, tx, ty)
+    for name in tparams:
+        np.testing.assert_allclose(ours[name].numpy(), theirs[name].numpy(), **TOL)
+    assert nn.state.get_state_dict(model)["weight"] is params["weight"]  # the model's own tensors are back
+    g, value = minigrad.grad_and_value(loss)(params, x[0], y[0])
+    tg, tvalue = torch.func.grad_and_value(tloss)(tparams, tx[0], ty[0])
+    np.testing.assert_allclose(value.numpy(), tvalue.numpy(), **TOL)
+    np.testing.assert_allclose(g["bias"].numpy(), tg["bias"].numpy(), **TOL)
 
 
 # ---- Jacobians, Hessians, linearize, has_aux ---------------------------------------------------------

@@ -62,6 +62,50 @@ def get_parameters(obj: Any) -> list[Tensor]:
     return list({id(t): t for t in get_state_dict(obj).values()}.values())
 
 
+def functional_call(
+    model: Any, tensors: dict[str, Tensor] | tuple, args: Any = (), kwargs: dict | None = None
+):
+    """model(*args, **kwargs) with some of its Tensors replaced, by dotted name (get_state_dict's), for the
+    length of the call, as torch.func.functional_call: the way to hand a model's parameters to grad or
+    vmap as arguments. `tensors` may be a tuple of such dicts; `args` one argument or a tuple of them."""
+    dicts = tensors if isinstance(tensors, (tuple, list)) else (tensors,)
+    replacing = {name: value for d in dicts for name, value in d.items()}
+    known = get_state_dict(model)
+    missing = [name for name in replacing if name not in known]
+    if missing:
+        raise KeyError(f"functional_call: the model has no tensors named {missing} (it has {list(known)})")
+    saved = {name: _swap(model, name, value) for name, value in replacing.items()}
+    try:
+        return model(*(args if isinstance(args, tuple) else (args,)), **(kwargs or {}))
+    finally:
+        for name, value in saved.items():
+            _swap(model, name, value)
+
+
+def _swap(obj: Any, name: str, value: Tensor) -> Tensor:
+    """Put `value` where the dotted `name` points inside obj (attributes, lists, dicts); return what was
+    there."""
+    *path, last = name.split(".")
+    for part in path:
+        obj = (
+            obj[int(part)]
+            if isinstance(obj, (list, tuple))
+            else obj[part]
+            if isinstance(obj, dict)
+            else getattr(obj, part)
+        )
+    if isinstance(obj, tuple):
+        raise TypeError(f"functional_call: {name} is inside a tuple, which cannot be changed; use a list")
+    if isinstance(obj, list):
+        old, obj[int(last)] = obj[int(last)], value
+    elif isinstance(obj, dict):
+        old, obj[last] = obj[last], value
+    else:
+        old = getattr(obj, last)
+        setattr(obj, last, value)
+    return old
+
+
 def load_state_dict(obj: Any, state_dict: dict[str, Tensor], strict: bool = True) -> None:
     """Copy `state_dict` into the model's Tensors, in place (on the model's devices and dtypes)."""
     own = get_state_dict(obj)
