@@ -3,6 +3,7 @@
 In: a subclass with `forward(ctx, *args, **kwargs)` (Tensor ops, run without recording gradients) and
 `backward(ctx, grad_out)` (one gradient per Tensor argument, None where there is none), and optionally
 `jvp(ctx, *tangents)`, the forward-mode rule (one tangent per Tensor argument in, the output's tangent out).
+torch 2's style works too: `forward(*args)` without ctx and `setup_context(ctx, inputs, output)`.
 Out: `MyOp.apply(*args)`, a Tensor whose lazy node is a FUNCTION view (ops.py). Its value is forward's
 result; its derivatives come from your methods, in backward(), gradient() and every transform.
 
@@ -48,9 +49,14 @@ class FunctionCtx:
         self.saved_tensors: tuple[Tensor, ...] = ()
         self.needs_input_grad = tuple(isinstance(a, Tensor) and bool(a.requires_grad) for a in args)
         self.materialize_grads = True
+        self.saved_for_forward: tuple[Tensor, ...] | None = None
 
     def save_for_backward(self, *tensors: Tensor) -> None:
         self.saved_tensors = tensors
+
+    def save_for_forward(self, *tensors: Tensor) -> None:
+        """What jvp reads as `saved_tensors` (torch's name; without it jvp sees save_for_backward's)."""
+        self.saved_for_forward = tensors
 
     def set_materialize_grads(self, value: bool) -> None:
         """False: backward gets None, not zeros, for the outputs the result does not depend on."""
@@ -61,6 +67,9 @@ class Function:
     """Subclass it; call `YourOp.apply(*args, **kwargs)`. See the module docstring."""
 
     jvp = None  # the forward-mode rule, when a subclass defines one
+    # torch 2's style, which torch.func requires: forward(*args) without ctx, then setup_context(ctx, inputs,
+    # output) saves what backward needs (a subclass defines it as a staticmethod)
+    setup_context = None
 
     @staticmethod
     def forward(ctx: FunctionCtx, *args: Any, **kwargs: Any) -> Tensor:
@@ -75,7 +84,11 @@ class Function:
         ctx = FunctionCtx(args)
         inputs = [a for a in args if isinstance(a, Tensor)]
         with no_grad():
-            out = cls.forward(ctx, *args, **kwargs)
+            if cls.setup_context is None:
+                out = cls.forward(ctx, *args, **kwargs)
+            else:
+                out = cls.forward(*args, **kwargs)
+                cls.setup_context(ctx, args, out)
         outs = out if isinstance(out, tuple) else (out,)
         if not outs or not all(isinstance(o, Tensor) for o in outs):
             raise TypeError(
@@ -143,7 +156,12 @@ class _UserRule:
                 "minigrad.jvp, hvp or jacfwd"
             )
         zeros = [t if t is not None else x.lazydata.const_like(0.0) for t, x in zip(tangents, self.inputs)]
-        out = self.function.jvp(self.ctx, *[Tensor._from_node(t, requires_grad=True) for t in zeros])
+        saved, ctx = self.ctx.saved_tensors, self.ctx
+        ctx.saved_tensors = saved if ctx.saved_for_forward is None else ctx.saved_for_forward
+        try:
+            out = self.function.jvp(ctx, *[Tensor._from_node(t, requires_grad=True) for t in zeros])
+        finally:
+            ctx.saved_tensors = saved
         if len(self.shapes) > 1:
             if not isinstance(out, (tuple, list)) or len(out) != len(self.shapes):
                 raise ValueError(f"{self.name}.jvp must return {len(self.shapes)} tangents, one per output")

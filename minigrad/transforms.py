@@ -189,35 +189,38 @@ def _per_argument(flat: list[Tensor], structures: list[Any]) -> list[Any]:
     return out
 
 
-def vjp(f: Callable, *primals: Any) -> tuple[Any, Callable]:
+def vjp(f: Callable, *primals: Any, has_aux: bool = False) -> tuple:
     """(f(*primals), vjp_fn): vjp_fn(cotangent shaped like the output) returns cotangent . df/dprimal for
-    every primal, as a tuple (each entry shaped like its primal)."""
+    every primal, as a tuple (each entry shaped like its primal). has_aux: f returns (output, aux), and the
+    result is (output, vjp_fn, aux), as torch.func's."""
     args = _aliased(primals, range(len(primals)), "vjp")
     with _recording():
-        out = f(*args)
+        out, aux = _split_aux(f(*args), has_aux, "vjp")
     outputs = _leaves(out, "vjp: the output")
 
     def vjp_fn(cotangents: Any) -> tuple:
         cots = _matching(_leaves(cotangents, "vjp: the cotangent"), outputs, "vjp", "cotangents")
         return tuple(_per_argument(_reverse(outputs, cots, _leaves(args)), list(args)))
 
-    return out, vjp_fn
+    return (out, vjp_fn, _detached(aux)) if has_aux else (out, vjp_fn)
 
 
 # ---- forward mode ------------------------------------------------------------------------------------
 
 
-def jvp(f: Callable, primals: Sequence, tangents: Sequence) -> tuple[Any, Any]:
+def jvp(f: Callable, primals: Sequence, tangents: Sequence, *, has_aux: bool = False) -> tuple:
     """(f(*primals), df/dprimals . tangents) in one forward pass (forward rules only, no backward walk);
-    tangents are shaped like primals, the result's tangent like f's output."""
+    tangents are shaped like primals, the result's tangent like f's output. has_aux: f returns (output,
+    aux), and the result is (output, tangent, aux), as torch.func's."""
     primals, tangents = tuple(primals), tuple(tangents)
     args = _aliased(primals, range(len(primals)), "jvp")
     inputs = _leaves(args)
     seeds = _matching(_leaves(tangents, "jvp: the tangents"), inputs, "jvp", "tangents")
     with _recording():
-        out = f(*args)
+        out, aux = _split_aux(f(*args), has_aux, "jvp")
     outputs = _leaves(out, "jvp: the output")
-    return out, _rebuild(out, _forward(outputs, inputs, seeds))
+    tangent = _rebuild(out, _forward(outputs, inputs, seeds))
+    return (out, tangent, _detached(aux)) if has_aux else (out, tangent)
 
 
 def hvp(f: Callable, primals: Sequence, vectors: Sequence) -> tuple:

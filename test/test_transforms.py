@@ -328,3 +328,74 @@ def test_grad_through_a_2000_step_scalar_recurrence():
         reference = np.sin(reference) * 0.9 + 0.1
     fixed_point = minigrad.value_and_grad(lambda x: run(contracting, x).sum())(Tensor([0.3]))[0]
     np.testing.assert_allclose(fixed_point.item(), reference, rtol=1e-5)
+
+
+def test_vjp_and_jvp_with_aux_as_torch_func(device):
+    x = np.linspace(-1, 1, 5, dtype=np.float32)
+
+    def f(m):
+        return lambda a: (m.sin(a) * 2, m.cos(a))
+
+    out, vjp_fn, aux = minigrad.vjp(f(Tensor), Tensor(x, device=device), has_aux=True)
+    tout, tvjp_fn, taux = torch.func.vjp(f(torch), torch.tensor(x), has_aux=True)
+    cotangent = np.arange(5, dtype=np.float32)
+    np.testing.assert_allclose(
+        vjp_fn(Tensor(cotangent, device=device))[0].numpy(), tvjp_fn(torch.tensor(cotangent))[0], atol=1e-5
+    )
+    np.testing.assert_allclose(aux.numpy(), taux.numpy(), atol=1e-6)
+    out, tangent, aux = minigrad.jvp(
+        f(Tensor), (Tensor(x, device=device),), (Tensor(cotangent, device=device),), has_aux=True
+    )
+    tout, ttangent, taux = torch.func.jvp(
+        f(torch), (torch.tensor(x),), (torch.tensor(cotangent),), has_aux=True
+    )
+    np.testing.assert_allclose(tangent.numpy(), ttangent.numpy(), atol=1e-6)
+    np.testing.assert_allclose(aux.numpy(), taux.numpy(), atol=1e-6)
+
+
+def _cube_function(base):
+    """x^3 with its own rules, in torch 2's style (forward without ctx, then setup_context), which torch.func
+    requires of an autograd.Function."""
+
+    class Cube(base):
+        generate_vmap_rule = True  # torch's; minigrad batches any Function
+
+        @staticmethod
+        def forward(x):
+            return x * x * x
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(inputs[0])
+            ctx.save_for_forward(inputs[0])  # torch's jvp reads only these
+
+        @staticmethod
+        def backward(ctx, grad):
+            (x,) = ctx.saved_tensors
+            return grad * 3 * x * x
+
+        @staticmethod
+        def jvp(ctx, tangent):
+            (x,) = ctx.saved_tensors
+            return tangent * 3 * x * x
+
+    return Cube
+
+
+def test_functions_in_setup_context_style_under_every_transform(device):
+    Cube, TCube = _cube_function(minigrad.Function), _cube_function(torch.autograd.Function)
+    x = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
+    ours = [
+        minigrad.grad(lambda a: Cube.apply(a).sum())(Tensor(x, device=device)),
+        minigrad.vmap(Cube.apply)(Tensor(x, device=device)),
+        minigrad.jvp(Cube.apply, (Tensor(x, device=device),), (Tensor(x, device=device),))[1],
+        minigrad.hessian(lambda a: Cube.apply(a).sum())(Tensor(x[0], device=device)),
+    ]
+    theirs = [
+        torch.func.grad(lambda a: TCube.apply(a).sum())(torch.tensor(x)),
+        torch.func.vmap(TCube.apply)(torch.tensor(x)),
+        torch.func.jvp(TCube.apply, (torch.tensor(x),), (torch.tensor(x),))[1],
+        torch.func.hessian(lambda a: TCube.apply(a).sum())(torch.tensor(x[0])),
+    ]
+    for got, want in zip(ours, theirs):
+        np.testing.assert_allclose(got.numpy(), want.detach().numpy(), atol=1e-5)
