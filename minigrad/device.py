@@ -45,6 +45,8 @@ class Allocator:
     that frees and reallocates the same shapes every step pays for neither allocation nor first-touch page
     faults. LRU=0 turns this off."""
 
+    host = False  # True where buffers are this process's memory (new Tensors are copied straight in)
+
     def __init__(self) -> None:
         self._cache: OrderedDict[int, Any] = OrderedDict()  # id -> (nbytes, buf), oldest first
         self._by_size: dict[int, list[int]] = {}  # nbytes -> ids in _cache
@@ -101,6 +103,8 @@ class Allocator:
 
 class HostAllocator(Allocator):
     """Memory in this process: a numpy byte array per buffer (NUMPY), or any object exporting its bytes."""
+
+    host = True
 
     def _alloc(self, nbytes: int) -> Any:
         return np.empty(nbytes, dtype=np.uint8)

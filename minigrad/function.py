@@ -35,6 +35,8 @@ its derivative is this Function's own rule again); other values computed inside 
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from typing import Any, Callable
 
 from minigrad.lazy import LazyNode
@@ -96,25 +98,61 @@ class Function:
             )
         if not inputs:
             return out
-        rule = _UserRule(cls, ctx, args, inputs, [o.shape for o in outs])
+        rule = _UserRule(cls, ctx, args, inputs, [o.lazydata for o in outs])
         results = []
         for i, o in enumerate(outs):
             node = o.lazydata.custom_rule(tuple(t.lazydata for t in inputs), _Output(rule, i))
             results.append(inputs[0]._wrap(node, *inputs))
-        rule.nodes = [r.lazydata for r in results]
+        rule.results = [weakref.ref(r.lazydata) for r in results]
         # a saved output stands for the result: differentiating backward goes through this Function again
         ctx.saved_tensors = tuple(
-            next((r for o, r in zip(outs, results) if t is o), t) for t in ctx.saved_tensors
+            next((_SavedResult(i) for i, o in enumerate(outs) if t is o), t) for t in ctx.saved_tensors
         )
         return results[0] if isinstance(out, Tensor) else tuple(results)
+
+
+class _SavedResult:
+    """Output `index` of the call, as saved in ctx: resolved to the result when a rule runs (the ctx holding
+    the result itself would make a reference cycle, freed only by the garbage collector, with its buffers)."""
+
+    def __init__(self, index: int):
+        self.index = index
 
 
 class _UserRule:
     """What one call of a Function leaves for the derivative walks: its ctx, arguments and output nodes."""
 
-    def __init__(self, function: type[Function], ctx: FunctionCtx, args: tuple, inputs: list[Tensor], shapes):
-        self.function, self.ctx, self.args, self.inputs, self.shapes = function, ctx, args, inputs, shapes
-        self.name, self.nodes = function.__name__, []
+    def __init__(self, function: type[Function], ctx: FunctionCtx, args: tuple, inputs: list[Tensor], values):
+        self.function, self.ctx = function, ctx
+        # the inputs' nodes and which arguments were Tensors, not the Tensors: x.grad's graph can reach
+        # this rule (a saved output), and the rule holding x would make a cycle
+        self.inputs = [t.lazydata for t in inputs]
+        self.is_tensor = tuple(isinstance(a, Tensor) for a in args)
+        self.values = values  # forward's outputs (the FUNCTION nodes' values: their shapes, dtypes)
+        self.shapes = [v.shape for v in values]
+        self.name, self.results = function.__name__, []  # results: weak references to the FUNCTION nodes
+
+    @property
+    def nodes(self) -> list[LazyNode | None]:
+        """The FUNCTION nodes of the call's outputs (None for one nobody holds any more: not in a graph)."""
+        return [ref() for ref in self.results]
+
+    @contextlib.contextmanager
+    def _saved(self, tensors: tuple):
+        """ctx.saved_tensors as a rule sees them, the call's outputs resolved to its results, meanwhile."""
+        nodes, ctx, kept = self.nodes, self.ctx, self.ctx.saved_tensors
+
+        def resolved(t: Any) -> Any:
+            if not isinstance(t, _SavedResult):
+                return t
+            node = nodes[t.index]
+            return Tensor._from_node(node if node is not None else self.values[t.index], requires_grad=True)
+
+        ctx.saved_tensors = tuple(resolved(t) for t in tensors)
+        try:
+            yield ctx
+        finally:
+            ctx.saved_tensors = kept
 
     def vjp(
         self, index: int, grad: LazyNode, needed: tuple[bool, ...], grad_of: Callable
@@ -122,16 +160,18 @@ class _UserRule:
         """The inputs' gradients for all outputs at once, returned for the output the walk reaches first
         (the last one with a gradient: the walk goes in reverse creation order, and every output's gradient
         is complete by then); the others return None."""
-        later = [grad_of(node) for node in self.nodes[index + 1 :]]
+        nodes = self.nodes
+        later = [grad_of(node) if node is not None else None for node in nodes[index + 1 :]]
         if any(g is not None for g in later):
             return (None,) * len(self.inputs)
-        out_grads = [grad_of(node) for node in self.nodes[:index]] + [grad] + later
+        out_grads = [grad_of(node) if node is not None else None for node in nodes[:index]] + [grad] + later
         wanted = iter(needed)  # what the walk needs (it may differentiate tensors without requires_grad)
-        self.ctx.needs_input_grad = tuple(isinstance(a, Tensor) and next(wanted) for a in self.args)
-        grads = self.function.backward(self.ctx, *[self._seed(g, i) for i, g in enumerate(out_grads)])
+        self.ctx.needs_input_grad = tuple(tensor and next(wanted) for tensor in self.is_tensor)
+        with self._saved(self.ctx.saved_tensors) as ctx:
+            grads = self.function.backward(ctx, *[self._seed(g, i) for i, g in enumerate(out_grads)])
         grads = tuple(grads) if isinstance(grads, (tuple, list)) else (grads,)
-        if len(grads) == len(self.args) != len(self.inputs):  # one per argument, as torch: keep the Tensors'
-            grads = tuple(g for g, a in zip(grads, self.args) if isinstance(a, Tensor))
+        if len(grads) == len(self.is_tensor) != len(self.inputs):  # one per argument, as torch: the Tensors'
+            grads = tuple(g for g, tensor in zip(grads, self.is_tensor) if tensor)
         if len(grads) != len(self.inputs):
             raise ValueError(
                 f"{self.name}.backward returned {len(grads)} gradients, but forward took "
@@ -146,7 +186,7 @@ class _UserRule:
         if grad is None:
             if not self.ctx.materialize_grads:
                 return None
-            grad = self.nodes[index].const_like(0.0)
+            grad = self.values[index].const_like(0.0)
         return Tensor._from_node(grad, requires_grad=True)
 
     def jvp(self, index: int, tangents: tuple[LazyNode | None, ...]) -> LazyNode | None:
@@ -155,13 +195,10 @@ class _UserRule:
                 f"{self.name} has no forward-mode rule: define jvp(ctx, *tangents) on it to use it under "
                 "minigrad.jvp, hvp or jacfwd"
             )
-        zeros = [t if t is not None else x.lazydata.const_like(0.0) for t, x in zip(tangents, self.inputs)]
-        saved, ctx = self.ctx.saved_tensors, self.ctx
-        ctx.saved_tensors = saved if ctx.saved_for_forward is None else ctx.saved_for_forward
-        try:
+        zeros = [t if t is not None else x.const_like(0.0) for t, x in zip(tangents, self.inputs)]
+        forward = self.ctx.saved_for_forward
+        with self._saved(self.ctx.saved_tensors if forward is None else forward) as ctx:
             out = self.function.jvp(ctx, *[Tensor._from_node(t, requires_grad=True) for t in zeros])
-        finally:
-            ctx.saved_tensors = saved
         if len(self.shapes) > 1:
             if not isinstance(out, (tuple, list)) or len(out) != len(self.shapes):
                 raise ValueError(f"{self.name}.jvp must return {len(self.shapes)} tangents, one per output")

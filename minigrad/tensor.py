@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Iterator
 
 import numpy as np
 
-from minigrad.device import Device
+from minigrad.device import Buffer, Device
 from minigrad.dtype import DType, dtypes, from_storage, to_dtype, to_storage
 from minigrad.engine.realize import REALIZE_LOCK
 from minigrad.engine.realize import realize as realize_nodes
@@ -82,9 +82,8 @@ class Tensor(
             device = Device.canonicalize(device) if device is not None else Device.DEFAULT
             array = _to_numpy(data, dtype)
             element = dtype or dtypes.from_numpy(array.dtype)  # (bfloat16's host array holds its bits)
-            if not Device[device].supports_dtype(element):
-                raise TypeError(f"device {device} does not support dtype {element.name}")
-            node = LazyNode.buffer(array, array.shape, element, device)
+            _check_supported(device, element)
+            node = _host_leaf(array, element, device)
         self.lazydata: LazyNode = node
         self.grad: Tensor | None = None
         self.roots: tuple = ()
@@ -521,9 +520,12 @@ class Tensor(
         """Host random numbers, `Tensor._rng.<method>(*args, **kwargs)`. Under TinyJit every replay loads
         new ones (lazy.LazyNode.buffer), as a call would draw them."""
         draw = lambda: getattr(Tensor._rng, method)(*args, **kwargs)  # noqa: E731
-        out = Tensor(draw(), device=device, dtype=dtype or dtypes.default_float, requires_grad=requires_grad)
-        out.lazydata.arg = (out.lazydata.arg, lambda: _to_numpy(draw(), out.dtype))
-        return out
+        dtype = to_dtype(dtype) if dtype is not None else dtypes.default_float
+        device = Device.canonicalize(device) if device is not None else Device.DEFAULT
+        _check_supported(device, dtype)
+        array = _to_numpy(draw(), dtype)
+        node = LazyNode.buffer((array, lambda: _to_numpy(draw(), dtype)), array.shape, dtype, device)
+        return Tensor(node, requires_grad=requires_grad)
 
     def zeros_like(self, **kwargs) -> "Tensor":
         return self.full_like(0, **kwargs)
@@ -950,7 +952,24 @@ def _to_numpy(data: Any, dtype: DType | None) -> np.ndarray:
         array = to_storage(array, dtype)
     else:
         dtypes.from_numpy(array.dtype)  # raises TypeError for unsupported numpy dtypes
-    return np.array(array, order="C")  # a private copy (ascontiguousarray would turn 0-d into 1-d)
+    return array
+
+
+def _check_supported(device: str, dtype: DType) -> None:
+    if not Device[device].supports_dtype(dtype):
+        raise TypeError(f"device {device} does not support dtype {dtype.name}")
+
+
+def _host_leaf(array: np.ndarray, dtype: DType, device: str) -> LazyNode:
+    """A leaf holding a private copy of `array` (later writes to the caller's array do not show). Where
+    the device's memory is this process's (CPU, NUMPY), the copy goes straight into a device buffer, now:
+    one copy, into memory the allocator reuses (a fresh host array costs its page faults, a second copy
+    at realize); elsewhere a host copy, uploaded by the first realize."""
+    if Device[device].allocator.host:
+        buffer = Buffer(device, array.size, dtype).copyin(array)
+        return LazyNode.from_buffer(buffer, array.shape, dtype, device)
+    copy = np.array(array, order="C")  # (ascontiguousarray would turn 0-d into 1-d)
+    return LazyNode.buffer(copy, array.shape, dtype, device)
 
 
 _OPERATORS = {"truediv": "div", "and": "bitwise_and", "or": "bitwise_or", "xor": "bitwise_xor"}

@@ -49,9 +49,11 @@ def test_readme_python_blocks_run():
 @pytest.mark.parametrize("command", [c for b in readme_blocks("sh") for c in b.splitlines() if c.strip()])
 def test_readme_commands_run(command, tmp_path):
     env = {**os.environ, "GRAPH_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
-    command = command.replace("python3 ", f"{sys.executable} ")
-    result = subprocess.run(
-        command, shell=True, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    command = command.replace("python3 ", f"{sys.executable} ").replace(" examples/", f" {ROOT}/examples/")
+    result = (
+        subprocess.run(  # in a scratch directory: what a command writes (viz's page) stays out of the repo
+            command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        )
     )
     assert result.returncode == 0, result.stderr[-3000:]
 
