@@ -205,10 +205,11 @@ class CpuProgram(Program):
         self.library = ctypes.CDLL(str(path))
         self.function = getattr(self.library, name)
 
-    def __del__(self) -> None:  # evicted from the program cache and in no TinyJit recording: unload it
+    def __del__(self, dlclose=_ctypes.dlclose) -> None:  # (bound now: module globals are gone at exit)
+        """Evicted from the program cache and in no TinyJit recording: unload it."""
         handle = getattr(getattr(self, "library", None), "_handle", None)
         if handle:
-            _ctypes.dlclose(handle)
+            dlclose(handle)
 
     def __call__(self, *buffers, global_size=(1,), local_size=(1,), vals=(), wait=False):
         start = time.perf_counter()
