@@ -52,9 +52,14 @@ class FunctionCtx:
         self.needs_input_grad = tuple(isinstance(a, Tensor) and bool(a.requires_grad) for a in args)
         self.materialize_grads = True
         self.saved_for_forward: tuple[Tensor, ...] | None = None
+        self.non_differentiable: set[int] = set()
 
     def save_for_backward(self, *tensors: Tensor) -> None:
         self.saved_tensors = tensors
+
+    def mark_non_differentiable(self, *outputs: Tensor) -> None:
+        """These outputs (integer indices, masks) are constants: no gradient flows through them (as torch)."""
+        self.non_differentiable = {id(t) for t in outputs}
 
     def save_for_forward(self, *tensors: Tensor) -> None:
         """What jvp reads as `saved_tensors` (torch's name; without it jvp sees save_for_backward's)."""
@@ -101,6 +106,9 @@ class Function:
         rule = _UserRule(cls, ctx, args, inputs, [o.lazydata for o in outs])
         results = []
         for i, o in enumerate(outs):
+            if id(o) in ctx.non_differentiable:
+                results.append(Tensor._from_node(o.lazydata, requires_grad=False))  # a constant
+                continue
             node = o.lazydata.custom_rule(tuple(t.lazydata for t in inputs), _Output(rule, i))
             results.append(inputs[0]._wrap(node, *inputs))
         rule.results = [weakref.ref(r.lazydata) for r in results]

@@ -162,7 +162,8 @@ def map_leaves(obj: Any, fn: Callable, leaf: type, where: str) -> Any:
     if isinstance(obj, leaf):
         return fn(obj)
     if isinstance(obj, (list, tuple)):
-        return type(obj)(map_leaves(v, fn, leaf, where) for v in obj)
+        values = [map_leaves(v, fn, leaf, where) for v in obj]
+        return type(obj)(*values) if hasattr(obj, "_fields") else type(obj)(values)  # (a namedtuple)
     if isinstance(obj, dict):
         return {k: map_leaves(v, fn, leaf, where) for k, v in obj.items()}
     try:

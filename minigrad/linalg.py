@@ -1,4 +1,4 @@
-"""Linear algebra as torch.linalg: solve, inv, det, slogdet, cholesky, qr, eigh.
+"""Linear algebra as torch.linalg: solve, inv, det, slogdet, cholesky, qr, eigh, eigvalsh.
 
 In: Tensors of shape (..., n, n) (qr: (..., m, n)), batched over the leading dims. Out: Tensors, with
 gradients (backward and every transform) from the primitive ops they are made of.
@@ -25,11 +25,18 @@ cholesky, raise (the check reads the pivots back, so not inside vmap); det and s
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 from minigrad.dtype import dtypes
 from minigrad.function import Function
 from minigrad.lazy import Placeholder, toposort
 from minigrad.ops import Op
 from minigrad.tensor import Tensor
+
+# results as torch.linalg's named tuples (unpack them, or read their fields)
+SlogdetResult = namedtuple("SlogdetResult", ["sign", "logabsdet"])
+QRResult = namedtuple("QRResult", ["Q", "R"])
+EighResult = namedtuple("EighResult", ["eigenvalues", "eigenvectors"])
 
 JACOBI_SWEEPS = 12  # at most; each sweep squares the off-diagonal's size once it is small (quadratic)
 
@@ -189,7 +196,7 @@ def slogdet(A: Tensor) -> tuple[Tensor, Tensor]:
     _square(A, "slogdet")
     _, _, U, sign = _lu(A)
     pivots = _diagonal(U)
-    return sign * pivots.sign().prod(-1), pivots.abs().log().sum(-1)
+    return SlogdetResult(sign * pivots.sign().prod(-1), pivots.abs().log().sum(-1))
 
 
 # ---- cholesky, qr ------------------------------------------------------------------------------------
@@ -250,8 +257,8 @@ def qr(A: Tensor, mode: str = "reduced") -> tuple[Tensor, Tensor]:
         R = R - (scale * v).unsqueeze(-1) * (v.unsqueeze(-2) @ R)
         Q = Q - (Q @ v.unsqueeze(-1)) * (scale * v).unsqueeze(-2)
     if mode == "reduced":
-        return Q[..., :, :k], R[..., :k, :].triu()
-    return Q, R.triu()
+        return QRResult(Q[..., :, :k], R[..., :k, :].triu())
+    return QRResult(Q, R.triu())
 
 
 # ---- eigh --------------------------------------------------------------------------------------------
@@ -357,7 +364,12 @@ def eigh(A: Tensor, UPLO: str = "L") -> tuple[Tensor, Tensor]:
     if UPLO not in ("L", "U"):
         raise RuntimeError(f"Expected UPLO argument to be 'L' or 'U', but got {UPLO}")
     A = _lower_symmetric(A if UPLO == "L" else A.transpose(-1, -2))
-    return _Eigh.apply(A)
+    return EighResult(*_Eigh.apply(A))
 
 
-__all__ = ["solve", "inv", "det", "slogdet", "cholesky", "qr", "eigh"]
+def eigvalsh(A: Tensor, UPLO: str = "L") -> Tensor:
+    """The eigenvalues of a symmetric matrix, ascending, as torch.linalg.eigvalsh."""
+    return eigh(A, UPLO).eigenvalues
+
+
+__all__ = ["solve", "inv", "det", "slogdet", "cholesky", "qr", "eigh", "eigvalsh"]

@@ -259,3 +259,34 @@ def test_a_call_leaves_no_reference_cycle(device):
         assert all(ref() is None for ref in refs)
     finally:
         gc.enable()
+
+
+def _sort_function(base, sort, zeros_like):
+    class Sort(base):
+        @staticmethod
+        def forward(ctx, x):
+            values, indices = sort(x)
+            ctx.mark_non_differentiable(indices)
+            ctx.save_for_backward(indices)
+            return values, indices
+
+        @staticmethod
+        def backward(ctx, grad_values, grad_indices):
+            (indices,) = ctx.saved_tensors
+            return zeros_like(grad_values).scatter(0, indices, grad_values)
+
+    return Sort
+
+
+def test_mark_non_differentiable_as_torch(device):
+    """An output marked non-differentiable (sort's indices) is a constant: requires_grad False, and the
+    other outputs' gradients flow as torch's."""
+    x = np.array([3.0, 1.0, 2.0], np.float32)
+    Sort = _sort_function(Function, lambda t: t.sort(), lambda t: t.zeros_like())
+    TSort = _sort_function(torch.autograd.Function, torch.sort, torch.zeros_like)
+    a, ta = Tensor(x, device=device, requires_grad=True), torch.tensor(x, requires_grad=True)
+    (values, indices), (tvalues, tindices) = Sort.apply(a), TSort.apply(ta)
+    assert indices.requires_grad is False and tindices.requires_grad is False
+    (values * Tensor([1.0, 2.0, 3.0], device=device)).sum().backward()
+    (tvalues * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
+    np.testing.assert_allclose(a.grad.numpy(), ta.grad.numpy())

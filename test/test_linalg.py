@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+import minigrad
 from minigrad import Tensor, linalg, vmap
 
 rng = np.random.default_rng(0)
@@ -124,3 +125,21 @@ def test_eigh_of_larger_and_odd_sizes_and_repeated_eigenvalues(n):
         np.testing.assert_allclose(w, torch.linalg.eigh(torch.tensor(m))[0].numpy(), atol=1e-4 * n)
         np.testing.assert_allclose(V.T @ V, np.eye(n), atol=1e-5 * n)
         np.testing.assert_allclose(V @ np.diag(w) @ V.T, m, atol=1e-4 * n)
+
+
+def test_named_results_and_eigvalsh_as_torch():
+    """slogdet, qr and eigh return torch's named tuples (fields or unpacking), also through vmap and
+    jacrev; eigvalsh is eigh's values."""
+    x, tx = Tensor(SPD), torch.tensor(SPD)
+    ours, theirs = linalg.slogdet(x), torch.linalg.slogdet(tx)
+    np.testing.assert_allclose(ours.logabsdet.numpy(), theirs.logabsdet.numpy(), **TOL)
+    assert ours.sign.numpy().tolist() == theirs.sign.numpy().tolist()
+    q, r = linalg.qr(Tensor(TALL))
+    np.testing.assert_allclose(linalg.qr(Tensor(TALL)).R.numpy(), r.numpy())
+    np.testing.assert_allclose(linalg.eigvalsh(x).numpy(), torch.linalg.eigvalsh(tx).numpy(), **TOL)
+    batched = vmap(linalg.eigh)(x)
+    assert type(batched).__name__ == "EighResult" and batched.eigenvectors.shape == (2, 3, 3)
+    np.testing.assert_allclose(batched.eigenvalues.numpy(), torch.linalg.eigh(tx).eigenvalues.numpy(), **TOL)
+    jac = minigrad.jacrev(linalg.slogdet)(Tensor(SPD[0]))
+    tjac = torch.func.jacrev(torch.linalg.slogdet)(tx[0])
+    np.testing.assert_allclose(jac.logabsdet.numpy(), tjac.logabsdet.numpy(), atol=1e-5)
