@@ -399,3 +399,17 @@ def test_functions_in_setup_context_style_under_every_transform(device):
     ]
     for got, want in zip(ours, theirs):
         np.testing.assert_allclose(got.numpy(), want.detach().numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name, point",
+    [("atanh", 1.0), ("atanh", -1.0), ("asin", 1.0), ("acos", -1.0), ("sqrt", 0.0), ("log", 0.0)],
+)
+def test_derivatives_at_the_edge_of_the_domain_as_torch(device, name, point):
+    """Infinite slopes where the function ends (atanh at +-1 gave NaN: 0 * inf inside its formula)."""
+    ours = minigrad.grad(lambda x: getattr(x, name)())(Tensor(point, device=device)).item()
+    theirs = torch.func.grad(getattr(torch, name))(torch.tensor(point)).item()
+    assert ours == theirs, (ours, theirs)
+    if name == "atanh":
+        second = minigrad.grad(minigrad.grad(lambda x: x.atanh()))(Tensor(point, device=device)).item()
+        assert second == torch.func.grad(torch.func.grad(torch.atanh))(torch.tensor(point)).item()

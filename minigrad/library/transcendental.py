@@ -207,13 +207,17 @@ class TranscendentalOps:
         return (x < -(2.0**60)).where(math.nan, below.where(nan, low.where(near, far)))
 
     def atanh(self) -> "Tensor":
-        """x + x^3 P(x^2) for |x| < 0.5; log1p(2a / (1 - a)) / 2 beyond (1 - a is exact there)."""
+        """x + x^3 P(x^2) for |x| < 0.5; log1p(2a / (1 - a)) / 2 beyond (1 - a is exact there). At |x| = 1,
+        (log1p(a) - log1p(-a)) / 2: the same inf, and torch's infinite derivatives (the quotient's gave
+        0 * inf = NaN)."""
         x = self._float()
         a = _magnitude(x)
-        small = a < 0.5
+        small, edge = a < 0.5, a == 1
         xs = small.where(x, 0.0)
-        a = small.where(0.75, a)
-        far = (2 * a / (1 - a)).log1p() * 0.5
+        a_far, a_edge = (small | edge).where(0.75, a), edge.where(a, 0.75)
+        far = edge.where(
+            ((a_edge).log1p() - (-a_edge).log1p()) * 0.5, (2 * a_far / (1 - a_far)).log1p() * 0.5
+        )
         return small.where(_odd(xs, ATANH), (x < 0).where(-far, far))
 
     def asin(self) -> "Tensor":
