@@ -36,7 +36,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable
 
-from minigrad.helpers import Context, map_leaves
+from minigrad.helpers import DEFERRED_CHECKS, map_leaves
 from minigrad.lazy import LazyNode, Placeholder, toposort
 from minigrad.ops import BINARY, MOVEMENT, TERNARY, UNARY, Op
 from minigrad.tensor import Tensor
@@ -196,7 +196,7 @@ def _stand_in(t: Tensor, axis: int, size_of: dict) -> Tensor:
     shape = moved.shape[1:]
     message = (
         "vmap: f asked for the data of a value that depends on the batched input (.item(), .numpy(), "
-        "bool(), or an op that reads data back, such as nonzero or a checked index); a batched function "
+        "bool(), or an op that reads data back, such as nonzero); a batched function "
         "cannot branch on one example's values"
     )
     node = LazyNode.buffer(Placeholder(message), shape, t.dtype, t.device)
@@ -256,8 +256,12 @@ def vmap(
         if len(sizes) > 1:
             raise ValueError(f"vmap: the batched arguments have different batch sizes {sorted(sizes)}")
         size = sizes.pop()
-        with Context(BOUNDS_CHECK=0):  # an index check would read one example's indices back
+        checks: list = []  # index checks f asked for: run on the batched indices (indexing._check_bounds)
+        token = DEFERRED_CHECKS.set(checks)
+        try:
             out = f(*traced, **kwargs)
+        finally:
+            DEFERRED_CHECKS.reset(token)
         results: list[Tensor] = []
         map_leaves(out, results.append, Tensor, "vmap: f's result")
         if not results or not _only_tensors(out):
@@ -265,7 +269,9 @@ def vmap(
                 f"vmap: f must return a Tensor, or lists, tuples or dicts of Tensors, got {type(out).__name__}"
             )
         inputs = {key: node for key, (_, node) in batched.items()}
-        nodes = batch_graph([r.lazydata for r in results], inputs, size)
+        nodes = batch_graph([r.lazydata for r in results] + [c[0].lazydata for c in checks], inputs, size)
+        for (index, *check), node in zip(checks, nodes[len(results) :]):
+            (Tensor._from_node(node) if node is not None else index)._check_bounds(*check)
         moved = iter(
             [
                 _move_batch(r, node, size, axis)

@@ -8,6 +8,7 @@ Configuration is read from the environment once per name, through `getenv`, and 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import math
 import os
@@ -119,6 +120,10 @@ class GlobalCounters:
 
 
 prod = math.prod  # of an iterable of ints (1 for none)
+
+# while vmap traces f: the index checks f asked for, run on the batched indices once f is batched (one
+# example's indices do not exist during the trace); None otherwise (library/indexing.py, batching.py)
+DEFERRED_CHECKS: contextvars.ContextVar[list | None] = contextvars.ContextVar("deferred_checks", default=None)
 
 
 class LRU(OrderedDict):

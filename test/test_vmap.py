@@ -308,3 +308,20 @@ def test_a_function_with_two_outputs_under_vmap(device):
     np.testing.assert_allclose(minigrad.grad(lambda xs: minigrad.vmap(f)(xs).sum())(mx).numpy(), want, **TOL)
     only_cos = minigrad.grad(lambda xs: minigrad.vmap(lambda r: SinCos.apply(r)[1].sum())(xs).sum())(mx)
     np.testing.assert_allclose(only_cos.numpy(), -np.sin(x), **TOL)  # the other output's gradient: zeros
+
+
+def test_index_checks_run_on_the_batched_indices(device):
+    """An index out of range inside vmap raises IndexError as outside (checked once f is batched: one
+    example's indices do not exist while vmap traces), nested too; in range, the values are torch's."""
+    x = Tensor(np.arange(12, dtype=np.float32).reshape(3, 4), device=device)
+    ok = minigrad.vmap(lambda a, i: a[i])(x, Tensor(np.array([1, 0, 3]), device=device))
+    want = torch.func.vmap(lambda a, i: a[i])(torch.arange(12.0).reshape(3, 4), torch.tensor([1, 0, 3]))
+    np.testing.assert_equal(ok.numpy(), want.numpy())
+    with pytest.raises(IndexError, match="4 is out of range"):
+        minigrad.vmap(lambda a, i: a[i])(x, Tensor(np.array([1, 0, 4]), device=device))
+    with pytest.raises(IndexError, match="9 is out of range"):
+        minigrad.vmap(lambda a, i: a.gather(0, i))(x, Tensor(np.array([[1], [0], [9]]), device=device))
+    with pytest.raises(IndexError, match="7 is out of range"):
+        minigrad.vmap(minigrad.vmap(lambda a, i: a[i]))(
+            x.reshape(3, 1, 4), Tensor([[1], [0], [7]], device=device)
+        )

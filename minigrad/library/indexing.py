@@ -13,7 +13,7 @@ import numpy as np
 
 from minigrad.dtype import dtypes
 from minigrad.gradient import REVERSE_RULES
-from minigrad.helpers import getenv, normalize_axis
+from minigrad.helpers import DEFERRED_CHECKS, getenv, normalize_axis
 from minigrad.library.shapes import broadcast_shape
 
 if TYPE_CHECKING:
@@ -97,8 +97,13 @@ class IndexingOps:
 
     def _check_bounds(self, low: int, high: int, what: str) -> None:
         """Raise IndexError unless every value of this integer tensor is in [low, high). Reads the values,
-        so it realizes them; BOUNDS_CHECK=0 turns it off (an index out of range then selects nothing: 0)."""
+        so it realizes them (inside vmap: after the trace, batched); BOUNDS_CHECK=0 turns it off (an index
+        out of range then selects nothing: 0)."""
         if not getenv("BOUNDS_CHECK", 1) or self.numel() == 0:
+            return
+        deferred = DEFERRED_CHECKS.get()
+        if deferred is not None:  # inside vmap's trace: checked on the whole batch's indices afterwards
+            deferred.append((self, low, high, what))
             return
         values = self.numpy()
         bad = values[(values < low) | (values >= high)]
