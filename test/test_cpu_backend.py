@@ -592,3 +592,24 @@ def test_openmp_started_by_torch_first_is_named_in_a_warning():
     )
     quiet = run({"OMP_WAIT_POLICY": "PASSIVE"}, code)
     assert "OpenMP was started" not in quiet.stderr, quiet.stderr
+
+
+def test_a_transposed_left_operand_is_copied_first_with_an_off_switch():
+    """matmul copies a transposed left operand (its rows strided in memory) before the product, unless
+    MATMUL_COPY=0; the values are the same either way, forward and backward."""
+    from minigrad.engine.schedule import create_schedule
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((64, 48)).astype(np.float32) for _ in range(2))
+    results = {}
+    for flag in (1, 0):
+        with Context(MATMUL_COPY=flag):
+            x, w = Tensor(a, requires_grad=True), Tensor(b.T.copy(), requires_grad=True)
+            out = x.T @ w.T
+            kernels = [i for i in create_schedule([out.lazydata]) if i.ast.op.name == "STORE"]
+            assert len(kernels) == (2 if flag else 1)
+            (out * out).sum().backward()
+            results[flag] = [out.numpy(), x.grad.numpy(), w.grad.numpy()]
+    for copied, strided in zip(results[1], results[0]):
+        np.testing.assert_allclose(copied, strided, rtol=1e-4, atol=1e-4)  # sums in other orders
+    np.testing.assert_allclose(results[1][0], a.T @ b, rtol=1e-5, atol=1e-5)
