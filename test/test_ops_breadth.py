@@ -879,3 +879,67 @@ def test_interpolate(device, name):
 def test_matmul_gradient_with_a_zero_size_dim(device):
     check_op(device, [(3, 0), (0, 4)], torch.matmul, Tensor.matmul)
     check_op(device, [(0, 3), (3, 4)], torch.matmul, Tensor.matmul)
+
+
+F = torch.nn.functional
+RANK_NAMED = {  # torch's rank-named forms, torch's argument order: (shapes, torch, minigrad)
+    "conv1d": (
+        [(2, 4, 9), (6, 2, 3)],
+        lambda x, w: F.conv1d(x, w, None, 2, 1, 1, 2),
+        lambda x, w: x.conv1d(w, None, 2, 1, 1, 2),
+    ),
+    "conv3d": (
+        [(1, 2, 5, 4, 5), (3, 2, 2, 3, 2)],
+        lambda x, w: F.conv3d(x, w, padding=1),
+        lambda x, w: x.conv3d(w, padding=1),
+    ),
+    "conv_transpose1d": (
+        [(2, 4, 5), (4, 3, 3)],
+        lambda x, w: F.conv_transpose1d(x, w, None, 2, 1, 1),
+        lambda x, w: x.conv_transpose1d(w, None, 2, 1, 1),
+    ),
+    "conv_transpose3d": (
+        [(1, 3, 3, 2, 3), (3, 2, 2, 2, 2)],
+        lambda x, w: F.conv_transpose3d(x, w, stride=2),
+        lambda x, w: x.conv_transpose3d(w, stride=2),
+    ),
+    "max_pool1d": (
+        [(2, 3, 9)],
+        lambda x: F.max_pool1d(x, 3, 2, 1, ceil_mode=True),
+        lambda x: x.max_pool1d(3, 2, 1, ceil_mode=True),
+    ),
+    "max_pool3d": (
+        [(1, 2, 5, 5, 5)],
+        lambda x: F.max_pool3d(x, 3, 2, ceil_mode=True),
+        lambda x: x.max_pool3d(3, 2, ceil_mode=True),
+    ),
+    "avg_pool1d": (
+        [(2, 3, 9)],
+        lambda x: F.avg_pool1d(x, 3, 2, 1, count_include_pad=False),
+        lambda x: x.avg_pool1d(3, 2, 1, count_include_pad=False),
+    ),
+    "avg_pool3d": ([(1, 2, 5, 5, 5)], lambda x: F.avg_pool3d(x, 2, 2, 1), lambda x: x.avg_pool3d(2, 2, 1)),
+    "interpolate bilinear": (
+        [(1, 2, 4, 5)],
+        lambda x: F.interpolate(x, (7, 3), mode="bilinear", align_corners=True),
+        lambda x: x.interpolate((7, 3), mode="bilinear", align_corners=True),
+    ),
+    "interpolate trilinear": (
+        [(1, 2, 3, 4, 5)],
+        lambda x: F.interpolate(x, (5, 2, 6), mode="trilinear"),
+        lambda x: x.interpolate((5, 2, 6), mode="trilinear"),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(RANK_NAMED))
+def test_rank_named_convolutions_pools_and_interpolation_as_torch(device, name):
+    shapes, torch_fn, ours = RANK_NAMED[name]
+    check_op(device, shapes, torch_fn, ours)
+
+
+def test_rank_named_forms_reject_a_weight_of_another_rank():
+    with pytest.raises(RuntimeError, match=r"conv1d: the weight must have 3 dims"):
+        Tensor.ones(1, 2, 5).conv1d(Tensor.ones(2, 2, 3, 3))
+    with pytest.raises(ValueError, match="'bilinear' resizes 2 dims"):
+        Tensor.ones(1, 2, 5).interpolate((3,), mode="bilinear")

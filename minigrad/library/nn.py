@@ -248,10 +248,57 @@ class NNOps:
         plane = type(self).zeros(*batch, math.prod(output_size), device=self.device, dtype=self.dtype)
         return plane.scatter(-1, flat_indices, flat_values).reshape(*batch, *output_size)
 
+    # ---- torch's rank-named forms (argument order as torch.nn.functional), on the N-d ones above ------
+
+    def conv1d(self, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> "Tensor":
+        return self.conv2d(_of_rank(weight, 1, "conv1d"), bias, groups, stride, dilation, padding)
+
+    def conv3d(self, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> "Tensor":
+        return self.conv2d(_of_rank(weight, 3, "conv3d"), bias, groups, stride, dilation, padding)
+
+    def conv_transpose1d(
+        self, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1
+    ):
+        weight = _of_rank(weight, 1, "conv_transpose1d")
+        return self.conv_transpose2d(weight, bias, groups, stride, dilation, padding, output_padding)
+
+    def conv_transpose3d(
+        self, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1
+    ):
+        weight = _of_rank(weight, 3, "conv_transpose3d")
+        return self.conv_transpose2d(weight, bias, groups, stride, dilation, padding, output_padding)
+
+    def max_pool1d(
+        self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False
+    ):
+        kernel = _per_dim(kernel_size, 1, "kernel_size")
+        return self.max_pool2d(kernel, stride, dilation, padding, ceil_mode, return_indices)
+
+    def max_pool3d(
+        self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False
+    ):
+        kernel = _per_dim(kernel_size, 3, "kernel_size")
+        return self.max_pool2d(kernel, stride, dilation, padding, ceil_mode, return_indices)
+
+    def avg_pool1d(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+        kernel = _per_dim(kernel_size, 1, "kernel_size")
+        return self.avg_pool2d(kernel, stride, 1, padding, ceil_mode, count_include_pad)
+
+    def avg_pool3d(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+        kernel = _per_dim(kernel_size, 3, "kernel_size")
+        return self.avg_pool2d(kernel, stride, 1, padding, ceil_mode, count_include_pad)
+
     def interpolate(self, size: Sequence[int], mode: str = "linear", align_corners: bool = False) -> "Tensor":
         """Resize the last len(size) dims, as torch's F.interpolate: 'linear' (bilinear, trilinear by the
-        number of dims), 'nearest' or 'nearest-exact'. Each dim is a product with a constant (out, in) matrix
-        of weights, so gradients flow to the input."""
+        number of dims; torch's names 'bilinear' and 'trilinear' too), 'nearest' or 'nearest-exact'. Each
+        dim is a product with a constant (out, in) matrix of weights, so gradients flow to the input."""
+        ranks = {"bilinear": 2, "trilinear": 3}
+        if mode in ranks:
+            if len(size) != ranks[mode]:
+                raise ValueError(
+                    f"interpolate: mode '{mode}' resizes {ranks[mode]} dims, got size {tuple(size)}"
+                )
+            mode = "linear"
         x = self._float()
         for axis, m in zip(range(self.ndim - len(size), self.ndim), size):
             weights = _resize_weights(x.shape[axis], int(m), mode, align_corners)
@@ -506,6 +553,15 @@ def _resize_weights(n: int, m: int, mode: str, align_corners: bool) -> np.ndarra
     np.add.at(weights, (np.arange(m), low), 1 - fraction)
     np.add.at(weights, (np.arange(m), high), fraction)
     return weights
+
+
+def _of_rank(weight: "Tensor", dims: int, name: str) -> "Tensor":
+    """The weight of a `dims`-d convolution (Cout, Cin/groups, *kernel), or a RuntimeError naming its shape."""
+    if weight.ndim != dims + 2:
+        raise RuntimeError(
+            f"{name}: the weight must have {dims + 2} dims (out, in, kernel), got {weight.shape}"
+        )
+    return weight
 
 
 def _kernel(kernel_size: int | Sequence[int]) -> tuple[int, ...]:
