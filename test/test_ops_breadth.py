@@ -943,3 +943,35 @@ def test_rank_named_forms_reject_a_weight_of_another_rank():
         Tensor.ones(1, 2, 5).conv1d(Tensor.ones(2, 2, 3, 3))
     with pytest.raises(ValueError, match="'bilinear' resizes 2 dims"):
         Tensor.ones(1, 2, 5).interpolate((3,), mode="bilinear")
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_torch_named_binary_cross_entropy_with_weight_and_pos_weight(device, reduction):
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((3, 4)).astype(np.float32)
+    target, weight = (logits > 0.2).astype(np.float32), (np.abs(logits) + 0.5).astype(np.float32)
+    pos_weight = np.array([1.0, 2.0, 0.5, 3.0], np.float32)
+    probs = (1 / (1 + np.exp(-logits))).astype(np.float32)
+    t, w, pw = (Tensor(v, device=device) for v in (target, weight, pos_weight))
+    tt, tw, tpw = (torch.tensor(v) for v in (target, weight, pos_weight))
+    check_op(
+        device,
+        None,
+        lambda p: F.binary_cross_entropy(p, tt, tw, reduction=reduction),
+        lambda p: p.binary_cross_entropy(t, w, reduction),
+        values=[probs],
+        low=0.05,
+    )
+    check_op(
+        device,
+        None,
+        lambda x: F.binary_cross_entropy_with_logits(x, tt, tw, reduction=reduction, pos_weight=tpw),
+        lambda x: x.binary_cross_entropy_with_logits(t, w, reduction, pw),
+        values=[logits],
+    )
+
+
+def test_pad2d_is_tinygrads_name_for_flat_padding(device):
+    check_op(
+        device, [(2, 3, 4)], lambda x: F.pad(x, (1, 2, 0, 1), value=0.5), lambda x: x.pad2d((1, 2, 0, 1), 0.5)
+    )

@@ -103,6 +103,10 @@ class MovementOps:
         dim = normalize_axis(dim, self.ndim + 1)
         return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
 
+    def pad2d(self, padding: Sequence[int], value: Scalar = 0.0) -> "Tensor":
+        """tinygrad's name: `pad` with F.pad's flat (left, right, top, bottom, ...) amounts."""
+        return self.pad(tuple(padding), value=value)
+
     def pad(self, padding: Sequence, value: Scalar = 0.0, mode: str = "constant") -> "Tensor":
         """Pad with `value`. `padding` is ((before, after), ...) per dim (None = no pad), or PyTorch's flat
         (last_before, last_after, second_last_before, ...). Negative amounts crop. mode: 'constant', or

@@ -441,6 +441,23 @@ class NNOps:
         scale = 1 if pos_weight is None else 1 + (pos_weight - 1) * Y
         return _reduced((1 - Y) * self + scale * softplus_neg, reduction, "binary_crossentropy_logits")
 
+    def binary_cross_entropy(self, target: "Tensor", weight: "Tensor | None" = None, reduction: str = "mean"):
+        """torch's name and arguments for binary_crossentropy; `weight` rescales each element's loss."""
+        loss = self.binary_crossentropy(target, reduction="none")
+        return _reduced(loss * weight if weight is not None else loss, reduction, "binary_cross_entropy")
+
+    def binary_cross_entropy_with_logits(
+        self,
+        target: "Tensor",
+        weight: "Tensor | None" = None,
+        reduction: str = "mean",
+        pos_weight: "Tensor | None" = None,
+    ) -> "Tensor":
+        """torch's name and arguments for binary_crossentropy_logits; `weight` rescales each element."""
+        loss = self.binary_crossentropy_logits(target, reduction="none", pos_weight=pos_weight)
+        name = "binary_cross_entropy_with_logits"
+        return _reduced(loss * weight if weight is not None else loss, reduction, name)
+
     def mse_loss(self, target: "Tensor", reduction: str = "mean") -> "Tensor":
         return _reduced((self - target).square(), reduction, "mse_loss")
 
