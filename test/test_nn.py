@@ -312,6 +312,16 @@ LAYERS = {
         lambda: torch.nn.ConvTranspose2d(4, 6, 3, stride=2, groups=2),
         (2, 4, 5, 5),
     ),
+    "conv3d": (
+        lambda: nn.Conv3d(2, 3, 2, padding=1),
+        lambda: torch.nn.Conv3d(2, 3, 2, padding=1),
+        (1, 2, 3, 4, 5),
+    ),
+    "conv_transpose3d": (
+        lambda: nn.ConvTranspose3d(2, 3, 2, stride=2),
+        lambda: torch.nn.ConvTranspose3d(2, 3, 2, stride=2),
+        (1, 2, 3, 2, 3),
+    ),
     "group_norm": (lambda: nn.GroupNorm(2, 6), lambda: torch.nn.GroupNorm(2, 6), (3, 6, 4, 4)),
     "instance_norm": (
         lambda: nn.InstanceNorm(6),

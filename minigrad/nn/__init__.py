@@ -35,7 +35,7 @@ class Linear:
 
 class Conv2d:
     """Convolution of (N, C_in, *spatial) inputs with weight (C_out, C_in / groups, *kernel): 2-D here, 1-D
-    as Conv1d. padding: an int, one per dim, 'valid' (none) or 'same' (the output keeps the input's size,
+    as Conv1d, 3-D as Conv3d. padding: an int, one per dim, 'valid' (none) or 'same' (the output keeps the input's size,
     stride 1; an odd total puts the extra element after, as torch)."""
 
     dims = 2
@@ -70,9 +70,13 @@ class Conv1d(Conv2d):
     dims = 1
 
 
+class Conv3d(Conv2d):
+    dims = 3
+
+
 class ConvTranspose2d:
     """Transposed convolution (the gradient of a convolution), weight (C_in, C_out / groups, *kernel) as
-    torch's; 1-D as ConvTranspose1d."""
+    torch's; 1-D as ConvTranspose1d, 3-D as ConvTranspose3d."""
 
     dims = 2
 
@@ -103,6 +107,10 @@ class ConvTranspose2d:
 
 class ConvTranspose1d(ConvTranspose2d):
     dims = 1
+
+
+class ConvTranspose3d(ConvTranspose2d):
+    dims = 3
 
 
 def _conv_padding(padding, kernel: tuple, stride, dilation, name: str):
@@ -171,7 +179,7 @@ class BatchNorm2d:
         return x.batchnorm(self.weight, self.bias, mean, (var + self.eps).rsqrt())
 
 
-BatchNorm = BatchNorm2d
+BatchNorm = BatchNorm1d = BatchNorm3d = BatchNorm2d  # one class: it normalizes dim 1 of any rank
 
 
 class LayerNorm:
