@@ -273,17 +273,26 @@ class Tensor(
         if value.dtype != self.dtype:
             raise TypeError(f"assign: dtype {value.dtype.name} does not match the target's {self.dtype.name}")
         target = self.lazydata
+        if target.op is Op.FUNCTION and target.st == target.base.st:  # a derivative rule over a buffer: write
+            target = target.base  # into the buffer (a second assign after one with a gradient, for one)
         if target.is_view or target.realized is None:
             node = value.lazydata  # nothing to write into yet: just take the new value
         else:
             node = target.assign(value.lazydata)
-        if value.requires_grad and not Tensor.no_grad:  # gradients flow to the value, as torch's copy_
-            if self.requires_grad and self.is_leaf:
-                raise RuntimeError(
-                    "assign: a leaf tensor that requires grad cannot be overwritten in place while gradients "
-                    "are recorded (as torch); do it under `with minigrad.no_grad():`, or assign to a copy"
-                )
-            node = node.custom_rule((value.lazydata,), _ASSIGN_RULE) if node is not value.lazydata else node
+        if value.requires_grad and not Tensor.no_grad and self.requires_grad and self.is_leaf:
+            raise RuntimeError(
+                "assign: a leaf tensor that requires grad cannot be overwritten in place while gradients "
+                "are recorded (as torch); do it under `with minigrad.no_grad():`, or assign to a copy"
+            )
+        # the old value of a non-leaf in the graph: its leaves get zero gradients, as torch's. The FUNCTION
+        # remembers only which leaves (keeping the old graph would chain together every step of a loop
+        # that assigns), and takes the value as an input only when it has a gradient
+        overwritten = self.requires_grad and not self.is_leaf and not Tensor.no_grad
+        fresh = node is value.lazydata  # nothing was written: the value stands in for the target
+        if not Tensor.no_grad and (value.requires_grad or overwritten) and (overwritten or not fresh):
+            rule = _AssignRule(target) if overwritten else _ASSIGN_RULE
+            node = node.custom_rule((value.lazydata,) if value.requires_grad else (), rule)
+        if value.requires_grad and not Tensor.no_grad:
             self._requires_grad = True
         self._replace_node(node)
         return self
@@ -588,6 +597,9 @@ class Tensor(
         graph = differentiable_graph([self.lazydata])
         found = [(n, ref()) for n in graph for ref in n.leaf_of]  # the leaves this graph reaches
         reached = {id(t): t for n, t in found if t is not None and t.lazydata is n and t.requires_grad}
+        for ref in (ref for n in graph if isinstance(n.arg, _AssignRule) for ref in n.arg.overwritten):
+            if ref() is not None and ref().requires_grad:  # behind a value assign() overwrote: zeros
+                reached.setdefault(id(ref()), ref())
         leaves = list(reached.values())
         grads = reverse_gradient([self.lazydata], [t.lazydata for t in leaves], [root_grad.lazydata], graph)
         for leaf, grad in zip(leaves, grads):
@@ -870,15 +882,20 @@ class Tensor(
 
 class _AssignRule:
     """The derivative of `target.assign(value)` (a FUNCTION over the ASSIGN): the value's, unchanged, as
-    torch's copy_; the old target's value is gone and gets none."""
+    torch's copy_; the old target's value is gone and gets none. The leaves the old value came from are
+    remembered (weakly: not its graph), so that backward gives them zeros, as torch does."""
 
     name = "assign"
 
-    def vjp(self, grad: LazyNode, needed: tuple[bool], grad_of=None) -> tuple[LazyNode]:
-        return (grad,)
+    def __init__(self, old: LazyNode | None = None):
+        graph = differentiable_graph([old]) if old is not None else []
+        self.overwritten = tuple(ref for node in graph for ref in node.leaf_of)
+
+    def vjp(self, grad: LazyNode, needed: tuple[bool], grad_of=None) -> tuple[LazyNode, ...]:
+        return (grad,)[: len(needed)]  # (no input: the value has no gradient)
 
     def jvp(self, tangents: tuple) -> LazyNode | None:
-        return tangents[0]
+        return tangents[0] if tangents else None
 
 
 _ASSIGN_RULE = _AssignRule()

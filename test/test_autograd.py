@@ -262,3 +262,35 @@ def test_in_place_add_on_a_non_leaf_and_assign_gradients_as_torch(device):
     (z * z).sum().backward()
     (tz * tz).sum().backward()
     np.testing.assert_allclose(w.grad.numpy(), tw.grad.numpy())
+
+
+@pytest.mark.parametrize("value_grad", [True, False])
+@pytest.mark.parametrize("realize_before", [True, False])
+@pytest.mark.parametrize("realize_after", [True, False])
+def test_leaves_behind_an_overwritten_value_get_zero_gradients_as_torch(
+    value_grad, realize_before, realize_after
+):
+    """x = a * 2; x.copy_(v * 3): a's gradient is zeros in torch (it is in the graph, its value gone), v's
+    flows through; realized or not before and after the assign."""
+    results = []
+    for module, make in ((minigrad, minigrad.Tensor), (torch, torch.tensor)):
+        a = make([1.0, 2.0, 3.0], requires_grad=True)
+        v = make([4.0, 5.0, 6.0], requires_grad=value_grad)
+        x = a * 2
+        if realize_before and module is minigrad:
+            x.realize()
+        if module is minigrad:
+            x.assign(v * 3)
+        else:
+            x.copy_(v * 3)
+        if realize_after and module is minigrad:
+            x.realize()
+        (x * x).sum().backward()
+        grads = [t.grad for t in (a, v)]
+        results.append(
+            [None if g is None else np.asarray(g.numpy() if module is minigrad else g) for g in grads]
+        )
+    for ours, theirs in zip(*results):
+        assert (ours is None) == (theirs is None)
+        if ours is not None:
+            np.testing.assert_allclose(ours, theirs)

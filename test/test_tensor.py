@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import minigrad
+from minigrad.lazy import toposort
 from minigrad import GlobalCounters, Tensor, TinyJit, dtypes, no_grad
 
 
@@ -144,7 +145,9 @@ def test_repeated_assign_does_not_pile_up_graphs_or_memory(device):
         state.assign(state.detach() * 0.5 + (state.detach() + 1).sum(0)).realize()
     gc.collect()
     assert GlobalCounters.mem_used == held
-    assert state.lazydata.srcs == (), "a written assign is a leaf"
+    # a written assign keeps no history: a buffer, seen through the assign's derivative rule (state came
+    # from w, so the rule remembers that w gets a zero gradient, as torch's)
+    assert len(toposort([state.lazydata])) <= 3, toposort([state.lazydata])
 
 
 def test_train_and_no_grad_flags():
