@@ -272,14 +272,15 @@ class Tensor(
             raise RuntimeError(f"assign: value is on {value.device} but the target is on {self.device}")
         if value.dtype != self.dtype:
             raise TypeError(f"assign: dtype {value.dtype.name} does not match the target's {self.dtype.name}")
-        target = self.lazydata
+        old = target = self.lazydata
         if target.op is Op.FUNCTION and target.st == target.base.st:  # a derivative rule over a buffer: write
             target = target.base  # into the buffer (a second assign after one with a gradient, for one)
         if target.is_view or target.realized is None:
             node = value.lazydata  # nothing to write into yet: just take the new value
         else:
             node = target.assign(value.lazydata)
-        if value.requires_grad and not Tensor.no_grad and self.requires_grad and self.is_leaf:
+        recording, leaf = not Tensor.no_grad, self.is_leaf
+        if recording and value.requires_grad and self.requires_grad and leaf:
             raise RuntimeError(
                 "assign: a leaf tensor that requires grad cannot be overwritten in place while gradients "
                 "are recorded (as torch); do it under `with minigrad.no_grad():`, or assign to a copy"
@@ -287,12 +288,11 @@ class Tensor(
         # the old value of a non-leaf in the graph: its leaves get zero gradients, as torch's. The FUNCTION
         # remembers only which leaves (keeping the old graph would chain together every step of a loop
         # that assigns), and takes the value as an input only when it has a gradient
-        overwritten = self.requires_grad and not self.is_leaf and not Tensor.no_grad
-        fresh = node is value.lazydata  # nothing was written: the value stands in for the target
-        if not Tensor.no_grad and (value.requires_grad or overwritten) and (overwritten or not fresh):
-            rule = _AssignRule(target) if overwritten else _ASSIGN_RULE
+        overwritten = recording and self.requires_grad and not leaf
+        if overwritten or (recording and value.requires_grad and node is not value.lazydata):
+            rule = _AssignRule(old) if overwritten else _ASSIGN_RULE
             node = node.custom_rule((value.lazydata,) if value.requires_grad else (), rule)
-        if value.requires_grad and not Tensor.no_grad:
+        if recording and value.requires_grad:
             self._requires_grad = True
         self._replace_node(node)
         return self
@@ -597,9 +597,9 @@ class Tensor(
         graph = differentiable_graph([self.lazydata])
         found = [(n, ref()) for n in graph for ref in n.leaf_of]  # the leaves this graph reaches
         reached = {id(t): t for n, t in found if t is not None and t.lazydata is n and t.requires_grad}
-        for ref in (ref for n in graph if isinstance(n.arg, _AssignRule) for ref in n.arg.overwritten):
-            if ref() is not None and ref().requires_grad:  # behind a value assign() overwrote: zeros
-                reached.setdefault(id(ref()), ref())
+        for leaf in (ref() for ref in _overwritten_leaves(graph)):  # behind a value assign() overwrote: zeros
+            if leaf is not None and leaf.requires_grad:
+                reached.setdefault(id(leaf), leaf)
         leaves = list(reached.values())
         grads = reverse_gradient([self.lazydata], [t.lazydata for t in leaves], [root_grad.lazydata], graph)
         for leaf, grad in zip(leaves, grads):
@@ -888,8 +888,7 @@ class _AssignRule:
     name = "assign"
 
     def __init__(self, old: LazyNode | None = None):
-        graph = differentiable_graph([old]) if old is not None else []
-        self.overwritten = tuple(ref for node in graph for ref in node.leaf_of)
+        self.overwritten = _overwritten_leaves(differentiable_graph([old])) if old is not None else ()
 
     def vjp(self, grad: LazyNode, needed: tuple[bool], grad_of=None) -> tuple[LazyNode, ...]:
         return (grad,)[: len(needed)]  # (no input: the value has no gradient)
@@ -899,6 +898,14 @@ class _AssignRule:
 
 
 _ASSIGN_RULE = _AssignRule()
+
+
+def _overwritten_leaves(graph: list[LazyNode]) -> tuple:
+    """Weak references to the leaf tensors of `graph`, and to those behind values assign() overwrote in it
+    (an earlier assign's rule remembers them), each once."""
+    refs = [ref for node in graph for ref in node.leaf_of]
+    refs += [ref for node in graph if isinstance(node.arg, _AssignRule) for ref in node.arg.overwritten]
+    return tuple(dict.fromkeys(refs))
 
 
 def _check_ints_fit(array: np.ndarray, dtype: DType) -> None:

@@ -269,13 +269,13 @@ class ReduceOps:
 
 
 def _strided_rows(x: "Tensor") -> bool:
-    """Is x a view of a buffer whose rows are not contiguous along the last dim (a transposed matrix)? A
+    """Is x (a matrix or a batch of them) a view of a buffer whose rows are not contiguous along the last dim (a transposed matrix)? A
     matmul walking such rows reads one element per cache line (a.T @ b: 26 ms, copied first: 17)."""
     node = x.lazydata
     if not node.is_view or node.base.op not in (Op.BUFFER, Op.CONTIGUOUS) or x.shape[-1] < 2:
         return False
     strides = node.st.real_strides()
-    return strides[-1] not in (0, 1) and (x.ndim < 2 or strides[-2] in (0, 1))
+    return strides[-1] not in (0, 1) and strides[-2] in (0, 1)
 
 
 def _is_16bit_float(dtype) -> bool:

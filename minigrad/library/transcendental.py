@@ -215,9 +215,7 @@ class TranscendentalOps:
         small, edge = a < 0.5, a == 1
         xs = small.where(x, 0.0)
         a_far, a_edge = (small | edge).where(0.75, a), edge.where(a, 0.75)
-        far = edge.where(
-            ((a_edge).log1p() - (-a_edge).log1p()) * 0.5, (2 * a_far / (1 - a_far)).log1p() * 0.5
-        )
+        far = edge.where((a_edge.log1p() - (-a_edge).log1p()) * 0.5, (2 * a_far / (1 - a_far)).log1p() * 0.5)
         return small.where(_odd(xs, ATANH), (x < 0).where(-far, far))
 
     def asin(self) -> "Tensor":
