@@ -126,6 +126,9 @@ prod = math.prod  # of an iterable of ints (1 for none)
 DEFERRED_CHECKS: contextvars.ContextVar[list | None] = contextvars.ContextVar("deferred_checks", default=None)
 
 
+_MISSING = object()
+
+
 class LRU(OrderedDict):
     """A dict that keeps its `size()` most recently used entries (every in-process cache is one, so that a
     long run over many shapes does not grow without end). `size` is a function: the limit comes from an
@@ -136,10 +139,11 @@ class LRU(OrderedDict):
         self.size = size
 
     def get(self, key: Any, default: Any = None) -> Any:
-        if key not in self:
+        value = super().get(key, _MISSING)  # one lookup, not `in` and then [] (keys can be big tuples)
+        if value is _MISSING:
             return default
         self.move_to_end(key)
-        return self[key]
+        return value
 
     def put(self, key: Any, value: Any) -> Any:
         self[key] = value

@@ -106,6 +106,13 @@ class LazyNode:
         return LazyNode(Op.CONST, (), value, dtype, device, _broadcast_tracker(shape))
 
     @staticmethod
+    def shared_const(value: Any, dtype: DType, device: str, shape: tuple[int, ...] = ()) -> "LazyNode":
+        """`const`, the same node for the same (value, dtype, device, shape): for the scalars of binary ops
+        (`x * 0.5`), which no user holds, so nothing can realize or assign into them. A graph then has one
+        node per distinct constant, not per use: every pass over it (the schedule's signature) is shorter."""
+        return _shared_const(repr(value), value, dtype, device, shape)
+
+    @staticmethod
     def iota(n: int, dtype: DType, device: str) -> "LazyNode":
         """0, 1, ..., n-1 with no memory: computed in the kernels that read it (ops.IOTA)."""
         return LazyNode(Op.CONST, (), IOTA, dtype, device, ShapeTracker.from_shape((n,)))
@@ -249,3 +256,9 @@ def toposort(roots: list[LazyNode], stop=lambda node: False) -> list[LazyNode]:
             if not stop(node):
                 stack.extend(node.srcs)
     return sorted(seen.values(), key=_by_serial)
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared_const(text: str, value: Any, dtype: DType, device: str, shape: tuple[int, ...]) -> LazyNode:
+    """LazyNode.shared_const's cache: keyed by the value's repr too, which tells -0.0 from 0.0 and 1 from True."""
+    return LazyNode.const(value, dtype, device, shape)

@@ -650,7 +650,7 @@ class Tensor(
             dtype = dtypes.default_int
         else:
             dtype = self.dtype
-        return Tensor._from_node(LazyNode.const(other, dtype, self.device, shape), False)
+        return Tensor._from_node(LazyNode.shared_const(other, dtype, self.device, shape), False)
 
     def _broadcasted(self, other: "Tensor | Scalar", reverse: bool = False) -> tuple["Tensor", "Tensor"]:
         """Both operands with one dtype and one shape, numpy-style."""

@@ -497,9 +497,27 @@ def _reads_target_elsewhere(item: ScheduleItem) -> bool:
     return any(id(n) in under or n.arg[1] != store.arg[1] for n in loads)
 
 
-def _signature(targets: list[LazyNode]) -> tuple[list[LazyNode], tuple]:
+class _Signature:
+    """A graph's signature (a flat tuple) with its hash computed once: the cache lookup hashes it twice."""
+
+    __slots__ = ("items", "hash")
+
+    def __init__(self, items: tuple):
+        self.items, self.hash = items, hash(items)
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Signature) and self.hash == other.hash and self.items == other.items
+
+
+def _signature(targets: list[LazyNode]) -> tuple[list[LazyNode], _Signature]:
     """The nodes the planner can see (unrealized bases and their leaves), numbered in visiting order, and a
-    hashable description of the graph in terms of those numbers (see the module docstring)."""
+    hashable description of the graph in terms of those numbers (see the module docstring). The description
+    is one flat tuple: per node its op, arg, dtype, device, shape and number of sources, then each source's
+    number (a base: its view follows from its own entry) or (number, views); a leaf is "leaf", its value or
+    buffer number, dtype, device and shape. This runs on every realize: it reads the nodes' fields directly."""
     nodes: list[LazyNode] = []
     leaves: set[int] = set()
     number: dict[int, int] = {}
@@ -509,22 +527,27 @@ def _signature(targets: list[LazyNode]) -> tuple[list[LazyNode], tuple]:
         if id(node) not in number:
             number[id(node)] = len(nodes)
             nodes.append(node)
-            if node.op is Op.CONST or node.realized is not None:  # _is_leaf, inlined: this runs every step
+            buffer = node._buffer  # _is_leaf and node.realized, inlined
+            if node.op is Op.CONST or (buffer is not None and buffer.version == node._version):
                 leaves.add(id(node))
             else:
-                stack.extend([src.base for src in node.srcs[::-1]])
-    entries, bufs = [], {}  # leaves that share a buffer get one number: R2 and R7 depend on it
+                stack.extend([src._base or src for src in node.srcs[::-1]])
+    entries: list = []  # leaves that share a buffer get one number: R2 and R7 depend on it
+    bufs: dict[int, int] = {}
     for node in nodes:
         if id(node) in leaves:  # repr: -0.0 and nan keep their identity
-            value = repr(node.arg) if node.op is Op.CONST else bufs.setdefault(id(node.realized), len(bufs))
-            entries.append(("leaf", value, node.dtype, node.device, node.shape))
-        else:
-            arg = None if node.op is Op.BUFFER else node.arg  # host data is not part of the plan
-            srcs = tuple([(number[id(src.base)], src.st.views) for src in node.srcs])  # Views hash fastest
-            entries.append((node.op, arg, node.dtype, node.device, node.shape, srcs))
+            value = repr(node.arg) if node.op is Op.CONST else bufs.setdefault(id(node._buffer), len(bufs))
+            entries += ("leaf", value, node.dtype, node.device, node.shape)
+            continue
+        arg = None if node.op is Op.BUFFER else node.arg  # host data is not part of the plan
+        entries += (node.op, arg, node.dtype, node.device, node.shape, len(node.srcs))
+        for src in node.srcs:
+            base = src._base
+            entries.append(number[id(src)] if base is None else (number[id(base)], src.st.views))
     switches = ("SPLIT_BROADCAST", 1), ("SPLIT_RECOMPUTE", 1), ("KERNEL_OPS", MAX_KERNEL_OPS)
-    settings = tuple(getenv(name, default) for name, default in switches)  # the planner's switches
-    return nodes, (tuple(entries), tuple(number[id(t.base)] for t in targets), settings)
+    entries += [getenv(name, default) for name, default in switches]  # the planner's switches
+    entries += [number[id(t.base)] for t in targets]
+    return nodes, _Signature(tuple(entries))
 
 
 # signature -> [(ast, output positions, input positions, reason)], the most recently used plans

@@ -124,10 +124,10 @@ def _softmax_chain(x: Tensor, generations: int) -> Tensor:
 def test_r8_long_expressions_read_by_several_kernels_are_computed_once():
     x = realized(16, 16)
     items = kernels_of(_softmax_chain(x, 10))
-    assert max(len(item.ast.toposort()) for item in items) < 100  # without R8: up to 1,012 nodes
+    assert max(len(item.ast.toposort()) for item in items) < 100  # without R8: over 600 nodes
     assert any(item.reason.startswith("R8") for item in items)
     with Context(SPLIT_RECOMPUTE=0, KERNEL_OPS=1 << 30):  # (R9 would cut it too)
         plain = kernels_of(_softmax_chain(x, 10))
-        assert max(len(item.ast.toposort()) for item in plain) > 900
+        assert max(len(item.ast.toposort()) for item in plain) > 600
         expected = _softmax_chain(x, 10).numpy()
     np.testing.assert_allclose(_softmax_chain(x, 10).numpy(), expected, rtol=1e-5, atol=1e-6)
