@@ -112,11 +112,25 @@ class Function:
             node = o.lazydata.custom_rule(tuple(t.lazydata for t in inputs), _Output(rule, i))
             results.append(inputs[0]._wrap(node, *inputs))
         rule.results = [weakref.ref(r.lazydata) for r in results]
-        # a saved output stands for the result: differentiating backward goes through this Function again
-        ctx.saved_tensors = tuple(
-            next((_SavedResult(i) for i, o in enumerate(outs) if t is o), t) for t in ctx.saved_tensors
-        )
+        ctx.saved_tensors = _kept_for_rules(ctx.saved_tensors, outs)
+        if ctx.saved_for_forward is not None:
+            ctx.saved_for_forward = _kept_for_rules(ctx.saved_for_forward, outs)
         return results[0] if isinstance(out, Tensor) else tuple(results)
+
+
+def _kept_for_rules(saved: tuple, outs: tuple) -> tuple:
+    """What ctx keeps of the tensors forward saved. A saved output becomes a _SavedResult: differentiating
+    backward goes through this Function again. Any other Tensor becomes a new Tensor over the same node,
+    not the caller's object: the rule is reachable from the gradient graph, and holding the input `x`
+    would close a cycle x -> x.grad -> ... -> this rule -> x, which only the garbage collector frees, with
+    every buffer of the step in it (they then miss the allocator's cache: fresh pages each step)."""
+    kept = []
+    for t in saved:
+        result = next((_SavedResult(i) for i, o in enumerate(outs) if t is o), None)
+        if result is None and isinstance(t, Tensor):
+            result = Tensor._from_node(t.lazydata, t.requires_grad)
+        kept.append(t if result is None else result)
+    return tuple(kept)
 
 
 class _SavedResult:

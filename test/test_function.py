@@ -1,5 +1,8 @@
 """minigrad.Function: user-defined forward/backward (and optional jvp), on every device."""
 
+import gc
+import weakref
+
 import numpy as np
 import pytest
 import torch
@@ -242,9 +245,6 @@ def test_a_call_leaves_no_reference_cycle(device):
     """A Function's graph, its saved tensors and its buffers go when the last tensor goes, without the
     garbage collector (a cycle through the rule kept conv2d's buffers until a collection ran: page faults
     and unstable step times). A saved output still stands for the result (second derivatives)."""
-    import gc
-    import weakref
-
     gc.collect()
     gc.disable()
     try:
@@ -290,3 +290,34 @@ def test_mark_non_differentiable_as_torch(device):
     (values * Tensor([1.0, 2.0, 3.0], device=device)).sum().backward()
     (tvalues * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
     np.testing.assert_allclose(a.grad.numpy(), ta.grad.numpy())
+
+
+class ExpSavingBoth(Function):
+    """Saves its input and its output: x.grad's graph reaches this call's rule through the saved output."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = x.exp()
+        ctx.save_for_backward(x, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y = ctx.saved_tensors
+        return grad * y + x * 0
+
+
+def test_a_saved_input_closes_no_reference_cycle_through_its_grad(device):
+    """Without the garbage collector, the input and its buffer go as soon as the user drops them (a cycle
+    x -> x.grad -> rule -> ctx -> x kept every buffer of a training step until the collector ran)."""
+    gc.collect()
+    gc.disable()
+    try:
+        x = Tensor([0.0, 1.0], device=device, requires_grad=True)
+        ExpSavingBoth.apply(x).sum().backward()
+        np.testing.assert_allclose(x.grad.numpy(), np.exp([0.0, 1.0]), **TOL)
+        alive = weakref.ref(x)
+        del x
+        assert alive() is None
+    finally:
+        gc.enable()
