@@ -351,9 +351,8 @@ def checked(fns: dict, outputs: dict, reference: str = "torch") -> dict:
             except AssertionError as error:
                 if name == "minigrad":
                     raise
-                print(
-                    f"{name} left out of a row: its output {i} differs from {reference}'s", str(error)[:200]
-                )
+                reason = " ".join(str(error).split())[:160]
+                print(f"{name} left out of a row: its output {i} differs from {reference}'s ({reason})")
                 del kept[name]
                 break
     return kept
