@@ -594,6 +594,25 @@ def test_openmp_started_by_torch_first_is_named_in_a_warning():
     assert "OpenMP was started" not in quiet.stderr, quiet.stderr
 
 
+def test_passive_waiting_spins_a_little_first_whoever_chose_it():
+    """minigrad's own PASSIVE and a user's (as the warning advises) both get GOMP_SPINCOUNT=1000 unless it is
+    set: PASSIVE alone sleeps at once, and a kernel with a parallel loop per chunk waits for a wake-up each
+    time. ACTIVE and a user's GOMP_SPINCOUNT are left alone."""
+    code = "import os\nfrom minigrad import Device\nDevice['CPU']\nprint(os.environ.get('GOMP_SPINCOUNT'))"
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    cases = [({}, "1000"), ({"OMP_WAIT_POLICY": "PASSIVE"}, "1000"), ({"OMP_WAIT_POLICY": "passive"}, "1000")]
+    cases += [
+        ({"OMP_WAIT_POLICY": "ACTIVE"}, "None"),
+        ({"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0"}, "0"),
+    ]
+    for env, expected in cases:
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**base, **env}
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.split()[-1] == expected, (env, result.stdout)
+
+
 def test_a_transposed_left_operand_is_copied_first_with_an_off_switch():
     """matmul copies a transposed left operand (its rows strided in memory) before the product, unless
     MATMUL_COPY=0; the values are the same either way, forward and backward."""
