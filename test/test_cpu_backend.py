@@ -3,6 +3,7 @@
 import ctypes
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -375,6 +376,34 @@ def test_packed_contractions_match_unpacked_and_unoptimized_ones(case):
     np.testing.assert_allclose(results["{}"][0], torch_out, rtol=1e-4, atol=1e-3)
 
 
+def test_a_chunk_copied_outside_the_parallel_loop_is_copied_by_every_thread():
+    """conv's weight gradient sums over batch and pixels in chunks, each copied (packed) once for the
+    threads that sum it: the copy runs in a parallel loop of its own, not on one thread. THREADS=0 (no
+    parallel loops at all) gives the same values, bit for bit."""
+    from minigrad.engine.schedule import create_schedule
+
+    rng = np.random.default_rng(0)
+    values = [
+        rng.standard_normal(s).astype(np.float32) for s in ((8, 32, 32, 32), (32, 32, 3, 3), (8, 32, 32, 32))
+    ]
+    results = []
+    for flags in ({}, {"THREADS": 0}):
+        with Context(**flags):
+            x, w, g = (Tensor(v, device="CPU", requires_grad=i == 1) for i, v in enumerate(values))
+            (x.conv2d(w, padding=1) * g).sum().backward()
+            item = [i for i in create_schedule([w.grad.lazydata]) if i.ast.op.name == "STORE"][-1]
+            source = Device["CPU"].get_program(item.ast).source
+            copied_together = re.search(r"float pack\d+\[\d+\];\s*#pragma omp parallel for", source)
+            assert "partial[" in source and bool(copied_together) == (not flags), flags
+            results.append(w.grad.numpy())
+    np.testing.assert_array_equal(results[0], results[1])
+    torch_w = torch.tensor(values[1], requires_grad=True)
+    (
+        torch.nn.functional.conv2d(torch.tensor(values[0]), torch_w, padding=1) * torch.tensor(values[2])
+    ).sum().backward()
+    np.testing.assert_allclose(results[0], torch_w.grad.numpy(), rtol=1e-4, atol=1e-2)
+
+
 def test_matmul_is_plain_composition_in_the_graph():
     """The front end lays out nothing: x @ w is a MUL and a SUM of views, on every device (no copy, no
     custom rule); the optimizer finds the contraction in the kernel (codegen/opt.py)."""
@@ -524,9 +553,6 @@ def test_stream_lanes_match_the_row_tiled_reduce():
 def test_every_codegen_switch_is_part_of_the_program_cache_key():
     """A switch read in codegen/ changes the generated source, so compiled programs must be cached per
     value (helpers.CODEGEN_SETTINGS): otherwise turning it off in a running process changes nothing."""
-    import pathlib
-    import re
-
     from minigrad.helpers import CODEGEN_SETTINGS
 
     code = "".join(

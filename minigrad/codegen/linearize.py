@@ -21,6 +21,7 @@ instruction (common subexpressions are computed once).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -429,6 +430,11 @@ def _pack(lin: _Linearizer, ast: AstNode) -> None:
     reduce_loops = [Loop(lin.variables[d], nest.steps(d), True) for d in reduce_dims if nest.steps(d) > 1]
     if nest.tile:  # this chunk of the one reduce dim only (_chunked)
         reduce_loops = [Loop(lin.tile_index, nest.tile, True)]
+    in_parallel = any(i.op == "LOOP" and i.arg.parallel for i in lin.instrs)  # (the loops around the copy)
+    if nest.chunked and nest.parallel_dims and reduce_loops and not in_parallel:
+        # a chunk's copy outside the parallel loop is shared by the threads that sum it: they make it
+        # together (conv's weight gradient, 32 -> 32 channels: 2.2 -> 1.9 ms)
+        reduce_loops[0] = dataclasses.replace(reduce_loops[0], parallel=True)
     elements = nest.tile or prod(nest.full_shape[d] for d in reduce_dims)
     opened = {loop.arg.var.name for loop in (i for i in lin.instrs if i.op == "LOOP")}
     for buffer, column in nest.packed.items():
