@@ -582,10 +582,8 @@ def cold_start(device: str):
         def run():
             with tempfile.TemporaryDirectory() as cache:
                 env = dict(os.environ, XDG_CACHE_HOME=cache, CACHEDB=os.path.join(cache, "tinygrad.db"))
-                if (
-                    fw is not minigrad
-                ):  # CC="gcc -march=x86-64-v3" is minigrad's ISA knob; tinygrad runs CC as
-                    env.pop("CC", None)  # one program name
+                if fw is not minigrad:  # CC="gcc -march=x86-64-v3" is minigrad's ISA knob, not a program name
+                    env.pop("CC", None)
                 here = os.path.dirname(os.path.abspath(__file__))
                 args = [sys.executable, "-c", COLD_START, fw.__name__, dev, here]
                 subprocess.run(args, env=env, check=True, capture_output=True)
