@@ -35,9 +35,8 @@ from minigrad.helpers import getenv, prod
 from minigrad.ops import IOTA, AstNode, Op
 from minigrad.shape.symbolic import Variable, variables
 
-PARALLEL_MIN_WORK = (
-    1 << 17
-)  # fewer inner iterations: waking the sleeping threads (~30-50 us) costs more than they save
+# below this many inner iterations, waking the sleeping threads (~30-50 us) costs more than they save
+PARALLEL_MIN_WORK = 1 << 17
 ROWS_FACTOR = 8  # 8 independent accumulators hide the latency of the serial adds
 DOT_TILES = (2, 4)  # with lanes: 2 outputs along the innermost broadcast dim, 4 along the next
 SHORT_TILES = (8, 4)  # a short reduce without lanes: 8 outputs for the vectorizer, 4 along the next
