@@ -497,22 +497,7 @@ def _reads_target_elsewhere(item: ScheduleItem) -> bool:
     return any(id(n) in under or n.arg[1] != store.arg[1] for n in loads)
 
 
-class _Signature:
-    """A graph's signature (a flat tuple) with its hash computed once: the cache lookup hashes it twice."""
-
-    __slots__ = ("items", "hash")
-
-    def __init__(self, items: tuple):
-        self.items, self.hash = items, hash(items)
-
-    def __hash__(self) -> int:
-        return self.hash
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Signature) and self.hash == other.hash and self.items == other.items
-
-
-def _signature(targets: list[LazyNode]) -> tuple[list[LazyNode], _Signature]:
+def _signature(targets: list[LazyNode]) -> tuple[list[LazyNode], tuple]:
     """The nodes the planner can see (unrealized bases and their leaves), numbered in visiting order, and a
     hashable description of the graph in terms of those numbers (see the module docstring). The description
     is one flat tuple: per node its op, arg, dtype, device, shape and number of sources, then each source's
@@ -547,7 +532,7 @@ def _signature(targets: list[LazyNode]) -> tuple[list[LazyNode], _Signature]:
     switches = ("SPLIT_BROADCAST", 1), ("SPLIT_RECOMPUTE", 1), ("KERNEL_OPS", MAX_KERNEL_OPS)
     entries += [getenv(name, default) for name, default in switches]  # the planner's switches
     entries += [number[id(t.base)] for t in targets]
-    return nodes, _Signature(tuple(entries))
+    return nodes, tuple(entries)
 
 
 # signature -> [(ast, output positions, input positions, reason)], the most recently used plans
