@@ -503,6 +503,43 @@ def test_epilogue_loop_matches_the_unrolled_epilogue():
     np.testing.assert_allclose(results[0], np.maximum(a @ b + bias, 0), rtol=1e-4, atol=1e-4)
 
 
+def test_vector_columns_match_scalar_columns():
+    """SIMD: an outer-product tile's columns are computed as C vector values (opt.simd, linearize's vector
+    columns); off, one scalar each. The same values for a matmul with a fused epilogue (bias, relu;
+    overlapping last tiles), a weight-gradient-like a.T @ b (chunked, packed), a conv, a padded operand
+    (masked vector loads), float64; a float16 matmul keeps scalar columns (linearize falls back)."""
+    from minigrad.codegen.cstyle import C_LANGUAGE
+    from minigrad.codegen.pipeline import generate
+    from minigrad.engine.schedule import create_schedule
+
+    rng = np.random.default_rng(0)
+    a, b, bias = rng.standard_normal((100, 70)), rng.standard_normal((70, 90)), rng.standard_normal(90)
+    long_a, long_b = rng.standard_normal((4096, 40)), rng.standard_normal((4096, 64))
+    image, kernel = rng.standard_normal((2, 16, 16, 16)), rng.standard_normal((32, 16, 3, 3))
+    cases = {
+        "epilogue": (lambda t: (t(a) @ t(b) + t(bias)).relu(), np.maximum(a @ b + bias, 0), np.float32),
+        "chunked": (lambda t: t(long_a).T @ t(long_b), long_a.T @ long_b, np.float32),
+        "conv": (lambda t: t(image).conv2d(t(kernel), padding=1), None, np.float32),
+        "padded": (lambda t: t(a) @ t(b[:68]).pad(((1, 1), (0, 0))), a[:, 1:69] @ b[:68], np.float32),
+        "float64": (lambda t: t(a) @ t(b), a @ b, np.float64),
+        "float16": (lambda t: t(a) @ t(b), a @ b, np.float16),
+    }
+    for name, (compute, expected, dtype) in cases.items():
+        results = []
+        for flag in (1, 0):
+            with Context(SIMD=flag):
+                out = compute(lambda v: Tensor(v.astype(dtype), device="CPU"))
+                (item,) = create_schedule([out.lazydata])[-1:]
+                source = generate(item.ast, C_LANGUAGE, Device["CPU"].target)[1]
+                vectors = f"mg_{np.dtype(dtype).name}x" in source
+                assert vectors == (flag == 1 and dtype != np.float16), (name, source)
+                results.append(out.numpy())
+        np.testing.assert_array_equal(results[0], results[1], err_msg=name)
+        if expected is not None:
+            tolerance = 1e-2 if dtype == np.float16 else 1e-4
+            np.testing.assert_allclose(results[0], expected, rtol=tolerance, atol=tolerance, err_msg=name)
+
+
 def test_lane_loop_matches_the_unrolled_lanes():
     """LANE_LOOP: a row sum's lanes run as a loop over an array of running values (linearize._lane_loop);
     off, unrolled. Sums, maxes, softmax and a sum of exp2 (the kernel it is for) agree, NaN and inf too."""

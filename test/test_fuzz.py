@@ -109,6 +109,7 @@ def test_random_graph_matches_numpy(seed):
         "LANE_LOOP": int(rng.integers(0, 2)),
         "EPILOGUE_LOOP": int(rng.integers(0, 2)),
         "VECTORIZE": int(rng.integers(0, 2)),
+        "SIMD": int(rng.integers(0, 2)),
         "NOOPT": int(rng.random() < 0.3),
     }
     expected = [t.numpy() for t in random_graph(seed, "NUMPY")]

@@ -121,6 +121,9 @@ class Language:
     # 4 floats at once, given `{ptr}` (and `{values}` to store); elements are read as .x .y .z .w
     vector_load: str = ""
     vector_store: str = ""
+    # declares `{name}`, a vector of `{size}` bytes of `{scalar}` that may sit at any element's address
+    # (vector columns: Instr.lanes); `+ - *` apply to each element, a scalar operand to all of them
+    vector_type: str = ""
     # After the reduce loops, copy the accumulators to a local array behind a compiler barrier. GCC 12 only
     # vectorizes a group of accumulators when the values leaving the loop are stored as they are; with a
     # fused epilogue (`x @ W + b`) it left them scalar (8 -> 87 GFLOPS with the spill).
@@ -298,7 +301,26 @@ C_LANGUAGE = Language(
     lanes_attribute='__attribute__((optimize("no-tree-loop-vectorize")))',
     bitcasts=C_BITCASTS,
     trig_rerun=True,
+    vector_type="typedef {scalar} {name} __attribute__((vector_size({size}), aligned({align}), may_alias));",
 )
+
+
+def _type(instr: Instr, language: Language) -> str:
+    """The C type of an instruction's value: its dtype's, or a vector of them (vector columns)."""
+    return language.type_name(instr.dtype) if instr.lanes == 1 else f"mg_{instr.dtype.name}x{instr.lanes}"
+
+
+def _vector_types(kernel: LinearKernel, language: Language) -> str:
+    """The declarations of the vector types the kernel uses (each once when kernels share a source)."""
+    text = ""
+    for instr in {(i.dtype, i.lanes): i for i in kernel.instrs if i.lanes > 1}.values():
+        name, scalar = _type(instr, language), language.type_name(instr.dtype)
+        size, align = instr.dtype.itemsize * instr.lanes, instr.dtype.itemsize
+        text += _guarded(
+            f"MG_{name.upper()}",
+            language.vector_type.format(name=name, scalar=scalar, size=size, align=align),
+        )
+    return text
 
 
 def _value_name(instr: Instr, position: int) -> str:
@@ -315,8 +337,12 @@ def _spill(
     """Copy several accumulators into one array behind an empty asm barrier (see Language.spill_accumulators);
     later instructions read the array."""
     dtypes_used = {kernel.instrs[a].dtype for a in accumulators}
-    if len(accumulators) < 2 or len(dtypes_used) != 1:
-        return
+    if (
+        len(accumulators) < 2
+        or len(dtypes_used) != 1
+        or any(kernel.instrs[a].lanes > 1 for a in accumulators)
+    ):
+        return  # (vectors are vectorized already)
     array = f"accs{accumulators[0]}"
     add(f"{language.type_name(dtypes_used.pop())} {array}[{len(accumulators)}];")
     for i, position in enumerate(accumulators):
@@ -395,7 +421,8 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
             names[position] = _value_name(instr, position)
             initial, dtype = instr.arg[1], instr.dtype
             start = language.lowest(dtype) if initial == "lowest" else language.literal(initial, dtype)
-            add(f"{language.type_name(instr.dtype)} {names[position]} = {start};")
+            start = f"{{{start}}}" if instr.lanes > 1 else start  # (a sum's: 0 in every lane)
+            add(f"{_type(instr, language)} {names[position]} = {start};")
         elif instr.op == "UPDATE":
             acc, value = srcs
             update = language.code_for_op[Op.ADD if instr.arg is Op.REDUCE_SUM else Op.MAX](
@@ -420,7 +447,12 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
                 read = f"mg_{HALF_FLOATS[instr.dtype]}_to_float({read})"
             if not (valid.min == 1 and valid.max == 1):
                 read = f"({valid.render()})?{read}:{language.literal(0, instr.dtype)}"
-            add(f"{language.type_name(instr.dtype)} {names[position]} = {read};")
+            if instr.lanes > 1:  # (masked as a whole: the mask is the same for every lane)
+                read = f"*({_type(instr, language)}*)({_pointer(instr.arg)})"
+                read = (
+                    read if valid.min == 1 else f"({valid.render()})?{read}:({_type(instr, language)}){{0}}"
+                )
+            add(f"{_type(instr, language)} {names[position]} = {read};")
         elif instr.op == "VLOAD":
             names[position] = f"vec{position}"
             load = language.vector_load.format(ptr=_pointer(instr.arg))
@@ -441,13 +473,15 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
                 expression = language.code_for_op[instr.arg](*srcs, operand_dtype)
             if instr.dtype in HALF_FLOATS:  # every op's result is rounded to the 16-bit type
                 expression = f"mg_round_{HALF_FLOATS[instr.dtype]}({expression})"
-            add(f"{language.type_name(instr.dtype)} {names[position]} = {expression};")
+            add(f"{_type(instr, language)} {names[position]} = {expression};")
         elif instr.op == "STORE":
             buffer, index, valid = instr.arg
             value = srcs[0]
             if isinstance(buffer, int) and buffer_dtypes[buffer] in HALF_FLOATS:
                 value = f"mg_float_to_{HALF_FLOATS[buffer_dtypes[buffer]]}({value})"
             store = f"{_buffer_name(buffer)}[{index.render()}] = {value};"
+            if instr.lanes > 1:
+                store = f"*({_type(instr, language)}*)({_pointer(instr.arg)}) = {value};"
             add(store if valid.min == 1 else f"if ({valid.render()}) {store}")
         else:
             raise RuntimeError(f"cannot render IR instruction {instr.op}")
@@ -471,6 +505,7 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
         i.dtype in HALF_FLOATS for i in kernel.instrs
     ):
         headers += _guarded("MG_HALF_HELPERS", language.bitcasts + HALF_HELPERS)
+    headers += _vector_types(kernel, language)
     source = f"{headers}\n{prefix} {kernel.name}({params}) {{\n" + "\n".join(lines) + "\n}\n"
     return kernel.name, source, launch
 

@@ -30,7 +30,18 @@ from minigrad.codegen.lower import LoopNest
 from minigrad.dtype import DType, dtypes
 from minigrad.helpers import getenv, prod
 from minigrad.ops import IOTA, REDUCE, AstNode, Op
-from minigrad.shape.symbolic import MinNode, Node, NumNode, Variable, and_nodes, ge, lt, sum_node, variables
+from minigrad.shape.symbolic import (
+    MinNode,
+    Node,
+    NumNode,
+    Variable,
+    affine_coefficients,
+    and_nodes,
+    ge,
+    lt,
+    sum_node,
+    variables,
+)
 
 
 EPILOGUE_LOOP_COPIES = (
@@ -52,12 +63,15 @@ class Instr:
     VLOAD    arg: (buffer, index, width): `width` elements at once    LANE  srcs: (vload,), arg: element
     VSTORE   srcs: `width` values, arg: (buffer, index)             (from `vectorize`, GPUs only)
     CONST    arg: the value            ALU      srcs: operands, arg: the Op (CAST: dtype gives the target)
-    INDEX    arg: a symbolic expression used as a value: a view's mask (bool), an IOTA's index (int)"""
+    INDEX    arg: a symbolic expression used as a value: a view's mask (bool), an IOTA's index (int)
+    `lanes` > 1 (vector columns, nest.simd): the value is a vector of that many elements; a vector LOAD or
+    STORE moves them from `index` on (_read_lanes reads them back one at a time through an array)."""
 
     op: str
     dtype: DType | None
     srcs: tuple[int, ...] = ()
     arg: Any = None
+    lanes: int = 1
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,13 @@ class Loop:
     reduce: bool
     parallel: bool = False  # run iterations on several threads (opt.py decides)
     pick: int | None = None  # the instruction holding the one index the loop runs at, if any (opt.pick)
+
+
+class NotVectorizable(Exception):
+    """A kernel's reduce holds something that vector columns cannot express; it is linearized with scalars."""
+
+
+VECTOR_OPS = (Op.ADD, Op.MUL, Op.NEG)  # what C's vector types compute as written (no max, no compare)
 
 
 @dataclass
@@ -101,6 +122,11 @@ class _Linearizer:
         self.staged: dict[AstNode, tuple[str, int, int]] = {}  # loads in local memory: (array, dim, row)
         self.packed: dict[AstNode, tuple[str, int, int]] = {}  # packed loads: (array, column dim, width)
         self.epilogue_looped = False  # the stores were emitted in a loop over the tile (_epilogue_loop)
+        # vector columns: a vector's element, where the columns' copies are whole vectors
+        vectors = (
+            nest.simd > 1 and nest.columns is not None and nest.upcast.get(nest.columns, 1) % nest.simd == 0
+        )
+        self.lane = Variable("lane", 0, nest.simd - 1) if vectors else None
         for d in nest.order:
             steps = nest.steps(d)
             prefix = "r" if d in nest.reduce_axes else "g"
@@ -110,9 +136,11 @@ class _Linearizer:
             )
 
     def emit(self, instr: Instr) -> int:
+        if self.lane is not None:
+            instr = self.vector(instr)
         key = None
         if instr.op in ("LOAD", "CONST", "ALU", "INDEX"):
-            key = (instr.op, instr.dtype, instr.srcs, _arg_key(instr.arg))
+            key = (instr.op, instr.dtype, instr.srcs, _arg_key(instr.arg), instr.lanes)
             for scope in self.scopes:
                 if key in scope:
                     return scope[key]
@@ -125,6 +153,38 @@ class _Linearizer:
             dropped = set(self.scopes.pop().values())
             self.emitted = {k: v for k, v in self.emitted.items() if v not in dropped}
         return len(self.instrs) - 1
+
+    def vector(self, instr: Instr) -> Instr:
+        """Vector columns: `instr` as a vector if its value varies with the lane (a load with the lane in
+        its index, an op of a vector). A vector access runs from its index at lane 0 on; a vector is stored
+        only where the index moves with the lane. Raises NotVectorizable for what C's vectors cannot do."""
+        lanes = max([self.instrs[s].lanes for s in instr.srcs], default=instr.lanes)
+        if instr.op in ("LOAD", "STORE"):
+            buffer, index, valid = instr.arg
+            step = affine_coefficients(index).get(self.lane.name, 0)
+            if self.lane.name in variables(valid) or step not in (0, 1):
+                raise NotVectorizable(
+                    f"not contiguous along the columns: {index.render()} if {valid.render()}"
+                )
+            if instr.op == "STORE" and (lanes > 1) != (step == 1):
+                raise NotVectorizable("a store whose index and value disagree on the columns")
+            if step == 1:
+                lanes, instr = (
+                    self.nest.simd,
+                    dataclasses.replace(instr, arg=(buffer, index - self.lane, valid)),
+                )
+        elif instr.op == "INDEX" and self.lane.name in variables(instr.arg):
+            raise NotVectorizable(f"an index along the columns: {instr.arg.render()}")
+        if lanes == 1:
+            return instr
+        reduce_op = (
+            instr.arg[0] if instr.op == "ACC" else instr.arg if instr.op == "UPDATE" else Op.REDUCE_SUM
+        )
+        if instr.dtype not in (dtypes.float32, dtypes.float64) or reduce_op is not Op.REDUCE_SUM:
+            raise NotVectorizable(f"a {reduce_op} of {instr.dtype} vectors")
+        if instr.op == "ALU" and instr.arg not in VECTOR_OPS:
+            raise NotVectorizable(f"{instr.arg} of a vector")
+        return dataclasses.replace(instr, lanes=lanes)
 
     def loops(self, loops: list[Loop], end: bool = False) -> None:  # open them; with `end`, close them
         for loop in reversed(loops) if end else loops:
@@ -233,6 +293,41 @@ def _copies(nest: LoopNest, dims: list[int]) -> list[dict[int, int]]:
     return combos
 
 
+def _vector_copies(lin: _Linearizer, copies: list[dict]) -> tuple[list[dict], dict[tuple, tuple]]:
+    """Vector columns: the body copies with the column dim's taken nest.simd at a time (element j + lane
+    for each j that is a multiple of simd), and for each copy's key, its vector copy's key and its lane.
+    Without vector columns: the copies, and no lanes."""
+    if lin.lane is None:
+        return copies, {}
+    d, width = lin.nest.columns, lin.nest.simd
+    vectors = {_key(c): {**c, d: c[d] + lin.lane} for c in copies if c[d] % width == 0}
+    lanes = {_key(c): (_key(vectors[_key({**c, d: c[d] - c[d] % width})]), c[d] % width) for c in copies}
+    return list(vectors.values()), lanes
+
+
+def _read_lanes(lin: _Linearizer, reduces: list[AstNode], lanes: dict[tuple, tuple]) -> None:
+    """After the reduce, each copy's result as a scalar (vector columns): the vectors go to an array of the
+    thread, read back an element at a time. (Reading a vector's element in place, v[i], made GCC keep the
+    accumulators in memory through the whole reduce loop: a 1024^2 matmul took 7.3 ms, not 4.4.)"""
+    vectors = list(dict.fromkeys(vector for vector, _ in lanes.values()))
+    width = lin.nest.simd
+    for i, r in enumerate(reduces):
+        array = f"columns{i}"
+        lin.emit(Instr("PRIVATE", r.dtype, (), (array, len(vectors) * width)))
+        for j, vector in enumerate(vectors):
+            place = (array, NumNode(j * width) + lin.lane, NumNode(1))
+            lin.emit(Instr("STORE", r.dtype, (lin.emitted[(r, vector)],), place))
+        lin.emit(Instr("FENCE", None, (), array))
+        for key, (vector, lane) in lanes.items():
+            place = (array, NumNode(vectors.index(vector) * width + lane), NumNode(1))
+            lin.emitted[(r, key)] = lin.emit(Instr("LOAD", r.dtype, (), place))
+
+
+def _stored_along_lane(lin: _Linearizer, store: AstNode, copies: list[dict]) -> bool:
+    """Vector columns: is each vector copy's output contiguous, its mask the same for every lane?"""
+    return all(_along_lane(lin, *store.arg[1].expr_idxs(lin.idxs(reduced=False, copy=g))) for g in copies)
+
+
 def _linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
     """Emit the instructions of `ast` in the loop nest `nest` (see the module docstring)."""
     lin = _Linearizer(nest)
@@ -249,6 +344,7 @@ def _linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
         return _scatter(lin, ast, loops, name)
     if nest.chunked:
         return _chunked(lin, ast, looped, loops, global_copies, name)
+    sum_copies, lanes = _vector_copies(lin, global_copies)  # the reduce's copies (vector columns)
     outer, inner = _split_at_pack(nest, looped, loops)
     lin.loops(outer)
     if nest.packed:
@@ -258,9 +354,10 @@ def _linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
     accumulators = {}  # (reduce, global copy, reduce copy) -> ACC: each body copy accumulates on its own
     for r in reduces if not (nest.lane_loop and all(dtypes.is_float(r.dtype) for r in reduces)) else ():
         initial = 0 if r.op is Op.REDUCE_SUM else "lowest"
-        for g in global_copies:
+        for g in sum_copies:
             for rc in reduce_copies:
-                accumulators[(r, _key(g), _key(rc))] = lin.emit(Instr("ACC", r.dtype, (), (r.op, initial)))
+                acc = Instr("ACC", r.dtype, (), (r.op, initial), lin.nest.simd if lanes else 1)
+                accumulators[(r, _key(g), _key(rc))] = lin.emit(acc)
     if reduces and nest.lane_loop and all(dtypes.is_float(r.dtype) for r in reduces):
         _lane_loop(lin, reduces, reduce_loops, global_copies)
     elif reduces:
@@ -272,7 +369,7 @@ def _linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
         if nest.tile:
             _stage(lin, reduces)
         for r in reduces:
-            for g in global_copies:
+            for g in sum_copies:
                 for rc in reduce_copies:
                     value = lin.value(r.srcs[0], reduced=True, copy={**g, **rc})
                     acc = accumulators[(r, _key(g), _key(rc))]
@@ -285,7 +382,7 @@ def _linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
             _combine_group(lin, accumulators)
         for r in reduces:  # after the loop, the reduce copies' accumulators combine into one value
             combine = Op.ADD if r.op is Op.REDUCE_SUM else Op.MAX
-            for g in global_copies:
+            for g in sum_copies:
                 parts = [accumulators[(r, _key(g), _key(rc))] for rc in reduce_copies]
                 while len(parts) > 1:  # pairwise: a tree of adds, not a serial chain
                     pairs = zip(parts[0::2], parts[1::2])
@@ -299,9 +396,14 @@ def _linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
     in_a_loop = (
         epilogue and len(upcast_dims) > 1 and len(global_copies) >= EPILOGUE_LOOP_COPIES and not nest.threads
     )
+    store_copies = global_copies
     if reduces and in_a_loop and getenv("EPILOGUE_LOOP", 1):
-        _epilogue_loop(lin, store, reduces, global_copies, copy_dims)
-    for g in global_copies if not lin.epilogue_looped else ():
+        _epilogue_loop(lin, store, reduces, global_copies, copy_dims, lanes)
+    elif lanes and not epilogue and _stored_along_lane(lin, store, sum_copies):
+        store_copies = sum_copies  # the sums stored as they are, a vector at a time
+    elif lanes:
+        _read_lanes(lin, reduces, lanes)
+    for g in store_copies if not lin.epilogue_looped else ():
         value = lin.value(store.srcs[0], reduced=False, copy=g)
         index, valid = store.arg[1].expr_idxs(lin.idxs(reduced=False, copy=g))
         if nest.grouped:  # every thread of the group holds the result; the first one stores it
@@ -311,18 +413,30 @@ def _linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
     return _kernel(lin, ast, name)
 
 
-def _epilogue_loop(lin: _Linearizer, store: AstNode, reduces: list[AstNode], copies: list, dims: list[int]):
+def _epilogue_loop(
+    lin: _Linearizer, store: AstNode, reduces: list[AstNode], copies: list, dims: list[int], lanes: dict
+):
     """What follows the reduce and the store, for a register tile of many outputs, as a loop over the tile's
     rows, each row's columns (the last upcast dim) unrolled (EPILOGUE_LOOP=0: all unrolled). The reduce
-    results go to an array of the thread first. Unrolled, the epilogue of a 12x32 tile was most of a
-    100 KB kernel and of its 0.55 s compile; it runs once per tile, after the reduce loop."""
+    results go to an array of the thread first (a vector at a time where `lanes` has the copies' vectors and
+    they lie in order). Unrolled, the epilogue of a 12x32 tile was most of a 100 KB kernel and of its 0.55 s
+    compile; it runs once per tile, after the reduce loop."""
     nest, size = lin.nest, len(copies)
+    keys = [_key(g) for g in copies]
+    first = {lanes[k][0]: i for i, k in enumerate(keys) if k in lanes and lanes[k][1] == 0}
+    vectors = bool(lanes) and all(first[lanes[k][0]] + lanes[k][1] == i for i, k in enumerate(keys))
+    if lanes and not vectors:  # the columns are not the copies' last dim
+        _read_lanes(lin, reduces, lanes)
     arrays = {}
     for r in reduces:
         arrays[r] = array = f"sums{len(arrays)}"
         lin.emit(Instr("PRIVATE", r.dtype, (), (array, size)))
-        for i, g in enumerate(copies):
-            lin.emit(Instr("STORE", r.dtype, (lin.emitted[(r, _key(g))],), (array, NumNode(i), NumNode(1))))
+        for i, key in enumerate(keys):
+            if not vectors:
+                lin.emit(Instr("STORE", r.dtype, (lin.emitted[(r, key)],), (array, NumNode(i), NumNode(1))))
+            elif lanes[key][1] == 0:  # a vector copy's lanes go to i, i + 1, ...
+                value = lin.emitted[(r, lanes[key][0])]
+                lin.emit(Instr("STORE", r.dtype, (value,), (array, NumNode(i) + lin.lane, NumNode(1))))
         lin.emit(
             Instr("FENCE", None, (), array)
         )  # else GCC leaves the sums scalar (conv, AVX2: 5.7 -> 10.6 ms)
@@ -444,7 +558,8 @@ def _pack(lin: _Linearizer, ast: AstNode) -> None:
         lin.emit(Instr("PRIVATE", dtype, (), (array, elements * width)))
         lin.loops(reduce_loops)
         element = lin.reduce_element()
-        for j in range(width):
+
+        def source(j: int | Node) -> tuple[Node, Node]:  # (index, valid) of the column's element j
             idxs = lin.idxs(reduced=True, copy={column: j})
             for d, variable in lin.variables.items():
                 if (
@@ -453,11 +568,23 @@ def _pack(lin: _Linearizer, ast: AstNode) -> None:
                     and variable.name not in opened
                 ):
                     idxs[d] = NumNode(0)
-            index, valid = nodes[0].arg[1].expr_idxs(idxs)
-            value = lin.emit(Instr("LOAD", dtype, (), (buffer, index, valid)))
+            return nodes[0].arg[1].expr_idxs(idxs)
+
+        # vector columns: a vector at a time where the buffer is contiguous along the columns
+        vectors = lin.lane is not None and width % lin.nest.simd == 0 and _along_lane(lin, *source(lin.lane))
+        step = lin.nest.simd if vectors else 1
+        for j in range(0, width, step):
+            j = j + lin.lane if step > 1 else j
+            value = lin.emit(Instr("LOAD", dtype, (), (buffer, *source(j))))
             lin.emit(Instr("STORE", dtype, (value,), (array, element * width + j, NumNode(1))))
         lin.loops(reduce_loops, end=True)
         lin.packed.update({n: (array, column, width) for n in nodes})
+
+
+def _along_lane(lin: _Linearizer, index: Node, valid: Node) -> bool:
+    """Does an access at `index` (valid where `valid`) move one element per lane, its mask fixed?"""
+    name = lin.lane.name
+    return affine_coefficients(index).get(name) == 1 and name not in variables(valid)
 
 
 def _chunked(lin: _Linearizer, ast: AstNode, looped: list, loops: list[Loop], copies: list, name: str):
@@ -486,13 +613,14 @@ def _chunked(lin: _Linearizer, ast: AstNode, looped: list, loops: list[Loop], co
     lin.emit(Instr("LOOP", None, (), chunks))
     _pack(lin, ast)
     lin.loops(inner)
-    accs = {_key(g): lin.emit(Instr("ACC", r.dtype, (), (r.op, 0))) for g in copies}
+    sums, lanes = _vector_copies(lin, copies)  # (vector columns: a vector of the columns each)
+    accs = {_key(g): lin.emit(Instr("ACC", r.dtype, (), (r.op, 0), nest.simd if lanes else 1)) for g in sums}
     lin.loops(inside)
-    for g in copies:
+    for g in sums:
         value = lin.value(r.srcs[0], reduced=True, copy=g)
         lin.emit(Instr("UPDATE", r.dtype, (accs[_key(g)], value), r.op))
     lin.loops(inside, end=True)
-    for g in copies:  # the chunks before this one are in the array (none before the first)
+    for g in sums:  # the chunks before this one are in the array (none before the first)
         before = lin.emit(Instr("LOAD", r.dtype, (), ("partial", slot(g), ge(chunks.var, 1))))
         total = lin.emit(Instr("ALU", r.dtype, (accs[_key(g)], before), Op.ADD))
         lin.emit(Instr("STORE", r.dtype, (total,), ("partial", slot(g), NumNode(1))))
@@ -610,8 +738,14 @@ def kernel_name(nest: LoopNest) -> str:
 
 def linearize(ast: AstNode, nest: LoopNest) -> LinearKernel:
     """Stage 3 of codegen: the kernel's instructions in the (optimized) loop nest, vector accesses joined
-    where the nest asks for them. DEBUG=3 prints them."""
-    kernel = _linearize(ast, nest, kernel_name(nest))
+    where the nest asks for them. DEBUG=3 prints them. Vector columns (nest.simd) fall back to scalars where
+    the reduce holds what a vector cannot compute."""
+    try:
+        kernel = _linearize(ast, nest, kernel_name(nest))
+    except NotVectorizable as reason:
+        if getenv("DEBUG") >= 3:
+            print(f"--- {kernel_name(nest)}: scalar columns ({reason}) ---")
+        kernel = _linearize(ast, dataclasses.replace(nest, simd=0), kernel_name(nest))
     if nest.vector_width:
         kernel.instrs = vectorize(kernel.instrs, nest.vector_width)
     if getenv("DEBUG") >= 3:
@@ -636,6 +770,7 @@ def format_ir(kernel: LinearKernel) -> str:
         elif instr.op == "INDEX":
             arg = arg.render()
         dtype = instr.dtype.name if instr.dtype is not None else ""
+        dtype += f"x{instr.lanes}" if instr.lanes > 1 else ""
         lines.append(f"{position:4d} {'  ' * depth}{instr.op:7s} {dtype:8s} {list(instr.srcs) or ''} {arg}")
         depth += instr.op == "LOOP"
     return "\n".join(lines)

@@ -48,6 +48,7 @@ class LoopNest:
     columns: int | None = None  # an outer product's column dim (opt.upcast), which opt.pack packs along
     chunked: bool = False  # the reduce runs in chunks (tile > 0: of one dim; else one step of the first)
     lane_loop: bool = False  # the reduce's lanes (its one upcast) loop over an array of running values
+    simd: int = 0  # > 0 (C): the column dim's copies go `simd` at a time, as one vector value (opt.simd)
 
     @property
     def group_size(self) -> int:

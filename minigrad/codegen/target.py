@@ -29,6 +29,7 @@ class Target:
     cache_bytes: tuple[int, ...] = ()  # data cache per level, L1 first (per core for L1 and L2)
     cores: int = 1  # threads that run kernels at once
     float4: bool = False  # the dialect has 4-float vector loads and stores (OpenCL, CUDA)
+    vector_types: bool = False  # the dialect has vector values of any width (C: GCC's and Clang's)
     local_tiles: bool = False  # matmul operands pay to go through a work-group's local memory
     max_work_group: int = 1  # threads in one work-group at most
     compute_units: int = 1  # multiprocessors (CUDA SMs, OpenCL compute units)
@@ -67,7 +68,8 @@ def simd_from_macros(macros: set[str]) -> dict:
     else:
         width, registers = 16, 16  # SSE2, the x86-64 baseline
     fma = bool(macros & {"__FMA__", "__ARM_FEATURE_FMA"})
-    return {"vector_bytes": width, "vector_registers": registers, "fma": fma}
+    # (a C compiler: GCC and Clang both have vector types, `__attribute__((vector_size(n)))`)
+    return {"vector_bytes": width, "vector_registers": registers, "fma": fma, "vector_types": True}
 
 
 def host_caches() -> tuple[int, ...]:
