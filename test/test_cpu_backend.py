@@ -506,7 +506,7 @@ def test_epilogue_loop_matches_the_unrolled_epilogue():
 def test_vector_columns_match_scalar_columns():
     """SIMD: an outer-product tile's columns are computed as C vector values (opt.simd, linearize's vector
     columns); off, one scalar each. The same values for a matmul with a fused epilogue (bias, relu;
-    overlapping last tiles), a weight-gradient-like a.T @ b (chunked, packed), a conv, a padded operand
+    overlapping last tiles), a weight-gradient-like a.T @ b (chunked, packed), a conv, sums down columns, a padded operand
     (masked vector loads), float64; a float16 matmul keeps scalar columns (linearize falls back)."""
     from minigrad.codegen.cstyle import C_LANGUAGE
     from minigrad.codegen.pipeline import generate
@@ -522,6 +522,7 @@ def test_vector_columns_match_scalar_columns():
         "conv": (lambda t: t(image).conv2d(t(kernel), padding=1), None, np.float32),
         "padded": (lambda t: t(a) @ t(b[:68]).pad(((1, 1), (0, 0))), a[:, 1:69] @ b[:68], np.float32),
         "float64": (lambda t: t(a) @ t(b), a @ b, np.float64),
+        "column sums": (lambda t: t(long_b).sum(0) * 0.5, long_b.sum(0) * 0.5, np.float32),
         "float16": (lambda t: t(a) @ t(b), a @ b, np.float16),
     }
     for name, (compute, expected, dtype) in cases.items():

@@ -235,6 +235,12 @@ def upcast(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
             # upstream gradient): 8 rows of a dim the loads move along give 8 independent add chains
             moving = [d for d in global_dims if d != vector_dim and any(s[d] for s in strides)]
             plan += [(d, ROWS_FACTOR) for d in moving if nest.full_shape[d] % ROWS_FACTOR == 0][-1:]
+    elif global_dims and all(s[global_dims[-1]] == 1 for s in strides) and not target.gpu:
+        # a sum down the columns (x.sum(0)): 8 vector registers of them a thread, each row's read a
+        # contiguous 8 x 64 bytes (8 columns a thread read 32 bytes per 16 KB row: 4096^2 7.6 -> 1.9 ms)
+        size, nest.columns = nest.full_shape[global_dims[-1]], global_dims[-1]
+        widths = [n * lanes for n in (ROWS_FACTOR, 4, 2, 1)] + [ROWS_FACTOR]  # the widest that divides
+        plan = [(global_dims[-1], next((w for w in widths if size % w == 0 and size > w), ROWS_FACTOR))]
     else:  # 8 rows; with no global dim (a full sum), lanes: one float32 accumulator stops at 2^24
         plan = [(d, ROWS_FACTOR) for d in global_dims[-1:]] or [(inner_reduce, lanes)]
     for dim, factor in plan:

@@ -19,6 +19,9 @@ from minigrad.library.shapes import Axis, DTypeArg
 from minigrad.ops import Op
 
 SPLIT_MIN, SPLIT = 1 << 16, 1024  # sums longer than 2^16 go in steps of 1024 (_split_sum; SPLIT_SUM=0: off)
+SCAN_DIRECT = (
+    64  # a running reduction this long or shorter is one masked reduce; longer, in blocks (_scan_last)
+)
 
 if TYPE_CHECKING:
     from minigrad.tensor import Tensor
@@ -180,31 +183,46 @@ class ReduceOps:
             out if keepdim else out.reshape(tuple(s for d, s in enumerate(x.shape) if d not in x._axes(axis)))
         )
 
-    def _scan(self, axis: int, fill, combine) -> "Tensor":
-        """A running reduction along `axis`: row i reduces (with `combine` over the last dim) the elements
-        at positions <= i, the others replaced by `fill` (a masked reduce against a triangular pattern)."""
+    def _scan(self, axis: int, fill, combine, join=None) -> "Tensor":
+        """A running reduction along `axis` (see _scan_last); `join(a, b)` is the binary form of `combine`."""
         axis = normalize_axis(axis, self.ndim)
         x = self.transpose(axis, -1) if self.ndim else self.reshape(1)
-        n = x.shape[-1]
-        if n == 0:  # nothing to run over: an empty result of self's shape
+        if x.shape[-1] == 0:  # nothing to run over: an empty result of self's shape
             return self
-        take = _positions(self, n).reshape(n, 1) >= _positions(self, n)
-        out = combine(take.where(x.unsqueeze(-2), fill))
+        out = x._scan_last(fill, combine, join)
         return out.transpose(axis, -1) if self.ndim else out.reshape(())
 
+    def _scan_last(self, fill, combine, join) -> "Tensor":
+        """A running reduction along the last dim: element i reduces (with `combine` over the last dim)
+        the elements at positions <= i, the others replaced by `fill` (a masked reduce against a triangular
+        pattern: n^2 terms). A longer one, with a `join`, goes in blocks of ~sqrt(n): the running reduction
+        in each block, and of the blocks' totals, joined: ~2 n^1.5 terms (cumsum of 8192 x 1024: 117 ->
+        9 ms). SPLIT_SCAN=0: one masked reduce, at any length."""
+        n = self.shape[-1]
+        if n <= SCAN_DIRECT or join is None or not getenv("SPLIT_SCAN", 1):
+            take = _positions(self, n).reshape(n, 1) >= _positions(self, n)
+            return combine(take.where(self.unsqueeze(-2), fill))
+        block = math.isqrt(n - 1) + 1  # ceil(sqrt(n))
+        blocks = -(-n // block)
+        padded = self.pad([None] * (self.ndim - 1) + [(0, blocks * block - n)], value=fill)
+        inner = padded.reshape(*self.shape[:-1], blocks, block)._scan_last(fill, combine, join)
+        totals = inner[..., -1]._scan_last(fill, combine, join)  # through the end of each block
+        before = totals.pad([None] * (totals.ndim - 1) + [(1, -1)], value=fill)  # through the block before
+        return join(inner, before.unsqueeze(-1)).reshape(*self.shape[:-1], blocks * block)[..., :n]
+
     def cumsum(self, axis: int = 0) -> "Tensor":
-        return self._scan(axis, 0, lambda x: x.sum(-1))
+        return self._scan(axis, 0, lambda x: x.sum(-1), lambda a, b: a + b)
 
     def cumprod(self, axis: int = 0) -> "Tensor":
-        return self._scan(axis, 1, lambda x: x.prod(-1))
+        return self._scan(axis, 1, lambda x: x.prod(-1), lambda a, b: a * b)
 
     def cummax(self, axis: int = 0) -> tuple["Tensor", "Tensor"]:
         """(running max, the index where it was found: the last of equal maxima, as torch)."""
-        values = self._scan(axis, self.dtype.min, lambda x: x.max(-1))
+        values = self._scan(axis, self.dtype.min, lambda x: x.max(-1), lambda a, b: a.maximum(b))
         return values, self._running_index(axis, values)
 
     def cummin(self, axis: int = 0) -> tuple["Tensor", "Tensor"]:
-        values = self._scan(axis, self.dtype.max, lambda x: x.min(-1))
+        values = self._scan(axis, self.dtype.max, lambda x: x.min(-1), lambda a, b: a.minimum(b))
         return values, self._running_index(axis, values)
 
     def _running_index(self, axis: int, values: "Tensor") -> "Tensor":
