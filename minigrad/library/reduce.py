@@ -197,7 +197,7 @@ class ReduceOps:
         the elements at positions <= i, the others replaced by `fill` (a masked reduce against a triangular
         pattern: n^2 terms). A longer one, with a `join`, goes in blocks of ~sqrt(n): the running reduction
         in each block, and of the blocks' totals, joined: ~2 n^1.5 terms (cumsum of 8192 x 1024: 117 ->
-        9 ms). SPLIT_SCAN=0: one masked reduce, at any length."""
+        22 ms). SPLIT_SCAN=0: one masked reduce, at any length."""
         n = self.shape[-1]
         if n <= SCAN_DIRECT or join is None or not getenv("SPLIT_SCAN", 1):
             take = _positions(self, n).reshape(n, 1) >= _positions(self, n)
