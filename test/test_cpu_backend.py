@@ -333,6 +333,8 @@ PACK_CASES = {  # name: (operand shapes, the contraction): matmul, transposed, b
     "x.T @ w": ([(200, 130), (200, 144)], lambda x, w: x.T @ w),
     "batched": ([(3, 64, 96), (3, 96, 80)], lambda x, w: x @ w),
     "conv": ([(4, 16, 20, 20), (16, 16, 3, 3)], lambda x, w: x.conv2d(w, padding=1)),
+    "x @ w.T, short reduce": ([(96, 40), (136, 40)], lambda x, w: x @ w.T),
+    "attention scores": ([(4, 48, 32), (4, 80, 32)], lambda x, w: x @ w.transpose(-1, -2)),
     # the column operand also read after the reduce (the epilogue): not packed (its loads there read the
     # pack at the reduce's index, out of scope: the kernel did not compile)
     "read after the reduce": ([(64, 64), (64,)], lambda x, v: x @ v.unsqueeze(0).expand(64, 64) + v),
@@ -374,6 +376,21 @@ def test_packed_contractions_match_unpacked_and_unoptimized_ones(case):
     torch_fn = (lambda x, w: torch.nn.functional.conv2d(x, w, padding=1)) if case == "conv" else fn
     torch_out = torch_fn(*(torch.tensor(v) for v in values)).numpy()
     np.testing.assert_allclose(results["{}"][0], torch_out, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("rows, columns", [(96, 136), (136, 96), (24, 520)])
+def test_a_transposed_tile_takes_its_columns_along_the_outputs_rows(rows, columns):
+    """x @ w.T with a short reduce (40 terms, both operands contiguous along it) is an outer product made by
+    packing (opt._transposed_tile): its columns run along the output's rows, whichever operand is longer,
+    so the tile stores whole vectors (columns down the output: 3x slower at 1024x64 by 1024x64)."""
+    from minigrad.codegen.pipeline import plan
+    from minigrad.engine.schedule import create_schedule
+
+    x, w = Tensor.rand(rows, 40, device="CPU"), Tensor.rand(columns, 40, device="CPU")
+    item = [i for i in create_schedule([(x @ w.T).lazydata]) if i.ast.op.name == "STORE"][-1]
+    nest = plan(item.ast, Device["CPU"].target)
+    assert nest.packed and nest.columns == len(nest.full_shape) - 2, nest  # (the reduce dim is last)
+    np.testing.assert_allclose((x @ w.T).numpy(), x.numpy() @ w.numpy().T, rtol=1e-5, atol=1e-5)
 
 
 def test_a_chunk_copied_outside_the_parallel_loop_is_copied_by_every_thread():

@@ -43,7 +43,9 @@ ROWS_FACTOR = 8  # 8 independent accumulators hide the latency of the serial add
 DOT_TILES = (2, 4)  # with lanes: 2 outputs along the innermost broadcast dim, 4 along the next
 SHORT_TILES = (8, 4)  # a short reduce without lanes: 8 outputs for the vectorizer, 4 along the next
 SHORT_REDUCE = 32  # a contiguous reduce this short gains less from lanes than from reuse across outputs
-PACKED_MIN_TERMS = 256  # a transposing copy (opt._transposed_tile) pays back over sums this long or longer
+# a transposing copy (opt._transposed_tile) pays back over sums this long or longer: packed, x @ w.T with 16
+# to 200 terms ran 2-7x faster (attention scores 64 x 256^2 x 64: 5.1 -> 1.3 ms); with 2 terms 2x slower
+PACKED_MIN_TERMS = 16
 LANES_MIN_REDUCE = 16  # a reduce this short is not split into lanes: combining them costs more than they save
 GPU_TILE = (16, 6)  # a GPU thread's register tile: 96 accumulators, well under a thread's register file
 GPU_LANES = 8  # a GPU thread splits a reduce into 8 independent accumulators (latency, not SIMD width)
@@ -198,7 +200,8 @@ def upcast(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     outer_product = walks[inner_reduce] <= reuse_walks or short
     longest_walked = max((nest.full_shape[d] for d in reused if walks[d]), default=0)  # the would-be columns
     narrow = not outer_product or longest_walked < lanes
-    transposed = _transposed_tile(nest, target, strides, reused) if narrow else None
+    store = ast.arg[1].real_strides()
+    transposed = _transposed_tile(nest, target, strides, reused, store) if narrow else None
     outer_product = outer_product or transposed is not None
     if not outer_product:
         # a dot-product form: loads are contiguous along the reduce, so the reduce is split into lanes
@@ -269,12 +272,14 @@ def upcast(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     return nest
 
 
-def _transposed_tile(nest: LoopNest, target: Target, strides: list, reused: list[int]) -> tuple | None:
+def _transposed_tile(
+    nest: LoopNest, target: Target, strides: list, reused: list[int], store: tuple
+) -> tuple | None:
     """(columns, rows) of an outer product made by packing, for two loads that run contiguously along the
     reduce, not along the outputs: a conv's weight gradient (32 pixels a row, 32768 terms a sum), a @ b.T
     (CPUs; PACK=0 or CHUNK=0: none, a dot product in lanes instead: a @ b.T 2048^2 59 -> 483 GFLOPS). The
-    columns go to the largest dim one load moves along and the other is broadcast along; opt.pack copies
-    that load's columns, transposed, per chunk of the reduce."""
+    columns go to the dim the output is contiguous along, else the largest dim one load moves along and the
+    other is broadcast along; opt.pack copies that load's columns, transposed, per chunk of the reduce."""
     if target.gpu or not (getenv("PACK", 1) and getenv("CHUNK", 1)) or len(strides) != 2:
         return None
     terms = prod(nest.full_shape[d] for d in nest.reduce_axes)
@@ -286,9 +291,12 @@ def _transposed_tile(nest: LoopNest, target: Target, strides: list, reused: list
     cols, rows = largest[(a, b)], largest[(b, a)]
     if cols is None or rows is None:
         return None
-    # pack the load that moves along fewer output elements: its copy serves the others (a conv's upstream
-    # gradient, not its input window, which moves with the 3x3 taps too: 32 -> 32 channels 41 -> 3.8 ms);
-    # then the longer columns
+    # columns along the output's rows, which it then stores in whole vectors (a @ b.T, 1024x64 by 1024x64:
+    # 3.0 -> 0.65 ms); else pack the load that moves along fewer output elements: its copy serves the others
+    # (a conv's upstream gradient, not its input window, which moves with the 3x3 taps too: 32 -> 32
+    # channels 41 -> 3.8 ms); then the longer columns
+    if (store[cols] == 1) != (store[rows] == 1):
+        return (cols, rows) if store[cols] == 1 else (rows, cols)
     outputs = [prod(nest.full_shape[d] for d in reused if s[d]) for s in (a, b)]
     if outputs[0] != outputs[1]:
         return (cols, rows) if outputs[0] < outputs[1] else (rows, cols)
