@@ -523,7 +523,7 @@ def test_epilogue_loop_matches_the_unrolled_epilogue():
 def test_vector_columns_match_scalar_columns():
     """SIMD: an outer-product tile's columns are computed as C vector values (opt.simd, linearize's vector
     columns); off, one scalar each. The same values for a matmul with a fused epilogue (bias, relu;
-    overlapping last tiles), a weight-gradient-like a.T @ b (chunked, packed), a conv, sums down columns, a padded operand
+    overlapping last tiles), a weight-gradient-like a.T @ b (chunked, packed), a conv, sums down columns, row maxes and sums (NaN, inf), a padded operand
     (masked vector loads), float64; a float16 matmul keeps scalar columns (linearize falls back)."""
     from minigrad.codegen.cstyle import C_LANGUAGE
     from minigrad.codegen.pipeline import generate
@@ -533,6 +533,8 @@ def test_vector_columns_match_scalar_columns():
     a, b, bias = rng.standard_normal((100, 70)), rng.standard_normal((70, 90)), rng.standard_normal(90)
     long_a, long_b = rng.standard_normal((4096, 40)), rng.standard_normal((4096, 64))
     image, kernel = rng.standard_normal((2, 16, 16, 16)), rng.standard_normal((32, 16, 3, 3))
+    rows = rng.standard_normal((8, 1024))
+    rows[1, 5], rows[2, 700], rows[3, 9] = np.nan, np.inf, -np.inf
     cases = {
         "epilogue": (lambda t: (t(a) @ t(b) + t(bias)).relu(), np.maximum(a @ b + bias, 0), np.float32),
         "chunked": (lambda t: t(long_a).T @ t(long_b), long_a.T @ long_b, np.float32),
@@ -540,6 +542,8 @@ def test_vector_columns_match_scalar_columns():
         "padded": (lambda t: t(a) @ t(b[:68]).pad(((1, 1), (0, 0))), a[:, 1:69] @ b[:68], np.float32),
         "float64": (lambda t: t(a) @ t(b), a @ b, np.float64),
         "column sums": (lambda t: t(long_b).sum(0) * 0.5, long_b.sum(0) * 0.5, np.float32),
+        "row maxes": (lambda t: t(rows).max(1), rows.max(1), np.float32),
+        "row sums": (lambda t: t(rows).sum(1), rows.sum(1), np.float32),
         "float16": (lambda t: t(a) @ t(b), a @ b, np.float16),
     }
     for name, (compute, expected, dtype) in cases.items():

@@ -122,7 +122,8 @@ class Language:
     vector_load: str = ""
     vector_store: str = ""
     # declares `{name}`, a vector of `{size}` bytes of `{scalar}` that may sit at any element's address
-    # (vector columns: Instr.lanes); `+ - *` apply to each element, a scalar operand to all of them
+    # (vector columns: Instr.lanes), `+ - *` on each element, a scalar operand on all of them; and
+    # `{name}_max(a, b)`, the max of each element (NaN wins), through `{int}`s of the element's size
     vector_type: str = ""
     # After the reduce loops, copy the accumulators to a local array behind a compiler barrier. GCC 12 only
     # vectorizes a group of accumulators when the values leaving the loop are stored as they are; with a
@@ -292,6 +293,14 @@ C_FAST_OPS = {
 }
 
 
+VECTOR_TYPE = """typedef {scalar} {name} __attribute__((vector_size({size}), aligned({align}), may_alias));
+typedef {int} {name}_bits __attribute__((vector_size({size})));
+static inline {name} {name}_max({name} a, {name} b) {{
+  {name}_bits keep_a = (a > b) | (a != a);
+  return ({name})((({name}_bits)a & keep_a) | (({name}_bits)b & ~keep_a));
+}}"""
+
+
 C_LANGUAGE = Language(
     name="C",
     headers="#include <math.h>\n#include <stdbool.h>\n" + _guarded("MG_C_HELPERS", C_HELPERS),
@@ -301,7 +310,7 @@ C_LANGUAGE = Language(
     lanes_attribute='__attribute__((optimize("no-tree-loop-vectorize")))',
     bitcasts=C_BITCASTS,
     trig_rerun=True,
-    vector_type="typedef {scalar} {name} __attribute__((vector_size({size}), aligned({align}), may_alias));",
+    vector_type=VECTOR_TYPE,
 )
 
 
@@ -310,16 +319,20 @@ def _type(instr: Instr, language: Language) -> str:
     return language.type_name(instr.dtype) if instr.lanes == 1 else f"mg_{instr.dtype.name}x{instr.lanes}"
 
 
+def _broadcast(value: str, scalar: bool, vector_type: str) -> str:
+    """`value` as a value of `vector_type`: a scalar in every element, a vector as it is."""
+    return f"(({vector_type}){{0}} + {value})" if scalar else value
+
+
 def _vector_types(kernel: LinearKernel, language: Language) -> str:
     """The declarations of the vector types the kernel uses (each once when kernels share a source)."""
     text = ""
     for instr in {(i.dtype, i.lanes): i for i in kernel.instrs if i.lanes > 1}.values():
         name, scalar = _type(instr, language), language.type_name(instr.dtype)
         size, align = instr.dtype.itemsize * instr.lanes, instr.dtype.itemsize
-        text += _guarded(
-            f"MG_{name.upper()}",
-            language.vector_type.format(name=name, scalar=scalar, size=size, align=align),
-        )
+        bits = language.type_name({4: dtypes.int32, 8: dtypes.int64}[align])
+        declaration = language.vector_type.format(name=name, scalar=scalar, size=size, align=align, int=bits)
+        text += _guarded(f"MG_{name.upper()}", declaration)
     return text
 
 
@@ -421,8 +434,11 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
             names[position] = _value_name(instr, position)
             initial, dtype = instr.arg[1], instr.dtype
             start = language.lowest(dtype) if initial == "lowest" else language.literal(initial, dtype)
-            start = f"{{{start}}}" if instr.lanes > 1 else start  # (a sum's: 0 in every lane)
+            start = _broadcast(start, instr.lanes > 1, _type(instr, language))
             add(f"{_type(instr, language)} {names[position]} = {start};")
+        elif instr.op == "UPDATE" and instr.lanes > 1 and instr.arg is Op.REDUCE_MAX:
+            scalar, vector_type = kernel.instrs[instr.srcs[1]].lanes == 1, _type(instr, language)
+            add(f"{srcs[0]} = {vector_type}_max({srcs[0]}, {_broadcast(srcs[1], scalar, vector_type)});")
         elif instr.op == "UPDATE":
             acc, value = srcs
             update = language.code_for_op[Op.ADD if instr.arg is Op.REDUCE_SUM else Op.MAX](
@@ -468,6 +484,10 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
             elif instr.arg is Op.CAST:  # a bool through int: GCC 12 vectorizes no bool -> float conversion
                 via_int = "(int)" if kernel.instrs[instr.srcs[0]].dtype == dtypes.bool else ""
                 expression = f"({language.type_name(instr.dtype)})({via_int}{srcs[0]})"
+            elif instr.lanes > 1 and instr.arg is Op.MAX:  # vectors, a scalar operand broadcast
+                vector_type = _type(instr, language)
+                a, b = (_broadcast(names[s], kernel.instrs[s].lanes == 1, vector_type) for s in instr.srcs)
+                expression = f"{vector_type}_max({a}, {b})"
             else:
                 operand_dtype = kernel.instrs[instr.srcs[-1]].dtype
                 expression = language.code_for_op[instr.arg](*srcs, operand_dtype)

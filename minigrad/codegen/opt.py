@@ -21,8 +21,8 @@ the measurements behind each choice are in extra/BENCHMARKS.md ("How opt.py's he
     contiguous array of the thread, a long reduce in chunks (CHUNK=0; see `pack`, `_chunk`).
   - transpose (CPUs, TRANSPOSE=0): a big copy between layouts reads 8 consecutive addresses a step.
   - parallel (THREADS=0): run the outermost global loop on several threads.
-  - simd (dialects with vector values of any width, C; SIMD=0): an outer-product tile's columns are
-    computed as vector values, a register's lanes at a time, not unrolled one scalar each (see `simd`).
+  - simd (dialects with vector values of any width, C; SIMD=0): an outer-product tile's columns, or a row
+    sum's lanes, are computed as vector values, a register's lanes at a time, not one scalar each.
   - vectorize (dialects with vector types, VECTORIZE=0): in a kernel without a reduce, each thread takes 4
     elements along the dim its store walks contiguously, as 16-byte loads and stores where aligned.
 """
@@ -410,14 +410,16 @@ def parallelize(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
 
 
 def simd(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
-    """The columns of an outer-product tile as vector values of a register's lanes (linearize, "vector
-    columns"): the source of a 12x32 tile holds 24 vector accumulators, not 384 scalars left for the C
-    compiler's SLP vectorizer to join. It compiles ~3.5x faster (the first MLP step's five big kernels: 0.23 ->
-    0.065 s each) and runs as fast. linearize keeps scalars for a kernel whose reduce holds anything a vector
-    cannot (a mask along the columns, a max, a 16-bit float)."""
+    """The columns of an outer-product tile, or a row sum's lanes, as vector values of a register's lanes
+    (linearize, "vector columns"). A 12x32 tile's source holds 24 vector accumulators, not 384 scalars left
+    for the C compiler's SLP vectorizer to join: it compiles ~3.5x faster (the first MLP step's five big
+    kernels: 0.23 -> 0.065 s each) and runs as fast; a row max keeps its running values in registers (a
+    thread-private array made it latency-bound: 4096^2 1.7 -> 1.1 ms). linearize keeps scalars for a kernel
+    whose reduce holds anything a vector cannot compute (exp, a compare, a mask along the columns, 16-bit
+    floats)."""
     lanes = target.lanes(ast.dtype.itemsize)
-    columns = nest.columns
-    if getenv("SIMD", 1) and columns is not None and lanes > 1 and nest.upcast.get(columns, 1) % lanes == 0:
+    dim = next(iter(nest.upcast)) if nest.lane_loop else nest.columns  # (or a row sum's lanes)
+    if getenv("SIMD", 1) and dim is not None and lanes > 1 and nest.upcast.get(dim, 1) % lanes == 0:
         nest.simd = lanes
     return nest
 
