@@ -227,7 +227,8 @@ def test_long_sums_are_accurate_and_split_sum_0_turns_the_steps_off(device):
     np.testing.assert_allclose(x.sum().item(), values.astype(np.float64).sum(), rtol=1e-5)
     np.testing.assert_allclose(x.mean().item(), 0.1, rtol=1e-5)
     with Context(SPLIT_SUM=0):
-        np.testing.assert_allclose(x.sum().item(), 1e6, rtol=1e-2)  # the one-step path still runs
+        # the one-step path still runs (its error grows as the lanes get fewer: 1.1 % with SSE's 4)
+        np.testing.assert_allclose(x.sum().item(), 1e6, rtol=5e-2)
 
 
 def test_long_sums_over_some_axes_match_torch_with_gradients(device):
