@@ -217,25 +217,58 @@ def elementwise_chain(device: str, n: int, chain: str):
     return checked_results(fns), 4 * n * 4, "GB/s"  # bytes: three inputs read, one output written
 
 
+def _numpy_softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+REDUCTIONS = {  # kind: (numpy, minigrad and tinygrad, torch, bytes moved per element) over an n x n matrix
+    "sum": (lambda x: x.sum(1), lambda m: m.sum(1), lambda t: t.sum(1), 4),
+    "sum0": (lambda x: x.sum(0), lambda m: m.sum(0), lambda t: t.sum(0), 4),
+    "max": (lambda x: x.max(1), lambda m: m.max(1), lambda t: t.max(1).values, 4),
+    "softmax": (_numpy_softmax, lambda m: m.softmax(-1), lambda t: t.softmax(-1), 8),
+    "cumsum": (lambda x: x.cumsum(1), lambda m: m.cumsum(1), lambda t: t.cumsum(1), 8),
+}
+
+
 def reductions(device: str, n: int, kind: str):
     x = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
-
-    def numpy_softmax():
-        e = np.exp(x - x.max(1, keepdims=True))
-        return e / e.sum(1, keepdims=True)
+    numpy_fn, tensor_fn, torch_fn, nbytes = REDUCTIONS[kind]
 
     def make(fw, dev):
         m = fw.Tensor(x, device=dev).realize()
-        return (lambda: m.sum(1).realize()) if kind == "sum" else (lambda: m.softmax(-1).realize())
+        return lambda: tensor_fn(m).realize()
+
+    fns = {"numpy": lambda: numpy_fn(x), **for_each_framework(device, make)}
+    if torch:
+        tx = to_torch(x)
+        fns["torch"] = lambda: torch_fn(tx)
+    return checked_results(fns), n * n * nbytes, "GB/s"
+
+
+def attention(device: str, batch: int, heads: int, length: int, width: int):
+    """softmax(q @ k.T / sqrt(width)) @ v, one head's scores a (length x length) matrix."""
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((batch, heads, length, width)).astype(np.float32) for _ in range(3))
+    scale = 1 / np.sqrt(width)
+
+    def make(fw, dev):
+        tq, tk, tv = (fw.Tensor(a, device=dev).realize() for a in (q, k, v))
+        return lambda: ((tq @ tk.transpose(-1, -2) * scale).softmax(-1) @ tv).realize()
 
     fns = {
-        "numpy": (lambda: x.sum(1)) if kind == "sum" else numpy_softmax,
+        "numpy": lambda: (
+            _numpy_softmax((q @ k.swapaxes(-1, -2) * scale).reshape(-1, length)).reshape(
+                batch, heads, length, length
+            )
+            @ v
+        ),
         **for_each_framework(device, make),
     }
     if torch:
-        tx = to_torch(x)
-        fns["torch"] = (lambda: tx.sum(1)) if kind == "sum" else (lambda: tx.softmax(-1))
-    return checked_results(fns), n * n * 4 * (1 if kind == "sum" else 2), "GB/s"
+        tq, tk, tv = (to_torch(a) for a in (q, k, v))
+        fns["torch"] = lambda: torch.softmax(tq @ tk.transpose(-1, -2) * scale, -1) @ tv
+    return checked_results(fns), 4 * batch * heads * length * length * width, "GFLOPS"
 
 
 def gather_rows(device: str, rows: int, batch: int):
@@ -619,6 +652,10 @@ def main() -> None:
         *[(f"elementwise {c}, 3x16M", elementwise_chain(d, small, c)) for c in CHAINS],
         ("sum axis 1, 4096^2", reductions(d, 256 if q else 4096, "sum")),
         ("softmax -1, 4096^2", reductions(d, 256 if q else 4096, "softmax")),
+        ("sum axis 0, 4096^2", reductions(d, 256 if q else 4096, "sum0")),
+        ("max axis 1, 4096^2", reductions(d, 256 if q else 4096, "max")),
+        ("cumsum axis 1, 4096^2", reductions(d, 256 if q else 4096, "cumsum")),
+        ("attention 8x8 heads, 256 x 64", attention(d, 2 if q else 8, 8, 64 if q else 256, 64)),
         ("gather 128 of 60000 rows, x[idx]", gather_rows(d, 600 if q else 60000, 128)),
         ("embedding grad, 512 of 50000x64", embedding_grad(d, 500 if q else 50000, 512)),
         ("matmul 1024^2", matmul(d, mm, mm, mm)),
