@@ -394,6 +394,23 @@ def test_a_transposed_tile_takes_its_columns_along_the_outputs_rows(rows, column
     np.testing.assert_allclose((x @ w.T).numpy(), x.numpy() @ w.numpy().T, rtol=1e-5, atol=1e-5)
 
 
+def test_a_strided_conv_takes_its_columns_along_the_output_rows():
+    """A stride-2 conv's input is contiguous along no output dim: its tile is made by packing, the columns
+    along the output's rows (its contiguous dim, 16 pixels: a vector on any CPU here), not the batch."""
+    from minigrad.codegen.pipeline import plan
+    from minigrad.engine.schedule import create_schedule
+
+    x, w = Tensor.rand(4, 16, 32, 32, device="CPU"), Tensor.rand(32, 16, 3, 3, device="CPU")
+    out = x.conv2d(w, stride=2, padding=1)
+    item = [i for i in create_schedule([out.lazydata]) if i.ast.op.name == "STORE"][-1]
+    nest = plan(item.ast, Device["CPU"].target)
+    assert nest.packed and nest.columns == 5, nest  # (N, 1, Cout, Cin, OH, OW, kh, kw)
+    expected = torch.nn.functional.conv2d(
+        torch.tensor(x.numpy()), torch.tensor(w.numpy()), stride=2, padding=1
+    )
+    np.testing.assert_allclose(out.numpy(), expected.numpy(), rtol=1e-4, atol=1e-4)
+
+
 def test_a_chunk_copied_outside_the_parallel_loop_is_copied_by_every_thread():
     """conv's weight gradient sums over batch and pixels in chunks, each copied (packed) once for the
     threads that sum it: the copy runs in a parallel loop of its own (or inside the parallel loop), not on
