@@ -700,6 +700,27 @@ def test_conv2d(device, kw):
     )
 
 
+@pytest.mark.parametrize(
+    "kw", [dict(stride=2, padding=1), dict(stride=3, dilation=2), dict(stride=(2, 3), groups=2)]
+)
+def test_strided_conv_input_gradients_by_phases_match_the_zero_upsampled_one(kw):
+    """A strided conv's input gradient, one stride-1 conv per phase of the input (CONV_GRAD_PHASES=0: one
+    conv over the gradient with zeros between its pixels): the same values, and torch's."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4, 11, 10)).astype(np.float32)
+    w = rng.standard_normal((6, 4 // kw.get("groups", 1), 3, 3)).astype(np.float32)
+    grads = []
+    for flag in (1, 0):
+        with Context(CONV_GRAD_PHASES=flag):
+            t = Tensor(x, device="CPU", requires_grad=True)
+            (t.conv2d(Tensor(w, device="CPU"), **kw) ** 2).sum().backward()
+            grads.append(t.grad.numpy())
+    tx = torch.tensor(x, requires_grad=True)
+    (F.conv2d(tx, torch.tensor(w), **kw) ** 2).sum().backward()
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(grads[0], tx.grad.numpy(), rtol=1e-4, atol=1e-3)
+
+
 def test_conv2d_with_left_right_top_bottom_padding(device):
     check_op(
         device,

@@ -3,9 +3,8 @@
 In: the padded input, the weight and the conv's settings. Out: `Conv2d.apply(...)`, the convolution, whose
 gradients come from the rules below rather than from differentiating the windowed view. Differentiated
 through the view, the input's gradient is a product per tap (a 9x larger tensor for 3x3) folded back by two
-reduce kernels over padded views; as a convolution of the upstream gradient (with stride-1 zeros between
-its pixels when the stride is larger, and the weight flipped and transposed) it is one kernel like the
-forward's. The weight's gradient is the one the view gives (windows times the upstream gradient, summed
+reduce kernels over padded views; as a convolution of the upstream gradient (the weight flipped and
+transposed) it is one kernel like the forward's, or with a stride one per phase of the input, interleaved. The weight's gradient is the one the view gives (windows times the upstream gradient, summed
 over the batch and the output pixels). Both rules are Tensor ops on saved inputs, so they can be
 differentiated again; `jvp` is the forward-mode rule (the conv is linear in each argument).
 CONV_GRAD_AS_CONV=0: differentiate the windowed view instead.
@@ -13,7 +12,10 @@ CONV_GRAD_AS_CONV=0: differentiate the windowed view instead.
 
 from __future__ import annotations
 
+import math
+
 from minigrad.function import Function, FunctionCtx
+from minigrad.helpers import getenv
 from minigrad.tensor import Tensor
 
 
@@ -60,10 +62,13 @@ class Conv2d(Function):
 
 def _input_gradient(grad: Tensor, weight: Tensor, shape: tuple, groups: int, stride, dilation, pads):
     """d(conv)/dx: the upstream gradient, stride-1 zeros put between its pixels and padded by the kernel's
-    reach less the input's padding, convolved with the weight flipped and its in and out channels swapped."""
+    reach less the input's padding, convolved with the weight flipped and its in and out channels swapped.
+    With a stride, by phases instead (_phase_gradient; CONV_GRAD_PHASES=0: the zeros)."""
     batch, cout, oh, ow = grad.shape
     _, cin_group, kh, kw = weight.shape
     (sh, sw), (dh, dw) = stride, dilation
+    if (sh > 1 or sw > 1) and getenv("CONV_GRAD_PHASES", 1):
+        return _phase_gradient(grad, weight, shape, groups, stride, dilation, pads)
     if sh > 1 or sw > 1:
         grad = grad.reshape(batch, cout, oh, 1, ow, 1)
         grad = grad.pad(((0, 0), (0, 0), (0, 0), (0, sh - 1), (0, 0), (0, sw - 1)))
@@ -76,6 +81,55 @@ def _input_gradient(grad: Tensor, weight: Tensor, shape: tuple, groups: int, str
     # copied (a few thousand values) so that the kernel reads the weight in the forward's layout
     w = w.reshape(groups * cin_group, cout // groups, kh, kw).flip((2, 3)).contiguous()
     return Conv2d.apply(grad, w, groups, (1, 1), dilation, ((0, 0), (0, 0)))
+
+
+def _phase_gradient(grad: Tensor, weight: Tensor, shape: tuple, groups: int, stride, dilation, pads):
+    """d(conv)/dx for a stride s > 1, without the zeros between the gradient's pixels (3/4 of the terms for
+    s = 2): the input rows y = Y*s + r of one phase r get gradient rows Y + (r + pad - k*d)/s from the taps k
+    that make it whole, k0, k0 + m, ... (m = s / gcd(s, d)): a stride-1 conv gradient with those taps, its
+    padding (r + pad - k0*d)/s and dilation d / gcd(s, d). The phases interleave into the input's shape (a
+    stride-2 conv, 64 -> 128 channels 32^2: the input gradient 19.6 -> 5 ms)."""
+    batch, cin = shape[:2]
+    rows = [
+        _phase_taps(r, shape[2], stride[0], dilation[0], pads[0][0], weight.shape[2])
+        for r in range(stride[0])
+    ]
+    cols = [
+        _phase_taps(c, shape[3], stride[1], dilation[1], pads[1][0], weight.shape[3])
+        for c in range(stride[1])
+    ]
+    height, width = -(-shape[2] // stride[0]), -(-shape[3] // stride[1])
+    phases = []
+    for r_size, r_first, r_step, r_pad, r_dilation in rows:
+        row = []
+        for c_size, c_first, c_step, c_pad, c_dilation in cols:
+            if r_first is None or c_first is None or r_size == 0 or c_size == 0:  # no tap reaches it
+                phase = Tensor.zeros(batch, cin, r_size, c_size, device=grad.device, dtype=grad.dtype)
+            else:
+                taps = weight[:, :, r_first::r_step, c_first::c_step]
+                phase = _input_gradient(
+                    grad,
+                    taps,
+                    (batch, cin, r_size, c_size),
+                    groups,
+                    (1, 1),
+                    (r_dilation, c_dilation),
+                    ((r_pad, 0), (c_pad, 0)),
+                )
+            row.append(phase.pad(((0, 0), (0, 0), (0, height - r_size), (0, width - c_size))))
+        phases.append(Tensor.stack(*row, dim=-1).reshape(batch, cin, height, width * stride[1]))
+    whole = Tensor.stack(*phases, dim=3).reshape(batch, cin, height * stride[0], width * stride[1])
+    return whole[:, :, : shape[2], : shape[3]]
+
+
+def _phase_taps(phase: int, size: int, stride: int, dilation: int, pad: int, kernel: int) -> tuple:
+    """For the input positions phase, phase + stride, ... < size: (how many, the first tap that reaches
+    them or None, the step between such taps, the padding and the dilation of their stride-1 gradient)."""
+    count = len(range(phase, size, stride))
+    first = next((k for k in range(kernel) if (phase + pad - k * dilation) % stride == 0), None)
+    step = stride // math.gcd(stride, dilation)
+    offset = 0 if first is None else (phase + pad - first * dilation) // stride
+    return count, first, step, offset, dilation // math.gcd(stride, dilation)
 
 
 def _signed_pad(size: int, before: int, after: int) -> tuple[tuple[int, int], slice]:
