@@ -19,9 +19,8 @@ from minigrad.library.shapes import Axis, DTypeArg
 from minigrad.ops import Op
 
 SPLIT_MIN, SPLIT = 1 << 16, 1024  # sums longer than 2^16 go in steps of 1024 (_split_sum; SPLIT_SUM=0: off)
-SCAN_DIRECT = (
-    64  # a running reduction this long or shorter is one masked reduce; longer, in blocks (_scan_last)
-)
+# a running reduction this long or shorter is one masked reduce; longer, in blocks (_scan_last)
+SCAN_DIRECT = 64
 
 if TYPE_CHECKING:
     from minigrad.tensor import Tensor
