@@ -169,20 +169,15 @@ class _Linearizer:
                 )
             if instr.op == "STORE" and (lanes > 1) != (step == 1):
                 raise NotVectorizable("a store whose index and value disagree on the columns")
-            if step == 1:
-                lanes, instr = (
-                    self.nest.simd,
-                    dataclasses.replace(instr, arg=(buffer, index - self.lane, valid)),
-                )
+            if step == 1:  # (the index at lane 0)
+                instr = dataclasses.replace(instr, arg=(buffer, index - self.lane, valid))
+                lanes = self.nest.simd
         elif instr.op == "INDEX" and self.lane.name in variables(instr.arg):
             raise NotVectorizable(f"an index along the columns: {instr.arg.render()}")
         if lanes == 1:
             return instr
-        reduce_op = (
-            instr.arg[0] if instr.op == "ACC" else instr.arg if instr.op == "UPDATE" else Op.REDUCE_SUM
-        )
         if instr.dtype not in (dtypes.float32, dtypes.float64):
-            raise NotVectorizable(f"a {reduce_op} of {instr.dtype} vectors")
+            raise NotVectorizable(f"vectors of {instr.dtype}")
         if instr.op == "ALU" and instr.arg not in VECTOR_OPS:
             raise NotVectorizable(f"{instr.arg} of a vector")
         return dataclasses.replace(instr, lanes=lanes)
