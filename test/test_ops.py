@@ -236,6 +236,7 @@ def test_long_sums_over_some_axes_match_torch_with_gradients(device):
     check_op(device, [(3, 70_001)], lambda x: x.sum(1))
     check_op(device, [(2, 300, 300)], lambda x: x.sum((0, 2), keepdim=True), atol=1e-4)
     check_op(device, [(70_000, 2)], lambda x: x.mean(0))
+    check_op(device, [(300, 700)], lambda x: x.T.sum(), atol=1e-3)  # rows of 300 first (SPLIT_ROWS)
 
 
 def test_8_bit_integer_sums_do_not_overflow(device):
