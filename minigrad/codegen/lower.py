@@ -48,7 +48,12 @@ class LoopNest:
     columns: int | None = None  # an outer product's column dim (opt.upcast), which opt.pack packs along
     chunked: bool = False  # the reduce runs in chunks (tile > 0: of one dim; else one step of the first)
     lane_loop: bool = False  # the reduce's lanes (its one upcast) loop over an array of running values
-    simd: int = 0  # > 0 (C): the column dim's copies go `simd` at a time, as one vector value (opt.simd)
+    simd: int = 0  # > 0 (C): the vector dim's copies go `simd` at a time, as one vector value (opt.simd)
+
+    @property
+    def vector_dim(self) -> int | None:
+        """The dim whose copies opt.simd makes vectors: a row sum's lanes, else an outer product's columns."""
+        return next(iter(self.upcast)) if self.lane_loop else self.columns
 
     @property
     def group_size(self) -> int:

@@ -201,7 +201,7 @@ def upcast(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     longest_walked = max((nest.full_shape[d] for d in reused if walks[d]), default=0)  # the would-be columns
     narrow = not outer_product or longest_walked < lanes
     store = ast.arg[1].real_strides()
-    transposed = _transposed_tile(nest, target, strides, reused, store) if narrow else None
+    transposed = _transposed_tile(nest, target, strides, reused, store, lanes) if narrow else None
     outer_product = outer_product or transposed is not None
     if not outer_product:
         # a dot-product form: loads are contiguous along the reduce, so the reduce is split into lanes
@@ -273,7 +273,7 @@ def upcast(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
 
 
 def _transposed_tile(
-    nest: LoopNest, target: Target, strides: list, reused: list[int], store: tuple
+    nest: LoopNest, target: Target, strides: list, reused: list[int], store: tuple, lanes: int
 ) -> tuple | None:
     """(columns, rows) of an outer product made by packing, for two loads that run contiguously along the
     reduce, not along the outputs: a conv's weight gradient (32 pixels a row, 32768 terms a sum), a @ b.T
@@ -290,7 +290,6 @@ def _transposed_tile(
     # the largest dim of each; first the output's contiguous dim, if a vector of it fits (then the columns
     # store whole vectors: a stride-2 conv, 64 -> 128 channels 32^2, 6.0 -> 3.6 ms; not a weight gradient's 3
     # taps)
-    lanes = target.lanes(4)
     rank = lambda d: (store[d] == 1 and nest.full_shape[d] >= lanes, nest.full_shape[d])  # noqa: E731
     largest = {k: max(v, key=rank, default=None) for k, v in along.items()}
     cols, rows = largest[(a, b)], largest[(b, a)]
@@ -422,8 +421,7 @@ def simd(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     thread-private array made it latency-bound: 4096^2 1.7 -> 1.1 ms). linearize keeps scalars for a kernel
     whose reduce holds anything a vector cannot compute (exp, a compare, a mask along the columns, 16-bit
     floats)."""
-    lanes = target.lanes(ast.dtype.itemsize)
-    dim = next(iter(nest.upcast)) if nest.lane_loop else nest.columns  # (or a row sum's lanes)
+    lanes, dim = target.lanes(ast.dtype.itemsize), nest.vector_dim
     if getenv("SIMD", 1) and dim is not None and lanes > 1 and nest.upcast.get(dim, 1) % lanes == 0:
         nest.simd = lanes
     return nest

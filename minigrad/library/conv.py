@@ -4,8 +4,9 @@ In: the padded input, the weight and the conv's settings. Out: `Conv2d.apply(...
 gradients come from the rules below rather than from differentiating the windowed view. Differentiated
 through the view, the input's gradient is a product per tap (a 9x larger tensor for 3x3) folded back by two
 reduce kernels over padded views; as a convolution of the upstream gradient (the weight flipped and
-transposed) it is one kernel like the forward's, or with a stride one per phase of the input, interleaved. The weight's gradient is the one the view gives (windows times the upstream gradient, summed
-over the batch and the output pixels). Both rules are Tensor ops on saved inputs, so they can be
+transposed) it is one kernel like the forward's, or with a stride one per phase of the input, interleaved.
+The weight's gradient is the one the view gives (windows times the upstream gradient, summed over the batch
+and the output pixels). Both rules are Tensor ops on saved inputs, so they can be
 differentiated again; `jvp` is the forward-mode rule (the conv is linear in each argument).
 CONV_GRAD_AS_CONV=0: differentiate the windowed view instead.
 """
