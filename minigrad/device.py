@@ -27,7 +27,13 @@ import numpy as np
 from minigrad import diskcache
 from minigrad.codegen.cstyle import Language
 from minigrad.codegen.pipeline import generate
-from minigrad.codegen.target import Target, host_caches, host_cores, simd_from_macros  # noqa: F401 (backends)
+from minigrad.codegen.target import (  # noqa: F401 (for the backends)
+    Target,
+    host_caches,
+    host_cores,
+    host_cpu_flags,
+    simd_from_macros,
+)
 from minigrad.dtype import DType, dtypes
 from minigrad.helpers import LRU, GlobalCounters, codegen_settings, getenv
 

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from minigrad.codegen.linearize import Instr, LinearKernel, Loop
+from minigrad.codegen.linearize import LANEWISE_OPS, Instr, LinearKernel, Loop
 import numpy as np
 
 from minigrad.dtype import DType, dtypes, from_bfloat16, to_bfloat16
@@ -488,6 +488,13 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
                 vector_type = _type(instr, language)
                 a, b = (_broadcast(names[s], kernel.instrs[s].lanes == 1, vector_type) for s in instr.srcs)
                 expression = f"{vector_type}_max({a}, {b})"
+            elif instr.lanes > 1 and instr.arg in LANEWISE_OPS:  # the scalar code on each element, in a loop
+                element = language.code_for_op[instr.arg](f"{srcs[0]}[element]", instr.dtype)
+                add(f"{_type(instr, language)} {names[position]};")
+                add(f"for (int element = 0; element < {instr.lanes}; element++) {{")
+                add(f"  {names[position]}[element] = {element};")
+                add("}")
+                continue
             else:
                 operand_dtype = kernel.instrs[instr.srcs[-1]].dtype
                 expression = language.code_for_op[instr.arg](*srcs, operand_dtype)

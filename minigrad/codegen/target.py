@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import platform
 from dataclasses import dataclass
 
 
@@ -87,6 +88,15 @@ def host_caches() -> tuple[int, ...]:
         if kind in ("Data", "Unified") and size:
             sizes[level] = size
     return tuple(sizes[level] for level in sorted(sizes))
+
+
+def host_cpu_flags() -> str:
+    """The CPU's feature flags (a line of /proc/cpuinfo), for caches of binaries built for this CPU."""
+    try:
+        lines = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    return next((line for line in lines if line.startswith("flags")), platform.processor())
 
 
 def host_cores() -> int:

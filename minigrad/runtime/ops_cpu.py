@@ -8,7 +8,10 @@ with AVX2 (`x.pad(((3, 1), (0, 0)))` read rows as 0; the pad tests catch it); -f
 (GCC: vectorize upcast accumulators, matmul 1024^2 24 -> 34 GFLOPS); -fopenmp for loops opt.py marks
 parallel (dropped if it does not link); -fschedule-insns -fsched-pressure (GCC: schedule before register
 allocation, aware of register pressure: a 16x8 register tile spills less, 128x512x512 matmul 80 -> 97
-GFLOPS); -shared -fPIC -lm. No -ffast-math: NaN and inf must survive.
+GFLOPS); -shared -fPIC -lm. No -ffast-math: NaN and inf must survive. x86: -mprefer-vector-width= the
+target's whole vector register, which the kernels' own vector types use too (target.simd_from_macros):
+GCC tunes AVX-512 Intel CPUs to 256 bits, and a softmax's exp loops ran at half width (4096^2 on a Xeon:
+34 -> 14 ms). Off: CC="gcc -mprefer-vector-width=256" ($CC's own arguments come last, so they win).
 
 Threads: OpenMP (below: passive waiting, MINIGRAD_THREADS per parallel loop, the runtime kept loaded);
 opt.py keeps small kernels out of a parallel region.
@@ -21,7 +24,6 @@ import ctypes
 import hashlib
 import os
 import pathlib
-import platform
 import shlex
 import shutil
 import subprocess
@@ -43,6 +45,7 @@ from minigrad.device import (
     Target,
     host_caches,
     host_cores,
+    host_cpu_flags,
     simd_from_macros,
 )
 from minigrad.dtype import DType
@@ -140,27 +143,22 @@ def find_compiler() -> list[str]:
     )
 
 
-def _cpu_flags() -> str:
-    """The CPU's feature flags, so a binary built with -march=native is never loaded on another CPU."""
-    try:
-        lines = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor()
-    return next((line for line in lines if line.startswith("flags")), platform.processor())
-
-
 class ClangStyleCompiler(Compiler):
     joinable = True  # C functions in one library: one gcc run for several kernels (Compiler.compile_together)
 
     def __init__(self):
         self.cc, *user_flags = find_compiler()  # $CC's own arguments go last, so that they win
         version = subprocess.run([self.cc, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
-        self.flags = OPTIMIZE_FLAGS["clang" if "clang" in version else "gcc"] + COMMON_FLAGS + user_flags
+        base = OPTIMIZE_FLAGS["clang" if "clang" in version else "gcc"] + COMMON_FLAGS
+        self.flags = base + user_flags
+        self.macros = self.target_macros()
+        bits = simd_from_macros(self.macros)["vector_bytes"] * 8  # the whole register (module docstring)
+        self.flags = base + [f"-mprefer-vector-width={bits}"] * ("__x86_64__" in self.macros) + user_flags
         try:
             self.openmp = keep_openmp_loaded(self.compile)
         except RuntimeError:  # it does not link (e.g. clang without libomp): one thread
             self.flags.remove("-fopenmp")
-        self.cache_key = f"{self.cc} {version} {self.flags} {_cpu_flags()}"
+        self.cache_key = f"{self.cc} {version} {self.flags} {host_cpu_flags()}"
 
     def target_macros(self) -> set[str]:
         """The macros the compiler predefines for its target with these flags (`__AVX2__`, `__FMA__`)."""
@@ -250,7 +248,7 @@ class CpuDevice(Backend):
     def __init__(self):
         language = replace(C_LANGUAGE, parallel_for=parallel_pragma(C_LANGUAGE.parallel_for))
         compiler = ClangStyleCompiler()
-        simd, cores = simd_from_macros(compiler.target_macros()), threads_per_kernel() or host_cores()
+        simd, cores = simd_from_macros(compiler.macros), threads_per_kernel() or host_cores()
         target = Target(**simd, cache_bytes=host_caches(), cores=cores)
         super().__init__("CPU", CpuAllocator(), language, compiler, CpuProgram, target)
 
