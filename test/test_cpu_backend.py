@@ -554,7 +554,8 @@ def test_vector_columns_match_scalar_columns():
     """SIMD: an outer-product tile's columns are computed as C vector values (opt.simd, linearize's vector
     columns); off, one scalar each. The same values for a matmul with a fused epilogue (bias, relu;
     overlapping last tiles), a weight-gradient-like a.T @ b (chunked, packed), a conv, sums down columns, row maxes and sums (NaN, inf), a padded operand
-    (masked vector loads), float64, exp/sqrt/sin/log2 inside row sums (one element at a time, in a loop); a
+    (masked vector loads), float64, 10 columns (too few for a vector: the rows take the vectors, packed
+    transposed), exp/sqrt/sin/log2 inside row sums (one element at a time, in a loop); a
     float16 matmul keeps scalar columns (linearize falls back)."""
     from minigrad.codegen.cstyle import C_LANGUAGE
     from minigrad.codegen.pipeline import generate
@@ -575,6 +576,7 @@ def test_vector_columns_match_scalar_columns():
         "column sums": (lambda t: t(long_b).sum(0) * 0.5, long_b.sum(0) * 0.5, np.float32),
         "row maxes": (lambda t: t(rows).max(1), rows.max(1), np.float32),
         "row sums": (lambda t: t(rows).sum(1), rows.sum(1), np.float32),
+        "ten columns": (lambda t: t(long_a[:128]) @ t(b[:40, :10]), long_a[:128] @ b[:40, :10], np.float32),
         "exp sums": (lambda t: (t(rows) - 3).exp().sum(1), np.exp(rows - 3).sum(1), np.float32),
         "lanewise": (lambda t: ((t(rows) * t(rows)).sqrt() + t(rows).sin()).log2().sum(1), None, np.float32),
         "float64 exp": (lambda t: t(rows).exp2().sum(1), np.exp2(rows).sum(1), np.float64),

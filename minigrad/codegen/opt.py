@@ -299,6 +299,9 @@ def _transposed_tile(
     # 3.0 -> 0.65 ms); else pack the load that moves along fewer output elements: its copy serves the others
     # (a conv's upstream gradient, not its input window, which moves with the 3x3 taps too: 32 -> 32
     # channels 41 -> 3.8 ms); then the longer columns
+    fits = lambda d: nest.full_shape[d] >= lanes  # noqa: E731
+    if fits(cols) != fits(rows):  # a dim narrower than a vector (10 classes) takes the rows
+        return (cols, rows) if fits(cols) else (rows, cols)
     if (store[cols] == 1) != (store[rows] == 1):
         return (cols, rows) if store[cols] == 1 else (rows, cols)
     outputs = [prod(nest.full_shape[d] for d in reused if s[d]) for s in (a, b)]
@@ -345,7 +348,9 @@ def pack(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
             continue  # one view per packed buffer, read only inside the reduce
         column = nest.columns  # the operand that moves along the tile's columns (at any stride: copied)
         columns = [column] if column in nest.upcast and s[column] not in (0, None) else []
-        rows = [d for d in nest.upcast if d not in columns and s[d] == 0 and nest.steps(d) > 1]
+        # (rows in one step read the columns once: copied only to make them contiguous, 10 classes' rows)
+        again = [d for d in nest.upcast if nest.steps(d) > 1 or (columns and s[columns[0]] != 1)]
+        rows = [d for d in again if d not in columns and s[d] == 0]
         moves = [d for d in nest.order if s[d] != 0 and d not in reduce_dims]
         if len(columns) != 1 or not rows or None in s or set(nest.upcast) - {columns[0], *rows}:
             continue
