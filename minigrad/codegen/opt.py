@@ -199,7 +199,7 @@ def upcast(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
     short = bool(reused) and one_operand and nest.full_shape[inner_reduce] <= SHORT_REDUCE
     outer_product = walks[inner_reduce] <= reuse_walks or short
     longest_walked = max((nest.full_shape[d] for d in reused if walks[d]), default=0)  # the would-be columns
-    narrow = not outer_product or longest_walked < lanes
+    narrow = not outer_product or not _whole_vectors(longest_walked, lanes)
     store = ast.arg[1].real_strides()
     transposed = _transposed_tile(nest, target, strides, reused, store, lanes) if narrow else None
     outer_product = outer_product or transposed is not None
@@ -299,15 +299,22 @@ def _transposed_tile(
     # 3.0 -> 0.65 ms); else pack the load that moves along fewer output elements: its copy serves the others
     # (a conv's upstream gradient, not its input window, which moves with the 3x3 taps too: 32 -> 32
     # channels 41 -> 3.8 ms); then the longer columns
-    fits = lambda d: nest.full_shape[d] >= lanes  # noqa: E731
-    if fits(cols) != fits(rows):  # a dim narrower than a vector (10 classes) takes the rows
-        return (cols, rows) if fits(cols) else (rows, cols)
+    # a dim that whole vectors cannot cover (10 classes) takes the rows
+    whole = [_whole_vectors(nest.full_shape[d], lanes) for d in (cols, rows)]
+    if whole[0] != whole[1]:
+        return (cols, rows) if whole[0] else (rows, cols)
     if (store[cols] == 1) != (store[rows] == 1):
         return (cols, rows) if store[cols] == 1 else (rows, cols)
     outputs = [prod(nest.full_shape[d] for d in reused if s[d]) for s in (a, b)]
     if outputs[0] != outputs[1]:
         return (cols, rows) if outputs[0] < outputs[1] else (rows, cols)
     return (cols, rows) if nest.full_shape[cols] >= nest.full_shape[rows] else (rows, cols)
+
+
+def _whole_vectors(size: int, lanes: int) -> bool:
+    """Can columns along a dim of `size` be whole vectors: one or more exactly, or two or more with an
+    overlapping last tile (not 10 classes, under one vector of 16, or under two of 8 and not one)."""
+    return size % lanes == 0 or size >= 2 * lanes
 
 
 def _register_tile(target: Target, lanes: int) -> tuple[int, int]:
