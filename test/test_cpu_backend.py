@@ -64,6 +64,26 @@ def test_concurrent_processes_share_an_empty_cache(tmp_path):
     assert all(p.communicate(timeout=300)[0].strip() == "[-1.0, -1.0]" for p in processes)
 
 
+def test_whole_vector_width_flag_changes_no_value(tmp_path):
+    """x86: -mprefer-vector-width= the target's vector register (ops_cpu.py); CC's own arguments come last, so
+    CC="<cc> -mprefer-vector-width=128" turns it off. Elementwise chains and row reductions: the same bits."""
+    compiler = Device["CPU"].compiler
+    if not any(flag.startswith("-mprefer-vector-width=") for flag in compiler.flags):
+        pytest.skip("not an x86 compiler target")
+    code = (
+        "import hashlib, numpy as np\nfrom minigrad import Tensor\n"
+        "x = Tensor(np.random.default_rng(0).standard_normal((67, 1000)).astype(np.float32))\n"
+        "outs = [x.softmax(1), (x * 1.5 + 1).relu().exp2().sqrt(), x.sin().sum(1), x.max(0), x.exp().mean()]\n"
+        "print(hashlib.sha256(b''.join(t.numpy().tobytes() for t in outs)).hexdigest())"
+    )
+    env = {"XDG_CACHE_HOME": str(tmp_path)}
+    base = os.environ.get("CC", "").strip() or compiler.cc
+    default = run({**env, "CC": base}, code)
+    narrow = run({**env, "CC": f"{base} -mprefer-vector-width=128"}, code)
+    assert default.returncode == 0 and narrow.returncode == 0, default.stderr + narrow.stderr
+    assert default.stdout.strip() == narrow.stdout.strip() != ""
+
+
 def test_missing_compiler_is_a_clear_error(tmp_path):
     code = (
         "from minigrad import Device\n"
