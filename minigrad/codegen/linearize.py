@@ -510,14 +510,11 @@ def _vector_lanes(lin: _Linearizer, reduces: list[AstNode], reduce_loops: list[L
             value = lin.value(r.srcs[0], reduced=True, copy=c)
             lin.emit(Instr("UPDATE", r.dtype, (accs[(r, k)], value), r.op))
     lin.loops(reduce_loops, end=True)
-    combine = {Op.REDUCE_SUM: Op.ADD, Op.REDUCE_MAX: Op.MAX}
     for position, r in enumerate(reduces):
         for i, g in enumerate(global_copies):
             vectors = [accs[(r, (i, j))] for j in range(0, width, simd)]
             while len(vectors) % 2 == 0:  # _pairwise's first levels, a whole vector at a time
-                half = len(vectors) // 2
-                pairs = zip(vectors[:half], vectors[half:])
-                vectors = [lin.emit(Instr("ALU", r.dtype, pair, combine[r.op], simd)) for pair in pairs]
+                vectors = _halve(lin, r, vectors, simd)
             array = f"lanes{position * len(global_copies) + i}"
             lin.emit(Instr("PRIVATE", r.dtype, (), (array, len(vectors) * simd)))
             for j, vector in enumerate(vectors):
@@ -531,13 +528,18 @@ def _pairwise(lin: _Linearizer, r: AstNode, parts: list[int]) -> int:
     """The values `parts` of reduce r combined pairwise: a tree of adds (or maxes), not a serial chain.
     Part i goes with part i + half, so that where the parts are the lanes of vectors each level of the tree
     is one vector operation (_vector_lanes: a max over rows of 256 on a Xeon 0.71 -> 0.54 ms)."""
-    combine = Op.ADD if r.op is Op.REDUCE_SUM else Op.MAX
     while len(parts) > 1:
-        half = len(parts) // 2
-        pairs = zip(parts[:half], parts[half : 2 * half])
-        combined = [lin.emit(Instr("ALU", r.dtype, pair, combine)) for pair in pairs]
-        parts = combined + parts[2 * half :]
+        parts = _halve(lin, r, parts)
     return parts[0]
+
+
+def _halve(lin: _Linearizer, r: AstNode, parts: list[int], lanes: int = 1) -> list[int]:
+    """One level of _pairwise's tree: part i combined with part i + half (values of `lanes` elements each);
+    an odd last part is carried up as it is."""
+    combine = Op.ADD if r.op is Op.REDUCE_SUM else Op.MAX
+    half = len(parts) // 2
+    pairs = zip(parts[:half], parts[half : 2 * half])
+    return [lin.emit(Instr("ALU", r.dtype, pair, combine, lanes)) for pair in pairs] + parts[2 * half :]
 
 
 def _combine_lanes(lin: _Linearizer, r: AstNode, array: str, width: int) -> int:

@@ -355,9 +355,10 @@ def pack(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
             continue  # one view per packed buffer, read only inside the reduce
         column = nest.columns  # the operand that moves along the tile's columns (at any stride: copied)
         columns = [column] if column in nest.upcast and s[column] not in (0, None) else []
-        # (rows in one step read the columns once: copied only to make them contiguous, 10 classes' rows)
-        again = [d for d in nest.upcast if nest.steps(d) > 1 or (columns and s[columns[0]] != 1)]
-        rows = [d for d in again if d not in columns and s[d] == 0]
+        # (rows in one step read the columns once: copied only to make strided columns contiguous, as for
+        # 10 classes' rows)
+        strided = bool(columns) and s[columns[0]] != 1
+        rows = [d for d in nest.upcast if d not in columns and s[d] == 0 and (nest.steps(d) > 1 or strided)]
         moves = [d for d in nest.order if s[d] != 0 and d not in reduce_dims]
         if len(columns) != 1 or not rows or None in s or set(nest.upcast) - {columns[0], *rows}:
             continue
