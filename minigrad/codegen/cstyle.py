@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from minigrad.codegen.linearize import LANEWISE_OPS, Instr, LinearKernel, Loop
+from minigrad.codegen.linearize import LANEWISE_OPS, MASK_OPS, Instr, LinearKernel, Loop
 import numpy as np
 
 from minigrad.dtype import DType, dtypes, from_bfloat16, to_bfloat16
@@ -324,10 +324,30 @@ def _broadcast(value: str, scalar: bool, vector_type: str) -> str:
     return f"(({vector_type}){{0}} + {value})" if scalar else value
 
 
+def _mask_op(kernel: LinearKernel, instr: Instr, names: dict, language: Language) -> tuple[str, str]:
+    """(C type, expression) of a comparison, WHERE or CAST of vectors (linearize._check_vector_alu). A
+    comparison gives a mask: an integer vector of the compared vector's size, all bits set where true (C
+    vector comparisons in GCC and clang); WHERE and CAST pick bits with it."""
+    srcs = [kernel.instrs[s] for s in instr.srcs]
+    vector_type = f"mg_{(srcs[0] if instr.arg in MASK_OPS else instr).dtype.name}x{instr.lanes}"
+    operands = [_broadcast(names[s], src.lanes == 1, vector_type) for s, src in zip(instr.srcs, srcs)]
+    if instr.arg in MASK_OPS:
+        return f"{vector_type}_bits", f"({operands[0]} {'<' if instr.arg is Op.CMPLT else '=='} {operands[1]})"
+    bits = f"{vector_type}_bits"
+    if instr.arg is Op.CAST:  # 1 where true: the bits of 1.0 where the mask is set
+        one = _broadcast(language.literal(1, instr.dtype), True, vector_type)
+        return vector_type, f"({vector_type})({names[instr.srcs[0]]} & ({bits}){one})"
+    cond, x, y = names[instr.srcs[0]], operands[1], operands[2]
+    if srcs[0].lanes == 1:  # one condition for every element
+        return vector_type, f"({cond} ? {x} : {y})"
+    return vector_type, f"({vector_type})((({bits}){x} & {cond}) | (({bits}){y} & ~{cond}))"
+
+
 def _vector_types(kernel: LinearKernel, language: Language) -> str:
     """The declarations of the vector types the kernel uses (each once when kernels share a source)."""
     text = ""
-    for instr in {(i.dtype, i.lanes): i for i in kernel.instrs if i.lanes > 1}.values():
+    vectors = [i for i in kernel.instrs if i.lanes > 1 and i.dtype != dtypes.bool]  # (a mask: a _bits type)
+    for instr in {(i.dtype, i.lanes): i for i in vectors}.values():
         name, scalar = _type(instr, language), language.type_name(instr.dtype)
         size, align = instr.dtype.itemsize * instr.lanes, instr.dtype.itemsize
         bits = language.type_name({4: dtypes.int32, 8: dtypes.int64}[align])
@@ -479,6 +499,10 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
             add(language.vector_store.format(ptr=_pointer(instr.arg), values=", ".join(srcs)) + ";")
         elif instr.op == "ALU":
             names[position] = _value_name(instr, position)
+            if instr.lanes > 1 and instr.arg in MASK_OPS + (Op.WHERE, Op.CAST):
+                vector_type, expression = _mask_op(kernel, instr, names, language)
+                add(f"{vector_type} {names[position]} = {expression};")
+                continue
             if instr.arg is Op.CAST and instr.dtype == dtypes.bool:
                 expression = f"({srcs[0]}!=0)"  # not a C cast: OpenCL keeps bools in uchar buffers
             elif instr.arg is Op.CAST:  # a bool through int: GCC 12 vectorizes no bool -> float conversion

@@ -92,6 +92,8 @@ VECTOR_OPS = (Op.ADD, Op.MUL, Op.NEG, Op.MAX)  # what a vector computes (as writ
 # (cstyle): an exp inside a row sum keeps the sum's running values in registers (softmax's exp-sum on a Xeon
 # 6.0 -> 3.4 ms), with the same values as scalar columns
 LANEWISE_OPS = (Op.EXP2, Op.EXP, Op.LOG2, Op.SIN, Op.COS, Op.SQRT)
+MASK_OPS = (Op.CMPLT, Op.CMPEQ)  # a comparison of vectors: a mask, read by a WHERE (see _check_vector_alu)
+VECTOR_DTYPES = (dtypes.float32, dtypes.float64)
 
 
 @dataclass
@@ -180,11 +182,30 @@ class _Linearizer:
             raise NotVectorizable(f"an index along the columns: {instr.arg.render()}")
         if lanes == 1:
             return instr
-        if instr.dtype not in (dtypes.float32, dtypes.float64):
+        if instr.op == "ALU":
+            self._check_vector_alu(instr)
+        elif instr.dtype not in VECTOR_DTYPES:
             raise NotVectorizable(f"vectors of {instr.dtype}")
-        if instr.op == "ALU" and instr.arg not in VECTOR_OPS + LANEWISE_OPS:
-            raise NotVectorizable(f"{instr.arg} of a vector")
         return dataclasses.replace(instr, lanes=lanes)
+
+    def _check_vector_alu(self, instr: Instr) -> None:
+        """Raise NotVectorizable for an op C's vectors cannot compute. A comparison of float vectors gives a
+        mask (a bool vector: all bits set where true), which only a WHERE or a CAST to the compared type reads
+        (relu's `(x > 0).where(x, ...)` inside a matmul keeps its vector columns)."""
+        srcs = [self.instrs[s] for s in instr.srcs]
+        masks = [s for s in srcs if s.dtype == dtypes.bool and s.lanes > 1]
+        compared = {self.instrs[m.srcs[0]].dtype for m in masks}  # the float type each mask compared
+        if instr.arg in MASK_OPS:
+            fits = srcs[0].dtype in VECTOR_DTYPES
+        elif instr.arg is Op.WHERE:
+            cond_only = all(m is srcs[0] for m in masks)
+            fits = instr.dtype in VECTOR_DTYPES and cond_only and compared <= {instr.dtype}
+        elif instr.arg is Op.CAST:
+            fits = len(masks) == 1 and compared == {instr.dtype}
+        else:
+            fits = instr.dtype in VECTOR_DTYPES and not masks and instr.arg in VECTOR_OPS + LANEWISE_OPS
+        if not fits:
+            raise NotVectorizable(f"{instr.arg} of a vector ({instr.dtype}, {[s.dtype for s in srcs]})")
 
     def loops(self, loops: list[Loop], end: bool = False) -> None:  # open them; with `end`, close them
         for loop in reversed(loops) if end else loops:

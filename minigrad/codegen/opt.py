@@ -45,7 +45,7 @@ SHORT_TILES = (8, 4)  # a short reduce without lanes: 8 outputs for the vectoriz
 SHORT_REDUCE = 32  # a contiguous reduce this short gains less from lanes than from reuse across outputs
 # a transposing copy (opt._transposed_tile) pays back over sums this long or longer: packed, x @ w.T with 16
 # to 200 terms ran 2-7x faster (attention scores 64 x 256^2 x 64: 5.1 -> 1.3 ms); with 2 terms 2x slower
-PACKED_MIN_TERMS = 16
+PACKED_MIN_TERMS = 8
 LANES_MIN_REDUCE = 16  # a reduce this short is not split into lanes: combining them costs more than they save
 GPU_TILE = (16, 6)  # a GPU thread's register tile: 96 accumulators, well under a thread's register file
 GPU_LANES = 8  # a GPU thread splits a reduce into 8 independent accumulators (latency, not SIMD width)
@@ -221,6 +221,9 @@ def upcast(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
         walked_wide = [d for d in wide if walks[d]]
         small = nest.full_shape[reused[-1]] < 8 and walked_wide
         vector_dim = walked_wide[-1] if small else reused[-1]
+        whole = [d for d in walked_wide if _whole_vectors(nest.full_shape[d], lanes)]
+        if whole and not _whole_vectors(nest.full_shape[vector_dim], lanes):  # 10 classes: the other dim
+            vector_dim = whole[-1]
         vector_dim = transposed[0] if transposed else vector_dim
         nest.columns = vector_dim
         vector_loads = [s for s in strides if s[vector_dim] == 1]
