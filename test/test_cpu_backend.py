@@ -169,8 +169,9 @@ def test_kernels_past_2_to_the_31_elements_index_with_64_bits():
 
 
 def test_a_short_reduce_tiles_8x4_outputs_and_matches_the_untiled_kernel():
-    """A reduce of at most 16 elements (`g @ W3.T` over 10 classes) is not split into lanes: 8x4 outputs run
-    at once, the 8 for the vectorizer."""
+    """A reduce of at most 16 elements (`g @ W3.T` over 10 classes) is not split into lanes: one operand is
+    packed transposed (PACKED_MIN_TERMS) and the outputs are an outer product's vector columns, the relu
+    mask fused; with PACK=0, 8x4 outputs run at once, the 8 for the vectorizer. The same values."""
     from minigrad.codegen.pipeline import plan
     from minigrad.engine.schedule import create_schedule
 
@@ -178,12 +179,21 @@ def test_a_short_reduce_tiles_8x4_outputs_and_matches_the_untiled_kernel():
     g, w, h = (rng.standard_normal(s).astype(np.float32) for s in ((64, 10), (96, 10), (64, 96)))
     cpu = lambda v: Tensor(v, device="CPU")  # noqa: E731
     run = lambda: (cpu(g) @ cpu(w).T) * (cpu(h) > 0)  # noqa: E731
-    (item,) = [i for i in create_schedule([run().lazydata]) if i.ast.op.name == "STORE"]
-    assert sorted(plan(item.ast, Device["CPU"].target).upcast.values()) == [4, 8]
-    tiled = run().numpy()
+    results = []
+    for flag in (1, 0):
+        with Context(PACK=flag):
+            (item,) = [i for i in create_schedule([run().lazydata]) if i.ast.op.name == "STORE"]
+            nest = plan(item.ast, Device["CPU"].target)
+            if flag:
+                assert nest.packed and nest.simd > 1, nest
+            else:
+                assert sorted(nest.upcast.values()) == [4, 8] and not nest.packed, nest
+            results.append(run().numpy())
     with Context(UPCAST=0):
-        np.testing.assert_allclose(run().numpy(), tiled, rtol=1e-5, atol=1e-5)  # fused multiply-adds differ
-    np.testing.assert_allclose(tiled, (g @ w.T) * (h > 0), rtol=1e-4, atol=1e-4)
+        results.append(run().numpy())
+    for result in results:  # (fused multiply-adds differ)
+        np.testing.assert_allclose(result, results[-1], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(result, (g @ w.T) * (h > 0), rtol=1e-4, atol=1e-4)
 
 
 SPECIALS = np.array(
@@ -575,8 +585,9 @@ def test_vector_columns_match_scalar_columns():
     columns); off, one scalar each. The same values for a matmul with a fused epilogue (bias, relu;
     overlapping last tiles), a weight-gradient-like a.T @ b (chunked, packed), a conv, sums down columns, row maxes and sums (NaN, inf), a padded operand
     (masked vector loads), float64, 10 columns (too few for a vector: the rows take the vectors, packed
-    transposed), exp/sqrt/sin/log2 inside row sums (one element at a time, in a loop); a
-    float16 matmul keeps scalar columns (linearize falls back)."""
+    transposed), exp/sqrt/sin/log2 inside row sums (one element at a time, in a loop), relu and masks of
+    the columns' operand inside the reduce (vector comparisons: relu(nan) stays nan); a float16 matmul, and
+    a float64 comparison picking float32 values, keep scalar columns (linearize falls back)."""
     from minigrad.codegen.cstyle import C_LANGUAGE
     from minigrad.codegen.pipeline import generate
     from minigrad.engine.schedule import create_schedule
@@ -587,6 +598,9 @@ def test_vector_columns_match_scalar_columns():
     image, kernel = rng.standard_normal((2, 16, 16, 16)), rng.standard_normal((32, 16, 3, 3))
     rows = rng.standard_normal((8, 1024))
     rows[1, 5], rows[2, 700], rows[3, 9] = np.nan, np.inf, -np.inf
+    holes = b.copy()
+    holes[3, 4], holes[5, 80], holes[7, 7] = np.nan, 0.0, -0.0
+    relu = lambda v: np.where(v > 0, v, np.maximum(v, 0))  # noqa: E731  (nan stays nan)
     cases = {
         "epilogue": (lambda t: (t(a) @ t(b) + t(bias)).relu(), np.maximum(a @ b + bias, 0), np.float32),
         "chunked": (lambda t: t(long_a).T @ t(long_b), long_a.T @ long_b, np.float32),
@@ -600,8 +614,19 @@ def test_vector_columns_match_scalar_columns():
         "exp sums": (lambda t: (t(rows) - 3).exp().sum(1), np.exp(rows - 3).sum(1), np.float32),
         "lanewise": (lambda t: ((t(rows) * t(rows)).sqrt() + t(rows).sin()).log2().sum(1), None, np.float32),
         "float64 exp": (lambda t: t(rows).exp2().sum(1), np.exp2(rows).sum(1), np.float64),
+        "relu columns": (lambda t: t(a) @ t(holes).relu(), a @ relu(holes), np.float32),
+        "mask as float": (lambda t: t(a) @ ((t(holes) > 0).float() * t(holes)), a @ relu(holes), np.float32),
+        "equal mask": (lambda t: t(a) @ (t(holes) == 0).where(1.0, t(holes)), None, np.float32),
+        "float64 relu": (lambda t: t(a) @ t(holes).relu(), a @ relu(holes), np.float64),
+        "mixed mask": (
+            lambda t: t(a) @ (t(holes).cast(dtypes.float64) > 0).where(t(holes), 0),
+            None,
+            np.float32,
+        ),
+        "ten classes relu": (lambda t: t(long_a[:128]).relu() @ t(b[:40, :10]), None, np.float32),
         "float16": (lambda t: t(a) @ t(b), a @ b, np.float16),
     }
+    scalar = {"float16", "mixed mask"}  # what vectors cannot hold
     for name, (compute, expected, dtype) in cases.items():
         results = []
         for flag in (1, 0):
@@ -610,7 +635,7 @@ def test_vector_columns_match_scalar_columns():
                 (item,) = create_schedule([out.lazydata])[-1:]
                 source = generate(item.ast, C_LANGUAGE, Device["CPU"].target)[1]
                 vectors = f"mg_{np.dtype(dtype).name}x" in source
-                assert vectors == (flag == 1 and dtype != np.float16), (name, source)
+                assert vectors == (flag == 1 and name not in scalar), (name, source)
                 results.append(out.numpy())
         np.testing.assert_array_equal(results[0], results[1], err_msg=name)
         if expected is not None:
@@ -701,9 +726,29 @@ def test_minigrad_threads_goes_into_every_parallel_loop():
         language = CpuDevice().language
     finally:
         del os.environ["MINIGRAD_THREADS"]
-    assert language.parallel_for == "#pragma omp parallel for num_threads(3)"
+    assert language.parallel_for == "#pragma omp parallel for schedule(guided) num_threads(3)"
     result = run({"MINIGRAD_THREADS": "1"}, THREADED_PROGRAM)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_static_schedule_gives_the_same_values():
+    """MINIGRAD_SCHEDULE: parallel loops hand out blocks guided by default; static (OpenMP's default), the
+    off switch, gives the same bits (each block writes its own outputs); a bad name is a clear error."""
+    code = (
+        "import hashlib, numpy as np\nfrom minigrad import Tensor\n"
+        "a = np.random.default_rng(0).standard_normal((300, 200), dtype=np.float32)\n"
+        "x, w = Tensor(a), Tensor(a[:, :120])\n"
+        "outs = [(x.T @ w).relu(), x.softmax(-1), x.exp2().sum(0), (x @ x.T).max(1)]\n"
+        "print(hashlib.sha256(b''.join(o.numpy().tobytes() for o in outs)).hexdigest())\n"
+    )
+    digests = []
+    for schedule in ("guided", "static", "dynamic"):
+        result = run({"MINIGRAD_SCHEDULE": schedule, "DISABLE_COMPILER_CACHE": "1"}, code)
+        assert result.returncode == 0, result.stderr[-2000:]
+        digests.append(result.stdout.split()[-1])
+    assert len(set(digests)) == 1, digests
+    result = run({"MINIGRAD_SCHEDULE": "fastest"}, "from minigrad import Device\nDevice['CPU']")
+    assert result.returncode != 0 and "MINIGRAD_SCHEDULE='fastest'" in result.stderr, result.stderr[-2000:]
 
 
 def test_only_big_kernels_open_a_parallel_region():
