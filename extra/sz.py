@@ -11,8 +11,9 @@ import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "minigrad"
 CORE_LIMIT = 5000
-# ops_cpu.py is the largest (192): OpenMP handling (wait policy, threads, runtime kept loaded), its Target query
-BACKEND_LIMIT = 200
+# ops_cpu.py is the largest (206): OpenMP handling (wait policy, threads, schedule, runtime kept loaded), its
+# Target query
+BACKEND_LIMIT = 210
 CORE = ("ops.py", "lazy.py", "shape", "engine", "codegen", "runtime", "device.py", "dtype.py", "helpers.py")
 
 

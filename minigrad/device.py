@@ -373,6 +373,7 @@ class _DeviceRegistry:
     """`Device["NUMPY"]` opens (once) and returns that backend; `Device.DEFAULT` is the default name."""
 
     _lock = threading.RLock()
+    _opened: dict[str, Backend] = {}  # name as asked for -> its backend, once it opened
 
     @functools.cached_property
     def known(self) -> list[str]:
@@ -391,7 +392,11 @@ class _DeviceRegistry:
         return canonical
 
     def __getitem__(self, name: str) -> Backend:
-        return self._open(self.canonicalize(name))
+        # (asked for by every buffer and kernel launch: no lock, no parsing)
+        backend = self._opened.get(name) if isinstance(name, str) else None
+        if backend is None:
+            backend = self._opened[name] = self._open(self.canonicalize(name))
+        return backend
 
     @functools.cache
     def _open_once(self, name: str) -> Backend | DeviceUnavailable:
