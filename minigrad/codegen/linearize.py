@@ -65,7 +65,8 @@ class Instr:
     CONST    arg: the value            ALU      srcs: operands, arg: the Op (CAST: dtype gives the target)
     INDEX    arg: a symbolic expression used as a value: a view's mask (bool), an IOTA's index (int)
     `lanes` > 1 (vector columns, nest.simd): the value is a vector of that many elements; a vector LOAD or
-    STORE moves them from `index` on (_read_lanes reads them back one at a time through an array)."""
+    STORE moves them from `index` on (_read_lanes reads them back one at a time through an array); a bool
+    vector is a comparison's mask (_check_vector_alu)."""
 
     op: str
     dtype: DType | None
