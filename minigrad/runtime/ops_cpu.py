@@ -167,11 +167,12 @@ class ClangStyleCompiler(Compiler):
         self.macros = self.target_macros()
         bits = simd_from_macros(self.macros)["vector_bytes"] * 8  # the whole register (module docstring)
         self.flags = base + [f"-mprefer-vector-width={bits}"] * ("__x86_64__" in self.macros) + user_flags
-        try:
-            self.openmp = keep_openmp_loaded(self.compile)
+        self.cache_key = f"{self.cc} {version} {self.flags} {host_cpu_flags()}"
+        try:  # (from the kernel cache: 30 ms of every process start)
+            self.openmp = keep_openmp_loaded(self.compile_cached)
         except RuntimeError:  # it does not link (e.g. clang without libomp): one thread
             self.flags.remove("-fopenmp")
-        self.cache_key = f"{self.cc} {version} {self.flags} {host_cpu_flags()}"
+            self.cache_key = f"{self.cc} {version} {self.flags} {host_cpu_flags()}"
 
     def target_macros(self) -> set[str]:
         """The macros the compiler predefines for its target with these flags (`__AVX2__`, `__FMA__`)."""
