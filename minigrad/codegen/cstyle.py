@@ -207,12 +207,12 @@ static inline float mg_pow2f(float k, float f) {  /* 2^k 2^f for an integer k an
   return p * a.f * b.f;
 }
 static inline float mg_exp2f(float x) {
-  float c = x < -150.0f ? -150.0f : (x > 129.0f ? 129.0f : x);  /* a min and a max; NaN stays NaN */
+  float c = -mg_maxf(-mg_maxf(x, -150.0f), -129.0f);
   float k = rintf(c);
   return mg_pow2f(k, c - k);
 }
 static inline float mg_expf(float x) {
-  float c = x < -104.0f ? -104.0f : (x > 89.0f ? 89.0f : x);
+  float c = -mg_maxf(-mg_maxf(x, -104.0f), -89.0f);
   float k = rintf(c * 1.44269504f);
   return mg_pow2f(k, ((c - k * 0.693145751953125f) - k * 1.42860677e-06f) * 1.44269504f);
 }
