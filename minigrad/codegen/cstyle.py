@@ -331,12 +331,9 @@ def _mask_op(kernel: LinearKernel, instr: Instr, names: dict, language: Language
     srcs = [kernel.instrs[s] for s in instr.srcs]
     vector_type = f"mg_{(srcs[0] if instr.arg in MASK_OPS else instr).dtype.name}x{instr.lanes}"
     operands = [_broadcast(names[s], src.lanes == 1, vector_type) for s, src in zip(instr.srcs, srcs)]
+    bits = f"{vector_type}_bits"  # (the mask's type: the compared vector's integer twin)
     if instr.arg in MASK_OPS:
-        return (
-            f"{vector_type}_bits",
-            f"({operands[0]} {'<' if instr.arg is Op.CMPLT else '=='} {operands[1]})",
-        )
-    bits = f"{vector_type}_bits"
+        return bits, f"({operands[0]} {'<' if instr.arg is Op.CMPLT else '=='} {operands[1]})"
     if instr.arg is Op.CAST:  # 1 where true: the bits of 1.0 where the mask is set
         one = _broadcast(language.literal(1, instr.dtype), True, vector_type)
         return vector_type, f"({vector_type})({names[instr.srcs[0]]} & ({bits}){one})"
