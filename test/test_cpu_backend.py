@@ -151,6 +151,29 @@ def test_freed_buffers_are_reused_and_lru_0_turns_it_off():
         np.testing.assert_equal((x * 3).numpy(), np.arange(1000) * 3)
 
 
+def test_buffers_start_at_a_multiple_of_the_vector_size_with_an_off_switch():
+    """CPU buffers start at a multiple of the vector registers' size (numpy's large arrays start 16 bytes
+    into a page); MINIGRAD_ALIGN=0, numpy's own placement, gives the same bits."""
+    vector_bytes = Device["CPU"].target.vector_bytes
+    for n, dtype in ((1, np.float32), (1000, np.float32), (3, np.float16), (1 << 20, np.float32)):
+        t = (Tensor(np.ones(n, dtype=dtype), device="CPU") + 1).realize()
+        assert t.lazydata.realized._buf.value % vector_bytes == 0, (n, dtype)
+        np.testing.assert_equal(t.numpy(), np.full(n, 2, dtype=dtype))
+    code = (
+        "import hashlib, numpy as np\nfrom minigrad import Tensor\n"
+        "a = np.random.default_rng(0).standard_normal((2, 8, 40, 40), dtype=np.float32)\n"
+        "x, w = Tensor(a), Tensor(a[0, :, :3, :3].reshape(8, 1, 3, 3).repeat(8, 1))\n"
+        "outs = [x.conv2d(w, padding=1).relu(), x.softmax(-1), x.exp2().sum(0), x[0, 0] @ x[1, 1].T]\n"
+        "print(hashlib.sha256(b''.join(o.numpy().tobytes() for o in outs)).hexdigest())\n"
+    )
+    digests = []
+    for align in ("1", "0"):
+        result = run({"MINIGRAD_ALIGN": align}, code)
+        assert result.returncode == 0, result.stderr[-2000:]
+        digests.append(result.stdout.split()[-1])
+    assert digests[0] == digests[1]
+
+
 def test_kernels_past_2_to_the_31_elements_index_with_64_bits():
     """A loop or an index that reaches 2^31 gets 64-bit variables (before, `int gidx0 < 2147483712` did not
     compile); smaller kernels keep int, which vectorizes better."""

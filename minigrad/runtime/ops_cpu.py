@@ -238,10 +238,19 @@ class HostPointer(ctypes.c_void_p):
 
 
 class CpuAllocator(HostAllocator):
-    """numpy memory (not zero-filled), passed to kernels as a HostPointer."""
+    """numpy memory (not zero-filled), passed to kernels as a HostPointer, starting at a multiple of
+    `alignment` bytes (the vector registers' size): numpy's large arrays start 16 bytes into a page, so
+    that every 64-byte AVX-512 access to them spanned two cache lines (on a 2-core Xeon: softmax 4096^2's
+    kernels 9.8 -> 9.1 ms, conv2d forward 4.9 -> 4.7 ms). Off: MINIGRAD_ALIGN=0 (numpy's placement)."""
+
+    def __init__(self, alignment: int):
+        super().__init__()
+        self.alignment = alignment if os.environ.get("MINIGRAD_ALIGN", "1") != "0" else 1
 
     def _alloc(self, nbytes: int):
-        array = np.empty(nbytes, dtype=np.uint8)
+        raw = np.empty(nbytes + self.alignment - 1, dtype=np.uint8)
+        skip = -raw.ctypes.data % self.alignment
+        array = raw[skip : skip + nbytes]  # (a view: it keeps `raw` alive)
         pointer = HostPointer(array.ctypes.data)
         pointer.array = array
         return pointer
@@ -264,7 +273,7 @@ class CpuDevice(Backend):
         compiler = ClangStyleCompiler()
         simd, cores = simd_from_macros(compiler.macros), threads_per_kernel() or host_cores()
         target = Target(**simd, cache_bytes=host_caches(), cores=cores)
-        super().__init__("CPU", CpuAllocator(), language, compiler, CpuProgram, target)
+        super().__init__("CPU", CpuAllocator(simd["vector_bytes"]), language, compiler, CpuProgram, target)
 
     def supports_dtype(self, dtype: DType) -> bool:
         return True  # float16 and bfloat16: stored in 16 bits, computed in float (codegen/cstyle.py)
