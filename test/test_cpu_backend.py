@@ -666,6 +666,52 @@ def test_vector_columns_match_scalar_columns():
             np.testing.assert_allclose(results[0], expected, rtol=tolerance, atol=tolerance, err_msg=name)
 
 
+def test_what_follows_a_vector_reduce_computes_on_vectors():
+    """Vector columns: what follows the reduce (a bias and relu, an SGD update) runs on the vectors, stored a
+    vector at a time; in an epilogue loop whose columns are not the vectors' dim (the update of a 512x10
+    weight from relu(h).T @ g), each row reads its columns from the vectors' array in place, not through a
+    scalar read of each lane first. What vectors cannot compute (a cast to int) falls back to scalars. The
+    same values as with scalar columns (SIMD=0)."""
+    from minigrad.codegen.cstyle import C_LANGUAGE
+    from minigrad.codegen.pipeline import generate
+    from minigrad.engine.schedule import create_schedule
+
+    rng = np.random.default_rng(1)
+    h, g, w = rng.standard_normal((128, 512)), rng.standard_normal((128, 10)), rng.standard_normal((512, 10))
+    a, b, bias = rng.standard_normal((64, 48)), rng.standard_normal((48, 256)), rng.standard_normal(256)
+    vector = f"mg_float32x{Device['CPU'].target.lanes(4)}"
+    cases = {  # name: (compute, expected, what the source shows)
+        "bias, relu": (
+            lambda t: (t(a) @ t(b) + t(bias)).relu(),
+            np.maximum(a @ b + bias, 0),
+            lambda src: f"*({vector}*)(data0+" in src,
+        ),
+        "bias update": (
+            lambda t: t(bias) - 0.01 * t(b).sum(0),
+            bias - 0.01 * b.sum(0),
+            lambda src: f"*({vector}*)(data0+" in src,
+        ),
+        "weight update": (
+            lambda t: t(w) - 0.01 * (t(h).relu().T @ t(g)),
+            w - 0.01 * (np.maximum(h, 0).T @ g),
+            lambda src: not re.search(r"= (columns|sums)\d+\[\d+\];", src),  # no lane read one at a time
+        ),
+        "cast to int": (lambda t: (t(a) @ t(b) * 100).cast(dtypes.int32), None, lambda src: True),
+    }
+    for name, (compute, expected, shows) in cases.items():
+        results = []
+        for flag in (1, 0):
+            with Context(SIMD=flag):
+                out = compute(lambda v: Tensor(v.astype(np.float32), device="CPU"))
+                (item,) = create_schedule([out.lazydata])[-1:]
+                source = generate(item.ast, C_LANGUAGE, Device["CPU"].target)[1]
+                assert not flag or shows(source), (name, source)
+                results.append(out.numpy())
+        np.testing.assert_array_equal(results[0], results[1], err_msg=name)
+        if expected is not None:
+            np.testing.assert_allclose(results[0], expected, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
 def test_lane_loop_matches_the_unrolled_lanes():
     """LANE_LOOP: a row sum's lanes run as a loop over an array of running values (linearize._lane_loop);
     off, unrolled. Sums, maxes, softmax and a sum of exp2 (the kernel it is for) agree, NaN and inf too."""

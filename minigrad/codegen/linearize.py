@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from minigrad.codegen.lower import LoopNest
 from minigrad.dtype import DType, dtypes
@@ -331,18 +331,59 @@ def _read_lanes(lin: _Linearizer, reduces: list[AstNode], lanes: dict[tuple, tup
     """After the reduce, each copy's result as a scalar (vector columns): the vectors go to an array of the
     thread, read back an element at a time. (Reading a vector's element in place, v[i], made GCC keep the
     accumulators in memory through the whole reduce loop: a 1024^2 matmul took 7.3 ms, not 4.4.)"""
-    vectors = list(dict.fromkeys(vector for vector, _ in lanes.values()))
-    width = lin.nest.simd
+    arrays, places = _spill_lanes(lin, reduces, lanes)
+    for r in reduces:
+        for key, place in places.items():
+            lin.emitted[(r, key)] = lin.emit(
+                Instr("LOAD", r.dtype, (), (arrays[r], NumNode(place), NumNode(1)))
+            )
+
+
+def _spill_lanes(
+    lin: _Linearizer, reduces: list[AstNode], lanes: dict[tuple, tuple]
+) -> tuple[dict[AstNode, str], dict[tuple, int]]:
+    """The vector results of each reduce stored, a vector at a time, to an array of the thread: (each
+    reduce's array, each copy's element in it). The vectors along the vector dim lie next to each other, so
+    that a copy's element there moves by one along that dim (_epilogue_loop reads the array in place)."""
+    first = {vector: dict(key) for key, (vector, lane) in lanes.items() if lane == 0}
+    d = lin.vector_dim
+    vectors = sorted(
+        first, key=lambda v: ([e for dim, e in sorted(first[v].items()) if dim != d], first[v][d])
+    )
+    width, arrays = lin.nest.simd, {}
     for i, r in enumerate(reduces):
-        array = f"columns{i}"
+        arrays[r] = array = f"columns{i}"
         lin.emit(Instr("PRIVATE", r.dtype, (), (array, len(vectors) * width)))
         for j, vector in enumerate(vectors):
             place = (array, NumNode(j * width) + lin.lane, NumNode(1))
             lin.emit(Instr("STORE", r.dtype, (lin.emitted[(r, vector)],), place))
         lin.emit(Instr("FENCE", None, (), array))
-        for key, (vector, lane) in lanes.items():
-            place = (array, NumNode(vectors.index(vector) * width + lane), NumNode(1))
-            lin.emitted[(r, key)] = lin.emit(Instr("LOAD", r.dtype, (), place))
+    return arrays, {key: vectors.index(vector) * width + lane for key, (vector, lane) in lanes.items()}
+
+
+def _store(lin: _Linearizer, store: AstNode, copies: list[dict]) -> None:
+    """The output of each body copy: what follows the reduce, and the store."""
+    for g in copies:
+        value = lin.value(store.srcs[0], reduced=False, copy=g)
+        index, valid = store.arg[1].expr_idxs(lin.idxs(reduced=False, copy=g))
+        if lin.nest.grouped:  # every thread of the group holds the result; the first one stores it
+            valid = and_nodes([valid, lt(lin.local_index, 1)])
+        lin.emit(Instr("STORE", store.dtype, (value,), (store.arg[0], index, valid)))
+
+
+def _as_vectors(lin: _Linearizer, emit: Callable[[], None]) -> bool:
+    """Vector columns: run `emit` (what follows a reduce: a bias, an update `w - 0.01 * dw`, on the vector
+    copies); where it meets what vectors cannot compute, put the linearizer's state back and return False
+    (the caller then reads each lane back as a scalar and follows one output at a time, ~5 lines of C each:
+    most of the source, and of the compile time, of a kernel with a wide tile)."""
+    instrs, scopes, emitted = len(lin.instrs), [dict(s) for s in lin.scopes], dict(lin.emitted)
+    try:
+        emit()
+        return True
+    except NotVectorizable:
+        del lin.instrs[instrs:]
+        lin.scopes, lin.emitted = scopes, emitted
+        return False
 
 
 def _stored_along_lane(lin: _Linearizer, store: AstNode, copies: list[dict]) -> bool:
@@ -413,19 +454,16 @@ def _linearize(ast: AstNode, nest: LoopNest, name: str) -> LinearKernel:
     in_a_loop = (
         epilogue and len(upcast_dims) > 1 and len(global_copies) >= EPILOGUE_LOOP_COPIES and not nest.threads
     )
-    store_copies = global_copies
     if reduces and in_a_loop and getenv("EPILOGUE_LOOP", 1):
         _epilogue_loop(lin, store, reduces, global_copies, copy_dims, lanes)
-    elif lanes and not epilogue and _stored_along_lane(lin, store, sum_copies):
-        store_copies = sum_copies  # the sums stored as they are, a vector at a time
-    elif lanes:
-        _read_lanes(lin, reduces, lanes)
-    for g in store_copies if not lin.epilogue_looped else ():
-        value = lin.value(store.srcs[0], reduced=False, copy=g)
-        index, valid = store.arg[1].expr_idxs(lin.idxs(reduced=False, copy=g))
-        if nest.grouped:  # every thread of the group holds the result; the first one stores it
-            valid = and_nodes([valid, lt(lin.local_index, 1)])
-        lin.emit(Instr("STORE", store.dtype, (value,), (store.arg[0], index, valid)))
+    elif not (
+        lanes
+        and _stored_along_lane(lin, store, sum_copies)
+        and _as_vectors(lin, lambda: _store(lin, store, sum_copies))  # what follows the sums too
+    ):
+        if lanes:
+            _read_lanes(lin, reduces, lanes)
+        _store(lin, store, global_copies)
     lin.loops(global_loops, end=True)
     return _kernel(lin, ast, name)
 
@@ -435,15 +473,59 @@ def _epilogue_loop(
 ):
     """What follows the reduce and the store, for a register tile of many outputs, as a loop over the tile's
     rows, each row's columns (the last upcast dim) unrolled (EPILOGUE_LOOP=0: all unrolled). The reduce
-    results go to an array of the thread first (a vector at a time where `lanes` has the copies' vectors and
-    they lie in order). Unrolled, the epilogue of a 12x32 tile was most of a 100 KB kernel and of its 0.55 s
-    compile; it runs once per tile, after the reduce loop."""
+    results go to an array of the thread first (_tile_results). With vector columns along the row, a row's
+    columns are computed a vector at a time where the ops allow (_as_vectors). Unrolled, the epilogue of a
+    12x32 tile was most of a 100 KB kernel and of its 0.55 s compile; it runs once per tile, after the
+    reduce loop."""
     nest, size = lin.nest, len(copies)
-    keys = [_key(g) for g in copies]
+    *row_dims, column = [d for d in dims if nest.upcast.get(d, 1) > 1]  # _copies: the last varies fastest
+    width = nest.upcast[column]
+    arrays, spacing, offsets = _tile_results(lin, reduces, copies, lanes, width)
+    loop = Loop(Variable("row", 0, size // width - 1), size // width, reduce=False)
+    lin.loops([loop])
+    row, stride = {}, size // width
+    for d in row_dims:
+        stride //= nest.upcast[d]
+        row[d] = (loop.var // stride) % nest.upcast[d]
+
+    def columns(step: int) -> None:  # the row's outputs, `step` columns at a time (a vector's lanes)
+        for j in range(0, width, step):
+            lane = lin.lane if step > 1 else 0
+            copy = {**row, column: j + lane}
+            for r in reduces:
+                place = (arrays[r], loop.var * spacing + offsets[j] + lane, NumNode(1))
+                lin.emitted[(r, _key(copy))] = lin.emit(Instr("LOAD", r.dtype, (), place))
+            _store(lin, store, [copy])
+
+    simd = nest.simd
+    in_vectors = lin.lane is not None and column == lin.vector_dim and width % simd == 0
+    in_vectors = in_vectors and all(offsets[j] == offsets[j - j % simd] + j % simd for j in range(width))
+    if not (in_vectors and _as_vectors(lin, lambda: columns(simd))):
+        columns(1)
+    lin.loops([loop], end=True)
+    lin.epilogue_looped = True
+
+
+def _tile_results(
+    lin: _Linearizer, reduces: list[AstNode], copies: list, lanes: dict, width: int
+) -> tuple[dict[AstNode, str], int, list[int]]:
+    """Where _epilogue_loop reads the reduce results of a tile whose rows have `width` copies each: (each
+    reduce's array of the thread, spacing, offsets), copy (row, j) at row * spacing + offsets[j]. Vector
+    copies in the copies' order are stored as they are; vectors along another dim (the rows) go to an array
+    that is read in place where its rows are evenly spaced; else each copy is read back and stored alone."""
+    size, keys = len(copies), [_key(g) for g in copies]
     first = {lanes[k][0]: i for i, k in enumerate(keys) if k in lanes and lanes[k][1] == 0}
     vectors = bool(lanes) and all(first[lanes[k][0]] + lanes[k][1] == i for i, k in enumerate(keys))
     if lanes and not vectors:  # the columns are not the copies' last dim
-        _read_lanes(lin, reduces, lanes)
+        arrays, places = _spill_lanes(lin, reduces, lanes)
+        places = [places[k] for k in keys]
+        spacing, offsets = (places[width] - places[0] if size > width else 0), places[:width]
+        if all(p == offsets[i % width] + i // width * spacing for i, p in enumerate(places)):
+            return arrays, spacing, offsets
+        for r in reduces:
+            for key, place in zip(keys, places):
+                instr = Instr("LOAD", r.dtype, (), (arrays[r], NumNode(place), NumNode(1)))
+                lin.emitted[(r, key)] = lin.emit(instr)
     arrays = {}
     for r in reduces:
         arrays[r] = array = f"sums{len(arrays)}"
@@ -457,26 +539,7 @@ def _epilogue_loop(
         lin.emit(
             Instr("FENCE", None, (), array)
         )  # else GCC leaves the sums scalar (conv, AVX2: 5.7 -> 10.6 ms)
-    *row_dims, column = [d for d in dims if nest.upcast.get(d, 1) > 1]  # _copies: the last varies fastest
-    width = nest.upcast[column]
-    loop = Loop(Variable("row", 0, size // width - 1), size // width, reduce=False)
-    lin.loops([loop])
-    row, stride = {}, size // width
-    for d in row_dims:
-        stride //= nest.upcast[d]
-        row[d] = (loop.var // stride) % nest.upcast[d]
-    for j in range(width):
-        copy = {**row, column: j}
-        for r in reduces:
-            place = loop.var * width + j
-            lin.emitted[(r, _key(copy))] = lin.emit(
-                Instr("LOAD", r.dtype, (), (arrays[r], place, NumNode(1)))
-            )
-        value = lin.value(store.srcs[0], reduced=False, copy=copy)
-        index, valid = store.arg[1].expr_idxs(lin.idxs(reduced=False, copy=copy))
-        lin.emit(Instr("STORE", store.dtype, (value,), (store.arg[0], index, valid)))
-    lin.loops([loop], end=True)
-    lin.epilogue_looped = True
+    return arrays, width, list(range(width))
 
 
 def _lane_loop(lin: _Linearizer, reduces: list[AstNode], reduce_loops: list[Loop], global_copies) -> None:
