@@ -11,7 +11,7 @@ import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "minigrad"
 CORE_LIMIT = 5000
-# ops_cpu.py is the largest (215): OpenMP handling (wait policy, threads, schedule, runtime kept loaded), its
+# ops_cpu.py is the largest (218): OpenMP handling (wait policy, threads, schedule, runtime kept loaded), its
 # Target query, buffers aligned to the vector size
 BACKEND_LIMIT = 220
 CORE = ("ops.py", "lazy.py", "shape", "engine", "codegen", "runtime", "device.py", "dtype.py", "helpers.py")

@@ -172,6 +172,8 @@ def test_buffers_start_at_a_multiple_of_the_vector_size_with_an_off_switch():
         assert result.returncode == 0, result.stderr[-2000:]
         digests.append(result.stdout.split()[-1])
     assert digests[0] == digests[1]
+    result = run({"MINIGRAD_ALIGN": "yes"}, "from minigrad import Device\nDevice['CPU']")
+    assert result.returncode != 0 and "MINIGRAD_ALIGN='yes'" in result.stderr, result.stderr[-2000:]
 
 
 def test_kernels_past_2_to_the_31_elements_index_with_64_bits():

@@ -245,7 +245,10 @@ class CpuAllocator(HostAllocator):
 
     def __init__(self, alignment: int):
         super().__init__()
-        self.alignment = alignment if os.environ.get("MINIGRAD_ALIGN", "1") != "0" else 1
+        flag = os.environ.get("MINIGRAD_ALIGN", "1").strip()
+        if flag not in ("0", "1"):
+            raise ValueError(f"MINIGRAD_ALIGN={flag!r}: expected 1 (align buffers, the default) or 0")
+        self.alignment = alignment if flag == "1" else 1
 
     def _alloc(self, nbytes: int):
         raw = np.empty(nbytes + self.alignment - 1, dtype=np.uint8)
