@@ -49,7 +49,10 @@ class NNOps:
             width = max(n + dilation, outputs * stride)
             rows = rows.pad([(0, 0)] * (len(batch) + 1) + [(0, width - n - dilation)])
             rows = rows.shrink([None] * (len(batch) + 1) + [(0, outputs * stride)])
-            rows = rows.reshape(batch + (kernel, outputs, stride))[..., 0]
+            rows = rows.reshape(batch + (kernel, outputs, stride)).shrink(
+                [None] * (len(batch) + 2) + [(0, 1)]
+            )
+            rows = rows.reshape(batch + (kernel, outputs))  # (the first of each stride: no __getitem__)
         nb = len(batch)
         return rows.permute(list(range(axis)) + [nb + 1] + list(range(axis, nb)) + [nb])
 
