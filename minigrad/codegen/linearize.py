@@ -331,7 +331,11 @@ def _read_lanes(lin: _Linearizer, reduces: list[AstNode], lanes: dict[tuple, tup
     """After the reduce, each copy's result as a scalar (vector columns): the vectors go to an array of the
     thread, read back an element at a time. (Reading a vector's element in place, v[i], made GCC keep the
     accumulators in memory through the whole reduce loop: a 1024^2 matmul took 7.3 ms, not 4.4.)"""
-    arrays, places = _spill_lanes(lin, reduces, lanes)
+    _load_lanes(lin, reduces, *_spill_lanes(lin, reduces, lanes))
+
+
+def _load_lanes(lin: _Linearizer, reduces: list[AstNode], arrays: dict, places: dict[tuple, int]) -> None:
+    """Each copy's result read back from its element of the spilled vectors (_spill_lanes)."""
     for r in reduces:
         for key, place in places.items():
             lin.emitted[(r, key)] = lin.emit(
@@ -518,14 +522,11 @@ def _tile_results(
     vectors = bool(lanes) and all(first[lanes[k][0]] + lanes[k][1] == i for i, k in enumerate(keys))
     if lanes and not vectors:  # the columns are not the copies' last dim
         arrays, places = _spill_lanes(lin, reduces, lanes)
-        places = [places[k] for k in keys]
-        spacing, offsets = (places[width] - places[0] if size > width else 0), places[:width]
-        if all(p == offsets[i % width] + i // width * spacing for i, p in enumerate(places)):
+        spaced = [places[k] for k in keys]
+        spacing, offsets = (spaced[width] - spaced[0] if size > width else 0), spaced[:width]
+        if all(p == offsets[i % width] + i // width * spacing for i, p in enumerate(spaced)):
             return arrays, spacing, offsets
-        for r in reduces:
-            for key, place in zip(keys, places):
-                instr = Instr("LOAD", r.dtype, (), (arrays[r], NumNode(place), NumNode(1)))
-                lin.emitted[(r, key)] = lin.emit(instr)
+        _load_lanes(lin, reduces, arrays, {k: places[k] for k in keys})  # in the copies' order
     arrays = {}
     for r in reduces:
         arrays[r] = array = f"sums{len(arrays)}"
