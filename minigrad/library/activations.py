@@ -10,6 +10,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from minigrad.dtype import dtypes
+from minigrad.lazy import LazyNode
+from minigrad.ops import Op
+
 if TYPE_CHECKING:
     from minigrad.tensor import Tensor
 
@@ -22,8 +26,14 @@ class ActivationOps:
     def relu(self) -> "Tensor":
         """max(x, 0) with torch's edges: relu(nan) is nan, and the gradient at 0 (and at nan) is 0. Where x > 0,
         x itself (gradient 1); elsewhere max(x, 0) detached, which is 0, or nan for nan (gradient 0): three
-        ops, where `(x > 0) | x.isnan()` as the condition took five."""
-        return (self > 0).where(self, self.maximum(0).detach())
+        ops, where `(x > 0) | x.isnan()` as the condition took five. The nodes are made here, not through
+        the operators' broadcasting: `(x > 0).where(x, x.maximum(0).detach())`, the same graph, cost 10 us of
+        Python a call, this ~3 (bool tensors, whose 0 is an int, take that way)."""
+        x = self.lazydata
+        if x.dtype == dtypes.bool:
+            return (self > 0).where(self, self.maximum(0).detach())
+        zero = LazyNode.shared_const(0, x.dtype, x.device, x.shape)
+        return self._wrap(zero.alu(Op.CMPLT, x).alu(Op.WHERE, x, x.alu(Op.MAX, zero).detach()), self)
 
     def sigmoid(self) -> "Tensor":
         """1 / (1 + e^-x), torch's formula (so its roundings are torch's), down to x = -ln 2^24; below, where
