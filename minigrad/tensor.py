@@ -902,10 +902,11 @@ _ASSIGN_RULE = _AssignRule()
 
 def _overwritten_leaves(graph: list[LazyNode]) -> tuple:
     """Weak references to the leaf tensors of `graph`, and to those behind values assign() overwrote in it
-    (an earlier assign's rule remembers them), each once."""
+    (an earlier assign's rule remembers them), each once; not those of tensors the user no longer holds
+    (`(Tensor(..., requires_grad=True) * 2).sum().backward()`: hashing a dead weak reference raises)."""
     refs = [ref for node in graph for ref in node.leaf_of]
     refs += [ref for node in graph if isinstance(node.arg, _AssignRule) for ref in node.arg.overwritten]
-    return tuple(dict.fromkeys(refs))
+    return tuple(dict.fromkeys(ref for ref in refs if ref() is not None))
 
 
 def _check_ints_fit(array: np.ndarray, dtype: DType) -> None:

@@ -199,6 +199,16 @@ def test_backward_finds_its_leaves_in_the_graph_it_walks():
     assert not hasattr(Tensor, "_grad_leaves") and not hasattr(Tensor, "_backward_roots")
 
 
+def test_backward_through_a_leaf_nobody_holds_any_more(device):
+    """A leaf made and dropped in one expression (torch allows it; its gradient goes nowhere): backward
+    raised TypeError, hashing the dead weak reference the leaf's node kept."""
+    x = Tensor([1.0, 2.0], device=device, requires_grad=True).reshape(2, 1)
+    w = Tensor([3.0], device=device, requires_grad=True)
+    (x * w).sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), [3.0])
+    assert x.grad is None  # not a leaf, as torch
+
+
 def test_a_step_realizes_the_losses_its_gradients_came_from():
     """Each gradient names the outputs backward was called on (Tensor.roots); the optimizer's step computes
     them with the update, so loss.item() afterwards is the loss before the update, as in torch."""
