@@ -66,7 +66,7 @@ SETTINGS = frozenset(
         "ALLOC_CACHE_MB BEAM BEAM_ROUNDS BOUNDS_CHECK CACHE_MB CHUNK CONV_GRAD_AS_CONV CONV_GRAD_PHASES "
         "CUDA_PTX DEBUG DEVICE DISABLE_COMPILER_CACHE EPILOGUE_LOOP FAST_MATH_C GATHER_TILE GRAPH GROUP "
         "JIT_CACHE_SIZE KERNEL_OPS LANE_LOOP LRU MATMUL_COPY NOOPT OVERLAP PACK PARALLEL_COMPILE PICK "
-        "PROGRAM_CACHE_SIZE REORDER SCATTER SCHEDULE_CACHE SCHEDULE_CACHE_SIZE SECOND_TILE SIMD SPLIT_BROADCAST "
+        "PROGRAM_CACHE_SIZE REORDER REPLAY SCATTER SCHEDULE_CACHE SCHEDULE_CACHE_SIZE SECOND_TILE SIMD SPLIT_BROADCAST "
         "SPLIT_RECOMPUTE SPLIT_SCAN SPLIT_SUM STREAM_LANES THREADS TILE TRANSPOSE UPCAST VECTORIZE VIZ VIZ_NODES"
     ).split()
 )
@@ -142,7 +142,10 @@ class LRU(OrderedDict):
         value = super().get(key, _MISSING)  # one lookup, not `in` and then [] (keys can be big tuples)
         if value is _MISSING:
             return default
-        self.move_to_end(key)
+        try:
+            self.move_to_end(key)
+        except KeyError:  # another thread's put() evicted it just now: the value is still good
+            pass
         return value
 
     def put(self, key: Any, value: Any) -> Any:

@@ -240,6 +240,11 @@ def _broadcast_tracker(shape: tuple[int, ...]) -> ShapeTracker:
     return ShapeTracker.from_shape(()).reshape((1,) * len(shape)).expand(shape)
 
 
+def serial_mark() -> int:
+    """A number below the serial of every node made from now on (replay.py tells a call's nodes by it)."""
+    return next(_serials)
+
+
 def inverse_permutation(order: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(sorted(range(len(order)), key=order.__getitem__))
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from minigrad.dtype import dtypes
 from minigrad.lazy import LazyNode
 from minigrad.ops import Op
+from minigrad.replay import replayed
 
 if TYPE_CHECKING:
     from minigrad.tensor import Tensor
@@ -35,6 +36,7 @@ class ActivationOps:
         zero = LazyNode.shared_const(0, x.dtype, x.device, x.shape)
         return self._wrap(zero.alu(Op.CMPLT, x).alu(Op.WHERE, x, x.alu(Op.MAX, zero).detach()), self)
 
+    @replayed
     def sigmoid(self) -> "Tensor":
         """1 / (1 + e^-x), torch's formula (so its roundings are torch's), down to x = -ln 2^24; below, where
         1 + e^-x is a tie that rounds to even (torch's result is 2 ulp off there) and later overflows, the
@@ -51,6 +53,7 @@ class ActivationOps:
         """relu6(x + 3) / 6; the gradient is 0 at -3 and 3, as torch."""
         return (self + 3).relu6() / 6
 
+    @replayed
     def gelu(self, approximate: str = "none") -> "Tensor":
         """torch's GELU: exact (erf) by default, `approximate="tanh"` for the tanh form."""
         if approximate == "tanh":
@@ -60,6 +63,7 @@ class ActivationOps:
     def quick_gelu(self) -> "Tensor":
         return self * (self * 1.702).sigmoid()
 
+    @replayed
     def silu(self) -> "Tensor":
         return self * self.sigmoid()
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Sequence
 from minigrad.dtype import dtypes
 from minigrad.helpers import getenv, normalize_axis
 from minigrad.library.shapes import Axis, IntPair
+from minigrad.replay import replayed
 
 if TYPE_CHECKING:
     from minigrad.tensor import Tensor
@@ -319,10 +320,12 @@ class NNOps:
         keep = type(self).rand(*self.shape, device=self.device) >= p
         return keep.where(self * (1 / (1 - p)), 0) if p < 1 else self * 0
 
+    @replayed
     def layernorm(self, axis: Axis = -1, eps: float = 1e-5) -> "Tensor":
         centered = self - self.mean(axis, keepdim=True)
         return centered * ((centered * centered).mean(axis, keepdim=True) + eps).rsqrt()
 
+    @replayed
     def batchnorm(
         self,
         weight: "Tensor | None",
@@ -382,6 +385,7 @@ class NNOps:
         loss = -picked * weights
         return _reduced(loss, reduction, "nll_loss", weights.sum())
 
+    @replayed
     def cross_entropy(
         self,
         Y: "Tensor",

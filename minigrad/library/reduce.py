@@ -17,6 +17,7 @@ from minigrad.helpers import getenv, normalize_axis, prod
 from minigrad.library.indexing import _positions
 from minigrad.library.shapes import Axis, DTypeArg
 from minigrad.ops import Op
+from minigrad.replay import replayed
 
 SPLIT_MIN, SPLIT = 1 << 16, 1024  # sums longer than 2^16 go in steps of 1024 (_split_sum; SPLIT_SUM=0: off)
 # a sum over several dims whose innermost is 256 to 8192 long sums those rows first (each of 32 lanes then
@@ -171,6 +172,7 @@ class ReduceOps:
     def argmin(self, axis: int | None = None, keepdim: bool = False) -> "Tensor":
         return (-self if self.dtype != dtypes.bool else self.logical_not()).argmax(axis, keepdim)
 
+    @replayed
     def softmax(self, axis: int = -1) -> "Tensor":
         x = self._float()
         shifted = x - x._reduce(Op.REDUCE_MAX, axis, True).detach()
@@ -179,11 +181,13 @@ class ReduceOps:
         # compute-bound (4096^2 on a Xeon: 5.1 -> 4.3 ms); within an ulp of e / sum
         return e * e.sum(axis, keepdim=True).reciprocal()
 
+    @replayed
     def log_softmax(self, axis: int = -1) -> "Tensor":
         x = self._float()
         shifted = x - x._reduce(Op.REDUCE_MAX, axis, True).detach()
         return shifted - shifted.exp().sum(axis, keepdim=True).log()
 
+    @replayed
     def logsumexp(self, axis: Axis = None, keepdim: bool = False) -> "Tensor":
         x = self._float()
         peak = x._reduce(Op.REDUCE_MAX, axis, True).detach()
@@ -263,6 +267,7 @@ class ReduceOps:
 
     # ---- linear algebra -------------------------------------------------------------------------
 
+    @replayed
     def matmul(self, other: "Tensor") -> "Tensor":
         """Matrix product with numpy's rules for 1-D operands and broadcast batch dims: a MUL and a SUM."""
         x, w = self, self._to_tensor(other)
@@ -290,6 +295,7 @@ class ReduceOps:
 
     dot = matmul
 
+    @replayed
     def linear(self, weight: "Tensor", bias: "Tensor | None" = None) -> "Tensor":
         """`self @ weight + bias` with weight shaped (in, out), as tinygrad (nn.Linear passes weight.T)."""
         out = self * weight if weight.ndim == 1 else self.matmul(weight)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Sequence
 
+from minigrad.replay import replayed
+
 if TYPE_CHECKING:
     from minigrad.tensor import Tensor
 
@@ -168,6 +170,7 @@ class TranscendentalOps:
         half = _half_exp(_magnitude(self._float()))
         return half + 0.25 / half
 
+    @replayed
     def tanh(self) -> "Tensor":
         """x + x^3 P(x^2) for |x| < 0.625; beyond, 1 - 2 / (e^(2|x|) + 1) (|x| capped at 20, where
         tanh is 1.0 in float32, so that the derivative is not inf / inf)."""
@@ -239,6 +242,7 @@ class TranscendentalOps:
         far = (x < 0).where(math.pi - twice, twice)
         return small.where(math.pi / 2 - _odd(small.where(x, 0.0), ASIN), far)
 
+    @replayed
     def erf(self) -> "Tensor":
         """x + x P(x^2) for |x| < 0.84; 1 - erfc(|x|) beyond (erfc <= 0.24 there: no cancellation)."""
         x = self._float()
