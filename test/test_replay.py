@@ -7,6 +7,7 @@ import pytest
 from minigrad import Tensor, dtypes, no_grad
 from minigrad import replay
 from minigrad.helpers import Context
+from minigrad.library.conv import windowed_conv
 from minigrad.ops import Op
 
 
@@ -59,12 +60,20 @@ CASES = {
     "linear no bias": lambda x, w, y: x.linear(w),
     "layernorm": lambda x, w, y: x.layernorm(eps=1e-3),
     "batchnorm": lambda x, w, y: x.batchnorm(w[0], None, w[1], w[2], axis=1),
+    "max_pool2d": lambda x, w, y: x.reshape(1, 1, 6, 6).max_pool2d(2),
+    "avg_pool2d": lambda x, w, y: x.reshape(1, 2, 3, 6).avg_pool2d((2, 3), 1, padding=1),
+    "windowed conv": lambda x, w, y: windowed_conv(
+        x.reshape(2, 2, 3, 3), w.reshape(4, 1, 3, 3), 2, (1, 1), (1, 1), ((1, 1), (1, 1))
+    ),
+    "attention": lambda x, w, y: x.reshape(2, 3, 6).scaled_dot_product_attention(
+        w.reshape(2, 3, 6), x.T.reshape(2, 3, 6), is_causal=True
+    ),
     "cross_entropy": lambda x, w, y: x.cross_entropy(y),
     "cross_entropy smoothed": lambda x, w, y: x.cross_entropy(y, label_smoothing=0.1, reduction="sum"),
 }
 
 
-NOT_FOR_INTEGERS = ("cross_entropy", "cross_entropy smoothed", "layernorm", "batchnorm")
+NOT_FOR_INTEGERS = ("cross_entropy", "cross_entropy smoothed", "layernorm", "batchnorm", "attention")
 LAYOUTS = [
     (name, layout)
     for name in CASES
@@ -199,3 +208,18 @@ def test_threads_record_and_replay_at_once():
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_conv2d_whose_forward_replays_inside_its_function(device):
+    """conv2d is a Function (its own derivative rules); the windowed product inside its forward replays."""
+    x = data((2, 3, 7, 7), device, 0, requires_grad=True)
+    w = data((4, 3, 3, 3), device, 1, requires_grad=True)
+    results = []
+    for settings in ({"REPLAY": 0}, {}, {}):
+        with Context(**settings):
+            out = x.conv2d(w, stride=2, padding=1)
+        (out * out).sum().backward()
+        results.append([out.numpy(), x.grad.numpy(), w.grad.numpy()])
+        x.grad = w.grad = None
+    for written, replayed in zip(results[0], results[2]):
+        np.testing.assert_array_equal(written, replayed)

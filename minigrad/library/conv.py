@@ -17,9 +17,11 @@ import math
 
 from minigrad.function import Function, FunctionCtx
 from minigrad.helpers import getenv
+from minigrad.replay import replayed
 from minigrad.tensor import Tensor
 
 
+@replayed
 def windowed_conv(x: Tensor, weight: Tensor, groups: int, stride, dilation, pads) -> Tensor:
     """conv2d as a windowed view of the padded input times the weight, summed: the forward."""
     windows = _windows(x, weight.shape, groups, stride, dilation, pads)

@@ -57,6 +57,7 @@ class NNOps:
         nb = len(batch)
         return rows.permute(list(range(axis)) + [nb + 1] + list(range(axis, nb)) + [nb])
 
+    @replayed
     def _pool(self, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int]) -> "Tensor":
         """Sliding windows over the last len(kernel) dims: (..., *spatial) -> (..., *outputs, *kernel)."""
         x = self
@@ -156,6 +157,7 @@ class NNOps:
         w = w.reshape(groups * cout_group, cin // groups, *kernel).flip(tuple(range(2, 2 + dims)))
         return x.conv2d(w, bias, groups=groups, dilation=dilation)
 
+    @replayed
     def max_pool2d(
         self,
         kernel_size: IntPair = (2, 2),
@@ -180,6 +182,7 @@ class NNOps:
         positions = positions.flatten(-len(kernel), -1).expand(flat.shape)
         return flat.max(-1), positions.gather(-1, flat.argmax(-1).unsqueeze(-1)).squeeze(-1)
 
+    @replayed
     def avg_pool2d(
         self,
         kernel_size: IntPair = (2, 2),
@@ -505,6 +508,7 @@ class NNOps:
         """self divided by its p-norm along dim, at least eps (torch's F.normalize)."""
         return self / self.norm(p, dim, keepdim=True).maximum(eps)
 
+    @replayed
     def scaled_dot_product_attention(
         self,
         key: "Tensor",
