@@ -46,7 +46,7 @@ _pending: dict[int, dict] = {}  # id(schedule item) -> its kernel's record, unti
 
 def phase(name: str) -> None:
     """Nodes created from now on belong to `name` ("backward", "optimizer step", "forward")."""
-    _phases.append((next(lazy._serials), name))
+    _phases.append((lazy.serial_mark(), name))
 
 
 def _phase_of(node: Any) -> str:

@@ -434,9 +434,12 @@ def render(kernel: LinearKernel, language: Language) -> tuple[str, str, tuple]:
             loop: Loop = instr.arg
             if loop.parallel and language.parallel_for:
                 add(language.parallel_for)
-            start, end, e = "0", loop.size, names.get(loop.pick)  # opt.pick: from e to e + 1, within the dim
-            start, end = (f"({e} < 0 ? 0 : {e})", f"({e} < {end} ? {e} + 1 : {end})") if e else (start, end)
-            add(f"for ({int_type} {loop.var.name} = {start}; {loop.var.name} < {end}; {loop.var.name}++) {{")
+            e, var = names.get(loop.pick), loop.var.name
+            if e:  # opt.pick: the loop runs at e only, if e is in the dim. An `if`, not a loop of one step:
+                assert not loop.parallel  # the C compiler vectorizes the loop around it (x[idx]: 4-5x)
+                add(f"if (0 <= {e} && {e} < {loop.size}) {{ {int_type} {var} = {e};")
+            else:
+                add(f"for ({int_type} {var} = 0; {var} < {loop.size}; {var}++) {{")
             depth += 1
             open_reduce_loops += loop.reduce
         elif instr.op == "ENDLOOP":
