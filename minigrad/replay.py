@@ -80,16 +80,12 @@ def _active() -> bool:
 
 
 def _key(method: Callable, self, args: tuple, kwargs: dict, inputs: list) -> tuple | None:
-    """What the method's graph depends on, appending each Tensor argument to `inputs`; None when an
-    argument is neither a Tensor nor a plain value (a numpy array, a list of Tensors)."""
+    """What the method's graph depends on, appending each Tensor argument (also inside lists and tuples) to
+    `inputs`; None when an argument is neither a Tensor nor a plain value (a numpy array, a dict)."""
     tensor = type(self)
     parts: list[Any] = [method, tensor.no_grad, tensor.training, dtypes.default_float, dtypes.default_int]
     for name, value in (*enumerate(args), *kwargs.items()):
-        if isinstance(value, tensor):
-            inputs.append(value)
-            parts.append(name)
-            continue
-        described = _plain(value)
+        described = _plain(value, tensor, inputs)
         if described is None:
             return None
         parts.append((name, described))
@@ -102,13 +98,16 @@ def _key(method: Callable, self, args: tuple, kwargs: dict, inputs: list) -> tup
     return tuple(parts)
 
 
-def _plain(value: Any) -> Any:
-    """A hashable description of a plain argument that tells every value apart (repr: -0.0 from 0.0, True
-    from 1), or None for one that is not plain."""
+def _plain(value: Any, tensor: type, inputs: list) -> Any:
+    """A hashable description of an argument that tells every value apart (repr: -0.0 from 0.0, True from 1),
+    a Tensor by its place among the inputs (described by _describe), or None for one that is neither."""
+    if isinstance(value, tensor):
+        inputs.append(value)
+        return len(inputs) - 1
     if type(value) in _SIMPLE:
         return repr(value)
     if type(value) in (tuple, list):
-        items = [_plain(v) for v in value]
+        items = [_plain(v, tensor, inputs) for v in value]
         return None if None in items else (type(value).__name__, *items)
     return None
 

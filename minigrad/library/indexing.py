@@ -15,6 +15,7 @@ from minigrad.dtype import dtypes
 from minigrad.gradient import REVERSE_RULES
 from minigrad.helpers import DEFERRED_CHECKS, getenv, normalize_axis
 from minigrad.library.shapes import broadcast_shape
+from minigrad.replay import replayed
 
 if TYPE_CHECKING:
     from minigrad.tensor import Tensor
@@ -148,6 +149,7 @@ class IndexingOps:
         bounds[dim + 1] = (0, 1)
         return x.shrink(bounds).reshape(x.shape[:dim] + (count,) + x.shape[dim + 2 :])
 
+    @replayed
     def _gather_tensor_indices(self, dims: list[int], indices: list["Tensor"]) -> "Tensor":
         """Advanced indexing by integer tensors, composed as a one-hot selection and a sum."""
         index_shape = broadcast_shape(*[t.shape for t in indices])
