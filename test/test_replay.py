@@ -226,3 +226,22 @@ def test_conv2d_whose_forward_replays_inside_its_function(device):
         x.grad = w.grad = None
     for written, replayed in zip(results[0], results[2]):
         np.testing.assert_array_equal(written, replayed)
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+def test_adam_steps_replay_to_the_same_parameters(device, name):
+    """Adam's moments and step are replayed functions (nn/optim.py): three steps give the bits REPLAY=0 gives."""
+    from minigrad.nn import optim
+
+    results = []
+    for settings in ({"REPLAY": 0}, {}):
+        w = data((5, 4), device, 0, requires_grad=True)
+        opt = getattr(optim, name)([w], lr=0.01, weight_decay=0.1)
+        for step in range(3):
+            with Context(**settings):
+                loss = ((w * w).sum(1) * (step + 1)).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        results.append(w.numpy())
+    np.testing.assert_array_equal(*results)

@@ -20,6 +20,7 @@ import math
 from minigrad import viz
 from minigrad.dtype import dtypes
 from minigrad.helpers import getenv
+from minigrad.replay import replayed
 from minigrad.tensor import Tensor
 
 
@@ -133,11 +134,22 @@ class Adam(Optimizer):
             p = p * (1 - self._lr_for(p) * self.weight_decay)
         elif self.weight_decay:
             g = g + self.weight_decay * p
-        m = self.m[i].assign(self.b1 * self.m[i] + (1 - self.b1) * g)
-        v = self.v[i].assign(self.b2 * self.v[i] + (1 - self.b2) * g.square())
-        step_size = self._lr_for(p) / (1 - self.b1_t)
-        denominator = v.sqrt() / (1 - self.b2_t).sqrt() + self.eps
-        return p - step_size * m / denominator
+        m = self.m[i].assign(_running_mean(self.m[i], g, self.b1))
+        v = self.v[i].assign(_running_mean(self.v[i], g.square(), self.b2))
+        return _adam_step(p, m, v, self._lr_for(p), self.b1_t, self.b2_t, self.eps)
+
+
+@replayed  # (pure: the replay of later steps skips ~20 ops of Python per parameter)
+def _running_mean(mean: Tensor, x: Tensor, beta: float) -> Tensor:
+    return beta * mean + (1 - beta) * x
+
+
+@replayed
+def _adam_step(p: Tensor, m: Tensor, v: Tensor, lr: Tensor, b1_t: Tensor, b2_t: Tensor, eps: float) -> Tensor:
+    """p less Adam's step: lr m / (1 - b1^t) over sqrt(v / (1 - b2^t)) + eps, from the moments m and v."""
+    step_size = lr / (1 - b1_t)
+    denominator = v.sqrt() / (1 - b2_t).sqrt() + eps
+    return p - step_size * m / denominator
 
 
 class AdamW(Adam):
