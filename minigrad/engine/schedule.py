@@ -240,16 +240,18 @@ class _KernelPlanner:
 
     def _recompute_rule(self, members: dict[int, set[int]]) -> bool:
         """R8: an elementwise node that several kernels would each recompute gets a buffer when that is
-        more than RECOMPUTE_OPS ops (counted through the nodes inlined into it)."""
+        more than RECOMPUTE_OPS ops: the distinct nodes inlined into it, as R9 counts (a value read twice
+        is computed once in a kernel; counted as a tree, relu's three reads of x tripled the count at
+        every relu, and a 16x16 chain of 9 `(x * a + b).relu() + c` was cut into 3 kernels)."""
         if not getenv("SPLIT_RECOMPUTE", 1):
             return False
-        cost: dict[int, int] = {}
+        inlined_ops: dict[int, frozenset[int]] = {}
         changed = False
         for node in self.order:
             inlined = [b for b in self.sources[id(node)] if not self.owns_buffer(b)]
-            cost[id(node)] = min(1 + sum(cost[id(b)] for b in inlined), 1 << 30)
+            inlined_ops[id(node)] = frozenset([id(node)]).union(*[inlined_ops[id(b)] for b in inlined])
             fans_out = len({id(c) for c, _ in self.consumers[id(node)]}) > 1
-            if cost[id(node)] > RECOMPUTE_OPS and len(members[id(node)]) > 1 and fans_out:
+            if len(inlined_ops[id(node)]) > RECOMPUTE_OPS and len(members[id(node)]) > 1 and fans_out:
                 changed |= self._mark(
                     node, f"R8 more than {RECOMPUTE_OPS} ops that several kernels would repeat"
                 )
