@@ -146,7 +146,7 @@ def _running_mean(mean: Tensor, x: Tensor, beta: float) -> Tensor:
 
 @replayed
 def _adam_step(p: Tensor, m: Tensor, v: Tensor, lr: Tensor, b1_t: Tensor, b2_t: Tensor, eps: float) -> Tensor:
-    """p less Adam's step: lr m / (1 - b1^t) over sqrt(v / (1 - b2^t)) + eps, from the moments m and v."""
+    """p less Adam's step: lr m / (1 - b1^t) over sqrt(v) / sqrt(1 - b2^t) + eps, from the moments m and v."""
     step_size = lr / (1 - b1_t)
     denominator = v.sqrt() / (1 - b2_t).sqrt() + eps
     return p - step_size * m / denominator
