@@ -245,13 +245,17 @@ class _KernelPlanner:
         every relu, and a 16x16 chain of 9 `(x * a + b).relu() + c` was cut into 3 kernels)."""
         if not getenv("SPLIT_RECOMPUTE", 1):
             return False
-        inlined_ops: dict[int, frozenset[int]] = {}
+        inlined_ops: dict[int, frozenset[int] | None] = {}  # None: over RECOMPUTE_OPS (its readers are too)
         changed = False
         for node in self.order:
-            inlined = [b for b in self.sources[id(node)] if not self.owns_buffer(b)]
-            inlined_ops[id(node)] = frozenset([id(node)]).union(*[inlined_ops[id(b)] for b in inlined])
-            fans_out = len({id(c) for c, _ in self.consumers[id(node)]}) > 1
-            if len(inlined_ops[id(node)]) > RECOMPUTE_OPS and len(members[id(node)]) > 1 and fans_out:
+            parts = [inlined_ops[id(b)] for b in self.sources[id(node)] if not self.owns_buffer(b)]
+            ops = None if None in parts else frozenset([id(node)]).union(*parts)
+            inlined_ops[id(node)] = ops if ops is not None and len(ops) <= RECOMPUTE_OPS else None
+            if (
+                inlined_ops[id(node)] is None
+                and len(members[id(node)]) > 1
+                and len({id(c) for c, _ in self.consumers[id(node)]}) > 1  # it fans out
+            ):
                 changed |= self._mark(
                     node, f"R8 more than {RECOMPUTE_OPS} ops that several kernels would repeat"
                 )
