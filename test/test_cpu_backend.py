@@ -1,6 +1,7 @@
 """The CPU backend: its on-disk kernel cache, its errors, and optimizations that do not change results."""
 
 import ctypes
+import dataclasses
 import os
 import pathlib
 import re
@@ -890,3 +891,31 @@ def test_a_transposed_left_operand_is_copied_first_with_an_off_switch():
     for copied, strided in zip(results[1], results[0]):
         np.testing.assert_allclose(copied, strided, rtol=1e-4, atol=1e-4)  # sums in other orders
     np.testing.assert_allclose(results[1][0], a.T @ b, rtol=1e-5, atol=1e-5)
+
+
+def test_threads_share_the_loop_with_steps_enough_for_them():
+    """4097x64 @ 64x64: the outermost loop walks the column tiles (2 to 8 of them, AVX-512 to SSE), the next
+    one the hundreds of row tiles. With fewer than 4 steps a core, the threads share the rows (on 2 cores,
+    one column tile a thread idled the one that woke late); SHARE_INNER=0 shares the outermost loop. The
+    values are the same bit for bit, and numpy's."""
+    from minigrad.codegen.pipeline import plan
+    from minigrad.engine.schedule import create_schedule
+
+    rng = np.random.default_rng(0)
+    a, b = (
+        rng.standard_normal((4097, 64)).astype(np.float32),
+        rng.standard_normal((64, 64)).astype(np.float32),
+    )
+    target = dataclasses.replace(Device["CPU"].target, cores=4)  # fewer than 16 column tiles on any CPU
+    results = []
+    for flags in ({}, {"SHARE_INNER": 0}):
+        with Context(**flags):
+            x, w = Tensor(a, device="CPU"), Tensor(b, device="CPU")
+            (item,) = [i for i in create_schedule([(x @ w).lazydata]) if i.ast.op.name == "STORE"]
+            nest = plan(item.ast, target)
+            loops = [d for d in nest.order if d not in nest.reduce_axes and nest.steps(d) > 1]
+            assert len(loops) == 2 and nest.steps(loops[0]) < 16 <= nest.steps(loops[1]), nest
+            assert nest.parallel_dims == {loops[1] if not flags else loops[0]}, (flags, nest)
+            results.append((x @ w).numpy())
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_allclose(results[0], a @ b, rtol=1e-4, atol=1e-4)

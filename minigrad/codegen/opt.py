@@ -20,7 +20,8 @@ the measurements behind each choice are in extra/BENCHMARKS.md ("How opt.py's he
   - pack (CPUs, PACK=0): an outer-product tile's column operand is first copied, per column tile, into a
     contiguous array of the thread, a long reduce in chunks (CHUNK=0; see `pack`, `_chunk`).
   - transpose (CPUs, TRANSPOSE=0): a big copy between layouts reads 8 consecutive addresses a step.
-  - parallel (THREADS=0): run the outermost global loop on several threads.
+  - parallel (THREADS=0): run the outermost global loop on several threads, or the next one in where the
+    outermost has too few steps to share evenly (SHARE_INNER=0: the outermost always).
   - simd (dialects with vector values of any width, C; SIMD=0): an outer-product tile's columns, or a row
     sum's lanes, are computed as vector values, a register's lanes at a time, not one scalar each.
   - vectorize (dialects with vector types, VECTORIZE=0): in a kernel without a reduce, each thread takes 4
@@ -39,6 +40,9 @@ from minigrad.shape.symbolic import Variable, variables
 
 # below this many inner iterations, waking the sleeping threads (~30-50 us) costs more than they save
 PARALLEL_MIN_WORK = 1 << 17
+# a parallel loop of fewer steps than this per core leaves a thread idle where one wakes late or is held up:
+# 4097x64 @ 64x64 shared out its 2 column tiles, one a thread, 175-235 us; its 342 row tiles: 100-150 us
+SHARE_STEPS = 4
 ROWS_FACTOR = 8  # 8 independent accumulators hide the latency of the serial adds
 DOT_TILES = (2, 4)  # with lanes: 2 outputs along the innermost broadcast dim, 4 along the next
 SHORT_TILES = (8, 4)  # a short reduce without lanes: 8 outputs for the vectorizer, 4 along the next
@@ -421,12 +425,20 @@ def _share_gather_index(ast: AstNode, nest: LoopNest) -> LoopNest:
 
 
 def parallelize(ast: AstNode, nest: LoopNest, target: Target) -> LoopNest:
-    """Mark the outermost global loop parallel when the kernel is big enough to share out."""
+    """Mark the outermost global loop parallel when the kernel is big enough to share out. Where it has
+    fewer than SHARE_STEPS steps a core and the next global loop in has more, that one is shared instead
+    (a parallel region each step of the outer, fewer than SHARE_STEPS x cores; a packed operand's copy
+    made before it is read by every thread). Only a global loop outside every reduce loop qualifies."""
     inner = set(nest.reduce_axes) | set(nest.scatter)  # scatter dims loop inside the reduce (linearize.py)
     global_dims = [d for d in nest.order if d not in inner and nest.full_shape[d] > nest.upcast.get(d, 1)]
     if not getenv("THREADS", 1) or not global_dims or prod(nest.full_shape) < PARALLEL_MIN_WORK:
         return nest
-    nest.parallel_dims = {global_dims[0]}
+    shared = global_dims[0]
+    first_inner = min((nest.order.index(d) for d in inner if d in nest.order), default=len(nest.order))
+    candidates = [d for d in global_dims[1:2] if nest.order.index(d) < first_inner]
+    if getenv("SHARE_INNER", 1) and candidates and nest.steps(shared) < SHARE_STEPS * target.cores:
+        shared = max([shared, candidates[0]], key=nest.steps)
+    nest.parallel_dims = {shared}
     return nest
 
 
