@@ -854,12 +854,18 @@ def test_openmp_started_by_torch_first_is_named_in_a_warning():
 
 
 def test_passive_waiting_spins_a_little_first_whoever_chose_it():
-    """minigrad's own PASSIVE and a user's (as the warning advises) both get GOMP_SPINCOUNT=1000 unless it is
+    """minigrad's own PASSIVE and a user's (as the warning advises) both get a GOMP_SPINCOUNT unless it is
     set: PASSIVE alone sleeps at once, and a kernel with a parallel loop per chunk waits for a wake-up each
-    time. ACTIVE and a user's GOMP_SPINCOUNT are left alone."""
+    time. The count is SPIN_SECONDS of this CPU's pause instructions (runtime/openmp.py), a positive
+    integer. ACTIVE and a user's GOMP_SPINCOUNT are left alone."""
     code = "import os\nfrom minigrad import Device\nDevice['CPU']\nprint(os.environ.get('GOMP_SPINCOUNT'))"
     base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    cases = [({}, "1000"), ({"OMP_WAIT_POLICY": "PASSIVE"}, "1000"), ({"OMP_WAIT_POLICY": "passive"}, "1000")]
+    counted = "a count"
+    cases = [
+        ({}, counted),
+        ({"OMP_WAIT_POLICY": "PASSIVE"}, counted),
+        ({"OMP_WAIT_POLICY": "passive"}, counted),
+    ]
     cases += [
         ({"OMP_WAIT_POLICY": "ACTIVE"}, "None"),
         ({"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0"}, "0"),
@@ -869,7 +875,26 @@ def test_passive_waiting_spins_a_little_first_whoever_chose_it():
             [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**base, **env}
         )
         assert result.returncode == 0, result.stderr[-2000:]
-        assert result.stdout.split()[-1] == expected, (env, result.stdout)
+        value = result.stdout.split()[-1]
+        if expected is counted:
+            assert value.isdigit() and int(value) >= 1, (env, result.stdout)
+        else:
+            assert value == expected, (env, result.stdout)
+
+
+def test_the_spin_count_is_the_spin_seconds_over_one_pause(monkeypatch):
+    """spin_count divides SPIN_SECONDS by the time of one pause, timed with a library built without
+    OpenMP: with the clock stubbed to say 10,000 pauses took 10 ms (1 us each), 50 us is 50 spins."""
+    from minigrad.runtime import openmp
+
+    compiled = []
+    ticks = iter([0.0, 0.01] * 3)
+    monkeypatch.setattr(openmp.time, "perf_counter", lambda: next(ticks))
+    monkeypatch.setattr(openmp, "SPIN_SECONDS", 50e-6)
+    compiler = Device["CPU"].compiler
+    count = openmp.spin_count(lambda source: compiled.append(source) or compiler.compile_plain(source))
+    assert count == "50" and compiled == [openmp.PAUSE_PROBE]
+    assert "-fopenmp" in compiler.flags  # (compile_plain drops it for this build only)
 
 
 def test_a_transposed_left_operand_is_copied_first_with_an_off_switch():

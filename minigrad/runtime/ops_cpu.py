@@ -13,8 +13,8 @@ target's whole vector register, which the kernels' own vector types use too (tar
 GCC tunes AVX-512 Intel CPUs to 256 bits, and a softmax's exp loops ran at half width (4096^2 on a Xeon:
 34 -> 14 ms). Off: CC="gcc -mprefer-vector-width=256" ($CC's own arguments come last, so they win).
 
-Threads: OpenMP (below: passive waiting, MINIGRAD_THREADS per parallel loop, the runtime kept loaded);
-opt.py keeps small kernels out of a parallel region.
+Threads: OpenMP (runtime/openmp.py: passive waiting after a short spin, MINIGRAD_THREADS per parallel loop,
+the runtime kept loaded); opt.py keeps small kernels out of a parallel region.
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import warnings
-from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -49,91 +47,7 @@ from minigrad.device import (
     simd_from_macros,
 )
 from minigrad.dtype import DType
-
-# ---- OpenMP: how kernel threads wait, how many there are, and a runtime kept loaded ----
-# OpenMP reads OMP_WAIT_POLICY once, when libgomp loads (with the first kernel library). Its default, spinning
-# idle threads, made two processes sharing 2 cores 4.5-40x slower each than alone; passive waiting: ~1.6x.
-# But a sleeping thread takes ~30 us to wake, paid by every parallel kernel: a short spin first (GOMP_SPINCOUNT,
-# 1000 pause instructions, microseconds) catches the next kernel of an eager step. MLP step 784-512-512-10:
-# alone 3.7 -> 2.9 ms; two processes sharing the 2 cores 4.4 -> 4.6 ms each (10,000 spins: 10.2 ms each).
-SPIN_COUNT = "1000"
-
-OPENMP_PROBE = (
-    "int omp_get_max_threads(void);\nint minigrad_threads(void) { return omp_get_max_threads(); }\n"
-)
-
-
-def openmp_started_by_another_library() -> str | None:
-    """The path of a libgomp.so.1 already in this process (torch loads its own), or None. Kernels link
-    libgomp.so.1 by that name, so they would share it, and it read OMP_WAIT_POLICY when it loaded."""
-    try:
-        maps = pathlib.Path("/proc/self/maps").read_text()
-    except OSError:
-        return None
-    paths = {line.split()[-1] for line in maps.splitlines() if line.rstrip().endswith("/libgomp.so.1")}
-    return min(paths, default=None)
-
-
-def wait_passively() -> None:
-    """Set OMP_WAIT_POLICY=PASSIVE unless the user chose, with a short spin first wherever it is PASSIVE (unless
-    GOMP_SPINCOUNT is set); warn if another library's OpenMP already spins."""
-    foreign = openmp_started_by_another_library()
-    if foreign and "OMP_WAIT_POLICY" not in os.environ:
-        warnings.warn(
-            f"OpenMP was started by another library ({foreign}) before minigrad's CPU device, with its "
-            "default spin-waiting threads, which minigrad's kernels share: processes sharing the cores will "
-            "slow each other down. Set OMP_WAIT_POLICY=PASSIVE before starting Python, or use minigrad's "
-            "CPU device before importing that library (torch).",
-        )
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    # PASSIVE alone (as users set it, following the warning) sleeps at once: a kernel with a parallel loop per
-    # chunk then waits for a wake-up each time (conv's weight gradient, 32 of them: 2.0 -> 3.5 ms)
-    if os.environ["OMP_WAIT_POLICY"].strip().upper() == "PASSIVE":
-        os.environ.setdefault("GOMP_SPINCOUNT", SPIN_COUNT)
-
-
-def threads_per_kernel() -> int | None:
-    """MINIGRAD_THREADS as a positive int, or None (OpenMP's default: every core)."""
-    text = os.environ.get("MINIGRAD_THREADS", "").strip()
-    if not text:
-        return None
-    if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"MINIGRAD_THREADS={text!r}: expected a positive number of threads per kernel")
-    return int(text)
-
-
-# A parallel loop's blocks go to threads as they come for them (guided: halving chunks), not in fixed shares
-# (OpenMP's default, static): a thread that wakes late, or that another process holds up, then takes fewer
-# instead of holding up the kernel. On a 2-core VM whose sleeping thread took 50-100 us to wake, h @ W3
-# (128x512 by 512x10) launched 10-1000 us after the previous kernel: 74-113 -> 44-71 us; the eager MLP step
-# ~3 % faster; back to back, the same. Off: MINIGRAD_SCHEDULE=static.
-SCHEDULES = ("static", "dynamic", "guided", "auto")
-
-
-def parallel_pragma(pragma: str) -> str:
-    """The pragma with a schedule clause (MINIGRAD_SCHEDULE, default guided) and MINIGRAD_THREADS as a
-    num_threads clause: it holds even in an OpenMP runtime that another library started, which read
-    OMP_NUM_THREADS before minigrad could set it."""
-    schedule = os.environ.get("MINIGRAD_SCHEDULE", "guided").strip()
-    if schedule not in SCHEDULES:
-        raise ValueError(f"MINIGRAD_SCHEDULE={schedule!r}: expected one of {', '.join(SCHEDULES)}")
-    threads = threads_per_kernel()
-    pragma += f" schedule({schedule})"
-    return f"{pragma} num_threads({threads})" if threads else pragma
-
-
-def keep_openmp_loaded(compile_library: Callable[[str], bytes]) -> ctypes.CDLL:
-    """Build and load a library that uses the OpenMP runtime, and never unload it. Kernel libraries come and
-    go (CpuProgram.__del__); had the last one taken the runtime with it, OpenMP's idle threads would run
-    unmapped code (a segfault at exit, every time with OMP_WAIT_POLICY=ACTIVE)."""
-    binary = compile_library(OPENMP_PROBE)
-    with tempfile.NamedTemporaryFile(suffix=".so") as file:  # deleted once loaded: the mapping stays
-        file.write(binary)
-        file.flush()
-        return ctypes.CDLL(file.name)
-
-
-wait_passively()  # before the first kernel library loads libgomp
+from minigrad.runtime.openmp import keep_openmp_loaded, parallel_pragma, threads_per_kernel
 
 COMMON_FLAGS = ["-march=native", "-fno-math-errno", "-fopenmp", "-shared", "-fPIC", "-lm"]
 GCC_ONLY = ["-fvect-cost-model=dynamic", "-fschedule-insns", "-fsched-pressure"]
@@ -169,10 +83,18 @@ class ClangStyleCompiler(Compiler):
         self.flags = base + [f"-mprefer-vector-width={bits}"] * ("__x86_64__" in self.macros) + user_flags
         self.cache_key = f"{self.cc} {version} {self.flags} {host_cpu_flags()}"
         try:  # (from the kernel cache: 30 ms of every process start)
-            self.openmp = keep_openmp_loaded(self.compile_cached)
+            self.openmp = keep_openmp_loaded(self.compile_cached, self.compile_plain)
         except RuntimeError:  # it does not link (e.g. clang without libomp): one thread
             self.flags.remove("-fopenmp")
             self.cache_key = f"{self.cc} {version} {self.flags} {host_cpu_flags()}"
+
+    def compile_plain(self, source: str) -> bytes:
+        """compile_cached without -fopenmp: a library that does not load the OpenMP runtime (openmp.py)."""
+        flags, self.flags = self.flags, [f for f in self.flags if f != "-fopenmp"]
+        try:
+            return self.compile_cached(source)  # (the only source compiled so: its cache entry is its own)
+        finally:
+            self.flags = flags
 
     def target_macros(self) -> set[str]:
         """The macros the compiler predefines for its target with these flags (`__AVX2__`, `__FMA__`)."""
