@@ -101,6 +101,25 @@ def test_binary_noncontiguous(device):
     check_op(device, [(4, 3), (4, 3)], lambda a, b: a * b + a, transpose_inputs=True)
 
 
+def test_a_sum_of_terms_a_condition_per_row_selects(device):
+    """cond[i, k] picks x[k, j] or 0 in a sum over k: in a CPU register tile the condition is one value for a
+    row of columns computed as vectors (a `c ? x : 0` of vectors, which GCC's C once refused to compile);
+    gradients of x too. Sizes up to a wide tile's, and cumsum's blocks (4096x512x8 failed)."""
+    rng = np.random.default_rng(0)
+    for n, k, m in ((64, 8, 64), (48, 16, 128)):
+        cond, x = rng.random((n, k)) > 0.5, rng.standard_normal((k, m)).astype(np.float32)
+
+        def torch_fn(c, v):
+            return torch.where(c.reshape(n, k, 1), v.reshape(1, k, m), 0.0).sum(1)
+
+        def minigrad_fn(c, v):
+            return c.reshape(n, k, 1).where(v.reshape(1, k, m), 0.0).sum(1)
+
+        check_op(device, None, torch_fn, minigrad_fn, values=[cond, x])
+    values = rng.standard_normal((64, 512, 8)).astype(np.float32)
+    check_op(device, None, lambda v: v.cumsum(-1), values=[values], atol=1e-5, rtol=1e-5)
+
+
 def test_pow_negative_base_integer_exponent(device):
     base = np.array([-2.0, -1.5, 0.0, 1.5, 2.0], np.float32)
     exponent = np.array([2.0, 3.0, 2.0, 0.5, -1.0], np.float32)

@@ -326,8 +326,10 @@ def _type(instr: Instr, language: Language) -> str:
 
 
 def _broadcast(value: str, scalar: bool, vector_type: str) -> str:
-    """`value` as a value of `vector_type`: a scalar in every element, a vector as it is."""
-    return f"(({vector_type}){{0}} + {value})" if scalar else value
+    """`value` as a value of `vector_type`: a scalar in every element, a vector as it is. The sum is cast
+    back to the type: GCC gives it a plain vector type, which its C `c ? x : y` does not take beside one of
+    `vector_type` (a cumsum of 4096x512x8: a kernel that did not compile)."""
+    return f"({vector_type})(({vector_type}){{0}} + {value})" if scalar else value
 
 
 def _mask_op(kernel: LinearKernel, instr: Instr, names: dict, language: Language) -> tuple[str, str]:
