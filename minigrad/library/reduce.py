@@ -23,8 +23,11 @@ SPLIT_MIN, SPLIT = 1 << 16, 1024  # sums longer than 2^16 go in steps of 1024 (_
 # a sum over several dims whose innermost is 256 to 8192 long sums those rows first (each of 32 lanes then
 # adds at most 256 values: about as accurate as the steps of 1024)
 SPLIT_ROWS = (256, 8192)
-# a running reduction this long or shorter is one masked reduce; longer, in blocks (_scan_last)
-SCAN_DIRECT = 64
+# a running reduction this long or shorter is one masked reduce; longer, in blocks of at most SCAN_BLOCK, the
+# blocks' totals run the same way (_scan_last). Blocks of sqrt(n) took 64 terms an element for 4096; of 16, 16
+# at each of 3 levels: cumsum of 4096^2 along rows 50-56 -> 29-31 ms (AVX2 build: 64 -> 34), of 8192x1024
+# 14 -> 11, along columns 144 -> 82 (AVX2: 277 -> 84); blocks of 8 or 32 were slower
+SCAN_DIRECT, SCAN_BLOCK = 64, 16
 
 if TYPE_CHECKING:
     from minigrad.tensor import Tensor
@@ -209,14 +212,15 @@ class ReduceOps:
     def _scan_last(self, fill, combine, join) -> "Tensor":
         """A running reduction along the last dim: element i reduces (with `combine` over the last dim)
         the elements at positions <= i, the others replaced by `fill` (a masked reduce against a triangular
-        pattern: n^2 terms). A longer one, with a `join`, goes in blocks of ~sqrt(n): the running reduction
-        in each block, and of the blocks' totals, joined: ~2 n^1.5 terms (cumsum of 8192 x 1024: 117 ->
-        22 ms). SPLIT_SCAN=0: one masked reduce, at any length."""
+        pattern: n^2 terms). A longer one, with a `join`, goes in blocks of ~sqrt(n), at most SCAN_BLOCK:
+        the running reduction in each block, and of the blocks' totals (in blocks again where they are
+        many), joined: ~2 n^1.5 terms at most (cumsum of 8192 x 1024: 117 -> 22 -> 11 ms). SPLIT_SCAN=0:
+        one masked reduce, at any length."""
         n = self.shape[-1]
         if n <= SCAN_DIRECT or join is None or not getenv("SPLIT_SCAN", 1):
             take = _positions(self, n).reshape(n, 1) >= _positions(self, n)
             return combine(take.where(self.unsqueeze(-2), fill))
-        block = math.isqrt(n - 1) + 1  # ceil(sqrt(n))
+        block = min(math.isqrt(n - 1) + 1, SCAN_BLOCK)  # ceil(sqrt(n)), at most SCAN_BLOCK
         blocks = -(-n // block)
         padded = self.pad([None] * (self.ndim - 1) + [(0, blocks * block - n)], value=fill)
         inner = padded.reshape(*self.shape[:-1], blocks, block)._scan_last(fill, combine, join)
