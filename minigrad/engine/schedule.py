@@ -510,23 +510,23 @@ def _signature(targets: list[LazyNode]) -> tuple[list[LazyNode], tuple]:
     number (a base: its view follows from its own entry) or (number, views); a leaf is "leaf", its value or
     buffer number, dtype, device and shape. This runs on every realize: it reads the nodes' fields directly."""
     nodes: list[LazyNode] = []
-    leaves: set[int] = set()
-    number: dict[int, int] = {}
+    leaves: set[LazyNode] = set()  # (nodes hash by identity: keys without id() calls)
+    number: dict[LazyNode, int] = {}
     stack = [t.base for t in reversed(targets)]
     while stack:  # number the nodes first: a node's entry needs its sources' numbers
         node = stack.pop()
-        if id(node) not in number:
-            number[id(node)] = len(nodes)
+        if node not in number:
+            number[node] = len(nodes)
             nodes.append(node)
             buffer = node._buffer  # _is_leaf and node.realized, inlined
             if node.op is Op.CONST or (buffer is not None and buffer.version == node._version):
-                leaves.add(id(node))
+                leaves.add(node)
             else:
                 stack.extend([src._base or src for src in node.srcs[::-1]])
     entries: list = []  # leaves that share a buffer get one number: R2 and R7 depend on it
     bufs: dict[int, int] = {}
     for node in nodes:
-        if id(node) in leaves:  # repr: -0.0 and nan keep their identity
+        if node in leaves:  # repr: -0.0 and nan keep their identity
             value = repr(node.arg) if node.op is Op.CONST else bufs.setdefault(id(node._buffer), len(bufs))
             entries += ("leaf", value, node.dtype, node.device, node.shape)
             continue
@@ -534,10 +534,10 @@ def _signature(targets: list[LazyNode]) -> tuple[list[LazyNode], tuple]:
         entries += (node.op, arg, node.dtype, node.device, node.shape, len(node.srcs))
         for src in node.srcs:
             base = src._base
-            entries.append(number[id(src)] if base is None else (number[id(base)], src.st.views))
+            entries.append(number[src] if base is None else (number[base], src.st.views))
     switches = ("SPLIT_BROADCAST", 1), ("SPLIT_RECOMPUTE", 1), ("KERNEL_OPS", MAX_KERNEL_OPS)
     entries += [getenv(name, default) for name, default in switches]  # the planner's switches
-    entries += [number[id(t.base)] for t in targets]
+    entries += [number[t.base] for t in targets]
     return nodes, tuple(entries)
 
 
