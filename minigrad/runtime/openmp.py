@@ -33,6 +33,8 @@ void minigrad_pause(long n) {
     __builtin_ia32_pause();  /* libgomp's cpu_relax */
 #elif defined(__aarch64__)
     __asm__ __volatile__("yield");
+#else
+    __asm__ __volatile__("" ::: "memory");
 #endif
   }
 }
