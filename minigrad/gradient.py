@@ -227,29 +227,30 @@ def gradient(
     topological order; only nodes from which some target can be reached get gradients. Returns None for a
     target the roots do not depend on."""
     order = differentiable_graph(roots) if order is None else order
-    leads_to_target = {id(t) for t in targets if dtypes.is_float(t.dtype)}  # no gradient flows through ints
+    # (nodes hash by identity: they key these sets and dicts directly, without id() calls)
+    leads_to_target = {t for t in targets if dtypes.is_float(t.dtype)}  # no gradient flows through ints
     for node in order:  # sources come first, so one pass finds every node above a target
         if node.op is not Op.DETACH and dtypes.is_float(node.dtype):
             for src in node.srcs:
-                if id(src) in leads_to_target:
-                    leads_to_target.add(id(node))
+                if src in leads_to_target:
+                    leads_to_target.add(node)
                     break
-    grads: dict[int, LazyNode] = {}
+    grads: dict[LazyNode, LazyNode] = {}
     for root, root_grad in zip(roots, root_grads):
-        grads[id(root)] = root_grad if id(root) not in grads else grads[id(root)].alu(Op.ADD, root_grad)
+        grads[root] = root_grad if root not in grads else grads[root].alu(Op.ADD, root_grad)
     for node in reversed(order):
-        grad = grads.get(id(node))
-        if grad is None or not node.srcs or id(node) not in leads_to_target:
+        grad = grads.get(node)
+        if grad is None or not node.srcs or node not in leads_to_target:
             continue
-        needed = tuple([id(src) in leads_to_target for src in node.srcs])
+        needed = tuple([src in leads_to_target for src in node.srcs])
         # a FUNCTION's rule may read the gradients of the other outputs of its call (a Function with several)
-        extra = (lambda other: grads.get(id(other)),) if node.op is Op.FUNCTION else ()
+        extra = (grads.get,) if node.op is Op.FUNCTION else ()
         src_grads = REVERSE_RULES[node.op](node, grad, needed, *extra)
         for src, src_grad in zip(node.srcs, src_grads):
             if src_grad is not None:
                 src_grad = src_grad.cast(src.dtype)
-                grads[id(src)] = src_grad if id(src) not in grads else grads[id(src)].alu(Op.ADD, src_grad)
-    return [grads.get(id(t)) for t in targets]
+                grads[src] = src_grad if src not in grads else grads[src].alu(Op.ADD, src_grad)
+    return [grads.get(t) for t in targets]
 
 
 def tangent(roots: list[LazyNode], inputs: list[LazyNode], tangents: list[LazyNode]) -> list[LazyNode | None]:

@@ -252,15 +252,15 @@ def inverse_permutation(order: tuple[int, ...]) -> tuple[int, ...]:
 def toposort(roots: list[LazyNode], stop=lambda node: False) -> list[LazyNode]:
     """Every node reachable from `roots` (not expanding nodes where `stop(node)`), sources first: sorted by
     creation number, as a node's sources always exist before it (iterative: no recursion limit)."""
-    seen: dict[int, LazyNode] = {}
+    seen: set[LazyNode] = set()  # (nodes hash by identity)
     stack = list(roots)
     while stack:
         node = stack.pop()
-        if id(node) not in seen:
-            seen[id(node)] = node
+        if node not in seen:
+            seen.add(node)
             if not stop(node):
                 stack.extend(node.srcs)
-    return sorted(seen.values(), key=_by_serial)
+    return sorted(seen, key=_by_serial)
 
 
 @functools.lru_cache(maxsize=4096)
