@@ -641,8 +641,10 @@ class Tensor(
             return other
         if isinstance(other, np.ndarray):
             return Tensor(other, device=self.device)
-        kind = dtypes.from_py(other)
-        if dtypes.is_float(self.dtype):
+        float_tensor = dtypes.is_float(self.dtype)
+        # (the usual case, a float tensor and a Python float or int, skips from_py's type checks)
+        kind = None if float_tensor and type(other) in (float, int) else dtypes.from_py(other)
+        if float_tensor:
             dtype = self.dtype  # a float tensor keeps its precision for any scalar
         elif kind == dtypes.default_float:
             dtype = kind  # an int or bool tensor with a float scalar computes in float
