@@ -248,17 +248,17 @@ static inline float mg_sinf(float x, float shift) {  /* sin(x + shift * pi/2) fo
   float r = (x - k * 0x1.92p+0f) - k * 0x1.fbp-12f;  /* exact: pi/2 in 10-bit parts, k < 2^14 */
   float part = -k * 0x1.51p-22f, s = r + part, low = mg_sum_error(r, part, s);
   part = -k * 0x1.0b4612p-34f, r = s + part, low += mg_sum_error(s, part, r);
-  int quadrant = (int)(k + shift);  /* low 2 bits: k + shift mod 4 (negative k too); |x| > 16384 reruns */
+  k += shift;
+  float q = k - 4.0f * rintf(k * 0.25f - 0.375f);  /* the quadrant, k mod 4 */
   float s2 = r * r;
   float ps = -1.9515295891e-4f;
   ps = ps * s2 + 8.3321608736e-3f; ps = ps * s2 - 1.6666654611e-1f; ps = ps * r * s2 + r;
   float pc = 2.443315711809948e-5f;
   pc = pc * s2 - 1.388731625493765e-3f; pc = pc * s2 + 4.166664568298827e-2f;
   pc = pc * s2 * s2 - 0.5f * s2 + 1.0f;
-  bool odd = quadrant & 1;  /* sin(r + low) = sin r + low cos r, cos(r + low) = cos r - low sin r */
-  union { float f; unsigned bits; } v = {mg_wheref(odd, pc - low * ps, ps + low * pc)};
-  v.bits ^= (unsigned)(quadrant & 2) << 30;  /* quadrants 2 and 3: -v */
-  return v.f;
+  bool odd = (q == 1.0f) | (q == 3.0f);  /* sin(r + low) = sin r + low cos r, cos(r + low) = cos r - low sin r */
+  float v = mg_wheref(odd, pc - low * ps, ps + low * pc);
+  return mg_wheref(q >= 2.0f, -v, v);
 }
 static inline float mg_sinf_exact(float x, float shift) {  /* libm's, with its exact reduction (any x) */
   return shift == 0.0f ? sinf(x) : cosf(x);
