@@ -856,7 +856,7 @@ def test_openmp_started_by_torch_first_is_named_in_a_warning():
 def test_passive_waiting_spins_a_little_first_whoever_chose_it():
     """minigrad's own PASSIVE and a user's (as the warning advises) both get a GOMP_SPINCOUNT unless it is
     set: PASSIVE alone sleeps at once, and a kernel with a parallel loop per chunk waits for a wake-up each
-    time. The count is SPIN_SECONDS of this CPU's pause instructions (runtime/openmp.py), a positive
+    time. The count is SPIN_SECONDS of this CPU's pause instructions (runtime/ops_cpu.py), a positive
     integer. ACTIVE and a user's GOMP_SPINCOUNT are left alone."""
     code = "import os\nfrom minigrad import Device\nDevice['CPU']\nprint(os.environ.get('GOMP_SPINCOUNT'))"
     base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
@@ -885,16 +885,16 @@ def test_passive_waiting_spins_a_little_first_whoever_chose_it():
 def test_the_spin_count_is_the_spin_seconds_over_one_pause(monkeypatch):
     """spin_count divides SPIN_SECONDS by the time of one pause, timed with a library built without
     OpenMP: with the clock stubbed to say 10,000 pauses took 10 ms (1 us each), 50 us is 50 spins."""
-    from minigrad.runtime import openmp
+    from minigrad.runtime import ops_cpu
 
     compiled = []
     ticks = iter([0.0, 0.01] * 3)
-    monkeypatch.setattr(openmp.time, "perf_counter", lambda: next(ticks))
-    monkeypatch.setattr(openmp, "SPIN_SECONDS", 50e-6)
+    monkeypatch.setattr(ops_cpu.time, "perf_counter", lambda: next(ticks))
+    monkeypatch.setattr(ops_cpu, "SPIN_SECONDS", 50e-6)
     compiler = Device["CPU"].compiler
     flags = list(compiler.flags)
-    count = openmp.spin_count(lambda source: compiled.append(source) or compiler.compile_plain(source))
-    assert count == "50" and compiled == [openmp.PAUSE_PROBE]
+    count = ops_cpu.spin_count(lambda source: compiled.append(source) or compiler.compile_plain(source))
+    assert count == "50" and compiled == [ops_cpu.PAUSE_PROBE]
     assert compiler.flags == flags  # (compile_plain drops -fopenmp for its build only)
 
 
